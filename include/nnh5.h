@@ -1,0 +1,20 @@
+/*
+ * nnh5.h - store neural-network tensors, models and checkpoints in HDF5.
+ *
+ * The umbrella header: include it, or the module headers under nnh5/.
+ * Each module header documents its functions: what they do, who owns what,
+ * which errors they return. The on-disk format is described in doc/FORMAT.md.
+ */
+#ifndef NNH5_H
+#define NNH5_H
+
+#include "nnh5/common.h"
+#include "nnh5/dtype.h"
+#include "nnh5/rng.h"
+#include "nnh5/tensor.h"
+#include "nnh5/list.h"
+#include "nnh5/dict.h"
+#include "nnh5/file.h"
+#include "nnh5/save.h"
+
+#endif /* NNH5_H */

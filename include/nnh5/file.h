@@ -1,0 +1,197 @@
+/*
+ * nnh5/file.h - an open nnh5 (HDF5) file holding many named objects.
+ *
+ * A file opened with NNH5_CREATE is written to a temporary file beside the
+ * target; nnh5_file_close() flushes it, fsyncs it, renames it over the target
+ * and fsyncs the folder. Until then the target is untouched, and a crash at
+ * any moment leaves either the old file or the new one, never a torn one.
+ * nnh5_file_discard() abandons the writes.
+ *
+ * Objects are named by paths inside the file ("x", "mydict", "models/net");
+ * missing intermediate groups are created. Containers (lists, dicts, state
+ * dicts) may be written at the root with the name "/".
+ *
+ * Reading accepts files nnh5 did not write: a plain HDF5 file made by h5py,
+ * with any nesting of groups and big- or little-endian numbers, loads as
+ * tensors, dicts and state dicts by walking its groups (doc/FORMAT.md).
+ *
+ * A handle must not be used by two threads at once; different handles may.
+ */
+#ifndef NNH5_FILE_H
+#define NNH5_FILE_H
+
+#include "dict.h"
+#include "list.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nnh5_file nnh5_file;
+
+typedef enum nnh5_mode {
+	NNH5_READ = 0,   /* read an existing file */
+	NNH5_CREATE = 1, /* write a new file that atomically replaces the target on close */
+} nnh5_mode;
+
+/* What an object in a file is (the nnh5_kind attribute, or inferred). Pinned values. */
+typedef enum nnh5_kind {
+	NNH5_KIND_TENSOR = 1,     /* a dataset */
+	NNH5_KIND_LIST = 2,       /* a group of datasets "0", "1", ... */
+	NNH5_KIND_DICT = 3,       /* a group of datasets keyed by name */
+	NNH5_KIND_STATE_DICT = 4, /* a group of nested groups keyed by layer name */
+	NNH5_KIND_GROUP = 5,      /* a group without an nnh5 kind (e.g. written by h5py) */
+	NNH5_KIND_MODEL = 6,      /* a state dict with its architecture (nnh5/nn.h) */
+	NNH5_KIND_CHECKPOINT = 7, /* a training checkpoint */
+} nnh5_kind;
+
+/* "tensor", "list", "dict", "state_dict", "group", "model", "checkpoint"; "unknown". */
+NNH5_API const char *nnh5_kind_name(int kind);
+
+#define NNH5_OPEN_OPTIONS_VERSION 1
+
+/* Options of nnh5_file_open_ext(). Initialise with NNH5_OPEN_OPTIONS_INIT. */
+typedef struct nnh5_open_options {
+	unsigned int version; /* NNH5_OPEN_OPTIONS_VERSION */
+	/*
+	 * NNH5_CREATE: fsync the file and its folder on close (default true).
+	 * Turning it off keeps the temporary-file-and-rename protocol (no torn
+	 * file after a process crash) but not durability across a power cut.
+	 */
+	bool durable;
+} nnh5_open_options;
+
+#define NNH5_OPEN_OPTIONS_INIT { NNH5_OPEN_OPTIONS_VERSION, true }
+
+/*
+ * Open path. With NNH5_READ the file must exist and be HDF5; with
+ * NNH5_CREATE its folder must exist and be writable (an existing file at
+ * path is replaced only when nnh5_file_close() succeeds).
+ * *out is freed by nnh5_file_close() or nnh5_file_discard().
+ * Errors: NNH5_ERR_NOT_FOUND (no such file), NNH5_ERR_FORMAT (not HDF5 or
+ * damaged), NNH5_ERR_IO (cannot create the temporary file), NNH5_ERR_NOMEM.
+ */
+NNH5_API int nnh5_file_open(nnh5_file **out, const char *path, nnh5_mode mode);
+
+/* nnh5_file_open() with options; opts NULL means defaults. Errors: as above,
+ * NNH5_ERR_INVALID for an unknown options version. */
+NNH5_API int nnh5_file_open_ext(nnh5_file **out, const char *path, nnh5_mode mode,
+				const nnh5_open_options *opts);
+
+/*
+ * Close f and free it. For NNH5_CREATE, commit: the new file replaces the
+ * target atomically. If committing fails, the target keeps its previous
+ * content and no temporary file remains. NULL is a no-op returning NNH5_OK.
+ * Errors: NNH5_ERR_IO (flush, fsync or rename failed), NNH5_ERR_HDF5.
+ */
+NNH5_API int nnh5_file_close(nnh5_file *f);
+
+/* Close f without committing: the target is untouched. NULL is a no-op. */
+NNH5_API void nnh5_file_discard(nnh5_file *f);
+
+/* The target path f was opened with (borrowed). */
+NNH5_API const char *nnh5_file_path(const nnh5_file *f);
+
+/* true if an object (group or dataset) exists at name. */
+NNH5_API bool nnh5_file_has(nnh5_file *f, const char *name);
+
+/*
+ * What the object at name is: its nnh5_kind attribute if it has one, else
+ * NNH5_KIND_TENSOR for a dataset and NNH5_KIND_GROUP for a group.
+ * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_FORMAT (unknown nnh5_kind value).
+ */
+NNH5_API int nnh5_file_kind(nnh5_kind *out, nnh5_file *f, const char *name);
+
+/*
+ * Write t as the dataset name. t's elements are written straight from its
+ * memory (no copy).
+ * Errors: NNH5_ERR_INVALID (bad name, file opened for reading),
+ * NNH5_ERR_EXISTS (name taken), NNH5_ERR_HDF5, NNH5_ERR_IO.
+ */
+NNH5_API int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_tensor *t);
+
+/*
+ * Read the dataset name into a new owning tensor.
+ * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_FORMAT (a group, a null dataspace),
+ * NNH5_ERR_TYPE (a datatype nnh5 does not load: the message names it),
+ * NNH5_ERR_OVERFLOW, NNH5_ERR_NOMEM, NNH5_ERR_HDF5.
+ */
+NNH5_API int nnh5_file_read_tensor(nnh5_tensor **out, nnh5_file *f, const char *name);
+
+/* Write list as the group name: datasets "0", "1", ... Errors as write_tensor. */
+NNH5_API int nnh5_file_write_list(nnh5_file *f, const char *name, const nnh5_list *list);
+
+/*
+ * Read the group name as a list: its datasets must be named 0..n-1 (read in
+ * numeric order: "10" after "9").
+ * Errors: NNH5_ERR_FORMAT (other members, gaps), and those of read_tensor.
+ */
+NNH5_API int nnh5_file_read_list(nnh5_list **out, nnh5_file *f, const char *name);
+
+/*
+ * Write dict as the group name, one dataset per key, insertion order kept.
+ * Keys must be non-empty, contain no '/' and not be "." or "..".
+ * Errors: NNH5_ERR_INVALID (the message names the key), and those of write_tensor.
+ */
+NNH5_API int nnh5_file_write_dict(nnh5_file *f, const char *name, const nnh5_dict *dict);
+
+/*
+ * Read the group name as a dict, in the order it was written (or, for files
+ * from other writers, creation order when tracked, else name order). Datasets
+ * in nested groups get keys joined with '/' ("sub/x").
+ * Errors: NNH5_ERR_FORMAT (not a group), and those of read_tensor.
+ */
+NNH5_API int nnh5_file_read_dict(nnh5_dict **out, nnh5_file *f, const char *name);
+
+/*
+ * Write a state dict as the group name: key "hidden.weight" becomes the
+ * dataset name/hidden/weight, one subgroup per module level, order kept.
+ * Keys must be non-empty, have no empty component ("a..b", ".a", "a."),
+ * contain no '/', and no key may be a prefix module of another ("a" and
+ * "a.b"). Errors: NNH5_ERR_INVALID (the message names the key), and those
+ * of write_tensor.
+ */
+NNH5_API int nnh5_file_write_state_dict(nnh5_file *f, const char *name, const nnh5_dict *sd);
+
+/*
+ * Read the group name as a state dict: every dataset below it, with keys
+ * made of the group path joined with '.', in the order written (or, for
+ * other writers, creation order when tracked, else name order, depth first).
+ * Errors: as read_dict.
+ */
+NNH5_API int nnh5_file_read_state_dict(nnh5_dict **out, nnh5_file *f, const char *name);
+
+/*
+ * Attributes (metadata) on the object at obj ("/" for the file itself).
+ * Strings are stored as variable-length UTF-8 (h5py reads them as str),
+ * integers as int64, floats as float64. Setting replaces an existing
+ * attribute of that name. Names starting with "nnh5_" are reserved.
+ * Errors: NNH5_ERR_NOT_FOUND (no object), NNH5_ERR_INVALID (reserved name,
+ * read-only file, string not valid UTF-8), NNH5_ERR_HDF5.
+ */
+NNH5_API int nnh5_file_set_attr_string(nnh5_file *f, const char *obj, const char *name,
+				       const char *value);
+NNH5_API int nnh5_file_set_attr_int(nnh5_file *f, const char *obj, const char *name,
+				    int64_t value);
+NNH5_API int nnh5_file_set_attr_float(nnh5_file *f, const char *obj, const char *name,
+				      double value);
+
+/*
+ * Read an attribute. Strings may be fixed- or variable-length; *out is a new
+ * NUL-terminated string the caller frees with nnh5_free(). Integers of any
+ * width and sign convert to int64 when they fit; floats read as double.
+ * Errors: NNH5_ERR_NOT_FOUND (no object or attribute), NNH5_ERR_TYPE (the
+ * attribute holds another type or more than one value), NNH5_ERR_OVERFLOW.
+ */
+NNH5_API int nnh5_file_get_attr_string(char **out, nnh5_file *f, const char *obj,
+				       const char *name);
+NNH5_API int nnh5_file_get_attr_int(int64_t *out, nnh5_file *f, const char *obj,
+				    const char *name);
+NNH5_API int nnh5_file_get_attr_float(double *out, nnh5_file *f, const char *obj,
+				      const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NNH5_FILE_H */

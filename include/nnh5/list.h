@@ -1,0 +1,35 @@
+/*
+ * nnh5/list.h - an ordered list of tensors (torch.save([x, y])).
+ */
+#ifndef NNH5_LIST_H
+#define NNH5_LIST_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nnh5_list nnh5_list;
+
+/* A new empty list. Errors: NNH5_ERR_NOMEM. */
+NNH5_API int nnh5_list_new(nnh5_list **out);
+
+/* Free the list and every tensor in it. NULL is a no-op. */
+NNH5_API void nnh5_list_free(nnh5_list *list);
+
+/*
+ * Append t. On success the list owns t (free the list, not t); on failure
+ * the caller still owns t. Errors: NNH5_ERR_NOMEM.
+ */
+NNH5_API int nnh5_list_append(nnh5_list *list, nnh5_tensor *t);
+
+NNH5_API size_t nnh5_list_len(const nnh5_list *list);
+
+/* Element i (borrowed, lives as long as the list); NULL if i >= len. */
+NNH5_API nnh5_tensor *nnh5_list_get(const nnh5_list *list, size_t i);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NNH5_LIST_H */

@@ -1,0 +1,43 @@
+/*
+ * nnh5/save.h - one call to save or load one object per file
+ * (torch.save / torch.load).
+ *
+ * Each save writes a whole new file atomically (see nnh5/file.h): a crash
+ * leaves the previous file or the new one, never a torn one, and a failed
+ * save leaves the previous file untouched and no temporary file behind.
+ *
+ * Layout: a tensor is the dataset "/tensor"; a list, dict or state dict is
+ * the root group itself (so h5py users read f["hidden/weight"]).
+ */
+#ifndef NNH5_SAVE_H
+#define NNH5_SAVE_H
+
+#include "file.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Save one tensor. Errors: those of nnh5_file_open() and nnh5_file_write_tensor(). */
+NNH5_API int nnh5_save_tensor(const char *path, const nnh5_tensor *t);
+
+/*
+ * Load one tensor: "/tensor" if present, else the file's only dataset.
+ * Errors: NNH5_ERR_FORMAT (no dataset, or several and none named "tensor"),
+ * and those of nnh5_file_read_tensor().
+ */
+NNH5_API int nnh5_load_tensor(nnh5_tensor **out, const char *path);
+
+NNH5_API int nnh5_save_list(const char *path, const nnh5_list *list);
+NNH5_API int nnh5_load_list(nnh5_list **out, const char *path);
+
+NNH5_API int nnh5_save_dict(const char *path, const nnh5_dict *dict);
+NNH5_API int nnh5_load_dict(nnh5_dict **out, const char *path);
+
+NNH5_API int nnh5_save_state_dict(const char *path, const nnh5_dict *sd);
+NNH5_API int nnh5_load_state_dict(nnh5_dict **out, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NNH5_SAVE_H */

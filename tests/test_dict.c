@@ -1,0 +1,137 @@
+/*
+ * tests/test_dict.c - ordered dicts and lists: order, replacement, removal,
+ * ownership, and hashed lookups over many keys.
+ */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static nnh5_tensor *scalar(double v)
+{
+	nnh5_tensor *t;
+	ok(nnh5_tensor_full(&t, NNH5_FLOAT64, 0, NULL, v));
+	return t;
+}
+
+static void insertion_order(void **state)
+{
+	nnh5_dict *d;
+	const char *keys[] = { "zeta", "alpha", "10", "9", "hidden.weight" };
+	(void)state;
+	ok(nnh5_dict_new(&d));
+	for (int i = 0; i < 5; i++)
+		ok(nnh5_dict_set(d, keys[i], scalar(i)));
+	assert_int_equal(nnh5_dict_len(d), 5);
+	for (size_t i = 0; i < 5; i++) {
+		assert_string_equal(nnh5_dict_key(d, i), keys[i]);
+		assert_true(nnh5_tensor_get(nnh5_dict_value(d, i), 0) == (double)i);
+		assert_ptr_equal(nnh5_dict_get(d, keys[i]), nnh5_dict_value(d, i));
+	}
+	assert_null(nnh5_dict_get(d, "missing"));
+	assert_null(nnh5_dict_key(d, 5));
+	assert_null(nnh5_dict_value(d, 5));
+	nnh5_dict_free(d);
+}
+
+static void replace_keeps_position(void **state)
+{
+	nnh5_dict *d;
+	(void)state;
+	ok(nnh5_dict_new(&d));
+	ok(nnh5_dict_set(d, "a", scalar(1)));
+	ok(nnh5_dict_set(d, "b", scalar(2)));
+	ok(nnh5_dict_set(d, "a", scalar(3)));
+	assert_int_equal(nnh5_dict_len(d), 2);
+	assert_string_equal(nnh5_dict_key(d, 0), "a");
+	assert_true(nnh5_tensor_get(nnh5_dict_get(d, "a"), 0) == 3.0);
+	nnh5_dict_free(d);
+}
+
+static void remove_and_take(void **state)
+{
+	nnh5_dict *d;
+	nnh5_tensor *t;
+	(void)state;
+	ok(nnh5_dict_new(&d));
+	for (int i = 0; i < 4; i++) {
+		char k[8];
+		snprintf(k, sizeof k, "k%d", i);
+		ok(nnh5_dict_set(d, k, scalar(i)));
+	}
+	ok(nnh5_dict_remove(d, "k1"));
+	fails(NNH5_ERR_NOT_FOUND, nnh5_dict_remove(d, "k1"), "k1");
+	ok(nnh5_dict_take(&t, d, "k2"));
+	assert_true(nnh5_tensor_get(t, 0) == 2.0);
+	nnh5_tensor_free(t);
+	assert_int_equal(nnh5_dict_len(d), 2);
+	assert_string_equal(nnh5_dict_key(d, 0), "k0");
+	assert_string_equal(nnh5_dict_key(d, 1), "k3");
+	/* Lookups still work after the entries moved. */
+	assert_true(nnh5_tensor_get(nnh5_dict_get(d, "k3"), 0) == 3.0);
+	fails(NNH5_ERR_NOT_FOUND, nnh5_dict_take(&t, d, "nope"), "nope");
+	assert_null(t);
+	nnh5_dict_free(d);
+}
+
+static void many_keys(void **state)
+{
+	nnh5_dict *d;
+	char k[64];
+	(void)state;
+	ok(nnh5_dict_new(&d));
+	for (int i = 0; i < 20000; i++) {
+		snprintf(k, sizeof k, "layer%d.sub%d.weight", i / 10, i % 10);
+		ok(nnh5_dict_set(d, k, scalar(i)));
+	}
+	assert_int_equal(nnh5_dict_len(d), 20000);
+	for (int i = 19999; i >= 0; i--) {
+		snprintf(k, sizeof k, "layer%d.sub%d.weight", i / 10, i % 10);
+		nnh5_tensor *t = nnh5_dict_get(d, k);
+		assert_non_null(t);
+		assert_true(nnh5_tensor_get(t, 0) == (double)i);
+		assert_string_equal(nnh5_dict_key(d, (size_t)i), k);
+	}
+	nnh5_dict_free(d);
+}
+
+static void null_key_and_free_null(void **state)
+{
+	nnh5_dict *d;
+	nnh5_tensor *t = scalar(1);
+	(void)state;
+	ok(nnh5_dict_new(&d));
+	fails(NNH5_ERR_INVALID, nnh5_dict_set(d, NULL, t), "NULL");
+	nnh5_tensor_free(t); /* still the caller's after a failed set */
+	nnh5_dict_free(d);
+	nnh5_dict_free(NULL);
+	nnh5_list_free(NULL);
+	nnh5_tensor_free(NULL);
+}
+
+static void list_order(void **state)
+{
+	nnh5_list *l;
+	(void)state;
+	ok(nnh5_list_new(&l));
+	for (int i = 0; i < 100; i++)
+		ok(nnh5_list_append(l, scalar(i)));
+	assert_int_equal(nnh5_list_len(l), 100);
+	for (size_t i = 0; i < 100; i++)
+		assert_true(nnh5_tensor_get(nnh5_list_get(l, i), 0) == (double)i);
+	assert_null(nnh5_list_get(l, 100));
+	nnh5_list_free(l);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(insertion_order),
+		cmocka_unit_test(replace_keeps_position),
+		cmocka_unit_test(remove_and_take),
+		cmocka_unit_test(many_keys),
+		cmocka_unit_test(null_key_and_free_null),
+		cmocka_unit_test(list_order),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,279 @@
+/*
+ * tests/test_file.c - round trips through files: every dtype, scalars,
+ * empty and large tensors, lists, dicts, state dicts, many objects in one
+ * file, and attributes. Everything must come back bitwise equal and in order.
+ */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A tensor whose bytes are a deterministic pseudo-random pattern (any bits). */
+static nnh5_tensor *pattern(nnh5_dtype dtype, size_t ndim, const int64_t *shape, uint64_t seed)
+{
+	nnh5_tensor *t;
+	nnh5_rng r;
+	ok(nnh5_tensor_new(&t, dtype, ndim, shape));
+	nnh5_rng_seed(&r, seed);
+	unsigned char *p = nnh5_tensor_mutable_data(t);
+	for (size_t i = 0; i < nnh5_tensor_nbytes(t); i++)
+		p[i] = (unsigned char)nnh5_rng_u64(&r);
+	if (dtype == NNH5_BOOL) /* bool holds 0 or 1 only */
+		for (size_t i = 0; i < nnh5_tensor_nbytes(t); i++)
+			p[i] &= 1;
+	return t;
+}
+
+static void every_dtype_roundtrip(void **state)
+{
+	int64_t shape[] = { 3, 5, 7 };
+	(void)state;
+	for (int d = 0; d < NNH5_DTYPE_COUNT; d++) {
+		nnh5_tensor *t = pattern((nnh5_dtype)d, 3, shape, (uint64_t)d), *back;
+		ok(nnh5_save_tensor(tu_path("dtype.h5"), t));
+		ok(nnh5_load_tensor(&back, tu_path("dtype.h5")));
+		assert_int_equal(nnh5_tensor_dtype(back), d);
+		/* bitwise: NaN payloads and negative zeros included */
+		assert_true(nnh5_tensor_bitwise_equal(t, back));
+		nnh5_tensor_free(t);
+		nnh5_tensor_free(back);
+	}
+}
+
+static void scalars_empty_and_high_rank(void **state)
+{
+	int64_t empty1[] = { 0 }, empty3[] = { 4, 0, 2 }, rank8[] = { 2, 1, 2, 1, 2, 1, 2, 3 };
+	struct { size_t ndim; const int64_t *shape; } cases[] = {
+		{ 0, NULL }, { 1, empty1 }, { 3, empty3 }, { 8, rank8 },
+	};
+	(void)state;
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		for (int d = 0; d < NNH5_DTYPE_COUNT; d++) {
+			nnh5_tensor *t = pattern((nnh5_dtype)d, cases[c].ndim, cases[c].shape, c), *back;
+			ok(nnh5_save_tensor(tu_path("shape.h5"), t));
+			ok(nnh5_load_tensor(&back, tu_path("shape.h5")));
+			assert_int_equal(nnh5_tensor_ndim(back), cases[c].ndim);
+			assert_true(nnh5_tensor_bitwise_equal(t, back));
+			nnh5_tensor_free(t);
+			nnh5_tensor_free(back);
+		}
+	}
+}
+
+/* > 256 MiB in one tensor, saved from a view of the caller's buffer. */
+static void large_tensor(void **state)
+{
+	const size_t n = (size_t)272 << 20; /* 272 MiB */
+	unsigned char *buf = malloc(n);
+	nnh5_tensor *v, *back;
+	(void)state;
+	assert_non_null(buf);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (unsigned char)(i * 2654435761u >> 13);
+	ok(nnh5_tensor_view(&v, NNH5_UINT8, 2, (int64_t[]){ (int64_t)(n >> 20), 1 << 20 }, buf, n));
+	ok(nnh5_save_tensor(tu_path("large.h5"), v));
+	ok(nnh5_load_tensor(&back, tu_path("large.h5")));
+	assert_int_equal(nnh5_tensor_nbytes(back), n);
+	assert_memory_equal(nnh5_tensor_data(back), buf, n);
+	nnh5_tensor_free(back);
+	nnh5_tensor_free(v);
+	free(buf);
+	remove(tu_path("large.h5"));
+}
+
+static void list_in_order(void **state)
+{
+	nnh5_list *l, *back;
+	(void)state;
+	ok(nnh5_list_new(&l));
+	for (int i = 0; i < 12; i++) /* "10" and "11" must come after "9" */
+		ok(nnh5_list_append(l, pattern(i % 2 ? NNH5_FLOAT32 : NNH5_INT16, 1,
+					       (int64_t[]){ i + 1 }, (uint64_t)i)));
+	ok(nnh5_save_list(tu_path("x-files"), l));
+	ok(nnh5_load_list(&back, tu_path("x-files")));
+	assert_int_equal(nnh5_list_len(back), 12);
+	for (size_t i = 0; i < 12; i++)
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_list_get(l, i), nnh5_list_get(back, i)));
+	nnh5_list_free(back);
+	/* an empty list round trips too */
+	nnh5_list_free(l);
+	ok(nnh5_list_new(&l));
+	ok(nnh5_save_list(tu_path("empty-list"), l));
+	ok(nnh5_load_list(&back, tu_path("empty-list")));
+	assert_int_equal(nnh5_list_len(back), 0);
+	nnh5_list_free(back);
+	nnh5_list_free(l);
+}
+
+static void check_same_dict(const nnh5_dict *a, const nnh5_dict *b)
+{
+	assert_int_equal(nnh5_dict_len(a), nnh5_dict_len(b));
+	for (size_t i = 0; i < nnh5_dict_len(a); i++) {
+		assert_string_equal(nnh5_dict_key(a, i), nnh5_dict_key(b, i));
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_value(a, i), nnh5_dict_value(b, i)));
+	}
+}
+
+static void dict_in_insertion_order(void **state)
+{
+	const char *keys[] = { "y", "x", "B", "a b", "ünïcödé", "10", "9", "dot.ted" };
+	nnh5_dict *d, *back;
+	(void)state;
+	ok(nnh5_dict_new(&d));
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		ok(nnh5_dict_set(d, keys[i], pattern(NNH5_FLOAT64, 1, (int64_t[]){ 3 }, i)));
+	ok(nnh5_save_dict(tu_path("mydict"), d));
+	ok(nnh5_load_dict(&back, tu_path("mydict")));
+	check_same_dict(d, back);
+	nnh5_dict_free(back);
+	nnh5_dict_free(d);
+}
+
+static void state_dict_keys_and_order(void **state)
+{
+	/* Interleaved modules: order must survive although groups nest. */
+	const char *keys[] = { "output.weight", "hidden.weight", "output.bias", "hidden.bias",
+			       "layer10.w", "layer2.w", "enc.block.0.attn.q.weight", "enc.block.10.ln",
+			       "enc.block.2.ln", "scale" };
+	nnh5_dict *sd, *back;
+	nnh5_file *f;
+	nnh5_kind kind;
+	(void)state;
+	ok(nnh5_dict_new(&sd));
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		ok(nnh5_dict_set(sd, keys[i], pattern(NNH5_FLOAT32, 2, (int64_t[]){ 2, (int64_t)i + 1 }, i)));
+	ok(nnh5_save_state_dict(tu_path("mlp.params"), sd));
+	ok(nnh5_load_state_dict(&back, tu_path("mlp.params")));
+	check_same_dict(sd, back);
+	nnh5_dict_free(back);
+	/* the layout: one subgroup per module level */
+	ok(nnh5_file_open(&f, tu_path("mlp.params"), NNH5_READ));
+	ok(nnh5_file_kind(&kind, f, "/"));
+	assert_int_equal(kind, NNH5_KIND_STATE_DICT);
+	ok(nnh5_file_kind(&kind, f, "hidden"));
+	assert_int_equal(kind, NNH5_KIND_GROUP);
+	ok(nnh5_file_kind(&kind, f, "enc/block/0/attn/q/weight"));
+	assert_int_equal(kind, NNH5_KIND_TENSOR);
+	nnh5_tensor *w;
+	ok(nnh5_file_read_tensor(&w, f, "/hidden/weight"));
+	assert_true(nnh5_tensor_bitwise_equal(w, nnh5_dict_get(sd, "hidden.weight")));
+	nnh5_tensor_free(w);
+	/* a subtree reads as the state dict of that module */
+	ok(nnh5_file_read_state_dict(&back, f, "enc/block"));
+	assert_int_equal(nnh5_dict_len(back), 3);
+	assert_string_equal(nnh5_dict_key(back, 0), "0.attn.q.weight");
+	nnh5_dict_free(back);
+	nnh5_file_close(f);
+	nnh5_dict_free(sd);
+}
+
+/* Many objects in one file through the handle, and attributes everywhere. */
+static void handle_many_objects_and_attrs(void **state)
+{
+	nnh5_file *f;
+	nnh5_tensor *x = pattern(NNH5_INT32, 1, (int64_t[]){ 4 }, 1), *back;
+	nnh5_dict *d, *dback;
+	nnh5_list *l, *lback;
+	char *s;
+	int64_t iv;
+	double fv;
+	(void)state;
+	ok(nnh5_dict_new(&d));
+	ok(nnh5_dict_set(d, "w", pattern(NNH5_BFLOAT16, 2, (int64_t[]){ 4, 4 }, 2)));
+	ok(nnh5_list_new(&l));
+	ok(nnh5_list_append(l, pattern(NNH5_BOOL, 1, (int64_t[]){ 5 }, 3)));
+
+	ok(nnh5_file_open(&f, tu_path("many.h5"), NNH5_CREATE));
+	ok(nnh5_file_write_tensor(f, "x", x));
+	ok(nnh5_file_write_tensor(f, "deep/er/x", x));
+	ok(nnh5_file_write_dict(f, "models/mydict", d));
+	ok(nnh5_file_write_state_dict(f, "models/net", d));
+	ok(nnh5_file_write_list(f, "lists/l", l));
+	ok(nnh5_file_set_attr_string(f, "/", "description", "seed chapter — ✓"));
+	ok(nnh5_file_set_attr_int(f, "models/net", "epoch", -42));
+	ok(nnh5_file_set_attr_float(f, "x", "lr", 0.125));
+	ok(nnh5_file_set_attr_int(f, "models/net", "epoch", 43)); /* replaces */
+	fails(NNH5_ERR_EXISTS, nnh5_file_write_tensor(f, "x", x), "'x' already exists");
+	fails(NNH5_ERR_INVALID, nnh5_file_set_attr_int(f, "/", "nnh5_kind", 1), "reserved");
+	fails(NNH5_ERR_NOT_FOUND, nnh5_file_set_attr_int(f, "nope", "a", 1), "nope");
+	ok(nnh5_file_close(f));
+
+	ok(nnh5_file_open(&f, tu_path("many.h5"), NNH5_READ));
+	assert_true(nnh5_file_has(f, "deep/er/x"));
+	assert_false(nnh5_file_has(f, "deep/x"));
+	ok(nnh5_file_read_tensor(&back, f, "deep/er/x"));
+	assert_true(nnh5_tensor_bitwise_equal(x, back));
+	nnh5_tensor_free(back);
+	ok(nnh5_file_read_dict(&dback, f, "models/mydict"));
+	check_same_dict(d, dback);
+	nnh5_dict_free(dback);
+	ok(nnh5_file_read_state_dict(&dback, f, "models/net"));
+	check_same_dict(d, dback);
+	nnh5_dict_free(dback);
+	ok(nnh5_file_read_list(&lback, f, "lists/l"));
+	assert_true(nnh5_tensor_bitwise_equal(nnh5_list_get(l, 0), nnh5_list_get(lback, 0)));
+	nnh5_list_free(lback);
+	ok(nnh5_file_get_attr_string(&s, f, "/", "description"));
+	assert_string_equal(s, "seed chapter — ✓");
+	nnh5_free(s);
+	ok(nnh5_file_get_attr_string(&s, f, "/", "nnh5_writer"));
+	assert_string_equal(s, "nnh5 " NNH5_VERSION_STRING);
+	nnh5_free(s);
+	ok(nnh5_file_get_attr_int(&iv, f, "models/net", "epoch"));
+	assert_int_equal(iv, 43);
+	ok(nnh5_file_get_attr_int(&iv, f, "/", "nnh5_format_version"));
+	assert_int_equal(iv, 1);
+	ok(nnh5_file_get_attr_float(&fv, f, "x", "lr"));
+	assert_true(fv == 0.125);
+	ok(nnh5_file_get_attr_float(&fv, f, "models/net", "epoch")); /* ints read as floats */
+	assert_true(fv == 43.0);
+	fails(NNH5_ERR_TYPE, nnh5_file_get_attr_int(&iv, f, "x", "lr"), "'lr'", "not an integer");
+	fails(NNH5_ERR_TYPE, nnh5_file_get_attr_string(&s, f, "x", "lr"), "not a string");
+	fails(NNH5_ERR_NOT_FOUND, nnh5_file_get_attr_int(&iv, f, "x", "missing"), "no attribute 'missing'");
+	fails(NNH5_ERR_INVALID, nnh5_file_write_tensor(f, "y", x), "open for reading");
+	ok(nnh5_file_close(f));
+	nnh5_tensor_free(x);
+	nnh5_dict_free(d);
+	nnh5_list_free(l);
+}
+
+/* A state dict of many small tensors in many modules, the shape of real models. */
+static void many_small_tensors(void **state)
+{
+	nnh5_dict *sd, *back;
+	char key[64];
+	(void)state;
+	ok(nnh5_dict_new(&sd));
+	for (int i = 0; i < 3000; i++) {
+		snprintf(key, sizeof key, "block%d.layer%d.weight", i / 10, i % 10);
+		ok(nnh5_dict_set(sd, key, pattern(NNH5_FLOAT32, 1, (int64_t[]){ 256 }, (uint64_t)i)));
+	}
+	ok(nnh5_save_state_dict(tu_path("many-small.h5"), sd));
+	ok(nnh5_load_state_dict(&back, tu_path("many-small.h5")));
+	check_same_dict(sd, back);
+	nnh5_dict_free(back);
+	nnh5_dict_free(sd);
+}
+
+static void no_temporary_files_left(void **state)
+{
+	(void)state;
+	assert_int_equal(tu_count_files(".nnh5-tmp-"), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(every_dtype_roundtrip),
+		cmocka_unit_test(scalars_empty_and_high_rank),
+		cmocka_unit_test(large_tensor),
+		cmocka_unit_test(list_in_order),
+		cmocka_unit_test(dict_in_insertion_order),
+		cmocka_unit_test(state_dict_keys_and_order),
+		cmocka_unit_test(handle_many_objects_and_attrs),
+		cmocka_unit_test(many_small_tensors),
+		cmocka_unit_test(no_temporary_files_left),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,86 @@
+/*
+ * tests/testutil.c - see testutil.h.
+ */
+#define _DEFAULT_SOURCE
+#include "testutil.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void tu_expect_message(const char *call, ...)
+{
+	const char *msg = nnh5_error_message();
+	va_list ap;
+	const char *needle;
+
+	va_start(ap, call);
+	while ((needle = va_arg(ap, const char *)) != NULL) {
+		if (!strstr(msg, needle)) {
+			va_end(ap);
+			fail_msg("%s: message '%s' lacks '%s'", call, msg, needle);
+		}
+	}
+	va_end(ap);
+}
+
+static char scratch[4096];
+
+static const char *scratch_dir(void)
+{
+	if (!scratch[0]) {
+		const char *base = getenv("NNH5_TEST_TMP");
+		char tmpl[4096];
+		if (!base)
+			base = "/tmp";
+		mkdir(base, 0777);
+		snprintf(tmpl, sizeof tmpl, "%s/nnh5-test-XXXXXX", base);
+		if (!mkdtemp(tmpl)) {
+			perror("mkdtemp");
+			abort();
+		}
+		snprintf(scratch, sizeof scratch, "%s", tmpl);
+	}
+	return scratch;
+}
+
+const char *tu_path(const char *name)
+{
+	static char buf[8192];
+	snprintf(buf, sizeof buf, "%s/%s", scratch_dir(), name);
+	return buf;
+}
+
+int tu_exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+int tu_count_files(const char *needle)
+{
+	DIR *d = opendir(scratch_dir());
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (strstr(e->d_name, needle))
+			n++;
+	closedir(d);
+	return n;
+}
+
+nnh5_tensor *tu_seq(nnh5_dtype dtype, size_t ndim, const int64_t *shape, double scale,
+		    double offset)
+{
+	nnh5_tensor *t;
+	ok(nnh5_tensor_new(&t, dtype, ndim, shape));
+	for (size_t i = 0; i < nnh5_tensor_numel(t); i++)
+		ok(nnh5_tensor_set(t, i, (double)i * scale + offset));
+	return t;
+}

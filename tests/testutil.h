@@ -1,0 +1,51 @@
+/*
+ * tests/testutil.h - helpers shared by the unit tests: a scratch folder per
+ * test program, and assertions that print nnh5's error message on failure.
+ */
+#ifndef NNH5_TESTUTIL_H
+#define NNH5_TESTUTIL_H
+
+#include <nnh5.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* Assert an nnh5 call succeeds, showing the library's message if not. */
+#define ok(call)                                                                        \
+	do {                                                                            \
+		int rc_ = (call);                                                       \
+		if (rc_ != NNH5_OK)                                                     \
+			fail_msg("%s -> %s: %s", #call, nnh5_status_name(rc_),         \
+				 nnh5_error_message());                                 \
+	} while (0)
+
+/* Assert an nnh5 call fails with status, and its message contains each needle. */
+#define fails(status, call, ...)                                                       \
+	do {                                                                            \
+		int rc_ = (call);                                                       \
+		if (rc_ != (status))                                                    \
+			fail_msg("%s -> %s, expected %s (message: %s)", #call,         \
+				 nnh5_status_name(rc_), nnh5_status_name(status),      \
+				 nnh5_error_message());                                 \
+		tu_expect_message(#call, __VA_ARGS__, (const char *)NULL);              \
+	} while (0)
+
+void tu_expect_message(const char *call, ...);
+
+/* A fresh scratch folder for this test program; path of name inside it (static buffer). */
+const char *tu_path(const char *name);
+
+/* true if the file exists. */
+int tu_exists(const char *path);
+
+/* Count files in the scratch folder whose name contains needle. */
+int tu_count_files(const char *needle);
+
+/* A float32 tensor of shape with element i = i * scale + offset. */
+nnh5_tensor *tu_seq(nnh5_dtype dtype, size_t ndim, const int64_t *shape, double scale,
+		    double offset);
+
+#endif

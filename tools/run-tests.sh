@@ -1,0 +1,48 @@
+#!/bin/sh
+# The full test suite: a normal build, then the same tests built with
+# AddressSanitizer and UndefinedBehaviorSanitizer. Slow suites are left out
+# (run them with: meson test -C build-test --suite slow). Ends with the line
+# "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+
+run_suite() { # dir, meson setup args...
+	dir=$1
+	shift
+	if [ -f "$dir/build.ninja" ]; then
+		meson setup --reconfigure "$dir" "$@" >"$dir.setup.log" 2>&1
+	else
+		meson setup "$dir" "$@" >"$dir.setup.log" 2>&1
+	fi || { cat "$dir.setup.log"; failed=$((failed + 1)); return; }
+	if ! meson compile -C "$dir" >"$dir.compile.log" 2>&1; then
+		tail -50 "$dir.compile.log"
+		failed=$((failed + 1))
+		return
+	fi
+	meson test -C "$dir" --no-suite slow --print-errorlogs --num-processes 2 \
+		>"$dir.test.log" 2>&1
+	grep -E '^ *[0-9]+/[0-9]+ ' "$dir.test.log" | sed "s|^|$dir: |"
+	grep -A40 -E '^=+ [0-9]+/[0-9]+ =+$' "$dir.test.log" | grep -vE '^=+ [0-9]' | head -200 || true
+	ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$dir.test.log")
+	fail=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$dir.test.log")
+	timeout=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$dir.test.log")
+	xpass=$(sed -n 's/^Unexpected Pass: *\([0-9]*\).*/\1/p' "$dir.test.log")
+	if [ -z "$ok" ]; then
+		tail -30 "$dir.test.log"
+		failed=$((failed + 1))
+		return
+	fi
+	passed=$((passed + ok))
+	failed=$((failed + ${fail:-0} + ${timeout:-0} + ${xpass:-0}))
+}
+
+run_suite build-test -Dbuildtype=debugoptimized
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+run_suite build-asan -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
