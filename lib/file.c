@@ -874,8 +874,7 @@ static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_t
 				      f->path, display, nnh5_dtype_name((int)t->dtype), t->ndim);
 	}
 	did = H5Dcreate2(loc, leaf, type, space, H5P_DEFAULT,
-			 t->nbytes > 0 && t->nbytes < COMPACT_LIMIT ? f->dcpl_compact
-								     : f->dcpl_contig,
+			 t->nbytes < COMPACT_LIMIT ? f->dcpl_compact : f->dcpl_contig,
 			 H5P_DEFAULT);
 	H5Sclose(space);
 	if (did < 0)
@@ -1534,7 +1533,7 @@ static int apply_key_order(struct walk *w, const char *name)
 	size_t nkeys, next = 0;
 	int rc;
 
-	if (!nnh5__file_has_attr(w->f, name, "nnh5_keys"))
+	if (w->len == 0 || !nnh5__file_has_attr(w->f, name, "nnh5_keys"))
 		return NNH5_OK;
 	rc = get_strings(&keys, &nkeys, w->f, name, "nnh5_keys", false);
 	if (rc)
