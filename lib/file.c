@@ -33,6 +33,11 @@ struct nnh5_file {
 	hid_t dcpl_compact; /* datasets below COMPACT_LIMIT */
 	hid_t dcpl_contig;  /* the others: contiguous, no fill */
 	hid_t ftype[NNH5_DTYPE_COUNT];
+	/*
+	 * A write failed part-way: the file may hold a half-written object, so
+	 * it must never be committed, even if later calls succeed.
+	 */
+	bool failed;
 };
 
 #define ENTER nnh5__h5quiet quiet_; nnh5__h5_quiet_begin(&quiet_)
@@ -116,6 +121,19 @@ static int check_writable(const nnh5_file *f, const char *what)
 		return nnh5__error(NNH5_ERR_INVALID, "'%s': cannot %s: file is open for reading",
 				   f->path, what);
 	return NNH5_OK;
+}
+
+/*
+ * Remember a failure that may have left partial data in a file being
+ * written. Refusals before anything is written (bad names, existing
+ * objects) leave the file as it was and do not count.
+ */
+static int note_write(nnh5_file *f, int rc)
+{
+	if (rc != NNH5_OK && rc != NNH5_ERR_INVALID && rc != NNH5_ERR_EXISTS &&
+	    rc != NNH5_ERR_NOT_FOUND && f->mode == NNH5_CREATE)
+		f->failed = true;
+	return rc;
 }
 
 /* Does every component of name exist? Reports the first that does not. */
@@ -252,19 +270,19 @@ int nnh5__file_set_attr_string(nnh5_file *f, const char *obj, const char *name,
 			       const char *value)
 {
 	ENTER;
-	LEAVE(set_string(f, obj, name, value));
+	LEAVE(note_write(f, set_string(f, obj, name, value)));
 }
 
 int nnh5__file_set_attr_int(nnh5_file *f, const char *obj, const char *name, int64_t value)
 {
 	ENTER;
-	LEAVE(attr_set(f, obj, name, H5T_STD_I64LE, &value, 0, false));
+	LEAVE(note_write(f, attr_set(f, obj, name, H5T_STD_I64LE, &value, 0, false)));
 }
 
 int nnh5__file_set_attr_float(nnh5_file *f, const char *obj, const char *name, double value)
 {
 	ENTER;
-	LEAVE(attr_set(f, obj, name, H5T_IEEE_F64LE, &value, 0, false));
+	LEAVE(note_write(f, attr_set(f, obj, name, H5T_IEEE_F64LE, &value, 0, false)));
 }
 
 static int set_strings(nnh5_file *f, const char *obj, const char *name,
@@ -291,7 +309,7 @@ int nnh5__file_set_attr_strings(nnh5_file *f, const char *obj, const char *name,
 				const char *const *values, size_t n)
 {
 	ENTER;
-	LEAVE(set_strings(f, obj, name, values, n));
+	LEAVE(note_write(f, set_strings(f, obj, name, values, n)));
 }
 
 static int check_user_attr(const nnh5_file *f, const char *obj, const char *name)
@@ -748,6 +766,22 @@ int nnh5_file_close(nnh5_file *f)
 	if (!f)
 		return NNH5_OK;
 	ENTER;
+	if (f->failed) {
+		/* Keep the earlier failure's message: it says what went wrong. */
+		char why[1024];
+		snprintf(why, sizeof why, "%s", nnh5_error_message());
+		if (f->fid >= 0)
+			H5Fclose(f->fid);
+		H5Eclear2(H5E_DEFAULT);
+		f->fid = -1;
+		nnh5__atomic_abort(&f->atomic);
+		rc = nnh5__error(NNH5_ERR_IO,
+				 "save '%s': not committed because an earlier write failed "
+				 "(the previous file is unchanged)%s%s",
+				 f->path, why[0] ? ": " : "", why);
+		release(f);
+		LEAVE(rc);
+	}
 	if (f->fid >= 0 && H5Fclose(f->fid) < 0)
 		rc = nnh5__h5_error(f->mode == NNH5_CREATE ? NNH5_ERR_IO : NNH5_ERR_HDF5,
 				    "'%s': closing the file failed", f->path);
@@ -839,7 +873,7 @@ int nnh5__file_create_group(nnh5_file *f, const char *name)
 	if (!rc)
 		rc = check_path(f, name);
 	if (!rc)
-		rc = open_or_create_group(&g, f, name);
+		rc = note_write(f, open_or_create_group(&g, f, name));
 	if (!rc)
 		H5Gclose(g);
 	LEAVE(rc);
@@ -930,10 +964,10 @@ int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_tensor *t)
 	if (rc)
 		LEAVE(rc);
 	leaf = split_leaf(parent, sizeof parent, name);
-	rc = open_or_create_group(&g, f, parent);
+	rc = note_write(f, open_or_create_group(&g, f, parent));
 	if (rc)
 		LEAVE(rc);
-	rc = write_dataset(f, g, leaf, t, name);
+	rc = note_write(f, write_dataset(f, g, leaf, t, name));
 	H5Gclose(g);
 	LEAVE(rc);
 }
@@ -1013,7 +1047,7 @@ int nnh5_file_write_list(nnh5_file *f, const char *name, const nnh5_list *list)
 	int rc;
 
 	ENTER;
-	rc = container_group(&g, f, name, "list");
+	rc = note_write(f, container_group(&g, f, name, "list"));
 	if (rc)
 		LEAVE(rc);
 	if (attr_write(g, "nnh5_length", H5T_STD_I64LE, &(int64_t){ (int64_t)nnh5_list_len(list) },
@@ -1025,7 +1059,7 @@ int nnh5_file_write_list(nnh5_file *f, const char *name, const nnh5_list *list)
 		rc = write_dataset(f, g, leaf, nnh5_list_get(list, i), disp);
 	}
 	H5Gclose(g);
-	LEAVE(rc);
+	LEAVE(note_write(f, rc));
 }
 
 static int check_dict_key(const nnh5_file *f, const char *name, const char *key)
@@ -1051,7 +1085,7 @@ int nnh5_file_write_dict(nnh5_file *f, const char *name, const nnh5_dict *d)
 	for (size_t i = 0; !rc && i < nnh5_dict_len(d); i++)
 		rc = check_dict_key(f, name ? name : "", nnh5_dict_key(d, i));
 	if (!rc)
-		rc = container_group(&g, f, name, "dict");
+		rc = note_write(f, container_group(&g, f, name, "dict"));
 	if (rc)
 		LEAVE(rc);
 	rc = write_keys_attr(f, g, d, name);
@@ -1060,7 +1094,7 @@ int nnh5_file_write_dict(nnh5_file *f, const char *name, const nnh5_dict *d)
 		rc = write_dataset(f, g, nnh5_dict_key(d, i), nnh5_dict_value(d, i), disp);
 	}
 	H5Gclose(g);
-	LEAVE(rc);
+	LEAVE(note_write(f, rc));
 }
 
 static int check_state_key(const nnh5_file *f, const char *name, const nnh5_dict *sd,
@@ -1173,7 +1207,7 @@ int nnh5__file_write_state_dict_kind(nnh5_file *f, const char *name, const nnh5_
 	for (size_t i = 0; !rc && i < nnh5_dict_len(sd); i++)
 		rc = check_state_key(f, name, sd, nnh5_dict_key(sd, i));
 	if (!rc)
-		rc = container_group(&g, f, name, kind);
+		rc = note_write(f, container_group(&g, f, name, kind));
 	if (rc)
 		LEAVE(rc);
 	rc = write_keys_attr(f, g, sd, name);
@@ -1183,7 +1217,7 @@ int nnh5__file_write_state_dict_kind(nnh5_file *f, const char *name, const nnh5_
 		rc = write_state_tensor(f, &s, name, nnh5_dict_key(sd, i), nnh5_dict_value(sd, i));
 	stack_pop_to(&s, 0);
 	H5Gclose(g);
-	LEAVE(rc);
+	LEAVE(note_write(f, rc));
 }
 
 int nnh5_file_write_state_dict(nnh5_file *f, const char *name, const nnh5_dict *sd)

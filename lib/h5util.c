@@ -56,6 +56,10 @@ int nnh5__h5_error(int status, const char *fmt, ...)
 	va_end(ap);
 	nnh5__h5_last_error(cause, sizeof cause);
 	H5Eclear2(H5E_DEFAULT);
+	/* Messages are one line; some HDF5 descriptions embed newlines. */
+	for (char *c = cause; *c; c++)
+		if ((unsigned char)*c < 0x20)
+			*c = ' ';
 	if (cause[0])
 		return nnh5__error(status, "%s (HDF5: %s)", msg, cause);
 	return nnh5__error(status, "%s", msg);
@@ -156,13 +160,15 @@ static const char *class_name(H5T_class_t c)
 
 static int int_dtype(nnh5_dtype *out, size_t size, H5T_sign_t sign)
 {
-	static const nnh5_dtype s[] = { NNH5_INT8, NNH5_INT16, 0, NNH5_INT32, 0, 0, 0, NNH5_INT64 };
-	static const nnh5_dtype u[] = { NNH5_UINT8, NNH5_UINT16, 0, NNH5_UINT32, 0, 0, 0, NNH5_UINT64 };
+	bool u = sign == H5T_SGN_NONE;
 
-	if (size != 1 && size != 2 && size != 4 && size != 8)
-		return NNH5_ERR_TYPE;
-	*out = (sign == H5T_SGN_NONE ? u : s)[size - 1];
-	return NNH5_OK;
+	switch (size) {
+	case 1: *out = u ? NNH5_UINT8 : NNH5_INT8; return NNH5_OK;
+	case 2: *out = u ? NNH5_UINT16 : NNH5_INT16; return NNH5_OK;
+	case 4: *out = u ? NNH5_UINT32 : NNH5_INT32; return NNH5_OK;
+	case 8: *out = u ? NNH5_UINT64 : NNH5_INT64; return NNH5_OK;
+	default: return NNH5_ERR_TYPE;
+	}
 }
 
 /* h5py's bool: an enum over a 1-byte integer with exactly FALSE=0, TRUE=1. */

@@ -82,8 +82,13 @@ NNH5_API int nnh5_file_open_ext(nnh5_file **out, const char *path, nnh5_mode mod
 /*
  * Close f and free it. For NNH5_CREATE, commit: the new file replaces the
  * target atomically. If committing fails, the target keeps its previous
- * content and no temporary file remains. NULL is a no-op returning NNH5_OK.
- * Errors: NNH5_ERR_IO (flush, fsync or rename failed), NNH5_ERR_HDF5.
+ * content and no temporary file remains. If any earlier write on f failed
+ * part-way (an I/O or HDF5 error, out of memory), close does not commit:
+ * the target is left unchanged and NNH5_ERR_IO is returned. Refusals that
+ * write nothing (an invalid name, an existing object) do not prevent the
+ * commit. NULL is a no-op returning NNH5_OK.
+ * Errors: NNH5_ERR_IO (an earlier write failed; flush, fsync or rename
+ * failed), NNH5_ERR_HDF5.
  */
 NNH5_API int nnh5_file_close(nnh5_file *f);
 
