@@ -1,0 +1,34 @@
+#!/bin/sh
+# Install into a scratch DESTDIR, then build and run a program against the
+# installed headers and library found through pkg-config (nnh5.pc).
+set -eu
+build=$1
+dest=$(mktemp -d)
+trap 'rm -rf "$dest"' EXIT
+meson install -C "$build" --no-rebuild --destdir "$dest" --quiet >/dev/null
+pc=$(find "$dest" -name nnh5.pc | head -1)
+[ -n "$pc" ] || { echo "nnh5.pc was not installed"; exit 1; }
+export PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$(dirname "$pc")"
+libdir=$(dirname "$(find "$dest" -name "libnnh5.so" | head -1)")
+cat > "$dest/consumer.c" <<'C'
+#include <nnh5.h>
+#include <stdio.h>
+#include <string.h>
+int main(void)
+{
+	nnh5_tensor *t;
+	char *s;
+	if (nnh5_tensor_arange(&t, NNH5_INT64, 0, 4, 1) || nnh5_tensor_format(&s, t))
+		return 1;
+	int bad = strcmp(s, "tensor([0, 1, 2, 3])") != 0;
+	puts(s);
+	nnh5_free(s);
+	nnh5_tensor_free(t);
+	return bad;
+}
+C
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Werror "$dest/consumer.c" $(pkg-config --cflags --libs nnh5) \
+	-Wl,-rpath,"$libdir" -o "$dest/consumer"
+"$dest/consumer"
+echo "ok: built and ran against the installed nnh5 via pkg-config"
