@@ -1,0 +1,322 @@
+/*
+ * nnh5.c - the nnh5 command-line tool: the dispatcher and `nnh5 ls`.
+ *
+ * Users inspect model files from a terminal: `ls` shows what a file holds
+ * in nnh5's terms (tensors, dicts, state dicts, models), `show` one tensor's
+ * values and statistics, `diff` two files key by key, `verify` what a file
+ * can prove about itself, and `dump` runs h5dump with the right flags.
+ * Exit codes: 0 success, 1 differs or invalid, 2 usage or I/O error.
+ * Output is stable (no addresses, no timestamps) so scripts and golden
+ * tests can compare it.
+ */
+#include "nnh5_util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <nnh5/common.h>
+
+static const char usage_text[] =
+	"usage: nnh5 <command> [options] ...\n"
+	"\n"
+	"Inspect nnh5 (and any HDF5) files.\n"
+	"\n"
+	"commands:\n"
+	"  ls FILE [PATH]       list what the file holds: kind, dtype, shape, bytes, totals\n"
+	"  show FILE PATH       one tensor's values, statistics and histogram\n"
+	"  diff A B [PATH]      compare two files key by key\n"
+	"  verify FILE          check that every tensor loads and every model probe matches\n"
+	"  dump FILE [PATH]     run h5dump with the flags that fit\n"
+	"\n"
+	"options:\n"
+	"  --help               this help (nnh5 COMMAND --help for a command's)\n"
+	"  --version            the tool's and the library's version\n"
+	"\n"
+	"exit status: 0 success, 1 differs or invalid, 2 usage or I/O error\n";
+
+static const char ls_usage[] =
+	"usage: nnh5 ls [--json] FILE [PATH]\n"
+	"\n"
+	"List the objects of FILE (or below PATH) as a tree: kind (tensor, list,\n"
+	"dict, state_dict, model, checkpoint, group), dtype, shape and size in\n"
+	"bytes, then totals. Soft and external links are shown, never followed.\n"
+	"\n"
+	"  --json   print a JSON object: {\"file\", \"path\", \"entries\": [{\"path\",\n"
+	"           \"kind\", \"dtype\", \"shape\", \"bytes\", ...}], \"totals\"}\n"
+	"  --help   this help\n";
+
+static void print_bytes_col(char *buf, size_t n, const struct entry *e)
+{
+	if (!e->is_dataset)
+		buf[0] = '\0';
+	else if (e->overflow)
+		snprintf(buf, n, "overflow");
+	else
+		tool_group_digits(buf, n, e->bytes);
+}
+
+static void ls_totals(const struct walk *w, uint64_t *tensors, uint64_t *reserved, uint64_t *params,
+		      uint64_t *bytes)
+{
+	*tensors = *reserved = *params = *bytes = 0;
+	for (size_t i = 0; i < w->n; i++) {
+		const struct entry *e = &w->v[i];
+		if (!e->is_dataset || e->overflow)
+			continue;
+		*bytes += e->bytes;
+		if (!e->loadable)
+			continue;
+		(*tensors)++;
+		/* Probes and other nnh5_* datasets are not parameters of the model. */
+		if (e->reserved)
+			(*reserved)++;
+		else
+			*params += e->numel;
+	}
+}
+
+static cJSON *add_str(cJSON *o, const char *key, const char *raw)
+{
+	char *esc = tool_escape(raw);
+	cJSON *r = cJSON_AddStringToObject(o, key, esc);
+	free(esc);
+	return r;
+}
+
+static int ls_json(const struct walk *w, const char *file, const char *path)
+{
+	cJSON *root = cJSON_CreateObject(), *arr, *tot;
+	uint64_t tensors, reserved, params, bytes;
+	char *text;
+
+	add_str(root, "file", file);
+	add_str(root, "path", path);
+	arr = cJSON_AddArrayToObject(root, "entries");
+	for (size_t i = 0; i < w->n; i++) {
+		const struct entry *e = &w->v[i];
+		cJSON *o = cJSON_CreateObject();
+		add_str(o, "path", e->path);
+		cJSON_AddStringToObject(o, "kind", e->kind);
+		if (e->is_dataset && !e->error)
+			cJSON_AddStringToObject(o, "dtype", e->dtype);
+		else
+			cJSON_AddNullToObject(o, "dtype");
+		if (e->is_dataset && e->has_shape && !e->error) {
+			cJSON *s = cJSON_AddArrayToObject(o, "shape");
+			for (int k = 0; k < e->ndim; k++)
+				cJSON_AddItemToArray(s, cJSON_CreateNumber((double)e->dims[k]));
+		} else {
+			cJSON_AddNullToObject(o, "shape");
+		}
+		if (e->is_dataset && !e->error && !e->overflow)
+			cJSON_AddNumberToObject(o, "bytes", (double)e->bytes);
+		else
+			cJSON_AddNullToObject(o, "bytes");
+		cJSON_AddNumberToObject(o, "depth", e->depth);
+		if (e->reserved)
+			cJSON_AddTrueToObject(o, "reserved");
+		if (e->layer)
+			add_str(o, "layer", e->layer);
+		if (e->note)
+			add_str(o, "note", e->note);
+		cJSON_AddItemToArray(arr, o);
+	}
+	ls_totals(w, &tensors, &reserved, &params, &bytes);
+	tot = cJSON_AddObjectToObject(root, "totals");
+	cJSON_AddNumberToObject(tot, "tensors", (double)tensors);
+	cJSON_AddNumberToObject(tot, "reserved_tensors", (double)reserved);
+	cJSON_AddNumberToObject(tot, "parameters", (double)params);
+	cJSON_AddNumberToObject(tot, "bytes", (double)bytes);
+	cJSON_AddNumberToObject(tot, "errors", (double)w->n_errors);
+	text = cJSON_Print(root);
+	if (text) {
+		puts(text);
+		cJSON_free(text);
+	}
+	cJSON_Delete(root);
+	return text ? 0 : -1;
+}
+
+static void ls_text(const struct walk *w, const char *file)
+{
+	size_t wname = 0, wkind = 0, wdtype = 0, wshape = 0, wbytes = 0;
+	char buf[1024];
+	uint64_t tensors, reserved, params, bytes;
+	char **names = tool_xmalloc(w->n * sizeof *names);
+
+	for (size_t i = 0; i < w->n; i++) {
+		const struct entry *e = &w->v[i];
+		char *esc = tool_escape(e->name);
+		size_t n = strlen(esc);
+		names[i] = tool_xmalloc(2 * (size_t)e->depth + n + 2);
+		memset(names[i], ' ', 2 * (size_t)e->depth);
+		snprintf(names[i] + 2 * e->depth, n + 2, "%s%s", esc,
+			 e->is_group && strcmp(e->name, "/") ? "/" : "");
+		free(esc);
+		/* Columns align on the widest entry; a hostile name only widens them. */
+		if (strlen(names[i]) > wname)
+			wname = strlen(names[i]);
+		if (strlen(e->kind) > wkind)
+			wkind = strlen(e->kind);
+		if (e->is_dataset) {
+			if (strlen(e->dtype) > wdtype)
+				wdtype = strlen(e->dtype);
+			tool_shape_str(buf, sizeof buf, e);
+			if (strlen(buf) > wshape)
+				wshape = strlen(buf);
+			print_bytes_col(buf, sizeof buf, e);
+			if (strlen(buf) > wbytes)
+				wbytes = strlen(buf);
+		}
+	}
+	tool_put(stdout, file);
+	fputs(":\n", stdout);
+	for (size_t i = 0; i < w->n; i++) {
+		const struct entry *e = &w->v[i];
+		char shape[1024] = "", nbytes[64] = "";
+		char *line;
+		size_t len, cap;
+		if (e->is_dataset) {
+			tool_shape_str(shape, sizeof shape, e);
+			print_bytes_col(nbytes, sizeof nbytes, e);
+		}
+		cap = wname + wkind + wdtype + wshape + wbytes + 16;
+		line = tool_xmalloc(cap);
+		snprintf(line, cap, "%-*s  %-*s  %-*s  %-*s  %*s", (int)wname, names[i], (int)wkind,
+			 e->kind, (int)wdtype, e->is_dataset ? e->dtype : "", (int)wshape, shape,
+			 (int)wbytes, nbytes);
+		/* Trailing blanks would make golden files fragile in editors. */
+		len = strlen(line);
+		while (len > 0 && line[len - 1] == ' ')
+			line[--len] = '\0';
+		fputs(line, stdout);
+		free(line);
+		if (e->layer) {
+			fputs("  ", stdout);
+			tool_put(stdout, e->layer);
+		}
+		if (e->note) {
+			fputs("  (", stdout);
+			tool_put(stdout, e->note);
+			fputs(")", stdout);
+		}
+		putchar('\n');
+		free(names[i]);
+	}
+	free(names);
+	ls_totals(w, &tensors, &reserved, &params, &bytes);
+	{
+		char p[64], b[64];
+		tool_group_digits(p, sizeof p, params);
+		tool_group_digits(b, sizeof b, bytes);
+		printf("total: %llu tensor%s", (unsigned long long)tensors, tensors == 1 ? "" : "s");
+		if (reserved)
+			printf(" (%llu in nnh5_* groups)", (unsigned long long)reserved);
+		printf(", %s parameters, %s bytes\n", p, b);
+	}
+}
+
+int cmd_ls(int argc, char **argv)
+{
+	bool json = false, opts_done = false;
+	const char *file = NULL, *path = NULL;
+	char *npath;
+	struct walk w;
+	hid_t fid;
+	int rc;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!opts_done && !strcmp(a, "--help")) {
+			fputs(ls_usage, stdout);
+			return 0;
+		} else if (!opts_done && !strcmp(a, "--json")) {
+			json = true;
+		} else if (!opts_done && !strcmp(a, "--")) {
+			opts_done = true;
+		} else if (!opts_done && a[0] == '-' && a[1]) {
+			fprintf(stderr, "nnh5 ls: unknown option '");
+			tool_put(stderr, a);
+			fprintf(stderr, "'\n%s", ls_usage);
+			return EXIT_USAGE;
+		} else if (!file) {
+			file = a;
+		} else if (!path) {
+			path = a;
+		} else {
+			fprintf(stderr, "nnh5 ls: too many arguments\n%s", ls_usage);
+			return EXIT_USAGE;
+		}
+	}
+	if (!file) {
+		fprintf(stderr, "nnh5 ls: missing FILE\n%s", ls_usage);
+		return EXIT_USAGE;
+	}
+	npath = tool_norm_path(path ? path : "/");
+	if (!npath) {
+		fprintf(stderr, "nnh5 ls: PATH may not have '.' or '..' components\n");
+		return EXIT_USAGE;
+	}
+	fid = tool_open("ls", file);
+	if (fid < 0) {
+		free(npath);
+		return EXIT_USAGE;
+	}
+	if (tool_walk(&w, "ls", file, fid, npath) < 0) {
+		tool_walk_free(&w);
+		H5Fclose(fid);
+		free(npath);
+		return EXIT_USAGE;
+	}
+	if (json)
+		rc = ls_json(&w, file, npath) < 0 ? EXIT_USAGE : 0;
+	else
+		(ls_text(&w, file), rc = 0);
+	if (w.n_errors) {
+		fprintf(stderr, "nnh5 ls: '");
+		tool_put(stderr, file);
+		fprintf(stderr, "': %zu object%s could not be read (damaged file?)\n", w.n_errors,
+			w.n_errors == 1 ? "" : "s");
+		rc = EXIT_USAGE;
+	}
+	tool_walk_free(&w);
+	H5Fclose(fid);
+	free(npath);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **);
+	} cmds[] = {
+		{"ls", cmd_ls}, {"show", cmd_show}, {"diff", cmd_diff},
+		{"verify", cmd_verify}, {"dump", cmd_dump},
+	};
+
+	tool_init_hdf5();
+	if (argc < 2) {
+		fputs(usage_text, stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		unsigned maj, min, rel;
+		H5get_libversion(&maj, &min, &rel);
+		printf("nnh5 %s (library %s, HDF5 %u.%u.%u)\n", NNH5_VERSION_STRING, nnh5_version(),
+		       maj, min, rel);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "nnh5: unknown command '");
+	tool_put(stderr, argv[1]);
+	fprintf(stderr, "'\n%s", usage_text);
+	return EXIT_USAGE;
+}

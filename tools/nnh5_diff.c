@@ -1,0 +1,270 @@
+/*
+ * nnh5_diff.c - `nnh5 diff A B [PATH]`: compare two files key by key (a key
+ * is a dataset's path below PATH), the question behind "did fine-tuning
+ * change this layer?" or "is this export the same checkpoint?". Exit 0 when
+ * everything is identical (within --atol/--rtol), 1 when anything differs.
+ *
+ * Values compare as numpy.isclose does: |a - b| <= atol + rtol * |b|, NaN
+ * equal to NaN, an infinity only to itself. Tensors whose bytes are equal are
+ * identical without further ado, which also keeps int64 values beyond 2^53
+ * exact.
+ */
+#include "nnh5_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nnh5/file.h>
+
+static const char diff_usage[] =
+	"usage: nnh5 diff [--atol X] [--rtol X] A B [PATH]\n"
+	"\n"
+	"Compare the datasets of files A and B (below PATH, default the root) key\n"
+	"by key: only in A, only in B, dtype or shape differs, values differ (with\n"
+	"the count and the largest absolute and relative difference), identical.\n"
+	"Exit status 0 when all are identical, 1 when anything differs.\n"
+	"\n"
+	"  --atol X   values within X of each other are equal (default 0)\n"
+	"  --rtol X   values within X * |b| of each other are equal (default 0)\n"
+	"  --help     this help\n";
+
+struct side {
+	const char *file;
+	struct walk w;
+	nnh5_file *f;
+};
+
+static const char *rel_key(const struct entry *e, const char *root)
+{
+	size_t n = strlen(root);
+	if (!strcmp(e->path, root))
+		return e->name;
+	if (n == 1)
+		return e->path + 1;
+	return e->path + n + 1;
+}
+
+static const struct entry *find_key(const struct walk *w, const char *root, const char *key)
+{
+	for (size_t i = 0; i < w->n; i++)
+		if (w->v[i].is_dataset && !strcmp(rel_key(&w->v[i], root), key))
+			return &w->v[i];
+	return NULL;
+}
+
+static int parse_tol(double *out, const char *name, const char *s)
+{
+	char *end;
+	if (!s) {
+		fprintf(stderr, "nnh5 diff: %s needs a value\n", name);
+		return -1;
+	}
+	*out = strtod(s, &end);
+	if (end == s || *end || !isfinite(*out) || *out < 0) {
+		fprintf(stderr, "nnh5 diff: %s wants a non-negative number\n", name);
+		return -1;
+	}
+	return 0;
+}
+
+static int load(nnh5_tensor **t, struct side *s, const char *path)
+{
+	if (!s->f && nnh5_file_open(&s->f, s->file, NNH5_READ) != NNH5_OK)
+		return -1;
+	return nnh5_file_read_tensor(t, s->f, path) == NNH5_OK ? 0 : -1;
+}
+
+static void key_line(char mark, const char *key)
+{
+	printf("%c ", mark);
+	tool_put(stdout, key);
+	fputs(": ", stdout);
+}
+
+/* Compare one key present in both files. Returns 0 identical, 1 differs, 2 unreadable. */
+static int compare(struct side *a, struct side *b, const struct entry *ea, const struct entry *eb,
+		   const char *key, double atol, double rtol)
+{
+	nnh5_tensor *ta = NULL, *tb = NULL;
+	char sa[1024], sb[1024];
+	int rc = 0;
+
+	tool_shape_str(sa, sizeof sa, ea);
+	tool_shape_str(sb, sizeof sb, eb);
+	if (!ea->loadable || !eb->loadable || ea->error || eb->error) {
+		key_line('?', key);
+		printf("not compared: A holds %s, B holds %s (not tensors nnh5 loads)\n",
+		       ea->error ? "an unreadable dataset" : ea->dtype,
+		       eb->error ? "an unreadable dataset" : eb->dtype);
+		return 1;
+	}
+	if (strcmp(ea->dtype, eb->dtype)) {
+		key_line('!', key);
+		printf("dtype differs: %s in A, %s in B\n", ea->dtype, eb->dtype);
+		return 1;
+	}
+	if (strcmp(sa, sb)) {
+		key_line('!', key);
+		printf("shape differs: %s in A, %s in B\n", sa, sb);
+		return 1;
+	}
+	if (load(&ta, a, ea->path) < 0 || load(&tb, b, eb->path) < 0) {
+		key_line('?', key);
+		fputs("cannot read: ", stdout);
+		tool_put(stdout, nnh5_error_message());
+		putchar('\n');
+		rc = 2;
+		goto done;
+	}
+	if (nnh5_tensor_bitwise_equal(ta, tb)) {
+		key_line('=', key);
+		printf("identical\n");
+		goto done;
+	}
+	{
+		size_t n = nnh5_tensor_numel(ta), ndiff = 0;
+		double maxabs = 0, maxrel = 0;
+		for (size_t i = 0; i < n; i++) {
+			double x = nnh5_tensor_get(ta, i), y = nnh5_tensor_get(tb, i), d, r;
+			if ((isnan(x) && isnan(y)) || x == y)
+				continue;
+			d = isnan(x) || isnan(y) ? (double)INFINITY : fabs(x - y);
+			r = y != 0 ? d / fabs(y) : (double)INFINITY;
+			if (!isnan(d) && d > maxabs)
+				maxabs = d;
+			if (!isnan(r) && r > maxrel)
+				maxrel = r;
+			if (!(d <= atol + rtol * fabs(y)))
+				ndiff++;
+		}
+		if (ndiff == 0) {
+			key_line('=', key);
+			if (maxabs > 0)
+				printf("equal within tolerance (max abs diff %.6g, max rel diff %.6g)\n",
+				       maxabs, maxrel);
+			else
+				printf("identical\n"); /* e.g. -0.0 and 0.0, or NaN payloads */
+		} else {
+			key_line('~', key);
+			printf("values differ: %zu of %zu elements, max abs diff %.6g, max rel diff %.6g\n",
+			       ndiff, n, maxabs, maxrel);
+			rc = 1;
+		}
+	}
+done:
+	nnh5_tensor_free(ta);
+	nnh5_tensor_free(tb);
+	return rc;
+}
+
+int cmd_diff(int argc, char **argv)
+{
+	double atol = 0, rtol = 0;
+	bool opts_done = false;
+	const char *files[2] = {NULL, NULL}, *path = NULL;
+	struct side s[2];
+	char *npath;
+	size_t n_same = 0, n_diff = 0, n_only_a = 0, n_only_b = 0, n_err = 0;
+	int rc = EXIT_USAGE;
+
+	memset(s, 0, sizeof s);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!opts_done && !strcmp(a, "--help")) {
+			fputs(diff_usage, stdout);
+			return 0;
+		} else if (!opts_done && (!strcmp(a, "--atol") || !strcmp(a, "--rtol"))) {
+			if (parse_tol(a[2] == 'a' ? &atol : &rtol, a, i + 1 < argc ? argv[i + 1] : NULL) < 0)
+				return EXIT_USAGE;
+			i++;
+		} else if (!opts_done && (!strncmp(a, "--atol=", 7) || !strncmp(a, "--rtol=", 7))) {
+			char name[7];
+			memcpy(name, a, 6);
+			name[6] = '\0';
+			if (parse_tol(a[2] == 'a' ? &atol : &rtol, name, a + 7) < 0)
+				return EXIT_USAGE;
+		} else if (!opts_done && !strcmp(a, "--")) {
+			opts_done = true;
+		} else if (!opts_done && a[0] == '-' && a[1]) {
+			fprintf(stderr, "nnh5 diff: unknown option '");
+			tool_put(stderr, a);
+			fprintf(stderr, "'\n%s", diff_usage);
+			return EXIT_USAGE;
+		} else if (!files[0]) {
+			files[0] = a;
+		} else if (!files[1]) {
+			files[1] = a;
+		} else if (!path) {
+			path = a;
+		} else {
+			fprintf(stderr, "nnh5 diff: too many arguments\n%s", diff_usage);
+			return EXIT_USAGE;
+		}
+	}
+	if (!files[1]) {
+		fprintf(stderr, "nnh5 diff: needs two files\n%s", diff_usage);
+		return EXIT_USAGE;
+	}
+	npath = tool_norm_path(path ? path : "/");
+	if (!npath) {
+		fprintf(stderr, "nnh5 diff: PATH may not have '.' or '..' components\n");
+		return EXIT_USAGE;
+	}
+	for (int k = 0; k < 2; k++) {
+		hid_t fid = tool_open("diff", files[k]);
+		s[k].file = files[k];
+		if (fid < 0)
+			goto done;
+		if (tool_walk(&s[k].w, "diff", files[k], fid, npath) < 0) {
+			H5Fclose(fid);
+			goto done;
+		}
+		H5Fclose(fid);
+	}
+	for (size_t i = 0; i < s[0].w.n; i++) {
+		const struct entry *ea = &s[0].w.v[i], *eb;
+		const char *key = rel_key(ea, npath);
+		if (!ea->is_dataset)
+			continue;
+		eb = find_key(&s[1].w, npath, key);
+		if (!eb) {
+			key_line('-', key);
+			printf("only in A\n");
+			n_only_a++;
+			continue;
+		}
+		switch (compare(&s[0], &s[1], ea, eb, key, atol, rtol)) {
+		case 0: n_same++; break;
+		case 1: n_diff++; break;
+		default: n_err++; break;
+		}
+	}
+	for (size_t i = 0; i < s[1].w.n; i++) {
+		const struct entry *eb = &s[1].w.v[i];
+		const char *key = rel_key(eb, npath);
+		if (eb->is_dataset && !find_key(&s[0].w, npath, key)) {
+			key_line('+', key);
+			printf("only in B\n");
+			n_only_b++;
+		}
+	}
+	printf("%zu identical, %zu differ, %zu only in A, %zu only in B", n_same, n_diff, n_only_a,
+	       n_only_b);
+	if (n_err)
+		printf(", %zu unreadable", n_err);
+	putchar('\n');
+	if (n_err || s[0].w.n_errors || s[1].w.n_errors) {
+		fprintf(stderr, "nnh5 diff: some objects could not be read (damaged file?)\n");
+		rc = EXIT_USAGE;
+	} else {
+		rc = n_diff || n_only_a || n_only_b ? EXIT_DIFFERS : 0;
+	}
+done:
+	for (int k = 0; k < 2; k++) {
+		tool_walk_free(&s[k].w);
+		nnh5_file_discard(s[k].f);
+	}
+	free(npath);
+	return rc;
+}

@@ -1,0 +1,255 @@
+/*
+ * nnh5_show.c - `nnh5 show FILE PATH`: one tensor, printed as PyTorch
+ * prints it (summarised when large), with the statistics people compute by
+ * hand when a model misbehaves (range, mean, spread, NaN/Inf/zero counts)
+ * and a small histogram, so a diverged or corrupted layer is visible at a
+ * glance. `--full` prints every value instead, one per line with its index.
+ */
+#include "nnh5_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nnh5/file.h>
+
+static const char show_usage[] =
+	"usage: nnh5 show [--full] FILE PATH\n"
+	"\n"
+	"Print the tensor at PATH as PyTorch does (large tensors summarised with\n"
+	"\"...\"), then statistics (min, max, mean, std, L2 norm over the finite\n"
+	"values; NaN, Inf and zero counts) and a histogram of the finite values.\n"
+	"\n"
+	"  --full   print every value, one per line: [index] value\n"
+	"  --help   this help\n";
+
+#define HIST_BINS 10
+#define HIST_WIDTH 40
+
+/* Element i printed exactly enough to read it back (ints exactly, floats round-trip). */
+static void format_elem(char *buf, size_t n, const nnh5_tensor *t, size_t i)
+{
+	const void *d = nnh5_tensor_data(t);
+
+	switch (nnh5_tensor_dtype(t)) {
+	case NNH5_BOOL: snprintf(buf, n, "%s", ((const uint8_t *)d)[i] ? "True" : "False"); break;
+	case NNH5_INT8: snprintf(buf, n, "%d", ((const int8_t *)d)[i]); break;
+	case NNH5_INT16: snprintf(buf, n, "%d", ((const int16_t *)d)[i]); break;
+	case NNH5_INT32: snprintf(buf, n, "%ld", (long)((const int32_t *)d)[i]); break;
+	case NNH5_INT64: snprintf(buf, n, "%lld", (long long)((const int64_t *)d)[i]); break;
+	case NNH5_UINT8: snprintf(buf, n, "%u", ((const uint8_t *)d)[i]); break;
+	case NNH5_UINT16: snprintf(buf, n, "%u", ((const uint16_t *)d)[i]); break;
+	case NNH5_UINT32: snprintf(buf, n, "%lu", (unsigned long)((const uint32_t *)d)[i]); break;
+	case NNH5_UINT64: snprintf(buf, n, "%llu", (unsigned long long)((const uint64_t *)d)[i]); break;
+	case NNH5_FLOAT64: snprintf(buf, n, "%.17g", ((const double *)d)[i]); break;
+	default: snprintf(buf, n, "%.9g", nnh5_tensor_get(t, i)); break;
+	}
+}
+
+static void print_full(const nnh5_tensor *t)
+{
+	size_t nd = nnh5_tensor_ndim(t), numel = nnh5_tensor_numel(t);
+	const int64_t *shape = nnh5_tensor_shape(t);
+	int64_t idx[NNH5_MAX_NDIM] = {0};
+	char buf[64];
+
+	for (size_t i = 0; i < numel; i++) {
+		putchar('[');
+		for (size_t k = 0; k < nd; k++)
+			printf("%s%lld", k ? ", " : "", (long long)idx[k]);
+		format_elem(buf, sizeof buf, t, i);
+		printf("] %s\n", buf);
+		for (size_t k = nd; k-- > 0;) {
+			if (++idx[k] < shape[k])
+				break;
+			idx[k] = 0;
+		}
+	}
+}
+
+static void print_stats(const nnh5_tensor *t)
+{
+	size_t numel = nnh5_tensor_numel(t), nfin = 0, nnan = 0, ninf = 0, nzero = 0;
+	double mn = INFINITY, mx = -INFINITY, mean = 0, m2 = 0, sumsq = 0;
+	size_t hist[HIST_BINS] = {0}, hmax = 0;
+
+	for (size_t i = 0; i < numel; i++) {
+		double v = nnh5_tensor_get(t, i);
+		if (isnan(v)) {
+			nnan++;
+			continue;
+		}
+		if (isinf(v)) {
+			ninf++;
+			continue;
+		}
+		if (v == 0)
+			nzero++;
+		nfin++;
+		/* Welford: a plain sum of squares loses everything for large means. */
+		double delta = v - mean;
+		mean += delta / (double)nfin;
+		m2 += delta * (v - mean);
+		sumsq += v * v;
+		if (v < mn)
+			mn = v;
+		if (v > mx)
+			mx = v;
+	}
+	printf("\n");
+	if (nfin == 0) {
+		printf("no finite values\n");
+	} else {
+		printf("min %.6g  max %.6g  mean %.6g  std %.6g  norm %.6g%s\n", mn, mx, mean,
+		       nfin > 1 ? sqrt(m2 / (double)(nfin - 1)) : (double)NAN, sqrt(sumsq),
+		       nnan || ninf ? "  (finite values)" : "");
+	}
+	printf("nan %zu  inf %zu  zero %zu  of %zu\n", nnan, ninf, nzero, numel);
+	if (nfin == 0)
+		return;
+	double width = (mx - mn) / HIST_BINS;
+	int nbins = mx > mn && isfinite(width) && width > 0 ? HIST_BINS : 1;
+	for (size_t i = 0; i < numel; i++) {
+		double v = nnh5_tensor_get(t, i);
+		int b = 0;
+		if (!isfinite(v))
+			continue;
+		if (nbins > 1) {
+			b = (int)((v - mn) / width);
+			if (b >= nbins)
+				b = nbins - 1;
+			if (b < 0)
+				b = 0;
+		}
+		hist[b]++;
+	}
+	for (int b = 0; b < nbins; b++)
+		if (hist[b] > hmax)
+			hmax = hist[b];
+	printf("histogram:\n");
+	for (int b = 0; b < nbins; b++) {
+		double lo = mn + b * width, hi = b == nbins - 1 ? mx : mn + (b + 1) * width;
+		size_t bar = hmax ? (hist[b] * HIST_WIDTH + hmax - 1) / hmax : 0;
+		if (nbins == 1)
+			lo = hi = mn;
+		printf("  [%11.4g, %11.4g%c %8zu%s", lo, hi, b == nbins - 1 ? ']' : ')', hist[b],
+		       bar ? " " : "");
+		for (size_t k = 0; k < bar; k++)
+			putchar('#');
+		putchar('\n');
+	}
+}
+
+int cmd_show(int argc, char **argv)
+{
+	bool full = false, opts_done = false;
+	const char *file = NULL, *path = NULL;
+	char *npath = NULL, *text = NULL;
+	struct walk w;
+	nnh5_file *f = NULL;
+	nnh5_tensor *t = NULL;
+	hid_t fid;
+	int rc = EXIT_USAGE;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!opts_done && !strcmp(a, "--help")) {
+			fputs(show_usage, stdout);
+			return 0;
+		} else if (!opts_done && !strcmp(a, "--full")) {
+			full = true;
+		} else if (!opts_done && !strcmp(a, "--")) {
+			opts_done = true;
+		} else if (!opts_done && a[0] == '-' && a[1]) {
+			fprintf(stderr, "nnh5 show: unknown option '");
+			tool_put(stderr, a);
+			fprintf(stderr, "'\n%s", show_usage);
+			return EXIT_USAGE;
+		} else if (!file) {
+			file = a;
+		} else if (!path) {
+			path = a;
+		} else {
+			fprintf(stderr, "nnh5 show: too many arguments\n%s", show_usage);
+			return EXIT_USAGE;
+		}
+	}
+	if (!file || !path) {
+		fprintf(stderr, "nnh5 show: missing %s\n%s", file ? "PATH" : "FILE", show_usage);
+		return EXIT_USAGE;
+	}
+	npath = tool_norm_path(path);
+	if (!npath) {
+		fprintf(stderr, "nnh5 show: PATH may not have '.' or '..' components\n");
+		return EXIT_USAGE;
+	}
+	fid = tool_open("show", file);
+	if (fid < 0)
+		goto done;
+	if (tool_walk(&w, "show", file, fid, npath) < 0) {
+		tool_walk_free(&w);
+		H5Fclose(fid);
+		goto done;
+	}
+	{
+		const struct entry *e = &w.v[0];
+		bool ok = e->is_dataset && e->loadable && !e->error;
+		if (!ok) {
+			fprintf(stderr, "nnh5 show: '");
+			tool_put(stderr, file);
+			fprintf(stderr, "': '");
+			tool_put(stderr, npath);
+			if (e->error)
+				fprintf(stderr, "' cannot be read (damaged file?)\n");
+			else if (e->is_dataset)
+				fprintf(stderr, "' holds %s data, which nnh5 does not load as a tensor\n",
+					e->dtype);
+			else
+				fprintf(stderr, "' is a %s, not a tensor (try nnh5 ls)\n", e->kind);
+		}
+		tool_walk_free(&w);
+		/* The walk's handle goes before the library opens the file its own way. */
+		H5Fclose(fid);
+		if (!ok)
+			goto done;
+	}
+	if (nnh5_file_open(&f, file, NNH5_READ) != NNH5_OK ||
+	    nnh5_file_read_tensor(&t, f, npath) != NNH5_OK) {
+		fprintf(stderr, "nnh5 show: ");
+		tool_put(stderr, nnh5_error_message());
+		fputc('\n', stderr);
+		goto done;
+	}
+	{
+		char shape[1024], n1[64], n2[64];
+		struct entry tmp;
+		memset(&tmp, 0, sizeof tmp);
+		tmp.has_shape = true;
+		tmp.ndim = (int)nnh5_tensor_ndim(t);
+		for (int k = 0; k < tmp.ndim; k++)
+			tmp.dims[k] = (hsize_t)nnh5_tensor_dim(t, (size_t)k);
+		tool_shape_str(shape, sizeof shape, &tmp);
+		tool_group_digits(n1, sizeof n1, nnh5_tensor_numel(t));
+		tool_group_digits(n2, sizeof n2, nnh5_tensor_nbytes(t));
+		tool_put(stdout, npath);
+		printf(": %s %s, %s element%s, %s bytes\n", nnh5_dtype_name(nnh5_tensor_dtype(t)),
+		       shape, n1, nnh5_tensor_numel(t) == 1 ? "" : "s", n2);
+	}
+	if (full) {
+		print_full(t);
+	} else {
+		if (nnh5_tensor_format(&text, t) != NNH5_OK) {
+			fprintf(stderr, "nnh5 show: %s\n", nnh5_error_message());
+			goto done;
+		}
+		puts(text);
+	}
+	print_stats(t);
+	rc = 0;
+done:
+	nnh5_free(text);
+	nnh5_tensor_free(t);
+	nnh5_file_discard(f);
+	free(npath);
+	return rc;
+}

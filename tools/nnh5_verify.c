@@ -1,0 +1,358 @@
+/*
+ * nnh5_verify.c - `nnh5 verify FILE` and `nnh5 dump FILE [PATH]`.
+ *
+ * verify checks what a file can prove about itself, one line per check:
+ * that it opens (HDF5 metadata carries checksums, so this catches flipped
+ * metadata bits), its format version, that every tensor loads, and that
+ * every model rebuilds and reproduces its stored probe. Exit 0 when all
+ * pass, 1 when any fails.
+ *
+ * dump runs h5dump (fork and execvp, no shell, so no quoting issues with
+ * hostile names) with the flags that fit the object, so users get h5dump's
+ * exact view without remembering them. NNH5_H5DUMP overrides the program.
+ */
+#include "nnh5_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nnh5/file.h>
+#include <nnh5/nn.h>
+
+static const char verify_usage[] =
+	"usage: nnh5 verify [--tolerance X] FILE\n"
+	"\n"
+	"Check FILE, one line per check: it opens, its nnh5 format version is\n"
+	"known, every tensor loads, every model rebuilds from the file and its\n"
+	"stored probe gives the stored output (bitwise, and the largest absolute\n"
+	"difference). Exit status 0 when every check passes, 1 otherwise.\n"
+	"\n"
+	"  --tolerance X   accept a probe whose output differs by at most X\n"
+	"                  (another BLAS may differ in the last bits; default 0:\n"
+	"                  bitwise identity required)\n"
+	"  --help          this help\n";
+
+static const char dump_usage[] =
+	"usage: nnh5 dump [--attrs | --header] FILE [PATH]\n"
+	"\n"
+	"Run h5dump on FILE with the flags that fit: the header (-H) of the file\n"
+	"or of the group PATH, the data of the dataset PATH (-d).\n"
+	"\n"
+	"  --attrs    header and attribute values only (-A)\n"
+	"  --header   header only, also for a dataset (-H)\n"
+	"  --help     this help\n"
+	"\n"
+	"The NNH5_H5DUMP environment variable names another h5dump program.\n";
+
+static int n_fail;
+
+static void check(bool ok, const char *fmt_what, const char *path)
+{
+	if (!ok)
+		n_fail++;
+	printf("%-4s  %s", ok ? "ok" : "FAIL", fmt_what);
+	if (path)
+		tool_put(stdout, path);
+}
+
+int cmd_verify(int argc, char **argv)
+{
+	const char *file = NULL;
+	double tol = 0;
+	bool opts_done = false;
+	struct walk w;
+	nnh5_file *f = NULL;
+	hid_t fid;
+	int64_t version;
+	char *end;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!opts_done && !strcmp(a, "--help")) {
+			fputs(verify_usage, stdout);
+			return 0;
+		} else if (!opts_done && !strcmp(a, "--tolerance")) {
+			if (i + 1 >= argc || (tol = strtod(argv[i + 1], &end), end == argv[i + 1]) ||
+			    *end || !(tol >= 0) || !isfinite(tol)) {
+				fprintf(stderr, "nnh5 verify: --tolerance wants a non-negative number\n");
+				return EXIT_USAGE;
+			}
+			i++;
+		} else if (!opts_done && !strcmp(a, "--")) {
+			opts_done = true;
+		} else if (!opts_done && a[0] == '-' && a[1]) {
+			fprintf(stderr, "nnh5 verify: unknown option '");
+			tool_put(stderr, a);
+			fprintf(stderr, "'\n%s", verify_usage);
+			return EXIT_USAGE;
+		} else if (!file) {
+			file = a;
+		} else {
+			fprintf(stderr, "nnh5 verify: too many arguments\n%s", verify_usage);
+			return EXIT_USAGE;
+		}
+	}
+	if (!file) {
+		fprintf(stderr, "nnh5 verify: missing FILE\n%s", verify_usage);
+		return EXIT_USAGE;
+	}
+	fid = tool_open("verify", file);
+	if (fid < 0)
+		return EXIT_USAGE;
+	n_fail = 0;
+	if (tool_walk(&w, "verify", file, fid, "/") < 0) {
+		tool_walk_free(&w);
+		H5Fclose(fid);
+		return EXIT_USAGE;
+	}
+	H5Fclose(fid);
+	check(nnh5_file_open(&f, file, NNH5_READ) == NNH5_OK, "file opens: ", file);
+	if (!f) {
+		fputs(": ", stdout);
+		tool_put(stdout, nnh5_error_message());
+		putchar('\n');
+		tool_walk_free(&w);
+		return EXIT_DIFFERS;
+	}
+	putchar('\n');
+	if (nnh5_file_get_attr_int(&version, f, "/", "nnh5_format_version") == NNH5_OK) {
+		check(version >= 1 && version <= 1, "format version ", NULL);
+		printf("%lld%s\n", (long long)version, version == 1 ? "" : " (this tool knows 1)");
+	} else {
+		printf("%-4s  format version: none (not written by nnh5)\n", "info");
+	}
+	for (size_t i = 0; i < w.n; i++) {
+		const struct entry *e = &w.v[i];
+		if (e->error) {
+			check(false, "", e->path);
+			fputs(": ", stdout);
+			tool_put(stdout, e->note);
+			putchar('\n');
+		} else if (e->is_dataset && !e->loadable) {
+			printf("%-4s  ", "skip");
+			tool_put(stdout, e->path);
+			printf(": %s dataset, not a tensor\n", e->dtype);
+		} else if (e->is_dataset) {
+			nnh5_tensor *t = NULL;
+			int rc = nnh5_file_read_tensor(&t, f, e->path);
+			check(rc == NNH5_OK, "tensor loads: ", e->path);
+			if (rc != NNH5_OK) {
+				fputs(": ", stdout);
+				tool_put(stdout, nnh5_error_message());
+			}
+			putchar('\n');
+			nnh5_tensor_free(t);
+		} else if (e->note && !strcmp(e->kind, "link")) {
+			printf("%-4s  ", "info");
+			tool_put(stdout, e->path);
+			fputs(": ", stdout);
+			tool_put(stdout, e->note);
+			putchar('\n');
+		}
+	}
+	for (size_t i = 0; i < w.n; i++) {
+		const struct entry *e = &w.v[i];
+		nnh5_model *m = NULL;
+		nnh5_verify_result vr;
+		bool has_probe = false;
+		int rc;
+		if (strcmp(e->kind, "model") != 0)
+			continue;
+		/* The probe is a hard-linked group right below the model, listed by the walk. */
+		for (size_t j = i + 1; j < w.n && w.v[j].depth > e->depth; j++)
+			if (w.v[j].depth == e->depth + 1 && !strcmp(w.v[j].name, "nnh5_probe") &&
+			    w.v[j].is_group)
+				has_probe = true;
+		rc = nnh5_file_read_model(&m, f, e->path);
+		check(rc == NNH5_OK, "model rebuilds: ", e->path);
+		if (rc != NNH5_OK) {
+			fputs(": ", stdout);
+			tool_put(stdout, nnh5_error_message());
+			putchar('\n');
+			continue;
+		}
+		printf(" (%zu layers, %s)\n", nnh5_model_len(m), nnh5_dtype_name(nnh5_model_dtype(m)));
+		nnh5_model_free(m);
+		if (!has_probe) {
+			printf("%-4s  model ", "info");
+			tool_put(stdout, e->path);
+			printf(": no stored probe\n");
+			continue;
+		}
+		rc = nnh5_file_verify_model(&vr, f, e->path);
+		if (rc != NNH5_OK) {
+			check(false, "model probe: ", e->path);
+			fputs(": ", stdout);
+			tool_put(stdout, nnh5_error_message());
+			putchar('\n');
+			continue;
+		}
+		check(vr.bitwise_equal || vr.max_abs_diff <= tol, "model probe: ", e->path);
+		printf(": %s, max abs diff %.6g over %zu elements\n",
+		       vr.bitwise_equal ? "bitwise identical" : "NOT bitwise identical",
+		       vr.max_abs_diff, vr.numel);
+	}
+	nnh5_file_discard(f);
+	printf("%s: %d check%s failed\n", n_fail ? "FAILED" : "OK", n_fail, n_fail == 1 ? "" : "s");
+	tool_walk_free(&w);
+	return n_fail ? EXIT_DIFFERS : 0;
+}
+
+/* Run argv; 127 (with a message) when the program is missing. */
+static int run(char *const *args)
+{
+	int pfd[2], status, err = 0;
+	pid_t pid;
+	ssize_t r;
+
+	fflush(stdout);
+	fflush(stderr);
+	/* The child reports a failed exec through a close-on-exec pipe. */
+	if (pipe(pfd) < 0 || fcntl(pfd[1], F_SETFD, FD_CLOEXEC) < 0) {
+		perror("nnh5 dump: pipe");
+		return EXIT_USAGE;
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("nnh5 dump: fork");
+		close(pfd[0]);
+		close(pfd[1]);
+		return EXIT_USAGE;
+	}
+	if (pid == 0) {
+		close(pfd[0]);
+		execvp(args[0], args);
+		err = errno;
+		if (write(pfd[1], &err, sizeof err) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(pfd[1]);
+	do
+		r = read(pfd[0], &err, sizeof err);
+	while (r < 0 && errno == EINTR);
+	close(pfd[0]);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return EXIT_USAGE;
+	if (r == (ssize_t)sizeof err) {
+		fprintf(stderr, "nnh5 dump: cannot run '");
+		tool_put(stderr, args[0]);
+		if (err == ENOENT)
+			fprintf(stderr, "': h5dump is not installed (Debian: apt install hdf5-tools)\n");
+		else
+			fprintf(stderr, "': %s\n", strerror(err));
+		return EXIT_USAGE;
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status) == 0 ? 0 : EXIT_USAGE;
+	fprintf(stderr, "nnh5 dump: h5dump was killed\n");
+	return EXIT_USAGE;
+}
+
+int cmd_dump(int argc, char **argv)
+{
+	const char *file = NULL, *path = NULL, *prog;
+	bool attrs = false, header = false, opts_done = false;
+	char *npath = NULL, *filearg = NULL;
+	char *args[8];
+	struct walk w;
+	hid_t fid;
+	int n = 0, rc;
+	bool is_group;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!opts_done && !strcmp(a, "--help")) {
+			fputs(dump_usage, stdout);
+			return 0;
+		} else if (!opts_done && !strcmp(a, "--attrs")) {
+			attrs = true;
+		} else if (!opts_done && !strcmp(a, "--header")) {
+			header = true;
+		} else if (!opts_done && !strcmp(a, "--")) {
+			opts_done = true;
+		} else if (!opts_done && a[0] == '-' && a[1]) {
+			fprintf(stderr, "nnh5 dump: unknown option '");
+			tool_put(stderr, a);
+			fprintf(stderr, "'\n%s", dump_usage);
+			return EXIT_USAGE;
+		} else if (!file) {
+			file = a;
+		} else if (!path) {
+			path = a;
+		} else {
+			fprintf(stderr, "nnh5 dump: too many arguments\n%s", dump_usage);
+			return EXIT_USAGE;
+		}
+	}
+	if (!file) {
+		fprintf(stderr, "nnh5 dump: missing FILE\n%s", dump_usage);
+		return EXIT_USAGE;
+	}
+	npath = tool_norm_path(path ? path : "/");
+	if (!npath) {
+		fprintf(stderr, "nnh5 dump: PATH may not have '.' or '..' components\n");
+		return EXIT_USAGE;
+	}
+	/* Check the file and the object first, so errors read the same as the other commands'. */
+	fid = tool_open("dump", file);
+	if (fid < 0) {
+		free(npath);
+		return EXIT_USAGE;
+	}
+	{
+		H5O_info_t oi;
+		hid_t lapl = H5Pcreate(H5P_LINK_ACCESS);
+		memset(&w, 0, sizeof w);
+		rc = 0;
+		/* A full walk would be wasted here: only the object's type matters. */
+		if (strcmp(npath, "/") != 0) {
+			rc = tool_walk(&w, "dump", file, fid, npath);
+			tool_walk_free(&w);
+		}
+		if (rc == 0 && H5Oget_info_by_name(fid, npath, &oi, lapl >= 0 ? lapl : H5P_DEFAULT) < 0) {
+			fprintf(stderr, "nnh5 dump: '");
+			tool_put(stderr, file);
+			fputs("': cannot read '", stderr);
+			tool_put(stderr, npath);
+			fputs("' (damaged file?)\n", stderr);
+			rc = -1;
+		}
+		is_group = rc == 0 && oi.type == H5O_TYPE_GROUP;
+		if (lapl >= 0)
+			H5Pclose(lapl);
+	}
+	H5Fclose(fid);
+	if (rc < 0) {
+		free(npath);
+		return EXIT_USAGE;
+	}
+	prog = getenv("NNH5_H5DUMP");
+	args[n++] = (char *)(uintptr_t)(prog && *prog ? prog : "h5dump");
+	if (attrs)
+		args[n++] = (char *)(uintptr_t)"-A";
+	else if (header || is_group)
+		args[n++] = (char *)(uintptr_t)"-H";
+	if (strcmp(npath, "/") != 0) {
+		args[n++] = (char *)(uintptr_t)(is_group ? "-g" : "-d");
+		args[n++] = npath;
+	}
+	/* h5dump would take a file name starting with '-' for an option. */
+	if (file[0] == '-') {
+		filearg = tool_xmalloc(strlen(file) + 3);
+		sprintf(filearg, "./%s", file);
+	}
+	args[n++] = filearg ? filearg : (char *)(uintptr_t)file;
+	args[n] = NULL;
+	rc = run(args);
+	free(filearg);
+	free(npath);
+	return rc;
+}
