@@ -271,6 +271,32 @@ static void newer_format_refused(void **state)
 	      "format version 99");
 }
 
+/* The caller's HDF5 error handler is restored after every call, failed or not. */
+static herr_t my_handler(hid_t stack, void *data)
+{
+	(void)stack;
+	(*(int *)data)++;
+	return 0;
+}
+
+static void hdf5_error_handler_restored(void **state)
+{
+	int calls = 0;
+	H5E_auto2_t func = NULL;
+	void *data = NULL;
+	nnh5_tensor *t;
+	(void)state;
+	assert_true(H5Eset_auto2(H5E_DEFAULT, my_handler, &calls) >= 0);
+	write_text(tu_path("junk.h5"), "junk");
+	fails(NNH5_ERR_FORMAT, nnh5_load_tensor(&t, tu_path("junk.h5")), "junk.h5");
+	fails(NNH5_ERR_NOT_FOUND, nnh5_load_tensor(&t, tu_path("absent.h5")), "absent.h5");
+	assert_true(H5Eget_auto2(H5E_DEFAULT, &func, &data) >= 0);
+	assert_ptr_equal(func, my_handler);
+	assert_ptr_equal(data, &calls);
+	assert_int_equal(calls, 0); /* nnh5's own HDF5 failures never reach it */
+	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
 /* ---- out of memory: fail the Nth allocation for every N ---- */
 
 static long alloc_budget = -1; /* allocations left before failing; -1 = unlimited */
@@ -355,6 +381,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(bad_keys, quiet_setup, quiet_teardown),
 		cmocka_unit_test_setup_teardown(failed_save_keeps_previous, quiet_setup, quiet_teardown),
 		cmocka_unit_test_setup_teardown(newer_format_refused, quiet_setup, quiet_teardown),
+		cmocka_unit_test_setup_teardown(hdf5_error_handler_restored, quiet_setup, quiet_teardown),
 		cmocka_unit_test_setup_teardown(out_of_memory_everywhere, quiet_setup, quiet_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
