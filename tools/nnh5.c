@@ -219,40 +219,18 @@ static void ls_text(const struct walk *w, const char *file)
 
 int cmd_ls(int argc, char **argv)
 {
-	bool json = false, opts_done = false;
-	const char *file = NULL, *path = NULL;
+	bool json = false;
+	const struct tool_opt opts[] = { { "--json", &json, NULL }, { NULL, NULL, NULL } };
+	const char *pos[2], *file, *path;
 	char *npath;
 	struct walk w;
 	hid_t fid;
-	int rc;
+	int rc = tool_args(argc, argv, "ls", ls_usage, opts, pos, 1, 2, "missing FILE");
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!opts_done && !strcmp(a, "--help")) {
-			fputs(ls_usage, stdout);
-			return 0;
-		} else if (!opts_done && !strcmp(a, "--json")) {
-			json = true;
-		} else if (!opts_done && !strcmp(a, "--")) {
-			opts_done = true;
-		} else if (!opts_done && a[0] == '-' && a[1]) {
-			fprintf(stderr, "nnh5 ls: unknown option '");
-			tool_put(stderr, a);
-			fprintf(stderr, "'\n%s", ls_usage);
-			return EXIT_USAGE;
-		} else if (!file) {
-			file = a;
-		} else if (!path) {
-			path = a;
-		} else {
-			fprintf(stderr, "nnh5 ls: too many arguments\n%s", ls_usage);
-			return EXIT_USAGE;
-		}
-	}
-	if (!file) {
-		fprintf(stderr, "nnh5 ls: missing FILE\n%s", ls_usage);
-		return EXIT_USAGE;
-	}
+	if (rc >= 0)
+		return rc;
+	file = pos[0];
+	path = pos[1];
 	npath = tool_norm_path(path ? path : "/");
 	if (!npath) {
 		fprintf(stderr, "nnh5 ls: PATH may not have '.' or '..' components\n");

@@ -53,21 +53,6 @@ static const struct entry *find_key(const struct walk *w, const char *root, cons
 	return NULL;
 }
 
-static int parse_tol(double *out, const char *name, const char *s)
-{
-	char *end;
-	if (!s) {
-		fprintf(stderr, "nnh5 diff: %s needs a value\n", name);
-		return -1;
-	}
-	*out = strtod(s, &end);
-	if (end == s || *end || !isfinite(*out) || *out < 0) {
-		fprintf(stderr, "nnh5 diff: %s wants a non-negative number\n", name);
-		return -1;
-	}
-	return 0;
-}
-
 static int load(nnh5_tensor **t, struct side *s, const char *path)
 {
 	if (!s->f && nnh5_file_open(&s->f, s->file, NNH5_READ) != NNH5_OK)
@@ -161,51 +146,21 @@ done:
 int cmd_diff(int argc, char **argv)
 {
 	double atol = 0, rtol = 0;
-	bool opts_done = false;
-	const char *files[2] = {NULL, NULL}, *path = NULL;
+	const struct tool_opt opts[] = { { "--atol", NULL, &atol }, { "--rtol", NULL, &rtol },
+					 { NULL, NULL, NULL } };
+	const char *pos[3], *files[2], *path;
 	struct side s[2];
 	char *npath;
 	size_t n_same = 0, n_diff = 0, n_only_a = 0, n_only_b = 0, n_err = 0;
-	int rc = EXIT_USAGE;
+	int rc = tool_args(argc, argv, "diff", diff_usage, opts, pos, 2, 3, "needs two files");
 
+	if (rc >= 0)
+		return rc;
+	rc = EXIT_USAGE;
+	files[0] = pos[0];
+	files[1] = pos[1];
+	path = pos[2];
 	memset(s, 0, sizeof s);
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!opts_done && !strcmp(a, "--help")) {
-			fputs(diff_usage, stdout);
-			return 0;
-		} else if (!opts_done && (!strcmp(a, "--atol") || !strcmp(a, "--rtol"))) {
-			if (parse_tol(a[2] == 'a' ? &atol : &rtol, a, i + 1 < argc ? argv[i + 1] : NULL) < 0)
-				return EXIT_USAGE;
-			i++;
-		} else if (!opts_done && (!strncmp(a, "--atol=", 7) || !strncmp(a, "--rtol=", 7))) {
-			char name[7];
-			memcpy(name, a, 6);
-			name[6] = '\0';
-			if (parse_tol(a[2] == 'a' ? &atol : &rtol, name, a + 7) < 0)
-				return EXIT_USAGE;
-		} else if (!opts_done && !strcmp(a, "--")) {
-			opts_done = true;
-		} else if (!opts_done && a[0] == '-' && a[1]) {
-			fprintf(stderr, "nnh5 diff: unknown option '");
-			tool_put(stderr, a);
-			fprintf(stderr, "'\n%s", diff_usage);
-			return EXIT_USAGE;
-		} else if (!files[0]) {
-			files[0] = a;
-		} else if (!files[1]) {
-			files[1] = a;
-		} else if (!path) {
-			path = a;
-		} else {
-			fprintf(stderr, "nnh5 diff: too many arguments\n%s", diff_usage);
-			return EXIT_USAGE;
-		}
-	}
-	if (!files[1]) {
-		fprintf(stderr, "nnh5 diff: needs two files\n%s", diff_usage);
-		return EXIT_USAGE;
-	}
 	npath = tool_norm_path(path ? path : "/");
 	if (!npath) {
 		fprintf(stderr, "nnh5 diff: PATH may not have '.' or '..' components\n");

@@ -142,42 +142,21 @@ static void print_stats(const nnh5_tensor *t)
 
 int cmd_show(int argc, char **argv)
 {
-	bool full = false, opts_done = false;
-	const char *file = NULL, *path = NULL;
+	bool full = false;
+	const struct tool_opt opts[] = { { "--full", &full, NULL }, { NULL, NULL, NULL } };
+	const char *pos[2], *file, *path;
 	char *npath = NULL, *text = NULL;
 	struct walk w;
 	nnh5_file *f = NULL;
 	nnh5_tensor *t = NULL;
 	hid_t fid;
-	int rc = EXIT_USAGE;
+	int rc = tool_args(argc, argv, "show", show_usage, opts, pos, 2, 2, "needs FILE and PATH");
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!opts_done && !strcmp(a, "--help")) {
-			fputs(show_usage, stdout);
-			return 0;
-		} else if (!opts_done && !strcmp(a, "--full")) {
-			full = true;
-		} else if (!opts_done && !strcmp(a, "--")) {
-			opts_done = true;
-		} else if (!opts_done && a[0] == '-' && a[1]) {
-			fprintf(stderr, "nnh5 show: unknown option '");
-			tool_put(stderr, a);
-			fprintf(stderr, "'\n%s", show_usage);
-			return EXIT_USAGE;
-		} else if (!file) {
-			file = a;
-		} else if (!path) {
-			path = a;
-		} else {
-			fprintf(stderr, "nnh5 show: too many arguments\n%s", show_usage);
-			return EXIT_USAGE;
-		}
-	}
-	if (!file || !path) {
-		fprintf(stderr, "nnh5 show: missing %s\n%s", file ? "PATH" : "FILE", show_usage);
-		return EXIT_USAGE;
-	}
+	if (rc >= 0)
+		return rc;
+	rc = EXIT_USAGE;
+	file = pos[0];
+	path = pos[1];
 	npath = tool_norm_path(path);
 	if (!npath) {
 		fprintf(stderr, "nnh5 show: PATH may not have '.' or '..' components\n");

@@ -60,6 +60,23 @@ struct walk {
 /* Silence HDF5's error stack printing (the tool reports errors itself). */
 void tool_init_hdf5(void);
 
+/* One option of a subcommand: a flag (flag set) or a number (number set). */
+struct tool_opt {
+	const char *name; /* "--json" */
+	bool *flag;
+	double *number;   /* a non-negative finite value: "--atol X" or "--atol=X" */
+};
+
+/*
+ * Parse argv for subcommand cmd: --help prints usage, opts (terminated by a
+ * NULL name) set their targets, the positionals go to pos[0..npos-1], at
+ * least nreq of them (else "missing" is printed). Returns -1 to go on, or the
+ * exit status to return (0 after --help, EXIT_USAGE after a message).
+ */
+int tool_args(int argc, char **argv, const char *cmd, const char *usage,
+	      const struct tool_opt *opts, const char **pos, int nreq, int npos,
+	      const char *missing);
+
 /*
  * Open path read-only with HDF5. On failure prints a message naming the file
  * to stderr (prefixed by cmd) and returns a negative id.

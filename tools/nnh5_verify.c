@@ -63,45 +63,17 @@ static void check(bool ok, const char *fmt_what, const char *path)
 
 int cmd_verify(int argc, char **argv)
 {
-	const char *file = NULL;
 	double tol = 0;
-	bool opts_done = false;
+	const struct tool_opt opts[] = { { "--tolerance", NULL, &tol }, { NULL, NULL, NULL } };
+	const char *file;
 	struct walk w;
 	nnh5_file *f = NULL;
 	hid_t fid;
 	int64_t version;
-	char *end;
+	int st = tool_args(argc, argv, "verify", verify_usage, opts, &file, 1, 1, "missing FILE");
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!opts_done && !strcmp(a, "--help")) {
-			fputs(verify_usage, stdout);
-			return 0;
-		} else if (!opts_done && !strcmp(a, "--tolerance")) {
-			if (i + 1 >= argc || (tol = strtod(argv[i + 1], &end), end == argv[i + 1]) ||
-			    *end || !(tol >= 0) || !isfinite(tol)) {
-				fprintf(stderr, "nnh5 verify: --tolerance wants a non-negative number\n");
-				return EXIT_USAGE;
-			}
-			i++;
-		} else if (!opts_done && !strcmp(a, "--")) {
-			opts_done = true;
-		} else if (!opts_done && a[0] == '-' && a[1]) {
-			fprintf(stderr, "nnh5 verify: unknown option '");
-			tool_put(stderr, a);
-			fprintf(stderr, "'\n%s", verify_usage);
-			return EXIT_USAGE;
-		} else if (!file) {
-			file = a;
-		} else {
-			fprintf(stderr, "nnh5 verify: too many arguments\n%s", verify_usage);
-			return EXIT_USAGE;
-		}
-	}
-	if (!file) {
-		fprintf(stderr, "nnh5 verify: missing FILE\n%s", verify_usage);
-		return EXIT_USAGE;
-	}
+	if (st >= 0)
+		return st;
 	fid = tool_open("verify", file);
 	if (fid < 0)
 		return EXIT_USAGE;
@@ -258,44 +230,21 @@ static int run(char *const *args)
 
 int cmd_dump(int argc, char **argv)
 {
-	const char *file = NULL, *path = NULL, *prog;
-	bool attrs = false, header = false, opts_done = false;
+	bool attrs = false, header = false;
+	const struct tool_opt opts[] = { { "--attrs", &attrs, NULL }, { "--header", &header, NULL },
+					 { NULL, NULL, NULL } };
+	const char *pos[2], *file, *path, *prog;
 	char *npath = NULL, *filearg = NULL;
 	char *args[8];
 	struct walk w;
 	hid_t fid;
-	int n = 0, rc;
+	int n = 0, rc = tool_args(argc, argv, "dump", dump_usage, opts, pos, 1, 2, "missing FILE");
 	bool is_group;
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!opts_done && !strcmp(a, "--help")) {
-			fputs(dump_usage, stdout);
-			return 0;
-		} else if (!opts_done && !strcmp(a, "--attrs")) {
-			attrs = true;
-		} else if (!opts_done && !strcmp(a, "--header")) {
-			header = true;
-		} else if (!opts_done && !strcmp(a, "--")) {
-			opts_done = true;
-		} else if (!opts_done && a[0] == '-' && a[1]) {
-			fprintf(stderr, "nnh5 dump: unknown option '");
-			tool_put(stderr, a);
-			fprintf(stderr, "'\n%s", dump_usage);
-			return EXIT_USAGE;
-		} else if (!file) {
-			file = a;
-		} else if (!path) {
-			path = a;
-		} else {
-			fprintf(stderr, "nnh5 dump: too many arguments\n%s", dump_usage);
-			return EXIT_USAGE;
-		}
-	}
-	if (!file) {
-		fprintf(stderr, "nnh5 dump: missing FILE\n%s", dump_usage);
-		return EXIT_USAGE;
-	}
+	if (rc >= 0)
+		return rc;
+	file = pos[0];
+	path = pos[1];
 	npath = tool_norm_path(path ? path : "/");
 	if (!npath) {
 		fprintf(stderr, "nnh5 dump: PATH may not have '.' or '..' components\n");
