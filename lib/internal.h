@@ -67,6 +67,19 @@ int nnh5__shape_size(nnh5_dtype dtype, size_t ndim, const int64_t *shape, size_t
 /* Format "(2, 3)" / "()" into buf of size n; returns buf. */
 const char *nnh5__shape_str(char *buf, size_t n, size_t ndim, const int64_t *shape);
 
+/* A growable string (lib/strbuf.c); zero-initialise, free p with nnh5__free. */
+typedef struct nnh5__strbuf {
+	char *p;      /* NUL-terminated once anything was added; NULL before */
+	size_t len;
+	size_t cap;
+	bool oom;     /* an allocation failed: the content is incomplete */
+} nnh5__strbuf;
+
+bool nnh5__strbuf_reserve(nnh5__strbuf *sb, size_t extra);
+void nnh5__strbuf_putn(nnh5__strbuf *sb, const char *s, size_t n);
+void nnh5__strbuf_puts(nnh5__strbuf *sb, const char *s);
+void nnh5__strbuf_printf(nnh5__strbuf *sb, const char *fmt, ...) NNH5_PRINTF(2, 3);
+
 /* A tensor struct without data yet (shape validated); data set by the caller. */
 int nnh5__tensor_alloc_header(nnh5_tensor **out, nnh5_dtype dtype, size_t ndim,
 			      const int64_t *shape);

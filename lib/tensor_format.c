@@ -34,64 +34,9 @@
 static const char PREFIX[] = "tensor(";
 #define PREFIX_LEN (sizeof PREFIX - 1)
 
-/* A growable string; oom latches so callers check once at the end. */
-struct sbuf {
-	char *p;
-	size_t len;
-	size_t cap;
-	bool oom;
-};
-
-static bool sb_reserve(struct sbuf *sb, size_t extra)
+static void sb_repeat(nnh5__strbuf *sb, char c, size_t n)
 {
-	size_t need, cap;
-	char *np;
-
-	if (sb->oom)
-		return false;
-	if (__builtin_add_overflow(sb->len, extra, &need) ||
-	    __builtin_add_overflow(need, (size_t)1, &need)) {
-		sb->oom = true;
-		return false;
-	}
-	if (need <= sb->cap)
-		return true;
-	cap = sb->cap ? sb->cap : 256;
-	while (cap < need) {
-		if (cap > SIZE_MAX / 2) {
-			cap = need;
-			break;
-		}
-		cap *= 2;
-	}
-	/* The first block comes from malloc: a user allocator need not accept realloc(NULL). */
-	np = sb->p ? nnh5__realloc(sb->p, cap) : nnh5__malloc(cap);
-	if (!np) {
-		sb->oom = true;
-		return false;
-	}
-	sb->p = np;
-	sb->cap = cap;
-	return true;
-}
-
-static void sb_putn(struct sbuf *sb, const char *s, size_t n)
-{
-	if (!sb_reserve(sb, n))
-		return;
-	memcpy(sb->p + sb->len, s, n);
-	sb->len += n;
-	sb->p[sb->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *sb, const char *s)
-{
-	sb_putn(sb, s, strlen(s));
-}
-
-static void sb_repeat(struct sbuf *sb, char c, size_t n)
-{
-	if (!sb_reserve(sb, n))
+	if (!nnh5__strbuf_reserve(sb, n))
 		return;
 	memset(sb->p + sb->len, c, n);
 	sb->len += n;
@@ -231,14 +176,14 @@ static size_t elem_str(char *buf, size_t n, const struct ctx *c, size_t i)
 }
 
 /* Element i right-aligned to the common width (torch pads on the left). */
-static void put_elem(struct sbuf *sb, const struct ctx *c, size_t i)
+static void put_elem(nnh5__strbuf *sb, const struct ctx *c, size_t i)
 {
 	char buf[ELEM_MAX];
 	size_t n = elem_str(buf, sizeof buf, c, i);
 
 	if (n < c->f.width)
 		sb_repeat(sb, ' ', c->f.width - n);
-	sb_putn(sb, buf, n);
+	nnh5__strbuf_putn(sb, buf, n);
 }
 
 /*
@@ -322,7 +267,7 @@ static void build_formatter(struct ctx *c)
 }
 
 /* torch's _vector_str: one row, wrapped so that lines stay within linewidth. */
-static void put_vector(struct sbuf *sb, const struct ctx *c, size_t off, size_t dim,
+static void put_vector(nnh5__strbuf *sb, const struct ctx *c, size_t off, size_t dim,
 		       size_t indent)
 {
 	size_t n = (size_t)c->t->shape[dim];
@@ -334,29 +279,29 @@ static void put_vector(struct sbuf *sb, const struct ctx *c, size_t off, size_t 
 
 	if (per_line < 1)
 		per_line = 1;
-	sb_putn(sb, "[", 1);
+	nnh5__strbuf_putn(sb, "[", 1);
 	for (k = 0; k < n; k++, item++) {
 		if (item > 0) {
 			if (item % per_line == 0) {
-				sb_putn(sb, ",\n", 2);
+				nnh5__strbuf_putn(sb, ",\n", 2);
 				sb_repeat(sb, ' ', indent + 1);
 			} else {
-				sb_putn(sb, ", ", 2);
+				nnh5__strbuf_putn(sb, ", ", 2);
 			}
 		}
 		if (elide && k == EDGEITEMS) {
 			/* The ellipsis counts as one item of the line, whatever the width. */
-			sb_puts(sb, " ...");
+			nnh5__strbuf_puts(sb, " ...");
 			k = n - EDGEITEMS - 1;
 			continue;
 		}
 		put_elem(sb, c, off + k * c->stride[dim]);
 	}
-	sb_putn(sb, "]", 1);
+	nnh5__strbuf_putn(sb, "]", 1);
 }
 
 /* torch's _tensor_str_with_formatter for the sub-tensor starting at dimension dim. */
-static void put_tensor(struct sbuf *sb, const struct ctx *c, size_t off, size_t dim,
+static void put_tensor(nnh5__strbuf *sb, const struct ctx *c, size_t off, size_t dim,
 		       size_t indent)
 {
 	size_t rank = c->t->ndim - dim;
@@ -373,24 +318,24 @@ static void put_tensor(struct sbuf *sb, const struct ctx *c, size_t off, size_t 
 	}
 	n = (size_t)c->t->shape[dim];
 	elide = c->summarize && n > 2 * EDGEITEMS;
-	sb_putn(sb, "[", 1);
+	nnh5__strbuf_putn(sb, "[", 1);
 	for (k = 0; k < n; k++) {
 		if (k > 0) {
 			/* Deeper blocks are separated by rank-2 blank lines. */
-			sb_putn(sb, ",", 1);
+			nnh5__strbuf_putn(sb, ",", 1);
 			sb_repeat(sb, '\n', rank - 1);
 			sb_repeat(sb, ' ', indent + 1);
 		}
 		if (elide && k == EDGEITEMS) {
-			sb_puts(sb, "...");
-			sb_putn(sb, ",", 1);
+			nnh5__strbuf_puts(sb, "...");
+			nnh5__strbuf_putn(sb, ",", 1);
 			sb_repeat(sb, '\n', rank - 1);
 			sb_repeat(sb, ' ', indent + 1);
 			k = n - EDGEITEMS;
 		}
 		put_tensor(sb, c, off + k * c->stride[dim], dim + 1, indent + 1);
 	}
-	sb_putn(sb, "]", 1);
+	nnh5__strbuf_putn(sb, "]", 1);
 }
 
 /* str(self.dtype) in torch; NULL for torch's defaults when the tensor is not empty. */
@@ -434,22 +379,22 @@ static const char *dtype_suffix(nnh5_dtype d)
  * pass linewidth, else on a new line at the prefix's indent. torch counts
  * the last line two characters long (len - rfind + 1), and so do we.
  */
-static void add_suffix(struct sbuf *sb, const char *suffix, size_t *last_line_len)
+static void add_suffix(nnh5__strbuf *sb, const char *suffix, size_t *last_line_len)
 {
 	size_t n = strlen(suffix);
 
 	if (*last_line_len + n + 2 > LINEWIDTH) {
-		sb_putn(sb, ",\n", 2);
+		nnh5__strbuf_putn(sb, ",\n", 2);
 		sb_repeat(sb, ' ', PREFIX_LEN);
 		*last_line_len = PREFIX_LEN + n;
 	} else {
-		sb_putn(sb, ", ", 2);
+		nnh5__strbuf_putn(sb, ", ", 2);
 		*last_line_len += n + 2;
 	}
-	sb_putn(sb, suffix, n);
+	nnh5__strbuf_putn(sb, suffix, n);
 }
 
-static size_t torch_last_line_len(const struct sbuf *sb)
+static size_t torch_last_line_len(const nnh5__strbuf *sb)
 {
 	size_t i = sb->len;
 
@@ -460,18 +405,18 @@ static size_t torch_last_line_len(const struct sbuf *sb)
 }
 
 /* Python's str(tuple(shape)), e.g. "(0, 3)" or "(0,)". */
-static void put_shape_suffix(struct sbuf *sb, const nnh5_tensor *t, size_t *last_line_len)
+static void put_shape_suffix(nnh5__strbuf *sb, const nnh5_tensor *t, size_t *last_line_len)
 {
-	struct sbuf s = {0};
+	nnh5__strbuf s = {0};
 	char num[32];
 	size_t d;
 
-	sb_puts(&s, "size=(");
+	nnh5__strbuf_puts(&s, "size=(");
 	for (d = 0; d < t->ndim; d++) {
 		snprintf(num, sizeof num, "%s%" PRId64, d ? ", " : "", t->shape[d]);
-		sb_puts(&s, num);
+		nnh5__strbuf_puts(&s, num);
 	}
-	sb_puts(&s, t->ndim == 1 ? ",)" : ")");
+	nnh5__strbuf_puts(&s, t->ndim == 1 ? ",)" : ")");
 	if (s.oom)
 		sb->oom = true;
 	else
@@ -481,16 +426,16 @@ static void put_shape_suffix(struct sbuf *sb, const nnh5_tensor *t, size_t *last
 
 int nnh5_tensor_format(char **out, const nnh5_tensor *t)
 {
-	struct sbuf sb = {0};
+	nnh5__strbuf sb = {0};
 	size_t last_line_len;
 	size_t d;
 
 	assert(out && t);
 	*out = NULL;
 
-	sb_puts(&sb, PREFIX);
+	nnh5__strbuf_puts(&sb, PREFIX);
 	if (t->numel == 0) {
-		sb_puts(&sb, "[]");
+		nnh5__strbuf_puts(&sb, "[]");
 		last_line_len = torch_last_line_len(&sb);
 		/* Like NumPy, torch names the shape of an empty tensor unless it is (0,). */
 		if (t->ndim != 1)
@@ -512,7 +457,7 @@ int nnh5_tensor_format(char **out, const nnh5_tensor *t)
 		if (t->dtype != NNH5_FLOAT32 && t->dtype != NNH5_INT64 && t->dtype != NNH5_BOOL)
 			add_suffix(&sb, dtype_suffix(t->dtype), &last_line_len);
 	}
-	sb_putn(&sb, ")", 1);
+	nnh5__strbuf_putn(&sb, ")", 1);
 
 	if (sb.oom) {
 		nnh5__free(sb.p);

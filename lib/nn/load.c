@@ -132,43 +132,6 @@ static void copy_convert(nnh5_tensor *dst, const nnh5_tensor *src)
 	}
 }
 
-/* A growable message. */
-typedef struct msg {
-	char *s;
-	size_t len, cap;
-	bool failed;
-} msg;
-
-static void msg_add(msg *b, const char *fmt, ...) NNH5_PRINTF(2, 3);
-
-static void msg_add(msg *b, const char *fmt, ...)
-{
-	while (!b->failed) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->failed = true;
-			return;
-		}
-		if (b->s && b->len + (size_t)n < b->cap) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap <= b->len + (size_t)n)
-			cap *= 2;
-		char *s = nnh5__realloc(b->s, cap);
-		if (!s) {
-			b->failed = true;
-			return;
-		}
-		b->s = s;
-		b->cap = cap;
-	}
-}
-
 /* The source key renamed by opts, as a new string in *out; *out NULL when the key is not selected. */
 static int map_key(char **out, const char *key, const nnh5_load_options *o)
 {
@@ -294,23 +257,23 @@ nomem:
 /* The one strict-mode message. */
 static int strict_error(const nnh5_load_result *r)
 {
-	msg b = { 0 };
+	nnh5__strbuf b = { 0 };
 	const char *sep = "";
-	msg_add(&b, "load_state_dict: ");
+	nnh5__strbuf_printf(&b, "load_state_dict: ");
 	if (r->n_missing) {
-		msg_add(&b, "missing keys:");
+		nnh5__strbuf_printf(&b, "missing keys:");
 		for (size_t i = 0; i < r->n_missing; i++)
-			msg_add(&b, "%s '%s'", i ? "," : "", r->missing[i]);
+			nnh5__strbuf_printf(&b, "%s '%s'", i ? "," : "", r->missing[i]);
 		sep = "; ";
 	}
 	if (r->n_unexpected) {
-		msg_add(&b, "%sunexpected keys:", sep);
+		nnh5__strbuf_printf(&b, "%sunexpected keys:", sep);
 		for (size_t i = 0; i < r->n_unexpected; i++)
-			msg_add(&b, "%s '%s'", i ? "," : "", r->unexpected[i]);
+			nnh5__strbuf_printf(&b, "%s '%s'", i ? "," : "", r->unexpected[i]);
 		sep = "; ";
 	}
 	if (r->n_mismatched) {
-		msg_add(&b, "%ssize mismatch:", sep);
+		nnh5__strbuf_printf(&b, "%ssize mismatch:", sep);
 		for (size_t i = 0; i < r->n_mismatched; i++) {
 			const nnh5_shape_mismatch *mm = &r->mismatched[i];
 			char e[32 * 22], s[32 * 22];
@@ -319,16 +282,16 @@ static int strict_error(const nnh5_load_result *r)
 			char *q = strstr(e, "-1");
 			if (q && mm->model_ndim == 2 && mm->model_shape[1] < 0)
 				snprintf(e, sizeof(e), "(%lld, any)", (long long)mm->model_shape[0]);
-			msg_add(&b, "%s '%s': model %s, source %s", i ? "," : "", mm->key, e,
+			nnh5__strbuf_printf(&b, "%s '%s': model %s, source %s", i ? "," : "", mm->key, e,
 				nnh5__shape_str(s, sizeof(s), mm->source_ndim, mm->source_shape));
 		}
 	}
-	if (b.failed) {
-		nnh5__free(b.s);
+	if (b.oom) {
+		nnh5__free(b.p);
 		return nnh5__nomem();
 	}
-	int rc = nnh5__error(NNH5_ERR_SHAPE, "%s", b.s);
-	nnh5__free(b.s);
+	int rc = nnh5__error(NNH5_ERR_SHAPE, "%s", b.p);
+	nnh5__free(b.p);
 	return rc;
 }
 

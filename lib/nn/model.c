@@ -330,45 +330,6 @@ int nnh5_nn_get_num_threads(void)
 	return openblas_get_num_threads();
 }
 
-/* A growable string for nnh5_model_format(). */
-typedef struct sbuf {
-	char *s;
-	size_t len, cap;
-	bool failed;
-} sbuf;
-
-static void sbuf_printf(sbuf *b, const char *fmt, ...) NNH5_PRINTF(2, 3);
-
-static void sbuf_printf(sbuf *b, const char *fmt, ...)
-{
-	if (b->failed)
-		return;
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->failed = true;
-			return;
-		}
-		if (b->s && b->len + (size_t)n < b->cap) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap <= b->len + (size_t)n)
-			cap *= 2;
-		char *s = nnh5__realloc(b->s, cap);
-		if (!s) {
-			b->failed = true;
-			return;
-		}
-		b->s = s;
-		b->cap = cap;
-	}
-}
-
 /* Python's repr of a float as torch prints p (0.5, 0.1, 1.0). */
 static void format_float(char *buf, size_t n, double v)
 {
@@ -386,46 +347,46 @@ static void format_float(char *buf, size_t n, double v)
 
 int nnh5_model_format(char **out, const nnh5_model *m)
 {
-	sbuf b = { 0 };
+	nnh5__strbuf b = { 0 };
 	*out = NULL;
 	if (m->n_layers == 0) {
-		sbuf_printf(&b, "Sequential()");
+		nnh5__strbuf_printf(&b, "Sequential()");
 	} else {
-		sbuf_printf(&b, "Sequential(\n");
+		nnh5__strbuf_printf(&b, "Sequential(\n");
 		for (size_t i = 0; i < m->n_layers; i++) {
 			const nnh5__layer *l = &m->layers[i];
 			char p[40];
-			sbuf_printf(&b, "  (%s): %s(", l->name, nnh5_layer_type_name(l->type));
+			nnh5__strbuf_printf(&b, "  (%s): %s(", l->name, nnh5_layer_type_name(l->type));
 			switch (l->type) {
 			case NNH5_LAYER_LINEAR:
 			case NNH5_LAYER_LAZY_LINEAR:
-				sbuf_printf(&b, "in_features=%lld, out_features=%lld, bias=%s",
+				nnh5__strbuf_printf(&b, "in_features=%lld, out_features=%lld, bias=%s",
 					    (long long)(l->in_features < 0 ? 0 : l->in_features),
 					    (long long)l->out_features, l->has_bias ? "True" : "False");
 				break;
 			case NNH5_LAYER_GELU:
-				sbuf_printf(&b, "approximate='none'");
+				nnh5__strbuf_printf(&b, "approximate='none'");
 				break;
 			case NNH5_LAYER_FLATTEN:
-				sbuf_printf(&b, "start_dim=%lld, end_dim=%lld", (long long)l->start_dim,
+				nnh5__strbuf_printf(&b, "start_dim=%lld, end_dim=%lld", (long long)l->start_dim,
 					    (long long)l->end_dim);
 				break;
 			case NNH5_LAYER_DROPOUT:
 				format_float(p, sizeof(p), l->p);
-				sbuf_printf(&b, "p=%s, inplace=False", p);
+				nnh5__strbuf_printf(&b, "p=%s, inplace=False", p);
 				break;
 			default:
 				break;
 			}
-			sbuf_printf(&b, ")\n");
+			nnh5__strbuf_printf(&b, ")\n");
 		}
-		sbuf_printf(&b, ")");
+		nnh5__strbuf_printf(&b, ")");
 	}
-	if (b.failed) {
-		nnh5__free(b.s);
+	if (b.oom) {
+		nnh5__free(b.p);
 		return nnh5__nomem();
 	}
-	*out = b.s;
+	*out = b.p;
 	return NNH5_OK;
 }
 
