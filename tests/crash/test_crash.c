@@ -11,9 +11,9 @@
  * reported as committed, or the one in flight when the kill landed between
  * the rename and the report. NNH5_CRASH_TRIALS sets the number of trials.
  * A killed child may leave its ".<name>.nnh5-tmp-XXXXXX" file behind: that is
- * expected (the checkpoint manager, issue 5, removes such leftovers when it
- * opens a folder); they are counted, checked to never be the target, and
- * removed here.
+ * expected (a later save never reads it; cleaning such leftovers up belongs
+ * to whoever owns the folder); they are counted, checked to never be the
+ * target, and removed here.
  *
  * The failure tests run in children (results passed back by exit status):
  * RLIMIT_FSIZE with SIGXFSZ ignored (write() fails with EFBIG), a full tmpfs
@@ -536,8 +536,7 @@ static void test_kill_during_save(void **state)
 	       "e.g. filling the tensors): %u\n",
 	       s.in_hdf5, s.before_rename, s.after_rename, s.between);
 	printf("# crash: leftover temporary files: %u (%u loadable, %u torn/incomplete); "
-	       "expected after SIGKILL, removed by the checkpoint manager when it opens "
-	       "the folder\n",
+	       "expected after SIGKILL, never read in place of the target\n",
 	       s.leftovers, s.leftovers_loadable, s.leftovers_torn);
 	assert_int_equal(s.trials, trials);
 }
