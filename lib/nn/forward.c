@@ -26,6 +26,34 @@
 #define MAX_FUSED 8
 
 /*
+ * The shape after a Flatten layer, in place (cur has room for
+ * NNH5_MAX_NDIM). false, with the shape untouched, when start_dim/end_dim
+ * do not fit the input's rank.
+ */
+static bool flatten_shape(const nnh5__layer *l, size_t *nd, int64_t *cur)
+{
+	/* torch treats a scalar as having one dimension here */
+	int64_t r = *nd == 0 ? 1 : (int64_t)*nd;
+	int64_t s = l->start_dim < 0 ? l->start_dim + r : l->start_dim;
+	int64_t e = l->end_dim < 0 ? l->end_dim + r : l->end_dim;
+	int64_t prod = 1;
+
+	if (s < 0 || s >= r || e < 0 || e >= r || s > e)
+		return false;
+	if (*nd == 0) {
+		cur[0] = 1;
+		*nd = 1;
+		return true;
+	}
+	for (int64_t k = s; k <= e; k++)
+		prod *= cur[k];
+	cur[s] = prod;
+	memmove(&cur[s + 1], &cur[e + 1], (*nd - (size_t)e - 1) * sizeof(int64_t));
+	*nd -= (size_t)(e - s);
+	return true;
+}
+
+/*
  * Walk the layers over an input shape: check every Linear's input width and
  * every Flatten's dimensions, and give the output shape and the largest
  * intermediate element count. A LazyLinear that has not inferred its input
@@ -66,29 +94,11 @@ static int plan(const nnh5_model *m, size_t ndim, const int64_t *shape, size_t *
 						   l->name, (long long)cur[nd - 1]);
 			cur[nd - 1] = l->out_features;
 		} else if (l->type == NNH5_LAYER_FLATTEN) {
-			int64_t s = l->start_dim, e = l->end_dim;
-			/* torch treats a scalar as having one dimension here */
-			int64_t r = nd == 0 ? 1 : (int64_t)nd;
-			if (s < 0)
-				s += r;
-			if (e < 0)
-				e += r;
-			if (s < 0 || s >= r || e < 0 || e >= r || s > e)
+			if (!flatten_shape(l, &nd, cur))
 				return nnh5__error(NNH5_ERR_SHAPE,
 						   "forward: layer '%s' (Flatten): start_dim %lld, end_dim %lld do not fit input shape %s",
 						   l->name, (long long)l->start_dim, (long long)l->end_dim,
 						   nnh5__shape_str(sbuf, sizeof(sbuf), nd, cur));
-			if (nd == 0) {
-				cur[0] = 1;
-				nd = 1;
-			} else {
-				int64_t prod = 1;
-				for (int64_t k = s; k <= e; k++)
-					prod *= cur[k];
-				cur[s] = prod;
-				memmove(&cur[s + 1], &cur[e + 1], (nd - (size_t)e - 1) * sizeof(int64_t));
-				nd -= (size_t)(e - s);
-			}
 		}
 		size_t numel, nbytes;
 		int rc = nnh5__shape_size(m->dtype, nd, cur, &numel, &nbytes);
@@ -272,20 +282,7 @@ static int materialise(nnh5_model *m, size_t ndim, const int64_t *shape)
 			}
 			cur[nd - 1] = l->out_features;
 		} else if (l->type == NNH5_LAYER_FLATTEN) {
-			int64_t r = nd == 0 ? 1 : (int64_t)nd;
-			int64_t s = l->start_dim < 0 ? l->start_dim + r : l->start_dim;
-			int64_t e = l->end_dim < 0 ? l->end_dim + r : l->end_dim;
-			if (nd == 0) {
-				cur[0] = 1;
-				nd = 1;
-			} else {
-				int64_t prod = 1;
-				for (int64_t k = s; k <= e; k++)
-					prod *= cur[k];
-				cur[s] = prod;
-				memmove(&cur[s + 1], &cur[e + 1], (nd - (size_t)e - 1) * sizeof(int64_t));
-				nd -= (size_t)(e - s);
-			}
+			flatten_shape(l, &nd, cur);
 		}
 	}
 	return NNH5_OK;
