@@ -47,4 +47,71 @@ void nnh5__strings_free(char **strings, size_t n);
 /* true if the object at obj has an attribute called name. */
 bool nnh5__file_has_attr(nnh5_file *f, const char *obj, const char *name);
 
+/* ------------------------------------------------------------------ */
+/* Shared by file.c, file_attr.c, file_write.c and file_read.c only.   */
+
+#include "atomic.h"
+#include "h5util.h"
+
+#define FORMAT_VERSION 1
+/* Datasets smaller than this go in the object header (compact layout). */
+#define COMPACT_LIMIT 4096
+/* Large datasets start on this boundary so they can be mapped from disk. */
+#define ALIGNMENT 4096
+/* Deepest group nesting a reader follows (guards against hostile files). */
+#define MAX_DEPTH 64
+
+struct nnh5_file {
+	hid_t fid;
+	char *path;
+	nnh5_mode mode;
+	nnh5__atomic atomic;
+	hid_t gcpl;         /* groups: creation order tracked and indexed */
+	hid_t dcpl_compact; /* datasets below COMPACT_LIMIT */
+	hid_t dcpl_contig;  /* the others: contiguous, no fill */
+	hid_t ftype[NNH5_DTYPE_COUNT];
+	/*
+	 * A write failed part-way: the file may hold a half-written object, so
+	 * it must never be committed, even if later calls succeed.
+	 */
+	bool failed;
+};
+
+#define ENTER nnh5__h5quiet quiet_; nnh5__h5_quiet_begin(&quiet_)
+#define LEAVE(rc) do { int rc_ = (rc); nnh5__h5_quiet_end(&quiet_); return rc_; } while (0)
+
+
+/* "" or "/": the root group. */
+bool nnh5__file_is_root(const char *name);
+/* Object paths: optional leading '/', components neither empty, "." nor "..". */
+int nnh5__file_check_path(const nnh5_file *f, const char *name);
+/* NNH5_ERR_INVALID unless f is open for writing; what names the refused action. */
+int nnh5__file_check_writable(const nnh5_file *f, const char *what);
+/*
+ * Pass rc through, remembering a failure that may have left partial data in
+ * a file being written (refusals before anything was written do not count).
+ */
+int nnh5__file_note_write(nnh5_file *f, int rc);
+/* Does every component of name exist? Reports the first that does not. */
+int nnh5__file_check_exists(nnh5_file *f, const char *name);
+/* The HDF5 object type at name (which must exist). */
+int nnh5__file_object_type(H5O_type_t *out, nnh5_file *f, hid_t loc, const char *name);
+/* "group/rel" (or "/rel" under the root), for messages. */
+void nnh5__file_display_name(char *buf, size_t n, const char *group, const char *rel);
+/* The nnh5_kind value of a kind name, or -1. */
+int nnh5__kind_from_name(const char *s);
+
+/* Set attribute name on obj (scalar, or 1-d of n values when array). */
+int nnh5__file_attr_set(nnh5_file *f, const char *obj, const char *name, hid_t type,
+			const void *buf, size_t n, bool array);
+/* Set a scalar UTF-8 string attribute (value checked for UTF-8). */
+int nnh5__file_attr_put_string(nnh5_file *f, const char *obj, const char *name,
+			       const char *value);
+/* Read a numeric attribute as int64 (want_int) or double. */
+int nnh5__file_attr_get_number(void *out, bool want_int, nnh5_file *f, const char *obj,
+			       const char *name);
+/* Read a string attribute; with want_scalar, it must hold exactly one string. */
+int nnh5__file_attr_get_strings(char ***out, size_t *n, nnh5_file *f, const char *obj,
+				const char *name, bool want_scalar);
+
 #endif /* NNH5_FILE_INTERNAL_H */

@@ -295,3 +295,36 @@ bool nnh5__utf8_valid(const char *str)
 	}
 	return true;
 }
+
+hid_t nnh5__h5_vlen_utf8(void)
+{
+	hid_t t = H5Tcopy(H5T_C_S1);
+
+	if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) {
+		H5Tclose(t);
+		return -1;
+	}
+	return t;
+}
+
+/* Write a scalar (n == 0) or 1-d attribute on loc, replacing an existing one. */
+int nnh5__h5_attr_write(hid_t loc, const char *name, hid_t type, const void *buf, size_t n,
+		      bool array)
+{
+	hsize_t dim = n;
+	hid_t space, attr;
+	herr_t st;
+
+	if (H5Aexists(loc, name) > 0 && H5Adelete(loc, name) < 0)
+		return -1;
+	space = array ? H5Screate_simple(1, &dim, NULL) : H5Screate(H5S_SCALAR);
+	if (space < 0)
+		return -1;
+	attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+	H5Sclose(space);
+	if (attr < 0)
+		return -1;
+	st = (array && n == 0) ? 0 : H5Awrite(attr, type, buf);
+	H5Aclose(attr);
+	return st < 0 ? -1 : 0;
+}

@@ -43,6 +43,16 @@ hid_t nnh5__h5_mem_type(nnh5_dtype dtype);
  */
 int nnh5__h5_dtype_of(nnh5_dtype *out, hid_t *mem, hid_t ftype, char *desc, size_t n);
 
+/* A variable-length UTF-8 string type (close it with H5Tclose). */
+hid_t nnh5__h5_vlen_utf8(void);
+
+/*
+ * Write a scalar (array false) or 1-d attribute of n values on loc,
+ * replacing an existing one. Returns 0, or -1 with the HDF5 error stack set.
+ */
+int nnh5__h5_attr_write(hid_t loc, const char *name, hid_t type, const void *buf, size_t n,
+			bool array);
+
 /* true if s is valid UTF-8. */
 bool nnh5__utf8_valid(const char *s);
 

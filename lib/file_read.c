@@ -1,0 +1,511 @@
+/*
+ * lib/file_read.c - read tensors, lists, dicts and state dicts back, refusing
+ * storage that would read other files or run unknown code.
+ */
+#include "file_internal.h"
+#include "h5util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* Reading                                                             */
+
+/* Refuse storage that reads other files or runs unknown filters. */
+static int check_storage(nnh5_file *f, hid_t did, const char *display)
+{
+	hid_t dcpl = H5Dget_create_plist(did);
+	int rc = NNH5_OK;
+
+	if (dcpl < 0)
+		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': creation properties",
+				      f->path, display);
+	if (H5Pget_layout(dcpl) == H5D_VIRTUAL)
+		rc = nnh5__error(NNH5_ERR_UNSAFE,
+				 "'%s': dataset '%s' is a virtual dataset (reads other files): refused",
+				 f->path, display);
+	else if (H5Pget_external_count(dcpl) > 0)
+		rc = nnh5__error(NNH5_ERR_UNSAFE,
+				 "'%s': dataset '%s' stores its data in external files: refused",
+				 f->path, display);
+	int nf = rc ? 0 : H5Pget_nfilters(dcpl);
+	for (int i = 0; i < nf && !rc; i++) {
+		unsigned flags;
+		size_t nelm = 0;
+		char fname[64];
+		H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nelm, NULL,
+						 sizeof fname, fname, NULL);
+		if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE &&
+		    id != H5Z_FILTER_FLETCHER32)
+			rc = nnh5__error(NNH5_ERR_UNSAFE,
+					 "'%s': dataset '%s' uses filter %d, which nnh5 does not "
+					 "allow (allowed: deflate, shuffle, fletcher32)",
+					 f->path, display, (int)id);
+	}
+	H5Pclose(dcpl);
+	return rc;
+}
+
+static int read_dataset(nnh5_tensor **out, nnh5_file *f, hid_t loc, const char *rel,
+			const char *display)
+{
+	int64_t shape[NNH5_MAX_NDIM];
+	hsize_t dims[NNH5_MAX_NDIM];
+	char desc[128];
+	hid_t did, ftype = -1, mtype = -1, space = -1;
+	nnh5_dtype dtype;
+	nnh5_tensor *t = NULL;
+	int ndim, rc;
+
+	*out = NULL;
+	did = H5Dopen2(loc, rel, H5P_DEFAULT);
+	if (did < 0)
+		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open dataset '%s'", f->path,
+				      display);
+	rc = check_storage(f, did, display);
+	if (rc)
+		goto done;
+	ftype = H5Dget_type(did);
+	if (ftype < 0) {
+		rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': datatype", f->path, display);
+		goto done;
+	}
+	if (nnh5__h5_dtype_of(&dtype, &mtype, ftype, desc, sizeof desc)) {
+		rc = nnh5__error(NNH5_ERR_TYPE,
+				 "'%s': dataset '%s' has HDF5 type %s, which nnh5 does not load as a "
+				 "tensor",
+				 f->path, display, desc);
+		goto done;
+	}
+	space = H5Dget_space(did);
+	H5S_class_t cls = space >= 0 ? H5Sget_simple_extent_type(space) : H5S_NO_CLASS;
+	if (cls == H5S_NULL || cls == H5S_NO_CLASS) {
+		rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s' has %s dataspace", f->path,
+				    display, cls == H5S_NULL ? "a null (empty)" : "no valid");
+		goto done;
+	}
+	ndim = H5Sget_simple_extent_dims(space, dims, NULL);
+	if (ndim < 0 || ndim > NNH5_MAX_NDIM) {
+		rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': invalid rank", f->path,
+				    display);
+		goto done;
+	}
+	for (int i = 0; i < ndim; i++) {
+		if (dims[i] > (hsize_t)INT64_MAX) {
+			rc = nnh5__error(NNH5_ERR_OVERFLOW, "'%s': dataset '%s': dimension %d too large",
+					 f->path, display, i);
+			goto done;
+		}
+		shape[i] = (int64_t)dims[i];
+	}
+	rc = nnh5_tensor_new(&t, dtype, (size_t)ndim, shape);
+	if (rc) {
+		nnh5__error_wrap(rc, "'%s': dataset '%s'", f->path, display);
+		goto done;
+	}
+	/* Straight into the tensor's memory: HDF5 converts only when the types differ. */
+	if (t->nbytes && H5Dread(did, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0) {
+		rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': reading dataset '%s' failed", f->path,
+				    display);
+		goto done;
+	}
+	*out = t;
+	t = NULL;
+done:
+	nnh5_tensor_free(t);
+	if (space >= 0)
+		H5Sclose(space);
+	if (mtype >= 0)
+		H5Tclose(mtype);
+	if (ftype >= 0)
+		H5Tclose(ftype);
+	H5Dclose(did);
+	return rc;
+}
+
+/* Check name exists and is an object of the wanted type. */
+static int expect_object(nnh5_file *f, const char *name, H5O_type_t want)
+{
+	H5O_type_t type = H5O_TYPE_UNKNOWN;
+	int rc = nnh5__file_check_path(f, name);
+
+	if (!rc)
+		rc = nnh5__file_check_exists(f, name);
+	if (!rc)
+		rc = nnh5__file_object_type(&type, f, f->fid, nnh5__file_is_root(name) ? "/" : name);
+	if (!rc && type != want)
+		rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': object '%s' is %s, not %s", f->path, name,
+				 type == H5O_TYPE_GROUP ? "a group" : type == H5O_TYPE_DATASET
+									  ? "a dataset"
+									  : "a named datatype",
+				 want == H5O_TYPE_GROUP ? "a group" : "a dataset");
+	return rc;
+}
+
+int nnh5_file_read_tensor(nnh5_tensor **out, nnh5_file *f, const char *name)
+{
+	int rc;
+
+	ENTER;
+	*out = NULL;
+	rc = expect_object(f, name, H5O_TYPE_DATASET);
+	if (!rc)
+		rc = read_dataset(out, f, f->fid, name, name);
+	LEAVE(rc);
+}
+
+int nnh5_file_kind(nnh5_kind *out, nnh5_file *f, const char *name)
+{
+	H5O_type_t type = H5O_TYPE_UNKNOWN;
+	char *kind = NULL;
+	int rc, k;
+
+	ENTER;
+	rc = nnh5__file_check_path(f, name);
+	if (!rc)
+		rc = nnh5__file_check_exists(f, name);
+	if (!rc)
+		rc = nnh5__file_object_type(&type, f, f->fid, nnh5__file_is_root(name) ? "/" : name);
+	if (rc)
+		LEAVE(rc);
+	if (type == H5O_TYPE_DATASET) {
+		*out = NNH5_KIND_TENSOR;
+		LEAVE(NNH5_OK);
+	}
+	if (type != H5O_TYPE_GROUP)
+		LEAVE(nnh5__error(NNH5_ERR_FORMAT, "'%s': object '%s' is a named datatype", f->path,
+				  name));
+	if (H5Aexists_by_name(f->fid, nnh5__file_is_root(name) ? "/" : name, "nnh5_kind", H5P_DEFAULT) <= 0) {
+		H5Eclear2(H5E_DEFAULT);
+		*out = NNH5_KIND_GROUP;
+		LEAVE(NNH5_OK);
+	}
+	char **arr;
+	size_t n;
+	rc = nnh5__file_attr_get_strings(&arr, &n, f, name, "nnh5_kind", true);
+	if (rc)
+		LEAVE(rc);
+	kind = arr[0];
+	nnh5__free(arr);
+	k = nnh5__kind_from_name(kind);
+	if (k < 0 || k == NNH5_KIND_TENSOR)
+		rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': object '%s' has unknown nnh5_kind '%s'",
+				 f->path, name, kind);
+	else
+		*out = (nnh5_kind)k;
+	nnh5__free(kind);
+	LEAVE(rc);
+}
+
+/* One dataset found by a group walk. */
+struct found {
+	char *key;
+	char *rel;
+	size_t order; /* position in the walk */
+};
+
+struct walk {
+	nnh5_file *f;
+	const char *group; /* the container's name, for messages */
+	char sep;          /* '/' for dicts, '.' for state dicts */
+	struct found *items;
+	size_t len, cap;
+	haddr_t ancestors[MAX_DEPTH + 1];
+	size_t depth;
+	char rel[4096];
+	char key[4096];
+	int rc;
+};
+
+static int walk_group(struct walk *w, hid_t gid);
+
+static int walk_add(struct walk *w)
+{
+	if (w->len == w->cap) {
+		size_t cap = w->cap ? 2 * w->cap : 64, bytes;
+		struct found *p;
+		if (!nnh5__mul_size(cap, sizeof *p, &bytes))
+			return nnh5__nomem();
+		p = nnh5__realloc(w->items, bytes);
+		if (!p)
+			return nnh5__nomem();
+		w->items = p;
+		w->cap = cap;
+	}
+	struct found *it = &w->items[w->len];
+	it->key = nnh5__strdup(w->key);
+	it->rel = nnh5__strdup(w->rel);
+	it->order = w->len;
+	if (!it->key || !it->rel) {
+		nnh5__free(it->key);
+		nnh5__free(it->rel);
+		return nnh5__nomem();
+	}
+	w->len++;
+	return NNH5_OK;
+}
+
+static herr_t walk_cb(hid_t gid, const char *name, const H5L_info_t *linfo, void *data)
+{
+	struct walk *w = data;
+	size_t rlen = strlen(w->rel), klen = strlen(w->key);
+	H5O_info_t info;
+	char disp[4200];
+
+	if (strncmp(name, "nnh5_", 5) == 0)
+		return 0; /* reserved for the format: never part of a dict */
+	if (rlen + strlen(name) + 2 >= sizeof w->rel) {
+		w->rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': group '%s': path too long", w->f->path,
+				    w->group);
+		return -1;
+	}
+	snprintf(w->rel + rlen, sizeof w->rel - rlen, "%s%s", rlen ? "/" : "", name);
+	snprintf(w->key + klen, sizeof w->key - klen, "%s%s", klen ? (char[]){ w->sep, 0 } : "",
+		 name);
+	nnh5__file_display_name(disp, sizeof disp, w->group, w->rel);
+	if (linfo->type == H5L_TYPE_EXTERNAL) {
+		w->rc = nnh5__error(NNH5_ERR_UNSAFE,
+				    "'%s': '%s' is an external link (to another file): refused",
+				    w->f->path, disp);
+		return -1;
+	}
+	if (H5Oget_info_by_name2(gid, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+		w->rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot inspect '%s'", w->f->path, disp);
+		return -1;
+	}
+	if (info.type == H5O_TYPE_DATASET) {
+		w->rc = walk_add(w);
+	} else if (info.type == H5O_TYPE_GROUP) {
+		if (linfo->type != H5L_TYPE_HARD) {
+			w->rc = nnh5__error(NNH5_ERR_UNSAFE,
+					    "'%s': '%s' is a soft link to a group: refused", w->f->path,
+					    disp);
+			return -1;
+		}
+		for (size_t i = 0; i <= w->depth; i++)
+			if (w->ancestors[i] == info.addr) {
+				w->rc = nnh5__error(NNH5_ERR_FORMAT,
+						    "'%s': group '%s' links back to its own ancestor "
+						    "(a cycle)",
+						    w->f->path, disp);
+				return -1;
+			}
+		if (w->depth >= MAX_DEPTH) {
+			w->rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': '%s' is nested deeper than %d groups",
+					    w->f->path, disp, MAX_DEPTH);
+			return -1;
+		}
+		hid_t sub = H5Gopen2(gid, name, H5P_DEFAULT);
+		if (sub < 0) {
+			w->rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open group '%s'",
+					       w->f->path, disp);
+			return -1;
+		}
+		w->ancestors[++w->depth] = info.addr;
+		w->rc = walk_group(w, sub);
+		w->depth--;
+		H5Gclose(sub);
+	}
+	w->rel[rlen] = '\0';
+	w->key[klen] = '\0';
+	return w->rc ? -1 : 0;
+}
+
+static int walk_group(struct walk *w, hid_t gid)
+{
+	H5_index_t idx = H5_INDEX_NAME;
+	hid_t gcpl = H5Gget_create_plist(gid);
+	unsigned flags = 0;
+
+	if (gcpl >= 0) {
+		if (H5Pget_link_creation_order(gcpl, &flags) >= 0 && (flags & H5P_CRT_ORDER_INDEXED))
+			idx = H5_INDEX_CRT_ORDER;
+		H5Pclose(gcpl);
+	}
+	if (H5Literate(gid, idx, H5_ITER_INC, NULL, walk_cb, w) < 0 && !w->rc)
+		w->rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot list group '%s'", w->f->path,
+				       w->group);
+	return w->rc;
+}
+
+static int cmp_found_key(const void *a, const void *b)
+{
+	return strcmp(((const struct found *)a)->key, ((const struct found *)b)->key);
+}
+
+static int cmp_found_order(const void *a, const void *b)
+{
+	size_t x = ((const struct found *)a)->order, y = ((const struct found *)b)->order;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Put the walk's datasets in the stored key order (nnh5_keys) when the group
+ * has one; keys it lists that are missing are ignored and datasets it does
+ * not list follow in walk order, so nothing in the file is lost.
+ */
+static int apply_key_order(struct walk *w, const char *name)
+{
+	char **keys;
+	size_t nkeys, next = 0;
+	int rc;
+
+	if (w->len == 0 || !nnh5__file_has_attr(w->f, name, "nnh5_keys"))
+		return NNH5_OK;
+	rc = nnh5__file_attr_get_strings(&keys, &nkeys, w->f, name, "nnh5_keys", false);
+	if (rc)
+		return rc;
+	qsort(w->items, w->len, sizeof *w->items, cmp_found_key);
+	for (size_t i = 0; i < w->len; i++)
+		w->items[i].order += nkeys; /* unlisted ones go after the listed */
+	for (size_t i = 0; i < nkeys; i++) {
+		struct found probe = { keys[i], NULL, 0 };
+		struct found *hit = bsearch(&probe, w->items, w->len, sizeof *w->items, cmp_found_key);
+		if (hit && hit->order >= nkeys)
+			hit->order = next++;
+	}
+	qsort(w->items, w->len, sizeof *w->items, cmp_found_order);
+	nnh5__strings_free(keys, nkeys);
+	return NNH5_OK;
+}
+
+static void walk_free(struct walk *w)
+{
+	for (size_t i = 0; i < w->len; i++) {
+		nnh5__free(w->items[i].key);
+		nnh5__free(w->items[i].rel);
+	}
+	nnh5__free(w->items);
+}
+
+static int read_walk(nnh5_dict **out, nnh5_file *f, const char *name, char sep)
+{
+	struct walk w;
+	nnh5_dict *d = NULL;
+	hid_t g;
+	int rc;
+
+	*out = NULL;
+	rc = expect_object(f, name, H5O_TYPE_GROUP);
+	if (rc)
+		return rc;
+	memset(&w, 0, sizeof w);
+	w.f = f;
+	w.group = nnh5__file_is_root(name) ? "/" : name;
+	w.sep = sep;
+	g = H5Gopen2(f->fid, w.group, H5P_DEFAULT);
+	if (g < 0)
+		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open group '%s'", f->path, name);
+	H5O_info_t info;
+	if (H5Oget_info2(g, &info, H5O_INFO_BASIC) >= 0)
+		w.ancestors[0] = info.addr;
+	rc = walk_group(&w, g);
+	if (!rc)
+		rc = apply_key_order(&w, w.group);
+	if (!rc)
+		rc = nnh5_dict_new(&d);
+	for (size_t i = 0; !rc && i < w.len; i++) {
+		nnh5_tensor *t;
+		char disp[4200];
+		nnh5__file_display_name(disp, sizeof disp, w.group, w.items[i].rel);
+		rc = read_dataset(&t, f, g, w.items[i].rel, disp);
+		if (!rc && nnh5_dict_get(d, w.items[i].key)) {
+			nnh5_tensor_free(t);
+			rc = nnh5__error(NNH5_ERR_FORMAT,
+					 "'%s': group '%s': two datasets map to the key '%s'", f->path,
+					 w.group, w.items[i].key);
+		}
+		if (!rc) {
+			rc = nnh5_dict_set(d, w.items[i].key, t);
+			if (rc)
+				nnh5_tensor_free(t);
+		}
+	}
+	H5Gclose(g);
+	walk_free(&w);
+	if (rc) {
+		nnh5_dict_free(d);
+		return rc;
+	}
+	*out = d;
+	return NNH5_OK;
+}
+
+int nnh5_file_read_dict(nnh5_dict **out, nnh5_file *f, const char *name)
+{
+	ENTER;
+	LEAVE(read_walk(out, f, name, '/'));
+}
+
+int nnh5_file_read_state_dict(nnh5_dict **out, nnh5_file *f, const char *name)
+{
+	ENTER;
+	LEAVE(read_walk(out, f, name, '.'));
+}
+
+/* "12" -> 12; false for anything but a canonical decimal number. */
+static bool parse_index(const char *s, size_t *out)
+{
+	size_t v = 0;
+
+	if (!*s || (s[0] == '0' && s[1]))
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || v > (SIZE_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (size_t)(*s - '0');
+	}
+	*out = v;
+	return true;
+}
+
+int nnh5_file_read_list(nnh5_list **out, nnh5_file *f, const char *name)
+{
+	nnh5_dict *d = NULL;
+	nnh5_list *list = NULL;
+	nnh5_tensor **slots = NULL;
+	size_t n;
+	int rc;
+
+	ENTER;
+	*out = NULL;
+	rc = read_walk(&d, f, name, '/');
+	if (rc)
+		LEAVE(rc);
+	n = nnh5_dict_len(d);
+	slots = nnh5__calloc(n ? n : 1, sizeof *slots);
+	if (!slots)
+		rc = nnh5__nomem();
+	for (size_t i = 0; !rc && i < n; i++) {
+		size_t at;
+		const char *key = nnh5_dict_key(d, i);
+		if (!parse_index(key, &at) || at >= n || slots[at])
+			rc = nnh5__error(NNH5_ERR_FORMAT,
+					 "'%s': list '%s': member '%s' is not an index 0..%zu", f->path,
+					 name, key, n ? n - 1 : 0);
+		else
+			slots[at] = nnh5_dict_value(d, i);
+	}
+	if (!rc)
+		rc = nnh5_list_new(&list);
+	/* Move the tensors from the dict into the list in numeric order. */
+	for (size_t i = 0; !rc && i < n; i++) {
+		char key[32];
+		nnh5_tensor *t;
+		snprintf(key, sizeof key, "%zu", i);
+		nnh5_dict_take(&t, d, key);
+		rc = nnh5_list_append(list, t);
+		if (rc)
+			nnh5_tensor_free(t);
+	}
+	nnh5__free(slots);
+	nnh5_dict_free(d);
+	if (rc) {
+		nnh5_list_free(list);
+		LEAVE(rc);
+	}
+	*out = list;
+	LEAVE(NNH5_OK);
+}
+
