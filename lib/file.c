@@ -314,6 +314,8 @@ int nnh5_file_open_ext(nnh5_file **out, const char *path, nnh5_mode mode,
 		return nnh5__nomem();
 	f->fid = -1;
 	f->mode = mode;
+	f->verify_checksums = opts->verify_checksums;
+	f->require_checksums = opts->require_checksums;
 	f->path = nnh5__strdup(path);
 	if (!f->path) {
 		nnh5__free(f);

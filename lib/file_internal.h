@@ -75,7 +75,13 @@ struct nnh5_file {
 	 * it must never be committed, even if later calls succeed.
 	 */
 	bool failed;
+	/* Reading: check stored checksums; refuse tensors without one. */
+	bool verify_checksums;
+	bool require_checksums;
 };
+
+/* The dataset attribute holding nnh5_tensor_checksum() of its data. */
+#define NNH5__CHECKSUM_ATTR "nnh5_xxh3"
 
 #define ENTER nnh5__h5quiet quiet_; nnh5__h5_quiet_begin(&quiet_)
 #define LEAVE(rc) do { int rc_ = (rc); nnh5__h5_quiet_end(&quiet_); return rc_; } while (0)

@@ -47,6 +47,65 @@ static int check_storage(nnh5_file *f, hid_t did, const char *display)
 	return rc;
 }
 
+/* The stored checksum of dataset did: 1 and *out when present, 0 when absent, <0 error. */
+static int stored_checksum(uint64_t *out, nnh5_file *f, hid_t did, const char *display)
+{
+	htri_t e = H5Aexists(did, NNH5__CHECKSUM_ATTR);
+	hid_t attr, type = -1, space = -1;
+	int rc = 1;
+
+	if (e == 0)
+		return 0;
+	attr = e > 0 ? H5Aopen(did, NNH5__CHECKSUM_ATTR, H5P_DEFAULT) : -1;
+	if (attr >= 0) {
+		type = H5Aget_type(attr);
+		space = H5Aget_space(attr);
+	}
+	if (attr < 0 || type < 0 || space < 0 || H5Tget_class(type) != H5T_INTEGER ||
+	    H5Tget_size(type) != 8 || H5Sget_simple_extent_npoints(space) != 1 ||
+	    H5Aread(attr, H5T_NATIVE_UINT64, out) < 0)
+		rc = nnh5__h5_error(NNH5_ERR_FORMAT,
+				    "'%s': dataset '%s': attribute %s is not one 64-bit integer",
+				    f->path, display, NNH5__CHECKSUM_ATTR);
+	if (space >= 0)
+		H5Sclose(space);
+	if (type >= 0)
+		H5Tclose(type);
+	if (attr >= 0)
+		H5Aclose(attr);
+	return rc;
+}
+
+/* Compare t, just read from did, with its stored checksum as f's options ask. */
+static int check_checksum(nnh5_file *f, hid_t did, const nnh5_tensor *t, const char *display)
+{
+	uint64_t stored, actual;
+	int has;
+
+	if (!f->verify_checksums && !f->require_checksums)
+		return NNH5_OK;
+	has = stored_checksum(&stored, f, did, display);
+	if (has < 0)
+		return has;
+	if (!has)
+		return f->require_checksums
+			       ? nnh5__error(NNH5_ERR_CHECKSUM,
+					     "'%s': dataset '%s' has no checksum (attribute %s) and "
+					     "checksums are required",
+					     f->path, display, NNH5__CHECKSUM_ATTR)
+			       : NNH5_OK;
+	if (!f->verify_checksums)
+		return NNH5_OK;
+	actual = nnh5_tensor_checksum(t);
+	if (actual != stored)
+		return nnh5__error(NNH5_ERR_CHECKSUM,
+				   "'%s': dataset '%s' is damaged: its data hashes to %016llx but "
+				   "the stored checksum is %016llx",
+				   f->path, display, (unsigned long long)actual,
+				   (unsigned long long)stored);
+	return NNH5_OK;
+}
+
 static int read_dataset(nnh5_tensor **out, nnh5_file *f, hid_t loc, const char *rel,
 			const char *display)
 {
@@ -110,6 +169,9 @@ static int read_dataset(nnh5_tensor **out, nnh5_file *f, hid_t loc, const char *
 				    display);
 		goto done;
 	}
+	rc = check_checksum(f, did, t, display);
+	if (rc)
+		goto done;
 	*out = t;
 	t = NULL;
 done:
@@ -153,6 +215,29 @@ int nnh5_file_read_tensor(nnh5_tensor **out, nnh5_file *f, const char *name)
 	if (!rc)
 		rc = read_dataset(out, f, f->fid, name, name);
 	LEAVE(rc);
+}
+
+int nnh5_file_stored_checksum(uint64_t *sum, bool *present, nnh5_file *f, const char *name)
+{
+	hid_t did;
+	int rc;
+
+	ENTER;
+	*sum = 0;
+	*present = false;
+	rc = expect_object(f, name, H5O_TYPE_DATASET);
+	if (rc)
+		LEAVE(rc);
+	did = H5Dopen2(f->fid, name, H5P_DEFAULT);
+	if (did < 0)
+		LEAVE(nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open dataset '%s'", f->path,
+				     name));
+	rc = stored_checksum(sum, f, did, name);
+	H5Dclose(did);
+	if (rc < 0)
+		LEAVE(rc);
+	*present = rc == 1;
+	LEAVE(NNH5_OK);
 }
 
 int nnh5_file_kind(nnh5_kind *out, nnh5_file *f, const char *name)

@@ -117,6 +117,12 @@ static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_t
 	if (t->nbytes && H5Dwrite(did, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
 		rc = nnh5__h5_error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed", f->path,
 				    display);
+	if (!rc) {
+		uint64_t sum = nnh5_tensor_checksum(t);
+		if (nnh5__h5_attr_write(did, NNH5__CHECKSUM_ATTR, H5T_STD_U64LE, &sum, 0, false) < 0)
+			rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': checksum attribute",
+					    f->path, display);
+	}
 	if (!rc && t->dtype == NNH5_BFLOAT16) {
 		hid_t st = nnh5__h5_vlen_utf8();
 		const char *v = "bfloat16";

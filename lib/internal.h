@@ -84,4 +84,10 @@ void nnh5__strbuf_printf(nnh5__strbuf *sb, const char *fmt, ...) NNH5_PRINTF(2, 
 int nnh5__tensor_alloc_header(nnh5_tensor **out, nnh5_dtype dtype, size_t ndim,
 			      const int64_t *shape);
 
+/*
+ * XXH3-64 (seed 0) of nbytes of elements of elsize bytes, taken in their
+ * little-endian encoding whatever the host (lib/checksum.c).
+ */
+uint64_t nnh5__checksum(const void *data, size_t nbytes, size_t elsize);
+
 #endif /* NNH5_INTERNAL_H */

@@ -29,7 +29,8 @@ static const char verify_usage[] =
 	"usage: nnh5 verify [--tolerance X] FILE\n"
 	"\n"
 	"Check FILE, one line per check: it opens, its nnh5 format version is\n"
-	"known, every tensor loads, every model rebuilds from the file and its\n"
+	"known, every tensor loads and matches its stored checksum (tensors\n"
+	"written without one say so), every model rebuilds from the file and its\n"
 	"stored probe gives the stored output (bitwise, and the largest absolute\n"
 	"difference). Exit status 0 when every check passes, 1 otherwise.\n"
 	"\n"
@@ -112,11 +113,17 @@ int cmd_verify(int argc, char **argv)
 			printf(": %s dataset, not a tensor\n", e->dtype);
 		} else if (e->is_dataset) {
 			nnh5_tensor *t = NULL;
-			int rc = nnh5_file_read_tensor(&t, f, e->path);
+			uint64_t sum;
+			bool has_sum = false;
+			int rc = nnh5_file_stored_checksum(&sum, &has_sum, f, e->path);
+			if (rc == NNH5_OK)
+				rc = nnh5_file_read_tensor(&t, f, e->path);
 			check(rc == NNH5_OK, "tensor loads: ", e->path);
 			if (rc != NNH5_OK) {
 				fputs(": ", stdout);
 				tool_put(stdout, nnh5_error_message());
+			} else {
+				fputs(has_sum ? " (checksum ok)" : " (no checksum)", stdout);
 			}
 			putchar('\n');
 			nnh5_tensor_free(t);

@@ -60,9 +60,20 @@ typedef struct nnh5_open_options {
 	 * file after a process crash) but not durability across a power cut.
 	 */
 	bool durable;
+	/*
+	 * NNH5_READ: compare every tensor read against the checksum stored with
+	 * it (default true); a mismatch fails the read with NNH5_ERR_CHECKSUM.
+	 * Hashing runs at memory speed (XXH3); turning it off saves that pass.
+	 */
+	bool verify_checksums;
+	/*
+	 * NNH5_READ: refuse tensors stored without a checksum (default false,
+	 * so files from h5py or other writers load; checkpoints turn it on).
+	 */
+	bool require_checksums;
 } nnh5_open_options;
 
-#define NNH5_OPEN_OPTIONS_INIT { NNH5_OPEN_OPTIONS_VERSION, true }
+#define NNH5_OPEN_OPTIONS_INIT { NNH5_OPEN_OPTIONS_VERSION, true, true, false }
 
 /*
  * Open path. With NNH5_READ the file must exist and be HDF5; with
@@ -120,9 +131,22 @@ NNH5_API int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_t
  * Read the dataset name into a new owning tensor.
  * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_FORMAT (a group, a null dataspace),
  * NNH5_ERR_TYPE (a datatype nnh5 does not load: the message names it),
+ * NNH5_ERR_CHECKSUM (the data does not match its stored checksum, or it has
+ * none and the file was opened with require_checksums), NNH5_ERR_UNSAFE
+ * (storage that reads other files or runs a filter nnh5 does not allow),
  * NNH5_ERR_OVERFLOW, NNH5_ERR_NOMEM, NNH5_ERR_HDF5.
  */
 NNH5_API int nnh5_file_read_tensor(nnh5_tensor **out, nnh5_file *f, const char *name);
+
+/*
+ * The checksum stored with the dataset at name (doc/FORMAT.md, "Checksums"):
+ * *present is false (and *sum 0) for a dataset written without one.
+ * Reading the tensor with verify_checksums on compares its data with it.
+ * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_FORMAT (not a dataset, or a
+ * malformed checksum attribute).
+ */
+NNH5_API int nnh5_file_stored_checksum(uint64_t *sum, bool *present, nnh5_file *f,
+				       const char *name);
 
 /* Write list as the group name: datasets "0", "1", ... Errors as write_tensor. */
 NNH5_API int nnh5_file_write_list(nnh5_file *f, const char *name, const nnh5_list *list);

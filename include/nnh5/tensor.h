@@ -130,6 +130,12 @@ NNH5_API const void *nnh5_tensor_data(const nnh5_tensor *t);
 NNH5_API void *nnh5_tensor_mutable_data(nnh5_tensor *t);
 /* true if t owns its elements, false for a view. */
 NNH5_API bool nnh5_tensor_owns_data(const nnh5_tensor *t);
+/*
+ * The checksum nnh5 stores with a tensor (doc/FORMAT.md, "Checksums"):
+ * XXH3-64, seed 0, of its elements' little-endian bytes in row-major order.
+ * 0 for t NULL. Equal tensors of equal dtype and shape have equal checksums.
+ */
+NNH5_API uint64_t nnh5_tensor_checksum(const nnh5_tensor *t);
 
 /*
  * Element i (row-major flat index, i < numel) as a double. Exact for every

@@ -116,6 +116,22 @@ for name in ("truncated.h5", "random.h5", "missing.h5"):
         rc, out, err = run(*args)
         expect(f"{' '.join(args)} exit 2", rc == 2 and name in err, f"rc {rc} err {err!r}")
 
+# A flipped bit in a tensor's data: verify names the tensor and fails (exit 1).
+with h5py.File(os.path.join(work, "dict.h5"), "r") as f:
+    big_offset = f["big"].id.get_offset()
+expect("big is contiguous", big_offset is not None, "dict.h5 /big has no file offset")
+if big_offset is not None:
+    with open(os.path.join(work, "dict.h5"), "rb") as f:
+        data = bytearray(f.read())
+    data[big_offset + 100] ^= 0x04
+    with open(os.path.join(work, "flipped.h5"), "wb") as f:
+        f.write(data)
+    rc, out, _ = run("verify", "flipped.h5")
+    bad = [line for line in out.splitlines() if line.startswith("FAIL  ")]
+    expect("verify flipped exit 1", rc == 1, f"rc {rc}")
+    expect("verify flipped names it", len(bad) == 1 and "/big" in bad[0] and "damaged" in bad[0]
+           and "checksum" in bad[0], repr(bad))
+
 # Usage errors and help.
 expect("no args", run()[0] == 2)
 expect("unknown cmd", run("frob")[0] == 2)

@@ -30,6 +30,11 @@ except ImportError as e:  # pragma: no cover
     print(f"SKIP: h5py/numpy not available ({e})")
     sys.exit(77)
 
+try:
+    import xxhash  # Debian python3-xxhash: checks the stored checksums independently
+except ImportError:  # pragma: no cover
+    xxhash = None
+
 XCHECK, SCRATCH = sys.argv[1], sys.argv[2]
 N_CHECKS = 0
 FAILURES = []
@@ -167,6 +172,16 @@ def check_dataset(f, fname, path, spec):
     check(np.asarray(got).dtype == want.dtype and bits(got) == bits(want), where,
           f"values differ: got {np.asarray(got).ravel()[:6]}..., "
           f"expected {want.ravel()[:6]}...")
+    # nnh5_xxh3: XXH3-64 of the little-endian element bytes (FORMAT.md, "Checksums")
+    stored = ds.attrs.get("nnh5_xxh3")
+    check(stored is not None and np.asarray(stored).dtype == np.dtype("<u8"), where,
+          f"nnh5_xxh3 attribute {stored!r}, expected a uint64")
+    if xxhash is not None and stored is not None:
+        raw = np.empty(shape, dtype=f"<u{ds.id.get_type().get_size()}")
+        if raw.size:
+            ds.id.read(h5py.h5s.ALL, h5py.h5s.ALL, raw, mtype=ds.id.get_type())
+        check(int(stored) == xxhash.xxh3_64_intdigest(raw.tobytes()), where,
+              f"nnh5_xxh3 {int(stored):016x} is not XXH3-64 of the data")
     if dtype == "bfloat16" and want.size:
         # the raw 16 bits (the way doc/FORMAT.md tells h5py users to read them)
         raw = np.empty(shape, dtype="<u2")

@@ -1,0 +1,238 @@
+/*
+ * tests/test_checksum.c - the checksum stored with every tensor
+ * (lib/checksum.c, doc/FORMAT.md "Checksums"): what it hashes, that every
+ * dataset nnh5 writes carries it, that damaged data is refused instead of
+ * loaded, and what the open options change.
+ */
+#include "testutil.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+static nnh5_tensor *noise(int64_t rows, int64_t cols, uint64_t seed)
+{
+	int64_t shape[] = { rows, cols };
+	nnh5_tensor *t;
+	nnh5_rng r;
+
+	nnh5_rng_seed(&r, seed);
+	ok(nnh5_tensor_randn(&t, NNH5_FLOAT32, 2, shape, &r));
+	return t;
+}
+
+/* The stored checksum attribute of dataset name, read with plain HDF5. */
+static uint64_t stored_sum(const char *path, const char *name)
+{
+	uint64_t v = 0;
+	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	assert_true(fid >= 0);
+	hid_t a = H5Aopen_by_name(fid, name, "nnh5_xxh3", H5P_DEFAULT, H5P_DEFAULT);
+	assert_true(a >= 0);
+	hid_t type = H5Aget_type(a);
+	assert_int_equal(H5Tget_class(type), H5T_INTEGER);
+	assert_int_equal(H5Tget_size(type), 8);
+	assert_int_equal(H5Tget_sign(type), H5T_SGN_NONE);
+	assert_true(H5Aread(a, H5T_NATIVE_UINT64, &v) >= 0);
+	H5Tclose(type);
+	H5Aclose(a);
+	H5Fclose(fid);
+	return v;
+}
+
+/* Byte offset of dataset name's contiguous data in the file. */
+static long data_offset(const char *path, const char *name)
+{
+	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	assert_true(fid >= 0);
+	hid_t did = H5Dopen2(fid, name, H5P_DEFAULT);
+	assert_true(did >= 0);
+	haddr_t off = H5Dget_offset(did);
+	assert_true(off != HADDR_UNDEF);
+	H5Dclose(did);
+	H5Fclose(fid);
+	return (long)off;
+}
+
+static void flip_byte(const char *path, long off, unsigned char mask)
+{
+	FILE *fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, off, SEEK_SET), 0);
+	int c = fgetc(fp);
+	assert_true(c != EOF);
+	assert_int_equal(fseek(fp, off, SEEK_SET), 0);
+	assert_true(fputc(c ^ mask, fp) != EOF);
+	assert_int_equal(fclose(fp), 0);
+}
+
+static void checksum_is_xxh3_of_the_bytes(void **state)
+{
+	nnh5_tensor *a = noise(7, 9, 1), *b = noise(7, 9, 1), *c = noise(7, 9, 2);
+	(void)state;
+	assert_int_equal(nnh5_tensor_checksum(a),
+			 XXH3_64bits(nnh5_tensor_data(a), nnh5_tensor_nbytes(a)));
+	assert_int_equal(nnh5_tensor_checksum(a), nnh5_tensor_checksum(b));
+	assert_int_not_equal(nnh5_tensor_checksum(a), nnh5_tensor_checksum(c));
+	/* one flipped bit anywhere changes it */
+	unsigned char *p = nnh5_tensor_mutable_data(b);
+	for (size_t i = 0; i < nnh5_tensor_nbytes(b); i += 17) {
+		p[i] ^= 0x10;
+		assert_int_not_equal(nnh5_tensor_checksum(a), nnh5_tensor_checksum(b));
+		p[i] ^= 0x10;
+	}
+	assert_int_equal(nnh5_tensor_checksum(NULL), 0);
+	nnh5_tensor_free(a);
+	nnh5_tensor_free(b);
+	nnh5_tensor_free(c);
+}
+
+static void every_dataset_carries_its_checksum(void **state)
+{
+	nnh5_dict *sd;
+	nnh5_tensor *small = noise(2, 3, 3), *big = noise(64, 64, 4), *empty;
+	int64_t zero[] = { 0 };
+	(void)state;
+	ok(nnh5_tensor_new(&empty, NNH5_INT64, 1, zero));
+	ok(nnh5_dict_new(&sd));
+	ok(nnh5_dict_set(sd, "hidden.weight", big));
+	ok(nnh5_dict_set(sd, "hidden.bias", small));
+	ok(nnh5_dict_set(sd, "out.empty", empty));
+	ok(nnh5_save_state_dict(tu_path("sums.h5"), sd));
+	assert_int_equal(stored_sum(tu_path("sums.h5"), "/hidden/weight"),
+			 nnh5_tensor_checksum(big));
+	assert_int_equal(stored_sum(tu_path("sums.h5"), "/hidden/bias"),
+			 nnh5_tensor_checksum(small));
+	assert_int_equal(stored_sum(tu_path("sums.h5"), "/out/empty"), XXH3_64bits(NULL, 0));
+	nnh5_dict_free(sd);
+}
+
+static void flipped_data_is_reported_not_loaded(void **state)
+{
+	nnh5_tensor *t = noise(64, 64, 5), *back = NULL; /* 16 KiB: contiguous storage */
+	const char *path = tu_path("flip.h5");
+	(void)state;
+	ok(nnh5_save_tensor(path, t));
+	long off = data_offset(path, "/tensor");
+	size_t n = nnh5_tensor_nbytes(t);
+	size_t where[] = { 0, 1, n / 2, n - 1 };
+	for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
+		flip_byte(path, off + (long)where[i], 0x01);
+		fails(NNH5_ERR_CHECKSUM, nnh5_load_tensor(&back, path), "flip.h5", "'tensor'",
+		      "damaged", "checksum");
+		assert_null(back);
+		/* With verification off the damaged bytes load, as documented. */
+		nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+		nnh5_file *f;
+		o.verify_checksums = false;
+		ok(nnh5_file_open_ext(&f, path, NNH5_READ, &o));
+		ok(nnh5_file_read_tensor(&back, f, "tensor"));
+		assert_false(nnh5_tensor_bitwise_equal(t, back));
+		nnh5_tensor_free(back);
+		back = NULL;
+		nnh5_file_discard(f);
+		flip_byte(path, off + (long)where[i], 0x01); /* repair */
+		ok(nnh5_load_tensor(&back, path));
+		assert_true(nnh5_tensor_bitwise_equal(t, back));
+		nnh5_tensor_free(back);
+		back = NULL;
+	}
+	nnh5_tensor_free(t);
+}
+
+/* Small tensors live in the object header, which HDF5 checksums itself. */
+static void flipped_compact_data_is_an_error(void **state)
+{
+	nnh5_tensor *t = noise(4, 4, 6), *back = NULL;
+	const char *path = tu_path("compact.h5");
+	(void)state;
+	ok(nnh5_save_tensor(path, t));
+	FILE *fp = fopen(path, "rb");
+	assert_non_null(fp);
+	unsigned char buf[65536];
+	size_t len = fread(buf, 1, sizeof buf, fp);
+	fclose(fp);
+	size_t n = nnh5_tensor_nbytes(t);
+	long off = -1;
+	for (size_t i = 0; i + n <= len && off < 0; i++)
+		if (memcmp(buf + i, nnh5_tensor_data(t), n) == 0)
+			off = (long)i;
+	assert_true(off >= 0);
+	for (size_t i = 0; i < nnh5_tensor_nbytes(t); i += 5) {
+		flip_byte(path, off + (long)i, 0x80);
+		int rc = nnh5_load_tensor(&back, path);
+		assert_int_not_equal(rc, NNH5_OK);
+		assert_null(back);
+		assert_non_null(strstr(nnh5_error_message(), "compact.h5"));
+		flip_byte(path, off + (long)i, 0x80);
+	}
+	nnh5_tensor_free(t);
+}
+
+/* A dataset written by another tool: no checksum attribute. */
+static void write_plain_dataset(const char *path, const char *attr_type)
+{
+	float v[3] = { 1, 2, 3 };
+	hsize_t dims[] = { 3 };
+	hid_t fid = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+	hid_t sp = H5Screate_simple(1, dims, NULL);
+	hid_t did = H5Dcreate2(fid, "x", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+			       H5P_DEFAULT);
+	assert_true(did >= 0);
+	assert_true(H5Dwrite(did, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+	if (attr_type) { /* a checksum attribute of the wrong type */
+		hid_t s1 = H5Screate(H5S_SCALAR);
+		hid_t a = H5Acreate2(did, "nnh5_xxh3", H5T_IEEE_F64LE, s1, H5P_DEFAULT, H5P_DEFAULT);
+		double d = 1.5;
+		assert_true(H5Awrite(a, H5T_NATIVE_DOUBLE, &d) >= 0);
+		H5Aclose(a);
+		H5Sclose(s1);
+	}
+	H5Dclose(did);
+	H5Sclose(sp);
+	H5Fclose(fid);
+}
+
+static void missing_checksums_load_unless_required(void **state)
+{
+	const char *path = tu_path("plain.h5");
+	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+	nnh5_tensor *t = NULL;
+	nnh5_file *f;
+	(void)state;
+	write_plain_dataset(path, NULL);
+	ok(nnh5_file_open(&f, path, NNH5_READ));
+	ok(nnh5_file_read_tensor(&t, f, "x"));
+	assert_int_equal(nnh5_tensor_numel(t), 3);
+	nnh5_tensor_free(t);
+	t = NULL;
+	nnh5_file_discard(f);
+
+	o.require_checksums = true;
+	ok(nnh5_file_open_ext(&f, path, NNH5_READ, &o));
+	fails(NNH5_ERR_CHECKSUM, nnh5_file_read_tensor(&t, f, "x"), "plain.h5", "'x'",
+	      "no checksum", "required");
+	assert_null(t);
+	nnh5_file_discard(f);
+
+	write_plain_dataset(path, "float");
+	ok(nnh5_file_open(&f, path, NNH5_READ));
+	fails(NNH5_ERR_FORMAT, nnh5_file_read_tensor(&t, f, "x"), "plain.h5", "'x'",
+	      "nnh5_xxh3", "64-bit integer");
+	nnh5_file_discard(f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(checksum_is_xxh3_of_the_bytes),
+		cmocka_unit_test(every_dataset_carries_its_checksum),
+		cmocka_unit_test(flipped_data_is_reported_not_loaded),
+		cmocka_unit_test(flipped_compact_data_is_an_error),
+		cmocka_unit_test(missing_checksums_load_unless_required),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
