@@ -9,6 +9,7 @@
  * (restoring the caller's setting) and turns HDF5 failures into an nnh5
  * status with a message naming the file, the object and the problem.
  */
+#define _DEFAULT_SOURCE /* syscall() */
 #include "atomic.h"
 #include "file_internal.h"
 #include "h5util.h"
@@ -17,7 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 const char *nnh5_kind_name(int kind)
 {
@@ -193,6 +197,10 @@ static int create_plists(nnh5_file *f)
 	    H5Pset_attr_creation_order(f->gcpl, order) < 0 ||
 	    /* Dense attribute storage lifts the 64 KiB limit on key lists. */
 	    H5Pset_attr_phase_change(f->gcpl, 0, 0) < 0 ||
+	    /* No modification times: the same content gives the same bytes. */
+	    H5Pset_obj_track_times(f->gcpl, false) < 0 ||
+	    H5Pset_obj_track_times(f->dcpl_compact, false) < 0 ||
+	    H5Pset_obj_track_times(f->dcpl_contig, false) < 0 ||
 	    H5Pset_layout(f->dcpl_compact, H5D_COMPACT) < 0 ||
 	    H5Pset_layout(f->dcpl_contig, H5D_CONTIGUOUS) < 0 ||
 	    H5Pset_fill_time(f->dcpl_compact, H5D_FILL_TIME_NEVER) < 0 ||
@@ -218,7 +226,7 @@ static int open_create(nnh5_file *f, bool durable)
 	fapl = H5Pcreate(H5P_FILE_ACCESS);
 	if (fcpl < 0 || fapl < 0 || H5Pset_link_creation_order(fcpl, order) < 0 ||
 	    H5Pset_attr_creation_order(fcpl, order) < 0 ||
-	    H5Pset_attr_phase_change(fcpl, 0, 0) < 0 ||
+	    H5Pset_attr_phase_change(fcpl, 0, 0) < 0 || H5Pset_obj_track_times(fcpl, false) < 0 ||
 	    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
 	    H5Pset_alignment(fapl, ALIGNMENT, ALIGNMENT) < 0 ||
 	    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
@@ -338,6 +346,33 @@ int nnh5_file_open(nnh5_file **out, const char *path, nnh5_mode mode)
 	return nnh5_file_open_ext(out, path, mode, NULL);
 }
 
+/*
+ * Close an abandoned file being written without touching the disk again.
+ * After a failed write HDF5 still holds dirty metadata it would try to flush
+ * on close; on a full disk that flush fails too, and HDF5 1.10 then keeps a
+ * half-closed file that crashes the process at exit. The temporary file is
+ * discarded anyway, so its descriptor is pointed at /dev/null first: the
+ * flush succeeds into nowhere and HDF5 releases everything.
+ */
+static void close_abandoned(nnh5_file *f)
+{
+	void *handle = NULL;
+
+	if (f->fid < 0)
+		return;
+	if (f->mode == NNH5_CREATE && H5Fget_vfd_handle(f->fid, H5P_DEFAULT, &handle) >= 0 &&
+	    handle) {
+		int null_fd = (int)syscall(SYS_memfd_create, "nnh5-abandoned", 1u /* MFD_CLOEXEC */);
+		if (null_fd >= 0) {
+			(void)dup2(null_fd, *(int *)handle);
+			close(null_fd);
+		}
+	}
+	H5Fclose(f->fid);
+	H5Eclear2(H5E_DEFAULT);
+	f->fid = -1;
+}
+
 int nnh5_file_close(nnh5_file *f)
 {
 	int rc = NNH5_OK;
@@ -349,10 +384,7 @@ int nnh5_file_close(nnh5_file *f)
 		/* Keep the earlier failure's message: it says what went wrong. */
 		char why[1024];
 		snprintf(why, sizeof why, "%s", nnh5_error_message());
-		if (f->fid >= 0)
-			H5Fclose(f->fid);
-		H5Eclear2(H5E_DEFAULT);
-		f->fid = -1;
+		close_abandoned(f);
 		nnh5__atomic_abort(&f->atomic);
 		rc = nnh5__error(NNH5_ERR_IO,
 				 "save '%s': not committed because an earlier write failed "
@@ -360,6 +392,11 @@ int nnh5_file_close(nnh5_file *f)
 				 f->path, why[0] ? ": " : "", why);
 		release(f);
 		LEAVE(rc);
+	}
+	/* Writing: flush first, so a failure (full disk) leaves a file that can be abandoned. */
+	if (f->fid >= 0 && f->mode == NNH5_CREATE && H5Fflush(f->fid, H5F_SCOPE_LOCAL) < 0) {
+		rc = nnh5__h5_error(NNH5_ERR_IO, "'%s': writing the file failed", f->path);
+		close_abandoned(f);
 	}
 	if (f->fid >= 0 && H5Fclose(f->fid) < 0)
 		rc = nnh5__h5_error(f->mode == NNH5_CREATE ? NNH5_ERR_IO : NNH5_ERR_HDF5,
@@ -380,7 +417,9 @@ void nnh5_file_discard(nnh5_file *f)
 	if (!f)
 		return;
 	ENTER;
-	if (f->fid >= 0)
+	if (f->mode == NNH5_CREATE)
+		close_abandoned(f);
+	else if (f->fid >= 0)
 		H5Fclose(f->fid);
 	H5Eclear2(H5E_DEFAULT);
 	if (f->mode == NNH5_CREATE)

@@ -1,10 +1,13 @@
 /*
  * tests/testutil.c - see testutil.h.
  */
-#define _DEFAULT_SOURCE
+#define _GNU_SOURCE /* unshare() */
 #include "testutil.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,4 +86,17 @@ nnh5_tensor *tu_seq(nnh5_dtype dtype, size_t ndim, const int64_t *shape, double 
 	for (size_t i = 0; i < nnh5_tensor_numel(t); i++)
 		ok(nnh5_tensor_set(t, i, (double)i * scale + offset));
 	return t;
+}
+
+bool tu_private_mounts(void)
+{
+	if (unshare(CLONE_NEWNS) < 0) {
+		fprintf(stderr, "unshare(CLONE_NEWNS): %s\n", strerror(errno));
+		return false;
+	}
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+		fprintf(stderr, "mount --make-rprivate /: %s\n", strerror(errno));
+		return false;
+	}
+	return true;
 }

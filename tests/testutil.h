@@ -9,6 +9,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -47,5 +48,12 @@ int tu_count_files(const char *needle);
 /* A float32 tensor of shape with element i = i * scale + offset. */
 nnh5_tensor *tu_seq(nnh5_dtype dtype, size_t ndim, const int64_t *shape, double scale,
 		    double offset);
+
+/*
+ * In a forked child only: enter a private mount namespace (so mounts made
+ * there vanish with the child). false, with a message on stderr, when the
+ * system does not allow it (not root, no namespaces).
+ */
+bool tu_private_mounts(void);
 
 #endif
