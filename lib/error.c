@@ -31,6 +31,7 @@ const char *nnh5_status_name(int status)
 	case NNH5_ERR_EXISTS: return "NNH5_ERR_EXISTS";
 	case NNH5_ERR_CHECKSUM: return "NNH5_ERR_CHECKSUM";
 	case NNH5_ERR_UNSAFE: return "NNH5_ERR_UNSAFE";
+	case NNH5_ERR_BUSY: return "NNH5_ERR_BUSY";
 	default: return "NNH5_ERR_UNKNOWN";
 	}
 }

@@ -50,6 +50,7 @@ typedef enum nnh5_status {
 	NNH5_ERR_EXISTS = -10,   /* the object already exists */
 	NNH5_ERR_CHECKSUM = -11, /* stored data does not match its stored checksum */
 	NNH5_ERR_UNSAFE = -12,   /* refused by the load policy (external links, external storage, ...) */
+	NNH5_ERR_BUSY = -13,     /* a resource is in use: a checkpoint folder locked, a save in flight */
 } nnh5_status;
 
 /* The name of a status code, e.g. "NNH5_ERR_NOT_FOUND". Never NULL. */
