@@ -24,9 +24,11 @@ static const char usage_text[] =
 	"\n"
 	"commands:\n"
 	"  ls FILE [PATH]       list what the file holds: kind, dtype, shape, bytes, totals\n"
+	"  ls DIR               list a checkpoint folder: steps, epochs, metrics, best\n"
 	"  show FILE PATH       one tensor's values, statistics and histogram\n"
 	"  diff A B [PATH]      compare two files key by key\n"
 	"  verify FILE          check that every tensor loads and every model probe matches\n"
+	"  verify DIR           load every checkpoint of a folder; say which one to resume from\n"
 	"  dump FILE [PATH]     run h5dump with the flags that fit\n"
 	"\n"
 	"options:\n"
@@ -37,10 +39,13 @@ static const char usage_text[] =
 
 static const char ls_usage[] =
 	"usage: nnh5 ls [--json] FILE [PATH]\n"
+	"       nnh5 ls DIR\n"
 	"\n"
 	"List the objects of FILE (or below PATH) as a tree: kind (tensor, list,\n"
 	"dict, state_dict, model, checkpoint, group), dtype, shape and size in\n"
 	"bytes, then totals. Soft and external links are shown, never followed.\n"
+	"For a checkpoint folder DIR: one line per checkpoint file present, with\n"
+	"its epoch and metrics from DIR/index.h5, and the best and latest steps.\n"
 	"\n"
 	"  --json   print a JSON object: {\"file\", \"path\", \"entries\": [{\"path\",\n"
 	"           \"kind\", \"dtype\", \"shape\", \"bytes\", ...}], \"totals\"}\n"
@@ -231,6 +236,8 @@ int cmd_ls(int argc, char **argv)
 		return rc;
 	file = pos[0];
 	path = pos[1];
+	if (!path && !json && tool_is_folder(file))
+		return tool_ls_folder(file);
 	npath = tool_norm_path(path ? path : "/");
 	if (!npath) {
 		fprintf(stderr, "nnh5 ls: PATH may not have '.' or '..' components\n");

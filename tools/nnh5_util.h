@@ -116,4 +116,9 @@ int cmd_diff(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 
+/* nnh5_ckpt.c: checkpoint folders (ls DIR, verify DIR). */
+bool tool_is_folder(const char *path);
+int tool_ls_folder(const char *dir);
+int tool_verify_folder(const char *dir);
+
 #endif /* NNH5_TOOL_UTIL_H */

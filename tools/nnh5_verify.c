@@ -27,12 +27,15 @@
 
 static const char verify_usage[] =
 	"usage: nnh5 verify [--tolerance X] FILE\n"
+	"       nnh5 verify DIR\n"
 	"\n"
 	"Check FILE, one line per check: it opens, its nnh5 format version is\n"
 	"known, every tensor loads and matches its stored checksum (tensors\n"
 	"written without one say so), every model rebuilds from the file and its\n"
 	"stored probe gives the stored output (bitwise, and the largest absolute\n"
 	"difference). Exit status 0 when every check passes, 1 otherwise.\n"
+	"For a checkpoint folder DIR: load every checkpoint (all checksums), newest\n"
+	"first, and name the step a resumed run would start from.\n"
 	"\n"
 	"  --tolerance X   accept a probe whose output differs by at most X\n"
 	"                  (another BLAS may differ in the last bits; default 0:\n"
@@ -75,6 +78,8 @@ int cmd_verify(int argc, char **argv)
 
 	if (st >= 0)
 		return st;
+	if (tool_is_folder(file))
+		return tool_verify_folder(file);
 	fid = tool_open("verify", file);
 	if (fid < 0)
 		return EXIT_USAGE;

@@ -12,6 +12,7 @@
 
 #include <nnh5/file.h>
 #include <nnh5/nn.h>
+#include <nnh5/checkpoint.h>
 #include <nnh5/save.h>
 
 #define CHECK(call)                                                                      \
@@ -93,6 +94,32 @@ int main(int argc, char **argv)
 	CHECK(nnh5_save_dict(p, d));
 	free(p);
 	nnh5_dict_free(d);
+
+	/* A checkpoint folder: 4 saves, the newest 2 and the best by loss kept. */
+	nnh5_checkpoint_options o = NNH5_CHECKPOINT_OPTIONS_INIT;
+	nnh5_checkpoint_manager *mgr;
+	o.keep_last = 2;
+	o.keep_best = 1;
+	o.best_metric = "loss";
+	p = join(argv[1], "run");
+	CHECK(nnh5_checkpoint_manager_open(&mgr, p, &o));
+	for (int64_t step = 100; step <= 400; step += 100) {
+		nnh5_checkpoint *c;
+		m = make_model(0);
+		CHECK(nnh5_model_state_dict(&d, m));
+		CHECK(nnh5_checkpoint_new(&c, step));
+		CHECK(nnh5_checkpoint_set_epoch(c, step / 200));
+		CHECK(nnh5_checkpoint_set_state(c, "model", d));
+		CHECK(nnh5_tensor_randn(&t, NNH5_FLOAT32, 2, (const int64_t[]){32, 64}, &rng));
+		CHECK(nnh5_checkpoint_set_tensor(c, "big", t)); /* contiguous: can be damaged */
+		CHECK(nnh5_checkpoint_set_metric(c, "loss", step == 200 ? 0.05 : 100.0 / (double)step));
+		CHECK(nnh5_checkpoint_set_rng(c, "data", &rng));
+		CHECK(nnh5_checkpoint_manager_save(mgr, c));
+		nnh5_checkpoint_free(c);
+		nnh5_model_free(m);
+	}
+	CHECK(nnh5_checkpoint_manager_close(mgr));
+	free(p);
 	nnh5_tensor_free(x);
 	return 0;
 }

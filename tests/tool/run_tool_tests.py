@@ -132,6 +132,21 @@ if big_offset is not None:
     expect("verify flipped names it", len(bad) == 1 and "/big" in bad[0] and "damaged" in bad[0]
            and "checksum" in bad[0], repr(bad))
 
+# A checkpoint folder: listing, verification, and a damaged newest checkpoint.
+gold("ls-run", ["ls", "run"], 0)
+gold("verify-run", ["verify", "run"], 0)
+with h5py.File(os.path.join(work, "run", "ckpt-000000000400.h5"), "r") as f:
+    off = f["extra/big"].id.get_offset()
+with open(os.path.join(work, "run", "ckpt-000000000400.h5"), "r+b") as f:
+    f.seek(off + 7)
+    b = f.read(1)
+    f.seek(off + 7)
+    f.write(bytes([b[0] ^ 1]))
+rc, out, _ = run("verify", "run")
+expect("verify run damaged exit 1", rc == 1, f"rc {rc}")
+expect("verify run names step 400", "FAIL  checkpoint step 400" in out and "damaged" in out
+       and "resume from: step 300" in out, out)
+
 # Usage errors and help.
 expect("no args", run()[0] == 2)
 expect("unknown cmd", run("frob")[0] == 2)
