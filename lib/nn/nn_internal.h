@@ -56,6 +56,39 @@ int nnh5__layer_alloc_params(nnh5_tensor **w, nnh5_tensor **b, const nnh5_model 
 void nnh5__layer_install_params(nnh5_model *m, nnh5__layer *l, int64_t in, nnh5_tensor *w,
 				nnh5_tensor *b);
 
+/*
+ * The shape after a Flatten layer, in place (cur has room for
+ * NNH5_MAX_NDIM). false, with the shape untouched, when start_dim/end_dim
+ * do not fit the input's rank.
+ */
+bool nnh5__flatten_shape(const nnh5__layer *l, size_t *nd, int64_t *cur);
+
+/*
+ * Walk the layers over an input shape: check every Linear's input width and
+ * every Flatten's dimensions, and give the output shape and the largest
+ * intermediate element count (max_numel may be NULL). A LazyLinear that has
+ * not inferred its input accepts any width.
+ */
+int nnh5__model_plan(const nnh5_model *m, size_t ndim, const int64_t *shape, size_t *out_ndim,
+		     int64_t *out_shape, size_t *max_numel);
+
+/*
+ * Materialise every LazyLinear that has not inferred its input, for an
+ * input of this shape (already checked by nnh5__model_plan()).
+ */
+int nnh5__model_materialise(nnh5_model *m, size_t ndim, const int64_t *shape);
+
+/* y (rows x out) = x (rows x in) W^T + bias (bias may be NULL), W (out x in), all row-major. */
+void nnh5__linear_forward(nnh5_dtype dt, void *y, const void *x, const void *w, const void *bias,
+			  size_t rows, size_t in, size_t out);
+
+/*
+ * Apply bias (may be NULL) and the activations acts[0..nacts) to src
+ * (rows x cols) into dst (may be src), fusing bias and the first activation.
+ */
+void nnh5__activations(nnh5_dtype dt, void *dst, const void *src, size_t rows, size_t cols,
+		       const void *bias, const nnh5_layer_type *acts, size_t nacts);
+
 /* Join a group name and a child name into a new string ("/" + "x" = "/x"). */
 char *nnh5__path_join(const char *group, const char *child);
 
