@@ -23,7 +23,16 @@ typedef struct nnh5__layer {
 	int64_t end_dim;
 	/* Dropout */
 	double p;
+	/* training (lib/nn/grad.c) */
+	nnh5_tensor *grad_weight; /* shaped as weight, owned; NULL until first needed */
+	nnh5_tensor *grad_bias;   /* shaped as bias, owned; NULL until first needed */
+	size_t tape_out;          /* where forward_train left this layer's output, in elements */
+	size_t tape_mask;         /* Dropout: where its mask is */
+	size_t tape_numel;        /* the output's element count */
 } nnh5__layer;
+
+/* What forward_train keeps for backward (lib/nn/grad.c). */
+typedef struct nnh5__tape nnh5__tape;
 
 struct nnh5_model {
 	nnh5_dtype dtype;
@@ -34,6 +43,8 @@ struct nnh5_model {
 	/* ping-pong workspace for intermediate results; only grows */
 	void *ws[2];
 	size_t ws_bytes;
+	/* training state, NULL until the first forward_train */
+	nnh5__tape *tape;
 };
 
 /* true for ReLU, Sigmoid, Tanh, GELU. */
@@ -88,6 +99,15 @@ void nnh5__linear_forward(nnh5_dtype dt, void *y, const void *x, const void *w, 
  */
 void nnh5__activations(nnh5_dtype dt, void *dst, const void *src, size_t rows, size_t cols,
 		       const void *bias, const nnh5_layer_type *acts, size_t nacts);
+
+/* Allocate the (zero) gradient of every parameter that has none yet. */
+int nnh5__model_ensure_grads(nnh5_model *m);
+
+/* Free the training tape. NULL is a no-op. */
+void nnh5__tape_free(nnh5__tape *t);
+
+/* Add a view of t (no copy) under the key "<prefix>.<suffix>" to sd. */
+int nnh5__dict_add_view(nnh5_dict *sd, const char *prefix, const char *suffix, nnh5_tensor *t);
 
 /* Join a group name and a child name into a new string ("/" + "x" = "/x"). */
 char *nnh5__path_join(const char *group, const char *child);
