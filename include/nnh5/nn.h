@@ -21,6 +21,8 @@
  * it) lets nnh5_verify_model() check a file bit for bit. The layout is in
  * doc/FORMAT.md, "Models". Only the built-in layer set can be rebuilt.
  *
+ * Training (the backward pass, losses and optimizers) is in nnh5/train.h.
+ *
  * A model must not be used by two threads at once; different models may.
  */
 #ifndef NNH5_NN_H

@@ -25,12 +25,7 @@
 /* At most this many activations in a row are fused into one pass; more are applied in further passes. */
 #define MAX_FUSED 8
 
-/*
- * The shape after a Flatten layer, in place (cur has room for
- * NNH5_MAX_NDIM). false, with the shape untouched, when start_dim/end_dim
- * do not fit the input's rank.
- */
-static bool flatten_shape(const nnh5__layer *l, size_t *nd, int64_t *cur)
+bool nnh5__flatten_shape(const nnh5__layer *l, size_t *nd, int64_t *cur)
 {
 	/* torch treats a scalar as having one dimension here */
 	int64_t r = *nd == 0 ? 1 : (int64_t)*nd;
@@ -53,14 +48,8 @@ static bool flatten_shape(const nnh5__layer *l, size_t *nd, int64_t *cur)
 	return true;
 }
 
-/*
- * Walk the layers over an input shape: check every Linear's input width and
- * every Flatten's dimensions, and give the output shape and the largest
- * intermediate element count. A LazyLinear that has not inferred its input
- * accepts any width.
- */
-static int plan(const nnh5_model *m, size_t ndim, const int64_t *shape, size_t *out_ndim,
-		int64_t *out_shape, size_t *max_numel)
+int nnh5__model_plan(const nnh5_model *m, size_t ndim, const int64_t *shape, size_t *out_ndim,
+		     int64_t *out_shape, size_t *max_numel)
 {
 	int64_t cur[NNH5_MAX_NDIM];
 	size_t nd = ndim;
@@ -94,7 +83,7 @@ static int plan(const nnh5_model *m, size_t ndim, const int64_t *shape, size_t *
 						   l->name, (long long)cur[nd - 1]);
 			cur[nd - 1] = l->out_features;
 		} else if (l->type == NNH5_LAYER_FLATTEN) {
-			if (!flatten_shape(l, &nd, cur))
+			if (!nnh5__flatten_shape(l, &nd, cur))
 				return nnh5__error(NNH5_ERR_SHAPE,
 						   "forward: layer '%s' (Flatten): start_dim %lld, end_dim %lld do not fit input shape %s",
 						   l->name, (long long)l->start_dim, (long long)l->end_dim,
@@ -117,7 +106,7 @@ static int plan(const nnh5_model *m, size_t ndim, const int64_t *shape, size_t *
 int nnh5_model_output_shape(size_t *out_ndim, int64_t *out_shape, const nnh5_model *m,
 			    size_t ndim, const int64_t *shape)
 {
-	return plan(m, ndim, shape, out_ndim, out_shape, NULL);
+	return nnh5__model_plan(m, ndim, shape, out_ndim, out_shape, NULL);
 }
 
 /* The element-wise functions, as torch computes them. relu keeps NaN (NaN < 0 is false). */
@@ -204,8 +193,7 @@ static inline double ident_d(double x)
 DEFINE_APPLY(float, f)
 DEFINE_APPLY(double, d)
 
-/* Apply bias and acts[0..nacts) to src (rows x cols) into dst, fusing bias and the first activation. */
-static void epilogue(nnh5_dtype dt, void *dst, const void *src, size_t rows, size_t cols,
+void nnh5__activations(nnh5_dtype dt, void *dst, const void *src, size_t rows, size_t cols,
 		     const void *bias, const nnh5_layer_type *acts, size_t nacts)
 {
 	if (dst != src)
@@ -226,13 +214,12 @@ static void epilogue(nnh5_dtype dt, void *dst, const void *src, size_t rows, siz
 }
 
 /*
- * y (rows x out) = x (rows x in) W^T + bias, W (out x in), all row-major.
  * The bias goes in through BLAS: y starts as bias rows and the gemm runs
  * with beta = 1, which costs what BLAS's own zeroing of y (beta = 0) costs,
  * so the bias is free and only activations need a pass of their own.
  */
-static void matmul(nnh5_dtype dt, void *y, const void *x, const void *w, const void *bias,
-		   size_t rows, size_t in, size_t out)
+void nnh5__linear_forward(nnh5_dtype dt, void *y, const void *x, const void *w, const void *bias,
+			  size_t rows, size_t in, size_t out)
 {
 	if (rows == 0 || out == 0)
 		return;
@@ -258,8 +245,7 @@ static void matmul(nnh5_dtype dt, void *y, const void *x, const void *w, const v
 	}
 }
 
-/* Materialise every LazyLinear that has not inferred its input, for an input of this shape. */
-static int materialise(nnh5_model *m, size_t ndim, const int64_t *shape)
+int nnh5__model_materialise(nnh5_model *m, size_t ndim, const int64_t *shape)
 {
 	int64_t cur[NNH5_MAX_NDIM];
 	size_t nd = ndim;
@@ -268,7 +254,7 @@ static int materialise(nnh5_model *m, size_t ndim, const int64_t *shape)
 		need |= m->layers[i].type == NNH5_LAYER_LAZY_LINEAR && !m->layers[i].weight;
 	if (!need)
 		return NNH5_OK;
-	/* plan() succeeded already, so the walk below only tracks the width of each LazyLinear's input */
+	/* nnh5__model_plan() succeeded already, so the walk below only tracks the width of each LazyLinear's input */
 	memcpy(cur, shape, ndim * sizeof(int64_t));
 	for (size_t i = 0; i < m->n_layers; i++) {
 		nnh5__layer *l = &m->layers[i];
@@ -282,7 +268,7 @@ static int materialise(nnh5_model *m, size_t ndim, const int64_t *shape)
 			}
 			cur[nd - 1] = l->out_features;
 		} else if (l->type == NNH5_LAYER_FLATTEN) {
-			flatten_shape(l, &nd, cur);
+			nnh5__flatten_shape(l, &nd, cur);
 		}
 	}
 	return NNH5_OK;
@@ -361,12 +347,12 @@ static void run(nnh5_model *m, const nnh5_tensor *x, void *ydata)
 			/* in_features >= 1 (checked when adding or planning), so the row count is exact */
 			size_t width = (size_t)lin->in_features, out = (size_t)lin->out_features;
 			size_t rows = numel / width;
-			matmul(dt, dst, src, nnh5_tensor_data(lin->weight),
+			nnh5__linear_forward(dt, dst, src, nnh5_tensor_data(lin->weight),
 			       lin->bias ? nnh5_tensor_data(lin->bias) : NULL, rows, width, out);
-			epilogue(dt, dst, dst, rows, out, NULL, acts, nacts);
+			nnh5__activations(dt, dst, dst, rows, out, NULL, acts, nacts);
 			numel = rows * out;
 		} else {
-			epilogue(dt, dst, src, 1, numel, NULL, acts, nacts);
+			nnh5__activations(dt, dst, src, 1, numel, NULL, acts, nacts);
 		}
 		src = dst;
 		src_ws = dst_ws;
@@ -385,10 +371,11 @@ static int prepare(nnh5_model *m, const nnh5_tensor *x, size_t *out_ndim, int64_
 				   "forward: input dtype %s, the model computes in %s",
 				   nnh5_dtype_name(nnh5_tensor_dtype(x)), nnh5_dtype_name(m->dtype));
 	size_t maxn;
-	int rc = plan(m, nnh5_tensor_ndim(x), nnh5_tensor_shape(x), out_ndim, out_shape, &maxn);
+	int rc = nnh5__model_plan(m, nnh5_tensor_ndim(x), nnh5_tensor_shape(x), out_ndim, out_shape,
+				  &maxn);
 	if (rc)
 		return rc;
-	rc = materialise(m, nnh5_tensor_ndim(x), nnh5_tensor_shape(x));
+	rc = nnh5__model_materialise(m, nnh5_tensor_ndim(x), nnh5_tensor_shape(x));
 	if (rc)
 		return rc;
 	return reserve(m, maxn * nnh5_dtype_size(m->dtype));
@@ -405,7 +392,7 @@ int nnh5_model_forward_into(nnh5_model *m, const nnh5_tensor *x, nnh5_tensor *y)
 	void *yd = nnh5_tensor_mutable_data(y);
 	if (!yd && nnh5_tensor_nbytes(y))
 		return nnh5__error(NNH5_ERR_INVALID, "forward: the output tensor is a read-only view");
-	int rc = plan(m, nnh5_tensor_ndim(x), nnh5_tensor_shape(x), &nd, shape, NULL);
+	int rc = nnh5__model_plan(m, nnh5_tensor_ndim(x), nnh5_tensor_shape(x), &nd, shape, NULL);
 	if (rc)
 		return rc;
 	if (nd != nnh5_tensor_ndim(y) || memcmp(shape, nnh5_tensor_shape(y), nd * sizeof(int64_t)))

@@ -1,7 +1,7 @@
 /*
  * lib/nn/model.c - building a sequential model, initialising its parameters
- * as PyTorch does, printing it as PyTorch prints it, and its state dict of
- * views.
+ * as PyTorch does, printing it as PyTorch prints it, and its state dict (and
+ * gradients) as views.
  */
 #include "nn_internal.h"
 
@@ -93,7 +93,10 @@ void nnh5_model_free(nnh5_model *m)
 		nnh5__free(m->layers[i].name);
 		nnh5_tensor_free(m->layers[i].weight);
 		nnh5_tensor_free(m->layers[i].bias);
+		nnh5_tensor_free(m->layers[i].grad_weight);
+		nnh5_tensor_free(m->layers[i].grad_bias);
 	}
+	nnh5__tape_free(m->tape);
 	nnh5__free(m->layers);
 	nnh5__free(m->ws[0]);
 	nnh5__free(m->ws[1]);
@@ -390,13 +393,12 @@ int nnh5_model_format(char **out, const nnh5_model *m)
 	return NNH5_OK;
 }
 
-/* Add a view of t under "<layer>.<suffix>" to sd. */
-static int add_view(nnh5_dict *sd, const char *layer, const char *suffix, nnh5_tensor *t)
+int nnh5__dict_add_view(nnh5_dict *sd, const char *prefix, const char *suffix, nnh5_tensor *t)
 {
-	char *key = nnh5__malloc(strlen(layer) + strlen(suffix) + 2);
+	char *key = nnh5__malloc(strlen(prefix) + strlen(suffix) + 2);
 	if (!key)
 		return nnh5__nomem();
-	sprintf(key, "%s.%s", layer, suffix);
+	sprintf(key, "%s.%s", prefix, suffix);
 	nnh5_tensor *v;
 	int rc = nnh5_tensor_view(&v, nnh5_tensor_dtype(t), nnh5_tensor_ndim(t),
 				  nnh5_tensor_shape(t), nnh5_tensor_mutable_data(t),
@@ -410,7 +412,8 @@ static int add_view(nnh5_dict *sd, const char *layer, const char *suffix, nnh5_t
 	return rc;
 }
 
-int nnh5_model_state_dict(nnh5_dict **out, nnh5_model *m)
+/* Views of every parameter (grads false) or of every parameter's gradient, keyed as the state dict. */
+static int param_views(nnh5_dict **out, nnh5_model *m, bool grads)
 {
 	nnh5_dict *sd;
 	*out = NULL;
@@ -419,10 +422,12 @@ int nnh5_model_state_dict(nnh5_dict **out, nnh5_model *m)
 		return rc;
 	for (size_t i = 0; i < m->n_layers && rc == NNH5_OK; i++) {
 		nnh5__layer *l = &m->layers[i];
-		if (l->weight)
-			rc = add_view(sd, l->name, "weight", l->weight);
-		if (rc == NNH5_OK && l->bias)
-			rc = add_view(sd, l->name, "bias", l->bias);
+		nnh5_tensor *w = grads ? l->grad_weight : l->weight;
+		nnh5_tensor *b = grads ? l->grad_bias : l->bias;
+		if (w)
+			rc = nnh5__dict_add_view(sd, l->name, "weight", w);
+		if (rc == NNH5_OK && b)
+			rc = nnh5__dict_add_view(sd, l->name, "bias", b);
 	}
 	if (rc) {
 		nnh5_dict_free(sd);
@@ -430,4 +435,16 @@ int nnh5_model_state_dict(nnh5_dict **out, nnh5_model *m)
 	}
 	*out = sd;
 	return NNH5_OK;
+}
+
+int nnh5_model_state_dict(nnh5_dict **out, nnh5_model *m)
+{
+	return param_views(out, m, false);
+}
+
+int nnh5_model_grads(nnh5_dict **out, nnh5_model *m)
+{
+	*out = NULL;
+	int rc = nnh5__model_ensure_grads(m);
+	return rc ? rc : param_views(out, m, true);
 }
