@@ -7,7 +7,7 @@ set -eu
 
 build_pkgs="gcc g++ pkg-config meson ninja-build libhdf5-dev hdf5-tools libopenblas-dev
 libxxhash-dev libcjson-dev binutils"
-test_pkgs="libcmocka-dev python3-h5py python3-numpy python3-torch python3-xxhash valgrind"
+test_pkgs="libcmocka-dev python3-h5py python3-numpy python3-torch python3-xxhash python3-sklearn valgrind"
 
 pkgs=$build_pkgs
 [ "${1:-}" = "--test" ] && pkgs="$pkgs $test_pkgs"
