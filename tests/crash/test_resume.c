@@ -4,7 +4,8 @@
  *
  * Usage: test_resume TRAIN_DIGITS   (examples/train_digits, built with the suite)
  *
- * A reference run of TRAIN_DIGITS goes from step 0 to the end. Then, for
+ * A reference run of TRAIN_DIGITS goes from step 0 to the end (three times:
+ * the shortest sets the time scale). Then, for
  * each trial (NNH5_RESUME_TRIALS, default 20; seed NNH5_CRASH_SEED), a fresh
  * run in its own folder (every other one with --async) is SIGKILLed after a
  * random delay of up to 0.9 times the reference run's duration. After the
@@ -159,14 +160,21 @@ static void test_kill_and_resume(void **state)
 	(void)state;
 
 	snprintf(ref_dir, sizeof ref_dir, "%s", tu_path("reference"));
-	double t0 = now_s();
-	int st = finish(start(ref_dir, false, false));
-	double duration = now_s() - t0;
-	if (st == 77) {
-		printf("# resume: skipped: the digits data set is missing (python3-sklearn)\n");
-		skip();
+	/* The shortest of three uninterrupted runs: a busy machine only makes kills earlier. */
+	double duration = 0;
+	for (int r = 0; r < 3; r++) {
+		double t0 = now_s();
+		int st = finish(start(ref_dir, false, false));
+		double d = now_s() - t0;
+		if (st == 77) {
+			printf("# resume: skipped: the digits data set is missing (python3-sklearn)\n");
+			skip();
+		}
+		assert_int_equal(st, 0);
+		if (r == 0 || d < duration)
+			duration = d;
 	}
-	assert_int_equal(st, 0);
+	int st;
 	ref = final_checkpoint(ref_dir);
 	nnh5_rng_seed(&rng, seed);
 
