@@ -33,6 +33,7 @@ import collections
 import collections.abc
 import errno
 import os
+import re
 import secrets
 import stat
 import string
@@ -434,23 +435,31 @@ class _Writer:
             fapl.set_libver_bounds(h5f.LIBVER_V18, h5f.LIBVER_V18)  # checksummed metadata
             fapl.set_alignment(ALIGNMENT, ALIGNMENT)
             fapl.set_fclose_degree(h5f.CLOSE_STRONG)
+            # No sieve buffer: tensor data goes to the file in H5Dwrite, so a failed write
+            # (a full disk) fails there, not later when h5py releases the dataset and
+            # HDF5's error would be lost.
+            fapl.set_sieve_buf_size(0)
             fcpl = h5p.create(h5p.FILE_CREATE)
             fcpl.set_link_creation_order(_ORDER)
             fcpl.set_attr_creation_order(_ORDER)
             fcpl.set_attr_phase_change(0, 0)
+            fcpl.set_obj_track_times(False)  # no modification times: same content, same bytes
             fid = h5f.create(os.fsencode(self.atomic.tmp), h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl)
             self.file = h5py.File(fid)
             self.gcpl = h5p.create(h5p.GROUP_CREATE)
             self.gcpl.set_link_creation_order(_ORDER)
             self.gcpl.set_attr_creation_order(_ORDER)
             self.gcpl.set_attr_phase_change(0, 0)  # dense attributes: no 64 KiB limit on keys
+            self.gcpl.set_obj_track_times(False)
             self.dcpl_compact = h5p.create(h5p.DATASET_CREATE)
             self.dcpl_compact.set_layout(h5d.COMPACT)
             self.dcpl_compact.set_fill_time(h5d.FILL_TIME_NEVER)
+            self.dcpl_compact.set_obj_track_times(False)
             self.dcpl_contig = h5p.create(h5p.DATASET_CREATE)
             self.dcpl_contig.set_layout(h5d.CONTIGUOUS)
             self.dcpl_contig.set_fill_time(h5d.FILL_TIME_NEVER)
             self.dcpl_contig.set_alloc_time(h5d.ALLOC_TIME_LATE)
+            self.dcpl_contig.set_obj_track_times(False)
             self.types = {}
             self.root = h5g.open(self.file.id, b"/")
             self.int_attr(self.root, "nnh5_format_version", FORMAT_VERSION)
@@ -466,23 +475,40 @@ class _Writer:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             self.close()
-        else:
-            self.abort()
+            return False
+        self.abort()
+        if issubclass(exc_type, RuntimeError):  # an HDF5 failure h5py does not call OSError
+            raise _io_error(self.path, "writing", exc) from exc
+        return False
 
     def close(self):
         try:
             self.root = None
-            self.file.close()  # HDF5 flushes everything here
+            self.file.flush()  # a failing flush (a full disk) is an abort, not a half-close
+            self.file.close()
             self.file = None
-        except BaseException:
+        except BaseException as e:
             self.abort()
+            if isinstance(e, (OSError, RuntimeError)):
+                raise _io_error(self.path, "writing the file", e) from e
             raise
         self.atomic.commit()
 
     def abort(self):
         if self.file is not None:
+            self.root = None
+            # After a failed write HDF5 1.10 still holds dirty metadata that it flushes on
+            # close; when that flush fails too (a full disk), closing crashes. The temporary
+            # file is discarded anyway, so its descriptor is pointed at an anonymous memory
+            # file first (as lib/file.c does): the last flush goes nowhere.
             try:
-                self.root = None
+                handle = self.file.id.get_vfd_handle()
+                fd = os.memfd_create("nnh5-abandoned", os.MFD_CLOEXEC)
+                os.dup2(fd, handle)
+                os.close(fd)
+            except (AttributeError, OSError, RuntimeError, ValueError):
+                pass
+            try:
                 self.file.close()
             except Exception:  # the file is discarded anyway
                 pass
@@ -546,7 +572,10 @@ class _Writer:
         dcpl = self.dcpl_compact if buf.nbytes < COMPACT_LIMIT else self.dcpl_contig
         did = h5d.create(loc, name.encode(), tid, space, dcpl=dcpl)
         if buf.nbytes:
-            did.write(h5s.ALL, h5s.ALL, buf, mtype=tid)  # same type in memory: no conversion
+            try:  # the same type in memory and in the file: no conversion
+                did.write(h5s.ALL, h5s.ALL, buf, mtype=tid)
+            except (OSError, RuntimeError) as e:
+                raise _io_error(self.path, f"writing dataset '{name}'", e) from e
         if xxhash is not None:
             self._num_attr(did, "nnh5_xxh3", xxhash.xxh3_64_intdigest(buf), "<u8", h5t.STD_U64LE)
         if dtname == "bfloat16":
@@ -567,6 +596,15 @@ class _Writer:
                                                           comps[i - 1])
             self.dataset(groups[tuple(comps[:-1])], comps[-1], sd[key])
         return groups
+
+
+def _io_error(path, what, exc):
+    """An OSError for an HDF5 write failure, with the errno HDF5 reports (ENOSPC, ...)."""
+    msg = str(exc)
+    m = re.search(r"errno = (\d+)", msg)
+    code = int(m.group(1)) if m else getattr(exc, "errno", None) or errno.EIO
+    return OSError(code, f"save '{path}': {what}: {os.strerror(code)} (HDF5: "
+                   f"{msg.split(' (')[0].strip()})")
 
 
 def _hl(oid):

@@ -10,7 +10,10 @@ file, and gives it the usual permissions (0666 less the umask), as the C
 library does.
 """
 import collections
+import json
 import os
+import subprocess
+import sys
 
 import pycommon as pc
 from pycommon import check, nnh5, np, path
@@ -62,6 +65,69 @@ class FailOnNth:
 
     def __exit__(self, *exc):
         nnh5._Writer.dataset = self.orig
+
+
+FULL_DISK = r"""
+import collections, errno, importlib.machinery, json, os, sys
+mnt, tools, big_h5 = sys.argv[1:4]
+sys.path.insert(0, tools)
+import numpy as np, torch, nnh5
+converter = importlib.machinery.SourceFileLoader(
+    "nnh5_convert", os.path.join(tools, "nnh5-convert")).load_module()
+os.chdir(mnt)
+print("READY", flush=True)
+nnh5.save({"a": np.zeros(10)}, "x.h5")
+with open("x.pt", "wb") as fp:
+    fp.write(b"previous")
+big = collections.OrderedDict((f"l{i}.w", torch.rand(100, 100)) for i in range(10))
+net = torch.nn.Sequential(torch.nn.Linear(300, 300), torch.nn.ReLU())
+
+
+def no_space(fn):
+    try:
+        fn()
+        return "saved"
+    except OSError as e:
+        return "ENOSPC" if e.errno == errno.ENOSPC else repr(e)
+
+
+for name, fn in (("state dict", lambda: nnh5.save_state_dict(big, "x.h5")),
+                 ("list", lambda: nnh5.save(list(big.values()), "x.h5")),
+                 ("model", lambda: nnh5.save_model(net, "x.h5", probe_input=torch.zeros(2, 300)))):
+    r = no_space(fn)
+    print(json.dumps([name, r, sorted(os.listdir(".")), list(nnh5.load("x.h5", numpy=True))]))
+rc = converter.main(["to-torch", "-q", big_h5, "x.pt"])
+print(json.dumps(["to-torch", "ENOSPC" if rc == 1 else rc, sorted(os.listdir(".")),
+                  [open("x.pt", "rb").read().decode()]]))
+nnh5.save({"b": np.ones(3)}, "x.h5")  # the disk has room again for a small save
+print(json.dumps(["after", "saved", sorted(os.listdir(".")), list(nnh5.load("x.h5"))]))
+"""
+
+
+def full_disk():
+    """Saves that fill the disk (a 256 KiB tmpfs in a private mount namespace)."""
+    mnt = path("full-disk")
+    os.makedirs(mnt)
+    big_h5 = path("big.h5")
+    nnh5.save_state_dict({f"l{i}.w": torch.rand(100, 100) for i in range(10)}, big_h5)
+    p = subprocess.run(["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=256k nnh5-test "$1" '
+                        '&& exec "$2" -c "$3" "$1" "$4" "$5"', "sh", mnt, sys.executable,
+                        FULL_DISK, pc.TOOLS, big_h5], capture_output=True, text=True)
+    if not p.stdout.startswith("READY"):
+        print(f"NOTE: full-disk saves not tested (needs root for unshare -m and a tmpfs "
+              f"mount): {p.stderr.strip()[:200]}")
+        return
+    check(p.returncode == 0, "a full disk: the process exits cleanly (no crash in HDF5)",
+          f"exit {p.returncode}: {p.stderr.strip()[-300:]}")
+    lines = [json.loads(x) for x in p.stdout.splitlines()[1:]]
+    check(len(lines) == 5, "a full disk: every save ran", p.stdout)
+    for name, result, files, keys in lines:
+        want = "saved" if name == "after" else "ENOSPC"
+        check(result == want, f"a full disk, {name}: {want}", str(result))
+        check(files == ["x.h5", "x.pt"], f"a full disk, {name}: no temporary file", str(files))
+        check(keys == (["b"] if name == "after" else ["previous"] if name == "to-torch"
+                       else ["a"]), f"a full disk, {name}: the previous file is intact",
+              str(keys))
 
 
 def main():
@@ -155,6 +221,14 @@ def main():
         check(mode == 0o666 & ~mask, f"umask {mask:03o}: mode {mode:o}")
     check(not [f for f in pc.files_in(d) if nnh5.TMP_MARK in f], "no temporary file left",
           str(pc.files_in(d)))
+    # no modification times: the same content saves to the same bytes
+    for i in (1, 2):
+        nnh5.save_state_dict(sd, os.path.join(d, f"same{i}.h5"))
+        nnh5.save_model(net, os.path.join(d, f"same-model{i}.h5"), probe_input=torch.ones(2, 4))
+    for a, b in (("same1.h5", "same2.h5"), ("same-model1.h5", "same-model2.h5")):
+        with open(os.path.join(d, a), "rb") as fa, open(os.path.join(d, b), "rb") as fb:
+            check(fa.read() == fb.read(), f"{a} and {b}: byte-identical")
+    pc.run_part(full_disk)
     pc.finish("test_atomic")
 
 
