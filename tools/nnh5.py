@@ -1023,19 +1023,21 @@ class _Reader:
         return self.tensor(self.root, datasets[0], "/" + os.fsdecode(datasets[0]))
 
 
-def load_state_dict(path, numpy=None, verify_checksums=True, require_checksums=False):
-    """Load the state dict at the root of path as an OrderedDict of key -> tensor.
+def load_state_dict(path, numpy=None, verify_checksums=True, require_checksums=False,
+                    group="/"):
+    """Load the state dict at the root of path (or at group) as an OrderedDict of key -> tensor.
 
     Keys in the saved order (nnh5_keys; for files from other writers creation
     order where tracked, else name order, depth first); reserved nnh5_* links
     (a model's probe) are skipped. Values are torch tensors, or numpy arrays
     when numpy=True or torch is not installed (bfloat16 then widens exactly
     to float32, as h5py shows it). Files from the C library, from this module
-    and plain h5py files all load.
+    and plain h5py files all load. group names a group inside the file, for
+    example a section of a training checkpoint ("model", "optimizer").
     Raises FileNotFoundError, FormatError, ChecksumError, UnsafeError, UnsupportedError.
     """
     with _Reader(path, numpy, verify_checksums, require_checksums) as r:
-        return r.read_walk("/", ".")
+        return r.read_walk(group, ".")
 
 
 def load(path, numpy=None, verify_checksums=True, require_checksums=False):
@@ -1055,8 +1057,9 @@ def load(path, numpy=None, verify_checksums=True, require_checksums=False):
         if kind in ("state_dict", "model"):
             return r.read_walk("/", ".")
         if kind == "checkpoint":
-            raise UnsupportedError(f"load '{r.path}': the file holds a training checkpoint, "
-                                   "which this module does not read")
+            raise UnsupportedError(f"load '{r.path}': the file holds a training checkpoint: "
+                                   "load its sections with load_state_dict(path, "
+                                   "group='model'), group='optimizer', ...")
         return dict(r.read_walk("/", "/"))
 
 

@@ -397,6 +397,21 @@ def plain_h5py():
                     check(pc.bits(got[key]) == (dt, shape, data),
                           f"h5py file (tracked {tracked}) as {kind}: {key}: same as C")
 
+        # a group inside the file (a checkpoint's sections are read this way)
+        full = nnh5.load_state_dict(f, numpy=True)
+        sub = nnh5.load_state_dict(f, numpy=True, group="body")
+        check(list(sub) == [k[5:] for k in full if k.startswith("body.")],
+              f"h5py file (tracked {tracked}): group='body'", str(list(sub)))
+    expect_error(lambda: nnh5.load_state_dict(f, group="body/nope"), nnh5.FormatError,
+                 ["'/body/nope' not found"], "group= names a missing group")
+    with h5py.File(path("ckpt-like.h5"), "w") as h:
+        h.attrs["nnh5_kind"] = "checkpoint"
+        h.create_group("model").create_dataset("w", data=np.arange(3.0))
+    expect_error(lambda: nnh5.load(path("ckpt-like.h5")), nnh5.UnsupportedError,
+                 ["checkpoint", "group='model'"], "load() of a checkpoint says how to read it")
+    check(list(nnh5.load_state_dict(path("ckpt-like.h5"), group="model")) == ["w"],
+          "a checkpoint's section loads with group=")
+
     def refused(name, build, exc, words, c_status):
         f = path(f"refused_{name}.h5")
         with h5py.File(f, "w", libver="latest") as h:
