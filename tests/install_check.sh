@@ -32,3 +32,11 @@ cc -std=c11 -Wall -Werror "$dest/consumer.c" $(pkg-config --cflags --libs nnh5) 
 	-Wl,-rpath,"$libdir" -o "$dest/consumer"
 "$dest/consumer"
 echo "ok: built and ran against the installed nnh5 via pkg-config"
+# The Python module and its converter are installed beside the nnh5 tool.
+bindir=$(dirname "$(find "$dest" -name nnh5-convert | head -1)")
+[ -f "$bindir/nnh5.py" ] && [ -x "$bindir/nnh5-convert" ] && [ -x "$bindir/nnh5" ] ||
+	{ echo "nnh5.py and nnh5-convert are not installed beside nnh5"; exit 1; }
+if /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null; then
+	"$bindir/nnh5-convert" --help >/dev/null
+	echo "ok: the installed nnh5-convert finds nnh5.py beside it"
+fi

@@ -1,0 +1,1283 @@
+"""nnh5.py - read and write nnh5 files from Python (h5py, numpy; torch optional).
+
+nnh5 files are plain HDF5 files in the layout doc/FORMAT.md describes. This
+module writes and reads exactly that layout, so files go freely between
+PyTorch and the nnh5 C library:
+
+    nnh5.save_state_dict(net.state_dict(), "mlp.h5")     # PyTorch -> file
+    net.load_state_dict(nnh5.load_state_dict("mlp.h5"))  # file -> PyTorch
+
+API (doc strings below say more):
+    save_state_dict(state_dict, path)  load_state_dict(path) -> OrderedDict
+    save_model(module, path, probe_input=None)  load_model(path) -> nn.Sequential
+    save(obj, path)  load(path)          a tensor, a list or a dict, like torch.save/load
+
+Values may be torch tensors or numpy arrays; torch is imported only when
+needed, so the module works with numpy alone. Loading returns torch tensors
+when torch is installed, numpy arrays when it is not (or with numpy=True).
+
+Checksums: with Debian's python3-xxhash installed, every tensor written gets
+the attribute nnh5_xxh3 (XXH3-64 of its little-endian bytes) and every
+tensor read is verified against it (ChecksumError on a mismatch). Without
+xxhash, files are written without checksums and loading cannot verify them
+(a RuntimeWarning says so once; require_checksums=True then raises).
+
+Saving is atomic as in the C library: a temporary file beside the target
+(".<name>.nnh5-tmp-XXXXXX"), flushed, fsynced, renamed over the target, and
+the folder fsynced. A failed save leaves the previous file and no temporary
+file. Reading refuses what the C library refuses: external links, external
+raw storage, virtual datasets and filters other than deflate, shuffle and
+fletcher32 (UnsafeError), and datatypes that are not tensors (UnsupportedError).
+"""
+import collections
+import collections.abc
+import errno
+import os
+import re
+import secrets
+import stat
+import string
+import sys
+import warnings
+
+import numpy as np
+import h5py
+from h5py import h5a, h5d, h5f, h5g, h5l, h5o, h5p, h5s, h5t
+
+try:
+    import xxhash
+except ImportError:  # Debian: apt install python3-xxhash
+    xxhash = None
+
+__version__ = "0.1.0"
+__all__ = ["save_state_dict", "load_state_dict", "save_model", "load_model", "save", "load",
+           "Error", "FormatError", "ChecksumError", "UnsafeError", "UnsupportedError",
+           "InvalidError", "ShapeError", "HAVE_XXHASH", "LAYER_TYPES"]
+
+FORMAT_VERSION = 1
+HAVE_XXHASH = xxhash is not None
+COMPACT_LIMIT = 4096   # datasets below this many bytes: compact layout
+ALIGNMENT = 4096       # larger ones: contiguous, aligned to this
+MAX_NDIM = 32
+MAX_DEPTH = 64         # deepest group nesting a reader follows
+TMP_MARK = ".nnh5-tmp-"
+LAYER_TYPES = ("Linear", "LazyLinear", "ReLU", "Sigmoid", "Tanh", "GELU", "Flatten", "Dropout")
+_ORDER = h5p.CRT_ORDER_TRACKED | h5p.CRT_ORDER_INDEXED
+_ALLOWED_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32"}
+
+
+# ---------------------------------------------------------------- errors
+
+class Error(Exception):
+    """Base of the errors this module raises; status is the C library's status name."""
+    status = "NNH5_ERR"
+
+
+class FormatError(Error):
+    """The file is not what was asked for, or is damaged."""
+    status = "NNH5_ERR_FORMAT"
+
+
+class ChecksumError(Error):
+    """A tensor's data does not match its stored checksum (or has none when one is required)."""
+    status = "NNH5_ERR_CHECKSUM"
+
+
+class UnsafeError(Error):
+    """The file would make the reader open other files or run unknown filters."""
+    status = "NNH5_ERR_UNSAFE"
+
+
+class UnsupportedError(Error, TypeError):
+    """An object, dtype, datatype or module nnh5 does not store or rebuild."""
+    status = "NNH5_ERR_TYPE"
+
+
+class InvalidError(Error, ValueError):
+    """A key, name or argument that cannot be stored."""
+    status = "NNH5_ERR_INVALID"
+
+
+class ShapeError(Error, ValueError):
+    """Parameters that do not fit a model's architecture (missing, unexpected, mis-shaped)."""
+    status = "NNH5_ERR_SHAPE"
+
+
+# ------------------------------------------------------------- optional torch
+
+_TORCH = None
+
+
+def _torch(required=None):
+    """torch if it can be imported, else None (or UnsupportedError naming `required`)."""
+    global _TORCH
+    if _TORCH is None:
+        try:
+            import torch
+            _TORCH = torch
+        except ImportError:
+            _TORCH = False
+    if _TORCH is False:
+        if required:
+            raise UnsupportedError(f"{required} needs PyTorch (Debian: apt install python3-torch)")
+        return None
+    return _TORCH
+
+
+def _is_torch_tensor(x):
+    torch = sys.modules.get("torch")  # a torch tensor can only exist once torch is imported
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+_WARNED_NO_XXHASH = False
+
+
+def _warn_no_xxhash():
+    global _WARNED_NO_XXHASH
+    if not _WARNED_NO_XXHASH:
+        _WARNED_NO_XXHASH = True
+        warnings.warn("nnh5: python3-xxhash is not installed: stored checksums are not verified",
+                      RuntimeWarning, stacklevel=3)
+
+
+# ------------------------------------------------------------------ dtypes
+
+# nnh5 dtype -> numpy dtype of the little-endian buffer read and written
+_BUF = {"bool": "<u1", "int8": "<i1", "int16": "<i2", "int32": "<i4", "int64": "<i8",
+        "uint8": "<u1", "uint16": "<u2", "uint32": "<u4", "uint64": "<u8",
+        "float16": "<f2", "bfloat16": "<u2", "float32": "<f4", "float64": "<f8"}
+DTYPES = tuple(_BUF)
+
+
+def _h5_type(name):
+    """The HDF5 file (and memory) type of an nnh5 dtype, as doc/FORMAT.md defines it."""
+    if name == "bool":
+        t = h5t.enum_create(h5t.STD_I8LE)
+        t.enum_insert(b"FALSE", 0)
+        t.enum_insert(b"TRUE", 1)
+        return t
+    if name in ("float16", "bfloat16"):
+        t = h5t.IEEE_F32LE.copy()
+        if name == "float16":
+            t.set_fields(15, 10, 5, 0, 10)
+            t.set_size(2)
+            t.set_ebias(15)
+        else:  # the top half of a binary32
+            t.set_fields(15, 7, 8, 0, 7)
+            t.set_size(2)
+            t.set_ebias(127)
+        return t
+    if name == "float32":
+        return h5t.IEEE_F32LE.copy()
+    if name == "float64":
+        return h5t.IEEE_F64LE.copy()
+    bits = np.dtype(_BUF[name]).itemsize * 8
+    return getattr(h5t, f"STD_{'U' if name[0] == 'u' else 'I'}{bits}LE").copy()
+
+
+def _torch_dtypes(torch):
+    names = {torch.bool: "bool", torch.uint8: "uint8", torch.int8: "int8",
+             torch.int16: "int16", torch.int32: "int32", torch.int64: "int64",
+             torch.float16: "float16", torch.bfloat16: "bfloat16",
+             torch.float32: "float32", torch.float64: "float64"}
+    for n in ("uint16", "uint32", "uint64"):  # torch >= 2.3 only
+        if hasattr(torch, n):
+            names[getattr(torch, n)] = n
+    return names
+
+
+def _np_dtype_name(dt):
+    """The nnh5 dtype of a numpy dtype, or None."""
+    if dt.kind == "b":
+        return "bool"
+    if dt.kind in "iu" and dt.itemsize in (1, 2, 4, 8):
+        return ("u" if dt.kind == "u" else "") + f"int{dt.itemsize * 8}"
+    if dt.kind == "f" and dt.itemsize in (2, 4, 8):
+        return f"float{dt.itemsize * 8}"
+    return None
+
+
+def _check_value(value, where):
+    """Refuse values that are not tensors of a dtype nnh5 stores, before writing anything."""
+    if _is_torch_tensor(value):
+        torch = sys.modules["torch"]
+        if value.layout != torch.strided:
+            raise UnsupportedError(f"{where}: a {value.layout} tensor cannot be stored "
+                                   "(convert it with .to_dense())")
+        if value.dtype not in _torch_dtypes(torch):
+            raise UnsupportedError(f"{where}: dtype {value.dtype} is not one nnh5 stores "
+                                   f"({', '.join(DTYPES)})")
+        if value.device.type == "meta":
+            raise UnsupportedError(f"{where}: a tensor on the meta device has no data")
+        if value.dim() > MAX_NDIM:
+            raise UnsupportedError(f"{where}: rank {value.dim()} exceeds nnh5's {MAX_NDIM}")
+        return
+    if isinstance(value, (np.ndarray, np.generic)):
+        dt = np.asarray(value).dtype
+        if _np_dtype_name(dt) is None:
+            raise UnsupportedError(f"{where}: numpy dtype {dt} is not one nnh5 stores "
+                                   f"({', '.join(DTYPES)})")
+        if np.ndim(value) > MAX_NDIM:
+            raise UnsupportedError(f"{where}: rank {np.ndim(value)} exceeds nnh5's {MAX_NDIM}")
+        return
+    raise UnsupportedError(f"{where}: cannot store a {type(value).__module__}."
+                           f"{type(value).__qualname__}: nnh5 stores tensors "
+                           "(torch.Tensor or numpy arrays)")
+
+
+def _to_buffer(value):
+    """(nnh5 dtype, C-contiguous little-endian numpy buffer) of a checked tensor or array."""
+    if _is_torch_tensor(value):
+        torch = sys.modules["torch"]
+        name = _torch_dtypes(torch)[value.dtype]
+        t = value.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        t = t.contiguous()
+        if name == "bfloat16":
+            t = t.view(torch.int16)
+        a = t.numpy()
+        return name, a.view("<u1") if name == "bool" else a.astype(_BUF[name], copy=False)
+    a = np.asarray(value)
+    name = _np_dtype_name(a.dtype)
+    if name == "bool":
+        a = a.astype(np.bool_, copy=False).view("<u1")
+    else:
+        a = a.astype(_BUF[name], copy=False)  # big-endian input becomes little-endian
+    if not a.flags.c_contiguous:
+        a = a.copy(order="C")
+    return name, a
+
+
+def _describe_type(tid):
+    """What an HDF5 type nnh5 does not load is, for an error message."""
+    cls = tid.get_class()
+    size = tid.get_size()
+    if cls == h5t.STRING:
+        return "string (%s)" % ("variable-length" if tid.is_variable_str() else "fixed-length")
+    names = {h5t.INTEGER: "integer", h5t.FLOAT: "float", h5t.TIME: "time",
+             h5t.BITFIELD: "bitfield", h5t.OPAQUE: "opaque", h5t.COMPOUND: "compound",
+             h5t.REFERENCE: "reference", h5t.ENUM: "enum", h5t.VLEN: "variable-length sequence",
+             h5t.ARRAY: "array"}
+    if cls in (h5t.COMPOUND, h5t.ENUM):
+        return f"{names[cls]} of {tid.get_nmembers()} members, {size} bytes"
+    return f"{names.get(cls, 'unknown class')} of {size} bytes"
+
+
+def _is_bool_enum(tid):
+    """h5py's bool: an enum over a 1-byte integer with exactly FALSE=0 and TRUE=1."""
+    if tid.get_nmembers() != 2:
+        return False
+    base = tid.get_super()
+    if base.get_class() != h5t.INTEGER or base.get_size() != 1:
+        return False
+    try:
+        return tid.enum_valueof(b"FALSE") == 0 and tid.enum_valueof(b"TRUE") == 1
+    except (KeyError, ValueError, RuntimeError):
+        return False
+
+
+def _dtype_of(tid):
+    """The nnh5 dtype of an HDF5 type (any byte order), or None."""
+    cls, size = tid.get_class(), tid.get_size()
+    if cls == h5t.INTEGER and size in (1, 2, 4, 8):
+        return ("u" if tid.get_sign() == h5t.SGN_NONE else "") + f"int{size * 8}"
+    if cls == h5t.FLOAT:
+        if size in (4, 8):
+            return f"float{size * 8}"
+        if size == 2:
+            layout = (tuple(tid.get_fields()), tid.get_ebias())
+            if layout == ((15, 10, 5, 0, 10), 15):
+                return "float16"
+            if layout == ((15, 7, 8, 0, 7), 127):
+                return "bfloat16"
+    if cls == h5t.ENUM and _is_bool_enum(tid):
+        return "bool"
+    return None
+
+
+# ------------------------------------------------------------------ keys
+
+def _key_bytes(key, where):
+    if not isinstance(key, str):
+        raise InvalidError(f"{where}: key {key!r} is a {type(key).__name__}, not a str")
+    try:
+        b = key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidError(f"{where}: key {key!r} is not valid UTF-8") from None
+    if b"\0" in b:
+        raise InvalidError(f"{where}: key {key!r} contains a NUL character")
+    return b
+
+
+def _check_dict_keys(keys, where):
+    for key in keys:
+        _key_bytes(key, where)
+        if not key or "/" in key or key in (".", ".."):
+            raise InvalidError(f"{where}: key '{key}' cannot be stored (keys must be "
+                               "non-empty, without '/', and not '.' or '..')")
+        if key.startswith("nnh5_"):
+            raise InvalidError(f"{where}: key '{key}' is reserved (nnh5_*)")
+
+
+def _check_state_keys(keys, where):
+    """doc/FORMAT.md's state-dict key rules, checked on every key before anything is written."""
+    present = set(keys)
+    for key in keys:
+        _key_bytes(key, where)
+        if not key or "/" in key or key[0] == "." or key[-1] == "." or ".." in key:
+            raise InvalidError(f"{where}: key '{key}' cannot be stored (keys are non-empty "
+                               "names separated by single dots, without '/')")
+        comps = key.split(".")
+        if len(comps) > MAX_DEPTH + 1 or any(len(c.encode()) > 255 for c in comps) \
+                or len(key.encode()) >= 4096:
+            raise InvalidError(f"{where}: key '{key}' is nested too deeply or has a component "
+                               "longer than 255 bytes")
+        if any(c.startswith("nnh5_") for c in comps):
+            raise InvalidError(f"{where}: key '{key}' uses a reserved name (nnh5_*)")
+        for i in range(1, len(comps)):
+            prefix = ".".join(comps[:i])
+            if prefix in present:
+                raise InvalidError(f"{where}: keys '{prefix}' and '{key}' conflict ('{prefix}' "
+                                   "would be both a tensor and a module)")
+
+
+def _check_attrs(attrs, where):
+    for name, v in (attrs or {}).items():
+        _key_bytes(name, where)
+        if not name or name.startswith("nnh5_"):
+            raise InvalidError(f"{where}: attribute name '{name}' is empty or reserved (nnh5_*)")
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, int, float, np.integer,
+                                                                 np.floating)):
+            raise UnsupportedError(f"{where}: attribute '{name}': a {type(v).__name__}; "
+                                   "attributes are str, int or float")
+        if isinstance(v, (int, np.integer)) and not -2**63 <= int(v) < 2**63:
+            raise InvalidError(f"{where}: attribute '{name}': {v} does not fit in int64")
+        if isinstance(v, str):
+            _key_bytes(v, where)
+
+
+# ------------------------------------------------------------ atomic commit
+
+class _AtomicPath:
+    """A temporary file beside `path`, renamed over it on commit(), removed on abort().
+
+    The protocol of the C library (lib/atomic.c): the temporary file is
+    created next to the target with the usual permissions; commit() fsyncs
+    it, renames it over the target and fsyncs the folder (durable=True).
+    """
+
+    def __init__(self, path, durable=True):
+        self.target = os.fspath(path)
+        if isinstance(self.target, bytes):
+            self.target = os.fsdecode(self.target)
+        self.durable = durable
+        folder, base = os.path.split(self.target)
+        if not base:
+            raise InvalidError(f"save '{self.target}': the path names a folder")
+        self.folder = folder or "."
+        alphabet = string.ascii_letters + string.digits
+        for _ in range(100):
+            suffix = "".join(secrets.choice(alphabet) for _ in range(6))
+            tmp = os.path.join(folder, "." + base + TMP_MARK + suffix)
+            try:
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise OSError(e.errno, f"save '{self.target}': cannot create a temporary file: "
+                              f"{e.strerror}") from None
+            os.close(fd)
+            self.tmp = tmp
+            return
+        raise OSError(errno.EEXIST, f"save '{self.target}': no free temporary file name")
+
+    def commit(self):
+        try:
+            if self.durable:
+                fd = os.open(self.tmp, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            os.replace(self.tmp, self.target)
+        except BaseException:
+            self.abort()
+            raise
+        self.tmp = None
+        if self.durable:  # the rename is durable once the folder entry is on disk
+            fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def abort(self):
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                pass
+            self.tmp = None
+
+
+# ------------------------------------------------------------------ writing
+
+class _Writer:
+    """A new nnh5 file at a temporary path; close() commits, abort() discards."""
+
+    def __init__(self, path, durable=True):
+        self.atomic = _AtomicPath(path, durable)
+        self.path = self.atomic.target
+        self.file = None
+        try:
+            fapl = h5p.create(h5p.FILE_ACCESS)
+            fapl.set_libver_bounds(h5f.LIBVER_V18, h5f.LIBVER_V18)  # checksummed metadata
+            fapl.set_alignment(ALIGNMENT, ALIGNMENT)
+            fapl.set_fclose_degree(h5f.CLOSE_STRONG)
+            # No sieve buffer: tensor data goes to the file in H5Dwrite, so a failed write
+            # (a full disk) fails there, not later when h5py releases the dataset and
+            # HDF5's error would be lost.
+            fapl.set_sieve_buf_size(0)
+            fcpl = h5p.create(h5p.FILE_CREATE)
+            fcpl.set_link_creation_order(_ORDER)
+            fcpl.set_attr_creation_order(_ORDER)
+            fcpl.set_attr_phase_change(0, 0)
+            fcpl.set_obj_track_times(False)  # no modification times: same content, same bytes
+            fid = h5f.create(os.fsencode(self.atomic.tmp), h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl)
+            self.file = h5py.File(fid)
+            self.gcpl = h5p.create(h5p.GROUP_CREATE)
+            self.gcpl.set_link_creation_order(_ORDER)
+            self.gcpl.set_attr_creation_order(_ORDER)
+            self.gcpl.set_attr_phase_change(0, 0)  # dense attributes: no 64 KiB limit on keys
+            self.gcpl.set_obj_track_times(False)
+            self.dcpl_compact = h5p.create(h5p.DATASET_CREATE)
+            self.dcpl_compact.set_layout(h5d.COMPACT)
+            self.dcpl_compact.set_fill_time(h5d.FILL_TIME_NEVER)
+            self.dcpl_compact.set_obj_track_times(False)
+            self.dcpl_contig = h5p.create(h5p.DATASET_CREATE)
+            self.dcpl_contig.set_layout(h5d.CONTIGUOUS)
+            self.dcpl_contig.set_fill_time(h5d.FILL_TIME_NEVER)
+            self.dcpl_contig.set_alloc_time(h5d.ALLOC_TIME_LATE)
+            self.dcpl_contig.set_obj_track_times(False)
+            self.types = {}
+            self.root = h5g.open(self.file.id, b"/")
+            self.int_attr(self.root, "nnh5_format_version", FORMAT_VERSION)
+            self.str_attr(self.root, "nnh5_writer",
+                          f"nnh5 {__version__} (nnh5.py, h5py {h5py.version.version})")
+        except BaseException:
+            self.abort()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+            return False
+        self.abort()
+        if issubclass(exc_type, RuntimeError):  # an HDF5 failure h5py does not call OSError
+            raise _io_error(self.path, "writing", exc) from exc
+        return False
+
+    def close(self):
+        try:
+            self.root = None
+            self.file.flush()  # a failing flush (a full disk) is an abort, not a half-close
+            self.file.close()
+            self.file = None
+        except BaseException as e:
+            self.abort()
+            if isinstance(e, (OSError, RuntimeError)):
+                raise _io_error(self.path, "writing the file", e) from e
+            raise
+        self.atomic.commit()
+
+    def abort(self):
+        if self.file is not None:
+            self.root = None
+            # After a failed write HDF5 1.10 still holds dirty metadata that it flushes on
+            # close; when that flush fails too (a full disk), closing crashes. The temporary
+            # file is discarded anyway, so its descriptor is pointed at an anonymous memory
+            # file first (as lib/file.c does): the last flush goes nowhere.
+            try:
+                handle = self.file.id.get_vfd_handle()
+                fd = os.memfd_create("nnh5-abandoned", os.MFD_CLOEXEC)
+                os.dup2(fd, handle)
+                os.close(fd)
+            except (AttributeError, OSError, RuntimeError, ValueError):
+                pass
+            try:
+                self.file.close()
+            except Exception:  # the file is discarded anyway
+                pass
+            self.file = None
+        self.atomic.abort()
+
+    # attributes ------------------------------------------------------
+    @staticmethod
+    def _num_attr(oid, name, value, dtype, tid):
+        aid = h5a.create(oid, name.encode(), tid, h5s.create(h5s.SCALAR))
+        aid.write(np.array(value, dtype=dtype), mtype=tid)
+
+    def int_attr(self, oid, name, value):
+        self._num_attr(oid, name, value, "<i8", h5t.STD_I64LE)
+
+    def float_attr(self, oid, name, value):
+        self._num_attr(oid, name, value, "<f8", h5t.IEEE_F64LE)
+
+    @staticmethod
+    def str_attr(oid, name, value):
+        """A scalar variable-length UTF-8 string."""
+        h5py.AttributeManager(_hl(oid)).create(name, value, dtype=h5py.string_dtype("utf-8"))
+
+    @staticmethod
+    def strs_attr(oid, name, values):
+        """A 1-d attribute of variable-length UTF-8 strings."""
+        h5py.AttributeManager(_hl(oid)).create(
+            name, np.array(list(values), dtype=object), shape=(len(values),),
+            dtype=h5py.string_dtype("utf-8"))
+
+    def user_attrs(self, oid, attrs):
+        for name, v in (attrs or {}).items():
+            if isinstance(v, str):
+                self.str_attr(oid, name, v)
+            elif isinstance(v, (int, np.integer)):
+                self.int_attr(oid, name, int(v))
+            else:
+                self.float_attr(oid, name, float(v))
+
+    # objects ---------------------------------------------------------
+    def group(self, parent, name):
+        """Open the group name in parent, creating it (creation order tracked) if missing."""
+        b = name.encode()
+        if parent.links.exists(b):
+            return h5g.open(parent, b)
+        return h5g.create(parent, b, gcpl=self.gcpl)
+
+    def container(self, name, kind):
+        """The group for a container at name ("/" is the root) with its nnh5_kind."""
+        g = self.root if name == "/" else self.group(self.root, name)
+        self.str_attr(g, "nnh5_kind", kind)
+        return g
+
+    def dataset(self, loc, name, value):
+        """Write value (a tensor or array) as the dataset name in group loc."""
+        dtname, buf = _to_buffer(value)
+        tid = self.types.get(dtname)
+        if tid is None:
+            tid = self.types[dtname] = _h5_type(dtname)
+        space = h5s.create(h5s.SCALAR) if buf.ndim == 0 else h5s.create_simple(buf.shape)
+        dcpl = self.dcpl_compact if buf.nbytes < COMPACT_LIMIT else self.dcpl_contig
+        did = h5d.create(loc, name.encode(), tid, space, dcpl=dcpl)
+        if buf.nbytes:
+            try:  # the same type in memory and in the file: no conversion
+                did.write(h5s.ALL, h5s.ALL, buf, mtype=tid)
+            except (OSError, RuntimeError) as e:
+                raise _io_error(self.path, f"writing dataset '{name}'", e) from e
+        if xxhash is not None:
+            self._num_attr(did, "nnh5_xxh3", xxhash.xxh3_64_intdigest(buf), "<u8", h5t.STD_U64LE)
+        if dtname == "bfloat16":
+            self.str_attr(did, "nnh5_dtype", "bfloat16")
+        return did
+
+    def state_dict(self, name, sd, kind):
+        """sd as a state dict group: key a.b.c is the dataset a/b/c."""
+        g = self.container(name, kind)
+        keys = list(sd.keys())
+        self.strs_attr(g, "nnh5_keys", keys)
+        groups = {(): g}
+        for key in keys:
+            comps = key.split(".")
+            for i in range(1, len(comps)):
+                if tuple(comps[:i]) not in groups:
+                    groups[tuple(comps[:i])] = self.group(groups[tuple(comps[:i - 1])],
+                                                          comps[i - 1])
+            self.dataset(groups[tuple(comps[:-1])], comps[-1], sd[key])
+        return groups
+
+
+def _io_error(path, what, exc):
+    """An OSError for an HDF5 write failure, with the errno HDF5 reports (ENOSPC, ...)."""
+    msg = str(exc)
+    m = re.search(r"errno = (\d+)", msg)
+    code = int(m.group(1)) if m else getattr(exc, "errno", None) or errno.EIO
+    return OSError(code, f"save '{path}': {what}: {os.strerror(code)} (HDF5: "
+                   f"{msg.split(' (')[0].strip()})")
+
+
+def _hl(oid):
+    """A high-level h5py object around a low-level id (for its attribute manager)."""
+    if isinstance(oid, h5d.DatasetID):
+        return h5py.Dataset(oid)
+    return h5py.Group(oid)
+
+
+def _check_mapping(obj, what):
+    if not isinstance(obj, collections.abc.Mapping):
+        hint = " (pass module.state_dict())" if hasattr(obj, "state_dict") else ""
+        raise UnsupportedError(f"{what}: expected a mapping of name -> tensor, got a "
+                               f"{type(obj).__qualname__}{hint}")
+
+
+def save_state_dict(state_dict, path, attrs=None, durable=True):
+    """Save a state dict (name -> tensor, e.g. module.state_dict()) to path.
+
+    Key "hidden.weight" becomes the dataset hidden/weight, one group per
+    module level, key order kept (doc/FORMAT.md, "state_dict"). Values are
+    torch tensors (any device, any strides) or numpy arrays of nnh5's dtypes.
+    attrs: optional str/int/float attributes for the file's root.
+    Atomic: on any error the previous file at path is untouched.
+    Raises InvalidError (keys), UnsupportedError (values), OSError.
+    """
+    where = f"save '{os.fspath(path)}': state dict"
+    _check_mapping(state_dict, where)
+    keys = list(state_dict.keys())
+    _check_state_keys(keys, where)
+    for k in keys:
+        _check_value(state_dict[k], f"{where}: key '{k}'")
+    _check_attrs(attrs, where)
+    with _Writer(path, durable) as w:
+        w.state_dict("/", state_dict, "state_dict")
+        w.user_attrs(w.root, attrs)
+
+
+def save(obj, path, attrs=None, durable=True):
+    """Save one tensor, list (or tuple) of tensors, or dict of name -> tensor, like torch.save.
+
+    A tensor is the dataset /tensor; a list or dict is the root group
+    (nnh5_kind "list" or "dict"), as the C library's nnh5_save_* write them.
+    For a module's state dict use save_state_dict() (nested groups per layer).
+    """
+    where = f"save '{os.fspath(path)}'"
+    _check_attrs(attrs, where)
+    if isinstance(obj, collections.abc.Mapping):
+        keys = list(obj.keys())
+        _check_dict_keys(keys, where + ": dict")
+        for k in keys:
+            _check_value(obj[k], f"{where}: dict key '{k}'")
+        with _Writer(path, durable) as w:
+            g = w.container("/", "dict")
+            w.strs_attr(g, "nnh5_keys", keys)
+            for k in keys:
+                w.dataset(g, k, obj[k])
+            w.user_attrs(w.root, attrs)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_value(v, f"{where}: list item {i}")
+        with _Writer(path, durable) as w:
+            g = w.container("/", "list")
+            w.int_attr(g, "nnh5_length", len(obj))
+            for i, v in enumerate(obj):
+                w.dataset(g, str(i), v)
+            w.user_attrs(w.root, attrs)
+    else:
+        _check_value(obj, where)
+        with _Writer(path, durable) as w:
+            w.str_attr(w.root, "nnh5_kind", "tensor")
+            w.dataset(w.root, "tensor", obj)
+            w.user_attrs(w.root, attrs)
+
+
+# ------------------------------------------------------------------ reading
+
+class _Reader:
+    """An nnh5 (or any HDF5) file open for reading, with the C library's checks."""
+
+    def __init__(self, path, numpy=None, verify_checksums=True, require_checksums=False):
+        self.path = os.fsdecode(os.fspath(path))
+        if numpy is None:
+            numpy = _torch() is None
+        self.numpy = numpy
+        self.torch = None if numpy else _torch("loading torch tensors")
+        self.verify = verify_checksums
+        self.require = require_checksums
+        if (self.verify or self.require) and xxhash is None:
+            if self.require:
+                raise ChecksumError(f"'{self.path}': checksums are required but cannot be "
+                                    "verified without python3-xxhash")
+            _warn_no_xxhash()
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, f"open '{self.path}': No such file or "
+                                    "directory") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise InvalidError(f"open '{self.path}': is a folder")
+        fapl = h5p.create(h5p.FILE_ACCESS)
+        fapl.set_fclose_degree(h5f.CLOSE_STRONG)
+        try:
+            fid = h5f.open(os.fsencode(self.path), h5f.ACC_RDONLY, fapl=fapl)
+        except (OSError, RuntimeError, ValueError) as e:
+            is_h5 = False
+            try:
+                is_h5 = h5f.is_hdf5(os.fsencode(self.path))
+            except Exception:
+                pass
+            raise FormatError(f"open '{self.path}': " + ("damaged HDF5 file" if is_h5 else
+                              "not an HDF5 file (or damaged)") + f" (HDF5: {e})") from None
+        self.file = h5py.File(fid)
+        try:
+            self.root = h5g.open(fid, b"/")
+            if h5a.exists(self.root, b"nnh5_format_version"):
+                v = self.attr_int(self.root, "/", "nnh5_format_version")
+                if v > FORMAT_VERSION or v < 1:
+                    raise FormatError(f"open '{self.path}': nnh5 format version {v} is not "
+                                      f"supported (this module reads version {FORMAT_VERSION})")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        if self.file is not None:
+            self.root = None
+            self.file.close()
+            self.file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # attributes ------------------------------------------------------
+    def attr(self, oid, obj, name):
+        """The attribute's value as h5py reads it, or None when absent."""
+        b = name.encode()
+        if not h5a.exists(oid, b):
+            return None
+        try:
+            return h5py.AttributeManager(_hl(oid))[name]
+        except (OSError, RuntimeError, ValueError, TypeError) as e:
+            raise FormatError(f"'{self.path}': object '{obj}': attribute '{name}' cannot be "
+                              f"read ({e})") from None
+
+    def attr_int(self, oid, obj, name, required=True):
+        v = self.attr(oid, obj, name)
+        if v is None:
+            if required:
+                raise FormatError(f"'{self.path}': object '{obj}': no attribute '{name}'")
+            return None
+        a = np.asarray(v)
+        if a.size != 1 or a.dtype.kind not in "iu":
+            raise FormatError(f"'{self.path}': object '{obj}': attribute '{name}' is not one "
+                              "integer")
+        return int(a.reshape(()))
+
+    def attr_float(self, oid, obj, name):
+        v = self.attr(oid, obj, name)
+        a = np.asarray(v) if v is not None else None
+        if a is None or a.size != 1 or a.dtype.kind not in "iuf":
+            raise FormatError(f"'{self.path}': object '{obj}': attribute '{name}' is " +
+                              ("missing" if a is None else "not one number"))
+        return float(a.reshape(()))
+
+    def attr_strs(self, oid, obj, name, scalar=False):
+        """A string attribute (fixed- or variable-length, scalar or 1-d) as a list of str."""
+        v = self.attr(oid, obj, name)
+        if v is None:
+            return None
+        items = [v] if isinstance(v, (str, bytes)) else list(np.asarray(v).ravel()) \
+            if isinstance(v, np.ndarray) and v.dtype.kind in "OSU" else None
+        if items is None or not all(isinstance(x, (str, bytes)) for x in items) \
+                or (scalar and len(items) != 1):
+            raise FormatError(f"'{self.path}': object '{obj}': attribute '{name}' is not "
+                              + ("one string" if scalar else "a list of strings"))
+        return [x.decode("utf-8", "surrogateescape") if isinstance(x, bytes) else str(x)
+                for x in items]
+
+    def kind(self, oid, obj):
+        """nnh5_kind of a group, or None when it has none."""
+        v = self.attr_strs(oid, obj, "nnh5_kind", scalar=True)
+        if v is None:
+            return None
+        if v[0] not in ("list", "dict", "state_dict", "model", "checkpoint", "tensor"):
+            raise FormatError(f"'{self.path}': object '{obj}' has unknown nnh5_kind '{v[0]}'")
+        return v[0]
+
+    # links and objects -----------------------------------------------
+    def child(self, gid, name, display):
+        """(type, id) of member name of gid: refuses external links and soft links to groups."""
+        b = name.encode("utf-8", "surrogateescape")
+        if not gid.links.exists(b):
+            return None, None
+        info = gid.links.get_info(b)
+        if info.type == h5l.TYPE_EXTERNAL:
+            raise UnsafeError(f"'{self.path}': '{display}' is an external link (to another "
+                              "file): refused")
+        if info.type not in (h5l.TYPE_HARD, h5l.TYPE_SOFT):
+            raise UnsafeError(f"'{self.path}': '{display}' is a user-defined link: refused")
+        try:
+            oinfo = h5o.get_info(gid, b)
+        except (KeyError, OSError, RuntimeError) as e:
+            raise FormatError(f"'{self.path}': cannot inspect '{display}' ({e})") from None
+        if oinfo.type == h5o.TYPE_GROUP:
+            if info.type != h5l.TYPE_HARD:
+                raise UnsafeError(f"'{self.path}': '{display}' is a soft link to a group: "
+                                  "refused")
+            return "group", oinfo
+        if oinfo.type == h5o.TYPE_DATASET:
+            return "dataset", oinfo
+        return "other", oinfo
+
+    def read_dataset(self, loc, rel, display):
+        """Read the dataset rel (bytes, may contain '/') in loc as (nnh5 dtype, array)."""
+        try:
+            did = h5d.open(loc, rel)
+        except (KeyError, OSError, RuntimeError) as e:
+            raise FormatError(f"'{self.path}': cannot open dataset '{display}' ({e})") from None
+        dcpl = did.get_create_plist()
+        if dcpl.get_layout() == h5d.VIRTUAL:
+            raise UnsafeError(f"'{self.path}': dataset '{display}' is a virtual dataset (reads "
+                              "other files): refused")
+        if dcpl.get_external_count() > 0:
+            raise UnsafeError(f"'{self.path}': dataset '{display}' stores its data in external "
+                              "files: refused")
+        for i in range(dcpl.get_nfilters()):
+            code = dcpl.get_filter(i)[0]
+            if code not in _ALLOWED_FILTERS:
+                raise UnsafeError(f"'{self.path}': dataset '{display}' uses filter {code}, "
+                                  "which nnh5 does not allow (allowed: deflate, shuffle, "
+                                  "fletcher32)")
+        ftype = did.get_type()
+        dtname = _dtype_of(ftype)
+        if dtname is None:
+            raise UnsupportedError(f"'{self.path}': dataset '{display}' has HDF5 type "
+                                   f"{_describe_type(ftype)}, which nnh5 does not load as a "
+                                   "tensor")
+        space = did.get_space()
+        if space.get_simple_extent_type() == h5s.NULL:
+            raise FormatError(f"'{self.path}': dataset '{display}' has a null (empty) "
+                              "dataspace")
+        shape = space.shape
+        if len(shape) > MAX_NDIM:
+            raise FormatError(f"'{self.path}': dataset '{display}': rank {len(shape)} exceeds "
+                              f"{MAX_NDIM}")
+        try:
+            buf = np.empty(shape, dtype=_BUF[dtname])
+        except (MemoryError, ValueError) as e:
+            raise FormatError(f"'{self.path}': dataset '{display}': shape {shape} is too large "
+                              f"({e})") from None
+        if buf.size:
+            try:  # straight into buf; HDF5 converts only other byte orders
+                did.read(h5s.ALL, h5s.ALL, buf, mtype=_h5_type(dtname))
+            except (OSError, RuntimeError, ValueError) as e:
+                raise FormatError(f"'{self.path}': reading dataset '{display}' failed "
+                                  f"(HDF5: {e})") from None
+        self.check_checksum(did, buf, display)
+        return dtname, buf
+
+    def check_checksum(self, did, buf, display):
+        if not self.verify and not self.require:
+            return
+        if not h5a.exists(did, b"nnh5_xxh3"):
+            if self.require:
+                raise ChecksumError(f"'{self.path}': dataset '{display}' has no checksum "
+                                    "(attribute nnh5_xxh3) and checksums are required")
+            return
+        aid = h5a.open(did, b"nnh5_xxh3")
+        if aid.get_type().get_class() != h5t.INTEGER or aid.get_type().get_size() != 8 \
+                or aid.get_space().get_simple_extent_npoints() != 1:
+            raise FormatError(f"'{self.path}': dataset '{display}': attribute nnh5_xxh3 is not "
+                              "one 64-bit integer")
+        stored = np.empty(aid.shape, dtype="<u8")
+        aid.read(stored, mtype=h5t.STD_U64LE)
+        stored = int(stored.reshape(()))
+        if not self.verify or xxhash is None:
+            return
+        actual = xxhash.xxh3_64_intdigest(buf)
+        if actual != stored:
+            raise ChecksumError(f"'{self.path}': dataset '{display}' is damaged: its data hashes "
+                                f"to {actual:016x} but the stored checksum is {stored:016x}")
+
+    def convert(self, dtname, buf, display):
+        """The loaded value: a torch tensor, or a numpy array (bfloat16 widened to float32)."""
+        if self.numpy:
+            if dtname == "bool":
+                return buf.view(np.bool_)
+            if dtname == "bfloat16":  # exact: the bits of the top half of a float32
+                wide = buf.astype("<u4")
+                wide <<= np.uint32(16)
+                return wide.view("<f4")
+            return buf.astype(buf.dtype.newbyteorder("="), copy=False)
+        torch = self.torch
+        if dtname == "bool":
+            return torch.from_numpy(buf.view(np.bool_))
+        if dtname == "bfloat16":
+            return torch.from_numpy(buf.view("=i2")).view(torch.bfloat16)
+        if dtname in ("uint16", "uint32", "uint64") and not hasattr(torch, dtname):
+            raise UnsupportedError(f"'{self.path}': dataset '{display}' is {dtname}, which "
+                                   f"torch {torch.__version__} has no dtype for (load with "
+                                   "numpy=True)")
+        if dtname in ("uint16", "uint32", "uint64"):
+            return torch.from_numpy(buf.view(buf.dtype.str.replace("u", "i"))).view(
+                getattr(torch, dtname))
+        return torch.from_numpy(buf.astype(buf.dtype.newbyteorder("="), copy=False))
+
+    def tensor(self, loc, rel, display):
+        dtname, buf = self.read_dataset(loc, rel, display)
+        return self.convert(dtname, buf, display)
+
+    # containers ------------------------------------------------------
+    def open_group(self, name):
+        """The group at name ("/" or a path of hard links from the root)."""
+        gid = self.root
+        shown = ""
+        for comp in [c for c in name.split("/") if c]:
+            shown += "/" + comp
+            typ, _ = self.child(gid, comp, shown)
+            if typ != "group":
+                raise FormatError(f"'{self.path}': object '{shown}' " +
+                                  ("not found" if typ is None else f"is a {typ}, not a group"))
+            gid = h5g.open(gid, comp.encode())
+        return gid
+
+    def walk(self, gid, group_name, sep):
+        """[(key, rel path)] of every dataset below gid, as the C reader orders them.
+
+        Order: the walk (creation order where indexed, else name order, depth
+        first), then the group's nnh5_keys, when present, first.
+        """
+        found = []
+        root_addr = h5o.get_info(gid).addr
+
+        def visit(g, rel, key, ancestors):
+            try:
+                flags = g.get_create_plist().get_link_creation_order()
+            except (OSError, RuntimeError):
+                flags = 0
+            idx = h5py.h5.INDEX_CRT_ORDER if flags & h5p.CRT_ORDER_INDEXED else h5py.h5.INDEX_NAME
+            names = []
+            g.links.iterate(names.append, idx_type=idx)
+            for nb in names:
+                name = nb.decode("utf-8", "surrogateescape")
+                if name.startswith("nnh5_"):
+                    continue  # reserved for the format: never part of a dict
+                r = rel + [name]
+                k = key + [name]
+                disp = (group_name.rstrip("/") + "/" + "/".join(r)) if group_name != "/" \
+                    else "/" + "/".join(r)
+                typ, info = self.child(g, name, disp)
+                if typ == "dataset":
+                    found.append((sep.join(k), "/".join(r)))
+                elif typ == "group":
+                    if info.addr in ancestors:
+                        raise FormatError(f"'{self.path}': group '{disp}' links back to its own "
+                                          "ancestor (a cycle)")
+                    if len(ancestors) > MAX_DEPTH:
+                        raise FormatError(f"'{self.path}': '{disp}' is nested deeper than "
+                                          f"{MAX_DEPTH} groups")
+                    visit(h5g.open(g, nb), r, k, ancestors + [info.addr])
+
+        visit(gid, [], [], [root_addr])
+        keys = self.attr_strs(gid, group_name, "nnh5_keys")
+        if keys and found:
+            pos = {}
+            for k in keys:
+                pos.setdefault(k, len(pos))
+            listed = sorted((f for f in found if f[0] in pos), key=lambda f: pos[f[0]])
+            found = listed + [f for f in found if f[0] not in pos]
+        return found
+
+    def read_walk(self, name, sep):
+        gid = self.open_group(name)
+        out = collections.OrderedDict()
+        for key, rel in self.walk(gid, name, sep):
+            display = ("" if name == "/" else name.rstrip("/")) + "/" + rel
+            t = self.tensor(gid, rel.encode("utf-8", "surrogateescape"), display)
+            if key in out:
+                raise FormatError(f"'{self.path}': group '{name}': two datasets map to the key "
+                                  f"'{key}'")
+            out[key] = t
+        return out
+
+    def read_list(self, name):
+        d = self.read_walk(name, "/")
+        n = len(d)
+        slots = [None] * n
+        for key, v in d.items():
+            if not (key.isascii() and key.isdigit()) or (key[0] == "0" and key != "0") \
+                    or int(key) >= n \
+                    or slots[int(key)] is not None:
+                raise FormatError(f"'{self.path}': list '{name}': member '{key}' is not an index "
+                                  f"0..{max(n - 1, 0)}")
+            slots[int(key)] = v
+        return slots
+
+    def read_single_tensor(self):
+        typ, _ = self.child(self.root, "tensor", "/tensor")
+        if typ == "dataset":
+            return self.tensor(self.root, b"tensor", "/tensor")
+        names = []
+        self.root.links.iterate(names.append)
+        datasets = []
+        for nb in names:
+            n = nb.decode("utf-8", "surrogateescape")
+            if not n.startswith("nnh5_") and self.child(self.root, n, "/" + n)[0] == "dataset":
+                datasets.append(nb)
+        if len(datasets) != 1:
+            raise FormatError(f"load '{self.path}': no tensor at the root ('/tensor' is missing "
+                              "and " + ("there are several datasets)" if datasets else
+                                        "there is no dataset)"))
+        return self.tensor(self.root, datasets[0], "/" + os.fsdecode(datasets[0]))
+
+
+def load_state_dict(path, numpy=None, verify_checksums=True, require_checksums=False,
+                    group="/"):
+    """Load the state dict at the root of path (or at group) as an OrderedDict of key -> tensor.
+
+    Keys in the saved order (nnh5_keys; for files from other writers creation
+    order where tracked, else name order, depth first); reserved nnh5_* links
+    (a model's probe) are skipped. Values are torch tensors, or numpy arrays
+    when numpy=True or torch is not installed (bfloat16 then widens exactly
+    to float32, as h5py shows it). Files from the C library, from this module
+    and plain h5py files all load. group names a group inside the file, for
+    example a section of a training checkpoint ("model", "optimizer").
+    Raises FileNotFoundError, FormatError, ChecksumError, UnsafeError, UnsupportedError.
+    """
+    with _Reader(path, numpy, verify_checksums, require_checksums) as r:
+        return r.read_walk(group, ".")
+
+
+def load(path, numpy=None, verify_checksums=True, require_checksums=False):
+    """Load what save() (or the C library's nnh5_save_*) wrote, like torch.load.
+
+    By the root's nnh5_kind: "tensor" -> a tensor, "list" -> a list, "dict"
+    -> a dict, "state_dict" or "model" -> an OrderedDict (the parameters).
+    A file without nnh5_kind (plain h5py) loads as a dict whose keys are
+    member paths joined with '/'.
+    """
+    with _Reader(path, numpy, verify_checksums, require_checksums) as r:
+        kind = r.kind(r.root, "/")
+        if kind == "tensor":
+            return r.read_single_tensor()
+        if kind == "list":
+            return r.read_list("/")
+        if kind in ("state_dict", "model"):
+            return r.read_walk("/", ".")
+        if kind == "checkpoint":
+            raise UnsupportedError(f"load '{r.path}': the file holds a training checkpoint: "
+                                   "load its sections with load_state_dict(path, "
+                                   "group='model'), group='optimizer', ...")
+        return dict(r.read_walk("/", "/"))
+
+
+# ------------------------------------------------------------------ models
+
+def _layer_spec(torch, name, child):
+    """(type name, {hyperparameter: value}) of a child nnh5 can rebuild, else UnsupportedError."""
+    nn = torch.nn
+    t = type(child)
+    if t is nn.Linear:
+        return "Linear", {"in_features": child.in_features, "out_features": child.out_features,
+                          "bias": int(child.bias is not None)}
+    if t is nn.LazyLinear:  # not inferred yet (an inferred one has become a Linear)
+        return "LazyLinear", {"in_features": -1, "out_features": child.out_features,
+                              "bias": int(child.bias is not None)}
+    if t in (nn.ReLU, nn.Sigmoid, nn.Tanh):
+        return t.__name__, {}
+    if t is nn.GELU:
+        if getattr(child, "approximate", "none") != "none":
+            raise UnsupportedError(f"save_model: child '{name}' is GELU(approximate="
+                                   f"'{child.approximate}'): nnh5 computes only the exact erf "
+                                   "form (approximate='none')")
+        return "GELU", {}
+    if t is nn.Flatten:
+        return "Flatten", {"start_dim": child.start_dim, "end_dim": child.end_dim}
+    if t is nn.Dropout:
+        return "Dropout", {"p": float(child.p)}
+    raise UnsupportedError(f"save_model: child '{name}' is {t.__module__}.{t.__qualname__} "
+                           f"({child!r}): nnh5 rebuilds only {', '.join(LAYER_TYPES)} in a "
+                           "torch.nn.Sequential (save its state_dict() instead)")
+
+
+def _model_children(torch, module):
+    if type(module) is not torch.nn.Sequential:
+        raise UnsupportedError(f"save_model: the model is a {type(module).__module__}."
+                               f"{type(module).__qualname__}, not a torch.nn.Sequential: nnh5 "
+                               "rebuilds only sequences of built-in layers (save its "
+                               "state_dict() instead)")
+    out = []
+    for name, child in module._modules.items():
+        if child is None:
+            raise UnsupportedError(f"save_model: child '{name}' is None")
+        if name.startswith("nnh5_") or "." in name or "/" in name:
+            raise InvalidError(f"save_model: child name '{name}' cannot be stored (no '.', '/' "
+                               "or nnh5_ prefix)")
+        out.append((name, child, _layer_spec(torch, name, child)))
+    return out
+
+
+def save_model(module, path, probe_input=None, attrs=None, durable=True):
+    """Save a torch.nn.Sequential with its architecture (doc/FORMAT.md, "Models").
+
+    Children may be Linear, LazyLinear, ReLU, Sigmoid, Tanh, GELU (exact
+    form), Flatten and Dropout; anything else is refused with an
+    UnsupportedError naming the child. Parameters must share one dtype,
+    float32 or float64. probe_input (a tensor) is run through the module in
+    eval mode without gradients (a LazyLinear infers its input width from
+    it), and the input and output are stored under nnh5_probe/ so that
+    nnh5_verify_model() can check a reloaded model. The module's training
+    flag is restored afterwards. The C library rebuilds the file with
+    nnh5_load_model(); load_model() rebuilds it in PyTorch.
+    """
+    torch = _torch("save_model")
+    where = f"save_model '{os.fspath(path)}'"
+    _check_attrs(attrs, where)
+    _model_children(torch, module)  # refuse unknown layers before running anything
+    probe_out = None
+    if probe_input is not None:
+        x = probe_input if isinstance(probe_input, torch.Tensor) else \
+            torch.from_numpy(np.asarray(probe_input))
+        _check_value(x, where + ": probe input")
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                probe_out = module(x)
+        except Exception as e:
+            raise InvalidError(f"{where}: probe: the model cannot run the probe input of shape "
+                               f"{tuple(x.shape)}: {e}") from e
+        finally:
+            module.train(was_training)
+        probe_input = x
+    children = _model_children(torch, module)  # again: the probe may have inferred lazy widths
+    sd = collections.OrderedDict((k, v) for k, v in module.state_dict().items()
+                                 if not torch.nn.parameter.is_lazy(v))
+    dtypes = {v.dtype for v in sd.values()}
+    if len(dtypes) > 1 or (dtypes and not dtypes <= {torch.float32, torch.float64}):
+        raise UnsupportedError(f"{where}: parameters of dtype {sorted(map(str, dtypes))}: an "
+                               "nnh5 model computes in one dtype, float32 or float64 (convert "
+                               "with module.float() or module.double())")
+    model_dtype = "float64" if dtypes == {torch.float64} else "float32"
+    _check_state_keys(list(sd), where)
+    with _Writer(path, durable) as w:
+        groups = w.state_dict("/", sd, "model")
+        for name, _, (type_name, hyper) in children:
+            g = groups.get((name,)) or w.group(w.root, name)
+            w.str_attr(g, "nnh5_layer_type", type_name)
+            for k, v in hyper.items():
+                if isinstance(v, float):
+                    w.float_attr(g, k, v)
+                else:
+                    w.int_attr(g, k, v)
+        w.strs_attr(w.root, "nnh5_layers", [c[0] for c in children])
+        w.str_attr(w.root, "nnh5_model_dtype", model_dtype)
+        if probe_input is not None:
+            pg = w.group(w.root, "nnh5_probe")
+            w.dataset(pg, "input", probe_input)
+            w.dataset(pg, "output", probe_out)
+        w.user_attrs(w.root, attrs)
+
+
+def load_model(path, verify_checksums=True, require_checksums=False):
+    """Rebuild the torch.nn.Sequential a model file describes (saved by save_model() or C).
+
+    Children are rebuilt from nnh5_layers and each child's nnh5_layer_type
+    and hyperparameters, in the model's dtype (nnh5_model_dtype), then the
+    parameters are loaded strictly. Returns the model in eval mode.
+    Raises FormatError: not a model, a child without its group or type, a
+    layer type nnh5 does not know (named with the child), missing or
+    out-of-range hyperparameters; ShapeError: missing, unexpected or
+    mis-shaped parameters (one message lists them all).
+    """
+    torch = _torch("load_model")
+    nn = torch.nn
+    with _Reader(path, False, verify_checksums, require_checksums) as r:
+        where = f"'{r.path}': model '/'"
+        kind = r.kind(r.root, "/")
+        if kind != "model":
+            raise FormatError(f"{where} is a {kind or 'group'}, not a model (no architecture)")
+        layers = r.attr_strs(r.root, "/", "nnh5_layers")
+        if layers is None:
+            raise FormatError(f"{where}: no attribute 'nnh5_layers'")
+        dtname = r.attr_strs(r.root, "/", "nnh5_model_dtype", scalar=True)
+        dtname = dtname[0] if dtname else "float32"
+        if dtname not in ("float16", "bfloat16", "float32", "float64"):
+            raise FormatError(f"{where}: attribute 'nnh5_model_dtype': '{dtname}' is not a float "
+                              "dtype")
+        dtype = torch.float64 if dtname == "float64" else torch.float32
+        sd = r.read_walk("/", ".")
+        children = collections.OrderedDict()
+        for name in layers:
+            if not name or "/" in name or "." in name or name.startswith("nnh5_"):
+                raise FormatError(f"{where}: child name '{name}' is not valid")
+            typ, _ = r.child(r.root, name, "/" + name)
+            if typ != "group":
+                raise FormatError(f"{where}: child '{name}': no group '/{name}'")
+            g = h5g.open(r.root, name.encode())
+            tn = r.attr_strs(g, "/" + name, "nnh5_layer_type", scalar=True)
+            if tn is None:
+                raise FormatError(f"{where}: child '{name}': no layer type (attribute "
+                                  "'nnh5_layer_type')")
+            children[name] = _build_layer(torch, r, g, name, tn[0], dtype, sd, where)
+    model = nn.Sequential(children)
+    _load_strict(torch, model, sd, dtype, where)
+    return model.eval()
+
+
+def _build_layer(torch, r, g, name, type_name, dtype, sd, where):
+    nn = torch.nn
+    obj = "/" + name
+
+    def num(attr, lo):
+        v = r.attr_int(g, obj, attr, required=False)
+        if v is None:
+            raise FormatError(f"{where}: child '{name}' ({type_name}): attribute '{attr}' is "
+                              "missing")
+        if v < lo:
+            raise FormatError(f"{where}: child '{name}' ({type_name}): attribute '{attr}' = {v} "
+                              "is out of range")
+        return v
+
+    if type_name in ("Linear", "LazyLinear"):
+        out_f, bias = num("out_features", 1), num("bias", 0)
+        if bias > 1:
+            raise FormatError(f"{where}: child '{name}': attribute 'bias' = {bias} is not 0 or 1")
+        if type_name == "Linear":
+            return nn.Linear(num("in_features", 1), out_f, bias=bool(bias), dtype=dtype)
+        w = sd.get(name + ".weight")
+        if w is not None and w.dim() == 2:  # the file holds what the lazy layer inferred
+            return nn.Linear(w.shape[1], out_f, bias=bool(bias), dtype=dtype)
+        return nn.LazyLinear(out_f, bias=bool(bias), dtype=dtype)
+    if type_name in ("ReLU", "Sigmoid", "Tanh", "GELU"):
+        return getattr(nn, type_name)()
+    if type_name == "Flatten":
+        return nn.Flatten(num("start_dim", -MAX_NDIM), num("end_dim", -MAX_NDIM))
+    if type_name == "Dropout":
+        v = r.attr(g, obj, "p")
+        if v is None:
+            raise FormatError(f"{where}: child '{name}' (Dropout): attribute 'p' is missing")
+        p = r.attr_float(g, obj, "p")
+        if not 0.0 <= p <= 1.0:
+            raise FormatError(f"{where}: child '{name}' (Dropout): p = {p} is out of range")
+        return nn.Dropout(p)
+    raise FormatError(f"{where}: child '{name}': unknown layer type '{type_name}' (nnh5 rebuilds "
+                      f"only {', '.join(LAYER_TYPES)})")
+
+
+def _load_strict(torch, model, sd, dtype, where):
+    """Load sd into model strictly, one message for every problem; floats convert to dtype."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd and not torch.nn.parameter.is_lazy(own[k])]
+    unexpected = [k for k in sd if k not in own]
+    bad = []
+    for k, v in sd.items():
+        if k in own and not torch.nn.parameter.is_lazy(own[k]):
+            if tuple(v.shape) != tuple(own[k].shape):
+                bad.append(f"'{k}': model {tuple(own[k].shape)}, file {tuple(v.shape)}")
+            elif not v.is_floating_point():
+                bad.append(f"'{k}': dtype {v.dtype} is not a float dtype")
+    if missing or unexpected or bad:
+        parts = []
+        if missing:
+            parts.append("missing keys: " + ", ".join(f"'{k}'" for k in missing))
+        if unexpected:
+            parts.append("unexpected keys: " + ", ".join(f"'{k}'" for k in unexpected))
+        if bad:
+            parts.append("size mismatch: " + "; ".join(bad))
+        raise ShapeError(f"{where}: parameters do not fit the architecture: " + "; ".join(parts))
+    # checked above; not strict for the parameters of a LazyLinear that is still lazy
+    model.load_state_dict(collections.OrderedDict((k, v.to(dtype)) for k, v in sd.items()),
+                          strict=False)
