@@ -558,10 +558,12 @@ static int read_summary(nnh5_checkpoint **out, nnh5_file *f)
 	return NNH5_OK;
 }
 
-static int open_checkpoint(nnh5_file **f, const char *path)
+static int open_checkpoint(nnh5_file **f, const char *path, const nnh5_open_options *opts)
 {
 	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
 
+	if (opts)
+		return nnh5_file_open_ext(f, path, NNH5_READ, opts);
 	o.verify_checksums = true;
 	o.require_checksums = true;
 	return nnh5_file_open_ext(f, path, NNH5_READ, &o);
@@ -608,7 +610,7 @@ int nnh5__checkpoint_load_summary(nnh5_checkpoint **out, const char *path)
 	int rc;
 
 	*out = NULL;
-	rc = open_checkpoint(&f, path);
+	rc = open_checkpoint(&f, path, NULL);
 	if (rc)
 		return rc;
 	rc = read_summary(out, f);
@@ -638,11 +640,17 @@ int nnh5__checkpoint_summary(nnh5_checkpoint **out, const nnh5_checkpoint *c)
 
 int nnh5_checkpoint_load(nnh5_checkpoint **out, const char *path)
 {
+	return nnh5_checkpoint_load_ext(out, path, NULL);
+}
+
+int nnh5_checkpoint_load_ext(nnh5_checkpoint **out, const char *path,
+			     const nnh5_open_options *opts)
+{
 	nnh5_file *f;
 	int rc;
 
 	*out = NULL;
-	rc = open_checkpoint(&f, path);
+	rc = open_checkpoint(&f, path, opts);
 	if (rc)
 		return rc;
 	rc = nnh5__checkpoint_read(out, f);

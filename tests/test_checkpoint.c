@@ -365,6 +365,17 @@ static void latest_skips_damaged(void **state)
 	assert_same_checkpoint(c, back);
 	nnh5_checkpoint_free(c);
 	nnh5_checkpoint_free(back);
+	/* skipping verification (an explicit choice) loads the damaged bytes as stored */
+	nnh5_open_options fast = NNH5_OPEN_OPTIONS_INIT;
+	fast.verify_checksums = false;
+	fails(NNH5_ERR_CHECKSUM, nnh5_checkpoint_load(&back, ckpt_file(dir, 3)), "damaged");
+	ok(nnh5_checkpoint_load_ext(&back, ckpt_file(dir, 3), &fast));
+	c = sample(3, 0.5, 64);
+	assert_false(nnh5_tensor_bitwise_equal(
+		nnh5_dict_get(nnh5_checkpoint_state(c, "model"), "hidden.weight"),
+		nnh5_dict_get(nnh5_checkpoint_state(back, "model"), "hidden.weight")));
+	nnh5_checkpoint_free(c);
+	nnh5_checkpoint_free(back);
 
 	/* a truncated one too */
 	truncate_file(ckpt_file(dir, 2));

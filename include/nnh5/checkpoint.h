@@ -138,6 +138,17 @@ NNH5_API int nnh5_checkpoint_save(const char *path, const nnh5_checkpoint *c);
  */
 NNH5_API int nnh5_checkpoint_load(nnh5_checkpoint **out, const char *path);
 
+/*
+ * nnh5_checkpoint_load() with the file options opts (NULL: as
+ * nnh5_checkpoint_load()). With opts->verify_checksums false the hashing
+ * pass is skipped and damaged tensor data loads as stored: for a quick look
+ * at a checkpoint already verified, never for resuming from an unknown one.
+ * opts->require_checksums as in nnh5_file_open_ext().
+ * Errors: as nnh5_checkpoint_load(), NNH5_ERR_INVALID (bad options).
+ */
+NNH5_API int nnh5_checkpoint_load_ext(nnh5_checkpoint **out, const char *path,
+				      const nnh5_open_options *opts);
+
 /* ------------------------------------------------------------------ */
 /* A folder of checkpoints                                             */
 
