@@ -17,5 +17,6 @@
 #include "nnh5/file.h"
 #include "nnh5/save.h"
 #include "nnh5/nn.h"
+#include "nnh5/untrusted.h"
 
 #endif /* NNH5_H */

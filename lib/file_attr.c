@@ -212,7 +212,10 @@ static int read_strings(char **out, hsize_t n, hid_t attr, hid_t type, nnh5_file
 	for (i = 0; i < n; i++)
 		out[i] = NULL;
 	if (H5Tis_variable_str(type) > 0) {
+		/* HDF5 does not convert between ASCII and UTF-8: read in the file's set. */
 		hid_t mt = nnh5__h5_vlen_utf8();
+		if (mt >= 0 && H5Tget_cset(type) == H5T_CSET_ASCII)
+			H5Tset_cset(mt, H5T_CSET_ASCII);
 		char **tmp = nnh5__calloc(n ? n : 1, sizeof *tmp);
 		hid_t space = H5Aget_space(attr);
 		if (!tmp || mt < 0 || space < 0) {
