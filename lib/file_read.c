@@ -418,8 +418,14 @@ static int cmp_found_order(const void *a, const void *b)
 
 /*
  * Put the walk's datasets in the stored key order (nnh5_keys) when the group
- * has one; keys it lists that are missing are ignored and datasets it does
- * not list follow in walk order, so nothing in the file is lost.
+ * has one; datasets it does not list follow in walk order, so nothing in the
+ * file is lost, and keys it lists that are missing are ignored (their loss
+ * is the caller's to notice). But a key listed twice, or a listed key
+ * missing while a dataset goes unlisted, means the list is damaged (HDF5
+ * keeps its strings in the global heap, which has no checksum): refused
+ * rather than loaded in a wrong order. Keys are compared in the form the
+ * walk makes them ('.' or '/'); a group read in the other form is ordered
+ * without the damage checks.
  */
 static int apply_key_order(struct walk *w, const char *name)
 {
@@ -435,15 +441,34 @@ static int apply_key_order(struct walk *w, const char *name)
 	qsort(w->items, w->len, sizeof *w->items, cmp_found_key);
 	for (size_t i = 0; i < w->len; i++)
 		w->items[i].order += nkeys; /* unlisted ones go after the listed */
+	const char *missing = NULL, *twice = NULL;
 	for (size_t i = 0; i < nkeys; i++) {
 		struct found probe = { keys[i], NULL, 0 };
 		struct found *hit = bsearch(&probe, w->items, w->len, sizeof *w->items, cmp_found_key);
 		if (hit && hit->order >= nkeys)
 			hit->order = next++;
+		else if (hit && !twice)
+			twice = keys[i];
+		else if (!hit && !missing)
+			missing = keys[i];
+	}
+	nnh5_kind kind = NNH5_KIND_GROUP;
+	if ((twice || (missing && next < w->len)) && nnh5_file_kind(&kind, w->f, name) != NNH5_OK)
+		nnh5_error_clear(); /* no kind: a plain group, ordered as found */
+	if ((twice || (missing && next < w->len)) &&
+	    (w->sep == '.') == (kind == NNH5_KIND_STATE_DICT || kind == NNH5_KIND_MODEL ||
+				kind == NNH5_KIND_CHECKPOINT)) {
+		char esc[256];
+		rc = nnh5__error(NNH5_ERR_FORMAT,
+				 "'%s': group '%s': attribute nnh5_keys lists '%s' %s (a damaged key "
+				 "list)",
+				 w->f->path, w->group,
+				 nnh5__escape(esc, sizeof esc, twice ? twice : missing),
+				 twice ? "twice" : "but it is missing while other datasets are unlisted");
 	}
 	qsort(w->items, w->len, sizeof *w->items, cmp_found_order);
 	nnh5__strings_free(keys, nkeys);
-	return NNH5_OK;
+	return rc;
 }
 
 static void walk_free(struct walk *w)
