@@ -272,16 +272,17 @@ static void check_model(nnh5_file *f, const char *path, double tol)
 /* A group's nnh5_kind and nnh5_keys, read as loads read them; a WALK entry on failure. */
 static int check_group_attrs(nnh5_file *f, const char *group)
 {
-	nnh5_kind k;
-	char **keys;
+	static const char *const names[] = { "nnh5_kind", "nnh5_keys", "nnh5_layers" };
+	char **strings;
 	size_t n;
-	int rc = nnh5_file_kind(&k, f, group);
+	int rc = NNH5_OK;
 
-	if (!rc && nnh5__file_has_attr(f, group, "nnh5_keys")) {
-		rc = nnh5__file_get_attr_strings(&keys, &n, f, group, "nnh5_keys");
-		if (!rc)
-			nnh5__strings_free(keys, n);
-	}
+	for (size_t i = 0; !rc && i < sizeof names / sizeof names[0]; i++)
+		if (nnh5__file_has_attr(f, group, names[i])) {
+			rc = nnh5__file_get_attr_strings(&strings, &n, f, group, names[i]);
+			if (!rc)
+				nnh5__strings_free(strings, n);
+		}
 	if (rc)
 		emit_simple(NNH5_CHECK_WALK, rc, group, nnh5_error_message());
 	return rc;
@@ -369,7 +370,16 @@ static _Noreturn void child(int wfd, const char *path, const nnh5_untrusted_opti
 	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
 		_exit(3);
 	close_other_fds();
-	signal(SIGPIPE, SIG_DFL);
+	/*
+	 * The caller's handlers (crash reporters, test frameworks) must not run
+	 * here: a fatal signal has to kill the child for the parent to see it.
+	 */
+	sigset_t all;
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
 	signal(SIGXFSZ, SIG_IGN); /* a write fails with EFBIG instead */
 	if (setrlimit(RLIMIT_CPU, &cpu) < 0 || setrlimit(RLIMIT_FSIZE, &zero) < 0 ||
 	    setrlimit(RLIMIT_CORE, &zero) < 0 || setrlimit(RLIMIT_NOFILE, &files) < 0)

@@ -284,23 +284,6 @@ static int load_and_compare(enum kind kind, const char *path, const struct expec
 
 /* ---- files ---- */
 
-static unsigned char *slurp(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	unsigned char *buf;
-	long size;
-
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	size = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)size);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
-	fclose(f);
-	*n = (size_t)size;
-	return buf;
-}
 
 static void spit(const char *path, const unsigned char *p, size_t n)
 {
@@ -334,7 +317,8 @@ static void campaign(void **state)
 	ok(nnh5_save_state_dict(path[K_STATE_DICT], e.sd));
 	ok(nnh5_save_model(path[K_MODEL], e.model, e.probe));
 	for (int k = 0; k < K_COUNT; k++) {
-		orig[k] = slurp(path[k], &size[k]);
+		orig[k] = (unsigned char *)tu_slurp(path[k], &size[k]);
+		assert_non_null(orig[k]);
 		/* The unchanged file loads equal, or the campaign means nothing. */
 		assert_int_equal(load_and_compare((enum kind)k, path[k], &e), EQUAL);
 	}

@@ -98,26 +98,6 @@ static bool can_cap_memory(void)
 #endif
 }
 
-static char *slurp(const char *path, size_t *n)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long size;
-
-	if (!fp)
-		return NULL;
-	fseek(fp, 0, SEEK_END);
-	size = ftell(fp);
-	fseek(fp, 0, SEEK_SET);
-	buf = malloc(size > 0 ? (size_t)size : 1);
-	if (buf && fread(buf, 1, (size_t)size, fp) != (size_t)size) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(fp);
-	*n = (size_t)size;
-	return buf;
-}
 
 /* Load c's file as c says, through f. */
 static int load_with(nnh5_file *f, const struct hostile *c)
@@ -169,7 +149,7 @@ static int run_case(const struct hostile *c)
 	bad |= check_result(c, "file", rc, nnh5_error_message());
 	/* From memory: the same policy, the same refusal. */
 	size_t n;
-	char *img = slurp(path, &n);
+	char *img = tu_slurp(path, &n);
 	if (!img) {
 		printf("%s: cannot read it\n", c->file);
 		return 1;
@@ -285,7 +265,7 @@ static int load_everything(const char *path)
 		}
 		nnh5_file_close(f);
 	}
-	img = slurp(path, &n);
+	img = tu_slurp(path, &n);
 	if (img && nnh5_file_open_image(&f, img, n, path, NULL) == NNH5_OK) {
 		nnh5_file_read_state_dict(&d, f, "/");
 		nnh5_dict_free(d);
