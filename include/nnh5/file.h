@@ -187,13 +187,18 @@ NNH5_API int nnh5_file_kind(nnh5_kind *out, nnh5_file *f, const char *name);
 NNH5_API int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_tensor *t);
 
 /*
- * Read the dataset name into a new owning tensor.
- * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_FORMAT (a group, a null dataspace),
+ * Read the dataset name into a new owning tensor. The load policy (see
+ * nnh5_open_options) checks the dataset before any of its data is read.
+ * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_FORMAT (a group, a null dataspace,
+ * stored size unlike the declared one, data outside the file),
  * NNH5_ERR_TYPE (a datatype nnh5 does not load: the message names it),
  * NNH5_ERR_CHECKSUM (the data does not match its stored checksum, or it has
  * none and the file was opened with require_checksums), NNH5_ERR_UNSAFE
- * (storage that reads other files or runs a filter nnh5 does not allow),
- * NNH5_ERR_OVERFLOW, NNH5_ERR_NOMEM, NNH5_ERR_HDF5.
+ * (an external link on the way, storage that reads other files, a filter
+ * nnh5 does not allow, compressed beyond max_compression_ratio, data
+ * overlapping another dataset's), NNH5_ERR_OVERFLOW (a size that overflows
+ * or exceeds max_tensor_bytes or max_load_bytes), NNH5_ERR_NOMEM,
+ * NNH5_ERR_HDF5.
  */
 NNH5_API int nnh5_file_read_tensor(nnh5_tensor **out, nnh5_file *f, const char *name);
 
@@ -228,7 +233,11 @@ NNH5_API int nnh5_file_write_dict(nnh5_file *f, const char *name, const nnh5_dic
  * Read the group name as a dict, in the order it was written (or, for files
  * from other writers, creation order when tracked, else name order). Datasets
  * in nested groups get keys joined with '/' ("sub/x").
- * Errors: NNH5_ERR_FORMAT (not a group), and those of read_tensor.
+ * Errors: NNH5_ERR_FORMAT (not a group, a link cycle, a name that is not
+ * UTF-8 or holds control characters, a damaged nnh5_keys list),
+ * NNH5_ERR_UNSAFE (an external or user-defined link, a soft link to a
+ * group), NNH5_ERR_OVERFLOW (more groups, datasets, depth or name bytes
+ * than the open options allow), and those of read_tensor.
  */
 NNH5_API int nnh5_file_read_dict(nnh5_dict **out, nnh5_file *f, const char *name);
 
