@@ -11,11 +11,14 @@
  * `test_hostile --load FILE` only loads FILE every way nnh5 can (for
  * strace_check.py, which watches which files that opens).
  *
- * Usage: test_hostile CORPUS_DIR
+ * test_crashers: files that crash HDF5's parser are contained by untrusted mode.
+ *
+ * Usage: test_hostile CORPUS_DIR CRASHERS_DIR
  */
 #define _GNU_SOURCE
 #include "../testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +32,7 @@
 #include <nnh5/untrusted.h>
 
 static const char *corpus;
+static const char *crashers;
 
 enum how {
 	STATE_DICT, /* nnh5_load_state_dict(FILE) */
@@ -229,6 +233,63 @@ static void test_untrusted(void **state)
 		fail_msg("%u hostile files were not refused in untrusted mode", failed);
 }
 
+/*
+ * Files that crash or hang HDF5 1.10.8's parser (found by the corruption
+ * campaign and the fuzzer: the .crash files in tests/hostile/crashers/). Loaded in a
+ * child they crash or hang it (reported, not asserted: a fixed HDF5 may
+ * refuse them cleanly); untrusted mode must turn each into an error.
+ */
+static void test_crashers(void **state)
+{
+	DIR *d = opendir(crashers);
+	struct dirent *e;
+	unsigned n = 0, failed = 0;
+	(void)state;
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		char path[4096];
+		nnh5_untrusted_options o = NNH5_UNTRUSTED_OPTIONS_INIT;
+		nnh5_untrusted_report *r = NULL;
+		if (!strstr(e->d_name, ".crash"))
+			continue;
+		snprintf(path, sizeof path, "%s/%s", crashers, e->d_name);
+		n++;
+		/* Directly, in a child of our own, with a short CPU limit. */
+		fflush(stdout);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct rlimit cpu = { 2, 3 }, core = { 0, 0 };
+			nnh5_dict *dd;
+			nnh5_model *m;
+			setrlimit(RLIMIT_CPU, &cpu);
+			setrlimit(RLIMIT_CORE, &core);
+			int rc = strstr(e->d_name, "model") ? nnh5_load_model(&m, path)
+							    : nnh5_load_state_dict(&dd, path);
+			_exit(rc == NNH5_OK ? 0 : 1);
+		}
+		int st;
+		while (waitpid(pid, &st, 0) < 0)
+			assert_int_equal(errno, EINTR);
+		o.max_cpu_seconds = 2;
+		o.timeout_seconds = 10;
+		int rc = nnh5_untrusted_check(&r, path, &o);
+		printf("# hostile: %s: a plain load %s; untrusted mode: %s: %.160s\n", e->d_name,
+		       WIFSIGNALED(st) ? (WTERMSIG(st) == SIGXCPU || WTERMSIG(st) == SIGKILL
+					  ? "hangs"
+					  : "crashes")
+				       : WEXITSTATUS(st) ? "fails cleanly" : "succeeds",
+		       nnh5_status_name(rc), nnh5_error_message());
+		if (rc == NNH5_OK)
+			failed++;
+		nnh5_untrusted_report_free(r);
+	}
+	closedir(d);
+	assert_true(n >= 3);
+	if (failed)
+		fail_msg("%u crashers passed untrusted mode", failed);
+}
+
 /* --load FILE: every loader, for strace_check.py. Exit 0 whatever they say. */
 static int load_everything(const char *path)
 {
@@ -281,14 +342,16 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--load") == 0)
 		return load_everything(argv[2]);
-	if (argc != 2) {
-		fprintf(stderr, "usage: test_hostile CORPUS_DIR | --load FILE\n");
+	if (argc != 3) {
+		fprintf(stderr, "usage: test_hostile CORPUS_DIR CRASHERS_DIR | --load FILE\n");
 		return 2;
 	}
 	corpus = argv[1];
+	crashers = argv[2];
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_corpus),
 		cmocka_unit_test(test_untrusted),
+		cmocka_unit_test(test_crashers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
