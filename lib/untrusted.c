@@ -597,13 +597,26 @@ int nnh5_untrusted_check(nnh5_untrusted_report **out, const char *path,
 	}
 	close(fds[1]);
 	/* The child's own alarm fires first; this is the backstop. */
-	rc = read_report(&sb, fds[0], now_ms() + (int64_t)o.timeout_seconds * 1000 + 2000,
-			 &r->timed_out);
+	int64_t deadline = now_ms() + (int64_t)o.timeout_seconds * 1000 + 2000;
+	rc = read_report(&sb, fds[0], deadline, &r->timed_out);
 	close(fds[0]);
 	if (r->timed_out || rc)
 		kill(pid, SIGKILL);
-	while (waitpid(pid, &wst, 0) < 0 && errno == EINTR)
-		;
+	/* End of the report is not the end of the child: wait, but not forever. */
+	for (;;) {
+		pid_t w = waitpid(pid, &wst, WNOHANG);
+		if (w == pid || (w < 0 && errno != EINTR))
+			break;
+		if (w == 0 && now_ms() > deadline) {
+			r->timed_out = true;
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &wst, 0) < 0 && errno == EINTR)
+				;
+			break;
+		}
+		if (w == 0)
+			nanosleep(&(struct timespec){ 0, 2000000 }, NULL);
+	}
 	if (!rc)
 		rc = parse_report(r, sb.p ? sb.p : "", sb.len, &complete);
 	nnh5__free(sb.p);
