@@ -19,5 +19,6 @@
 #include "nnh5/nn.h"
 #include "nnh5/train.h"
 #include "nnh5/checkpoint.h"
+#include "nnh5/untrusted.h"
 
 #endif /* NNH5_H */

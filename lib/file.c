@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <stdatomic.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -132,8 +133,13 @@ int nnh5__file_check_exists(nnh5_file *f, const char *name)
 		if (end)
 			*end = '\0';
 		htri_t e = H5Lexists(f->fid, buf, H5P_DEFAULT);
-		if (e > 0)
+		/* The load policy: never follow a link into another file. */
+		if (e > 0) {
+			int rc = nnh5__policy_check_link(&f->policy, f->path, f->fid, buf);
+			if (rc)
+				return rc;
 			e = H5Oexists_by_name(f->fid, buf, H5P_DEFAULT);
+		}
 		if (e <= 0) {
 			H5Eclear2(H5E_DEFAULT);
 			return nnh5__error(NNH5_ERR_NOT_FOUND, "'%s': object '%s' not found%s%s%s",
@@ -181,6 +187,7 @@ static void release(nnh5_file *f)
 	for (int i = 0; i < NNH5_DTYPE_COUNT; i++)
 		if (f->ftype[i] > 0)
 			H5Tclose(f->ftype[i]);
+	nnh5__policy_free(&f->policy);
 	nnh5__free(f->path);
 	nnh5__free(f);
 }
@@ -261,12 +268,32 @@ fail:
 	return rc;
 }
 
+/* The checks every file opened for reading gets once HDF5 has opened it. */
+static int after_open(nnh5_file *f)
+{
+	int64_t version;
+	int rc = nnh5__policy_attach(&f->policy, f->fid, f->path);
+
+	if (rc)
+		return rc;
+	if (H5Aexists(f->fid, "nnh5_format_version") > 0) {
+		rc = nnh5__file_attr_get_number(&version, true, f, "/", "nnh5_format_version");
+		if (rc)
+			return rc;
+		if (version > FORMAT_VERSION || version < 1)
+			return nnh5__error(NNH5_ERR_FORMAT,
+					   "open '%s': nnh5 format version %lld is not supported "
+					   "(this library reads version %d)",
+					   f->path, (long long)version, FORMAT_VERSION);
+	}
+	H5Eclear2(H5E_DEFAULT);
+	return NNH5_OK;
+}
+
 static int open_read(nnh5_file *f)
 {
 	struct stat st;
 	hid_t fapl;
-	int64_t version;
-	int rc;
 
 	if (stat(f->path, &st) < 0)
 		return nnh5__error(errno == ENOENT ? NNH5_ERR_NOT_FOUND : NNH5_ERR_IO,
@@ -286,30 +313,44 @@ static int open_read(nnh5_file *f)
 		return nnh5__h5_error(NNH5_ERR_FORMAT, "open '%s': %s", f->path,
 				      is > 0 ? "damaged HDF5 file" : "not an HDF5 file (or damaged)");
 	}
-	if (H5Aexists(f->fid, "nnh5_format_version") > 0) {
-		rc = nnh5__file_attr_get_number(&version, true, f, "/", "nnh5_format_version");
-		if (rc)
-			return rc;
-		if (version > FORMAT_VERSION || version < 1)
-			return nnh5__error(NNH5_ERR_FORMAT,
-					   "open '%s': nnh5 format version %lld is not supported "
-					   "(this library reads version %d)",
-					   f->path, (long long)version, FORMAT_VERSION);
-	}
-	H5Eclear2(H5E_DEFAULT);
-	return NNH5_OK;
+	return after_open(f);
 }
 
-int nnh5_file_open_ext(nnh5_file **out, const char *path, nnh5_mode mode,
-		       const nnh5_open_options *opts)
+/*
+ * HDF5's core driver identifies open files by name and tries open(2) on the
+ * name first (failing if it exists): give every image a distinct name that
+ * cannot exist on disk.
+ */
+static int open_image(nnh5_file *f, const void *data, size_t size)
 {
-	nnh5_open_options defaults = NNH5_OPEN_OPTIONS_INIT;
+	static atomic_ulong counter;
+	char name[96];
+	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+
+	snprintf(name, sizeof name, "/dev/null/nnh5-image-%ld-%lu", (long)getpid(),
+		 (unsigned long)atomic_fetch_add(&counter, 1));
+	if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
+	    H5Pset_fapl_core(fapl, 1 << 16, false) < 0 ||
+	    H5Pset_file_image(fapl, (void *)(uintptr_t)data, size) < 0) {
+		if (fapl >= 0)
+			H5Pclose(fapl);
+		return nnh5__h5_error(NNH5_ERR_HDF5, "open '%s': file image properties", f->path);
+	}
+	f->fid = H5Fopen(name, H5F_ACC_RDONLY, fapl);
+	H5Pclose(fapl);
+	if (f->fid < 0)
+		return nnh5__h5_error(NNH5_ERR_FORMAT, "open '%s': not an HDF5 file image (or damaged)",
+				      f->path);
+	return after_open(f);
+}
+
+static int new_file(nnh5_file **out, const char *path, nnh5_mode mode,
+		    const nnh5_open_options *opts)
+{
 	nnh5_file *f;
 	int rc;
 
 	*out = NULL;
-	if (!opts)
-		opts = &defaults;
 	if (opts->version != NNH5_OPEN_OPTIONS_VERSION)
 		return nnh5__error(NNH5_ERR_INVALID, "open '%s': unknown options version %u",
 				   path ? path : "(null)", opts->version);
@@ -324,21 +365,69 @@ int nnh5_file_open_ext(nnh5_file **out, const char *path, nnh5_mode mode,
 	f->mode = mode;
 	f->verify_checksums = opts->verify_checksums;
 	f->require_checksums = opts->require_checksums;
+	rc = nnh5__policy_init(&f->policy, opts, path);
+	if (rc) {
+		nnh5__free(f);
+		return rc;
+	}
 	f->path = nnh5__strdup(path);
 	if (!f->path) {
 		nnh5__free(f);
 		return nnh5__nomem();
 	}
-	ENTER;
-	rc = mode == NNH5_CREATE ? open_create(f, opts->durable) : open_read(f);
+	*out = f;
+	return NNH5_OK;
+}
+
+/* Hand f out, or free it after a failed open. */
+static int finish_open(nnh5_file **out, nnh5_file *f, int rc)
+{
 	if (rc) {
 		if (f->fid >= 0)
 			H5Fclose(f->fid);
 		release(f);
-		LEAVE(rc);
+		return rc;
 	}
 	*out = f;
-	LEAVE(NNH5_OK);
+	return NNH5_OK;
+}
+
+int nnh5_file_open_image(nnh5_file **out, const void *data, size_t size, const char *name,
+			 const nnh5_open_options *opts)
+{
+	nnh5_open_options defaults = NNH5_OPEN_OPTIONS_INIT;
+	nnh5_file *f;
+	int rc;
+
+	*out = NULL;
+	if (!name || !*name)
+		name = "(memory)";
+	if (!data && size)
+		return nnh5__error(NNH5_ERR_INVALID, "open '%s': image is NULL", name);
+	if (size == 0)
+		return nnh5__error(NNH5_ERR_FORMAT, "open '%s': empty image: not an HDF5 file", name);
+	rc = new_file(&f, name, NNH5_READ, opts ? opts : &defaults);
+	if (rc)
+		return rc;
+	ENTER;
+	rc = open_image(f, data, size);
+	LEAVE(finish_open(out, f, rc));
+}
+
+int nnh5_file_open_ext(nnh5_file **out, const char *path, nnh5_mode mode,
+		       const nnh5_open_options *opts)
+{
+	nnh5_open_options defaults = NNH5_OPEN_OPTIONS_INIT;
+	nnh5_file *f;
+	int rc;
+
+	*out = NULL;
+	rc = new_file(&f, path, mode, opts ? opts : &defaults);
+	if (rc)
+		return rc;
+	ENTER;
+	rc = mode == NNH5_CREATE ? open_create(f, opts ? opts->durable : true) : open_read(f);
+	LEAVE(finish_open(out, f, rc));
 }
 
 int nnh5_file_open(nnh5_file **out, const char *path, nnh5_mode mode)

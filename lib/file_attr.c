@@ -12,6 +12,9 @@
 /* ------------------------------------------------------------------ */
 /* Attributes                                                          */
 
+/* The most bytes of fixed-length strings one attribute read allocates. */
+#define MAX_FIXED_STRINGS ((size_t)64 << 20)
+
 int nnh5__file_attr_set(nnh5_file *f, const char *obj, const char *name, hid_t type,
 		    const void *buf, size_t n, bool array)
 {
@@ -129,6 +132,12 @@ int nnh5_file_set_attr_float(nnh5_file *f, const char *obj, const char *name, do
 	return rc ? rc : nnh5__file_set_attr_float(f, obj, name, value);
 }
 
+static void attr_close_early(hid_t attr, hid_t type)
+{
+	H5Tclose(type);
+	H5Aclose(attr);
+}
+
 /* Open attribute name on obj for reading; checks it holds one value (or n). */
 static int attr_open(hid_t *attr, hid_t *type, hsize_t *count, nnh5_file *f, const char *obj,
 		     const char *name)
@@ -171,6 +180,16 @@ static int attr_open(hid_t *attr, hid_t *type, hsize_t *count, nnh5_file *f, con
 				      "'%s': object '%s': attribute '%s' is not a scalar or list",
 				      f->path, obj, name);
 	}
+	/* The load policy: a list attribute holds at most one string per tensor. */
+	if ((uint64_t)npoints > f->policy.max_tensors) {
+		attr_close_early(*attr, *type);
+		*attr = *type = -1;
+		return nnh5__error(NNH5_ERR_OVERFLOW,
+				   "'%s': object '%s': attribute '%s' holds %lld values, more than "
+				   "%llu (max_tensors)",
+				   f->path, obj, name, (long long)npoints,
+				   (unsigned long long)f->policy.max_tensors);
+	}
 	*count = (hsize_t)npoints;
 	return NNH5_OK;
 }
@@ -193,7 +212,10 @@ static int read_strings(char **out, hsize_t n, hid_t attr, hid_t type, nnh5_file
 	for (i = 0; i < n; i++)
 		out[i] = NULL;
 	if (H5Tis_variable_str(type) > 0) {
+		/* HDF5 does not convert between ASCII and UTF-8: read in the file's set. */
 		hid_t mt = nnh5__h5_vlen_utf8();
+		if (mt >= 0 && H5Tget_cset(type) == H5T_CSET_ASCII)
+			H5Tset_cset(mt, H5T_CSET_ASCII);
 		char **tmp = nnh5__calloc(n ? n : 1, sizeof *tmp);
 		hid_t space = H5Aget_space(attr);
 		if (!tmp || mt < 0 || space < 0) {
@@ -217,10 +239,14 @@ static int read_strings(char **out, hsize_t n, hid_t attr, hid_t type, nnh5_file
 		nnh5__free(tmp);
 	} else {
 		size_t sz = H5Tget_size(type), total;
-		hid_t mt = H5Tcopy(type);
+		hid_t mt;
 		char *buf;
-		if (!nnh5__mul_size(sz, n, &total))
-			return nnh5__error(NNH5_ERR_OVERFLOW, "attribute too large");
+		if (!nnh5__mul_size(sz, n, &total) || total > MAX_FIXED_STRINGS)
+			return nnh5__error(NNH5_ERR_OVERFLOW,
+					   "'%s': object '%s': attribute '%s' is too large (%zu strings "
+					   "of %zu bytes)",
+					   f->path, obj, name, (size_t)n, sz);
+		mt = H5Tcopy(type);
 		buf = nnh5__calloc(total ? total : 1, 1);
 		if (!buf || mt < 0) {
 			rc = buf ? nnh5__h5_error(NNH5_ERR_HDF5, "string type") : nnh5__nomem();
@@ -246,6 +272,15 @@ static int read_strings(char **out, hsize_t n, hid_t attr, hid_t type, nnh5_file
 			H5Tclose(mt);
 		nnh5__free(buf);
 	}
+	/* Strings from a file are checked like the ones nnh5 writes. */
+	for (i = 0; i < n && !rc; i++)
+		if (!nnh5__utf8_valid(out[i])) {
+			char esc[128];
+			rc = nnh5__error(NNH5_ERR_FORMAT,
+					 "'%s': object '%s': attribute '%s': string %zu ('%s') is not "
+					 "valid UTF-8",
+					 f->path, obj, name, i, nnh5__escape(esc, sizeof esc, out[i]));
+		}
 	if (rc)
 		for (i = 0; i < n; i++) {
 			nnh5__free(out[i]);

@@ -52,13 +52,14 @@ bool nnh5__file_has_attr(nnh5_file *f, const char *obj, const char *name);
 
 #include "atomic.h"
 #include "h5util.h"
+#include "policy.h"
 
 #define FORMAT_VERSION 1
 /* Datasets smaller than this go in the object header (compact layout). */
 #define COMPACT_LIMIT 4096
 /* Large datasets start on this boundary so they can be mapped from disk. */
 #define ALIGNMENT 4096
-/* Deepest group nesting a reader follows (guards against hostile files). */
+/* Deepest group nesting a writer creates (readers: the policy's max_depth). */
 #define MAX_DEPTH 64
 
 struct nnh5_file {
@@ -78,6 +79,8 @@ struct nnh5_file {
 	/* Reading: check stored checksums; refuse tensors without one. */
 	bool verify_checksums;
 	bool require_checksums;
+	/* Reading: the load policy's limits and what this handle has read. */
+	nnh5__policy policy;
 };
 
 /* The dataset attribute holding nnh5_tensor_checksum() of its data. */

@@ -1,6 +1,7 @@
 /*
  * lib/file_read.c - read tensors, lists, dicts and state dicts back, refusing
- * storage that would read other files or run unknown code.
+ * storage that would read other files or run unknown code (the load policy,
+ * lib/policy.c, checks every dataset before its data is read).
  */
 #include "file_internal.h"
 #include "h5util.h"
@@ -11,41 +12,6 @@
 
 /* ------------------------------------------------------------------ */
 /* Reading                                                             */
-
-/* Refuse storage that reads other files or runs unknown filters. */
-static int check_storage(nnh5_file *f, hid_t did, const char *display)
-{
-	hid_t dcpl = H5Dget_create_plist(did);
-	int rc = NNH5_OK;
-
-	if (dcpl < 0)
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': creation properties",
-				      f->path, display);
-	if (H5Pget_layout(dcpl) == H5D_VIRTUAL)
-		rc = nnh5__error(NNH5_ERR_UNSAFE,
-				 "'%s': dataset '%s' is a virtual dataset (reads other files): refused",
-				 f->path, display);
-	else if (H5Pget_external_count(dcpl) > 0)
-		rc = nnh5__error(NNH5_ERR_UNSAFE,
-				 "'%s': dataset '%s' stores its data in external files: refused",
-				 f->path, display);
-	int nf = rc ? 0 : H5Pget_nfilters(dcpl);
-	for (int i = 0; i < nf && !rc; i++) {
-		unsigned flags;
-		size_t nelm = 0;
-		char fname[64];
-		H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nelm, NULL,
-						 sizeof fname, fname, NULL);
-		if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE &&
-		    id != H5Z_FILTER_FLETCHER32)
-			rc = nnh5__error(NNH5_ERR_UNSAFE,
-					 "'%s': dataset '%s' uses filter %d, which nnh5 does not "
-					 "allow (allowed: deflate, shuffle, fletcher32)",
-					 f->path, display, (int)id);
-	}
-	H5Pclose(dcpl);
-	return rc;
-}
 
 /* The stored checksum of dataset did: 1 and *out when present, 0 when absent, <0 error. */
 static int stored_checksum(uint64_t *out, nnh5_file *f, hid_t did, const char *display)
@@ -115,14 +81,19 @@ static int read_dataset(nnh5_tensor **out, nnh5_file *f, hid_t loc, const char *
 	hid_t did, ftype = -1, mtype = -1, space = -1;
 	nnh5_dtype dtype;
 	nnh5_tensor *t = NULL;
+	nnh5__storage storage;
+	nnh5__plugin_guard plugins;
 	int ndim, rc;
 
 	*out = NULL;
+	nnh5__policy_plugins_off(&f->policy, &plugins);
 	did = H5Dopen2(loc, rel, H5P_DEFAULT);
-	if (did < 0)
+	if (did < 0) {
+		nnh5__policy_plugins_restore(&plugins);
 		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open dataset '%s'", f->path,
 				      display);
-	rc = check_storage(f, did, display);
+	}
+	rc = nnh5__policy_check_dataset(&storage, &f->policy, f->path, did, display);
 	if (rc)
 		goto done;
 	ftype = H5Dget_type(did);
@@ -183,6 +154,7 @@ done:
 	if (ftype >= 0)
 		H5Tclose(ftype);
 	H5Dclose(did);
+	nnh5__policy_plugins_restore(&plugins);
 	return rc;
 }
 
@@ -296,8 +268,9 @@ struct walk {
 	char sep;          /* '/' for dicts, '.' for state dicts */
 	struct found *items;
 	size_t len, cap;
-	haddr_t ancestors[MAX_DEPTH + 1];
+	struct nnh5__seen ancestors[NNH5__MAX_DEPTH_LIMIT + 1];
 	size_t depth;
+	uint64_t groups; /* visited, against the policy's max_groups */
 	char rel[4096];
 	char key[4096];
 	int rc;
@@ -307,6 +280,10 @@ static int walk_group(struct walk *w, hid_t gid);
 
 static int walk_add(struct walk *w)
 {
+	if (w->len >= w->f->policy.max_tensors)
+		return nnh5__error(NNH5_ERR_OVERFLOW,
+				   "'%s': group '%s' holds more than %llu datasets (max_tensors)",
+				   w->f->path, w->group, (unsigned long long)w->f->policy.max_tensors);
 	if (w->len == w->cap) {
 		size_t cap = w->cap ? 2 * w->cap : 64, bytes;
 		struct found *p;
@@ -340,6 +317,10 @@ static herr_t walk_cb(hid_t gid, const char *name, const H5L_info_t *linfo, void
 
 	if (strncmp(name, "nnh5_", 5) == 0)
 		return 0; /* reserved for the format: never part of a dict */
+	w->rc = nnh5__policy_check_name(&w->f->policy, w->f->path, w->rel[0] ? w->rel : w->group,
+					name);
+	if (w->rc)
+		return -1;
 	if (rlen + strlen(name) + 2 >= sizeof w->rel) {
 		w->rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': group '%s': path too long", w->f->path,
 				    w->group);
@@ -349,10 +330,12 @@ static herr_t walk_cb(hid_t gid, const char *name, const H5L_info_t *linfo, void
 	snprintf(w->key + klen, sizeof w->key - klen, "%s%s", klen ? (char[]){ w->sep, 0 } : "",
 		 name);
 	nnh5__file_display_name(disp, sizeof disp, w->group, w->rel);
-	if (linfo->type == H5L_TYPE_EXTERNAL) {
-		w->rc = nnh5__error(NNH5_ERR_UNSAFE,
-				    "'%s': '%s' is an external link (to another file): refused",
-				    w->f->path, disp);
+	if (linfo->type != H5L_TYPE_HARD && linfo->type != H5L_TYPE_SOFT &&
+	    !w->f->policy.allow_external) {
+		w->rc = nnh5__error(NNH5_ERR_UNSAFE, "'%s': '%s' is %s: refused", w->f->path, disp,
+				    linfo->type == H5L_TYPE_EXTERNAL
+					    ? "an external link (to another file)"
+					    : "a user-defined link");
 		return -1;
 	}
 	if (H5Oget_info_by_name2(gid, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
@@ -362,23 +345,31 @@ static herr_t walk_cb(hid_t gid, const char *name, const H5L_info_t *linfo, void
 	if (info.type == H5O_TYPE_DATASET) {
 		w->rc = walk_add(w);
 	} else if (info.type == H5O_TYPE_GROUP) {
-		if (linfo->type != H5L_TYPE_HARD) {
+		if (linfo->type == H5L_TYPE_SOFT) {
 			w->rc = nnh5__error(NNH5_ERR_UNSAFE,
 					    "'%s': '%s' is a soft link to a group: refused", w->f->path,
 					    disp);
 			return -1;
 		}
 		for (size_t i = 0; i <= w->depth; i++)
-			if (w->ancestors[i] == info.addr) {
+			if (w->ancestors[i].obj == info.addr && w->ancestors[i].fileno == info.fileno) {
 				w->rc = nnh5__error(NNH5_ERR_FORMAT,
 						    "'%s': group '%s' links back to its own ancestor "
 						    "(a cycle)",
 						    w->f->path, disp);
 				return -1;
 			}
-		if (w->depth >= MAX_DEPTH) {
-			w->rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': '%s' is nested deeper than %d groups",
-					    w->f->path, disp, MAX_DEPTH);
+		if (w->depth >= w->f->policy.max_depth) {
+			w->rc = nnh5__error(NNH5_ERR_OVERFLOW,
+					    "'%s': '%s' is nested deeper than %llu groups (max_depth)",
+					    w->f->path, disp, (unsigned long long)w->f->policy.max_depth);
+			return -1;
+		}
+		if (++w->groups > w->f->policy.max_groups) {
+			w->rc = nnh5__error(NNH5_ERR_OVERFLOW,
+					    "'%s': group '%s' holds more than %llu groups (max_groups)",
+					    w->f->path, w->group,
+					    (unsigned long long)w->f->policy.max_groups);
 			return -1;
 		}
 		hid_t sub = H5Gopen2(gid, name, H5P_DEFAULT);
@@ -387,7 +378,7 @@ static herr_t walk_cb(hid_t gid, const char *name, const H5L_info_t *linfo, void
 					       w->f->path, disp);
 			return -1;
 		}
-		w->ancestors[++w->depth] = info.addr;
+		w->ancestors[++w->depth] = (struct nnh5__seen){ info.fileno, info.addr };
 		w->rc = walk_group(w, sub);
 		w->depth--;
 		H5Gclose(sub);
@@ -427,8 +418,14 @@ static int cmp_found_order(const void *a, const void *b)
 
 /*
  * Put the walk's datasets in the stored key order (nnh5_keys) when the group
- * has one; keys it lists that are missing are ignored and datasets it does
- * not list follow in walk order, so nothing in the file is lost.
+ * has one; datasets it does not list follow in walk order, so nothing in the
+ * file is lost, and keys it lists that are missing are ignored (their loss
+ * is the caller's to notice). But a key listed twice, or a listed key
+ * missing while a dataset goes unlisted, means the list is damaged (HDF5
+ * keeps its strings in the global heap, which has no checksum): refused
+ * rather than loaded in a wrong order. Keys are compared in the form the
+ * walk makes them ('.' or '/'); a group read in the other form is ordered
+ * without the damage checks.
  */
 static int apply_key_order(struct walk *w, const char *name)
 {
@@ -444,15 +441,34 @@ static int apply_key_order(struct walk *w, const char *name)
 	qsort(w->items, w->len, sizeof *w->items, cmp_found_key);
 	for (size_t i = 0; i < w->len; i++)
 		w->items[i].order += nkeys; /* unlisted ones go after the listed */
+	const char *missing = NULL, *twice = NULL;
 	for (size_t i = 0; i < nkeys; i++) {
 		struct found probe = { keys[i], NULL, 0 };
 		struct found *hit = bsearch(&probe, w->items, w->len, sizeof *w->items, cmp_found_key);
 		if (hit && hit->order >= nkeys)
 			hit->order = next++;
+		else if (hit && !twice)
+			twice = keys[i];
+		else if (!hit && !missing)
+			missing = keys[i];
+	}
+	nnh5_kind kind = NNH5_KIND_GROUP;
+	if ((twice || (missing && next < w->len)) && nnh5_file_kind(&kind, w->f, name) != NNH5_OK)
+		nnh5_error_clear(); /* no kind: a plain group, ordered as found */
+	if ((twice || (missing && next < w->len)) &&
+	    (w->sep == '.') == (kind == NNH5_KIND_STATE_DICT || kind == NNH5_KIND_MODEL ||
+				kind == NNH5_KIND_CHECKPOINT)) {
+		char esc[256];
+		rc = nnh5__error(NNH5_ERR_FORMAT,
+				 "'%s': group '%s': attribute nnh5_keys lists '%s' %s (a damaged key "
+				 "list)",
+				 w->f->path, w->group,
+				 nnh5__escape(esc, sizeof esc, twice ? twice : missing),
+				 twice ? "twice" : "but it is missing while other datasets are unlisted");
 	}
 	qsort(w->items, w->len, sizeof *w->items, cmp_found_order);
 	nnh5__strings_free(keys, nkeys);
-	return NNH5_OK;
+	return rc;
 }
 
 static void walk_free(struct walk *w)
@@ -484,7 +500,7 @@ static int read_walk(nnh5_dict **out, nnh5_file *f, const char *name, char sep)
 		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open group '%s'", f->path, name);
 	H5O_info_t info;
 	if (H5Oget_info2(g, &info, H5O_INFO_BASIC) >= 0)
-		w.ancestors[0] = info.addr;
+		w.ancestors[0] = (struct nnh5__seen){ info.fileno, info.addr };
 	rc = walk_group(&w, g);
 	if (!rc)
 		rc = apply_key_order(&w, w.group);

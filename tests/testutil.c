@@ -78,6 +78,27 @@ int tu_count_files(const char *needle)
 	return n;
 }
 
+char *tu_slurp(const char *path, size_t *n)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf = NULL;
+	long size;
+
+	*n = 0;
+	if (!fp)
+		return NULL;
+	if (fseek(fp, 0, SEEK_END) == 0 && (size = ftell(fp)) >= 0 && fseek(fp, 0, SEEK_SET) == 0) {
+		buf = malloc(size ? (size_t)size : 1);
+		if (buf && fread(buf, 1, (size_t)size, fp) != (size_t)size) {
+			free(buf);
+			buf = NULL;
+		}
+		*n = buf ? (size_t)size : 0;
+	}
+	fclose(fp);
+	return buf;
+}
+
 nnh5_tensor *tu_seq(nnh5_dtype dtype, size_t ndim, const int64_t *shape, double scale,
 		    double offset)
 {

@@ -45,6 +45,9 @@ int tu_exists(const char *path);
 /* Count files in the scratch folder whose name contains needle. */
 int tu_count_files(const char *needle);
 
+/* The whole file at path in a new malloc'd buffer (free it); *n its size. NULL if unreadable. */
+char *tu_slurp(const char *path, size_t *n);
+
 /* A float32 tensor of shape with element i = i * scale + offset. */
 nnh5_tensor *tu_seq(nnh5_dtype dtype, size_t ndim, const int64_t *shape, double scale,
 		    double offset);

@@ -7,7 +7,10 @@ set -eu
 
 build_pkgs="gcc g++ pkg-config meson ninja-build libhdf5-dev hdf5-tools libopenblas-dev
 libxxhash-dev libcjson-dev binutils"
-test_pkgs="libcmocka-dev python3-h5py python3-numpy python3-torch python3-xxhash python3-sklearn valgrind"
+# python3-sklearn: the digits data of examples/train_digits.
+# clang + libclang-rt-14-dev: libFuzzer (fuzz/run.sh); strace: the hostile-file check.
+test_pkgs="libcmocka-dev python3-h5py python3-numpy python3-torch python3-xxhash python3-sklearn
+valgrind clang libclang-rt-14-dev strace"
 
 pkgs=$build_pkgs
 [ "${1:-}" = "--test" ] && pkgs="$pkgs $test_pkgs"

@@ -24,9 +24,10 @@
 
 #include <nnh5/file.h>
 #include <nnh5/nn.h>
+#include <nnh5/untrusted.h>
 
 static const char verify_usage[] =
-	"usage: nnh5 verify [--tolerance X] FILE\n"
+	"usage: nnh5 verify [--tolerance X] [--untrusted [--memory MB] [--timeout S]] FILE\n"
 	"       nnh5 verify DIR\n"
 	"\n"
 	"Check FILE, one line per check: it opens, its nnh5 format version is\n"
@@ -40,6 +41,14 @@ static const char verify_usage[] =
 	"  --tolerance X   accept a probe whose output differs by at most X\n"
 	"                  (another BLAS may differ in the last bits; default 0:\n"
 	"                  bitwise identity required)\n"
+	"  --untrusted     for a file from a stranger: make every check inside a\n"
+	"                  child process with limited memory, CPU time and no file\n"
+	"                  writes, so that even a crash of HDF5's parser is only a\n"
+	"                  failed check (the load policy refuses external links,\n"
+	"                  external storage, virtual datasets, unknown filters and\n"
+	"                  oversized data in both modes)\n"
+	"  --memory MB     --untrusted: the child's address space (default 4096)\n"
+	"  --timeout S     --untrusted: kill the child after S seconds (default 120)\n"
 	"  --help          this help\n";
 
 static const char dump_usage[] =
@@ -65,10 +74,87 @@ static void check(bool ok, const char *fmt_what, const char *path)
 		tool_put(stdout, path);
 }
 
+/* One line per check of an untrusted-mode report, as the in-process checks print them. */
+static void print_entry(const char *file, const nnh5_untrusted_entry *e)
+{
+	bool ok = e->status == NNH5_OK;
+
+	switch (e->kind) {
+	case NNH5_CHECK_OPEN:
+		check(ok, "file opens: ", file);
+		break;
+	case NNH5_CHECK_WALK:
+		check(false, "groups list: ", e->object);
+		break;
+	case NNH5_CHECK_TENSOR:
+		check(ok, "tensor loads: ", e->object);
+		if (ok)
+			fputs(e->has_checksum ? " (checksum ok)" : " (no checksum)", stdout);
+		break;
+	case NNH5_CHECK_SKIPPED:
+		printf("%-4s  ", "skip");
+		tool_put(stdout, e->object);
+		fputs(": not a tensor", stdout);
+		break;
+	case NNH5_CHECK_MODEL:
+		check(ok, "model rebuilds: ", e->object);
+		if (ok)
+			printf(" (%zu layers, %s)", e->count, e->message);
+		break;
+	case NNH5_CHECK_PROBE:
+		check(ok, "model probe: ", e->object);
+		if (e->count)
+			printf(": %s, max abs diff %.6g over %zu elements",
+			       e->bitwise_equal ? "bitwise identical" : "NOT bitwise identical",
+			       e->max_abs_diff, e->count);
+		break;
+	}
+	if (e->status != NNH5_OK && e->message[0]) {
+		fputs(": ", stdout);
+		tool_put(stdout, e->message);
+	}
+	putchar('\n');
+}
+
+static int verify_untrusted(const char *file, double tol, double memory_mb, double timeout)
+{
+	nnh5_untrusted_options o = NNH5_UNTRUSTED_OPTIONS_INIT;
+	nnh5_untrusted_report *r = NULL;
+	int rc;
+
+	o.tolerance = tol;
+	if (memory_mb > 0)
+		o.max_memory = (uint64_t)memory_mb << 20;
+	if (timeout > 0)
+		o.timeout_seconds = (unsigned)timeout;
+	n_fail = 0;
+	printf("%-4s  untrusted mode: every check runs in a child process (memory %llu MiB, "
+	       "timeout %u s)\n",
+	       "info", (unsigned long long)(o.max_memory ? o.max_memory >> 20 : 4096),
+	       o.timeout_seconds ? o.timeout_seconds : 120);
+	rc = nnh5_untrusted_check(&r, file, &o);
+	for (size_t i = 0; r && i < r->n_entries; i++)
+		print_entry(file, &r->entries[i]);
+	if (rc != NNH5_OK && (!r || r->crashed || r->timed_out || r->n_failed == 0)) {
+		check(false, "inspection: ", file);
+		fputs(": ", stdout);
+		tool_put(stdout, nnh5_error_message());
+		putchar('\n');
+	}
+	printf("%s: %d check%s failed\n", n_fail ? "FAILED" : "OK", n_fail, n_fail == 1 ? "" : "s");
+	nnh5_untrusted_report_free(r);
+	return n_fail ? EXIT_DIFFERS : 0;
+}
+
 int cmd_verify(int argc, char **argv)
 {
-	double tol = 0;
-	const struct tool_opt opts[] = { { "--tolerance", NULL, &tol }, { NULL, NULL, NULL } };
+	double tol = 0, memory_mb = 0, timeout = 0;
+	bool untrusted = false;
+	const struct tool_opt opts[] = { { "--tolerance", NULL, &tol },
+					 { "--untrusted", &untrusted, NULL },
+					 { "--memory", NULL, &memory_mb },
+					 { "--timeout", NULL, &timeout },
+					 { NULL, NULL, NULL } };
 	const char *file;
 	struct walk w;
 	nnh5_file *f = NULL;
@@ -78,8 +164,15 @@ int cmd_verify(int argc, char **argv)
 
 	if (st >= 0)
 		return st;
-	if (tool_is_folder(file))
-		return tool_verify_folder(file);
+	if (tool_is_folder(file)) {
+		if (!untrusted)
+			return tool_verify_folder(file);
+		fprintf(stderr, "nnh5 verify: --untrusted checks one file, not a folder\n");
+		return EXIT_USAGE;
+	}
+	/* Nothing of the file is parsed in this process. */
+	if (untrusted)
+		return verify_untrusted(file, tol, memory_mb, timeout);
 	fid = tool_open("verify", file);
 	if (fid < 0)
 		return EXIT_USAGE;

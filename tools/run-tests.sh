@@ -1,7 +1,8 @@
 #!/bin/sh
 # The full test suite: a normal build, then the same tests built with
-# AddressSanitizer and UndefinedBehaviorSanitizer. Slow suites are left out
-# (run them with: meson test -C build-test --suite slow). Ends with the line
+# AddressSanitizer and UndefinedBehaviorSanitizer, then a short fuzz run when
+# clang is installed (fuzz/run.sh). Slow suites are left out (run them with:
+# meson test -C build-test --suite slow). Ends with the line
 # "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
@@ -43,6 +44,17 @@ run_suite build-test -Dbuildtype=debugoptimized
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 run_suite build-asan -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
+# A short fuzz run (15 s per target) when clang with libFuzzer is installed:
+# one check, failed by any finding in nnh5's own code (README, "Fuzzing").
+FUZZ_BUILD=build-fuzz fuzz/run.sh "${NNH5_FUZZ_SECONDS:-15}" >build-fuzz.log 2>&1
+fuzz_status=$?
+sed 's/^/build-fuzz: /' build-fuzz.log | grep -E 'fuzz: ' || tail -20 build-fuzz.log
+case $fuzz_status in
+0) passed=$((passed + 1)) ;;
+77) ;; # no clang: skipped
+*) failed=$((failed + 1)) ;;
+esac
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

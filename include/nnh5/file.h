@@ -71,9 +71,55 @@ typedef struct nnh5_open_options {
 	 * so files from h5py or other writers load; checkpoints turn it on).
 	 */
 	bool require_checksums;
+	/*
+	 * The load policy (NNH5_READ; README, "Safe with files from strangers").
+	 * Safe by default: every check below runs before any data of a dataset
+	 * is read, and a refusal names the file and the object.
+	 *
+	 * allow_external: follow external links and read external raw storage
+	 * and virtual datasets, all of which make HDF5 open other files chosen
+	 * by the file's author (default false: refused with NNH5_ERR_UNSAFE).
+	 * Data found in other files is not checked against this file's size
+	 * nor for overlaps.
+	 */
+	bool allow_external;
+	/*
+	 * allow_filter_plugins: read datasets whose filters are not deflate,
+	 * shuffle or fletcher32, letting HDF5 load filter plugins (shared
+	 * libraries from HDF5_PLUGIN_PATH) to decode them. Default false: such
+	 * datasets are refused with NNH5_ERR_UNSAFE, and while nnh5 reads a
+	 * dataset it turns HDF5's plugin loading off with
+	 * H5PLset_loading_state(0) and restores the previous state right after.
+	 * That state is process-wide: another thread that needs a plugin
+	 * during that read is refused by HDF5.
+	 */
+	bool allow_filter_plugins;
+	/*
+	 * Limits (0 means the default). A dataset's logical size (elements x
+	 * element size, computed with overflow checks) is compared with them
+	 * before its memory is allocated.
+	 * max_tensor_bytes: one tensor (default 16 GiB).
+	 * max_load_bytes: every tensor read through this handle, each dataset
+	 * counted once (default 64 GiB).
+	 * max_compression_ratio: chunked data may declare at most this many
+	 * times the bytes it stores, plus 64 KiB (default 100; deflate can pack
+	 * zeros about 1000:1).
+	 * max_groups, max_tensors, max_depth: what one walk (read_dict,
+	 * read_state_dict, read_list, models) visits: groups (default 10,000),
+	 * datasets (default 100,000), nesting (default 64, at most 256).
+	 * max_name_length: bytes in one link name (default 1024).
+	 */
+	uint64_t max_tensor_bytes;
+	uint64_t max_load_bytes;
+	uint64_t max_compression_ratio;
+	uint64_t max_groups;
+	uint64_t max_tensors;
+	uint64_t max_depth;
+	uint64_t max_name_length;
 } nnh5_open_options;
 
-#define NNH5_OPEN_OPTIONS_INIT { NNH5_OPEN_OPTIONS_VERSION, true, true, false }
+#define NNH5_OPEN_OPTIONS_INIT                                                         \
+	{ NNH5_OPEN_OPTIONS_VERSION, true, true, false, false, false, 0, 0, 0, 0, 0, 0, 0 }
 
 /*
  * Open path. With NNH5_READ the file must exist and be HDF5; with
@@ -89,6 +135,19 @@ NNH5_API int nnh5_file_open(nnh5_file **out, const char *path, nnh5_mode mode);
  * NNH5_ERR_INVALID for an unknown options version. */
 NNH5_API int nnh5_file_open_ext(nnh5_file **out, const char *path, nnh5_mode mode,
 				const nnh5_open_options *opts);
+
+/*
+ * Open an HDF5 file held in memory (size bytes at data) for reading, with
+ * HDF5's core driver: nothing is read from or written to disk. The bytes
+ * are copied; the caller keeps data. name is used in messages only
+ * (NULL: "(memory)"). The load policy applies as for files on disk;
+ * opts NULL means defaults (durable is ignored).
+ * *out is freed by nnh5_file_close().
+ * Errors: NNH5_ERR_INVALID (data NULL with size > 0), NNH5_ERR_FORMAT (not
+ * HDF5 or damaged), NNH5_ERR_NOMEM, NNH5_ERR_HDF5.
+ */
+NNH5_API int nnh5_file_open_image(nnh5_file **out, const void *data, size_t size,
+				  const char *name, const nnh5_open_options *opts);
 
 /*
  * Close f and free it. For NNH5_CREATE, commit: the new file replaces the
@@ -128,13 +187,18 @@ NNH5_API int nnh5_file_kind(nnh5_kind *out, nnh5_file *f, const char *name);
 NNH5_API int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_tensor *t);
 
 /*
- * Read the dataset name into a new owning tensor.
- * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_FORMAT (a group, a null dataspace),
+ * Read the dataset name into a new owning tensor. The load policy (see
+ * nnh5_open_options) checks the dataset before any of its data is read.
+ * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_FORMAT (a group, a null dataspace,
+ * stored size unlike the declared one, data outside the file),
  * NNH5_ERR_TYPE (a datatype nnh5 does not load: the message names it),
  * NNH5_ERR_CHECKSUM (the data does not match its stored checksum, or it has
  * none and the file was opened with require_checksums), NNH5_ERR_UNSAFE
- * (storage that reads other files or runs a filter nnh5 does not allow),
- * NNH5_ERR_OVERFLOW, NNH5_ERR_NOMEM, NNH5_ERR_HDF5.
+ * (an external link on the way, storage that reads other files, a filter
+ * nnh5 does not allow, compressed beyond max_compression_ratio, data
+ * overlapping another dataset's), NNH5_ERR_OVERFLOW (a size that overflows
+ * or exceeds max_tensor_bytes or max_load_bytes), NNH5_ERR_NOMEM,
+ * NNH5_ERR_HDF5.
  */
 NNH5_API int nnh5_file_read_tensor(nnh5_tensor **out, nnh5_file *f, const char *name);
 
@@ -169,7 +233,11 @@ NNH5_API int nnh5_file_write_dict(nnh5_file *f, const char *name, const nnh5_dic
  * Read the group name as a dict, in the order it was written (or, for files
  * from other writers, creation order when tracked, else name order). Datasets
  * in nested groups get keys joined with '/' ("sub/x").
- * Errors: NNH5_ERR_FORMAT (not a group), and those of read_tensor.
+ * Errors: NNH5_ERR_FORMAT (not a group, a link cycle, a name that is not
+ * UTF-8 or holds control characters, a damaged nnh5_keys list),
+ * NNH5_ERR_UNSAFE (an external or user-defined link, a soft link to a
+ * group), NNH5_ERR_OVERFLOW (more groups, datasets, depth or name bytes
+ * than the open options allow), and those of read_tensor.
  */
 NNH5_API int nnh5_file_read_dict(nnh5_dict **out, nnh5_file *f, const char *name);
 

@@ -15,7 +15,10 @@
  * to whoever owns the folder); they are counted, checked to never be the
  * target, and removed here.
  *
- * The failure tests run in children (results passed back by exit status):
+ * The failure tests cover every save path: a tensor, a list, a dict, a
+ * state dict and a model, each saved in one call and written through an
+ * open handle (then discarded or closed). They run in children (results
+ * passed back by exit status):
  * RLIMIT_FSIZE with SIGXFSZ ignored (write() fails with EFBIG), a full tmpfs
  * and a read-only bind mount, both inside a private mount namespace
  * (unshare), so nothing stays mounted once the child exits; they are skipped
@@ -550,9 +553,64 @@ static void test_kill_during_save(void **state)
  * file still holds a half-written dataset, so close must not commit it.
  */
 enum how { VIA_SAVE, VIA_HANDLE_DISCARD, VIA_HANDLE_CLOSE, VIA_HANDLE_CLOSE_RECOVERED };
-static const char *const how_name[] = { "nnh5_save_state_dict", "handle + discard",
-					"handle + close",
+static const char *const how_name[] = { "one-call save", "handle + discard", "handle + close",
 					"handle + close after the cause went away" };
+
+/* What is saved: every kind of object, each larger than the limits (8 MiB + a little). */
+enum what { W_TENSOR, W_LIST, W_DICT, W_STATE_DICT, W_MODEL, W_COUNT };
+static const char *const what_name[W_COUNT] = { "tensor", "list", "dict", "state dict", "model" };
+
+struct payload {
+	nnh5_dict *sd;  /* fail_specs */
+	nnh5_list *list;
+	nnh5_model *model;
+};
+
+static bool payload_make(struct payload *p)
+{
+	memset(p, 0, sizeof *p);
+	p->sd = make_dict(fail_specs, N_FAIL, 99);
+	if (!p->sd || nnh5_list_new(&p->list))
+		return false;
+	for (size_t i = 0; i < nnh5_dict_len(p->sd); i++) {
+		nnh5_tensor *t;
+		if (nnh5_tensor_clone(&t, nnh5_dict_value(p->sd, i)) || nnh5_list_append(p->list, t))
+			return false;
+	}
+	/* Linear(2048 -> 1024): an 8 MiB weight. */
+	return nnh5_model_new(&p->model, NNH5_FLOAT32, 5) == NNH5_OK &&
+	       nnh5_model_add_linear(p->model, "layer", 2048, 1024, true) == NNH5_OK &&
+	       nnh5_model_add_relu(p->model, "act") == NNH5_OK;
+}
+
+static void payload_free(struct payload *p)
+{
+	nnh5_dict_free(p->sd);
+	nnh5_list_free(p->list);
+	nnh5_model_free(p->model);
+}
+
+static int save_payload(const char *target, enum what what, const struct payload *p)
+{
+	switch (what) {
+	case W_TENSOR: return nnh5_save_tensor(target, nnh5_dict_value(p->sd, 0));
+	case W_LIST: return nnh5_save_list(target, p->list);
+	case W_DICT: return nnh5_save_dict(target, p->sd);
+	case W_STATE_DICT: return nnh5_save_state_dict(target, p->sd);
+	default: return nnh5_save_model(target, p->model, NULL);
+	}
+}
+
+static int write_payload(nnh5_file *f, enum what what, const struct payload *p)
+{
+	switch (what) {
+	case W_TENSOR: return nnh5_file_write_tensor(f, "t", nnh5_dict_value(p->sd, 0));
+	case W_LIST: return nnh5_file_write_list(f, "/", p->list);
+	case W_DICT: return nnh5_file_write_dict(f, "/", p->sd);
+	case W_STATE_DICT: return nnh5_file_write_state_dict(f, "/", p->sd);
+	default: return nnh5_file_write_model(f, "/", p->model, NULL);
+	}
+}
 
 /*
  * In a child, with the target already holding small_specs at GOOD_ITER:
@@ -560,17 +618,17 @@ static const char *const how_name[] = { "nnh5_save_state_dict", "handle + discar
  * must still load equal and no temporary file may remain. Returns an exit
  * status: 0 when all holds.
  */
-static int failed_save_child(const char *dir, enum how how)
+static int failed_save_child(const char *dir, enum how how, enum what what)
 {
 	char target[4096], why[512];
-	nnh5_dict *big = make_dict(fail_specs, N_FAIL, 99);
+	struct payload big;
 	int rc;
 
 	join(target, sizeof target, dir, "model.h5");
-	if (!big)
+	if (!payload_make(&big))
 		return 10;
 	if (how == VIA_SAVE) {
-		rc = nnh5_save_state_dict(target, big);
+		rc = save_payload(target, what, &big);
 	} else {
 		nnh5_file *f;
 		rc = nnh5_file_open(&f, target, NNH5_CREATE);
@@ -579,7 +637,7 @@ static int failed_save_child(const char *dir, enum how how)
 				nnh5_error_message());
 			return 11;
 		}
-		rc = nnh5_file_write_state_dict(f, "/", big);
+		rc = write_payload(f, what, &big);
 		if (rc == NNH5_OK) {
 			fprintf(stderr, "child %s: writing %s of data succeeded past the limit\n",
 				how_name[how], "8 MiB");
@@ -616,14 +674,14 @@ static int failed_save_child(const char *dir, enum how how)
 			}
 		}
 	}
-	nnh5_dict_free(big);
+	payload_free(&big);
 	char shown[600];
 	snprintf(shown, sizeof shown, "%s", nnh5_error_message());
 	for (char *c = shown; *c; c++)
 		if (*c == '\n')
 			*c = ' ';
-	printf("# crash: %s, %s: %s: %.200s...\n", dir, how_name[how], nnh5_status_name(rc),
-	       shown);
+	printf("# crash: %s, %s, %s: %s: %.200s...\n", dir, what_name[what], how_name[how],
+	       nnh5_status_name(rc), shown);
 	fflush(stdout);
 	if (how != VIA_HANDLE_DISCARD) {
 		if (rc != NNH5_ERR_IO && rc != NNH5_ERR_HDF5) {
@@ -672,11 +730,11 @@ static void assert_intact(const char *dir)
 }
 
 /* In a child limited to 1 MiB files (hard limit: hard_max), run failed_save_child. */
-static void fsize_case(enum how how, rlim_t hard_max)
+static void fsize_case(enum how how, enum what what, rlim_t hard_max)
 {
 	char name[32], dir[4096];
 
-	snprintf(name, sizeof name, "fsize-%d", (int)how);
+	snprintf(name, sizeof name, "fsize-%d-%d", (int)how, (int)what);
 	snprintf(dir, sizeof dir, "%s", fresh_dir(name));
 	save_good(dir);
 	pid_t pid = fork_or_fail();
@@ -685,12 +743,12 @@ static void fsize_case(enum how how, rlim_t hard_max)
 		signal(SIGXFSZ, SIG_IGN);
 		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
 			_exit(2);
-		_exit(failed_save_child(dir, how));
+		_exit(failed_save_child(dir, how, what));
 	}
 	int st = reap(pid);
 	if (st != 0)
-		fail_msg("RLIMIT_FSIZE, %s: child failed with status %d (see stderr)",
-			 how_name[how], st);
+		fail_msg("RLIMIT_FSIZE, %s, %s: child failed with status %d (see stderr)",
+			 what_name[what], how_name[how], st);
 	assert_intact(dir);
 	remove_dir(dir);
 }
@@ -698,8 +756,9 @@ static void fsize_case(enum how how, rlim_t hard_max)
 static void test_fsize_limit(void **state)
 {
 	(void)state;
-	for (int how = VIA_SAVE; how <= VIA_HANDLE_CLOSE; how++)
-		fsize_case((enum how)how, 1 << 20);
+	for (int what = 0; what < W_COUNT; what++)
+		for (int how = VIA_SAVE; how <= VIA_HANDLE_CLOSE; how++)
+			fsize_case((enum how)how, (enum what)what, 1 << 20);
 }
 
 /*
@@ -710,7 +769,8 @@ static void test_fsize_limit(void **state)
 static void test_fsize_transient_then_close(void **state)
 {
 	(void)state;
-	fsize_case(VIA_HANDLE_CLOSE_RECOVERED, RLIM_INFINITY);
+	for (int what = 0; what < W_COUNT; what++)
+		fsize_case(VIA_HANDLE_CLOSE_RECOVERED, (enum what)what, RLIM_INFINITY);
 }
 
 /* common.h promises one-line messages; HDF5's write error carries ctime()'s newline. */
@@ -761,7 +821,8 @@ static void test_full_disk(void **state)
 			fprintf(stderr, "mount tmpfs: %s\n", strerror(errno));
 			_exit(SKIP_STATUS);
 		}
-		for (int how = VIA_SAVE; how <= VIA_HANDLE_CLOSE; how++) {
+		for (int wh = 0; wh < W_COUNT * 3; wh++) {
+			int what = wh / 3, how = VIA_SAVE + wh % 3;
 			char target[4096];
 			nnh5_dict *d = make_dict(small_specs, N_SMALL, GOOD_ITER);
 			join(target, sizeof target, dir, "model.h5");
@@ -771,9 +832,10 @@ static void test_full_disk(void **state)
 				_exit(20);
 			}
 			nnh5_dict_free(d);
-			int rc = failed_save_child(dir, (enum how)how);
+			int rc = failed_save_child(dir, (enum how)how, (enum what)what);
 			if (rc) {
-				fprintf(stderr, "tmpfs (ENOSPC), %s: failed\n", how_name[how]);
+				fprintf(stderr, "tmpfs (ENOSPC), %s, %s: failed\n", what_name[what],
+					how_name[how]);
 				_exit(rc);
 			}
 		}
@@ -821,16 +883,18 @@ static void test_read_only_folder(void **state)
 		/* Root ignores permissions, but not a read-only mount. */
 		if (access(dir, W_OK) == 0 || errno != EROFS)
 			_exit(21);
-		nnh5_dict *big = make_dict(fail_specs, N_FAIL, 99);
-		if (!big)
+		struct payload big;
+		if (!payload_make(&big))
 			_exit(22);
-		int rc = nnh5_save_state_dict(target, big);
-		if (rc != NNH5_ERR_IO || !strstr(nnh5_error_message(), target)) {
-			fprintf(stderr, "read-only save: %s: %s\n", nnh5_status_name(rc),
-				nnh5_error_message());
-			_exit(23);
+		for (int what = 0; what < W_COUNT; what++) {
+			int rc = save_payload(target, (enum what)what, &big);
+			if (rc != NNH5_ERR_IO || !strstr(nnh5_error_message(), target)) {
+				fprintf(stderr, "read-only save of a %s: %s: %s\n", what_name[what],
+					nnh5_status_name(rc), nnh5_error_message());
+				_exit(23);
+			}
 		}
-		rc = nnh5_file_open(&f, target, NNH5_CREATE);
+		int rc = nnh5_file_open(&f, target, NNH5_CREATE);
 		if (rc != NNH5_ERR_IO || !strstr(nnh5_error_message(), target)) {
 			fprintf(stderr, "read-only open: %s: %s\n", nnh5_status_name(rc),
 				nnh5_error_message());
@@ -838,7 +902,7 @@ static void test_read_only_folder(void **state)
 				nnh5_file_discard(f);
 			_exit(24);
 		}
-		nnh5_dict_free(big);
+		payload_free(&big);
 		if (!file_matches(target, small_specs, N_SMALL, GOOD_ITER, why, sizeof why)) {
 			fprintf(stderr, "read-only: previous file damaged: %s\n", why);
 			_exit(25);

@@ -1,0 +1,204 @@
+#!/usr/bin/python3
+"""Write the hostile-file corpus into OUTDIR (tests/hostile/test_hostile.c
+loads every file and expects each to be refused with its own message).
+
+Files that point elsewhere point into OUTDIR/elsewhere/: the strace check
+(strace_check.py) proves nothing there is ever opened. Usage:
+    make_corpus.py OUTDIR [STAMP]
+"""
+import ctypes
+import ctypes.util
+import os
+import struct
+import sys
+import zlib
+
+import h5py
+import numpy as np
+
+
+def plain(path, **kw):
+    """A file like any h5py user's: one honest tensor 'w' beside the trap."""
+    f = h5py.File(path, "w", **kw)
+    f["w"] = np.arange(4, dtype=np.float32)
+    return f
+
+
+def elsewhere(out):
+    d = os.path.join(out, "elsewhere")
+    os.makedirs(d, exist_ok=True)
+    with h5py.File(os.path.join(d, "target.h5"), "w") as g:
+        g["x"] = np.arange(16, dtype=np.uint8)
+        g.create_group("grp")["y"] = np.arange(4, dtype=np.uint8)
+    with open(os.path.join(d, "raw.bin"), "wb") as r:
+        r.write(bytes(range(64)))
+    return d
+
+
+def external_link(out, d):
+    with plain(os.path.join(out, "external_link.h5")) as f:
+        f["evil"] = h5py.ExternalLink(os.path.join(d, "target.h5"), "/x")
+    with plain(os.path.join(out, "external_link_group.h5")) as f:
+        f["evil"] = h5py.ExternalLink(os.path.join(d, "target.h5"), "/grp")
+
+
+def external_storage(out, d):
+    with plain(os.path.join(out, "external_storage.h5")) as f:
+        f.create_dataset("raw", shape=(64,), dtype=np.uint8,
+                         external=[(os.path.join(d, "raw.bin"), 0, 64)])
+    # The classic: read a system file through external storage.
+    with plain(os.path.join(out, "external_passwd.h5")) as f:
+        f.create_dataset("passwd", shape=(64,), dtype=np.uint8,
+                         external=[("/etc/passwd", 0, 64)])
+
+
+def virtual(out, d):
+    layout = h5py.VirtualLayout(shape=(16,), dtype=np.uint8)
+    layout[:] = h5py.VirtualSource(os.path.join(d, "target.h5"), "x", shape=(16,))
+    with plain(os.path.join(out, "virtual.h5"), libver="latest") as f:
+        f.create_virtual_dataset("vds", layout, fillvalue=0)
+
+
+class H5ZClass2(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_int), ("id", ctypes.c_int),
+                ("encoder_present", ctypes.c_uint), ("decoder_present", ctypes.c_uint),
+                ("name", ctypes.c_char_p), ("can_apply", ctypes.c_void_p),
+                ("set_local", ctypes.c_void_p), ("filter", ctypes.c_void_p)]
+
+
+FILTER_FN = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_uint, ctypes.c_size_t,
+                             ctypes.POINTER(ctypes.c_uint), ctypes.c_size_t,
+                             ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_void_p))
+
+
+def unknown_filter(out):
+    """Register a do-nothing filter 32123 in the HDF5 h5py uses, write with it."""
+    lib = ctypes.CDLL(h5py.h5z.__file__)  # h5py's extension links the HDF5 it uses
+    hdf5 = None
+    for name in ("hdf5_serial", "hdf5"):
+        p = ctypes.util.find_library(name)
+        if p:
+            hdf5 = ctypes.CDLL(p)
+            break
+    del lib
+    keep = FILTER_FN(lambda flags, cd_n, cd, nbytes, buf_size, buf: nbytes)
+    cls = H5ZClass2(1, 32123, 1, 1, b"nnh5-test-unknown", None, None,
+                    ctypes.cast(keep, ctypes.c_void_p))
+    hdf5.H5Zregister.argtypes = [ctypes.c_void_p]
+    if hdf5.H5Zregister(ctypes.byref(cls)) < 0:
+        raise SystemExit("H5Zregister failed")
+    with plain(os.path.join(out, "unknown_filter.h5")) as f:
+        f.create_dataset("filtered", data=np.arange(256, dtype=np.float32), chunks=(64,),
+                         compression=32123)
+    unknown_filter.keep = (keep, cls)
+
+
+def huge(out):
+    with plain(os.path.join(out, "huge_2e62.h5")) as f:
+        # 2^62 one-byte elements declared, nothing stored.
+        f.create_dataset("huge", shape=(2**31, 2**31), dtype=np.uint8, chunks=(1, 1024))
+    with plain(os.path.join(out, "huge_overflow.h5")) as f:
+        # 2^62 eight-byte elements: the byte count overflows 64 bits.
+        f.create_dataset("huge", shape=(2**31, 2**31), dtype=np.float64, chunks=(1, 1024))
+    with plain(os.path.join(out, "sparse.h5")) as f:
+        # 1 GiB declared, one 4 KiB chunk stored: HDF5 would fill the rest with zeros.
+        d = f.create_dataset("sparse", shape=(2**28,), dtype=np.float32, chunks=(1024,))
+        d[:1024] = 1
+
+
+def bomb(out):
+    """4 GiB of float32 zeros deflated into about 4 MB (1 MiB chunks, 1000:1)."""
+    chunk = 1 << 18
+    n = 4096
+    packed = zlib.compress(bytes(4 * chunk), 9)
+    with plain(os.path.join(out, "deflate_bomb.h5")) as f:
+        d = f.create_dataset("bomb", shape=(chunk * n,), dtype=np.float32, chunks=(chunk,),
+                             compression="gzip")
+        for i in range(n):
+            d.id.write_direct_chunk((i * chunk,), packed, 0)
+
+
+def find_once(data, needle):
+    at = data.find(needle)
+    if at < 0 or data.find(needle, at + 1) >= 0:
+        raise SystemExit("patch target not found exactly once")
+    return at
+
+
+def overlap(out):
+    """Earliest format (no header checksums): b's data address patched to a's."""
+    path = os.path.join(out, "overlap.h5")
+    with h5py.File(path, "w", libver="earliest") as f:
+        f.create_dataset("a", data=np.arange(2048, dtype=np.float32))
+        f.create_dataset("b", data=-np.arange(2048, dtype=np.float32))
+        a_off, b_off = f["a"].id.get_offset(), f["b"].id.get_offset()
+    data = bytearray(open(path, "rb").read())
+    at = find_once(data, struct.pack("<Q", b_off))
+    data[at:at + 8] = struct.pack("<Q", a_off)
+    open(path, "wb").write(data)
+    # The same trick pointing past the end of the file.
+    path2 = os.path.join(out, "outside.h5")
+    with h5py.File(path2, "w", libver="earliest") as f:
+        f.create_dataset("a", data=np.arange(2048, dtype=np.float32))
+        f.create_dataset("b", data=-np.arange(2048, dtype=np.float32))
+        b_off = f["b"].id.get_offset()
+    data = bytearray(open(path2, "rb").read())
+    at = find_once(data, struct.pack("<Q", b_off))
+    data[at:at + 8] = struct.pack("<Q", len(data) + (1 << 20))
+    open(path2, "wb").write(data)
+
+
+def cycles(out):
+    with plain(os.path.join(out, "cycle.h5")) as f:
+        g = f.create_group("a")
+        g["x"] = np.ones(2, dtype=np.float32)
+        g["loop"] = g  # a hard link back to /a
+    with plain(os.path.join(out, "soft_cycle.h5")) as f:
+        f["s1"] = h5py.SoftLink("/s2")
+        f["s2"] = h5py.SoftLink("/s1")
+
+
+def names(out):
+    with plain(os.path.join(out, "bad_utf8.h5")) as f:
+        f.create_dataset(b"bad\xff\xfe", data=np.ones(2, dtype=np.float32))
+    with plain(os.path.join(out, "control_name.h5")) as f:
+        f.create_dataset("evil\x1b[31mred\x07", data=np.ones(2, dtype=np.float32))
+    with plain(os.path.join(out, "long_name.h5")) as f:
+        f.create_dataset("n" * 5000, data=np.ones(2, dtype=np.float32))
+    with plain(os.path.join(out, "bad_utf8_attr.h5")) as f:
+        f.attrs.create("nnh5_keys", [b"w\xff"], dtype=h5py.string_dtype("ascii"))
+
+
+def many_groups(out, n=100000):
+    with plain(os.path.join(out, "groups_100k.h5"), libver="latest") as f:
+        gid = f.id
+        for i in range(n):
+            h5py.h5g.create(gid, b"g%d" % i)
+    with plain(os.path.join(out, "deep.h5"), libver="latest") as f:
+        g = f
+        for i in range(100):
+            g = g.create_group("d")
+        g["x"] = np.ones(1, dtype=np.float32)
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    d = elsewhere(out)
+    external_link(out, d)
+    external_storage(out, d)
+    virtual(out, d)
+    unknown_filter(out)
+    huge(out)
+    bomb(out)
+    overlap(out)
+    cycles(out)
+    names(out)
+    many_groups(out)
+    stamp = sys.argv[2] if len(sys.argv) > 2 else os.path.join(out, "stamp")
+    with open(stamp, "w") as s:
+        s.write("ok\n")
+
+
+if __name__ == "__main__":
+    main()
