@@ -72,6 +72,7 @@ static int join(char **out, const char *dir, const char *name)
 	size_t n = strlen(dir) + strlen(name) + 2;
 	char *p = nnh5__malloc(n);
 
+	*out = NULL;
 	if (!p)
 		return nnh5__nomem();
 	snprintf(p, n, "%s/%s", dir, name);
@@ -403,11 +404,12 @@ static int index_dict(nnh5_dict **out, const nnh5_checkpoint_manager *m)
 		for (size_t i = 0; !rc && i < m->n; i++) {
 			double v;
 			if (!m->e[i].summary ||
-			    nnh5_checkpoint_metric(&v, m->e[i].summary, names[k]) != NNH5_OK)
+			    nnh5_checkpoint_metric(&v, m->e[i].summary, names[k]) != NNH5_OK) {
 				v = NAN;
+				nnh5_error_clear(); /* a missing metric is a NaN, not an error */
+			}
 			((double *)col)[i] = v;
 		}
-		nnh5_error_clear();
 	}
 	nnh5__free(names);
 	if (rc) {
