@@ -526,6 +526,95 @@ static int oom_model(const char *path)
 	return rc;
 }
 
+/* A training step, then checkpoints through sync and async managers, latest and load. */
+static int oom_checkpoint(const char *path)
+{
+	char dir[4200];
+	nnh5_model *m = NULL;
+	nnh5_optim *opt = NULL;
+	nnh5_tensor *x = NULL, *y = NULL, *target = NULL, *grad = NULL;
+	nnh5_checkpoint *c = NULL, *back = NULL;
+	nnh5_checkpoint_manager *mgr = NULL;
+	nnh5_dict *sd = NULL;
+	nnh5_rng rng;
+	char *why = NULL;
+	double loss;
+	int rc;
+
+	snprintf(dir, sizeof dir, "%.4000s.ckpt", path);
+	nnh5_rng_seed(&rng, 9);
+	rc = nnh5_model_new(&m, NNH5_FLOAT32, 4);
+	if (!rc)
+		rc = nnh5_model_add_linear(m, "hidden", 5, 8, true);
+	if (!rc)
+		rc = nnh5_model_add_relu(m, NULL);
+	if (!rc)
+		rc = nnh5_model_add_linear(m, "out", 8, 2, true);
+	if (!rc)
+		rc = nnh5_optim_adam_new(&opt, m, NULL);
+	if (!rc)
+		rc = nnh5_tensor_ones(&x, NNH5_FLOAT32, 2, (int64_t[]){ 3, 5 });
+	if (!rc)
+		rc = nnh5_tensor_zeros(&target, NNH5_FLOAT32, 2, (int64_t[]){ 3, 2 });
+	if (!rc)
+		rc = nnh5_model_forward_train(&y, m, x, &rng);
+	if (!rc)
+		rc = nnh5_loss_mse(&loss, &grad, y, target);
+	if (!rc)
+		rc = nnh5_model_backward(NULL, m, grad);
+	if (!rc)
+		rc = nnh5_optim_step(opt);
+	for (int async = 0; async < 2 && !rc; async++) {
+		nnh5_checkpoint_options o = NNH5_CHECKPOINT_OPTIONS_INIT;
+		o.async = async;
+		o.keep_last = 1;
+		o.keep_best = 1;
+		o.best_metric = "loss";
+		rc = nnh5_checkpoint_manager_open(&mgr, dir, &o);
+		if (!rc)
+			rc = nnh5_checkpoint_new(&c, 10 + async);
+		if (!rc)
+			rc = nnh5_model_state_dict(&sd, m);
+		if (!rc && (rc = nnh5_checkpoint_set_state(c, "model", sd)) == NNH5_OK)
+			sd = NULL;
+		if (!rc)
+			rc = nnh5_optim_state_dict(&sd, opt);
+		if (!rc && (rc = nnh5_checkpoint_set_state(c, "optimizer", sd)) == NNH5_OK)
+			sd = NULL;
+		if (!rc)
+			rc = nnh5_checkpoint_set_rng(c, "data", &rng);
+		if (!rc)
+			rc = nnh5_checkpoint_set_metric(c, "loss", loss);
+		if (!rc)
+			rc = nnh5_checkpoint_set_meta(c, "note", "oom");
+		if (!rc)
+			rc = nnh5_checkpoint_manager_save(mgr, c);
+		if (!rc)
+			rc = nnh5_checkpoint_manager_wait(mgr);
+		if (!rc)
+			rc = nnh5_checkpoint_manager_latest(&back, &why, mgr);
+		int rc2 = nnh5_checkpoint_manager_close(mgr);
+		if (!rc)
+			rc = rc2;
+		mgr = NULL;
+		nnh5_dict_free(sd);
+		sd = NULL;
+		nnh5_checkpoint_free(c);
+		c = NULL;
+		nnh5_checkpoint_free(back);
+		back = NULL;
+		nnh5_free(why);
+		why = NULL;
+	}
+	nnh5_tensor_free(grad);
+	nnh5_tensor_free(target);
+	nnh5_tensor_free(y);
+	nnh5_tensor_free(x);
+	nnh5_optim_free(opt);
+	nnh5_model_free(m);
+	return rc;
+}
+
 /* Inspection in a child: the parent's side allocates the report. */
 static int oom_untrusted(const char *path)
 {
@@ -547,6 +636,7 @@ static const struct oom_path {
 	{ "state dict", oom_state_dict },
 	{ "file handle", oom_handle },
 	{ "model", oom_model },
+	{ "training and checkpoints", oom_checkpoint },
 	{ "untrusted check", oom_untrusted },
 };
 
