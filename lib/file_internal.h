@@ -58,6 +58,8 @@ bool nnh5__file_has_attr(nnh5_file *f, const char *obj, const char *name);
 #define COMPACT_LIMIT 4096
 /* Large datasets start on this boundary so they can be mapped from disk. */
 #define ALIGNMENT 4096
+/* The most memory HDF5's metadata cache may take per open file. */
+#define METADATA_CACHE ((size_t)2 << 20)
 /* Groups keep up to this many links in their object header (compact storage). */
 #define LINKS_COMPACT 32
 /* Deepest group nesting a reader follows (guards against hostile files). */
