@@ -128,8 +128,10 @@ NNH5_API int nnh5_file_kind(nnh5_kind *out, nnh5_file *f, const char *name);
 NNH5_API int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_tensor *t);
 
 /*
- * Read the dataset name into a new owning tensor.
- * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_FORMAT (a group, a null dataspace),
+ * Read the dataset name into a new owning tensor. Contiguous data is read
+ * straight into it (nnh5/map.h maps it instead, without reading).
+ * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_FORMAT (a group, a null dataspace,
+ * data lying beyond the end of the file),
  * NNH5_ERR_TYPE (a datatype nnh5 does not load: the message names it),
  * NNH5_ERR_CHECKSUM (the data does not match its stored checksum, or it has
  * none and the file was opened with require_checksums), NNH5_ERR_UNSAFE
