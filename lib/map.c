@@ -96,12 +96,14 @@ nnh5_file *nnh5_map_file(nnh5_map *m)
 
 bool nnh5_map_is_mapped(const nnh5_map *m, const nnh5_tensor *t)
 {
-	const unsigned char *p;
+	uintptr_t p, base;
 
 	if (!m || !t || !t->data || !m->base)
 		return false;
-	p = t->data;
-	return p >= m->base && p < m->base + m->size;
+	/* As integers: comparing pointers into different objects is undefined. */
+	p = (uintptr_t)t->data;
+	base = (uintptr_t)m->base;
+	return p >= base && p - base < m->size;
 }
 
 /* Why ds cannot be mapped, for the refusal message. */
