@@ -50,13 +50,15 @@ static int check_storage(nnh5_file *f, hid_t did, const char *display)
 
 int nnh5__dataset_stored_checksum(uint64_t *out, nnh5_file *f, hid_t did, const char *display)
 {
-	htri_t e = H5Aexists(did, NNH5__CHECKSUM_ATTR);
-	hid_t attr, type = -1;
+	/* Open first: nnh5's datasets all have it, so asking whether it exists is a wasted lookup. */
+	hid_t attr = H5Aopen(did, NNH5__CHECKSUM_ATTR, H5P_DEFAULT), type = -1;
 	int rc = 1;
 
-	if (e == 0)
-		return 0;
-	attr = e > 0 ? H5Aopen(did, NNH5__CHECKSUM_ATTR, H5P_DEFAULT) : -1;
+	if (attr < 0) {
+		H5Eclear2(H5E_DEFAULT);
+		if (H5Aexists(did, NNH5__CHECKSUM_ATTR) == 0)
+			return 0;
+	}
 	if (attr >= 0)
 		type = H5Aget_type(attr);
 	/* One 8-byte integer: the type's size and the stored size say so. */
