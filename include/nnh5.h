@@ -16,6 +16,7 @@
 #include "nnh5/dict.h"
 #include "nnh5/file.h"
 #include "nnh5/save.h"
+#include "nnh5/map.h"
 #include "nnh5/nn.h"
 #include "nnh5/train.h"
 #include "nnh5/checkpoint.h"

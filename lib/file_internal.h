@@ -59,6 +59,10 @@ bool nnh5__file_has_attr(nnh5_file *f, const char *obj, const char *name);
 #define COMPACT_LIMIT 4096
 /* Large datasets start on this boundary so they can be mapped from disk. */
 #define ALIGNMENT 4096
+/* The most memory HDF5's metadata cache may take per open file. */
+#define METADATA_CACHE ((size_t)2 << 20)
+/* Groups keep up to this many links in their object header (compact storage). */
+#define LINKS_COMPACT 32
 /* Deepest group nesting a writer creates (readers: the policy's max_depth). */
 #define MAX_DEPTH 64
 
@@ -81,6 +85,13 @@ struct nnh5_file {
 	bool require_checksums;
 	/* Reading: the load policy's limits and what this handle has read. */
 	nnh5__policy policy;
+	/*
+	 * Fast data transfer (lib/rawio.c): HDF5's own descriptor of the file
+	 * (sec2 driver), through which contiguous data is written and read
+	 * with pwrite/pread straight from and into tensors; -1 if unavailable.
+	 */
+	int raw_fd;
+	hid_t scalar_space; /* for the checksum attribute of every dataset written */
 };
 
 /* The dataset attribute holding nnh5_tensor_checksum() of its data. */
@@ -109,6 +120,69 @@ int nnh5__file_object_type(H5O_type_t *out, nnh5_file *f, hid_t loc, const char 
 void nnh5__file_display_name(char *buf, size_t n, const char *group, const char *rel);
 /* The nnh5_kind value of a kind name, or -1. */
 int nnh5__kind_from_name(const char *s);
+
+/* ------------------------------------------------------------------ */
+/* Reading datasets: file_read.c, shared with map.c                    */
+
+/* An open dataset nnh5 can load, described once (nnh5__dataset_init). */
+typedef struct nnh5__dataset {
+	hid_t id;        /* borrowed: the caller opened it and closes it */
+	nnh5_dtype dtype;
+	hid_t mtype;     /* the memory type H5Dread converts to (owned) */
+	size_t ndim;
+	int64_t shape[NNH5_MAX_NDIM];
+	size_t nbytes;   /* the tensor's bytes in memory */
+	/* The stored bytes are the tensor's bytes (same type, same order): no conversion. */
+	bool raw;
+	/* File offset of contiguous data; UINT64_MAX when the data is not one
+	 * allocated block in this file (compact, chunked, external, never written). */
+	uint64_t offset;
+} nnh5__dataset;
+
+/*
+ * Check the dataset did against the load policy (the same check every read
+ * makes before touching data), then describe it: dtype, shape, layout.
+ * On success free with nnh5__dataset_release(). Errors: those of
+ * nnh5_file_read_tensor().
+ */
+int nnh5__dataset_init(nnh5__dataset *ds, nnh5_file *f, hid_t did, const char *display);
+void nnh5__dataset_release(nnh5__dataset *ds);
+
+/* Read ds into a new owning tensor, verifying its checksum as f's options say. */
+int nnh5__dataset_read(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const char *display);
+
+/* The stored checksum of did: 1 and *sum when present, 0 when absent, < 0 error. */
+int nnh5__dataset_stored_checksum(uint64_t *sum, nnh5_file *f, hid_t did, const char *display);
+/* As nnh5__dataset_stored_checksum(), refusing its absence when f requires checksums. */
+int nnh5__dataset_expected_checksum(uint64_t *sum, nnh5_file *f, hid_t did, const char *display);
+
+/*
+ * NNH5_ERR_FORMAT unless ds's contiguous data lies inside the file as it is
+ * now and below limit (a mapping's length; UINT64_MAX for none).
+ */
+int nnh5__dataset_check_bounds(nnh5_file *f, const nnh5__dataset *ds, uint64_t limit,
+			       const char *display);
+
+/* Open the dataset at name (a path from the root) after checking it exists and is one. */
+int nnh5__file_open_dataset(hid_t *out, nnh5_file *f, const char *name);
+
+/*
+ * Load one dataset found by a group walk. did is open (the walk closes it);
+ * display is its full name for messages.
+ */
+typedef int (*nnh5__load_fn)(nnh5_tensor **out, nnh5_file *f, hid_t did, const char *display,
+			     void *ctx);
+
+/*
+ * Every dataset below the group name, loaded with load, keys joined with
+ * sep ('/' for dicts, '.' for state dicts), in stored order: what
+ * nnh5_file_read_dict() and nnh5_file_read_state_dict() return.
+ */
+int nnh5__file_read_group(nnh5_dict **out, nnh5_file *f, const char *name, char sep,
+			  nnh5__load_fn load, void *ctx);
+
+/* The file's size in bytes now (bounds checks for raw reads and maps). */
+int nnh5__file_size(uint64_t *out, nnh5_file *f);
 
 /* Set attribute name on obj (scalar, or 1-d of n values when array). */
 int nnh5__file_attr_set(nnh5_file *f, const char *obj, const char *name, hid_t type,

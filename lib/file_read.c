@@ -5,6 +5,7 @@
  */
 #include "file_internal.h"
 #include "h5util.h"
+#include "rawio.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,28 +14,26 @@
 /* ------------------------------------------------------------------ */
 /* Reading                                                             */
 
-/* The stored checksum of dataset did: 1 and *out when present, 0 when absent, <0 error. */
-static int stored_checksum(uint64_t *out, nnh5_file *f, hid_t did, const char *display)
+int nnh5__dataset_stored_checksum(uint64_t *out, nnh5_file *f, hid_t did, const char *display)
 {
-	htri_t e = H5Aexists(did, NNH5__CHECKSUM_ATTR);
-	hid_t attr, type = -1, space = -1;
+	/* Open first: nnh5's datasets all have it, so asking whether it exists is a wasted lookup. */
+	hid_t attr = H5Aopen(did, NNH5__CHECKSUM_ATTR, H5P_DEFAULT), type = -1;
 	int rc = 1;
 
-	if (e == 0)
-		return 0;
-	attr = e > 0 ? H5Aopen(did, NNH5__CHECKSUM_ATTR, H5P_DEFAULT) : -1;
-	if (attr >= 0) {
-		type = H5Aget_type(attr);
-		space = H5Aget_space(attr);
+	if (attr < 0) {
+		H5Eclear2(H5E_DEFAULT);
+		if (H5Aexists(did, NNH5__CHECKSUM_ATTR) == 0)
+			return 0;
 	}
-	if (attr < 0 || type < 0 || space < 0 || H5Tget_class(type) != H5T_INTEGER ||
-	    H5Tget_size(type) != 8 || H5Sget_simple_extent_npoints(space) != 1 ||
+	if (attr >= 0)
+		type = H5Aget_type(attr);
+	/* One 8-byte integer: the type's size and the stored size say so. */
+	if (attr < 0 || type < 0 || H5Tget_class(type) != H5T_INTEGER ||
+	    H5Tget_size(type) != 8 || H5Aget_storage_size(attr) != 8 ||
 	    H5Aread(attr, H5T_NATIVE_UINT64, out) < 0)
 		rc = nnh5__h5_error(NNH5_ERR_FORMAT,
 				    "'%s': dataset '%s': attribute %s is not one 64-bit integer",
 				    f->path, display, NNH5__CHECKSUM_ATTR);
-	if (space >= 0)
-		H5Sclose(space);
 	if (type >= 0)
 		H5Tclose(type);
 	if (attr >= 0)
@@ -42,72 +41,42 @@ static int stored_checksum(uint64_t *out, nnh5_file *f, hid_t did, const char *d
 	return rc;
 }
 
-/* Compare t, just read from did, with its stored checksum as f's options ask. */
-static int check_checksum(nnh5_file *f, hid_t did, const nnh5_tensor *t, const char *display)
+void nnh5__dataset_release(nnh5__dataset *ds)
 {
-	uint64_t stored, actual;
-	int has;
-
-	if (!f->verify_checksums && !f->require_checksums)
-		return NNH5_OK;
-	has = stored_checksum(&stored, f, did, display);
-	if (has < 0)
-		return has;
-	if (!has)
-		return f->require_checksums
-			       ? nnh5__error(NNH5_ERR_CHECKSUM,
-					     "'%s': dataset '%s' has no checksum (attribute %s) and "
-					     "checksums are required",
-					     f->path, display, NNH5__CHECKSUM_ATTR)
-			       : NNH5_OK;
-	if (!f->verify_checksums)
-		return NNH5_OK;
-	actual = nnh5_tensor_checksum(t);
-	if (actual != stored)
-		return nnh5__error(NNH5_ERR_CHECKSUM,
-				   "'%s': dataset '%s' is damaged: its data hashes to %016llx but "
-				   "the stored checksum is %016llx",
-				   f->path, display, (unsigned long long)actual,
-				   (unsigned long long)stored);
-	return NNH5_OK;
+	if (ds->mtype >= 0)
+		H5Tclose(ds->mtype);
+	ds->mtype = -1;
 }
 
-static int read_dataset(nnh5_tensor **out, nnh5_file *f, hid_t loc, const char *rel,
-			const char *display)
+int nnh5__dataset_init(nnh5__dataset *ds, nnh5_file *f, hid_t did, const char *display)
 {
-	int64_t shape[NNH5_MAX_NDIM];
 	hsize_t dims[NNH5_MAX_NDIM];
 	char desc[128];
-	hid_t did, ftype = -1, mtype = -1, space = -1;
-	nnh5_dtype dtype;
-	nnh5_tensor *t = NULL;
-	nnh5__storage storage;
-	nnh5__plugin_guard plugins;
+	hid_t ftype = -1, space = -1;
+	size_t numel;
 	int ndim, rc;
 
-	*out = NULL;
-	nnh5__policy_plugins_off(&f->policy, &plugins);
-	did = H5Dopen2(loc, rel, H5P_DEFAULT);
-	if (did < 0) {
-		nnh5__policy_plugins_restore(&plugins);
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open dataset '%s'", f->path,
-				      display);
-	}
+	nnh5__storage storage;
+
+	memset(ds, 0, sizeof *ds);
+	ds->id = did;
+	ds->mtype = -1;
+	ds->offset = UINT64_MAX;
 	rc = nnh5__policy_check_dataset(&storage, &f->policy, f->path, did, display);
 	if (rc)
-		goto done;
+		return rc;
 	ftype = H5Dget_type(did);
-	if (ftype < 0) {
-		rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': datatype", f->path, display);
-		goto done;
-	}
-	if (nnh5__h5_dtype_of(&dtype, &mtype, ftype, desc, sizeof desc)) {
+	if (ftype < 0)
+		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': datatype", f->path,
+				      display);
+	if (nnh5__h5_dtype_of(&ds->dtype, &ds->mtype, ftype, desc, sizeof desc)) {
 		rc = nnh5__error(NNH5_ERR_TYPE,
 				 "'%s': dataset '%s' has HDF5 type %s, which nnh5 does not load as a "
 				 "tensor",
 				 f->path, display, desc);
 		goto done;
 	}
+	ds->raw = H5Tequal(ftype, ds->mtype) > 0;
 	space = H5Dget_space(did);
 	H5S_class_t cls = space >= 0 ? H5Sget_simple_extent_type(space) : H5S_NO_CLASS;
 	if (cls == H5S_NULL || cls == H5S_NO_CLASS) {
@@ -127,33 +96,149 @@ static int read_dataset(nnh5_tensor **out, nnh5_file *f, hid_t loc, const char *
 					 f->path, display, i);
 			goto done;
 		}
-		shape[i] = (int64_t)dims[i];
+		ds->shape[i] = (int64_t)dims[i];
 	}
-	rc = nnh5_tensor_new(&t, dtype, (size_t)ndim, shape);
+	ds->ndim = (size_t)ndim;
+	rc = nnh5__shape_size(ds->dtype, ds->ndim, ds->shape, &numel, &ds->nbytes);
 	if (rc) {
 		nnh5__error_wrap(rc, "'%s': dataset '%s'", f->path, display);
 		goto done;
 	}
-	/* Straight into the tensor's memory: HDF5 converts only when the types differ. */
-	if (t->nbytes && H5Dread(did, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0) {
-		rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': reading dataset '%s' failed", f->path,
-				    display);
-		goto done;
-	}
-	rc = check_checksum(f, did, t, display);
-	if (rc)
-		goto done;
-	*out = t;
-	t = NULL;
+	/*
+	 * Raw transfer only for unfiltered contiguous data in this very file (not
+	 * one reached through an allowed external link, not external storage).
+	 */
+	if (ds->nbytes && storage.layout == H5D_CONTIGUOUS && storage.offset != HADDR_UNDEF &&
+	    storage.in_main_file && !storage.external && storage.nfilters == 0)
+		ds->offset = (uint64_t)storage.offset;
 done:
-	nnh5_tensor_free(t);
 	if (space >= 0)
 		H5Sclose(space);
-	if (mtype >= 0)
-		H5Tclose(mtype);
-	if (ftype >= 0)
-		H5Tclose(ftype);
-	H5Dclose(did);
+	H5Tclose(ftype);
+	if (rc)
+		nnh5__dataset_release(ds);
+	return rc;
+}
+
+int nnh5__dataset_check_bounds(nnh5_file *f, const nnh5__dataset *ds, uint64_t limit,
+			       const char *display)
+{
+	uint64_t size;
+	int rc = nnh5__file_size(&size, f);
+
+	if (rc)
+		return rc;
+	if (size > limit)
+		size = limit;
+	if (ds->offset > size || size - ds->offset < ds->nbytes)
+		return nnh5__error(NNH5_ERR_FORMAT,
+				   "'%s': dataset '%s': its data (bytes %llu to %llu) lies beyond the "
+				   "end of the file (%llu bytes): truncated or damaged",
+				   f->path, display, (unsigned long long)ds->offset,
+				   (unsigned long long)(ds->offset + ds->nbytes),
+				   (unsigned long long)size);
+	return NNH5_OK;
+}
+
+int nnh5__dataset_expected_checksum(uint64_t *sum, nnh5_file *f, hid_t did, const char *display)
+{
+	int has = nnh5__dataset_stored_checksum(sum, f, did, display);
+
+	if (has == 0 && f->require_checksums)
+		return nnh5__error(NNH5_ERR_CHECKSUM,
+				   "'%s': dataset '%s' has no checksum (attribute %s) and checksums "
+				   "are required",
+				   f->path, display, NNH5__CHECKSUM_ATTR);
+	return has;
+}
+
+/* Read contiguous raw data with pread straight into t, hashing as it comes. */
+static int read_raw(nnh5_file *f, const nnh5__dataset *ds, nnh5_tensor *t, uint64_t *hash,
+		    const char *display)
+{
+	/* HDF5 would hand back zeros past the end of a truncated file: refuse. */
+	int rc = nnh5__dataset_check_bounds(f, ds, UINT64_MAX, display), err;
+
+	if (rc)
+		return rc;
+	err = nnh5__raw_read(f->raw_fd, t->data, t->nbytes, ds->offset, hash);
+	if (err < 0)
+		return nnh5__error(NNH5_ERR_FORMAT,
+				   "'%s': dataset '%s': the file ends before its data does "
+				   "(truncated or damaged)",
+				   f->path, display);
+	if (err)
+		return nnh5__error(NNH5_ERR_IO, "'%s': reading dataset '%s' failed: %s", f->path,
+				   display, strerror(err));
+	return NNH5_OK;
+}
+
+int nnh5__dataset_read(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const char *display)
+{
+	nnh5_tensor *t = NULL;
+	uint64_t stored = 0, actual = 0;
+	bool verify = false;
+	int rc;
+
+	*out = NULL;
+	if (f->verify_checksums || f->require_checksums) {
+		int has = nnh5__dataset_expected_checksum(&stored, f, ds->id, display);
+		if (has < 0)
+			return has;
+		verify = has && f->verify_checksums;
+	}
+	rc = nnh5__tensor_alloc_header(&t, ds->dtype, ds->ndim, ds->shape);
+	if (rc)
+		return nnh5__error_wrap(rc, "'%s': dataset '%s'", f->path, display);
+	/* No zeroing: the read overwrites every byte. */
+	if (t->nbytes) {
+		t->data = nnh5__malloc(t->nbytes);
+		if (!t->data) {
+			nnh5__free(t);
+			return nnh5__nomem();
+		}
+	}
+	t->owns = true;
+	if (t->nbytes && ds->raw && ds->offset != UINT64_MAX && f->raw_fd >= 0) {
+		rc = read_raw(f, ds, t, verify ? &actual : NULL, display);
+	} else {
+		/* Compact, chunked, filtered or converted data: HDF5 reads straight into t. */
+		if (t->nbytes && H5Dread(ds->id, ds->mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
+			rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': reading dataset '%s' failed",
+					    f->path, display);
+		if (!rc && verify)
+			actual = nnh5_tensor_checksum(t);
+	}
+	if (!rc && verify && actual != stored)
+		rc = nnh5__error(NNH5_ERR_CHECKSUM,
+				 "'%s': dataset '%s' is damaged: its data hashes to %016llx but "
+				 "the stored checksum is %016llx",
+				 f->path, display, (unsigned long long)actual,
+				 (unsigned long long)stored);
+	if (rc) {
+		nnh5_tensor_free(t);
+		return rc;
+	}
+	*out = t;
+	return NNH5_OK;
+}
+
+/* The loader of plain reads: check, describe, read. */
+static int load_read(nnh5_tensor **out, nnh5_file *f, hid_t did, const char *display, void *ctx)
+{
+	nnh5__dataset ds;
+	int rc;
+
+	nnh5__plugin_guard plugins;
+
+	(void)ctx;
+	*out = NULL;
+	nnh5__policy_plugins_off(&f->policy, &plugins);
+	rc = nnh5__dataset_init(&ds, f, did, display);
+	if (!rc) {
+		rc = nnh5__dataset_read(out, f, &ds, display);
+		nnh5__dataset_release(&ds);
+	}
 	nnh5__policy_plugins_restore(&plugins);
 	return rc;
 }
@@ -177,15 +262,32 @@ static int expect_object(nnh5_file *f, const char *name, H5O_type_t want)
 	return rc;
 }
 
+int nnh5__file_open_dataset(hid_t *out, nnh5_file *f, const char *name)
+{
+	int rc = expect_object(f, name, H5O_TYPE_DATASET);
+
+	*out = -1;
+	if (rc)
+		return rc;
+	*out = H5Dopen2(f->fid, name, H5P_DEFAULT);
+	if (*out < 0)
+		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open dataset '%s'", f->path,
+				      name);
+	return NNH5_OK;
+}
+
 int nnh5_file_read_tensor(nnh5_tensor **out, nnh5_file *f, const char *name)
 {
+	hid_t did;
 	int rc;
 
 	ENTER;
 	*out = NULL;
-	rc = expect_object(f, name, H5O_TYPE_DATASET);
-	if (!rc)
-		rc = read_dataset(out, f, f->fid, name, name);
+	rc = nnh5__file_open_dataset(&did, f, name);
+	if (rc)
+		LEAVE(rc);
+	rc = load_read(out, f, did, name, NULL);
+	H5Dclose(did);
 	LEAVE(rc);
 }
 
@@ -197,14 +299,10 @@ int nnh5_file_stored_checksum(uint64_t *sum, bool *present, nnh5_file *f, const 
 	ENTER;
 	*sum = 0;
 	*present = false;
-	rc = expect_object(f, name, H5O_TYPE_DATASET);
+	rc = nnh5__file_open_dataset(&did, f, name);
 	if (rc)
 		LEAVE(rc);
-	did = H5Dopen2(f->fid, name, H5P_DEFAULT);
-	if (did < 0)
-		LEAVE(nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open dataset '%s'", f->path,
-				     name));
-	rc = stored_checksum(sum, f, did, name);
+	rc = nnh5__dataset_stored_checksum(sum, f, did, name);
 	H5Dclose(did);
 	if (rc < 0)
 		LEAVE(rc);
@@ -255,17 +353,26 @@ int nnh5_file_kind(nnh5_kind *out, nnh5_file *f, const char *name)
 	LEAVE(rc);
 }
 
-/* One dataset found by a group walk. */
+/*
+ * Group walks. One pass: every link is opened once (by address for hard
+ * links, so no name lookup), groups are descended into with the open id and
+ * datasets are loaded right away, then put in the stored key order.
+ */
+
+/* One dataset found by a group walk, already loaded. */
 struct found {
 	char *key;
 	char *rel;
 	size_t order; /* position in the walk */
+	nnh5_tensor *t;
 };
 
 struct walk {
 	nnh5_file *f;
 	const char *group; /* the container's name, for messages */
 	char sep;          /* '/' for dicts, '.' for state dicts */
+	nnh5__load_fn load;
+	void *ctx;
 	struct found *items;
 	size_t len, cap;
 	struct nnh5__seen ancestors[NNH5__MAX_DEPTH_LIMIT + 1];
@@ -278,7 +385,8 @@ struct walk {
 
 static int walk_group(struct walk *w, hid_t gid);
 
-static int walk_add(struct walk *w)
+/* Load the dataset did as the walk's current key. */
+static int walk_add(struct walk *w, hid_t did, const char *display)
 {
 	if (w->len >= w->f->policy.max_tensors)
 		return nnh5__error(NNH5_ERR_OVERFLOW,
@@ -299,21 +407,22 @@ static int walk_add(struct walk *w)
 	it->key = nnh5__strdup(w->key);
 	it->rel = nnh5__strdup(w->rel);
 	it->order = w->len;
+	it->t = NULL;
 	if (!it->key || !it->rel) {
 		nnh5__free(it->key);
 		nnh5__free(it->rel);
 		return nnh5__nomem();
 	}
 	w->len++;
-	return NNH5_OK;
+	return w->load(&it->t, w->f, did, display, w->ctx);
 }
 
 static herr_t walk_cb(hid_t gid, const char *name, const H5L_info_t *linfo, void *data)
 {
 	struct walk *w = data;
 	size_t rlen = strlen(w->rel), klen = strlen(w->key);
-	H5O_info_t info;
 	char disp[4200];
+	hid_t oid;
 
 	if (strncmp(name, "nnh5_", 5) == 0)
 		return 0; /* reserved for the format: never part of a dict */
@@ -338,51 +447,50 @@ static herr_t walk_cb(hid_t gid, const char *name, const H5L_info_t *linfo, void
 					    : "a user-defined link");
 		return -1;
 	}
-	if (H5Oget_info_by_name2(gid, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+	oid = linfo->type == H5L_TYPE_HARD ? H5Oopen_by_addr(gid, linfo->u.address)
+					   : H5Oopen(gid, name, H5P_DEFAULT);
+	if (oid < 0) {
 		w->rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot inspect '%s'", w->f->path, disp);
 		return -1;
 	}
-	if (info.type == H5O_TYPE_DATASET) {
-		w->rc = walk_add(w);
-	} else if (info.type == H5O_TYPE_GROUP) {
+	H5I_type_t type = H5Iget_type(oid);
+	if (type == H5I_DATASET) {
+		w->rc = walk_add(w, oid, disp);
+	} else if (type == H5I_GROUP) {
+		H5O_info_t info;
 		if (linfo->type == H5L_TYPE_SOFT) {
 			w->rc = nnh5__error(NNH5_ERR_UNSAFE,
 					    "'%s': '%s' is a soft link to a group: refused", w->f->path,
 					    disp);
+			H5Oclose(oid);
 			return -1;
 		}
-		for (size_t i = 0; i <= w->depth; i++)
-			if (w->ancestors[i].obj == info.addr && w->ancestors[i].fileno == info.fileno) {
+		/* (file, address): a group reached through an allowed external link is another file's */
+		if (H5Oget_info2(oid, &info, H5O_INFO_BASIC) < 0)
+			w->rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot inspect '%s'", w->f->path,
+					       disp);
+		for (size_t i = 0; i <= w->depth && !w->rc; i++)
+			if (w->ancestors[i].obj == info.addr && w->ancestors[i].fileno == info.fileno)
 				w->rc = nnh5__error(NNH5_ERR_FORMAT,
 						    "'%s': group '%s' links back to its own ancestor "
 						    "(a cycle)",
 						    w->f->path, disp);
-				return -1;
-			}
-		if (w->depth >= w->f->policy.max_depth) {
+		if (!w->rc && w->depth >= w->f->policy.max_depth)
 			w->rc = nnh5__error(NNH5_ERR_OVERFLOW,
 					    "'%s': '%s' is nested deeper than %llu groups (max_depth)",
 					    w->f->path, disp, (unsigned long long)w->f->policy.max_depth);
-			return -1;
-		}
-		if (++w->groups > w->f->policy.max_groups) {
+		if (!w->rc && ++w->groups > w->f->policy.max_groups)
 			w->rc = nnh5__error(NNH5_ERR_OVERFLOW,
 					    "'%s': group '%s' holds more than %llu groups (max_groups)",
 					    w->f->path, w->group,
 					    (unsigned long long)w->f->policy.max_groups);
-			return -1;
+		if (!w->rc) {
+			w->ancestors[++w->depth] = (struct nnh5__seen){ info.fileno, info.addr };
+			w->rc = walk_group(w, oid);
+			w->depth--;
 		}
-		hid_t sub = H5Gopen2(gid, name, H5P_DEFAULT);
-		if (sub < 0) {
-			w->rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open group '%s'",
-					       w->f->path, disp);
-			return -1;
-		}
-		w->ancestors[++w->depth] = (struct nnh5__seen){ info.fileno, info.addr };
-		w->rc = walk_group(w, sub);
-		w->depth--;
-		H5Gclose(sub);
 	}
+	H5Oclose(oid);
 	w->rel[rlen] = '\0';
 	w->key[klen] = '\0';
 	return w->rc ? -1 : 0;
@@ -431,6 +539,7 @@ static int apply_key_order(struct walk *w, const char *name)
 {
 	char **keys;
 	size_t nkeys, next = 0;
+	const char *missing = NULL, *twice = NULL;
 	int rc;
 
 	if (w->len == 0 || !nnh5__file_has_attr(w->f, name, "nnh5_keys"))
@@ -441,9 +550,8 @@ static int apply_key_order(struct walk *w, const char *name)
 	qsort(w->items, w->len, sizeof *w->items, cmp_found_key);
 	for (size_t i = 0; i < w->len; i++)
 		w->items[i].order += nkeys; /* unlisted ones go after the listed */
-	const char *missing = NULL, *twice = NULL;
 	for (size_t i = 0; i < nkeys; i++) {
-		struct found probe = { keys[i], NULL, 0 };
+		struct found probe = { keys[i], NULL, 0, NULL };
 		struct found *hit = bsearch(&probe, w->items, w->len, sizeof *w->items, cmp_found_key);
 		if (hit && hit->order >= nkeys)
 			hit->order = next++;
@@ -476,11 +584,13 @@ static void walk_free(struct walk *w)
 	for (size_t i = 0; i < w->len; i++) {
 		nnh5__free(w->items[i].key);
 		nnh5__free(w->items[i].rel);
+		nnh5_tensor_free(w->items[i].t);
 	}
 	nnh5__free(w->items);
 }
 
-static int read_walk(nnh5_dict **out, nnh5_file *f, const char *name, char sep)
+int nnh5__file_read_group(nnh5_dict **out, nnh5_file *f, const char *name, char sep,
+			  nnh5__load_fn load, void *ctx)
 {
 	struct walk w;
 	nnh5_dict *d = NULL;
@@ -495,6 +605,8 @@ static int read_walk(nnh5_dict **out, nnh5_file *f, const char *name, char sep)
 	w.f = f;
 	w.group = nnh5__file_is_root(name) ? "/" : name;
 	w.sep = sep;
+	w.load = load;
+	w.ctx = ctx;
 	g = H5Gopen2(f->fid, w.group, H5P_DEFAULT);
 	if (g < 0)
 		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open group '%s'", f->path, name);
@@ -502,28 +614,22 @@ static int read_walk(nnh5_dict **out, nnh5_file *f, const char *name, char sep)
 	if (H5Oget_info2(g, &info, H5O_INFO_BASIC) >= 0)
 		w.ancestors[0] = (struct nnh5__seen){ info.fileno, info.addr };
 	rc = walk_group(&w, g);
+	H5Gclose(g);
 	if (!rc)
 		rc = apply_key_order(&w, w.group);
 	if (!rc)
 		rc = nnh5_dict_new(&d);
 	for (size_t i = 0; !rc && i < w.len; i++) {
-		nnh5_tensor *t;
-		char disp[4200];
-		nnh5__file_display_name(disp, sizeof disp, w.group, w.items[i].rel);
-		rc = read_dataset(&t, f, g, w.items[i].rel, disp);
-		if (!rc && nnh5_dict_get(d, w.items[i].key)) {
-			nnh5_tensor_free(t);
+		if (nnh5_dict_get(d, w.items[i].key))
 			rc = nnh5__error(NNH5_ERR_FORMAT,
 					 "'%s': group '%s': two datasets map to the key '%s'", f->path,
 					 w.group, w.items[i].key);
-		}
 		if (!rc) {
-			rc = nnh5_dict_set(d, w.items[i].key, t);
-			if (rc)
-				nnh5_tensor_free(t);
+			rc = nnh5_dict_set(d, w.items[i].key, w.items[i].t);
+			if (!rc)
+				w.items[i].t = NULL; /* the dict owns it now */
 		}
 	}
-	H5Gclose(g);
 	walk_free(&w);
 	if (rc) {
 		nnh5_dict_free(d);
@@ -531,6 +637,11 @@ static int read_walk(nnh5_dict **out, nnh5_file *f, const char *name, char sep)
 	}
 	*out = d;
 	return NNH5_OK;
+}
+
+static int read_walk(nnh5_dict **out, nnh5_file *f, const char *name, char sep)
+{
+	return nnh5__file_read_group(out, f, name, sep, load_read, NULL);
 }
 
 int nnh5_file_read_dict(nnh5_dict **out, nnh5_file *f, const char *name)

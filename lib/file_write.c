@@ -4,6 +4,7 @@
  */
 #include "file_internal.h"
 #include "h5util.h"
+#include "rawio.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,15 +86,61 @@ static hid_t file_type(nnh5_file *f, nnh5_dtype dtype)
 	return f->ftype[dtype];
 }
 
-/* Create dataset leaf in loc from t; display is the object's full name for messages. */
+/* The scalar uint64 checksum attribute of a dataset just created (so it has none yet). */
+static int put_checksum(nnh5_file *f, hid_t did, uint64_t sum)
+{
+	hid_t attr = H5Acreate2(did, NNH5__CHECKSUM_ATTR, H5T_STD_U64LE, f->scalar_space,
+				H5P_DEFAULT, H5P_DEFAULT);
+	herr_t st;
+
+	if (attr < 0)
+		return -1;
+	st = H5Awrite(attr, H5T_NATIVE_UINT64, &sum);
+	return H5Aclose(attr) < 0 || st < 0 ? -1 : 0;
+}
+
+/*
+ * Write t's elements into the new dataset did. Contiguous storage was
+ * allocated at creation: write it straight from t's memory with pwrite,
+ * hashing on the way (lib/rawio.c). Compact data (inside the object header)
+ * and files without a raw descriptor go through H5Dwrite, which also writes
+ * straight from t's memory (same file and memory type: no conversion).
+ */
+static int write_data(nnh5_file *f, hid_t did, hid_t type, const nnh5_tensor *t, uint64_t *sum,
+		      const char *display)
+{
+	haddr_t off = t->nbytes >= COMPACT_LIMIT && f->raw_fd >= 0 ? H5Dget_offset(did)
+								    : HADDR_UNDEF;
+
+	if (off != HADDR_UNDEF) {
+		int err = nnh5__raw_write(f->raw_fd, t->data, t->nbytes, (uint64_t)off, sum);
+		if (err)
+			return nnh5__error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed: %s",
+					   f->path, display, strerror(err));
+		return NNH5_OK;
+	}
+	H5Eclear2(H5E_DEFAULT);
+	if (t->nbytes && H5Dwrite(did, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
+		return nnh5__h5_error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed", f->path,
+				      display);
+	*sum = nnh5_tensor_checksum(t);
+	return NNH5_OK;
+}
+
+/*
+ * Create dataset leaf in loc from t; display is the object's full name for
+ * messages. fresh: loc is a group this call's container created, whose
+ * names are known to be unique, so the existence check is skipped.
+ */
 static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_tensor *t,
-			 const char *display)
+			 const char *display, bool fresh)
 {
 	hsize_t dims[NNH5_MAX_NDIM];
 	hid_t space, type, did;
-	int rc = NNH5_OK;
+	uint64_t sum = 0;
+	int rc;
 
-	if (H5Lexists(loc, leaf, H5P_DEFAULT) > 0)
+	if (!fresh && H5Lexists(loc, leaf, H5P_DEFAULT) > 0)
 		return nnh5__error(NNH5_ERR_EXISTS, "'%s': object '%s' already exists", f->path,
 				   display);
 	for (size_t i = 0; i < t->ndim; i++)
@@ -113,16 +160,10 @@ static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_t
 	if (did < 0)
 		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot create dataset '%s'", f->path,
 				      display);
-	/* Same file and memory type: HDF5 writes straight from t's memory. */
-	if (t->nbytes && H5Dwrite(did, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
-		rc = nnh5__h5_error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed", f->path,
-				    display);
-	if (!rc) {
-		uint64_t sum = nnh5_tensor_checksum(t);
-		if (nnh5__h5_attr_write(did, NNH5__CHECKSUM_ATTR, H5T_STD_U64LE, &sum, 0, false) < 0)
-			rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': checksum attribute",
-					    f->path, display);
-	}
+	rc = write_data(f, did, type, t, &sum, display);
+	if (!rc && put_checksum(f, did, sum) < 0)
+		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': checksum attribute",
+				    f->path, display);
 	if (!rc && t->dtype == NNH5_BFLOAT16) {
 		hid_t st = nnh5__h5_vlen_utf8();
 		const char *v = "bfloat16";
@@ -172,7 +213,7 @@ int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_tensor *t)
 	rc = nnh5__file_note_write(f, open_or_create_group(&g, f, parent));
 	if (rc)
 		LEAVE(rc);
-	rc = nnh5__file_note_write(f, write_dataset(f, g, leaf, t, name));
+	rc = nnh5__file_note_write(f, write_dataset(f, g, leaf, t, name, false));
 	H5Gclose(g);
 	LEAVE(rc);
 }
@@ -254,7 +295,7 @@ int nnh5_file_write_list(nnh5_file *f, const char *name, const nnh5_list *list)
 	for (size_t i = 0; !rc && i < nnh5_list_len(list); i++) {
 		snprintf(leaf, sizeof leaf, "%zu", i);
 		nnh5__file_display_name(disp, sizeof disp, name, leaf);
-		rc = write_dataset(f, g, leaf, nnh5_list_get(list, i), disp);
+		rc = write_dataset(f, g, leaf, nnh5_list_get(list, i), disp, true);
 	}
 	H5Gclose(g);
 	LEAVE(nnh5__file_note_write(f, rc));
@@ -289,7 +330,7 @@ int nnh5_file_write_dict(nnh5_file *f, const char *name, const nnh5_dict *d)
 	rc = write_keys_attr(f, g, d, name);
 	for (size_t i = 0; !rc && i < nnh5_dict_len(d); i++) {
 		nnh5__file_display_name(disp, sizeof disp, name, nnh5_dict_key(d, i));
-		rc = write_dataset(f, g, nnh5_dict_key(d, i), nnh5_dict_value(d, i), disp);
+		rc = write_dataset(f, g, nnh5_dict_key(d, i), nnh5_dict_value(d, i), disp, true);
 	}
 	H5Gclose(g);
 	LEAVE(nnh5__file_note_write(f, rc));
@@ -389,7 +430,7 @@ static int write_state_tensor(nnh5_file *f, struct group_stack *s, const char *n
 		s->ids[++s->depth] = g;
 		snprintf(s->names[s->depth], sizeof s->names[0], "%s", comp[i]);
 	}
-	return write_dataset(f, s->ids[s->depth], comp[ncomp - 1], t, disp);
+	return write_dataset(f, s->ids[s->depth], comp[ncomp - 1], t, disp, true);
 }
 
 int nnh5__file_write_state_dict_kind(nnh5_file *f, const char *name, const nnh5_dict *sd,

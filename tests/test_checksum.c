@@ -43,32 +43,6 @@ static uint64_t stored_sum(const char *path, const char *name)
 	return v;
 }
 
-/* Byte offset of dataset name's contiguous data in the file. */
-static long data_offset(const char *path, const char *name)
-{
-	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-	assert_true(fid >= 0);
-	hid_t did = H5Dopen2(fid, name, H5P_DEFAULT);
-	assert_true(did >= 0);
-	haddr_t off = H5Dget_offset(did);
-	assert_true(off != HADDR_UNDEF);
-	H5Dclose(did);
-	H5Fclose(fid);
-	return (long)off;
-}
-
-static void flip_byte(const char *path, long off, unsigned char mask)
-{
-	FILE *fp = fopen(path, "r+b");
-	assert_non_null(fp);
-	assert_int_equal(fseek(fp, off, SEEK_SET), 0);
-	int c = fgetc(fp);
-	assert_true(c != EOF);
-	assert_int_equal(fseek(fp, off, SEEK_SET), 0);
-	assert_true(fputc(c ^ mask, fp) != EOF);
-	assert_int_equal(fclose(fp), 0);
-}
-
 static void checksum_is_xxh3_of_the_bytes(void **state)
 {
 	nnh5_tensor *a = noise(7, 9, 1), *b = noise(7, 9, 1), *c = noise(7, 9, 2);
@@ -116,11 +90,11 @@ static void flipped_data_is_reported_not_loaded(void **state)
 	const char *path = tu_path("flip.h5");
 	(void)state;
 	ok(nnh5_save_tensor(path, t));
-	long off = data_offset(path, "/tensor");
+	long off = tu_data_offset(path, "/tensor");
 	size_t n = nnh5_tensor_nbytes(t);
 	size_t where[] = { 0, 1, n / 2, n - 1 };
 	for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
-		flip_byte(path, off + (long)where[i], 0x01);
+		tu_flip_byte(path, off + (long)where[i], 0x01);
 		fails(NNH5_ERR_CHECKSUM, nnh5_load_tensor(&back, path), "flip.h5", "'tensor'",
 		      "damaged", "checksum");
 		assert_null(back);
@@ -134,7 +108,7 @@ static void flipped_data_is_reported_not_loaded(void **state)
 		nnh5_tensor_free(back);
 		back = NULL;
 		nnh5_file_discard(f);
-		flip_byte(path, off + (long)where[i], 0x01); /* repair */
+		tu_flip_byte(path, off + (long)where[i], 0x01); /* repair */
 		ok(nnh5_load_tensor(&back, path));
 		assert_true(nnh5_tensor_bitwise_equal(t, back));
 		nnh5_tensor_free(back);
@@ -162,12 +136,12 @@ static void flipped_compact_data_is_an_error(void **state)
 			off = (long)i;
 	assert_true(off >= 0);
 	for (size_t i = 0; i < nnh5_tensor_nbytes(t); i += 5) {
-		flip_byte(path, off + (long)i, 0x80);
+		tu_flip_byte(path, off + (long)i, 0x80);
 		int rc = nnh5_load_tensor(&back, path);
 		assert_int_not_equal(rc, NNH5_OK);
 		assert_null(back);
 		assert_non_null(strstr(nnh5_error_message(), "compact.h5"));
-		flip_byte(path, off + (long)i, 0x80);
+		tu_flip_byte(path, off + (long)i, 0x80);
 	}
 	/* HDF5 leaks internally on these failures; nnh5 itself left nothing open. */
 	assert_int_equal(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);

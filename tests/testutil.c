@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,4 +121,29 @@ bool tu_private_mounts(void)
 		return false;
 	}
 	return true;
+}
+
+long tu_data_offset(const char *path, const char *name)
+{
+	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	assert_true(fid >= 0);
+	hid_t did = H5Dopen2(fid, name, H5P_DEFAULT);
+	assert_true(did >= 0);
+	haddr_t off = H5Dget_offset(did);
+	assert_true(off != HADDR_UNDEF);
+	H5Dclose(did);
+	H5Fclose(fid);
+	return (long)off;
+}
+
+void tu_flip_byte(const char *path, long off, unsigned char mask)
+{
+	FILE *fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, off, SEEK_SET), 0);
+	int c = fgetc(fp);
+	assert_true(c != EOF);
+	assert_int_equal(fseek(fp, off, SEEK_SET), 0);
+	assert_true(fputc(c ^ mask, fp) != EOF);
+	assert_int_equal(fclose(fp), 0);
 }

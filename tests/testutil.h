@@ -58,5 +58,10 @@ nnh5_tensor *tu_seq(nnh5_dtype dtype, size_t ndim, const int64_t *shape, double 
  * system does not allow it (not root, no namespaces).
  */
 bool tu_private_mounts(void);
+/* Byte offset of dataset name's contiguous data in the file (read with plain HDF5). */
+long tu_data_offset(const char *path, const char *name);
+
+/* XOR the byte at off in the file with mask. */
+void tu_flip_byte(const char *path, long off, unsigned char mask);
 
 #endif

@@ -188,7 +188,9 @@ NNH5_API int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_t
 
 /*
  * Read the dataset name into a new owning tensor. The load policy (see
- * nnh5_open_options) checks the dataset before any of its data is read.
+ * nnh5_open_options) checks the dataset before any of its data is read;
+ * contiguous data is then read straight into the tensor (nnh5/map.h maps it
+ * instead, without reading).
  * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_FORMAT (a group, a null dataspace,
  * stored size unlike the declared one, data outside the file),
  * NNH5_ERR_TYPE (a datatype nnh5 does not load: the message names it),
