@@ -82,6 +82,7 @@ static void on_crash(int sig)
 	_exit(crash_code);
 }
 
+#if !defined(__SANITIZE_ADDRESS__) /* under ASan the re-run under valgrind is skipped */
 /*
  * A crash whose first frame outside the C library is not HDF5's is often
  * HDF5's all the same: an overflow inside HDF5 wrecks the heap and glibc
@@ -114,6 +115,7 @@ static bool valgrind_blames_hdf5(int kind, const char *file)
 	pclose(p);
 	return hdf5;
 }
+#endif
 
 static void catch_crashes(void)
 {
