@@ -83,8 +83,8 @@ for t in fuzz_load fuzz_model; do
 	in_hdf5=0
 	in_nnh5=0
 	for a in "$art"/crash-* "$art"/timeout-* "$art"/oom-* "$art"/leak-*; do
+		case "$a" in *.log) continue ;; esac
 		[ -f "$a" ] || continue
-		case "$a" in *.log) continue ;; esac # this script's own reports of an earlier run
 		ASAN_OPTIONS="detect_leaks=0" timeout 60 "$dir/fuzz/$t" -timeout=10 "$a" >"$a.log" 2>&1
 		who=$(blame "$a.log")
 		case "$who" in

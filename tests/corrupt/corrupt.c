@@ -90,6 +90,7 @@ static void on_crash(int sig)
  * which stops at the first invalid access: whose code made it? Returns
  * true when that frame is HDF5's (false also when valgrind is missing).
  */
+#if !defined(__SANITIZE_ADDRESS__)
 static bool valgrind_blames_hdf5(int kind, const char *file)
 {
 	char cmd[8192], line[1024];

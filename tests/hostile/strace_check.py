@@ -16,7 +16,7 @@ import tempfile
 
 def traced(strace, argv):
     """(exit status, lines of the strace log) of argv run under strace."""
-    # LeakSanitizer cannot run under ptrace (it exits 1): leaks are checked elsewhere.
+    # LeakSanitizer cannot run under ptrace; the other tests check leaks.
     env = dict(os.environ)
     env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")
     with tempfile.NamedTemporaryFile(prefix="nnh5-strace-", suffix=".log") as log:
