@@ -82,7 +82,6 @@ static void on_crash(int sig)
 	_exit(crash_code);
 }
 
-#if !defined(__SANITIZE_ADDRESS__) /* under ASan the re-run under valgrind is skipped */
 /*
  * A crash whose first frame outside the C library is not HDF5's is often
  * HDF5's all the same: an overflow inside HDF5 wrecks the heap and glibc
