@@ -405,7 +405,7 @@ static int index_dict(nnh5_dict **out, const nnh5_checkpoint_manager *m)
 			double v;
 			if (!m->e[i].summary ||
 			    nnh5_checkpoint_metric(&v, m->e[i].summary, names[k]) != NNH5_OK) {
-				v = NAN;
+				v = (double)NAN;
 				nnh5_error_clear(); /* a missing metric is a NaN, not an error */
 			}
 			((double *)col)[i] = v;

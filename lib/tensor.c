@@ -286,7 +286,7 @@ double nnh5_tensor_get(const nnh5_tensor *t, size_t i)
 	const unsigned char *p = t->data;
 
 	if (i >= t->numel)
-		return NAN;
+		return (double)NAN;
 	p += i * nnh5_dtype_size((int)t->dtype);
 	switch (t->dtype) {
 	case NNH5_BOOL: return *p ? 1.0 : 0.0;
@@ -302,7 +302,7 @@ double nnh5_tensor_get(const nnh5_tensor *t, size_t i)
 	case NNH5_BFLOAT16: { uint16_t v; memcpy(&v, p, 2); return (double)nnh5_bfloat16_to_float(v); }
 	case NNH5_FLOAT32: { float v; memcpy(&v, p, 4); return (double)v; }
 	case NNH5_FLOAT64: { double v; memcpy(&v, p, 8); return v; }
-	default: return NAN;
+	default: return (double)NAN;
 	}
 }
 
