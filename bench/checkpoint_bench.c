@@ -16,6 +16,8 @@
 #define _DEFAULT_SOURCE /* mkdtemp */
 #include <nnh5.h>
 
+#include "bench_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,25 +27,6 @@
 #define N_TENSORS 64
 #define ROWS 2048
 #define COLS 1024
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-	qsort(v, n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 #define CHECK(call)                                                                      \
 	do {                                                                             \
@@ -80,14 +63,14 @@ static nnh5_checkpoint *make_checkpoint(int64_t step, nnh5_tensor *const *params
 /* memcpy of every tensor into dst (the floor for any staging copy), in ms. */
 static double time_memcpy(unsigned char *dst, nnh5_tensor *const *params)
 {
-	double t0 = now_ms();
+	double t0 = bench_now_ms();
 	size_t off = 0;
 
 	for (int i = 0; i < N_TENSORS; i++) {
 		memcpy(dst + off, nnh5_tensor_data(params[i]), nnh5_tensor_nbytes(params[i]));
 		off += nnh5_tensor_nbytes(params[i]);
 	}
-	return now_ms() - t0;
+	return bench_now_ms() - t0;
 }
 
 /*
@@ -107,9 +90,9 @@ static void time_saves(double *out, double *copy, int runs, const char *dir, boo
 	for (int r = -1; r < runs; r++) {
 		nnh5_checkpoint *c = make_checkpoint(r + 1, params);
 		double mc = time_memcpy(dst, params);
-		double t0 = now_ms();
+		double t0 = bench_now_ms();
 		CHECK(nnh5_checkpoint_manager_save(m, c));
-		double t1 = now_ms();
+		double t1 = bench_now_ms();
 		nnh5_checkpoint_free(c);
 		CHECK(nnh5_checkpoint_manager_wait(m));
 		if (r < 0)
@@ -162,8 +145,8 @@ int main(int argc, char **argv)
 	time_saves(t_async, t_memcpy, runs, async_dir, true, params, dst, &first_async);
 	time_saves(t_sync, t_memcpy2, runs, sync_dir, false, params, dst, &first_sync);
 
-	double mc = median(t_memcpy, (size_t)runs), as = median(t_async, (size_t)runs);
-	double sy = median(t_sync, (size_t)runs);
+	double mc = bench_median(t_memcpy, (size_t)runs), as = bench_median(t_async, (size_t)runs);
+	double sy = bench_median(t_sync, (size_t)runs);
 	double gib = (double)total / (1024.0 * 1024 * 1024);
 	printf("checkpoint of %.0f MiB (%d float32 tensors of %d x %d), medians of %d runs\n",
 	       gib * 1024, N_TENSORS, ROWS, COLS, runs);

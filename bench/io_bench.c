@@ -33,6 +33,8 @@
 #include <nnh5.h>
 #include <nnh5/map.h>
 
+#include "bench_util.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -56,30 +58,6 @@ static void die(const char *what)
 		if ((call) != NNH5_OK)   \
 			die(#call);      \
 	} while (0)
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(const double *v, size_t n)
-{
-	double *s = malloc(n * sizeof *s);
-	double m;
-	memcpy(s, v, n * sizeof *s);
-	qsort(s, n, sizeof *s, cmp_double);
-	m = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-	free(s);
-	return m;
-}
 
 /* ------------------------------------------------------------------ */
 /* Workloads                                                           */
@@ -317,9 +295,9 @@ static double run(const workload *w, method m)
 	double t0, t1;
 
 	prepare(w, m);
-	t0 = now_ms();
+	t0 = bench_now_ms();
 	perform(w, m, &bufs, &d);
-	t1 = now_ms();
+	t1 = bench_now_ms();
 	if (bufs) {
 		for (size_t i = 0; i < nnh5_dict_len(w->sd); i++)
 			free(bufs[i]);
@@ -444,7 +422,7 @@ static double run_lazy(lazy_op op, const char *big, const char *small)
 	nnh5_file *f;
 	nnh5_tensor *t;
 	nnh5_dict *d;
-	double t0 = now_ms(), t1;
+	double t0 = bench_now_ms(), t1;
 
 	switch (op) {
 	case LAZY_ONE_BIG:
@@ -452,7 +430,7 @@ static double run_lazy(lazy_op op, const char *big, const char *small)
 		CHECK(nnh5_map_open(&m, op == LAZY_ONE_BIG ? big : small, NULL));
 		CHECK(nnh5_map_tensor(&t, m, ONE_KEY));
 		touch(t);
-		t1 = now_ms();
+		t1 = bench_now_ms();
 		nnh5_tensor_free(t);
 		nnh5_map_close(m);
 		break;
@@ -460,14 +438,14 @@ static double run_lazy(lazy_op op, const char *big, const char *small)
 		CHECK(nnh5_file_open(&f, big, NNH5_READ));
 		CHECK(nnh5_file_read_tensor(&t, f, ONE_KEY));
 		touch(t);
-		t1 = now_ms();
+		t1 = bench_now_ms();
 		nnh5_tensor_free(t);
 		nnh5_file_close(f);
 		break;
 	default:
 		CHECK(nnh5_map_open(&m, big, NULL));
 		CHECK(nnh5_map_state_dict(&d, m, "/"));
-		t1 = now_ms();
+		t1 = bench_now_ms();
 		nnh5_dict_free(d);
 		nnh5_map_close(m);
 		break;
@@ -665,7 +643,7 @@ int main(int argc, char **argv)
 	double med[3][METHOD_COUNT], peak[3][METHOD_COUNT];
 	for (size_t i = 0; i < nw; i++)
 		for (int m = 0; m < METHOD_COUNT; m++) {
-			med[i][m] = median(ms[i][m], (size_t)reps);
+			med[i][m] = bench_median(ms[i][m], (size_t)reps);
 			peak[i][m] = peak_extra(&ws[i], (method)m, dir);
 			free(ms[i][m]);
 		}
@@ -696,7 +674,7 @@ int main(int argc, char **argv)
 			for (int op = 0; op < LAZY_OP_COUNT; op++)
 				all[op][r] = run_lazy((lazy_op)op, ws[i].nnh5_path, small);
 		for (int op = 0; op < LAZY_OP_COUNT; op++) {
-			lazy_med[op] = median(all[op], (size_t)n);
+			lazy_med[op] = bench_median(all[op], (size_t)n);
 			free(all[op]);
 		}
 		free(v);

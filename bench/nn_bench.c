@@ -11,6 +11,8 @@
  * Usage: nn_bench [TORCH_SCRIPT]   (bench/torch_forward.py; run by python3)
  */
 #include <nnh5.h>
+
+#include "bench_util.h"
 #include <nnh5/nn.h>
 
 #include <cblas.h>
@@ -38,25 +40,6 @@ static const config configs[] = {
 	{ "1024-4096-4096-1024", big_mlp, 4, 1024 },
 };
 #define N_CONFIGS (sizeof(configs) / sizeof(configs[0]))
-
-static double now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-	qsort(v, n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 #define CHECK(call)                                                                            \
 	do {                                                                                       \
@@ -122,19 +105,19 @@ static void run_config(const config *c, double *nn_us, double *bare_us)
 	}
 	size_t cap = 2000, n = 0;
 	double *a = malloc(cap * sizeof(double)), *b = malloc(cap * sizeof(double));
-	double start = now_us();
-	while (n < cap && (n < 7 || now_us() - start < 1.5e6)) {
-		double t0 = now_us();
+	double start = (1e3 * bench_now_ms());
+	while (n < cap && (n < 7 || (1e3 * bench_now_ms()) - start < 1.5e6)) {
+		double t0 = (1e3 * bench_now_ms());
 		CHECK(nnh5_model_forward_into(m, x, y));
-		double t1 = now_us();
+		double t1 = (1e3 * bench_now_ms());
 		bare(bufs, w, c);
-		double t2 = now_us();
+		double t2 = (1e3 * bench_now_ms());
 		a[n] = t1 - t0;
 		b[n] = t2 - t1;
 		n++;
 	}
-	*nn_us = median(a, n);
-	*bare_us = median(b, n);
+	*nn_us = bench_median(a, n);
+	*bare_us = bench_median(b, n);
 	free(a);
 	free(b);
 	for (size_t l = 0; l + 1 < c->n_widths; l++)
