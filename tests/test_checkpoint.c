@@ -1,6 +1,6 @@
 /*
- * tests/test_checkpoint.c - checkpoints (lib/checkpoint.c) and the folder
- * manager (lib/checkpoint_manager.c): contents round trip, retention
+ * tests/test_checkpoint.c - checkpoints (lib/checkpoint/checkpoint.c) and the folder
+ * manager (lib/checkpoint/checkpoint_manager.c): contents round trip, retention
  * policies over many saves, the index, latest() skipping damaged files,
  * leftovers, the folder lock, full disks, and asynchronous saves.
  * (Killing a training process and resuming is in tests/crash/.)
@@ -8,7 +8,8 @@
 #define _DEFAULT_SOURCE /* DT_REG, nanosleep */
 #include "testutil.h"
 
-#include "checkpoint_internal.h"
+#include "checkpoint/checkpoint_internal.h"
+#include "nnh5.h"
 
 #include <dirent.h>
 #include <hdf5.h>

@@ -1,6 +1,6 @@
 /*
  * tests/test_checksum.c - the checksum stored with every tensor
- * (lib/checksum.c, doc/FORMAT.md "Checksums"): what it hashes, that every
+ * (lib/core/checksum.c, doc/FORMAT.md "Checksums"): what it hashes, that every
  * dataset nnh5 writes carries it, that damaged data is refused instead of
  * loaded, and what the open options change.
  */

@@ -9,7 +9,8 @@
  * against torch byte for byte. The script sends the raw element bytes
  * rather than a formula so that both sides see exactly the same values.
  */
-#include "internal.h"
+#include "core/internal.h"
+#include "nnh5.h"
 
 #include <math.h>
 #include <stdarg.h>

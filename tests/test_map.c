@@ -1,6 +1,6 @@
 /*
- * tests/test_map.c - lazy, zero-copy loading (nnh5/map.h, lib/map.c) and the
- * fast data paths of plain saves and loads (lib/rawio.c): mapped tensors are
+ * tests/test_map.c - lazy, zero-copy loading (nnh5/map.h, lib/file/map.c) and the
+ * fast data paths of plain saves and loads (lib/store/rawio.c): mapped tensors are
  * bitwise equal to read ones and really are views of the file; what cannot
  * be mapped is copied or refused as asked; offsets past the end of the file
  * are refused by maps and reads alike; checksums are checked on request;

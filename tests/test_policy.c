@@ -1,5 +1,5 @@
 /*
- * tests/test_policy.c - the load policy's options (lib/policy.c): every
+ * tests/test_policy.c - the load policy's options (lib/store/policy.c): every
  * refusal can be lifted only by its own option, limits can be raised,
  * re-reading a dataset does not count twice, HDF5's plugin loading state is
  * restored, and files open from memory as from disk (tests/hostile/ holds

@@ -1,5 +1,5 @@
 /*
- * tests/test_untrusted.c - nnh5_untrusted_check() (lib/untrusted.c): a good
+ * tests/test_untrusted.c - nnh5_untrusted_check() (lib/inspect/untrusted.c): a good
  * file passes with one entry per check; a crash, a hang or an exhausted
  * memory limit in the child becomes an error in the caller, who carries on
  * with its file descriptors and signal state as they were.

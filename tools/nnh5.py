@@ -362,7 +362,7 @@ def _check_attrs(attrs, where):
 class _AtomicPath:
     """A temporary file beside `path`, renamed over it on commit(), removed on abort().
 
-    The protocol of the C library (lib/atomic.c): the temporary file is
+    The protocol of the C library (lib/store/atomic.c): the temporary file is
     created next to the target with the usual permissions; commit() fsyncs
     it, renames it over the target and fsyncs the folder (durable=True).
     """
@@ -500,7 +500,7 @@ class _Writer:
             # After a failed write HDF5 1.10 still holds dirty metadata that it flushes on
             # close; when that flush fails too (a full disk), closing crashes. The temporary
             # file is discarded anyway, so its descriptor is pointed at an anonymous memory
-            # file first (as lib/file.c does): the last flush goes nowhere.
+            # file first (as lib/file/file.c does): the last flush goes nowhere.
             try:
                 handle = self.file.id.get_vfd_handle()
                 fd = os.memfd_create("nnh5-abandoned", os.MFD_CLOEXEC)

@@ -15,7 +15,9 @@
 #pragma GCC optimize("O3")
 #endif
 
-#include "nn_internal.h"
+#include "nn/nn_internal.h"
+#include "nnh5/file.h"
+#include "nnh5/nn.h"
 
 #include <cblas.h>
 #include <limits.h>

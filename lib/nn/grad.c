@@ -9,7 +9,10 @@
  * (threshold_backward, sigmoid_backward, tanh_backward, GeluBackward), in
  * the model's dtype.
  */
-#include "nn_internal.h"
+#include "nn/nn_internal.h"
+#include "nnh5/rng.h"
+#include "nnh5/file.h"
+#include "nnh5/nn.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -5,7 +5,11 @@
  * float32 and float64 to the model's dtype. A strict failure lists every
  * missing key, unexpected key and shape mismatch in one message.
  */
-#include "nn_internal.h"
+#include "nn/nn_internal.h"
+#include "nnh5/dict.h"
+#include "nnh5/file.h"
+#include "nnh5/save.h"
+#include "nnh5/nn.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -5,7 +5,8 @@
  * both with mean reduction as torch.nn's defaults. Sums are taken in
  * double; the gradient comes back in the input's dtype.
  */
-#include "nn_internal.h"
+#include "nn/nn_internal.h"
+#include "nnh5/train.h"
 
 #include <math.h>
 #include <string.h>

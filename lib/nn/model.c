@@ -3,7 +3,11 @@
  * as PyTorch does, printing it as PyTorch prints it, and its state dict (and
  * gradients) as views.
  */
-#include "nn_internal.h"
+#include "nn/nn_internal.h"
+#include "nnh5/dict.h"
+#include "nnh5/rng.h"
+#include "nnh5/file.h"
+#include "nnh5/nn.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -5,8 +5,12 @@
  * the optional probe under nnh5_probe/, rebuilding a model from all that,
  * and verifying the probe. doc/FORMAT.md, "Models", is the layout.
  */
-#include "nn_internal.h"
-#include "../file_internal.h"
+#include "nn/nn_internal.h"
+#include "file/file_internal.h"
+#include "nnh5/dict.h"
+#include "nnh5/file.h"
+#include "nnh5/save.h"
+#include "nnh5/nn.h"
 
 #include <math.h>
 #include <string.h>

@@ -6,8 +6,12 @@
 #ifndef NNH5_NN_INTERNAL_H
 #define NNH5_NN_INTERNAL_H
 
-#include "../internal.h"
+#include "core/internal.h"
 #include "nnh5/nn.h"
+#include "nnh5/train.h"
+#include "nnh5/dict.h"
+#include "nnh5/rng.h"
+#include "nnh5/file.h"
 
 typedef struct nnh5__layer {
 	nnh5_layer_type type;

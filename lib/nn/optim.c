@@ -5,8 +5,11 @@
  * back strictly (every key, dtype and shape checked before anything
  * changes) so that a resumed run continues bit for bit.
  */
-#include "nn_internal.h"
+#include "nn/nn_internal.h"
 #include "nnh5/train.h"
+#include "nnh5/dict.h"
+#include "nnh5/file.h"
+#include "nnh5/nn.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -20,8 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "nn_internal.h"
-#include "file_internal.h"
+#include "nn/nn_internal.h"
+#include "file/file_internal.h"
+#include "nnh5.h"
 
 /* Every allocation the library makes goes through here, so a test can count them. */
 static size_t n_allocs;

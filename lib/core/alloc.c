@@ -1,0 +1,65 @@
+/*
+ * lib/core/alloc.c - the library's allocator, replaceable with nnh5_set_allocator()
+ * (for applications with their own heaps, and for tests that fail the Nth
+ * allocation to prove every error path frees what it took).
+ */
+#include "core/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static nnh5_malloc_fn alloc_malloc = malloc;
+static nnh5_realloc_fn alloc_realloc = realloc;
+static nnh5_free_fn alloc_free = free;
+
+void nnh5_set_allocator(nnh5_malloc_fn m, nnh5_realloc_fn r, nnh5_free_fn f)
+{
+	alloc_malloc = m ? m : malloc;
+	alloc_realloc = r ? r : realloc;
+	alloc_free = f ? f : free;
+}
+
+void *nnh5__malloc(size_t size)
+{
+	/* malloc(0) may return NULL; callers treat NULL as failure. */
+	return alloc_malloc(size ? size : 1);
+}
+
+void *nnh5__calloc(size_t n, size_t size)
+{
+	size_t total;
+	void *p;
+
+	if (!nnh5__mul_size(n, size, &total))
+		return NULL;
+	p = nnh5__malloc(total);
+	if (p)
+		memset(p, 0, total ? total : 1);
+	return p;
+}
+
+void *nnh5__realloc(void *ptr, size_t size)
+{
+	return alloc_realloc(ptr, size ? size : 1);
+}
+
+void nnh5__free(void *ptr)
+{
+	if (ptr)
+		alloc_free(ptr);
+}
+
+void nnh5_free(void *ptr)
+{
+	nnh5__free(ptr);
+}
+
+char *nnh5__strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = nnh5__malloc(n);
+
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}

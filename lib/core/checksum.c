@@ -1,0 +1,47 @@
+/*
+ * lib/core/checksum.c - the checksum nnh5 stores with every tensor it writes
+ * (doc/FORMAT.md, "Checksums"): XXH3-64 (seed 0, from libxxhash) of the
+ * tensor's bytes in their stored order, which is little-endian.
+ */
+#include "core/internal.h"
+
+#include <string.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
+
+static bool host_is_little_endian(void)
+{
+	const uint16_t one = 1;
+	unsigned char b;
+
+	memcpy(&b, &one, 1);
+	return b == 1;
+}
+
+uint64_t nnh5__checksum(const void *data, size_t nbytes, size_t elsize)
+{
+	if (elsize <= 1 || host_is_little_endian())
+		return XXH3_64bits(data, nbytes);
+	/* Big-endian host: hash the little-endian encoding, a block at a time. */
+	unsigned char block[4096];
+	const unsigned char *p = data;
+	XXH3_state_t state;
+	size_t per = sizeof block / elsize * elsize;
+
+	XXH3_64bits_reset(&state);
+	for (size_t off = 0; off < nbytes; off += per) {
+		size_t n = nbytes - off < per ? nbytes - off : per;
+		for (size_t i = 0; i < n; i += elsize)
+			for (size_t j = 0; j < elsize; j++)
+				block[i + j] = p[off + i + elsize - 1 - j];
+		XXH3_64bits_update(&state, block, n);
+	}
+	return XXH3_64bits_digest(&state);
+}
+
+uint64_t nnh5_tensor_checksum(const nnh5_tensor *t)
+{
+	if (!t)
+		return 0;
+	return nnh5__checksum(t->data, t->nbytes, nnh5_dtype_size(t->dtype));
+}

@@ -1,0 +1,179 @@
+/*
+ * lib/core/dict.c - an insertion-ordered dict of name -> owned tensor.
+ *
+ * Entries live in an array in insertion order; an open-addressing hash table
+ * of indices (xxh64 of the key) makes lookups O(1), so loading a state dict
+ * of many thousands of keys stays linear.
+ */
+#include "core/internal.h"
+#include "nnh5/dict.h"
+
+#include <string.h>
+#include <xxhash.h>
+
+struct entry {
+	char *key;
+	nnh5_tensor *value;
+	uint64_t hash;
+};
+
+struct nnh5_dict {
+	struct entry *entries;
+	size_t len;
+	size_t cap;
+	size_t *slots; /* index + 1 into entries; 0 = empty */
+	size_t nslots; /* power of two, > 2 * len */
+};
+
+int nnh5_dict_new(nnh5_dict **out)
+{
+	*out = nnh5__calloc(1, sizeof **out);
+	return *out ? NNH5_OK : nnh5__nomem();
+}
+
+void nnh5_dict_free(nnh5_dict *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->len; i++) {
+		nnh5__free(d->entries[i].key);
+		nnh5_tensor_free(d->entries[i].value);
+	}
+	nnh5__free(d->entries);
+	nnh5__free(d->slots);
+	nnh5__free(d);
+}
+
+static uint64_t key_hash(const char *key)
+{
+	return XXH64(key, strlen(key), 0);
+}
+
+/* The slot holding key, or the empty slot where it would go. */
+static size_t find_slot(const nnh5_dict *d, const char *key, uint64_t h)
+{
+	size_t mask = d->nslots - 1;
+	size_t s = (size_t)h & mask;
+
+	for (;;) {
+		size_t idx = d->slots[s];
+		if (idx == 0)
+			return s;
+		const struct entry *e = &d->entries[idx - 1];
+		if (e->hash == h && strcmp(e->key, key) == 0)
+			return s;
+		s = (s + 1) & mask;
+	}
+}
+
+static int rebuild_slots(nnh5_dict *d, size_t nslots)
+{
+	size_t *slots = nnh5__calloc(nslots, sizeof *slots);
+
+	if (!slots)
+		return nnh5__nomem();
+	nnh5__free(d->slots);
+	d->slots = slots;
+	d->nslots = nslots;
+	for (size_t i = 0; i < d->len; i++)
+		d->slots[find_slot(d, d->entries[i].key, d->entries[i].hash)] = i + 1;
+	return NNH5_OK;
+}
+
+static long lookup(const nnh5_dict *d, const char *key)
+{
+	if (!d->nslots)
+		return -1;
+	size_t idx = d->slots[find_slot(d, key, key_hash(key))];
+	return idx ? (long)(idx - 1) : -1;
+}
+
+int nnh5_dict_set(nnh5_dict *d, const char *key, nnh5_tensor *t)
+{
+	long at;
+	char *k;
+
+	if (!key)
+		return nnh5__error(NNH5_ERR_INVALID, "dict key is NULL");
+	at = lookup(d, key);
+	if (at >= 0) {
+		if (d->entries[at].value != t)
+			nnh5_tensor_free(d->entries[at].value);
+		d->entries[at].value = t;
+		return NNH5_OK;
+	}
+	/* Grow everything first so that a failure leaves the dict unchanged. */
+	if (d->len == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 8, bytes;
+		struct entry *e;
+		if (!nnh5__mul_size(cap, sizeof *e, &bytes))
+			return nnh5__nomem();
+		e = nnh5__realloc(d->entries, bytes);
+		if (!e)
+			return nnh5__nomem();
+		d->entries = e;
+		d->cap = cap;
+	}
+	if (2 * (d->len + 1) >= d->nslots) {
+		int rc = rebuild_slots(d, d->nslots ? d->nslots * 2 : 16);
+		if (rc)
+			return rc;
+	}
+	k = nnh5__strdup(key);
+	if (!k)
+		return nnh5__nomem();
+	uint64_t h = key_hash(key);
+	d->entries[d->len] = (struct entry){ k, t, h };
+	d->slots[find_slot(d, key, h)] = d->len + 1;
+	d->len++;
+	return NNH5_OK;
+}
+
+int nnh5_dict_take(nnh5_tensor **out, nnh5_dict *d, const char *key)
+{
+	long at = key ? lookup(d, key) : -1;
+
+	*out = NULL;
+	if (at < 0)
+		return nnh5__error(NNH5_ERR_NOT_FOUND, "key '%s' not found", key ? key : "(null)");
+	*out = d->entries[at].value;
+	nnh5__free(d->entries[at].key);
+	memmove(&d->entries[at], &d->entries[at + 1],
+		(d->len - (size_t)at - 1) * sizeof d->entries[0]);
+	d->len--;
+	/* Indices after 'at' shifted: re-index (no allocation needed, same size). */
+	memset(d->slots, 0, d->nslots * sizeof d->slots[0]);
+	for (size_t i = 0; i < d->len; i++)
+		d->slots[find_slot(d, d->entries[i].key, d->entries[i].hash)] = i + 1;
+	return NNH5_OK;
+}
+
+int nnh5_dict_remove(nnh5_dict *d, const char *key)
+{
+	nnh5_tensor *t;
+	int rc = nnh5_dict_take(&t, d, key);
+
+	nnh5_tensor_free(t);
+	return rc;
+}
+
+size_t nnh5_dict_len(const nnh5_dict *d)
+{
+	return d->len;
+}
+
+nnh5_tensor *nnh5_dict_get(const nnh5_dict *d, const char *key)
+{
+	long at = key ? lookup(d, key) : -1;
+	return at >= 0 ? d->entries[at].value : NULL;
+}
+
+const char *nnh5_dict_key(const nnh5_dict *d, size_t i)
+{
+	return i < d->len ? d->entries[i].key : NULL;
+}
+
+nnh5_tensor *nnh5_dict_value(const nnh5_dict *d, size_t i)
+{
+	return i < d->len ? d->entries[i].value : NULL;
+}

@@ -1,0 +1,96 @@
+/*
+ * lib/core/internal.h - what the library's modules share and callers never see:
+ * the tensor struct, error reporting, the allocator and checked arithmetic.
+ */
+#ifndef NNH5_INTERNAL_H
+#define NNH5_INTERNAL_H
+
+/* Only the public headers every layer needs; a file includes the rest itself. */
+#include "nnh5/common.h"
+#include "nnh5/dtype.h"
+#include "nnh5/tensor.h"
+
+#include <stdarg.h>
+
+#if defined(__GNUC__)
+#define NNH5_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define NNH5_PRINTF(a, b)
+#endif
+
+struct nnh5_tensor {
+	nnh5_dtype dtype;
+	size_t ndim;
+	int64_t shape[NNH5_MAX_NDIM];
+	size_t numel;
+	size_t nbytes;
+	void *data;    /* NULL only when nbytes == 0 */
+	bool owns;     /* data was allocated with nnh5__malloc and is freed with the tensor */
+	bool readonly; /* a const view */
+};
+
+/* Allocation through the allocator chosen with nnh5_set_allocator(). */
+void *nnh5__malloc(size_t size);
+void *nnh5__calloc(size_t n, size_t size);
+void *nnh5__realloc(void *ptr, size_t size);
+void nnh5__free(void *ptr);
+char *nnh5__strdup(const char *s);
+
+/*
+ * Record a failure for the calling thread and return status, so that
+ * callers write: return nnh5__error(NNH5_ERR_INVALID, "...", ...);
+ */
+int nnh5__error(int status, const char *fmt, ...) NNH5_PRINTF(2, 3);
+int nnh5__verror(int status, const char *fmt, va_list ap) NNH5_PRINTF(2, 0);
+/* Record out of memory without allocating; returns NNH5_ERR_NOMEM. */
+int nnh5__nomem(void);
+/*
+ * Prefix the calling thread's current message with "context: " (used to say
+ * which file or key a lower-level failure belongs to). Returns status.
+ */
+int nnh5__error_wrap(int status, const char *fmt, ...) NNH5_PRINTF(2, 3);
+
+/* a * b into *out; false (and *out untouched) on overflow. */
+static inline bool nnh5__mul_size(size_t a, size_t b, size_t *out)
+{
+	size_t r;
+	if (__builtin_mul_overflow(a, b, &r))
+		return false;
+	*out = r;
+	return true;
+}
+
+/*
+ * Validate dtype/ndim/shape and compute numel and nbytes with overflow
+ * checks. On failure records the error and returns its status.
+ */
+int nnh5__shape_size(nnh5_dtype dtype, size_t ndim, const int64_t *shape, size_t *numel,
+		     size_t *nbytes);
+
+/* Format "(2, 3)" / "()" into buf of size n; returns buf. */
+const char *nnh5__shape_str(char *buf, size_t n, size_t ndim, const int64_t *shape);
+
+/* A growable string (lib/core/strbuf.c); zero-initialise, free p with nnh5__free. */
+typedef struct nnh5__strbuf {
+	char *p;      /* NUL-terminated once anything was added; NULL before */
+	size_t len;
+	size_t cap;
+	bool oom;     /* an allocation failed: the content is incomplete */
+} nnh5__strbuf;
+
+bool nnh5__strbuf_reserve(nnh5__strbuf *sb, size_t extra);
+void nnh5__strbuf_putn(nnh5__strbuf *sb, const char *s, size_t n);
+void nnh5__strbuf_puts(nnh5__strbuf *sb, const char *s);
+void nnh5__strbuf_printf(nnh5__strbuf *sb, const char *fmt, ...) NNH5_PRINTF(2, 3);
+
+/* A tensor struct without data yet (shape validated); data set by the caller. */
+int nnh5__tensor_alloc_header(nnh5_tensor **out, nnh5_dtype dtype, size_t ndim,
+			      const int64_t *shape);
+
+/*
+ * XXH3-64 (seed 0) of nbytes of elements of elsize bytes, taken in their
+ * little-endian encoding whatever the host (lib/core/checksum.c).
+ */
+uint64_t nnh5__checksum(const void *data, size_t nbytes, size_t elsize);
+
+#endif /* NNH5_INTERNAL_H */

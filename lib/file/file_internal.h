@@ -1,0 +1,202 @@
+/*
+ * lib/file/file_internal.h - what other library modules (models, checkpoints,
+ * tools) may use of an open file beyond the public API: attributes with
+ * reserved "nnh5_" names, string-array attributes, plain groups, and state
+ * dicts stored under another kind.
+ */
+#ifndef NNH5_FILE_INTERNAL_H
+#define NNH5_FILE_INTERNAL_H
+
+#include "core/internal.h"
+#include "nnh5/dict.h"
+#include "nnh5/file.h"
+
+#include <hdf5.h>
+
+/* The HDF5 file id (borrowed; valid until the file is closed). */
+hid_t nnh5__file_hid(nnh5_file *f);
+
+/* true if f was opened with NNH5_CREATE and is still writable. */
+bool nnh5__file_writable(const nnh5_file *f);
+
+/* Create the group name (and missing parents), tracking creation order. */
+int nnh5__file_create_group(nnh5_file *f, const char *name);
+
+/*
+ * Write sd as a state dict at name with nnh5_kind = kind ("state_dict",
+ * "model", "checkpoint"): the layout of nnh5_file_write_state_dict().
+ */
+int nnh5__file_write_state_dict_kind(nnh5_file *f, const char *name, const nnh5_dict *sd,
+				     const char *kind);
+
+/* Attribute setters without the reserved-name check (for "nnh5_" names). */
+int nnh5__file_set_attr_string(nnh5_file *f, const char *obj, const char *name,
+			       const char *value);
+int nnh5__file_set_attr_int(nnh5_file *f, const char *obj, const char *name, int64_t value);
+int nnh5__file_set_attr_float(nnh5_file *f, const char *obj, const char *name, double value);
+
+/* A 1-d attribute of n variable-length UTF-8 strings. */
+int nnh5__file_set_attr_strings(nnh5_file *f, const char *obj, const char *name,
+				const char *const *values, size_t n);
+/*
+ * Read a 1-d (or scalar) string attribute into a new array of n new strings;
+ * free with nnh5__strings_free(*out, *n).
+ */
+int nnh5__file_get_attr_strings(char ***out, size_t *n, nnh5_file *f, const char *obj,
+				const char *name);
+void nnh5__strings_free(char **strings, size_t n);
+
+/* true if the object at obj has an attribute called name. */
+bool nnh5__file_has_attr(nnh5_file *f, const char *obj, const char *name);
+
+/* ------------------------------------------------------------------ */
+/* Shared by file.c, file_attr.c, file_write.c and file_read.c only.   */
+
+#include "store/atomic.h"
+#include "store/h5util.h"
+#include "store/policy.h"
+
+#define FORMAT_VERSION 1
+/* Datasets smaller than this go in the object header (compact layout). */
+#define COMPACT_LIMIT 4096
+/* Large datasets start on this boundary so they can be mapped from disk. */
+#define ALIGNMENT 4096
+/* The most memory HDF5's metadata cache may take per open file. */
+#define METADATA_CACHE ((size_t)2 << 20)
+/* Groups keep up to this many links in their object header (compact storage). */
+#define LINKS_COMPACT 32
+/* Deepest group nesting a writer creates (readers: the policy's max_depth). */
+#define MAX_DEPTH 64
+
+struct nnh5_file {
+	hid_t fid;
+	char *path;
+	nnh5_mode mode;
+	nnh5__atomic atomic;
+	hid_t gcpl;         /* groups: creation order tracked and indexed */
+	hid_t dcpl_compact; /* datasets below COMPACT_LIMIT */
+	hid_t dcpl_contig;  /* the others: contiguous, no fill */
+	hid_t ftype[NNH5_DTYPE_COUNT];
+	/*
+	 * A write failed part-way: the file may hold a half-written object, so
+	 * it must never be committed, even if later calls succeed.
+	 */
+	bool failed;
+	/* Reading: check stored checksums; refuse tensors without one. */
+	bool verify_checksums;
+	bool require_checksums;
+	/* Reading: the load policy's limits and what this handle has read. */
+	nnh5__policy policy;
+	/*
+	 * Fast data transfer (lib/store/rawio.c): HDF5's own descriptor of the file
+	 * (sec2 driver), through which contiguous data is written and read
+	 * with pwrite/pread straight from and into tensors; -1 if unavailable.
+	 */
+	int raw_fd;
+	hid_t scalar_space; /* for the checksum attribute of every dataset written */
+};
+
+/* The dataset attribute holding nnh5_tensor_checksum() of its data. */
+#define NNH5__CHECKSUM_ATTR "nnh5_xxh3"
+
+#define ENTER nnh5__h5quiet quiet_; nnh5__h5_quiet_begin(&quiet_)
+#define LEAVE(rc) do { int rc_ = (rc); nnh5__h5_quiet_end(&quiet_); return rc_; } while (0)
+
+
+/* "" or "/": the root group. */
+bool nnh5__file_is_root(const char *name);
+/* Object paths: optional leading '/', components neither empty, "." nor "..". */
+int nnh5__file_check_path(const nnh5_file *f, const char *name);
+/* NNH5_ERR_INVALID unless f is open for writing; what names the refused action. */
+int nnh5__file_check_writable(const nnh5_file *f, const char *what);
+/*
+ * Pass rc through, remembering a failure that may have left partial data in
+ * a file being written (refusals before anything was written do not count).
+ */
+int nnh5__file_note_write(nnh5_file *f, int rc);
+/* Does every component of name exist? Reports the first that does not. */
+int nnh5__file_check_exists(nnh5_file *f, const char *name);
+/* The HDF5 object type at name (which must exist). */
+int nnh5__file_object_type(H5O_type_t *out, nnh5_file *f, hid_t loc, const char *name);
+/* "group/rel" (or "/rel" under the root), for messages. */
+void nnh5__file_display_name(char *buf, size_t n, const char *group, const char *rel);
+/* The nnh5_kind value of a kind name, or -1. */
+int nnh5__kind_from_name(const char *s);
+
+/* ------------------------------------------------------------------ */
+/* Reading datasets: file_read.c, shared with map.c                    */
+
+/* An open dataset nnh5 can load, described once (nnh5__dataset_init). */
+typedef struct nnh5__dataset {
+	hid_t id;        /* borrowed: the caller opened it and closes it */
+	nnh5_dtype dtype;
+	hid_t mtype;     /* the memory type H5Dread converts to (owned) */
+	size_t ndim;
+	int64_t shape[NNH5_MAX_NDIM];
+	size_t nbytes;   /* the tensor's bytes in memory */
+	/* The stored bytes are the tensor's bytes (same type, same order): no conversion. */
+	bool raw;
+	/* File offset of contiguous data; UINT64_MAX when the data is not one
+	 * allocated block in this file (compact, chunked, external, never written). */
+	uint64_t offset;
+} nnh5__dataset;
+
+/*
+ * Check the dataset did against the load policy (the same check every read
+ * makes before touching data), then describe it: dtype, shape, layout.
+ * On success free with nnh5__dataset_release(). Errors: those of
+ * nnh5_file_read_tensor().
+ */
+int nnh5__dataset_init(nnh5__dataset *ds, nnh5_file *f, hid_t did, const char *display);
+void nnh5__dataset_release(nnh5__dataset *ds);
+
+/* Read ds into a new owning tensor, verifying its checksum as f's options say. */
+int nnh5__dataset_read(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const char *display);
+
+/* The stored checksum of did: 1 and *sum when present, 0 when absent, < 0 error. */
+int nnh5__dataset_stored_checksum(uint64_t *sum, nnh5_file *f, hid_t did, const char *display);
+/* As nnh5__dataset_stored_checksum(), refusing its absence when f requires checksums. */
+int nnh5__dataset_expected_checksum(uint64_t *sum, nnh5_file *f, hid_t did, const char *display);
+
+/*
+ * NNH5_ERR_FORMAT unless ds's contiguous data lies inside the file as it is
+ * now and below limit (a mapping's length; UINT64_MAX for none).
+ */
+int nnh5__dataset_check_bounds(nnh5_file *f, const nnh5__dataset *ds, uint64_t limit,
+			       const char *display);
+
+/* Open the dataset at name (a path from the root) after checking it exists and is one. */
+int nnh5__file_open_dataset(hid_t *out, nnh5_file *f, const char *name);
+
+/*
+ * Load one dataset found by a group walk. did is open (the walk closes it);
+ * display is its full name for messages.
+ */
+typedef int (*nnh5__load_fn)(nnh5_tensor **out, nnh5_file *f, hid_t did, const char *display,
+			     void *ctx);
+
+/*
+ * Every dataset below the group name, loaded with load, keys joined with
+ * sep ('/' for dicts, '.' for state dicts), in stored order: what
+ * nnh5_file_read_dict() and nnh5_file_read_state_dict() return.
+ */
+int nnh5__file_read_group(nnh5_dict **out, nnh5_file *f, const char *name, char sep,
+			  nnh5__load_fn load, void *ctx);
+
+/* The file's size in bytes now (bounds checks for raw reads and maps). */
+int nnh5__file_size(uint64_t *out, nnh5_file *f);
+
+/* Set attribute name on obj (scalar, or 1-d of n values when array). */
+int nnh5__file_attr_set(nnh5_file *f, const char *obj, const char *name, hid_t type,
+			const void *buf, size_t n, bool array);
+/* Set a scalar UTF-8 string attribute (value checked for UTF-8). */
+int nnh5__file_attr_put_string(nnh5_file *f, const char *obj, const char *name,
+			       const char *value);
+/* Read a numeric attribute as int64 (want_int) or double. */
+int nnh5__file_attr_get_number(void *out, bool want_int, nnh5_file *f, const char *obj,
+			       const char *name);
+/* Read a string attribute; with want_scalar, it must hold exactly one string. */
+int nnh5__file_attr_get_strings(char ***out, size_t *n, nnh5_file *f, const char *obj,
+				const char *name, bool want_scalar);
+
+#endif /* NNH5_FILE_INTERNAL_H */

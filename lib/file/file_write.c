@@ -1,0 +1,469 @@
+/*
+ * lib/file/file_write.c - write tensors, lists, dicts and state dicts into a file
+ * opened with NNH5_CREATE, in the layout doc/FORMAT.md describes.
+ */
+#include "file/file_internal.h"
+#include "store/h5util.h"
+#include "store/rawio.h"
+#include "nnh5/list.h"
+#include "nnh5/dict.h"
+#include "nnh5/file.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* Writing                                                             */
+
+static hid_t create_group(nnh5_file *f, hid_t loc, const char *name)
+{
+	return H5Gcreate2(loc, name, H5P_DEFAULT, f->gcpl, H5P_DEFAULT);
+}
+
+/* Open (creating when missing) the group at path; path "" or "/" is the root. */
+static int open_or_create_group(hid_t *out, nnh5_file *f, const char *path)
+{
+	char buf[4096];
+	hid_t cur, next;
+	size_t n = strlen(path);
+
+	*out = -1;
+	if (n >= sizeof buf)
+		return nnh5__error(NNH5_ERR_INVALID, "'%s': object name too long", f->path);
+	memcpy(buf, path, n + 1);
+	cur = H5Gopen2(f->fid, "/", H5P_DEFAULT);
+	if (cur < 0)
+		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot open the root group", f->path);
+	for (char *p = buf + (buf[0] == '/'); *p;) {
+		char *end = strchr(p, '/');
+		if (end)
+			*end = '\0';
+		htri_t e = H5Lexists(cur, p, H5P_DEFAULT);
+		if (e > 0) {
+			H5O_info_t info;
+			if (H5Oget_info_by_name2(cur, p, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0 ||
+			    info.type != H5O_TYPE_GROUP) {
+				H5Gclose(cur);
+				return nnh5__error(NNH5_ERR_EXISTS,
+						   "'%s': '%s' in '%s' exists and is not a group",
+						   f->path, p, path);
+			}
+			next = H5Gopen2(cur, p, H5P_DEFAULT);
+		} else {
+			next = create_group(f, cur, p);
+		}
+		H5Gclose(cur);
+		if (next < 0)
+			return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot create group '%s'",
+					      f->path, path);
+		cur = next;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	*out = cur;
+	return NNH5_OK;
+}
+
+int nnh5__file_create_group(nnh5_file *f, const char *name)
+{
+	hid_t g;
+	int rc;
+
+	ENTER;
+	rc = nnh5__file_check_writable(f, "create a group");
+	if (!rc)
+		rc = nnh5__file_check_path(f, name);
+	if (!rc)
+		rc = nnh5__file_note_write(f, open_or_create_group(&g, f, name));
+	if (!rc)
+		H5Gclose(g);
+	LEAVE(rc);
+}
+
+static hid_t file_type(nnh5_file *f, nnh5_dtype dtype)
+{
+	if (f->ftype[dtype] <= 0)
+		f->ftype[dtype] = nnh5__h5_file_type(dtype);
+	return f->ftype[dtype];
+}
+
+/* The scalar uint64 checksum attribute of a dataset just created (so it has none yet). */
+static int put_checksum(nnh5_file *f, hid_t did, uint64_t sum)
+{
+	hid_t attr = H5Acreate2(did, NNH5__CHECKSUM_ATTR, H5T_STD_U64LE, f->scalar_space,
+				H5P_DEFAULT, H5P_DEFAULT);
+	herr_t st;
+
+	if (attr < 0)
+		return -1;
+	st = H5Awrite(attr, H5T_NATIVE_UINT64, &sum);
+	return H5Aclose(attr) < 0 || st < 0 ? -1 : 0;
+}
+
+/*
+ * Write t's elements into the new dataset did. Contiguous storage was
+ * allocated at creation: write it straight from t's memory with pwrite,
+ * hashing on the way (lib/store/rawio.c). Compact data (inside the object header)
+ * and files without a raw descriptor go through H5Dwrite, which also writes
+ * straight from t's memory (same file and memory type: no conversion).
+ */
+static int write_data(nnh5_file *f, hid_t did, hid_t type, const nnh5_tensor *t, uint64_t *sum,
+		      const char *display)
+{
+	haddr_t off = t->nbytes >= COMPACT_LIMIT && f->raw_fd >= 0 ? H5Dget_offset(did)
+								    : HADDR_UNDEF;
+
+	if (off != HADDR_UNDEF) {
+		int err = nnh5__raw_write(f->raw_fd, t->data, t->nbytes, (uint64_t)off, sum);
+		if (err)
+			return nnh5__error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed: %s",
+					   f->path, display, strerror(err));
+		return NNH5_OK;
+	}
+	H5Eclear2(H5E_DEFAULT);
+	if (t->nbytes && H5Dwrite(did, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
+		return nnh5__h5_error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed", f->path,
+				      display);
+	*sum = nnh5_tensor_checksum(t);
+	return NNH5_OK;
+}
+
+/*
+ * Create dataset leaf in loc from t; display is the object's full name for
+ * messages. fresh: loc is a group this call's container created, whose
+ * names are known to be unique, so the existence check is skipped.
+ */
+static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_tensor *t,
+			 const char *display, bool fresh)
+{
+	hsize_t dims[NNH5_MAX_NDIM];
+	hid_t space, type, did;
+	uint64_t sum = 0;
+	int rc;
+
+	if (!fresh && H5Lexists(loc, leaf, H5P_DEFAULT) > 0)
+		return nnh5__error(NNH5_ERR_EXISTS, "'%s': object '%s' already exists", f->path,
+				   display);
+	for (size_t i = 0; i < t->ndim; i++)
+		dims[i] = (hsize_t)t->shape[i];
+	space = t->ndim ? H5Screate_simple((int)t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+	type = file_type(f, t->dtype);
+	if (space < 0 || type < 0) {
+		if (space >= 0)
+			H5Sclose(space);
+		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': object '%s': cannot describe %s %zu-d",
+				      f->path, display, nnh5_dtype_name((int)t->dtype), t->ndim);
+	}
+	did = H5Dcreate2(loc, leaf, type, space, H5P_DEFAULT,
+			 t->nbytes < COMPACT_LIMIT ? f->dcpl_compact : f->dcpl_contig,
+			 H5P_DEFAULT);
+	H5Sclose(space);
+	if (did < 0)
+		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot create dataset '%s'", f->path,
+				      display);
+	rc = write_data(f, did, type, t, &sum, display);
+	if (!rc && put_checksum(f, did, sum) < 0)
+		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': checksum attribute",
+				    f->path, display);
+	if (!rc && t->dtype == NNH5_BFLOAT16) {
+		hid_t st = nnh5__h5_vlen_utf8();
+		const char *v = "bfloat16";
+		if (st < 0 || nnh5__h5_attr_write(did, "nnh5_dtype", st, &v, 0, false) < 0)
+			rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': dtype attribute",
+					    f->path, display);
+		if (st >= 0)
+			H5Tclose(st);
+	}
+	if (H5Dclose(did) < 0 && !rc)
+		rc = nnh5__h5_error(NNH5_ERR_IO, "'%s': closing dataset '%s' failed", f->path,
+				    display);
+	return rc;
+}
+
+/* Split name into its parent path (in buf) and leaf. */
+static const char *split_leaf(char *buf, size_t n, const char *name)
+{
+	const char *slash = strrchr(name, '/');
+
+	if (!slash) {
+		buf[0] = '\0';
+		return name;
+	}
+	snprintf(buf, n, "%.*s", (int)(slash - name), name);
+	return slash + 1;
+}
+
+int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_tensor *t)
+{
+	char parent[4096];
+	const char *leaf;
+	hid_t g;
+	int rc;
+
+	ENTER;
+	rc = nnh5__file_check_writable(f, "write");
+	if (!rc)
+		rc = nnh5__file_check_path(f, name);
+	if (!rc && nnh5__file_is_root(name))
+		rc = nnh5__error(NNH5_ERR_INVALID, "'%s': a tensor cannot be the root group", f->path);
+	if (!rc && strlen(name) >= sizeof parent)
+		rc = nnh5__error(NNH5_ERR_INVALID, "'%s': object name too long", f->path);
+	if (rc)
+		LEAVE(rc);
+	leaf = split_leaf(parent, sizeof parent, name);
+	rc = nnh5__file_note_write(f, open_or_create_group(&g, f, parent));
+	if (rc)
+		LEAVE(rc);
+	rc = nnh5__file_note_write(f, write_dataset(f, g, leaf, t, name, false));
+	H5Gclose(g);
+	LEAVE(rc);
+}
+
+/* Open the group for a new container at name (the root must still be empty). */
+static int container_group(hid_t *out, nnh5_file *f, const char *name, const char *kind)
+{
+	int rc;
+
+	*out = -1;
+	rc = nnh5__file_check_writable(f, "write");
+	if (!rc)
+		rc = nnh5__file_check_path(f, name);
+	if (rc)
+		return rc;
+	if (nnh5__file_is_root(name)) {
+		H5G_info_t info;
+		if (H5Gget_info(f->fid, &info) < 0)
+			return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': root group", f->path);
+		if (info.nlinks > 0)
+			return nnh5__error(NNH5_ERR_EXISTS,
+					   "'%s': cannot write a %s at the root: it already holds objects",
+					   f->path, kind);
+	} else if (H5Lexists(f->fid, name[0] == '/' ? name + 1 : name, H5P_DEFAULT) > 0) {
+		return nnh5__error(NNH5_ERR_EXISTS, "'%s': object '%s' already exists", f->path,
+				   name);
+	}
+	H5Eclear2(H5E_DEFAULT);
+	rc = open_or_create_group(out, f, name);
+	if (rc)
+		return rc;
+	hid_t st = nnh5__h5_vlen_utf8();
+	if (st < 0 || nnh5__h5_attr_write(*out, "nnh5_kind", st, &kind, 0, false) < 0)
+		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': object '%s': kind attribute", f->path, name);
+	if (st >= 0)
+		H5Tclose(st);
+	if (rc) {
+		H5Gclose(*out);
+		*out = -1;
+	}
+	return rc;
+}
+
+static int write_keys_attr(nnh5_file *f, hid_t g, const nnh5_dict *d, const char *name)
+{
+	size_t n = nnh5_dict_len(d);
+	const char **keys = nnh5__calloc(n ? n : 1, sizeof *keys);
+	hid_t st;
+	int rc = NNH5_OK;
+
+	if (!keys)
+		return nnh5__nomem();
+	for (size_t i = 0; i < n; i++)
+		keys[i] = nnh5_dict_key(d, i);
+	st = nnh5__h5_vlen_utf8();
+	if (st < 0 || nnh5__h5_attr_write(g, "nnh5_keys", st, keys, n, true) < 0)
+		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': object '%s': cannot write the key list",
+				    f->path, name);
+	if (st >= 0)
+		H5Tclose(st);
+	nnh5__free(keys);
+	return rc;
+}
+
+
+int nnh5_file_write_list(nnh5_file *f, const char *name, const nnh5_list *list)
+{
+	char leaf[32], disp[4200];
+	hid_t g;
+	int rc;
+
+	ENTER;
+	rc = nnh5__file_note_write(f, container_group(&g, f, name, "list"));
+	if (rc)
+		LEAVE(rc);
+	if (nnh5__h5_attr_write(g, "nnh5_length", H5T_STD_I64LE, &(int64_t){ (int64_t)nnh5_list_len(list) },
+		       0, false) < 0)
+		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': list '%s': length attribute", f->path, name);
+	for (size_t i = 0; !rc && i < nnh5_list_len(list); i++) {
+		snprintf(leaf, sizeof leaf, "%zu", i);
+		nnh5__file_display_name(disp, sizeof disp, name, leaf);
+		rc = write_dataset(f, g, leaf, nnh5_list_get(list, i), disp, true);
+	}
+	H5Gclose(g);
+	LEAVE(nnh5__file_note_write(f, rc));
+}
+
+static int check_dict_key(const nnh5_file *f, const char *name, const char *key)
+{
+	if (!*key || strchr(key, '/') || strcmp(key, ".") == 0 || strcmp(key, "..") == 0)
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "'%s': dict '%s': key '%s' cannot be stored (keys must be "
+				   "non-empty, without '/', and not '.' or '..')",
+				   f->path, name, key);
+	if (strncmp(key, "nnh5_", 5) == 0)
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "'%s': dict '%s': key '%s' is reserved (nnh5_*)", f->path, name, key);
+	return NNH5_OK;
+}
+
+int nnh5_file_write_dict(nnh5_file *f, const char *name, const nnh5_dict *d)
+{
+	char disp[4200];
+	hid_t g;
+	int rc = NNH5_OK;
+
+	ENTER;
+	for (size_t i = 0; !rc && i < nnh5_dict_len(d); i++)
+		rc = check_dict_key(f, name ? name : "", nnh5_dict_key(d, i));
+	if (!rc)
+		rc = nnh5__file_note_write(f, container_group(&g, f, name, "dict"));
+	if (rc)
+		LEAVE(rc);
+	rc = write_keys_attr(f, g, d, name);
+	for (size_t i = 0; !rc && i < nnh5_dict_len(d); i++) {
+		nnh5__file_display_name(disp, sizeof disp, name, nnh5_dict_key(d, i));
+		rc = write_dataset(f, g, nnh5_dict_key(d, i), nnh5_dict_value(d, i), disp, true);
+	}
+	H5Gclose(g);
+	LEAVE(nnh5__file_note_write(f, rc));
+}
+
+static int check_state_key(const nnh5_file *f, const char *name, const nnh5_dict *sd,
+			   const char *key)
+{
+	size_t n = strlen(key);
+	char prefix[4096];
+
+	if (n == 0 || strchr(key, '/') || key[0] == '.' || key[n - 1] == '.' || strstr(key, ".."))
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "'%s': state dict '%s': key '%s' cannot be stored (keys are "
+				   "non-empty names separated by single dots, without '/')",
+				   f->path, name, key);
+	if (n >= sizeof prefix)
+		return nnh5__error(NNH5_ERR_INVALID, "'%s': state dict '%s': key too long", f->path,
+				   name);
+	/* "a" and "a.b" cannot both exist: "a" would be a dataset and a group. */
+	for (size_t i = 0; i < n; i++) {
+		if (key[i] != '.')
+			continue;
+		memcpy(prefix, key, i);
+		prefix[i] = '\0';
+		if (strncmp(prefix, "nnh5_", 5) == 0 || strstr(prefix, ".nnh5_"))
+			break;
+		if (nnh5_dict_get(sd, prefix))
+			return nnh5__error(NNH5_ERR_INVALID,
+					   "'%s': state dict '%s': keys '%s' and '%s' conflict ('%s' "
+					   "would be both a tensor and a module)",
+					   f->path, name, prefix, key, prefix);
+	}
+	if (strncmp(key, "nnh5_", 5) == 0 || strstr(key, ".nnh5_"))
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "'%s': state dict '%s': key '%s' uses a reserved name (nnh5_*)",
+				   f->path, name, key);
+	return NNH5_OK;
+}
+
+/*
+ * Groups opened along the current key's module path, reused while
+ * consecutive keys share it (state dicts list a module's tensors together).
+ */
+struct group_stack {
+	hid_t ids[MAX_DEPTH + 1];
+	char names[MAX_DEPTH + 1][256];
+	size_t depth; /* ids[0] is the container */
+};
+
+static void stack_pop_to(struct group_stack *s, size_t depth)
+{
+	while (s->depth > depth)
+		H5Gclose(s->ids[s->depth--]);
+}
+
+static int write_state_tensor(nnh5_file *f, struct group_stack *s, const char *name,
+			      const char *key, const nnh5_tensor *t)
+{
+	char comp[MAX_DEPTH + 1][256], disp[4200], rel[4096];
+	size_t ncomp = 0;
+	const char *p = key;
+
+	for (;;) {
+		const char *dot = strchr(p, '.');
+		size_t len = dot ? (size_t)(dot - p) : strlen(p);
+		if (ncomp > MAX_DEPTH || len >= sizeof comp[0])
+			return nnh5__error(NNH5_ERR_INVALID,
+					   "'%s': state dict '%s': key '%s' is nested too deeply or "
+					   "has a component longer than 255 bytes",
+					   f->path, name, key);
+		memcpy(comp[ncomp], p, len);
+		comp[ncomp++][len] = '\0';
+		if (!dot)
+			break;
+		p = dot + 1;
+	}
+	snprintf(rel, sizeof rel, "%s", key);
+	for (char *c = rel; *c; c++)
+		if (*c == '.')
+			*c = '/';
+	nnh5__file_display_name(disp, sizeof disp, name, rel);
+	/* Keep the common module prefix open; open or create the rest. */
+	size_t keep = 0;
+	while (keep < s->depth && keep < ncomp - 1 && strcmp(s->names[keep + 1], comp[keep]) == 0)
+		keep++;
+	stack_pop_to(s, keep);
+	for (size_t i = keep; i < ncomp - 1; i++) {
+		hid_t parent = s->ids[s->depth], g;
+		if (H5Lexists(parent, comp[i], H5P_DEFAULT) > 0)
+			g = H5Gopen2(parent, comp[i], H5P_DEFAULT);
+		else
+			g = create_group(f, parent, comp[i]);
+		if (g < 0)
+			return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot create group for key '%s'",
+					      f->path, key);
+		s->ids[++s->depth] = g;
+		snprintf(s->names[s->depth], sizeof s->names[0], "%s", comp[i]);
+	}
+	return write_dataset(f, s->ids[s->depth], comp[ncomp - 1], t, disp, true);
+}
+
+int nnh5__file_write_state_dict_kind(nnh5_file *f, const char *name, const nnh5_dict *sd,
+				     const char *kind)
+{
+	struct group_stack s;
+	hid_t g;
+	int rc = NNH5_OK;
+
+	ENTER;
+	if (!name)
+		name = "/";
+	for (size_t i = 0; !rc && i < nnh5_dict_len(sd); i++)
+		rc = check_state_key(f, name, sd, nnh5_dict_key(sd, i));
+	if (!rc)
+		rc = nnh5__file_note_write(f, container_group(&g, f, name, kind));
+	if (rc)
+		LEAVE(rc);
+	rc = write_keys_attr(f, g, sd, name);
+	s.ids[0] = g;
+	s.depth = 0;
+	for (size_t i = 0; !rc && i < nnh5_dict_len(sd); i++)
+		rc = write_state_tensor(f, &s, name, nnh5_dict_key(sd, i), nnh5_dict_value(sd, i));
+	stack_pop_to(&s, 0);
+	H5Gclose(g);
+	LEAVE(nnh5__file_note_write(f, rc));
+}
+
+int nnh5_file_write_state_dict(nnh5_file *f, const char *name, const nnh5_dict *sd)
+{
+	return nnh5__file_write_state_dict_kind(f, name, sd, "state_dict");
+}
+

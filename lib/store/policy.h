@@ -1,0 +1,134 @@
+/*
+ * lib/store/policy.h - the load policy: what a reader checks about a file before
+ * it reads data from it (README, "Safe with files from strangers").
+ *
+ * Every dataset goes through nnh5__policy_check_dataset() before a byte of
+ * its data is read: storage that reads other files (external raw storage,
+ * virtual datasets), filters outside the allowlist, logical sizes that
+ * overflow or exceed the caps, compressed data that expands too far,
+ * contiguous data that lies outside the file or overlaps data already read
+ * through the same handle. It also returns the dataset's storage facts, so a
+ * reader that maps contiguous data from disk can reuse the same checks.
+ * Walks of groups count what they visit against the same handle's limits.
+ */
+#ifndef NNH5_POLICY_H
+#define NNH5_POLICY_H
+
+#include "core/internal.h"
+#include "nnh5/file.h"
+
+#include <hdf5.h>
+
+/* Defaults of the open options' limits (include/nnh5/file.h documents them). */
+#define NNH5__DEFAULT_MAX_TENSOR_BYTES (UINT64_C(16) << 30) /* 16 GiB */
+#define NNH5__DEFAULT_MAX_LOAD_BYTES (UINT64_C(64) << 30)   /* 64 GiB */
+#define NNH5__DEFAULT_MAX_RATIO 100
+#define NNH5__DEFAULT_MAX_GROUPS 10000
+#define NNH5__DEFAULT_MAX_TENSORS 100000
+#define NNH5__DEFAULT_MAX_DEPTH 64
+#define NNH5__DEFAULT_MAX_NAME 1024
+/* The largest max_depth accepted (walks recurse once per level). */
+#define NNH5__MAX_DEPTH_LIMIT 256
+/* Compressed chunks may always expand to this, whatever the ratio says. */
+#define NNH5__RATIO_SLACK (UINT64_C(64) << 10)
+
+/* A contiguous extent [start, end) read through a handle, and its dataset. */
+struct nnh5__extent {
+	unsigned long fileno;
+	haddr_t obj;
+	uint64_t start, end;
+};
+
+/* A dataset already read through a handle (re-reads count once). */
+struct nnh5__seen {
+	unsigned long fileno;
+	haddr_t obj;
+};
+
+/* The policy of one open file: its limits and what it has read so far. */
+typedef struct nnh5__policy {
+	bool allow_external;
+	bool allow_filter_plugins;
+	uint64_t max_tensor_bytes;
+	uint64_t max_load_bytes;
+	uint64_t max_ratio;
+	uint64_t max_groups;
+	uint64_t max_tensors;
+	uint64_t max_depth;
+	uint64_t max_name;
+	/* State: the file's size and HDF5 file number, bytes read, extents. */
+	uint64_t file_size;
+	unsigned long fileno;
+	uint64_t loaded_bytes;
+	struct nnh5__seen *seen;
+	size_t n_seen, cap_seen;
+	struct nnh5__extent *ext;
+	size_t n_ext, cap_ext;
+} nnh5__policy;
+
+/* What a dataset's storage is, as the policy found it. */
+typedef struct nnh5__storage {
+	H5D_layout_t layout;    /* H5D_COMPACT, H5D_CONTIGUOUS or H5D_CHUNKED */
+	haddr_t offset;         /* contiguous: H5Dget_offset(), where the data starts; else HADDR_UNDEF */
+	uint64_t storage_bytes; /* bytes stored in the file (H5Dget_storage_size) */
+	uint64_t logical_bytes; /* elements x element size, as declared */
+	uint64_t numel;
+	int nfilters;
+	bool in_main_file;      /* false for a dataset reached through an allowed external link */
+	bool external;          /* external raw storage (only when allowed) */
+	bool variable;          /* variable-length or reference elements (never loaded as tensors) */
+	bool reread;            /* the same dataset was checked before through this handle */
+} nnh5__storage;
+
+/*
+ * Fill p from the open options (NULL: defaults); zero limits mean defaults.
+ * Returns NNH5_ERR_INVALID for nonsensical values (what names the file).
+ */
+int nnh5__policy_init(nnh5__policy *p, const nnh5_open_options *opts, const char *what);
+/* Learn the size and file number of the opened file fid. */
+int nnh5__policy_attach(nnh5__policy *p, hid_t fid, const char *path);
+void nnh5__policy_free(nnh5__policy *p);
+
+/*
+ * Check the open dataset did of file path (display: its name for messages)
+ * against p, before any of its data is read, and fill *out. On success the
+ * dataset's bytes are counted against the per-load limit and its contiguous
+ * extent is remembered (a second read of the same dataset is not counted
+ * again). Errors: NNH5_ERR_UNSAFE (external storage, virtual dataset, a
+ * filter outside the allowlist, compressed beyond the ratio, data
+ * overlapping another dataset's), NNH5_ERR_OVERFLOW (size overflows or
+ * exceeds a limit), NNH5_ERR_FORMAT (data outside the file, stored size
+ * differs from the declared size), NNH5_ERR_NOMEM.
+ */
+int nnh5__policy_check_dataset(nnh5__storage *out, nnh5__policy *p, const char *path, hid_t did,
+			       const char *display);
+
+/*
+ * Turn HDF5's filter plugin loading off (process-wide) for a read, unless
+ * the policy allows plugins; restore puts back the state found.
+ */
+typedef struct nnh5__plugin_guard {
+	unsigned int saved;
+	bool changed;
+} nnh5__plugin_guard;
+void nnh5__policy_plugins_off(const nnh5__policy *p, nnh5__plugin_guard *g);
+void nnh5__policy_plugins_restore(const nnh5__plugin_guard *g);
+
+/*
+ * A link or object name met in a file: at most max_name bytes, valid UTF-8,
+ * no control characters. Errors: NNH5_ERR_FORMAT naming it (escaped).
+ */
+int nnh5__policy_check_name(const nnh5__policy *p, const char *path, const char *parent,
+			    const char *name);
+
+/*
+ * The link at name (relative to loc) is followed only if it stays in this
+ * file, unless external links are allowed. Errors: NNH5_ERR_UNSAFE.
+ */
+int nnh5__policy_check_link(const nnh5__policy *p, const char *path, hid_t loc,
+			    const char *name);
+
+/* s with control characters, backslashes and invalid UTF-8 as \xNN, cut to fit n. */
+const char *nnh5__escape(char *buf, size_t n, const char *s);
+
+#endif /* NNH5_POLICY_H */
