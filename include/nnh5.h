@@ -21,5 +21,6 @@
 #include "nnh5/train.h"
 #include "nnh5/checkpoint.h"
 #include "nnh5/untrusted.h"
+#include "nnh5/walk.h"
 
 #endif /* NNH5_H */
