@@ -682,6 +682,59 @@ def save(obj, path, attrs=None, durable=True):
 
 # ------------------------------------------------------------------ reading
 
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _refuse_special(path, what, mode):
+    kind = next((k for test, k in _FILE_KINDS if test(mode)), "not a regular file")
+    raise InvalidError(f"{what} '{path}': is {kind}, not a regular file: refused")
+
+
+def _open_regular(path, what):
+    """(fd, (dev, ino)) of path, which must be a regular file (lib/store/regular.c's rule).
+
+    stat first, so a FIFO or device is refused without being opened; then a
+    non-blocking open and fstat, which must find the same regular file. The
+    caller closes fd.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"{what} '{path}': No such file or "
+                                "directory") from None
+    if not stat.S_ISREG(st.st_mode):
+        _refuse_special(path, what, st.st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode):
+            _refuse_special(path, what, fst.st_mode)
+        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+            raise OSError(errno.EIO, f"{what} '{path}': the file was replaced while being "
+                          "opened")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, (fst.st_dev, fst.st_ino)
+
+
+def _has_hdf5_signature(fd):
+    """Does fd hold HDF5's signature where HDF5 looks (offset 0, 512, 1024, ...)?"""
+    at = 0
+    while True:
+        try:
+            if os.pread(fd, 8, at) == b"\x89HDF\r\n\x1a\n":
+                return True
+        except OSError:
+            return False
+        size = os.fstat(fd).st_size
+        at = 512 if at == 0 else 2 * at
+        if at + 8 > size:
+            return False
+
+
 class _Reader:
     """An nnh5 (or any HDF5) file open for reading, with the C library's checks."""
 
@@ -698,27 +751,28 @@ class _Reader:
                 raise ChecksumError(f"'{self.path}': checksums are required but cannot be "
                                     "verified without python3-xxhash")
             _warn_no_xxhash()
+        fd, judged = _open_regular(self.path, "open")
         try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            raise FileNotFoundError(errno.ENOENT, f"open '{self.path}': No such file or "
-                                    "directory") from None
-        if stat.S_ISDIR(st.st_mode):
-            raise InvalidError(f"open '{self.path}': is a folder")
-        fapl = h5p.create(h5p.FILE_ACCESS)
-        fapl.set_fclose_degree(h5f.CLOSE_STRONG)
-        try:
-            fid = h5f.open(os.fsencode(self.path), h5f.ACC_RDONLY, fapl=fapl)
-        except (OSError, RuntimeError, ValueError) as e:
-            is_h5 = False
+            fapl = h5p.create(h5p.FILE_ACCESS)
+            fapl.set_fclose_degree(h5f.CLOSE_STRONG)
             try:
-                is_h5 = h5f.is_hdf5(os.fsencode(self.path))
-            except Exception:
-                pass
-            raise FormatError(f"open '{self.path}': " + ("damaged HDF5 file" if is_h5 else
-                              "not an HDF5 file (or damaged)") + f" (HDF5: {e})") from None
+                fid = h5f.open(os.fsencode(self.path), h5f.ACC_RDONLY, fapl=fapl)
+            except (OSError, RuntimeError, ValueError) as e:
+                raise FormatError(f"open '{self.path}': " + ("damaged HDF5 file"
+                                  if _has_hdf5_signature(fd) else "not an HDF5 file (or "
+                                  "damaged)") + f" (HDF5: {e})") from None
+        finally:
+            os.close(fd)
         self.file = h5py.File(fid)
         try:
+            # HDF5 opened the path again by name: it must be the file judged above.
+            try:
+                st = os.fstat(fid.get_vfd_handle())
+            except (OSError, RuntimeError, ValueError, TypeError):
+                st = None
+            if st is None or (st.st_dev, st.st_ino) != judged:
+                raise OSError(errno.EIO, f"open '{self.path}': the file was replaced while "
+                              "being opened")
             self.root = h5g.open(fid, b"/")
             if h5a.exists(self.root, b"nnh5_format_version"):
                 v = self.attr_int(self.root, "/", "nnh5_format_version")

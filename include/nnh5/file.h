@@ -122,12 +122,17 @@ typedef struct nnh5_open_options {
 	{ NNH5_OPEN_OPTIONS_VERSION, true, true, false, false, false, 0, 0, 0, 0, 0, 0, 0 }
 
 /*
- * Open path. With NNH5_READ the file must exist and be HDF5; with
+ * Open path. With NNH5_READ the file must exist, be a regular file (a
+ * symbolic link to one is fine) and be HDF5: a FIFO, device, folder or
+ * socket is refused before HDF5 opens it, without blocking, and the file
+ * HDF5 opened must be the one judged (same device and inode). With
  * NNH5_CREATE its folder must exist and be writable (an existing file at
  * path is replaced only when nnh5_file_close() succeeds).
  * *out is freed by nnh5_file_close() or nnh5_file_discard().
- * Errors: NNH5_ERR_NOT_FOUND (no such file), NNH5_ERR_FORMAT (not HDF5 or
- * damaged), NNH5_ERR_IO (cannot create the temporary file), NNH5_ERR_NOMEM.
+ * Errors: NNH5_ERR_NOT_FOUND (no such file), NNH5_ERR_INVALID (not a regular
+ * file: the message says what it is), NNH5_ERR_FORMAT (not HDF5 or
+ * damaged), NNH5_ERR_IO (cannot create the temporary file; the file was
+ * replaced while being opened), NNH5_ERR_NOMEM.
  */
 NNH5_API int nnh5_file_open(nnh5_file **out, const char *path, nnh5_mode mode);
 

@@ -471,6 +471,43 @@ def plain_h5py():
     expect_error(lambda: nnh5.load(pc.TMP), nnh5.InvalidError, ["is a folder"], "a folder")
 
 
+def special_files():
+    """Loaders refuse a FIFO, a device, a socket or a link to one without blocking."""
+    import signal
+    import socket
+    good = path("special_good.h5")
+    nnh5.save(torch.arange(4), good)
+    fifo, fifo_link, good_link, sock = (path(n) for n in (
+        "special_fifo.h5", "special_fifo_link.h5", "special_good_link.h5", "special_sock.h5"))
+    os.mkfifo(fifo)
+    os.symlink(fifo, fifo_link)
+    os.symlink(good, good_link)
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.bind(sock)
+    except OSError:  # the scratch path is longer than a socket address allows
+        sock = None
+    s.close()
+
+    def hang(signum, frame):
+        raise TimeoutError("a loader blocked on a special file")
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(60)  # a hang fails this part instead of the whole suite
+    try:
+        cases = [(fifo, "FIFO"), (fifo_link, "FIFO"), ("/dev/zero", "character device")]
+        if sock:
+            cases.append((sock, "socket"))
+        for p, what in cases:
+            for name, fn in (("load", nnh5.load), ("load_state_dict", nnh5.load_state_dict),
+                             ("load_model", nnh5.load_model)):
+                expect_error(lambda: fn(p), nnh5.InvalidError,
+                             [p, what, "not a regular file"], f"{name} refuses {p}")
+        check(torch.equal(nnh5.load(good_link), torch.arange(4)), "a link to a file loads")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def main():
     print(f"nnh5.py {nnh5.__version__}, h5py {h5py.version.version}, HDF5 "
           f"{h5py.version.hdf5_version}, torch {torch.__version__}, xxhash {nnh5.HAVE_XXHASH}")
@@ -478,7 +515,8 @@ def main():
           "nnh5.py's version is the C library's")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        for part in (python_only, conformance, crossing, checksums, plain_h5py):
+        for part in (python_only, conformance, crossing, checksums, plain_h5py,
+                     special_files):
             before, nfail = pc.N_CHECKS, len(pc.FAILURES)
             pc.run_part(part)
             print(f"{part.__name__}: {pc.N_CHECKS - before} checks, "
