@@ -1234,7 +1234,9 @@ def load_model(path, verify_checksums=True, require_checksums=False):
     Raises FormatError: not a model, a child without its group or type, a
     layer type nnh5 does not know (named with the child), missing or
     out-of-range hyperparameters; ShapeError: missing, unexpected or
-    mis-shaped parameters (one message lists them all).
+    mis-shaped parameters (one message lists them all), and a Linear whose
+    declared sizes are not its stored weight's shape, refused before any
+    layer allocates its parameters (a forged architecture costs nothing).
     """
     torch = _torch("load_model")
     nn = torch.nn
@@ -1265,14 +1267,17 @@ def load_model(path, verify_checksums=True, require_checksums=False):
             if tn is None:
                 raise FormatError(f"{where}: child '{name}': no layer type (attribute "
                                   "'nnh5_layer_type')")
-            children[name] = _build_layer(torch, r, g, name, tn[0], dtype, sd, where)
-    model = nn.Sequential(children)
+            children[name] = _read_layer(r, g, name, tn[0], where)
+        for name, spec in children.items():  # before any layer allocates its parameters
+            _check_declared(name, spec, sd, where)
+    model = nn.Sequential(collections.OrderedDict(
+        (name, _make_layer(torch, name, spec, dtype, sd)) for name, spec in children.items()))
     _load_strict(torch, model, sd, dtype, where)
     return model.eval()
 
 
-def _build_layer(torch, r, g, name, type_name, dtype, sd, where):
-    nn = torch.nn
+def _read_layer(r, g, name, type_name, where):
+    """(type name, {hyperparameter: value}) of a child, from its attributes; builds nothing."""
     obj = "/" + name
 
     def num(attr, lo):
@@ -1289,16 +1294,13 @@ def _build_layer(torch, r, g, name, type_name, dtype, sd, where):
         out_f, bias = num("out_features", 1), num("bias", 0)
         if bias > 1:
             raise FormatError(f"{where}: child '{name}': attribute 'bias' = {bias} is not 0 or 1")
-        if type_name == "Linear":
-            return nn.Linear(num("in_features", 1), out_f, bias=bool(bias), dtype=dtype)
-        w = sd.get(name + ".weight")
-        if w is not None and w.dim() == 2:  # the file holds what the lazy layer inferred
-            return nn.Linear(w.shape[1], out_f, bias=bool(bias), dtype=dtype)
-        return nn.LazyLinear(out_f, bias=bool(bias), dtype=dtype)
+        in_f = num("in_features", 1) if type_name == "Linear" else None
+        return type_name, {"in_features": in_f, "out_features": out_f, "bias": bool(bias)}
     if type_name in ("ReLU", "Sigmoid", "Tanh", "GELU"):
-        return getattr(nn, type_name)()
+        return type_name, {}
     if type_name == "Flatten":
-        return nn.Flatten(num("start_dim", -MAX_NDIM), num("end_dim", -MAX_NDIM))
+        return type_name, {"start_dim": num("start_dim", -MAX_NDIM),
+                           "end_dim": num("end_dim", -MAX_NDIM)}
     if type_name == "Dropout":
         v = r.attr(g, obj, "p")
         if v is None:
@@ -1306,9 +1308,54 @@ def _build_layer(torch, r, g, name, type_name, dtype, sd, where):
         p = r.attr_float(g, obj, "p")
         if not 0.0 <= p <= 1.0:
             raise FormatError(f"{where}: child '{name}' (Dropout): p = {p} is out of range")
-        return nn.Dropout(p)
+        return type_name, {"p": p}
     raise FormatError(f"{where}: child '{name}': unknown layer type '{type_name}' (nnh5 rebuilds "
                       f"only {', '.join(LAYER_TYPES)})")
+
+
+def _check_declared(name, spec, sd, where):
+    """The declared sizes against the stored weight, before anything is allocated.
+
+    The attributes cost nothing to forge (a 24 KB file can declare
+    Linear(20000, 20000)): a Linear is built only when its stored weight has
+    exactly (out_features, in_features), a LazyLinear with a stored weight
+    only when that has out_features rows (lib/nn/model_file.c, check_spec).
+    """
+    type_name, h = spec
+    if type_name not in ("Linear", "LazyLinear"):
+        return
+    key = name + ".weight"
+    w = sd.get(key)
+    if type_name == "LazyLinear":
+        if w is None or (w.dim() == 2 and w.shape[0] == h["out_features"]):
+            return
+        raise ShapeError(f"{where}: child '{name}' declares LazyLinear(out_features="
+                         f"{h['out_features']}) but the file stores '{key}' as "
+                         f"{tuple(w.shape)}: refused before allocating its parameters")
+    if w is not None and tuple(w.shape) == (h["out_features"], h["in_features"]):
+        return
+    stored = f"stores '{key}' as {tuple(w.shape)}" if w is not None else \
+        f"has no parameter '{key}'"
+    raise ShapeError(f"{where}: child '{name}' declares Linear(in_features={h['in_features']}, "
+                     f"out_features={h['out_features']}) but the file {stored}: refused before "
+                     "allocating its parameters")
+
+
+def _make_layer(torch, name, spec, dtype, sd):
+    nn = torch.nn
+    type_name, h = spec
+    if type_name == "Linear":
+        return nn.Linear(h["in_features"], h["out_features"], bias=h["bias"], dtype=dtype)
+    if type_name == "LazyLinear":
+        w = sd.get(name + ".weight")
+        if w is not None and w.dim() == 2:  # the file holds what the lazy layer inferred
+            return nn.Linear(w.shape[1], h["out_features"], bias=h["bias"], dtype=dtype)
+        return nn.LazyLinear(h["out_features"], bias=h["bias"], dtype=dtype)
+    if type_name == "Flatten":
+        return nn.Flatten(h["start_dim"], h["end_dim"])
+    if type_name == "Dropout":
+        return nn.Dropout(h["p"])
+    return getattr(nn, type_name)()
 
 
 def _load_strict(torch, model, sd, dtype, where):
