@@ -197,6 +197,20 @@ def _np_dtype_name(dt):
     return None
 
 
+def _check_bool(raw, where, error):
+    """The bool rule (lib/core/tensor.c, nnh5__check_bool): every byte of bool data is 0 or 1.
+
+    raw: the data as a numpy uint8 array. Raises error naming the first
+    other element: readers refuse such data (FormatError), writers never
+    store it (InvalidError).
+    """
+    if raw.size and int(raw.max()) > 1:  # no copy in the common case
+        flat = raw.reshape(-1)
+        i = int(np.argmax(flat > 1))
+        raise error(f"{where} is bool but element {i} holds the byte 0x{int(flat[i]):02x} "
+                    "(a bool is 0 or 1)")
+
+
 def _check_value(value, where):
     """Refuse values that are not tensors of a dtype nnh5 stores, before writing anything."""
     if _is_torch_tensor(value):
@@ -211,6 +225,9 @@ def _check_value(value, where):
             raise UnsupportedError(f"{where}: a tensor on the meta device has no data")
         if value.dim() > MAX_NDIM:
             raise UnsupportedError(f"{where}: rank {value.dim()} exceeds nnh5's {MAX_NDIM}")
+        if value.dtype == torch.bool:
+            _check_bool(value.detach().cpu().view(torch.uint8).numpy(), f"{where}: tensor",
+                        InvalidError)
         return
     if isinstance(value, (np.ndarray, np.generic)):
         dt = np.asarray(value).dtype
@@ -219,6 +236,8 @@ def _check_value(value, where):
                                    f"({', '.join(DTYPES)})")
         if np.ndim(value) > MAX_NDIM:
             raise UnsupportedError(f"{where}: rank {np.ndim(value)} exceeds nnh5's {MAX_NDIM}")
+        if dt.kind == "b":
+            _check_bool(np.asarray(value).view(np.uint8), f"{where}: array", InvalidError)
         return
     raise UnsupportedError(f"{where}: cannot store a {type(value).__module__}."
                            f"{type(value).__qualname__}: nnh5 stores tensors "
@@ -265,11 +284,17 @@ def _describe_type(tid):
 
 
 def _is_bool_enum(tid):
-    """h5py's bool: an enum over a 1-byte integer with exactly FALSE=0 and TRUE=1."""
+    """h5py's bool, the one type that loads as bool (doc/FORMAT.md, "bool").
+
+    An enum over a signed 8-bit integer (1 byte, all 8 bits) with exactly two
+    members, FALSE = 0 and TRUE = 1 (lib/store/h5util.c, is_bool_enum).
+    """
     if tid.get_nmembers() != 2:
         return False
     base = tid.get_super()
-    if base.get_class() != h5t.INTEGER or base.get_size() != 1:
+    if base.get_class() != h5t.INTEGER or base.get_size() != 1 \
+            or base.get_sign() != h5t.SGN_2 or base.get_precision() != 8 \
+            or base.get_offset() != 0:
         return False
     try:
         return tid.enum_valueof(b"FALSE") == 0 and tid.enum_valueof(b"TRUE") == 1
@@ -920,6 +945,8 @@ class _Reader:
                 raise FormatError(f"'{self.path}': reading dataset '{display}' failed "
                                   f"(HDF5: {e})") from None
         self.check_checksum(did, buf, display)
+        if dtname == "bool":
+            _check_bool(buf, f"'{self.path}': dataset '{display}'", FormatError)
         return dtname, buf
 
     def check_checksum(self, did, buf, display):

@@ -186,8 +186,10 @@ NNH5_API int nnh5_file_kind(nnh5_kind *out, nnh5_file *f, const char *name);
 /*
  * Write t as the dataset name. t's elements are written straight from its
  * memory (no copy).
- * Errors: NNH5_ERR_INVALID (bad name, file opened for reading),
- * NNH5_ERR_EXISTS (name taken), NNH5_ERR_HDF5, NNH5_ERR_IO.
+ * Errors: NNH5_ERR_INVALID (bad name, file opened for reading, a bool
+ * tensor whose memory holds a byte other than 0 or 1: doc/FORMAT.md, "bool";
+ * nothing is written then), NNH5_ERR_EXISTS (name taken), NNH5_ERR_HDF5,
+ * NNH5_ERR_IO.
  */
 NNH5_API int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_tensor *t);
 
@@ -197,7 +199,8 @@ NNH5_API int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_t
  * contiguous data is then read straight into the tensor (nnh5/map.h maps it
  * instead, without reading).
  * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_FORMAT (a group, a null dataspace,
- * stored size unlike the declared one, data outside the file),
+ * stored size unlike the declared one, data outside the file, bool data
+ * holding a byte other than 0 or 1: doc/FORMAT.md, "bool"),
  * NNH5_ERR_TYPE (a datatype nnh5 does not load: the message names it),
  * NNH5_ERR_CHECKSUM (the data does not match its stored checksum, or it has
  * none and the file was opened with require_checksums), NNH5_ERR_UNSAFE

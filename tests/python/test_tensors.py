@@ -471,6 +471,53 @@ def plain_h5py():
     expect_error(lambda: nnh5.load(pc.TMP), nnh5.InvalidError, ["is a folder"], "a folder")
 
 
+def bool_rule():
+    """doc/FORMAT.md "bool": only h5py's bool loads as bool; bytes other than 0/1 are refused."""
+    bad = np.array([0, 1, 2, 1, 0], dtype="u1")
+    f = path("bool_bad.h5")
+    with h5py.File(f, "w") as h:  # h5py stores a numpy bool's bytes as they are
+        h.create_dataset("mask", data=bad.view(np.bool_))
+        check(h["mask"].dtype == np.bool_, "h5py wrote its bool type")
+    for numpy in (True, False):
+        expect_error(lambda: nnh5.load(f, numpy=numpy), nnh5.FormatError,
+                     [f, "dataset '/mask'", "element 2", "byte 0x02", "a bool is 0 or 1"],
+                     f"a stored bool byte 0x02 is refused (numpy={numpy})")
+    p = helper("dump", "dict", f, check_rc=False)
+    check(p.returncode == 1 and "NNH5_ERR_FORMAT" in p.stderr and "element 2" in p.stderr,
+          "C refuses the same file", p.stderr.strip())
+    big = np.zeros(10000, dtype="u1")
+    big[7777] = 0xff
+    with h5py.File(path("bool_big.h5"), "w") as h:  # contiguous, not compact
+        h.create_dataset("mask", data=big.view(np.bool_))
+    expect_error(lambda: nnh5.load(path("bool_big.h5")), nnh5.FormatError,
+                 ["element 7777", "byte 0xff"], "a contiguous bool dataset is checked too")
+    # the type rule: an enum over uint8 with FALSE/TRUE is not h5py's bool
+    with h5py.File(path("bool_u8.h5"), "w") as h:
+        h.create_dataset("x", data=np.array([0, 1], "u1"), dtype=h5py.enum_dtype(
+            {"FALSE": 0, "TRUE": 1}, basetype="u1"))
+    expect_error(lambda: nnh5.load(path("bool_u8.h5")), nnh5.UnsupportedError,
+                 ["'/x'", "enum of 2 members"], "an unsigned FALSE/TRUE enum is not bool")
+    p = helper("dump", "dict", path("bool_u8.h5"), check_rc=False)
+    check(p.returncode == 1 and "NNH5_ERR_TYPE" in p.stderr, "C agrees on the type rule",
+          p.stderr.strip())
+    # saving such bytes is refused before anything is written
+    out = path("bool_save.h5")
+    for what, value in (("numpy", bad.view(np.bool_)),
+                        ("torch", torch.from_numpy(bad).view(torch.bool)),
+                        ("non-contiguous torch", torch.from_numpy(np.tile(bad, (2, 1))).view(
+                            torch.bool).t())):
+        expect_error(lambda: nnh5.save(value, out), nnh5.InvalidError,
+                     ["element 2" if what != "non-contiguous torch" else "element 4",
+                      "byte 0x02"], f"saving a {what} bool holding 0x02 is refused")
+        expect_error(lambda: nnh5.save_state_dict({"ok": torch.ones(2), "m.mask": value}, out),
+                     nnh5.InvalidError, ["'m.mask'", "byte 0x02"],
+                     f"saving a state dict with a {what} bool holding 0x02 is refused")
+    check(not os.path.exists(out), "refused saves write nothing")
+    good = torch.tensor([True, False, True])
+    nnh5.save(good, out)
+    check(torch.equal(nnh5.load(out), good), "a bool tensor round-trips")
+
+
 def special_files():
     """Loaders refuse a FIFO, a device, a socket or a link to one without blocking."""
     import signal
@@ -516,7 +563,7 @@ def main():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         for part in (python_only, conformance, crossing, checksums, plain_h5py,
-                     special_files):
+                     bool_rule, special_files):
             before, nfail = pc.N_CHECKS, len(pc.FAILURES)
             pc.run_part(part)
             print(f"{part.__name__}: {pc.N_CHECKS - before} checks, "
