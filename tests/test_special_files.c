@@ -2,7 +2,8 @@
  * tests/test_special_files.c - every entry point that reads a file by path
  * refuses what is not a regular file (FIFO, character device, folder,
  * socket, a symbolic link to one of them) with NNH5_ERR_INVALID naming the
- * path, and never blocks on it; a symbolic link to a regular file loads.
+ * path, and never blocks on it; a symbolic link to a regular file loads; a
+ * file HDF5 cannot open is called damaged or not HDF5 by its signature.
  * An alarm turns a hang into a failure instead of a stuck test.
  */
 #include "testutil.h"
@@ -11,6 +12,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -122,6 +124,38 @@ static void link_to_regular_file_loads(void **state)
 	alarm(0);
 }
 
+/* The verdict on a file HDF5 cannot open reads the signature through the checked descriptor. */
+static void damaged_or_not_hdf5(void **state)
+{
+	const char *path = tu_path("cut.h5");
+	size_t n;
+	char *bytes = tu_slurp(good, &n);
+	nnh5_tensor *t;
+	(void)state;
+	assert_non_null(bytes);
+	FILE *fp = fopen(path, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(bytes, 1, 200, fp), 200);
+	fclose(fp);
+	fails(NNH5_ERR_FORMAT, nnh5_load_tensor(&t, path), "cut.h5", "damaged HDF5 file");
+	/* the signature after a 512-byte user block */
+	fp = fopen(path, "wb");
+	assert_non_null(fp);
+	for (int i = 0; i < 512; i++)
+		fputc('u', fp);
+	assert_int_equal(fwrite(bytes, 1, 200, fp), 200);
+	fclose(fp);
+	fails(NNH5_ERR_FORMAT, nnh5_load_tensor(&t, path), "cut.h5", "damaged HDF5 file");
+	/* no signature anywhere HDF5 looks */
+	fp = fopen(path, "wb");
+	assert_non_null(fp);
+	for (int i = 0; i < 5000; i++)
+		fputc('x', fp);
+	fclose(fp);
+	fails(NNH5_ERR_FORMAT, nnh5_load_tensor(&t, path), "cut.h5", "not an HDF5 file");
+	free(bytes);
+}
+
 /* The check after HDF5's open: a descriptor of another file is a replaced file. */
 static void replaced_file_is_refused(void **state)
 {
@@ -144,6 +178,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_loader_refuses),
 		cmocka_unit_test(link_to_regular_file_loads),
+		cmocka_unit_test(damaged_or_not_hdf5),
 		cmocka_unit_test(replaced_file_is_refused),
 	};
 	signal(SIGALRM, SIG_DFL);

@@ -747,17 +747,16 @@ def _open_regular(path, what):
 
 def _has_hdf5_signature(fd):
     """Does fd hold HDF5's signature where HDF5 looks (offset 0, 512, 1024, ...)?"""
-    at = 0
-    while True:
-        try:
+    try:
+        size = os.fstat(fd).st_size
+        at = 0
+        while at + 8 <= size:
             if os.pread(fd, 8, at) == b"\x89HDF\r\n\x1a\n":
                 return True
-        except OSError:
-            return False
-        size = os.fstat(fd).st_size
-        at = 512 if at == 0 else 2 * at
-        if at + 8 > size:
-            return False
+            at = 2 * at if at else 512
+    except OSError:
+        pass
+    return False
 
 
 class _Reader:

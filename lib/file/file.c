@@ -387,15 +387,15 @@ static int after_open(nnh5_file *f)
 static bool has_signature(int fd)
 {
 	static const char sig[8] = { '\211', 'H', 'D', 'F', '\r', '\n', '\032', '\n' };
+	struct stat st;
 	char buf[8];
 
-	for (off_t at = 0; at >= 0; at = at ? 2 * at : 512) {
-		ssize_t n = pread(fd, buf, sizeof buf, at);
-		if (n < (ssize_t)sizeof buf)
-			return false;
-		if (memcmp(buf, sig, sizeof sig) == 0)
+	if (fstat(fd, &st) < 0)
+		return false;
+	for (uint64_t at = 0; at + sizeof buf <= (uint64_t)st.st_size; at = at ? 2 * at : 512)
+		if (pread(fd, buf, sizeof buf, (off_t)at) == (ssize_t)sizeof buf &&
+		    memcmp(buf, sig, sizeof sig) == 0)
 			return true;
-	}
 	return false;
 }
 

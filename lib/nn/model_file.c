@@ -196,27 +196,33 @@ static int read_spec(struct spec *sp, nnh5_file *f, const char *path, const char
 static int check_spec(const struct spec *sp, const nnh5_dict *sd)
 {
 	bool lazy = sp->type == NNH5_LAYER_LAZY_LINEAR;
-	char key[600], have[256] = "";
+	char have[256] = "";
+	int rc = NNH5_OK;
 
 	if (sp->type != NNH5_LAYER_LINEAR && !lazy)
 		return NNH5_OK;
-	snprintf(key, sizeof(key), "%s.weight", sp->name);
+	size_t n = strlen(sp->name) + sizeof(".weight");
+	char *key = nnh5__malloc(n);
+	if (!key)
+		return nnh5__nomem();
+	snprintf(key, n, "%s.weight", sp->name);
 	const nnh5_tensor *w = nnh5_dict_get(sd, key);
-	if (lazy && !w)
-		return NNH5_OK; /* stays lazy: nothing is allocated */
-	if (w && nnh5_tensor_ndim(w) == 2 && nnh5_tensor_dim(w, 0) == sp->out &&
-	    (lazy || nnh5_tensor_dim(w, 1) == sp->in))
-		return NNH5_OK;
 	if (w)
 		nnh5__shape_str(have, sizeof(have), nnh5_tensor_ndim(w), nnh5_tensor_shape(w));
-	if (lazy)
-		return nnh5__error(NNH5_ERR_SHAPE,
-				   "child '%s' declares LazyLinear(out_features=%lld) but the file stores '%s' as %s: refused before allocating its parameters",
-				   sp->name, (long long)sp->out, key, have);
-	return nnh5__error(NNH5_ERR_SHAPE,
-			   "child '%s' declares Linear(in_features=%lld, out_features=%lld) but the file %s '%s'%s%s: refused before allocating its parameters",
-			   sp->name, (long long)sp->in, (long long)sp->out,
-			   w ? "stores" : "has no parameter", key, w ? " as " : "", have);
+	if (w && nnh5_tensor_ndim(w) == 2 && nnh5_tensor_dim(w, 0) == sp->out &&
+	    (lazy || nnh5_tensor_dim(w, 1) == sp->in))
+		rc = NNH5_OK;
+	else if (lazy && w)
+		rc = nnh5__error(NNH5_ERR_SHAPE,
+				 "child '%s' declares LazyLinear(out_features=%lld) but the file stores '%s' as %s: refused before allocating its parameters",
+				 sp->name, (long long)sp->out, key, have);
+	else if (!lazy) /* a LazyLinear without a stored weight stays lazy: nothing is allocated */
+		rc = nnh5__error(NNH5_ERR_SHAPE,
+				 "child '%s' declares Linear(in_features=%lld, out_features=%lld) but the file %s '%s'%s%s: refused before allocating its parameters",
+				 sp->name, (long long)sp->in, (long long)sp->out,
+				 w ? "stores" : "has no parameter", key, w ? " as " : "", have);
+	nnh5__free(key);
+	return rc;
 }
 
 /* Add the child sp describes (its parameters come from the file later). */

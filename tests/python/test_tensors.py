@@ -550,6 +550,10 @@ def special_files():
                 expect_error(lambda: fn(p), nnh5.InvalidError,
                              [p, what, "not a regular file"], f"{name} refuses {p}")
         check(torch.equal(nnh5.load(good_link), torch.arange(4)), "a link to a file loads")
+        with open(good, "rb") as src, open(path("special_cut.h5"), "wb") as dst:
+            dst.write(b"u" * 512 + src.read(200))  # the signature after a user block
+        expect_error(lambda: nnh5.load(path("special_cut.h5")), nnh5.FormatError,
+                     ["special_cut.h5", "damaged HDF5 file"], "a cut file is damaged HDF5")
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
