@@ -124,6 +124,17 @@ static void link_to_regular_file_loads(void **state)
 	alarm(0);
 }
 
+/* Write pad bytes of filler, then n bytes of data, as the file path. */
+static void write_cut(const char *path, int filler, size_t pad, const char *data, size_t n)
+{
+	FILE *fp = fopen(path, "wb");
+	assert_non_null(fp);
+	for (size_t i = 0; i < pad; i++)
+		fputc(filler, fp);
+	assert_int_equal(fwrite(data, 1, n, fp), n);
+	fclose(fp);
+}
+
 /* The verdict on a file HDF5 cannot open reads the signature through the checked descriptor. */
 static void damaged_or_not_hdf5(void **state)
 {
@@ -133,25 +144,13 @@ static void damaged_or_not_hdf5(void **state)
 	nnh5_tensor *t;
 	(void)state;
 	assert_non_null(bytes);
-	FILE *fp = fopen(path, "wb");
-	assert_non_null(fp);
-	assert_int_equal(fwrite(bytes, 1, 200, fp), 200);
-	fclose(fp);
+	write_cut(path, 0, 0, bytes, 200);
 	fails(NNH5_ERR_FORMAT, nnh5_load_tensor(&t, path), "cut.h5", "damaged HDF5 file");
 	/* the signature after a 512-byte user block */
-	fp = fopen(path, "wb");
-	assert_non_null(fp);
-	for (int i = 0; i < 512; i++)
-		fputc('u', fp);
-	assert_int_equal(fwrite(bytes, 1, 200, fp), 200);
-	fclose(fp);
+	write_cut(path, 'u', 512, bytes, 200);
 	fails(NNH5_ERR_FORMAT, nnh5_load_tensor(&t, path), "cut.h5", "damaged HDF5 file");
 	/* no signature anywhere HDF5 looks */
-	fp = fopen(path, "wb");
-	assert_non_null(fp);
-	for (int i = 0; i < 5000; i++)
-		fputc('x', fp);
-	fclose(fp);
+	write_cut(path, 'x', 5000, bytes, 0);
 	fails(NNH5_ERR_FORMAT, nnh5_load_tensor(&t, path), "cut.h5", "not an HDF5 file");
 	free(bytes);
 }
