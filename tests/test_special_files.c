@@ -40,10 +40,13 @@ static int make_files(void **state)
 	assert_int_equal(symlink(fifo, fifo_link), 0);
 	assert_int_equal(symlink(good, good_link), 0);
 	assert_int_equal(mkdir(folder, 0700), 0);
-	int s = socket(AF_UNIX, SOCK_STREAM, 0);
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	if (strlen(sock) >= sizeof a.sun_path) {
+		sock[0] = '\0'; /* a scratch folder too deep for a socket address: no socket case */
+		return 0;
+	}
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
 	assert_true(s >= 0);
-	assert_true(strlen(sock) < sizeof a.sun_path);
 	strcpy(a.sun_path, sock);
 	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
 	close(s); /* the socket file stays */
@@ -74,6 +77,8 @@ static void every_loader_refuses(void **state)
 	alarm(HANG_LIMIT);
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		const char *p = cases[i].path, *w = cases[i].what;
+		if (!*p)
+			continue;
 		nnh5_file *f = (nnh5_file *)1;
 		nnh5_tensor *t = (nnh5_tensor *)1;
 		nnh5_dict *d = (nnh5_dict *)1;
