@@ -149,6 +149,8 @@ static const char *links_file(void)
 	H5Gclose(g);
 	d = H5Dcreate2(fid, "nnh5_r", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
 	H5Dclose(d);
+	d = H5Dcreate2(fid, "z\x01", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	H5Dclose(d);
 	assert_true(H5Lcreate_hard(fid, "x", fid, "y", H5P_DEFAULT, H5P_DEFAULT) >= 0);
 	assert_true(H5Lcreate_soft("/x", fid, "s", H5P_DEFAULT, H5P_DEFAULT) >= 0);
 	assert_true(H5Lcreate_soft("/g", fid, "sg", H5P_DEFAULT, H5P_DEFAULT) >= 0);
@@ -188,6 +190,11 @@ static void links_and_aliases(void **state)
 	assert_true((i = find(&s, "/sg")) >= 0);
 	assert_int_equal(s.e[i].type, NNH5_ENTRY_REFUSED);
 	assert_non_null(strstr(s.e[i].message, "soft link to a group"));
+	/* A refused name is reported under its own path. */
+	assert_true((i = find(&s, "/z\x01")) >= 0);
+	assert_int_equal(s.e[i].type, NNH5_ENTRY_REFUSED);
+	assert_int_equal(s.e[i].status, NNH5_ERR_FORMAT);
+	assert_non_null(strstr(s.e[i].message, "control characters"));
 	/* The soft link is met first (name order), the hard links are its aliases. */
 	assert_true((i = find(&s, "/s")) >= 0);
 	assert_int_equal(s.e[i].type, NNH5_ENTRY_TENSOR);

@@ -783,12 +783,18 @@ static herr_t member_cb(hid_t gid, const char *name, const H5L_info_t *li, void 
 	/* Soft links are resolved from their group: keep its name for messages. */
 	if (li->type == H5L_TYPE_SOFT)
 		snprintf(parent, sizeof parent, "%s", entry_display(w));
-	if (!rc && plen + strlen(name) + 2 > sizeof w->path)
-		rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': group '%s': path too long", w->f->path,
-				 w->start);
-	if (rc)
-		return refuse(w, &e, rc) ? 1 : 0;
+	if (plen + strlen(name) + 2 > sizeof w->path) {
+		if (!rc)
+			rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': group '%s': path too long",
+					 w->f->path, w->start);
+		return refuse(w, &e, rc) ? 1 : 0; /* named by its group: its path does not fit */
+	}
 	snprintf(w->path + plen, sizeof w->path - plen, "/%s", name);
+	if (rc) {
+		refuse(w, &e, rc);
+		w->path[plen] = '\0';
+		return w->rc ? 1 : 0;
+	}
 	const char *display = entry_display(w);
 	if (li->type != H5L_TYPE_HARD) {
 		link_value(target, sizeof target, gid, name, li, nnh5__file_lapl(w->f));
