@@ -181,6 +181,8 @@ static void release(nnh5_file *f)
 {
 	if (f->scalar_space > 0)
 		H5Sclose(f->scalar_space);
+	if (f->lcpl > 0)
+		H5Pclose(f->lcpl);
 	if (f->gcpl > 0)
 		H5Pclose(f->gcpl);
 	if (f->dcpl_compact > 0)
@@ -199,15 +201,26 @@ static int create_plists(nnh5_file *f)
 {
 	unsigned order = H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED;
 
+	f->lcpl = H5Pcreate(H5P_LINK_CREATE);
 	f->gcpl = H5Pcreate(H5P_GROUP_CREATE);
 	f->dcpl_compact = H5Pcreate(H5P_DATASET_CREATE);
 	f->dcpl_contig = H5Pcreate(H5P_DATASET_CREATE);
 	f->scalar_space = H5Screate(H5S_SCALAR);
-	if (f->gcpl < 0 || f->dcpl_compact < 0 || f->dcpl_contig < 0 || f->scalar_space < 0 ||
+	if (f->lcpl < 0 || f->gcpl < 0 || f->dcpl_compact < 0 || f->dcpl_contig < 0 ||
+	    f->scalar_space < 0 ||
+	    /*
+	     * Names are UTF-8 (ASCII is a subset): say so, as h5py does, or
+	     * readers that honour the character set show non-ASCII names garbled.
+	     */
+	    H5Pset_char_encoding(f->lcpl, H5T_CSET_UTF8) < 0 ||
 	    H5Pset_link_creation_order(f->gcpl, order) < 0 ||
+	    /*
+	     * Attributes keep HDF5's default storage: compact in the object
+	     * header, moved to dense storage by HDF5 itself when there are many
+	     * or one is too large for a header message (a list of 20,000 keys).
+	     * Forcing dense storage made pure readers (jsfive) fail on every file.
+	     */
 	    H5Pset_attr_creation_order(f->gcpl, order) < 0 ||
-	    /* Dense attribute storage lifts the 64 KiB limit on key lists. */
-	    H5Pset_attr_phase_change(f->gcpl, 0, 0) < 0 ||
 	    /* No modification times: the same content gives the same bytes. */
 	    H5Pset_obj_track_times(f->gcpl, false) < 0 ||
 	    H5Pset_obj_track_times(f->dcpl_compact, false) < 0 ||
@@ -306,8 +319,7 @@ static int open_create(nnh5_file *f, bool durable)
 	fcpl = H5Pcreate(H5P_FILE_CREATE);
 	fapl = H5Pcreate(H5P_FILE_ACCESS);
 	if (fcpl < 0 || fapl < 0 || H5Pset_link_creation_order(fcpl, order) < 0 ||
-	    H5Pset_attr_creation_order(fcpl, order) < 0 ||
-	    H5Pset_attr_phase_change(fcpl, 0, 0) < 0 || H5Pset_obj_track_times(fcpl, false) < 0 ||
+	    H5Pset_attr_creation_order(fcpl, order) < 0 || H5Pset_obj_track_times(fcpl, false) < 0 ||
 	    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
 	    H5Pset_alignment(fapl, ALIGNMENT, ALIGNMENT) < 0 ||
 	    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 || set_cache(fapl) < 0) {

@@ -73,6 +73,7 @@ struct nnh5_file {
 	char *path;
 	nnh5_mode mode;
 	nnh5__atomic atomic;
+	hid_t lcpl;         /* every link created: names marked UTF-8 */
 	hid_t gcpl;         /* groups: creation order tracked and indexed */
 	hid_t dcpl_compact; /* datasets below COMPACT_LIMIT */
 	hid_t dcpl_contig;  /* the others: contiguous, no fill */

@@ -18,7 +18,7 @@
 
 static hid_t create_group(nnh5_file *f, hid_t loc, const char *name)
 {
-	return H5Gcreate2(loc, name, H5P_DEFAULT, f->gcpl, H5P_DEFAULT);
+	return H5Gcreate2(loc, name, f->lcpl, f->gcpl, H5P_DEFAULT);
 }
 
 /* Open (creating when missing) the group at path; path "" or "/" is the root. */
@@ -156,7 +156,7 @@ static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_t
 		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': object '%s': cannot describe %s %zu-d",
 				      f->path, display, nnh5_dtype_name((int)t->dtype), t->ndim);
 	}
-	did = H5Dcreate2(loc, leaf, type, space, H5P_DEFAULT,
+	did = H5Dcreate2(loc, leaf, type, space, f->lcpl,
 			 t->nbytes < COMPACT_LIMIT ? f->dcpl_compact : f->dcpl_contig,
 			 H5P_DEFAULT);
 	H5Sclose(space);

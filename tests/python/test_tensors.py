@@ -215,6 +215,8 @@ def conformance():
         for i, shape in enumerate([(), (0,), (3, 4), (40, 30), (2, 0, 3)]):
             spec, v = tensor(name, shape)
             key = f"{name}.t{i}" if i != 4 else f"deep.{name}.er.t4"
+            if i == 2:
+                key = f"módulo_{name}.t2"  # non-ASCII group and link names
             sd[key] = v
             items.append(dict(spec, key=key))
     nnh5.save_state_dict(sd, os.path.join(d, "sd.h5"),

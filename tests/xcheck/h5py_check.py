@@ -216,6 +216,23 @@ def check_order_tracked(where, g):
           f"attribute creation order flags {gcpl.get_attr_creation_order()}")
 
 
+def check_links_and_attr_storage(where, g):
+    """Link names marked UTF-8 (as h5py marks them); HDF5's default attribute storage.
+
+    Forced dense attribute storage (phase change 0, 0) makes pure readers such as
+    jsfive fail; names marked ASCII come out garbled in readers that honour the set."""
+    gcpl = g.id.get_create_plist()
+    max_compact, min_dense = gcpl.get_attr_phase_change()
+    check(max_compact > 0, where,
+          f"attribute phase change ({max_compact}, {min_dense}): attributes forced dense")
+    names = []
+    g.id.links.iterate(names.append)
+    for n in names:
+        cset = g.id.links.get_info(n).cset
+        check(cset == h5py.h5t.CSET_UTF8, f"{where.rstrip('/')}/{n.decode('utf-8', 'replace')}",
+              f"link name character set {cset}, expected UTF-8 ({h5py.h5t.CSET_UTF8})")
+
+
 def check_keys_attr(where, g, keys):
     if not check("nnh5_keys" in g.attrs, where, "no nnh5_keys attribute"):
         return
@@ -331,6 +348,8 @@ def check_nnh5_corpus(d):
             f.visititems(lambda n, o: groups.append(n) if isinstance(o, h5py.Group) else None)
             for gname in groups:
                 check_order_tracked(f"{where}:{gname}", f[gname])
+            for gname in ["/"] + groups:
+                check_links_and_attr_storage(f"{where}:{gname}", f[gname])
             for o in e["objects"]:
                 if o["kind"] == "tensor":
                     check_dataset(f, fname, o["path"], o)
