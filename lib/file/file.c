@@ -304,6 +304,29 @@ static int set_cache(hid_t fapl)
 	return H5Pset_mdc_config(fapl, &c) < 0 ? -1 : 0;
 }
 
+/*
+ * The root attributes every file starts with. Written with store/h5util
+ * directly (the root needs no name checks): the attribute module calls this
+ * one, never the reverse.
+ */
+static int put_header(nnh5_file *f)
+{
+	const char *writer = "nnh5 " NNH5_VERSION_STRING;
+	hid_t str = nnh5__h5_vlen_utf8();
+	int st = -1;
+
+	if (str >= 0 &&
+	    nnh5__h5_attr_write(f->fid, "nnh5_format_version", H5T_STD_I64LE,
+				&(int64_t){ FORMAT_VERSION }, 0, false) == 0)
+		st = nnh5__h5_attr_write(f->fid, "nnh5_writer", str, &writer, 0, false);
+	if (str >= 0)
+		H5Tclose(str);
+	if (st < 0)
+		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': object '/': cannot write the nnh5 attributes",
+				      f->path);
+	return NNH5_OK;
+}
+
 static int open_create(nnh5_file *f, bool durable)
 {
 	unsigned order = H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED;
@@ -346,10 +369,7 @@ static int open_create(nnh5_file *f, bool durable)
 		goto fail;
 	}
 	f->raw_fd = raw_descriptor(f->fid);
-	rc = nnh5__file_attr_set(f, "/", "nnh5_format_version", H5T_STD_I64LE,
-		      &(int64_t){ FORMAT_VERSION }, 0, false);
-	if (!rc)
-		rc = nnh5__file_attr_put_string(f, "/", "nnh5_writer", "nnh5 " NNH5_VERSION_STRING);
+	rc = put_header(f);
 	if (rc)
 		goto fail;
 	H5Pclose(fcpl);
@@ -377,9 +397,17 @@ static int after_open(nnh5_file *f)
 		return rc;
 	f->raw_fd = raw_descriptor(f->fid); /* -1 for an in-memory image */
 	if (H5Aexists(f->fid, "nnh5_format_version") > 0) {
-		rc = nnh5__file_attr_get_number(&version, true, f, "/", "nnh5_format_version");
-		if (rc)
-			return rc;
+		int st = nnh5__h5_attr_read_int64(&version, f->fid, "nnh5_format_version");
+		if (st < 0)
+			return nnh5__h5_error(NNH5_ERR_FORMAT,
+					      "'%s': object '/': cannot read attribute "
+					      "'nnh5_format_version'",
+					      f->path);
+		if (st > 0)
+			return nnh5__error(NNH5_ERR_TYPE,
+					   "'%s': object '/': attribute 'nnh5_format_version' is not "
+					   "an integer",
+					   f->path);
 		if (version > FORMAT_VERSION || version < 1)
 			return nnh5__error(NNH5_ERR_FORMAT,
 					   "open '%s': nnh5 format version %lld is not supported "

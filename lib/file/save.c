@@ -3,6 +3,7 @@
  * Each save is a whole new file committed atomically by nnh5_file_close().
  */
 #include "file/file_internal.h"
+#include "store/h5util.h"
 #include "nnh5/list.h"
 #include "nnh5/dict.h"
 #include "nnh5/file.h"
@@ -77,14 +78,12 @@ static int read_single_tensor(nnh5_tensor **out, nnh5_file *f)
 	if (nnh5_file_has(f, "tensor"))
 		return nnh5_file_read_tensor(out, f, "tensor");
 	/* A file from another writer: accept it if it holds exactly one dataset. */
-	H5E_auto2_t func;
-	void *data;
-	H5Eget_auto2(H5E_DEFAULT, &func, &data);
-	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+	nnh5__h5quiet quiet;
+	nnh5__h5_quiet_begin(&quiet);
 	st = H5Literate(nnh5__file_hid(f), H5_INDEX_NAME, H5_ITER_INC, NULL, first_dataset_cb,
 			&name);
 	H5Eclear2(H5E_DEFAULT);
-	H5Eset_auto2(H5E_DEFAULT, func, data);
+	nnh5__h5_quiet_end(&quiet);
 	if (st < 0 && !name)
 		return nnh5__error(NNH5_ERR_FORMAT, "load '%s': cannot list the root group",
 				   nnh5_file_path(f));

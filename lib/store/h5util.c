@@ -328,3 +328,25 @@ int nnh5__h5_attr_write(hid_t loc, const char *name, hid_t type, const void *buf
 	H5Aclose(attr);
 	return st < 0 ? -1 : 0;
 }
+
+int nnh5__h5_attr_read_int64(int64_t *out, hid_t loc, const char *name)
+{
+	hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
+	hid_t type = attr >= 0 ? H5Aget_type(attr) : -1;
+	hid_t space = attr >= 0 ? H5Aget_space(attr) : -1;
+	int rc = -1;
+
+	if (type >= 0 && space >= 0) {
+		if (H5Tget_class(type) != H5T_INTEGER || H5Sget_simple_extent_npoints(space) != 1)
+			rc = 1;
+		else
+			rc = H5Aread(attr, H5T_NATIVE_INT64, out) < 0 ? -1 : 0;
+	}
+	if (space >= 0)
+		H5Sclose(space);
+	if (type >= 0)
+		H5Tclose(type);
+	if (attr >= 0)
+		H5Aclose(attr);
+	return rc;
+}

@@ -53,6 +53,13 @@ hid_t nnh5__h5_vlen_utf8(void);
 int nnh5__h5_attr_write(hid_t loc, const char *name, hid_t type, const void *buf, size_t n,
 			bool array);
 
+/*
+ * Read the scalar integer attribute name of loc as int64 (HDF5 converts
+ * other integer sizes). Returns 0, 1 when it is not one integer (nothing is
+ * read), or -1 with the HDF5 error stack set.
+ */
+int nnh5__h5_attr_read_int64(int64_t *out, hid_t loc, const char *name);
+
 /* true if s is valid UTF-8. */
 bool nnh5__utf8_valid(const char *s);
 
