@@ -435,7 +435,13 @@ static int open_read(nnh5_file *f)
 		return nnh5__h5_error(NNH5_ERR_HDF5, "open '%s': file properties", f->path);
 	}
 	f->fid = H5Fopen(f->path, H5F_ACC_RDONLY, fapl);
+	/* Asked before H5Pclose, which clears HDF5's error stack. */
+	bool newer = f->fid < 0 && nnh5__h5_newer_format();
+	if (newer) /* not damaged: the message says why */
+		nnh5__h5_error(NNH5_ERR_FORMAT, "open '%s'", f->path);
 	H5Pclose(fapl);
+	if (newer)
+		return NNH5_ERR_FORMAT;
 	if (f->fid < 0) {
 		htri_t is = H5Fis_hdf5(f->path);
 		return nnh5__h5_error(NNH5_ERR_FORMAT, "open '%s': %s", f->path,
@@ -465,11 +471,12 @@ static int open_image(nnh5_file *f, const void *data, size_t size)
 		return nnh5__h5_error(NNH5_ERR_HDF5, "open '%s': file image properties", f->path);
 	}
 	f->fid = H5Fopen(name, H5F_ACC_RDONLY, fapl);
+	int rc = f->fid >= 0 ? NNH5_OK
+		 : nnh5__h5_error(NNH5_ERR_FORMAT, "open '%s'%s", f->path,
+				  nnh5__h5_newer_format() ? ""
+							  : ": not an HDF5 file image (or damaged)");
 	H5Pclose(fapl);
-	if (f->fid < 0)
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "open '%s': not an HDF5 file image (or damaged)",
-				      f->path);
-	return after_open(f);
+	return rc ? rc : after_open(f);
 }
 
 static int new_file(nnh5_file **out, const char *path, nnh5_mode mode,
