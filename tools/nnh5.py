@@ -56,7 +56,6 @@ __all__ = ["save_state_dict", "load_state_dict", "save_model", "load_model", "sa
 
 FORMAT_VERSION = 1
 HAVE_XXHASH = xxhash is not None
-COMPACT_LIMIT = 4096   # datasets below this many bytes: compact layout
 ALIGNMENT = 4096       # larger ones: contiguous, aligned to this
 MAX_NDIM = 32
 MAX_DEPTH = 64         # deepest group nesting a reader follows
@@ -453,10 +452,6 @@ class _Writer:
             self.gcpl.set_link_creation_order(_ORDER)
             self.gcpl.set_attr_creation_order(_ORDER)
             self.gcpl.set_obj_track_times(False)
-            self.dcpl_compact = h5p.create(h5p.DATASET_CREATE)
-            self.dcpl_compact.set_layout(h5d.COMPACT)
-            self.dcpl_compact.set_fill_time(h5d.FILL_TIME_NEVER)
-            self.dcpl_compact.set_obj_track_times(False)
             self.dcpl_contig = h5p.create(h5p.DATASET_CREATE)
             self.dcpl_contig.set_layout(h5d.CONTIGUOUS)
             self.dcpl_contig.set_fill_time(h5d.FILL_TIME_NEVER)
@@ -571,8 +566,8 @@ class _Writer:
         if tid is None:
             tid = self.types[dtname] = _h5_type(dtname)
         space = h5s.create(h5s.SCALAR) if buf.ndim == 0 else h5s.create_simple(buf.shape)
-        dcpl = self.dcpl_compact if buf.nbytes < COMPACT_LIMIT else self.dcpl_contig
-        did = h5d.create(loc, name.encode(), tid, space, dcpl=dcpl, lcpl=self.lcpl)
+        # every dataset contiguous, small ones too (doc/FORMAT.md, "Other readers")
+        did = h5d.create(loc, name.encode(), tid, space, dcpl=self.dcpl_contig, lcpl=self.lcpl)
         if buf.nbytes:
             try:  # the same type in memory and in the file: no conversion
                 did.write(h5s.ALL, h5s.ALL, buf, mtype=tid)

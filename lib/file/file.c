@@ -185,8 +185,6 @@ static void release(nnh5_file *f)
 		H5Pclose(f->lcpl);
 	if (f->gcpl > 0)
 		H5Pclose(f->gcpl);
-	if (f->dcpl_compact > 0)
-		H5Pclose(f->dcpl_compact);
 	if (f->dcpl_contig > 0)
 		H5Pclose(f->dcpl_contig);
 	for (int i = 0; i < NNH5_DTYPE_COUNT; i++)
@@ -203,11 +201,9 @@ static int create_plists(nnh5_file *f)
 
 	f->lcpl = H5Pcreate(H5P_LINK_CREATE);
 	f->gcpl = H5Pcreate(H5P_GROUP_CREATE);
-	f->dcpl_compact = H5Pcreate(H5P_DATASET_CREATE);
 	f->dcpl_contig = H5Pcreate(H5P_DATASET_CREATE);
 	f->scalar_space = H5Screate(H5S_SCALAR);
-	if (f->lcpl < 0 || f->gcpl < 0 || f->dcpl_compact < 0 || f->dcpl_contig < 0 ||
-	    f->scalar_space < 0 ||
+	if (f->lcpl < 0 || f->gcpl < 0 || f->dcpl_contig < 0 || f->scalar_space < 0 ||
 	    /*
 	     * Names are UTF-8 (ASCII is a subset): say so, as h5py does, or
 	     * readers that honour the character set show non-ASCII names garbled.
@@ -223,7 +219,6 @@ static int create_plists(nnh5_file *f)
 	    H5Pset_attr_creation_order(f->gcpl, order) < 0 ||
 	    /* No modification times: the same content gives the same bytes. */
 	    H5Pset_obj_track_times(f->gcpl, false) < 0 ||
-	    H5Pset_obj_track_times(f->dcpl_compact, false) < 0 ||
 	    H5Pset_obj_track_times(f->dcpl_contig, false) < 0 ||
 	    /*
 	     * Keep the links of groups of up to LINKS_COMPACT members in the
@@ -232,9 +227,13 @@ static int create_plists(nnh5_file *f)
 	     * and inserting and finding links is then cheaper.
 	     */
 	    H5Pset_link_phase_change(f->gcpl, LINKS_COMPACT, LINKS_COMPACT - 2) < 0 ||
-	    H5Pset_layout(f->dcpl_compact, H5D_COMPACT) < 0 ||
+	    /*
+	     * Every dataset is contiguous, small ones too: the compact layout
+	     * (data inside the object header) cost more instructions per tensor
+	     * on save and load, never made files smaller, and pure readers such
+	     * as jsfive cannot read it (doc/FORMAT.md, "Other readers").
+	     */
 	    H5Pset_layout(f->dcpl_contig, H5D_CONTIGUOUS) < 0 ||
-	    H5Pset_fill_time(f->dcpl_compact, H5D_FILL_TIME_NEVER) < 0 ||
 	    H5Pset_fill_time(f->dcpl_contig, H5D_FILL_TIME_NEVER) < 0 ||
 	    /*
 	     * Allocate contiguous storage when the dataset is created (nothing is

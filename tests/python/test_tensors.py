@@ -344,7 +344,7 @@ def checksums():
             helper("write", "state_dict", f)
         with h5py.File(f) as h:  # float32.t6, (64, 80): contiguous, outside the object header
             off = h["float32/t6"].id.get_offset()
-            header = h5py.h5o.get_info(h["float32"].id, b"t4").addr  # (3, 4): compact
+            header = h5py.h5o.get_info(h["float32"].id, b"t4").addr  # (3, 4): its header
         g = f + ".header"
         with open(f, "rb") as src, open(g, "wb") as dst:
             dst.write(src.read())
@@ -357,7 +357,7 @@ def checksums():
               f"{who} file, flipped data byte: C reports it", p.stderr)
         back = nnh5.load_state_dict(f, numpy=True, verify_checksums=False)
         check("float32.t6" in back, f"{who} file: verify_checksums=False loads it anyway")
-        # a flip inside a compact dataset's object header hits HDF5's metadata checksum
+        # a flip inside a dataset's object header hits HDF5's metadata checksum
         pc.flip_byte(g, header + 40)
         try:
             nnh5.load_state_dict(g, numpy=True)

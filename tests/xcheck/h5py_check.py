@@ -188,23 +188,20 @@ def check_dataset(f, fname, path, spec):
         ds.id.read(h5py.h5s.ALL, h5py.h5s.ALL, raw, mtype=ds.id.get_type())
         want_bits = (want.astype("<f4").view("<u4") >> 16).astype("<u2")
         check(np.array_equal(raw, want_bits), where, "raw bfloat16 bits differ")
-    # layout: >= 4 KiB contiguous and 4 KiB-aligned, smaller compact; no filters
+    # layout: every dataset contiguous (small ones too: FORMAT.md), no fill value
+    # written, no filters; from 4 KiB on, 4 KiB-aligned
     dcpl = ds.id.get_create_plist()
     nbytes = ds.size * ds.id.get_type().get_size()
     layout = dcpl.get_layout()
     check(dcpl.get_nfilters() == 0, where, f"{dcpl.get_nfilters()} filters")
+    check(layout == h5py.h5d.CONTIGUOUS, where,
+          f"{nbytes} bytes: layout {layout}, expected contiguous (FORMAT.md)")
+    check(dcpl.get_fill_time() == h5py.h5d.FILL_TIME_NEVER, where,
+          "fill value written for a contiguous dataset")
     if nbytes >= 4096:
-        check(layout == h5py.h5d.CONTIGUOUS, where,
-              f"{nbytes} bytes: layout {layout}, expected contiguous")
         off = ds.id.get_offset()
         check(off is not None and off % 4096 == 0, where,
               f"{nbytes} bytes at file offset {off}, expected a multiple of 4096")
-        check(dcpl.get_fill_time() == h5py.h5d.FILL_TIME_NEVER, where,
-              "fill value written for a contiguous dataset")
-    else:
-        check(layout == h5py.h5d.COMPACT, where,
-              f"{nbytes} bytes: layout {layout}, expected compact (FORMAT.md: "
-              "datasets smaller than 4 KiB use the compact layout)")
 
 
 def check_order_tracked(where, g):
