@@ -316,6 +316,29 @@ static void newer_hdf5_is_not_damage(void **state)
 	fails(NNH5_ERR_FORMAT, nnh5_load_tensor(&t, tu_path("damaged-superblock.h5")),
 	      "damaged-superblock.h5", "damaged");
 	assert_null(strstr(nnh5_error_message(), "newer"));
+
+	/*
+	 * The global heap (the strings of nnh5_kind and nnh5_keys) has one
+	 * version and no checksum: another version number there is damage.
+	 */
+	ok(nnh5_dict_new(&d));
+	ok(nnh5_tensor_zeros(&t, NNH5_INT8, 0, NULL));
+	ok(nnh5_dict_set(d, "x", t));
+	ok(nnh5_save_dict(tu_path("heap.h5"), d));
+	nnh5_dict_free(d);
+	size_t n;
+	char *bytes = tu_slurp(tu_path("heap.h5"), &n);
+	assert_non_null(bytes);
+	long gcol = -1;
+	for (size_t i = 0; i + 5 <= n && gcol < 0; i++)
+		if (memcmp(bytes + i, "GCOL", 4) == 0)
+			gcol = (long)i;
+	free(bytes);
+	assert_true(gcol >= 0);
+	tu_flip_byte(tu_path("heap.h5"), gcol + 4, 0x01 ^ 0x02); /* version 1 -> 2 */
+	assert_int_not_equal(nnh5_load_dict(&d, tu_path("heap.h5")), NNH5_OK);
+	assert_non_null(strstr(nnh5_error_message(), "global heap"));
+	assert_null(strstr(nnh5_error_message(), "newer"));
 }
 
 /* The caller's HDF5 error handler is restored after every call, failed or not. */

@@ -60,12 +60,21 @@ static bool is_newer_format(const char *d)
 		"unknown message with 'fail if unknown' flag",
 		"unknown datatype class",
 	};
+	/*
+	 * Structures that have had one version since HDF5 1.0 and carry no
+	 * checksum: another number there is damage, not a newer writer.
+	 */
+	static const char *const single_version[] = { "global heap", "local heap",
+						       "symbol table node" };
 
 	if (!d)
 		return false;
 	for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++)
 		if (strncmp(d, unknown[i], strlen(unknown[i])) == 0)
 			return true;
+	for (size_t i = 0; i < sizeof single_version / sizeof *single_version; i++)
+		if (strstr(d, single_version[i]))
+			return false;
 	/*
 	 * HDF5 1.10 words a version it cannot decode as "bad ... version ...",
 	 * "wrong ... version ..." or "unknown ... version ..." (superblock,
