@@ -271,6 +271,76 @@ static void newer_format_refused(void **state)
 	      "format version 99");
 }
 
+/*
+ * A file written by a newer HDF5 (an object version HDF5 1.10 does not know)
+ * is not damaged: the message says it was written by a newer HDF5 and names
+ * the HDF5 nnh5 runs on. tests/data/written-by-hdf5-2.0.hdf5 was written by
+ * h5wasm (libhdf5 2.0, tests/js/write_newer.mjs): its "weight" has a
+ * version 5 layout message. Real damage is still called damage.
+ */
+static void newer_hdf5_is_not_damage(void **state)
+{
+	char fixture[4096], version[64];
+	unsigned maj, min, rel;
+	nnh5_tensor *t;
+	nnh5_dict *d;
+	nnh5_file *f;
+	(void)state;
+	H5get_libversion(&maj, &min, &rel);
+	snprintf(version, sizeof version, "HDF5 %u.%u.%u", maj, min, rel);
+	snprintf(fixture, sizeof fixture, "%s/written-by-hdf5-2.0.hdf5",
+		 getenv("NNH5_TEST_DATA") ? getenv("NNH5_TEST_DATA") : "tests/data");
+
+	ok(nnh5_file_open(&f, fixture, NNH5_READ));
+	ok(nnh5_file_read_tensor(&t, f, "bias")); /* what 1.10 knows still reads */
+	assert_int_equal(nnh5_tensor_numel(t), 4);
+	nnh5_tensor_free(t);
+	fails(NNH5_ERR_FORMAT, nnh5_file_read_tensor(&t, f, "weight"), "'weight'",
+	      "written by a newer HDF5", version, "layout message");
+	assert_null(strstr(nnh5_error_message(), "damaged"));
+	ok(nnh5_file_close(f));
+	fails(NNH5_ERR_FORMAT, nnh5_load_dict(&d, fixture), "weight", "written by a newer HDF5",
+	      version);
+
+	/* A superblock version this HDF5 does not know: the file does not open. */
+	ok(nnh5_tensor_zeros(&t, NNH5_INT8, 0, NULL));
+	ok(nnh5_save_tensor(tu_path("newer-superblock.h5"), t));
+	ok(nnh5_save_tensor(tu_path("damaged-superblock.h5"), t));
+	nnh5_tensor_free(t);
+	tu_flip_byte(tu_path("newer-superblock.h5"), 8, 0x02 ^ 0x04); /* version 2 -> 4 */
+	fails(NNH5_ERR_FORMAT, nnh5_load_tensor(&t, tu_path("newer-superblock.h5")),
+	      "newer-superblock.h5", "written by a newer HDF5", version, "superblock version");
+	assert_null(strstr(nnh5_error_message(), "damaged"));
+	/* A flipped byte in the checksummed superblock is damage. */
+	tu_flip_byte(tu_path("damaged-superblock.h5"), 20, 0x40);
+	fails(NNH5_ERR_FORMAT, nnh5_load_tensor(&t, tu_path("damaged-superblock.h5")),
+	      "damaged-superblock.h5", "damaged");
+	assert_null(strstr(nnh5_error_message(), "newer"));
+
+	/*
+	 * The global heap (the strings of nnh5_kind and nnh5_keys) has one
+	 * version and no checksum: another version number there is damage.
+	 */
+	ok(nnh5_dict_new(&d));
+	ok(nnh5_tensor_zeros(&t, NNH5_INT8, 0, NULL));
+	ok(nnh5_dict_set(d, "x", t));
+	ok(nnh5_save_dict(tu_path("heap.h5"), d));
+	nnh5_dict_free(d);
+	size_t n;
+	char *bytes = tu_slurp(tu_path("heap.h5"), &n);
+	assert_non_null(bytes);
+	long gcol = -1;
+	for (size_t i = 0; i + 5 <= n && gcol < 0; i++)
+		if (memcmp(bytes + i, "GCOL", 4) == 0)
+			gcol = (long)i;
+	free(bytes);
+	assert_true(gcol >= 0);
+	tu_flip_byte(tu_path("heap.h5"), gcol + 4, 0x01 ^ 0x02); /* version 1 -> 2 */
+	assert_int_not_equal(nnh5_load_dict(&d, tu_path("heap.h5")), NNH5_OK);
+	assert_non_null(strstr(nnh5_error_message(), "global heap"));
+	assert_null(strstr(nnh5_error_message(), "newer"));
+}
+
 /* The caller's HDF5 error handler is restored after every call, failed or not. */
 static herr_t my_handler(hid_t stack, void *data)
 {
@@ -687,6 +757,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(bad_keys, quiet_setup, quiet_teardown),
 		cmocka_unit_test_setup_teardown(failed_save_keeps_previous, quiet_setup, quiet_teardown),
 		cmocka_unit_test_setup_teardown(newer_format_refused, quiet_setup, quiet_teardown),
+		cmocka_unit_test_setup_teardown(newer_hdf5_is_not_damage, quiet_setup, quiet_teardown),
 		cmocka_unit_test_setup_teardown(hdf5_error_handler_restored, quiet_setup, quiet_teardown),
 		cmocka_unit_test_setup_teardown(out_of_memory_everywhere, quiet_setup, quiet_teardown),
 	};

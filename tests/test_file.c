@@ -5,6 +5,8 @@
  */
 #include "testutil.h"
 
+#include <hdf5.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,6 +258,79 @@ static void many_small_tensors(void **state)
 	nnh5_dict_free(sd);
 }
 
+/*
+ * 20,000 keys: the key list attribute (320 KB of string references) is
+ * larger than an object header message can hold, and HDF5 moves it to dense
+ * storage by itself. Groups keep HDF5's default attribute storage (compact
+ * first): forcing dense storage made pure readers such as jsfive fail.
+ */
+static void many_keys_default_attribute_storage(void **state)
+{
+	nnh5_dict *d, *back;
+	char key[32];
+	unsigned max_compact = 0, min_dense = 0;
+	(void)state;
+	ok(nnh5_dict_new(&d));
+	for (int i = 0; i < 20000; i++) {
+		snprintf(key, sizeof key, "key%05d", 19999 - i);
+		ok(nnh5_dict_set(d, key, pattern(NNH5_INT8, 0, NULL, (uint64_t)i)));
+	}
+	ok(nnh5_save_dict(tu_path("many-keys.h5"), d));
+	ok(nnh5_load_dict(&back, tu_path("many-keys.h5")));
+	check_same_dict(d, back);
+	nnh5_dict_free(back);
+	nnh5_dict_free(d);
+
+	nnh5_file *f;
+	nnh5_tensor *x = pattern(NNH5_INT8, 0, NULL, 1);
+	ok(nnh5_file_open(&f, tu_path("sub.h5"), NNH5_CREATE));
+	ok(nnh5_file_write_tensor(f, "group/x", x));
+	ok(nnh5_file_close(f));
+	nnh5_tensor_free(x);
+	hid_t fid = H5Fopen(tu_path("sub.h5"), H5F_ACC_RDONLY, H5P_DEFAULT);
+	assert_true(fid >= 0);
+	hid_t fcpl = H5Fget_create_plist(fid);
+	assert_true(H5Pget_attr_phase_change(fcpl, &max_compact, &min_dense) >= 0);
+	assert_true(max_compact > 0); /* HDF5's default: 8 compact, dense from 6 down */
+	H5Pclose(fcpl);
+	hid_t gid = H5Gopen2(fid, "group", H5P_DEFAULT);
+	hid_t gcpl = H5Gget_create_plist(gid);
+	max_compact = 0;
+	assert_true(H5Pget_attr_phase_change(gcpl, &max_compact, &min_dense) >= 0);
+	assert_true(max_compact > 0);
+	H5Pclose(gcpl);
+	H5Gclose(gid);
+	H5Fclose(fid);
+}
+
+/* The character set a link's name is stored with (read with plain HDF5). */
+static H5T_cset_t link_cset(const char *path, const char *name)
+{
+	H5L_info_t info;
+	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	assert_true(fid >= 0);
+	assert_true(H5Lget_info(fid, name, &info, H5P_DEFAULT) >= 0);
+	H5Fclose(fid);
+	return info.cset;
+}
+
+/* Link names are UTF-8 and say so, as h5py writes them: groups and datasets. */
+static void link_names_marked_utf8(void **state)
+{
+	nnh5_dict *sd;
+	(void)state;
+	ok(nnh5_dict_new(&sd));
+	ok(nnh5_dict_set(sd, "módulo.peso", pattern(NNH5_FLOAT32, 1, (int64_t[]){ 3 }, 1)));
+	ok(nnh5_dict_set(sd, "big.w", pattern(NNH5_FLOAT32, 1, (int64_t[]){ 2048 }, 2)));
+	ok(nnh5_save_state_dict(tu_path("utf8-names.h5"), sd));
+	nnh5_dict_free(sd);
+	assert_int_equal(link_cset(tu_path("utf8-names.h5"), "módulo"), H5T_CSET_UTF8);
+	assert_int_equal(link_cset(tu_path("utf8-names.h5"), "módulo/peso"), H5T_CSET_UTF8);
+	/* ASCII names too (a subset of UTF-8), contiguous datasets too */
+	assert_int_equal(link_cset(tu_path("utf8-names.h5"), "big"), H5T_CSET_UTF8);
+	assert_int_equal(link_cset(tu_path("utf8-names.h5"), "big/w"), H5T_CSET_UTF8);
+}
+
 static void no_temporary_files_left(void **state)
 {
 	(void)state;
@@ -273,6 +348,8 @@ int main(void)
 		cmocka_unit_test(state_dict_keys_and_order),
 		cmocka_unit_test(handle_many_objects_and_attrs),
 		cmocka_unit_test(many_small_tensors),
+		cmocka_unit_test(many_keys_default_attribute_storage),
+		cmocka_unit_test(link_names_marked_utf8),
 		cmocka_unit_test(no_temporary_files_left),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

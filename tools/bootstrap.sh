@@ -13,8 +13,10 @@ libxxhash-dev libcjson-dev binutils"
 test_pkgs="libcmocka-dev python3-h5py python3-numpy python3-torch python3-xxhash python3-sklearn
 valgrind clang libclang-rt-14-dev strace groff-base"
 
+testing=false
+[ "${1:-}" = "--test" ] && testing=true
 pkgs=$build_pkgs
-[ "${1:-}" = "--test" ] && pkgs="$pkgs $test_pkgs"
+$testing && pkgs="$pkgs $test_pkgs"
 
 missing=""
 for p in $pkgs; do
@@ -24,15 +26,31 @@ for p in $pkgs; do
 	*) missing="$missing $p" ;;
 	esac
 done
-[ -z "$missing" ] && exit 0
-
-echo "bootstrap: installing$missing" >&2
-if [ "$(id -u)" -ne 0 ]; then
-	SUDO=sudo
-else
-	SUDO=
+# node and npm run the JavaScript readers of tests/js: any node will do (Debian's
+# nodejs and npm when there is none).
+if $testing && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+	missing="$missing nodejs npm"
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null
-# shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+
+if [ -n "$missing" ]; then
+	echo "bootstrap: installing$missing" >&2
+	if [ "$(id -u)" -ne 0 ]; then
+		SUDO=sudo
+	else
+		SUDO=
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq >/dev/null
+	# shellcheck disable=SC2086
+	$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# The npm packages of tests/js (jsfive, h5wasm), at the versions pinned in its
+# package-lock.json, into tests/js/node_modules (gitignored); again only when
+# the lock file changed since the last install.
+js=$(cd "$(dirname "$0")/../tests/js" && pwd)
+if $testing && { [ ! -f "$js/node_modules/.package-lock.json" ] ||
+	[ "$js/package-lock.json" -nt "$js/node_modules/.package-lock.json" ]; }; then
+	echo "bootstrap: npm ci in $js" >&2
+	(cd "$js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

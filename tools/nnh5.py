@@ -56,7 +56,6 @@ __all__ = ["save_state_dict", "load_state_dict", "save_model", "load_model", "sa
 
 FORMAT_VERSION = 1
 HAVE_XXHASH = xxhash is not None
-COMPACT_LIMIT = 4096   # datasets below this many bytes: compact layout
 ALIGNMENT = 4096       # larger ones: contiguous, aligned to this
 MAX_NDIM = 32
 MAX_DEPTH = 64         # deepest group nesting a reader follows
@@ -467,19 +466,17 @@ class _Writer:
             fcpl = h5p.create(h5p.FILE_CREATE)
             fcpl.set_link_creation_order(_ORDER)
             fcpl.set_attr_creation_order(_ORDER)
-            fcpl.set_attr_phase_change(0, 0)
             fcpl.set_obj_track_times(False)  # no modification times: same content, same bytes
             fid = h5f.create(os.fsencode(self.atomic.tmp), h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl)
             self.file = h5py.File(fid)
+            # Names are UTF-8 and say so (as h5py's own lcpl does): readers that honour
+            # the character set would show non-ASCII names garbled otherwise.
+            self.lcpl = h5p.create(h5p.LINK_CREATE)
+            self.lcpl.set_char_encoding(h5t.CSET_UTF8)
             self.gcpl = h5p.create(h5p.GROUP_CREATE)
             self.gcpl.set_link_creation_order(_ORDER)
             self.gcpl.set_attr_creation_order(_ORDER)
-            self.gcpl.set_attr_phase_change(0, 0)  # dense attributes: no 64 KiB limit on keys
             self.gcpl.set_obj_track_times(False)
-            self.dcpl_compact = h5p.create(h5p.DATASET_CREATE)
-            self.dcpl_compact.set_layout(h5d.COMPACT)
-            self.dcpl_compact.set_fill_time(h5d.FILL_TIME_NEVER)
-            self.dcpl_compact.set_obj_track_times(False)
             self.dcpl_contig = h5p.create(h5p.DATASET_CREATE)
             self.dcpl_contig.set_layout(h5d.CONTIGUOUS)
             self.dcpl_contig.set_fill_time(h5d.FILL_TIME_NEVER)
@@ -579,7 +576,7 @@ class _Writer:
         b = name.encode()
         if parent.links.exists(b):
             return h5g.open(parent, b)
-        return h5g.create(parent, b, gcpl=self.gcpl)
+        return h5g.create(parent, b, lcpl=self.lcpl, gcpl=self.gcpl)
 
     def container(self, name, kind):
         """The group for a container at name ("/" is the root) with its nnh5_kind."""
@@ -594,8 +591,8 @@ class _Writer:
         if tid is None:
             tid = self.types[dtname] = _h5_type(dtname)
         space = h5s.create(h5s.SCALAR) if buf.ndim == 0 else h5s.create_simple(buf.shape)
-        dcpl = self.dcpl_compact if buf.nbytes < COMPACT_LIMIT else self.dcpl_contig
-        did = h5d.create(loc, name.encode(), tid, space, dcpl=dcpl)
+        # every dataset contiguous, small ones too (doc/FORMAT.md, "Other readers")
+        did = h5d.create(loc, name.encode(), tid, space, dcpl=self.dcpl_contig, lcpl=self.lcpl)
         if buf.nbytes:
             try:  # the same type in memory and in the file: no conversion
                 did.write(h5s.ALL, h5s.ALL, buf, mtype=tid)

@@ -1,8 +1,9 @@
 #!/bin/sh
 # The full test suite: a normal build, then the same tests built with
 # AddressSanitizer and UndefinedBehaviorSanitizer, then a short fuzz run when
-# clang is installed (fuzz/run.sh). Slow suites are left out (run them with:
-# meson test -C build-test --suite slow). Ends with the line
+# clang is installed (fuzz/run.sh). Slow suites are left out (meson's default
+# test setup excludes them; run them with
+# meson test -C build-test --setup slow --suite slow). Ends with the line
 # "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."

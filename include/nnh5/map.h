@@ -8,8 +8,10 @@
  * own bytes: nothing is copied, and the operating system reads a page from
  * the file (or the page cache) only when it is first touched. Opening a
  * 10 GiB file and using one tensor costs about what it costs on a 1 MiB
- * file. nnh5 stores every dataset of 4 KiB or more contiguous and aligned to
- * 4 KiB (doc/FORMAT.md), so its tensors map as they are.
+ * file. nnh5 stores every dataset contiguous, and those of 4 KiB or more
+ * aligned to 4 KiB (doc/FORMAT.md), so its tensors map as they are. (Smaller
+ * ones start at any byte: read their elements with memcpy, as
+ * nnh5_tensor_get() does, not through a typed pointer.)
  *
  * Lifetime: a mapped tensor is a read-only view (nnh5_tensor_mutable_data()
  * gives NULL, nnh5_tensor_owns_data() false). Its elements stay valid until
@@ -21,8 +23,8 @@
  * saves replace a file by renaming a new one over it, which leaves existing
  * maps showing the old content.
  *
- * Datasets that cannot be mapped - compact ones (under 4 KiB: the data lives
- * inside HDF5's metadata), chunked or compressed ones, data stored in
+ * Datasets that cannot be mapped - compact ones (other writers' small
+ * datasets: the data lives inside HDF5's metadata), chunked or compressed ones, data stored in
  * another byte order or type that needs converting, never-written datasets -
  * are read into memory instead, as nnh5_file_read_tensor() reads them
  * (checksums verified as the open options say), unless copy_unmappable is

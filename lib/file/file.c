@@ -134,10 +134,10 @@ static void release(nnh5_file *f)
 {
 	if (f->scalar_space > 0)
 		H5Sclose(f->scalar_space);
+	if (f->lcpl > 0)
+		H5Pclose(f->lcpl);
 	if (f->gcpl > 0)
 		H5Pclose(f->gcpl);
-	if (f->dcpl_compact > 0)
-		H5Pclose(f->dcpl_compact);
 	if (f->dcpl_contig > 0)
 		H5Pclose(f->dcpl_contig);
 	for (int i = 0; i < NNH5_DTYPE_COUNT; i++)
@@ -154,18 +154,26 @@ static int create_plists(nnh5_file *f)
 {
 	unsigned order = H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED;
 
+	f->lcpl = H5Pcreate(H5P_LINK_CREATE);
 	f->gcpl = H5Pcreate(H5P_GROUP_CREATE);
-	f->dcpl_compact = H5Pcreate(H5P_DATASET_CREATE);
 	f->dcpl_contig = H5Pcreate(H5P_DATASET_CREATE);
 	f->scalar_space = H5Screate(H5S_SCALAR);
-	if (f->gcpl < 0 || f->dcpl_compact < 0 || f->dcpl_contig < 0 || f->scalar_space < 0 ||
+	if (f->lcpl < 0 || f->gcpl < 0 || f->dcpl_contig < 0 || f->scalar_space < 0 ||
+	    /*
+	     * Names are UTF-8 (ASCII is a subset): say so, as h5py does, or
+	     * readers that honour the character set show non-ASCII names garbled.
+	     */
+	    H5Pset_char_encoding(f->lcpl, H5T_CSET_UTF8) < 0 ||
 	    H5Pset_link_creation_order(f->gcpl, order) < 0 ||
+	    /*
+	     * Attributes keep HDF5's default storage: compact in the object
+	     * header, moved to dense storage by HDF5 itself when there are many
+	     * or one is too large for a header message (a list of 20,000 keys).
+	     * Forcing dense storage made pure readers (jsfive) fail on every file.
+	     */
 	    H5Pset_attr_creation_order(f->gcpl, order) < 0 ||
-	    /* Dense attribute storage lifts the 64 KiB limit on key lists. */
-	    H5Pset_attr_phase_change(f->gcpl, 0, 0) < 0 ||
 	    /* No modification times: the same content gives the same bytes. */
 	    H5Pset_obj_track_times(f->gcpl, false) < 0 ||
-	    H5Pset_obj_track_times(f->dcpl_compact, false) < 0 ||
 	    H5Pset_obj_track_times(f->dcpl_contig, false) < 0 ||
 	    /*
 	     * Keep the links of groups of up to LINKS_COMPACT members in the
@@ -174,9 +182,13 @@ static int create_plists(nnh5_file *f)
 	     * and inserting and finding links is then cheaper.
 	     */
 	    H5Pset_link_phase_change(f->gcpl, LINKS_COMPACT, LINKS_COMPACT - 2) < 0 ||
-	    H5Pset_layout(f->dcpl_compact, H5D_COMPACT) < 0 ||
+	    /*
+	     * Every dataset is contiguous, small ones too: the compact layout
+	     * (data inside the object header) cost more instructions per tensor
+	     * on save and load, never made files smaller, and pure readers such
+	     * as jsfive cannot read it (doc/FORMAT.md, "Other readers").
+	     */
 	    H5Pset_layout(f->dcpl_contig, H5D_CONTIGUOUS) < 0 ||
-	    H5Pset_fill_time(f->dcpl_compact, H5D_FILL_TIME_NEVER) < 0 ||
 	    H5Pset_fill_time(f->dcpl_contig, H5D_FILL_TIME_NEVER) < 0 ||
 	    /*
 	     * Allocate contiguous storage when the dataset is created (nothing is
@@ -246,6 +258,29 @@ static int set_cache(hid_t fapl)
 	return H5Pset_mdc_config(fapl, &c) < 0 ? -1 : 0;
 }
 
+/*
+ * The root attributes every file starts with. Written with store/h5util
+ * directly (the root needs no name checks): the attribute module calls this
+ * one, never the reverse.
+ */
+static int put_header(nnh5_file *f)
+{
+	const char *writer = "nnh5 " NNH5_VERSION_STRING;
+	hid_t str = nnh5__h5_vlen_utf8();
+	int st = -1;
+
+	if (str >= 0 &&
+	    nnh5__h5_attr_write(f->fid, "nnh5_format_version", H5T_STD_I64LE,
+				&(int64_t){ FORMAT_VERSION }, 0, false) == 0)
+		st = nnh5__h5_attr_write(f->fid, "nnh5_writer", str, &writer, 0, false);
+	if (str >= 0)
+		H5Tclose(str);
+	if (st < 0)
+		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': object '/': cannot write the nnh5 attributes",
+				      f->path);
+	return NNH5_OK;
+}
+
 static int open_create(nnh5_file *f, bool durable)
 {
 	unsigned order = H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED;
@@ -261,8 +296,7 @@ static int open_create(nnh5_file *f, bool durable)
 	fcpl = H5Pcreate(H5P_FILE_CREATE);
 	fapl = H5Pcreate(H5P_FILE_ACCESS);
 	if (fcpl < 0 || fapl < 0 || H5Pset_link_creation_order(fcpl, order) < 0 ||
-	    H5Pset_attr_creation_order(fcpl, order) < 0 ||
-	    H5Pset_attr_phase_change(fcpl, 0, 0) < 0 || H5Pset_obj_track_times(fcpl, false) < 0 ||
+	    H5Pset_attr_creation_order(fcpl, order) < 0 || H5Pset_obj_track_times(fcpl, false) < 0 ||
 	    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
 	    H5Pset_alignment(fapl, ALIGNMENT, ALIGNMENT) < 0 ||
 	    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 || set_cache(fapl) < 0) {
@@ -289,10 +323,7 @@ static int open_create(nnh5_file *f, bool durable)
 		goto fail;
 	}
 	f->raw_fd = raw_descriptor(f->fid);
-	rc = nnh5__file_attr_set(f, "/", "nnh5_format_version", H5T_STD_I64LE,
-		      &(int64_t){ FORMAT_VERSION }, 0, false);
-	if (!rc)
-		rc = nnh5__file_attr_put_string(f, "/", "nnh5_writer", "nnh5 " NNH5_VERSION_STRING);
+	rc = put_header(f);
 	if (rc)
 		goto fail;
 	H5Pclose(fcpl);
@@ -320,9 +351,17 @@ static int after_open(nnh5_file *f)
 		return rc;
 	f->raw_fd = raw_descriptor(f->fid); /* -1 for an in-memory image */
 	if (H5Aexists(f->fid, "nnh5_format_version") > 0) {
-		rc = nnh5__file_attr_get_number(&version, true, f, "/", "nnh5_format_version");
-		if (rc)
-			return rc;
+		int st = nnh5__h5_attr_read_int64(&version, f->fid, "nnh5_format_version");
+		if (st < 0)
+			return nnh5__h5_error(NNH5_ERR_FORMAT,
+					      "'%s': object '/': cannot read attribute "
+					      "'nnh5_format_version'",
+					      f->path);
+		if (st > 0)
+			return nnh5__error(NNH5_ERR_TYPE,
+					   "'%s': object '/': attribute 'nnh5_format_version' is not "
+					   "an integer",
+					   f->path);
 		if (version > FORMAT_VERSION || version < 1)
 			return nnh5__error(NNH5_ERR_FORMAT,
 					   "open '%s': nnh5 format version %lld is not supported "
@@ -369,7 +408,13 @@ static int open_read(nnh5_file *f)
 		return nnh5__h5_error(NNH5_ERR_HDF5, "open '%s': file properties", f->path);
 	}
 	f->fid = H5Fopen(f->path, H5F_ACC_RDONLY, fapl);
+	/* Asked before H5Pclose, which clears HDF5's error stack. */
+	bool newer = f->fid < 0 && nnh5__h5_newer_format();
+	if (newer) /* not damaged: the message says why */
+		nnh5__h5_error(NNH5_ERR_FORMAT, "open '%s'", f->path);
 	H5Pclose(fapl);
+	if (newer)
+		return NNH5_ERR_FORMAT;
 	if (f->fid < 0) {
 		bool is = has_signature(reg.fd);
 		nnh5__regular_close(&reg);
@@ -405,11 +450,12 @@ static int open_image(nnh5_file *f, const void *data, size_t size)
 		return nnh5__h5_error(NNH5_ERR_HDF5, "open '%s': file image properties", f->path);
 	}
 	f->fid = H5Fopen(name, H5F_ACC_RDONLY, fapl);
+	int rc = f->fid >= 0 ? NNH5_OK
+		 : nnh5__h5_error(NNH5_ERR_FORMAT, "open '%s'%s", f->path,
+				  nnh5__h5_newer_format() ? ""
+							  : ": not an HDF5 file image (or damaged)");
 	H5Pclose(fapl);
-	if (f->fid < 0)
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "open '%s': not an HDF5 file image (or damaged)",
-				      f->path);
-	return after_open(f);
+	return rc ? rc : after_open(f);
 }
 
 static int new_file(nnh5_file **out, const char *path, nnh5_mode mode,

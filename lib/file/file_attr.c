@@ -1,6 +1,7 @@
 /*
  * lib/file/file_attr.c - attributes of objects in an open file: strings, integers,
  * floats and string arrays, with nnh5_ names reserved for the library.
+ * Uses file.c's name checks; file.c never calls this module.
  */
 #include "file/file_internal.h"
 #include "file/walk.h"

@@ -57,9 +57,7 @@ bool nnh5__file_has_attr(nnh5_file *f, const char *obj, const char *name);
 #include "store/policy.h"
 
 #define FORMAT_VERSION 1
-/* Datasets smaller than this go in the object header (compact layout). */
-#define COMPACT_LIMIT 4096
-/* Large datasets start on this boundary so they can be mapped from disk. */
+/* Datasets of at least this size start on this boundary, so they can be mapped from disk. */
 #define ALIGNMENT 4096
 /* The most memory HDF5's metadata cache may take per open file. */
 #define METADATA_CACHE ((size_t)2 << 20)
@@ -73,9 +71,9 @@ struct nnh5_file {
 	char *path;
 	nnh5_mode mode;
 	nnh5__atomic atomic;
+	hid_t lcpl;         /* every link created: names marked UTF-8 */
 	hid_t gcpl;         /* groups: creation order tracked and indexed */
-	hid_t dcpl_compact; /* datasets below COMPACT_LIMIT */
-	hid_t dcpl_contig;  /* the others: contiguous, no fill */
+	hid_t dcpl_contig;  /* every dataset: contiguous, no fill (doc/FORMAT.md) */
 	hid_t ftype[NNH5_DTYPE_COUNT];
 	/*
 	 * A write failed part-way: the file may hold a half-written object, so

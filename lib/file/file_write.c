@@ -19,7 +19,7 @@
 
 static hid_t create_group(nnh5_file *f, hid_t loc, const char *name)
 {
-	return H5Gcreate2(loc, name, H5P_DEFAULT, f->gcpl, H5P_DEFAULT);
+	return H5Gcreate2(loc, name, f->lcpl, f->gcpl, H5P_DEFAULT);
 }
 
 /* Open (creating when missing) the group at path; path "" or "/" is the root. */
@@ -106,15 +106,14 @@ static int put_checksum(nnh5_file *f, hid_t did, uint64_t sum)
 /*
  * Write t's elements into the new dataset did. Contiguous storage was
  * allocated at creation: write it straight from t's memory with pwrite,
- * hashing on the way (lib/store/rawio.c). Compact data (inside the object header)
- * and files without a raw descriptor go through H5Dwrite, which also writes
- * straight from t's memory (same file and memory type: no conversion).
+ * hashing on the way (lib/store/rawio.c). Files without a raw descriptor
+ * (and empty tensors, which have no storage) go through H5Dwrite, which also
+ * writes straight from t's memory (same file and memory type: no conversion).
  */
 static int write_data(nnh5_file *f, hid_t did, hid_t type, const nnh5_tensor *t, uint64_t *sum,
 		      const char *display)
 {
-	haddr_t off = t->nbytes >= COMPACT_LIMIT && f->raw_fd >= 0 ? H5Dget_offset(did)
-								    : HADDR_UNDEF;
+	haddr_t off = t->nbytes && f->raw_fd >= 0 ? H5Dget_offset(did) : HADDR_UNDEF;
 
 	if (off != HADDR_UNDEF) {
 		int err = nnh5__raw_write(f->raw_fd, t->data, t->nbytes, (uint64_t)off, sum);
@@ -157,9 +156,7 @@ static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_t
 		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': object '%s': cannot describe %s %zu-d",
 				      f->path, display, nnh5_dtype_name((int)t->dtype), t->ndim);
 	}
-	did = H5Dcreate2(loc, leaf, type, space, H5P_DEFAULT,
-			 t->nbytes < COMPACT_LIMIT ? f->dcpl_compact : f->dcpl_contig,
-			 H5P_DEFAULT);
+	did = H5Dcreate2(loc, leaf, type, space, f->lcpl, f->dcpl_contig, H5P_DEFAULT);
 	H5Sclose(space);
 	if (did < 0)
 		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot create dataset '%s'", f->path,

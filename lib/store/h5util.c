@@ -46,22 +46,79 @@ void nnh5__h5_last_error(char *buf, size_t n)
 	H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &ctx);
 }
 
+static herr_t desc_cb(unsigned int depth, const H5E_error2_t *e, void *data)
+{
+	(void)depth;
+	*(const char **)data = e->desc;
+	return 1; /* the innermost entry is enough */
+}
+
+/* Does an HDF5 error description name a version (or kind) this HDF5 does not know? */
+static bool is_newer_format(const char *d)
+{
+	static const char *const unknown[] = {
+		"unknown message with 'fail if unknown' flag",
+		"unknown datatype class",
+	};
+	/*
+	 * Structures that have had one version since HDF5 1.0 and carry no
+	 * checksum: another number there is damage, not a newer writer.
+	 */
+	static const char *const single_version[] = { "global heap", "local heap",
+						       "symbol table node" };
+
+	if (!d)
+		return false;
+	for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++)
+		if (strncmp(d, unknown[i], strlen(unknown[i])) == 0)
+			return true;
+	for (size_t i = 0; i < sizeof single_version / sizeof *single_version; i++)
+		if (strstr(d, single_version[i]))
+			return false;
+	/*
+	 * HDF5 1.10 words a version it cannot decode as "bad ... version ...",
+	 * "wrong ... version ..." or "unknown ... version ..." (superblock,
+	 * object header, every message, B-trees, heaps, fixed and extensible
+	 * arrays, encoded datatypes and dataspaces). Its other version messages
+	 * ("Unknown config version", "invalid config (version number
+	 * mismatch)") are about the caller's structures, not a file.
+	 */
+	return (strncmp(d, "bad ", 4) == 0 || strncmp(d, "wrong ", 6) == 0 ||
+		strncmp(d, "unknown ", 8) == 0) &&
+	       strstr(d, "version") != NULL;
+}
+
+bool nnh5__h5_newer_format(void)
+{
+	const char *desc = NULL;
+
+	H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, desc_cb, &desc);
+	return is_newer_format(desc);
+}
+
 int nnh5__h5_error(int status, const char *fmt, ...)
 {
-	char msg[1536], cause[512];
+	char msg[1536], cause[512], newer[128] = "";
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	nnh5__h5_last_error(cause, sizeof cause);
+	if (nnh5__h5_newer_format()) {
+		unsigned maj = 0, min = 0, rel = 0;
+		H5get_libversion(&maj, &min, &rel);
+		snprintf(newer, sizeof newer,
+			 ": written by a newer HDF5 than HDF5 %u.%u.%u, which this nnh5 uses", maj,
+			 min, rel);
+	}
 	H5Eclear2(H5E_DEFAULT);
 	/* Messages are one line; some HDF5 descriptions embed newlines. */
 	for (char *c = cause; *c; c++)
 		if ((unsigned char)*c < 0x20)
 			*c = ' ';
 	if (cause[0])
-		return nnh5__error(status, "%s (HDF5: %s)", msg, cause);
+		return nnh5__error(status, "%s%s (HDF5: %s)", msg, newer, cause);
 	return nnh5__error(status, "%s", msg);
 }
 
@@ -333,4 +390,26 @@ int nnh5__h5_attr_write(hid_t loc, const char *name, hid_t type, const void *buf
 	st = (array && n == 0) ? 0 : H5Awrite(attr, type, buf);
 	H5Aclose(attr);
 	return st < 0 ? -1 : 0;
+}
+
+int nnh5__h5_attr_read_int64(int64_t *out, hid_t loc, const char *name)
+{
+	hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
+	hid_t type = attr >= 0 ? H5Aget_type(attr) : -1;
+	hid_t space = attr >= 0 ? H5Aget_space(attr) : -1;
+	int rc = -1;
+
+	if (type >= 0 && space >= 0) {
+		if (H5Tget_class(type) != H5T_INTEGER || H5Sget_simple_extent_npoints(space) != 1)
+			rc = 1;
+		else
+			rc = H5Aread(attr, H5T_NATIVE_INT64, out) < 0 ? -1 : 0;
+	}
+	if (space >= 0)
+		H5Sclose(space);
+	if (type >= 0)
+		H5Tclose(type);
+	if (attr >= 0)
+		H5Aclose(attr);
+	return rc;
 }

@@ -24,12 +24,28 @@ void nnh5__h5_quiet_end(const nnh5__h5quiet *q);
 
 /*
  * Record an error whose message ends with HDF5's innermost explanation
- * (", HDF5: <function>: <description>"), then clear HDF5's stack.
+ * (" (HDF5: <function>: <description>)"), then clear HDF5's stack. When that
+ * explanation is a format newer than the HDF5 in use (nnh5__h5_newer_format),
+ * the message says the file was written by a newer HDF5 and names the
+ * version nnh5 runs on.
  */
 int nnh5__h5_error(int status, const char *fmt, ...) NNH5_PRINTF(2, 3);
 
 /* The innermost HDF5 error description into buf ("" if none). */
 void nnh5__h5_last_error(char *buf, size_t n);
+
+/*
+ * true if HDF5's current error stack says the file uses something newer than
+ * the HDF5 nnh5 runs on: its innermost description is a version HDF5 does
+ * not know (a superblock, object header, message, B-tree, heap or encoding
+ * version: "bad version number for layout message", "wrong fixed array
+ * header version", ...), a message marked "fail if unknown" or an unknown
+ * datatype class. Such a file was written by a newer HDF5; it is not
+ * damaged. (Damage to checksummed metadata fails its checksum first.)
+ * nnh5__h5_error() says so in its message; callers that would call the file
+ * damaged ask first. Leaves the stack as it is.
+ */
+bool nnh5__h5_newer_format(void);
 
 /* A new HDF5 type id for dtype as stored in files / in memory; close with H5Tclose. */
 hid_t nnh5__h5_file_type(nnh5_dtype dtype);
@@ -52,6 +68,13 @@ hid_t nnh5__h5_vlen_utf8(void);
  */
 int nnh5__h5_attr_write(hid_t loc, const char *name, hid_t type, const void *buf, size_t n,
 			bool array);
+
+/*
+ * Read the scalar integer attribute name of loc as int64 (HDF5 converts
+ * other integer sizes). Returns 0, 1 when it is not one integer (nothing is
+ * read), or -1 with the HDF5 error stack set.
+ */
+int nnh5__h5_attr_read_int64(int64_t *out, hid_t loc, const char *name);
 
 /* true if s is valid UTF-8. */
 bool nnh5__utf8_valid(const char *s);

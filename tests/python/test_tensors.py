@@ -215,6 +215,8 @@ def conformance():
         for i, shape in enumerate([(), (0,), (3, 4), (40, 30), (2, 0, 3)]):
             spec, v = tensor(name, shape)
             key = f"{name}.t{i}" if i != 4 else f"deep.{name}.er.t4"
+            if i == 2:
+                key = f"módulo_{name}.t2"  # non-ASCII group and link names
             sd[key] = v
             items.append(dict(spec, key=key))
     nnh5.save_state_dict(sd, os.path.join(d, "sd.h5"),
@@ -342,7 +344,7 @@ def checksums():
             helper("write", "state_dict", f)
         with h5py.File(f) as h:  # float32.t6, (64, 80): contiguous, outside the object header
             off = h["float32/t6"].id.get_offset()
-            header = h5py.h5o.get_info(h["float32"].id, b"t4").addr  # (3, 4): compact
+            header = h5py.h5o.get_info(h["float32"].id, b"t4").addr  # (3, 4): its header
         g = f + ".header"
         with open(f, "rb") as src, open(g, "wb") as dst:
             dst.write(src.read())
@@ -355,7 +357,7 @@ def checksums():
               f"{who} file, flipped data byte: C reports it", p.stderr)
         back = nnh5.load_state_dict(f, numpy=True, verify_checksums=False)
         check("float32.t6" in back, f"{who} file: verify_checksums=False loads it anyway")
-        # a flip inside a compact dataset's object header hits HDF5's metadata checksum
+        # a flip inside a dataset's object header hits HDF5's metadata checksum
         pc.flip_byte(g, header + 40)
         try:
             nnh5.load_state_dict(g, numpy=True)

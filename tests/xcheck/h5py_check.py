@@ -188,23 +188,20 @@ def check_dataset(f, fname, path, spec):
         ds.id.read(h5py.h5s.ALL, h5py.h5s.ALL, raw, mtype=ds.id.get_type())
         want_bits = (want.astype("<f4").view("<u4") >> 16).astype("<u2")
         check(np.array_equal(raw, want_bits), where, "raw bfloat16 bits differ")
-    # layout: >= 4 KiB contiguous and 4 KiB-aligned, smaller compact; no filters
+    # layout: every dataset contiguous (small ones too: FORMAT.md), no fill value
+    # written, no filters; from 4 KiB on, 4 KiB-aligned
     dcpl = ds.id.get_create_plist()
     nbytes = ds.size * ds.id.get_type().get_size()
     layout = dcpl.get_layout()
     check(dcpl.get_nfilters() == 0, where, f"{dcpl.get_nfilters()} filters")
+    check(layout == h5py.h5d.CONTIGUOUS, where,
+          f"{nbytes} bytes: layout {layout}, expected contiguous (FORMAT.md)")
+    check(dcpl.get_fill_time() == h5py.h5d.FILL_TIME_NEVER, where,
+          "fill value written for a contiguous dataset")
     if nbytes >= 4096:
-        check(layout == h5py.h5d.CONTIGUOUS, where,
-              f"{nbytes} bytes: layout {layout}, expected contiguous")
         off = ds.id.get_offset()
         check(off is not None and off % 4096 == 0, where,
               f"{nbytes} bytes at file offset {off}, expected a multiple of 4096")
-        check(dcpl.get_fill_time() == h5py.h5d.FILL_TIME_NEVER, where,
-              "fill value written for a contiguous dataset")
-    else:
-        check(layout == h5py.h5d.COMPACT, where,
-              f"{nbytes} bytes: layout {layout}, expected compact (FORMAT.md: "
-              "datasets smaller than 4 KiB use the compact layout)")
 
 
 def check_order_tracked(where, g):
@@ -214,6 +211,23 @@ def check_order_tracked(where, g):
           f"link creation order flags {gcpl.get_link_creation_order()}, expected tracked|indexed")
     check(gcpl.get_attr_creation_order() == both, where,
           f"attribute creation order flags {gcpl.get_attr_creation_order()}")
+
+
+def check_links_and_attr_storage(where, g):
+    """Link names marked UTF-8 (as h5py marks them); HDF5's default attribute storage.
+
+    Forced dense attribute storage (phase change 0, 0) makes pure readers such as
+    jsfive fail; names marked ASCII come out garbled in readers that honour the set."""
+    gcpl = g.id.get_create_plist()
+    max_compact, min_dense = gcpl.get_attr_phase_change()
+    check(max_compact > 0, where,
+          f"attribute phase change ({max_compact}, {min_dense}): attributes forced dense")
+    names = []
+    g.id.links.iterate(names.append)
+    for n in names:
+        cset = g.id.links.get_info(n).cset
+        check(cset == h5py.h5t.CSET_UTF8, f"{where.rstrip('/')}/{n.decode('utf-8', 'replace')}",
+              f"link name character set {cset}, expected UTF-8 ({h5py.h5t.CSET_UTF8})")
 
 
 def check_keys_attr(where, g, keys):
@@ -331,6 +345,8 @@ def check_nnh5_corpus(d):
             f.visititems(lambda n, o: groups.append(n) if isinstance(o, h5py.Group) else None)
             for gname in groups:
                 check_order_tracked(f"{where}:{gname}", f[gname])
+            for gname in ["/"] + groups:
+                check_links_and_attr_storage(f"{where}:{gname}", f[gname])
             for o in e["objects"]:
                 if o["kind"] == "tensor":
                     check_dataset(f, fname, o["path"], o)

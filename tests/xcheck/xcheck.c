@@ -393,7 +393,7 @@ static int cmd_write(const char *dir)
 				  &fm);
 	}
 	{
-		/* Layouts: >= 4 KiB contiguous and aligned, < 4 KiB compact. */
+		/* Sizes around 4 KiB: contiguous always, aligned from 4 KiB on. */
 		static const int64_t big[2] = { 32, 40 }, b4k[1] = { 4096 }, s4k[1] = { 4095 },
 				     f64[1] = { 1000 }, small[1] = { 10 };
 		struct formula fm = default_formula(NNH5_FLOAT32, 1, 0);
