@@ -47,6 +47,12 @@ static nnh5_dict *mixed_state_dict(void)
 	ok(nnh5_dict_set(sd, "dec.empty", t));
 	ok(nnh5_tensor_full(&t, NNH5_FLOAT32, 0, NULL, 2.5));
 	ok(nnh5_dict_set(sd, "scale", t));
+	/* Small ones after an odd-sized one: their data starts at odd offsets. */
+	ok(nnh5_tensor_full(&t, NNH5_UINT8, 1, (int64_t[]){ 3 }, 7));
+	ok(nnh5_dict_set(sd, "odd.bytes", t));
+	ok(nnh5_dict_set(sd, "odd.f64", noise(NNH5_FLOAT64, 1, (int64_t[]){ 5 }, 6)));
+	ok(nnh5_tensor_arange(&t, NNH5_INT32, 0, 3, 1));
+	ok(nnh5_dict_set(sd, "odd.i32", t));
 	return sd;
 }
 
@@ -58,10 +64,23 @@ static void mapped_tensors_equal_read_ones(void **state)
 	(void)state;
 
 	ok(nnh5_save_state_dict(path, sd));
+	/* Where each tensor's data starts in the file (before the map holds it open). */
+	long offsets[32] = { 0 };
+	assert_true(nnh5_dict_len(sd) <= 32);
+	for (size_t i = 0; i < nnh5_dict_len(sd); i++) {
+		char name[64];
+		snprintf(name, sizeof name, "/%s", nnh5_dict_key(sd, i));
+		for (char *c = name; *c; c++)
+			if (*c == '.')
+				*c = '/';
+		if (nnh5_tensor_nbytes(nnh5_dict_value(sd, i)))
+			offsets[i] = tu_data_offset(path, name);
+	}
 	ok(nnh5_load_state_dict(&read, path));
 	ok(nnh5_map_open(&m, path, NULL));
 	ok(nnh5_map_state_dict(&mapped, m, "/"));
 	assert_int_equal(nnh5_dict_len(mapped), nnh5_dict_len(sd));
+	size_t misaligned = 0;
 	for (size_t i = 0; i < nnh5_dict_len(sd); i++) {
 		const nnh5_tensor *want = nnh5_dict_value(sd, i);
 		nnh5_tensor *got = nnh5_dict_value(mapped, i);
@@ -70,9 +89,15 @@ static void mapped_tensors_equal_read_ones(void **state)
 		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_value(read, i), got));
 		/*
 		 * Every tensor with data is a view of the file (small ones are
-		 * contiguous too), page-aligned from 4 KiB on; empty ones are copies.
+		 * contiguous too) where its offset suits its element size,
+		 * page-aligned from 4 KiB on; empty and misaligned ones are copies.
+		 * Either way the data is aligned to the element size.
 		 */
-		bool view = nnh5_tensor_nbytes(want) > 0;
+		size_t elsize = nnh5_dtype_size(nnh5_tensor_dtype(want));
+		long off = offsets[i];
+		bool view = nnh5_tensor_nbytes(want) > 0 && off % (long)elsize == 0;
+		misaligned += nnh5_tensor_nbytes(want) > 0 && !view;
+		assert_int_equal((uintptr_t)nnh5_tensor_data(got) % elsize, 0);
 		assert_int_equal(nnh5_map_is_mapped(m, got), view);
 		assert_int_equal(nnh5_tensor_owns_data(got), !view);
 		if (view)
@@ -80,6 +105,8 @@ static void mapped_tensors_equal_read_ones(void **state)
 		if (nnh5_tensor_nbytes(want) >= 4096)
 			assert_int_equal((uintptr_t)nnh5_tensor_data(got) % 4096, 0);
 	}
+	/* The odd-sized tensors put at least one small one at a misaligned offset. */
+	assert_true(misaligned > 0);
 	/* One tensor by name: the same view. */
 	nnh5_tensor *w;
 	ok(nnh5_map_tensor(&w, m, "enc/weight"));

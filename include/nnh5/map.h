@@ -9,9 +9,10 @@
  * the file (or the page cache) only when it is first touched. Opening a
  * 10 GiB file and using one tensor costs about what it costs on a 1 MiB
  * file. nnh5 stores every dataset contiguous, and those of 4 KiB or more
- * aligned to 4 KiB (doc/FORMAT.md), so its tensors map as they are. (Smaller
- * ones start at any byte: read their elements with memcpy, as
- * nnh5_tensor_get() does, not through a typed pointer.)
+ * aligned to 4 KiB (doc/FORMAT.md), so its tensors map as they are. Smaller
+ * ones may start at any byte of the file: a dataset whose offset is not a
+ * multiple of its element size is copied (as unmappable datasets are, below),
+ * so the data of every tensor handed out is aligned to its element size.
  *
  * Lifetime: a mapped tensor is a read-only view (nnh5_tensor_mutable_data()
  * gives NULL, nnh5_tensor_owns_data() false). Its elements stay valid until
@@ -24,7 +25,8 @@
  * maps showing the old content.
  *
  * Datasets that cannot be mapped - compact ones (other writers' small
- * datasets: the data lives inside HDF5's metadata), chunked or compressed ones, data stored in
+ * datasets: the data lives inside HDF5's metadata), misaligned ones, chunked
+ * or compressed ones, data stored in
  * another byte order or type that needs converting, never-written datasets -
  * are read into memory instead, as nnh5_file_read_tensor() reads them
  * (checksums verified as the open options say), unless copy_unmappable is

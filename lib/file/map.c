@@ -114,8 +114,10 @@ static const char *unmappable_reason(const nnh5__dataset *ds)
 {
 	if (!ds->raw)
 		return "in a byte order or type that needs converting";
+	if (ds->offset != UINT64_MAX && ds->offset % nnh5_dtype_size(ds->dtype))
+		return "at an offset not aligned to its element size";
 	switch (ds->st.layout) {
-	case H5D_COMPACT: return "compact (inside the metadata, under 4 KiB)";
+	case H5D_COMPACT: return "compact (inside the metadata)";
 	case H5D_CHUNKED: return "chunked";
 	case H5D_CONTIGUOUS: return "without allocated storage (never written)";
 	default: return "in a layout that cannot be mapped";
@@ -140,7 +142,13 @@ static int map_dataset(nnh5_tensor **out, nnh5_map *m, nnh5__dataset *ds, const 
 		if (has < 0)
 			return has;
 	}
-	if (ds->nbytes && ds->raw && ds->offset != UINT64_MAX) {
+	/*
+	 * A view only where its elements are aligned to their size, as any
+	 * tensor's memory is: small datasets (other writers', and nnh5's under
+	 * 4 KiB) may start at any byte of the file.
+	 */
+	if (ds->nbytes && ds->raw && ds->offset != UINT64_MAX &&
+	    ds->offset % nnh5_dtype_size(ds->dtype) == 0) {
 		/*
 		 * Inside the mapping and inside the file as it is now: a page past
 		 * the end of a file that shrank since the open would be SIGBUS.
