@@ -334,6 +334,12 @@ static int open_create(nnh5_file *f, bool durable)
 		goto fail;
 	}
 	f->raw_fd = raw_descriptor(f->fid);
+	/* Before any data is written: the replaced file's mode and owner. */
+	rc = f->raw_fd >= 0 ? nnh5__atomic_adopt(&f->atomic, f->raw_fd)
+			    : nnh5__error(NNH5_ERR_HDF5, "save '%s': no descriptor for '%s'",
+					  f->path, f->atomic.tmp);
+	if (rc)
+		goto fail;
 	rc = nnh5__file_attr_set(f, "/", "nnh5_format_version", H5T_STD_I64LE,
 		      &(int64_t){ FORMAT_VERSION }, 0, false);
 	if (!rc)
