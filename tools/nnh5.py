@@ -61,6 +61,7 @@ ALIGNMENT = 4096       # larger ones: contiguous, aligned to this
 MAX_NDIM = 32
 MAX_DEPTH = 64         # deepest group nesting a reader follows
 TMP_MARK = ".nnh5-tmp-"
+_TMP_BASE_MAX = 255 - 1 - len(TMP_MARK) - 6  # lib/store/atomic.h
 LAYER_TYPES = ("Linear", "LazyLinear", "ReLU", "Sigmoid", "Tanh", "GELU", "Flatten", "Dropout")
 _ORDER = h5p.CRT_ORDER_TRACKED | h5p.CRT_ORDER_INDEXED
 _ALLOWED_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32"}
@@ -362,35 +363,97 @@ def _check_attrs(attrs, where):
 class _AtomicPath:
     """A temporary file beside `path`, renamed over it on commit(), removed on abort().
 
-    The protocol of the C library (lib/store/atomic.c): the temporary file is
-    created next to the target with the usual permissions; commit() fsyncs
-    it, renames it over the target and fsyncs the folder (durable=True).
+    The protocol and the rules of the C library (lib/store/atomic.c, doc/SAVING.md):
+    a symbolic link at `path` is followed (the file it leads to is replaced, the
+    link stays); a folder, device, FIFO or socket is refused (InvalidError), and
+    so is an existing file the process may not write (PermissionError), before
+    anything is written; the temporary file gets the replaced file's mode, owner
+    and group (as far as the process may give them) before any data is written,
+    new files the usual 0666 less the umask. commit() fsyncs it, renames it over
+    the target and fsyncs the folder (durable=True).
     """
 
     def __init__(self, path, durable=True):
-        self.target = os.fspath(path)
-        if isinstance(self.target, bytes):
-            self.target = os.fsdecode(self.target)
+        self.shown = os.fspath(path)
+        if isinstance(self.shown, bytes):
+            self.shown = os.fsdecode(self.shown)
         self.durable = durable
+        self.target = self._follow_links(self.shown)
         folder, base = os.path.split(self.target)
         if not base:
-            raise InvalidError(f"save '{self.target}': the path names a folder")
+            raise InvalidError(f"save '{self.shown}': the path names a folder")
+        old = self._check_target()
         self.folder = folder or "."
+        # a name too long for the temporary name is cut there (NAME_MAX is 255 bytes)
+        short = os.fsencode(base)[:_TMP_BASE_MAX]
+        short = os.fsdecode(short) if os.fsencode(base) != short else base
         alphabet = string.ascii_letters + string.digits
         for _ in range(100):
             suffix = "".join(secrets.choice(alphabet) for _ in range(6))
-            tmp = os.path.join(folder, "." + base + TMP_MARK + suffix)
+            tmp = os.path.join(folder, "." + short + TMP_MARK + suffix)
             try:
                 fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             except FileExistsError:
                 continue
             except OSError as e:
-                raise OSError(e.errno, f"save '{self.target}': cannot create a temporary file: "
+                raise OSError(e.errno, f"save '{self.shown}': cannot create a temporary file: "
                               f"{e.strerror}") from None
-            os.close(fd)
             self.tmp = tmp
+            try:
+                if old is not None:
+                    self._adopt(fd, old)
+            except BaseException:
+                os.close(fd)
+                self.abort()
+                raise
+            os.close(fd)
             return
-        raise OSError(errno.EEXIST, f"save '{self.target}': no free temporary file name")
+        raise OSError(errno.EEXIST, f"save '{self.shown}': no free temporary file name")
+
+    def _follow_links(self, path):
+        cur = path
+        for _ in range(40):
+            try:
+                if not stat.S_ISLNK(os.lstat(cur).st_mode):
+                    return cur
+            except FileNotFoundError:
+                return cur
+            link = os.readlink(cur)
+            cur = link if os.path.isabs(link) else os.path.join(os.path.dirname(cur), link)
+        raise OSError(errno.ELOOP, f"save '{path}': cannot follow the link '{cur}': "
+                      f"{os.strerror(errno.ELOOP)}")
+
+    def _check_target(self):
+        """The replaced file's stat, None for a new file; refuses what may not be replaced."""
+        try:
+            st = os.lstat(self.target)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a folder" if stat.S_ISDIR(st.st_mode) else
+                    "a character device" if stat.S_ISCHR(st.st_mode) else
+                    "a block device" if stat.S_ISBLK(st.st_mode) else
+                    "a FIFO" if stat.S_ISFIFO(st.st_mode) else
+                    "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+            raise InvalidError(f"save '{self.shown}': '{self.target}' is {kind}: only regular "
+                               "files are replaced")
+        if not os.access(self.target, os.W_OK, effective_ids=True):
+            raise PermissionError(errno.EACCES, f"save '{self.shown}': '{self.target}' (mode "
+                                  f"{stat.S_IMODE(st.st_mode):04o}) is not writable by this "
+                                  "process: refused, the file is left as it is")
+        return st
+
+    def _adopt(self, fd, old):
+        cur = os.fstat(fd)
+        if (cur.st_uid, cur.st_gid) != (old.st_uid, old.st_gid):
+            try:
+                os.fchown(fd, old.st_uid, old.st_gid)
+            except PermissionError:  # not root: keep the group if we belong to it
+                try:
+                    os.fchown(fd, -1, old.st_gid)
+                except PermissionError:
+                    pass
+        os.fchmod(fd, stat.S_IMODE(old.st_mode))
 
     def commit(self):
         try:
@@ -428,7 +491,7 @@ class _Writer:
 
     def __init__(self, path, durable=True):
         self.atomic = _AtomicPath(path, durable)
-        self.path = self.atomic.target
+        self.path = self.atomic.shown
         self.file = None
         try:
             fapl = h5p.create(h5p.FILE_ACCESS)
