@@ -384,6 +384,62 @@ static void umask_race(void **state)
 	assert_int_equal(wrong, 0);
 }
 
+/* Save a one-key dict (state dict when state); returns the status. */
+static int save_key(const char *path, const char *key, bool state)
+{
+	nnh5_dict *d;
+	ok(nnh5_dict_new(&d));
+	ok(nnh5_dict_set(d, key, small(1)));
+	int rc = state ? nnh5_save_state_dict(path, d) : nnh5_save_dict(path, d);
+	nnh5_dict_free(d);
+	return rc;
+}
+
+/* One rule for names: what a save accepts, a load returns unchanged; the rest is refused. */
+static void names_obey_the_load_rule(void **state)
+{
+	const char *p = tu_path("names.h5");
+	char long_ok[1025], too_long[2001];
+	(void)state;
+	memset(long_ok, 'k', 1024);
+	long_ok[1024] = '\0';
+	memset(too_long, 'k', 2000);
+	too_long[2000] = '\0';
+	const char *good[] = { "gr\xc3\xb6\xc3\x9f" "e", "\xe6\x9d\x83\xe9\x87\x8d", "a b", long_ok };
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		nnh5_dict *back;
+		ok(save_key(p, good[i], false));
+		ok(nnh5_load_dict(&back, p));
+		assert_int_equal(nnh5_dict_len(back), 1);
+		assert_string_equal(nnh5_dict_key(back, 0), good[i]);
+		nnh5_dict_free(back);
+	}
+	ok(save_value(p, 7)); /* the file the refused saves must leave alone */
+	fails(NNH5_ERR_INVALID, save_key(p, "a\x1b[31mb", false), "control characters", "refused");
+	fails(NNH5_ERR_INVALID, save_key(p, "\xff", false), "not valid UTF-8");
+	fails(NNH5_ERR_INVALID, save_key(p, "\xc3", false), "not valid UTF-8");
+	fails(NNH5_ERR_INVALID, save_key(p, too_long, false), "longer than the limit", "1024");
+	fails(NNH5_ERR_INVALID, save_key(p, "layer.\x7f.weight", true), "control characters");
+	fails(NNH5_ERR_INVALID, save_key(p, "layer.\xff\xfe.weight", true), "not valid UTF-8");
+	fails(NNH5_ERR_INVALID, save_key(p, "tab\there", true), "control characters");
+	assert_true(load_value(p) == 7);
+	assert_int_equal(tu_count_files(".nnh5-tmp-"), 0);
+
+	/* Object names given to the file API obey it too, component by component. */
+	nnh5_file *f;
+	nnh5_tensor *t = small(1);
+	ok(nnh5_file_open(&f, p, NNH5_CREATE));
+	fails(NNH5_ERR_INVALID, nnh5_file_write_tensor(f, "ok/bad\nname", t), "control characters");
+	fails(NNH5_ERR_INVALID, nnh5_file_write_tensor(f, "\xfe/x", t), "not valid UTF-8");
+	ok(nnh5_file_write_tensor(f, "gr\xc3\xbcn/x", t));
+	ok(nnh5_file_close(f));
+	nnh5_tensor_free(t);
+	ok(nnh5_file_open(&f, p, NNH5_READ));
+	ok(nnh5_file_read_tensor(&t, f, "gr\xc3\xbcn/x"));
+	nnh5_tensor_free(t);
+	nnh5_file_discard(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -396,6 +452,7 @@ int main(void)
 		cmocka_unit_test(special_files_refused),
 		cmocka_unit_test(dev_null_refused),
 		cmocka_unit_test(long_names_fit),
+		cmocka_unit_test(names_obey_the_load_rule),
 		cmocka_unit_test(umask_race),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -311,9 +311,35 @@ def _key_bytes(key, where):
     return b
 
 
+MAX_NAME = 1024  # bytes in one link name: the load policy's default max_name_length
+
+
+def _name_problem(b):
+    """The rule for link names, as in the C library (lib/store/policy.c, nnh5__name_problem):
+    at most MAX_NAME bytes, valid UTF-8, no control characters. None, or why not."""
+    if len(b) > MAX_NAME:
+        return f"longer than the limit of names ({MAX_NAME} bytes)"
+    if any(c < 0x20 or c == 0x7f for c in b):
+        return "made with control characters"
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    return None
+
+
+def _check_link_name(b, where, what):
+    """Refuse at save time a name that loading would refuse: saved names load unchanged."""
+    why = _name_problem(b)
+    if why:
+        shown = b[:64].decode("utf-8", "backslashreplace").encode("unicode_escape").decode()
+        raise InvalidError(f"{where}: {what} '{shown}' is {why}: refused, as loading would "
+                           "refuse it")
+
+
 def _check_dict_keys(keys, where):
     for key in keys:
-        _key_bytes(key, where)
+        _check_link_name(_key_bytes(key, where), where, "dict key")
         if not key or "/" in key or key in (".", ".."):
             raise InvalidError(f"{where}: key '{key}' cannot be stored (keys must be "
                                "non-empty, without '/', and not '.' or '..')")
@@ -330,6 +356,8 @@ def _check_state_keys(keys, where):
             raise InvalidError(f"{where}: key '{key}' cannot be stored (keys are non-empty "
                                "names separated by single dots, without '/')")
         comps = key.split(".")
+        for c in comps:
+            _check_link_name(c.encode("utf-8"), where, "state dict key component")
         if len(comps) > MAX_DEPTH + 1 or any(len(c.encode()) > 255 for c in comps) \
                 or len(key.encode()) >= 4096:
             raise InvalidError(f"{where}: key '{key}' is nested too deeply or has a component "

@@ -74,7 +74,8 @@ bool nnh5__file_is_root(const char *name)
  * Object paths: optional leading '/', components separated by single '/',
  * none empty, "." or "..".
  */
-int nnh5__file_check_path(const nnh5_file *f, const char *name)
+/* Every component of name: not empty, '.' or '..'; with write, obeying the name rule too. */
+static int check_components(const nnh5_file *f, const char *name, bool write)
 {
 	const char *p = name;
 
@@ -91,10 +92,47 @@ int nnh5__file_check_path(const nnh5_file *f, const char *name)
 			return nnh5__error(NNH5_ERR_INVALID,
 					   "'%s': object name '%s' has an empty, '.' or '..' component",
 					   f->path, name);
+		if (write) {
+			int rc = nnh5__file_check_new_name(f, "object name", p, len);
+			if (rc)
+				return rc;
+		}
 		if (!end)
 			return NNH5_OK;
 		p = end + 1;
 	}
+}
+
+int nnh5__file_check_path(const nnh5_file *f, const char *name)
+{
+	return check_components(f, name, false);
+}
+
+int nnh5__file_check_new_name(const nnh5_file *f, const char *what, const char *name,
+			      size_t len)
+{
+	char buf[NNH5__DEFAULT_MAX_NAME + 2], esc[256];
+	int status;
+	const char *why;
+
+	(void)status;
+	/* A name longer than the limit is refused for its length alone. */
+	if (len > NNH5__DEFAULT_MAX_NAME)
+		len = NNH5__DEFAULT_MAX_NAME + 1;
+	memcpy(buf, name, len);
+	buf[len] = '\0';
+	why = nnh5__name_problem(&status, buf, NNH5__DEFAULT_MAX_NAME);
+	if (!why)
+		return NNH5_OK;
+	return nnh5__error(NNH5_ERR_INVALID,
+			   "'%s': %s '%s' is %s (%d bytes): refused, as loading would refuse it",
+			   f->path, what, nnh5__escape(esc, sizeof esc, buf), why,
+			   NNH5__DEFAULT_MAX_NAME);
+}
+
+int nnh5__file_check_write_path(const nnh5_file *f, const char *name)
+{
+	return check_components(f, name, true);
 }
 
 int nnh5__file_check_writable(const nnh5_file *f, const char *what)

@@ -213,6 +213,32 @@ def target_rules():
           str(pc.files_in(d)))
 
 
+def name_rule():
+    """One rule for names: what a save accepts a load returns unchanged; the rest is refused."""
+    d = path("names")
+    os.makedirs(d)
+    target = os.path.join(d, "n.h5")
+    for key in ("gr\u00f6\u00dfe", "\u6743\u91cd", "a b", "k" * 1024):
+        nnh5.save({key: np.ones(2)}, target)
+        check(list(nnh5.load(target)) == [key], f"key {key[:10]!r}: loads unchanged")
+    nnh5.save({"kept": np.ones(2)}, target)
+    bad = [({"a\x1b[31mb": np.ones(2)}, "control characters"),
+           ({"k" * 2000: np.ones(2)}, "longer than the limit"),
+           ({"\udcff": np.ones(2)}, "UTF-8"),
+           ({"layer.\x7f.weight": torch.ones(2)}, "control characters"),
+           ({"tab\there": torch.ones(2)}, "control characters")]
+    for obj, words in bad:
+        try:
+            if any("." in k for k in obj):
+                nnh5.save_state_dict(obj, target)
+            else:
+                nnh5.save(obj, target)
+            check(False, f"{list(obj)[0][:10]!r}: refused at save time")
+        except nnh5.InvalidError as e:
+            check(words in str(e), f"{list(obj)[0][:10]!r}: refused, saying why", str(e))
+    check(list(nnh5.load(target)) == ["kept"], "refused saves leave the file alone")
+
+
 def main():
     d = path("work")
     os.makedirs(d)
@@ -313,6 +339,7 @@ def main():
             check(fa.read() == fb.read(), f"{a} and {b}: byte-identical")
     pc.run_part(full_disk)
     pc.run_part(target_rules)
+    pc.run_part(name_rule)
     pc.finish("test_atomic")
 
 
