@@ -115,7 +115,6 @@ int nnh5__file_check_new_name(const nnh5_file *f, const char *what, const char *
 	int status;
 	const char *why;
 
-	(void)status;
 	/* A name longer than the limit is refused for its length alone. */
 	if (len > NNH5__DEFAULT_MAX_NAME)
 		len = NNH5__DEFAULT_MAX_NAME + 1;
