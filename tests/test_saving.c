@@ -10,6 +10,8 @@
 #define _GNU_SOURCE /* makedev, syscall */
 #include "testutil.h"
 
+#include "store/atomic.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -150,6 +152,49 @@ static void new_file_gets_umask_mode(void **state)
 	syscall(SYS_umask, old);
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0640);
+}
+
+/*
+ * A private file is never exposed through its temporary file: when a file
+ * created anew would be readable by more people than the replaced one, the
+ * placeholder gets the old owner and mode before it holds a byte, and the
+ * save writes into it (a->prepared). Otherwise the fast path stays.
+ */
+static void private_file_never_widened(void **state)
+{
+	const char *p = tu_path("private.h5");
+	struct stat st;
+	nnh5__atomic a;
+	(void)state;
+	mode_t old = (mode_t)syscall(SYS_umask, 022);
+	ok(save_value(p, 1));
+	assert_int_equal(chmod(p, 0600), 0);
+	ok(nnh5__atomic_begin(&a, p, false));
+	assert_true(a.prepared);
+	assert_int_equal(stat(a.tmp, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	nnh5__atomic_abort(&a);
+	assert_int_equal(chmod(p, 0644), 0);
+	ok(nnh5__atomic_begin(&a, p, false));
+	assert_false(a.prepared); /* 0644 under umask 022: nothing to hide */
+	nnh5__atomic_abort(&a);
+	if (geteuid() == 0) {
+		assert_int_equal(chown(p, 12345, 12345), 0);
+		ok(nnh5__atomic_begin(&a, p, false));
+		assert_true(a.prepared); /* another owner: created by root it would not be theirs */
+		assert_int_equal(stat(a.tmp, &st), 0);
+		assert_int_equal(st.st_uid, 12345);
+		assert_int_equal(st.st_mode & 07777, 0644);
+		nnh5__atomic_abort(&a);
+	}
+	/* The whole save through the prepared placeholder. */
+	assert_int_equal(chmod(p, 0600), 0);
+	ok(save_value(p, 2));
+	assert_true(load_value(p) == 2);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	syscall(SYS_umask, old);
+	assert_int_equal(tu_count_files(".nnh5-tmp-"), 0);
 }
 
 static void owner_is_kept(void **state)
@@ -447,6 +492,7 @@ int main(void)
 		cmocka_unit_test(hard_link_keeps_old_content),
 		cmocka_unit_test(mode_is_kept),
 		cmocka_unit_test(new_file_gets_umask_mode),
+		cmocka_unit_test(private_file_never_widened),
 		cmocka_unit_test(owner_is_kept),
 		cmocka_unit_test(read_only_refused),
 		cmocka_unit_test(special_files_refused),

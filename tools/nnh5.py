@@ -420,7 +420,10 @@ class _AtomicPath:
             suffix = "".join(secrets.choice(alphabet) for _ in range(6))
             tmp = os.path.join(folder, "." + short + TMP_MARK + suffix)
             try:
-                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                # over an existing file: 0600 until it has the old owner and mode, so
+                # nobody the old file kept out can open it meanwhile
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             0o666 if old is None else 0o600)
             except FileExistsError:
                 continue
             except OSError as e:

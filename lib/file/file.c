@@ -358,13 +358,17 @@ static int open_create(nnh5_file *f, bool durable)
 	 * O_TRUNC would make ext4 (auto_da_alloc) start writing the whole file
 	 * back to disk when it is closed, which on a 512 MiB save costs more
 	 * than writing the file (and a non-durable save does not want it).
+	 * A prepared placeholder (the replaced file's owner and a mode narrower
+	 * than a new file's) is truncated instead: a file created anew would be
+	 * readable by more people until its mode is set.
 	 */
-	if (unlink(f->atomic.tmp) < 0) {
+	if (!f->atomic.prepared && unlink(f->atomic.tmp) < 0) {
 		rc = nnh5__error(NNH5_ERR_IO, "save '%s': cannot replace the temporary file '%s': %s",
 				 f->path, f->atomic.tmp, strerror(errno));
 		goto fail;
 	}
-	f->fid = H5Fcreate(f->atomic.tmp, H5F_ACC_EXCL, fcpl, fapl);
+	f->fid = H5Fcreate(f->atomic.tmp, f->atomic.prepared ? H5F_ACC_TRUNC : H5F_ACC_EXCL, fcpl,
+			   fapl);
 	if (f->fid < 0) {
 		rc = nnh5__h5_error(NNH5_ERR_IO, "save '%s': cannot create temporary file '%s'",
 				    f->path, f->atomic.tmp);

@@ -149,6 +149,70 @@ static int check_target(nnh5__atomic *a, const struct stat *st)
 	return NNH5_OK;
 }
 
+/*
+ * The process umask, read without changing it (umask() is process-wide:
+ * umask(0) then umask(old) lets another thread create world-writable files
+ * in between). -1 when /proc does not say.
+ */
+static int current_umask(void)
+{
+	char line[128];
+	int mask = -1;
+	FILE *fp = fopen("/proc/self/status", "re");
+
+	if (!fp)
+		return -1;
+	while (fgets(line, sizeof line, fp))
+		if (strncmp(line, "Umask:", 6) == 0) {
+			char *end;
+			long v = strtol(line + 6, &end, 8);
+			if (end != line + 6 && v >= 0 && v <= 0777)
+				mask = (int)v;
+			break;
+		}
+	fclose(fp);
+	return mask;
+}
+
+/*
+ * Would a file created anew (by us, 0666 less the umask) let someone read or
+ * write it whom the replaced file does not? Then the temporary file must get
+ * the old owner and mode before it holds a byte, so the placeholder (0600,
+ * ours) is given them and kept.
+ */
+static bool wider_when_created(const nnh5__atomic *a)
+{
+	int mask = current_umask();
+
+	if (mask < 0)
+		return true;
+	if (a->uid != geteuid() || a->gid != getegid())
+		return true;
+	return ((0666 & ~(mode_t)mask) & ~a->mode) != 0;
+}
+
+/* Give the placeholder at fd the replaced file's owner and mode (see wider_when_created()). */
+static int give_old_owner_and_mode(nnh5__atomic *a, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return nnh5__error(NNH5_ERR_IO, "save '%s': cannot examine the temporary file: %s",
+				   a->shown, strerror(errno));
+	/*
+	 * The owner first (changing it clears set-id bits). A process that may
+	 * not give the file away (not root) keeps what it can: the group when
+	 * it belongs to it, else its own ids; doc/SAVING.md says so.
+	 */
+	if ((st.st_uid != a->uid || st.st_gid != a->gid) && fchown(fd, a->uid, a->gid) < 0 &&
+	    st.st_gid != a->gid)
+		(void)fchown(fd, (uid_t)-1, a->gid);
+	if (fchmod(fd, a->mode) < 0)
+		return nnh5__error(NNH5_ERR_IO, "save '%s': cannot give the new file mode %04o: %s",
+				   a->shown, (unsigned)a->mode, strerror(errno));
+	return NNH5_OK;
+}
+
 static void release(nnh5__atomic *a)
 {
 	nnh5__free(a->shown);
@@ -201,31 +265,21 @@ int nnh5__atomic_begin(nnh5__atomic *a, const char *target, bool durable)
 		return nnh5__error(NNH5_ERR_IO, "save '%s': cannot create a temporary file: %s",
 				   target, strerror(err));
 	}
+	if (a->existed && wider_when_created(a)) {
+		rc = give_old_owner_and_mode(a, fd);
+		a->prepared = rc == NNH5_OK;
+	}
 	close(fd);
-	return NNH5_OK;
+	if (rc)
+		nnh5__atomic_abort(a);
+	return rc;
 }
 
 int nnh5__atomic_adopt(nnh5__atomic *a, int fd)
 {
-	struct stat st;
-
-	if (!a->existed)
+	if (!a->existed || a->prepared)
 		return NNH5_OK;
-	if (fstat(fd, &st) < 0)
-		return nnh5__error(NNH5_ERR_IO, "save '%s': cannot examine the temporary file: %s",
-				   a->shown, strerror(errno));
-	/*
-	 * The owner first (changing it clears set-id bits). A process that may
-	 * not give the file away (not root) keeps what it can: the group when
-	 * it belongs to it, else its own ids; doc/SAVING.md says so.
-	 */
-	if ((st.st_uid != a->uid || st.st_gid != a->gid) && fchown(fd, a->uid, a->gid) < 0 &&
-	    st.st_gid != a->gid)
-		(void)fchown(fd, (uid_t)-1, a->gid);
-	if (fchmod(fd, a->mode) < 0)
-		return nnh5__error(NNH5_ERR_IO, "save '%s': cannot give the new file mode %04o: %s",
-				   a->shown, (unsigned)a->mode, strerror(errno));
-	return NNH5_OK;
+	return give_old_owner_and_mode(a, fd);
 }
 
 static int fsync_path(const char *path, int flags)

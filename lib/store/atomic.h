@@ -31,6 +31,12 @@ typedef struct nnh5__atomic {
 	char *tmp;    /* NULL once committed or aborted */
 	bool durable;
 	bool existed; /* target was a regular file: mode, uid, gid are its own */
+	/*
+	 * The placeholder already has the target's owner and mode: the caller
+	 * must open it with truncation rather than create the file anew (a new
+	 * file would be readable by more people until nnh5__atomic_adopt()).
+	 */
+	bool prepared;
 	mode_t mode;
 	uid_t uid;
 	gid_t gid;
@@ -38,7 +44,7 @@ typedef struct nnh5__atomic {
 
 /*
  * Check the target and reserve the name of the temporary file (an empty
- * placeholder file the caller may replace). Errors: NNH5_ERR_INVALID (a
+ * placeholder file the caller may replace, unless a->prepared). Errors: NNH5_ERR_INVALID (a
  * folder, device, FIFO or socket), NNH5_ERR_IO (not writable, the folder
  * refuses, too many links), NNH5_ERR_NOMEM.
  */
@@ -48,8 +54,8 @@ int nnh5__atomic_begin(nnh5__atomic *a, const char *target, bool durable);
  * Give the temporary file open at fd the replaced file's mode, owner and
  * group (as far as the process may: an owner it may not give is kept as it
  * is). New files keep the mode they were created with (0666 less the umask,
- * applied by the kernel). Call it before any data is written.
- * Errors: NNH5_ERR_IO.
+ * applied by the kernel). Call it before any data is written; a no-op when
+ * a->prepared. Errors: NNH5_ERR_IO.
  */
 int nnh5__atomic_adopt(nnh5__atomic *a, int fd);
 
