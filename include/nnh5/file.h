@@ -72,7 +72,7 @@ typedef struct nnh5_open_options {
 	 */
 	bool require_checksums;
 	/*
-	 * The load policy (NNH5_READ; README, "Safe with files from strangers").
+	 * The load policy (NNH5_READ; doc/SECURITY.md).
 	 * Safe by default: every check below runs before any data of a dataset
 	 * is read, and a refusal names the file and the object.
 	 *
