@@ -339,11 +339,12 @@ def _key_bytes(key, where):
 MAX_NAME = 1024  # bytes in one link name: the load policy's default max_name_length
 
 
-def _name_problem(b):
+def _name_problem(b, max_len=MAX_NAME):
     """The rule for link names, as in the C library (lib/store/policy.c, nnh5__name_problem):
-    at most MAX_NAME bytes, valid UTF-8, no control characters. None, or why not."""
-    if len(b) > MAX_NAME:
-        return f"longer than the limit of names ({MAX_NAME} bytes)"
+    at most max_len bytes, valid UTF-8, no control characters. None, or why not. Saving
+    applies it with MAX_NAME, so a load with the default limits returns what was saved."""
+    if len(b) > max_len:
+        return f"longer than the limit of names ({max_len} bytes)"
     if any(c < 0x20 or c == 0x7f for c in b):
         return "made with control characters"
     try:
@@ -486,13 +487,8 @@ class _AtomicPath:
         except FileNotFoundError:
             return None
         if not stat.S_ISREG(st.st_mode):
-            kind = ("a folder" if stat.S_ISDIR(st.st_mode) else
-                    "a character device" if stat.S_ISCHR(st.st_mode) else
-                    "a block device" if stat.S_ISBLK(st.st_mode) else
-                    "a FIFO" if stat.S_ISFIFO(st.st_mode) else
-                    "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
-            raise InvalidError(f"save '{self.shown}': '{self.target}' is {kind}: only regular "
-                               "files are replaced")
+            raise InvalidError(f"save '{self.shown}': '{self.target}' is "
+                               f"{_file_kind(st.st_mode)}: only regular files are replaced")
         if not os.access(self.target, os.W_OK, effective_ids=True):
             raise PermissionError(errno.EACCES, f"save '{self.shown}': '{self.target}' (mode "
                                   f"{stat.S_IMODE(st.st_mode):04o}) is not writable by this "
@@ -806,9 +802,13 @@ _FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"
                (stat.S_ISSOCK, "a socket"))
 
 
+def _file_kind(mode):
+    """What a file of this mode is, for refusals (lib/store/regular.c, nnh5__file_kind)."""
+    return next((k for test, k in _FILE_KINDS if test(mode)), "not a regular file")
+
+
 def _refuse_special(path, what, mode):
-    kind = next((k for test, k in _FILE_KINDS if test(mode)), "not a regular file")
-    raise InvalidError(f"{what} '{path}': is {kind}, not a regular file: refused")
+    raise InvalidError(f"{what} '{path}': is {_file_kind(mode)}, not a regular file: refused")
 
 
 def _open_regular(path, what):

@@ -7,6 +7,7 @@
  * new file inherits, are in atomic.h and doc/SAVING.md.
  */
 #include "store/atomic.h"
+#include "store/regular.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -105,21 +106,6 @@ static int follow_links(char **out, struct stat *st, const char *shown)
 	}
 }
 
-static const char *kind_of(mode_t m)
-{
-	if (S_ISDIR(m))
-		return "a folder";
-	if (S_ISCHR(m))
-		return "a character device";
-	if (S_ISBLK(m))
-		return "a block device";
-	if (S_ISFIFO(m))
-		return "a FIFO";
-	if (S_ISSOCK(m))
-		return "a socket";
-	return "not a regular file";
-}
-
 /* May the target be replaced? Records what the new file inherits. */
 static int check_target(nnh5__atomic *a, const struct stat *st)
 {
@@ -128,7 +114,7 @@ static int check_target(nnh5__atomic *a, const struct stat *st)
 	if (!S_ISREG(st->st_mode))
 		return nnh5__error(NNH5_ERR_INVALID,
 				   "save '%s': '%s' is %s: only regular files are replaced", a->shown,
-				   a->target, kind_of(st->st_mode));
+				   a->target, nnh5__file_kind(st->st_mode));
 	/*
 	 * A save must not do what writing in place could not: replace a file
 	 * the process may not write (its own read-only file, say), even though
