@@ -2,7 +2,8 @@
  * tests/test_checkpoint.c - checkpoints (lib/checkpoint/checkpoint.c) and the folder
  * manager (lib/checkpoint/checkpoint_manager.c): contents round trip, retention
  * policies over many saves, the index, latest() skipping damaged files,
- * leftovers, the folder lock, full disks, and asynchronous saves.
+ * leftovers, the folder lock (and fork), full disks, asynchronous saves, and
+ * steps up to INT64_MAX.
  * (Killing a training process and resuming is in tests/crash/.)
  */
 #define _DEFAULT_SOURCE /* DT_REG, nanosleep */
@@ -588,6 +589,104 @@ static void async_equals_sync_and_copies(void **state)
 	ok(nnh5_checkpoint_manager_close(ms));
 }
 
+/* Steps anywhere in [0, INT64_MAX]: named, listed, retained and resumed in step order. */
+static void huge_steps(void **state)
+{
+	const int64_t all[] = { 5, 999999999999LL, 1000000000000LL, 4000000000000000000LL,
+				INT64_MAX - 1, INT64_MAX };
+	const size_t n_all = sizeof all / sizeof all[0];
+	nnh5_checkpoint_options o = NNH5_CHECKPOINT_OPTIONS_INIT;
+	nnh5_checkpoint_manager *m;
+	nnh5_checkpoint *c;
+	int64_t *steps;
+	size_t n;
+	char name[64];
+	(void)state;
+	o.keep_last = 2;
+	o.durable = false;
+	ok(nnh5_checkpoint_manager_open(&m, folder("huge"), &o));
+	for (size_t i = 0; i < n_all; i++) {
+		c = sample(all[i], 1.0, 2);
+		ok(nnh5_checkpoint_manager_save(m, c));
+		nnh5_checkpoint_free(c);
+		ok(nnh5_checkpoint_manager_steps(&steps, &n, m));
+		assert_int_equal(n, i < 2 ? i + 1 : 2); /* retention removes the oldest */
+		assert_true(steps[n - 1] == all[i]);
+		nnh5_free(steps);
+	}
+	ok(nnh5_checkpoint_manager_latest(&c, NULL, m));
+	assert_true(nnh5_checkpoint_step(c) == INT64_MAX);
+	nnh5_checkpoint_free(c);
+	ok(nnh5_checkpoint_manager_close(m));
+	/* Reopened, and read without a manager: the same two steps. */
+	ok(nnh5_checkpoint_folder_steps(&steps, &n, folder("huge")));
+	assert_int_equal(n, 2);
+	assert_true(steps[0] == INT64_MAX - 1 && steps[1] == INT64_MAX);
+	nnh5_free(steps);
+
+	/* Names: one per step, the old 12-digit ones unchanged. */
+	const struct { const char *name; bool ok; int64_t step; } names[] = {
+		{ "ckpt-000000000120.h5", true, 120 },
+		{ "ckpt-999999999999.h5", true, 999999999999LL },
+		{ "ckpt-1000000000000.h5", true, 1000000000000LL },
+		{ "ckpt-9223372036854775807.h5", true, INT64_MAX },
+		{ "ckpt-9223372036854775808.h5", false, 0 },  /* over INT64_MAX */
+		{ "ckpt-0001000000000000.h5", false, 0 },     /* a second name for 10^12 */
+		{ "ckpt-00000000120.h5", false, 0 },          /* 11 digits */
+		{ "ckpt-00000000012a.h5", false, 0 },
+		{ "ckpt-000000000120.h5.nnh5-tmp-x", false, 0 },
+		{ "ckpt-99999999999999999999.h5", false, 0 },
+	};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		int64_t step = -1;
+		assert_int_equal(nnh5_checkpoint_file_step(&step, names[i].name), names[i].ok);
+		if (!names[i].ok)
+			continue;
+		assert_true(step == names[i].step);
+		ok(nnh5_checkpoint_file_name(name, sizeof name, step));
+		assert_string_equal(name, names[i].name);
+	}
+	fails(NNH5_ERR_INVALID, nnh5_checkpoint_file_name(name, sizeof name, -1), "-1");
+	fails(NNH5_ERR_OVERFLOW, nnh5_checkpoint_file_name(name, 10, 1), "too small");
+	assert_string_equal(nnh5_checkpoint_index_metric("metrics.loss"), "loss");
+	assert_null(nnh5_checkpoint_index_metric("steps"));
+}
+
+/*
+ * A forked child (a data loader worker) that outlives the manager must not
+ * keep the folder locked: the parent closes and reopens while it lives.
+ */
+static void fork_does_not_keep_lock(void **state)
+{
+	nnh5_checkpoint_options o = NNH5_CHECKPOINT_OPTIONS_INIT;
+	nnh5_checkpoint_manager *m, *m2;
+	const char *dir = folder("forked");
+	int go[2];
+	(void)state;
+	o.async = true;
+	ok(nnh5_checkpoint_manager_open(&m, dir, &o));
+	assert_int_equal(pipe(go), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char ch;
+		close(go[1]);
+		_exit(read(go[0], &ch, 1) == 0 ? 0 : 1); /* lives until the parent is done */
+	}
+	close(go[0]);
+	nnh5_checkpoint *c = sample(1, 1.0, 2);
+	ok(nnh5_checkpoint_manager_save(m, c));
+	nnh5_checkpoint_free(c);
+	ok(nnh5_checkpoint_manager_close(m));
+	ok(nnh5_checkpoint_manager_open(&m2, dir, &o)); /* NNH5_ERR_BUSY when the child held it */
+	fails(NNH5_ERR_BUSY, nnh5_checkpoint_manager_open(&m, dir, &o), "in use");
+	ok(nnh5_checkpoint_manager_close(m2));
+	close(go[1]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void options_checked(void **state)
 {
 	nnh5_checkpoint_options o = NNH5_CHECKPOINT_OPTIONS_INIT;
@@ -618,6 +717,8 @@ int main(void)
 		cmocka_unit_test(full_disk_keeps_previous),
 		cmocka_unit_test(async_equals_sync_and_copies),
 		cmocka_unit_test(options_checked),
+		cmocka_unit_test(huge_steps),
+		cmocka_unit_test(fork_does_not_keep_lock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

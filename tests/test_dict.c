@@ -123,6 +123,36 @@ static void list_order(void **state)
 	nnh5_list_free(l);
 }
 
+/* One tensor in two containers would be freed twice: the second is refused. */
+static void double_ownership_refused(void **state)
+{
+	nnh5_dict *a, *b;
+	nnh5_list *l;
+	nnh5_tensor *t, *u;
+	(void)state;
+	ok(nnh5_dict_new(&a));
+	ok(nnh5_dict_new(&b));
+	ok(nnh5_list_new(&l));
+	ok(nnh5_tensor_zeros(&t, NNH5_FLOAT32, 0, NULL));
+	ok(nnh5_dict_set(a, "w", t));
+	fails(NNH5_ERR_INVALID, nnh5_dict_set(b, "w", t), "already held", "'w'");
+	fails(NNH5_ERR_INVALID, nnh5_dict_set(a, "other", t), "already held");
+	fails(NNH5_ERR_INVALID, nnh5_list_append(l, t), "already held");
+	ok(nnh5_dict_set(a, "w", t)); /* the same key again: nothing changes */
+	assert_int_equal(nnh5_dict_len(a), 1);
+	assert_int_equal(nnh5_dict_len(b), 0);
+	/* Taken out, it is the caller's again and may go elsewhere. */
+	ok(nnh5_dict_take(&u, a, "w"));
+	assert_ptr_equal(u, t);
+	ok(nnh5_list_append(l, t));
+	fails(NNH5_ERR_INVALID, nnh5_list_append(l, t), "already held");
+	fails(NNH5_ERR_INVALID, nnh5_dict_set(b, "w", t), "already held");
+	assert_int_equal(nnh5_list_len(l), 1);
+	nnh5_dict_free(a);
+	nnh5_dict_free(b);
+	nnh5_list_free(l); /* frees t once */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -132,6 +162,7 @@ int main(void)
 		cmocka_unit_test(many_keys),
 		cmocka_unit_test(null_key_and_free_null),
 		cmocka_unit_test(list_order),
+		cmocka_unit_test(double_ownership_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

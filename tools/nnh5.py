@@ -60,6 +60,7 @@ ALIGNMENT = 4096       # larger ones: contiguous, aligned to this
 MAX_NDIM = 32
 MAX_DEPTH = 64         # deepest group nesting a reader follows
 TMP_MARK = ".nnh5-tmp-"
+_TMP_BASE_MAX = 255 - 1 - len(TMP_MARK) - 6  # lib/store/atomic.h
 LAYER_TYPES = ("Linear", "LazyLinear", "ReLU", "Sigmoid", "Tanh", "GELU", "Flatten", "Dropout")
 _ORDER = h5p.CRT_ORDER_TRACKED | h5p.CRT_ORDER_INDEXED
 _ALLOWED_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32"}
@@ -334,9 +335,36 @@ def _key_bytes(key, where):
     return b
 
 
+MAX_NAME = 1024  # bytes in one link name: the load policy's default max_name_length
+
+
+def _name_problem(b, max_len=MAX_NAME):
+    """The rule for link names, as in the C library (lib/store/policy.c, nnh5__name_problem):
+    at most max_len bytes, valid UTF-8, no control characters. None, or why not. Saving
+    applies it with MAX_NAME, so a load with the default limits returns what was saved."""
+    if len(b) > max_len:
+        return f"longer than the limit of names ({max_len} bytes)"
+    if any(c < 0x20 or c == 0x7f for c in b):
+        return "made with control characters"
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    return None
+
+
+def _check_link_name(b, where, what):
+    """Refuse at save time a name that loading would refuse: saved names load unchanged."""
+    why = _name_problem(b)
+    if why:
+        shown = b[:64].decode("utf-8", "backslashreplace").encode("unicode_escape").decode()
+        raise InvalidError(f"{where}: {what} '{shown}' is {why}: refused, as loading would "
+                           "refuse it")
+
+
 def _check_dict_keys(keys, where):
     for key in keys:
-        _key_bytes(key, where)
+        _check_link_name(_key_bytes(key, where), where, "dict key")
         if not key or "/" in key or key in (".", ".."):
             raise InvalidError(f"{where}: key '{key}' cannot be stored (keys must be "
                                "non-empty, without '/', and not '.' or '..')")
@@ -353,6 +381,8 @@ def _check_state_keys(keys, where):
             raise InvalidError(f"{where}: key '{key}' cannot be stored (keys are non-empty "
                                "names separated by single dots, without '/')")
         comps = key.split(".")
+        for c in comps:
+            _check_link_name(c.encode("utf-8"), where, "state dict key component")
         if len(comps) > MAX_DEPTH + 1 or any(len(c.encode()) > 255 for c in comps) \
                 or len(key.encode()) >= 4096:
             raise InvalidError(f"{where}: key '{key}' is nested too deeply or has a component "
@@ -386,35 +416,95 @@ def _check_attrs(attrs, where):
 class _AtomicPath:
     """A temporary file beside `path`, renamed over it on commit(), removed on abort().
 
-    The protocol of the C library (lib/store/atomic.c): the temporary file is
-    created next to the target with the usual permissions; commit() fsyncs
-    it, renames it over the target and fsyncs the folder (durable=True).
+    The protocol and the rules of the C library (lib/store/atomic.c, doc/SAVING.md):
+    a symbolic link at `path` is followed (the file it leads to is replaced, the
+    link stays); a folder, device, FIFO or socket is refused (InvalidError), and
+    so is an existing file the process may not write (PermissionError), before
+    anything is written; the temporary file gets the replaced file's mode, owner
+    and group (as far as the process may give them) before any data is written,
+    new files the usual 0666 less the umask. commit() fsyncs it, renames it over
+    the target and fsyncs the folder (durable=True).
     """
 
     def __init__(self, path, durable=True):
-        self.target = os.fspath(path)
-        if isinstance(self.target, bytes):
-            self.target = os.fsdecode(self.target)
+        self.shown = os.fspath(path)
+        if isinstance(self.shown, bytes):
+            self.shown = os.fsdecode(self.shown)
         self.durable = durable
+        self.target = self._follow_links(self.shown)
         folder, base = os.path.split(self.target)
         if not base:
-            raise InvalidError(f"save '{self.target}': the path names a folder")
+            raise InvalidError(f"save '{self.shown}': the path names a folder")
+        old = self._check_target()
         self.folder = folder or "."
+        # a name too long for the temporary name is cut there (NAME_MAX is 255 bytes)
+        short = os.fsencode(base)[:_TMP_BASE_MAX]
+        short = os.fsdecode(short) if os.fsencode(base) != short else base
         alphabet = string.ascii_letters + string.digits
         for _ in range(100):
             suffix = "".join(secrets.choice(alphabet) for _ in range(6))
-            tmp = os.path.join(folder, "." + base + TMP_MARK + suffix)
+            tmp = os.path.join(folder, "." + short + TMP_MARK + suffix)
             try:
-                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                # over an existing file: 0600 until it has the old owner and mode, so
+                # nobody the old file kept out can open it meanwhile
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             0o666 if old is None else 0o600)
             except FileExistsError:
                 continue
             except OSError as e:
-                raise OSError(e.errno, f"save '{self.target}': cannot create a temporary file: "
+                raise OSError(e.errno, f"save '{self.shown}': cannot create a temporary file: "
                               f"{e.strerror}") from None
-            os.close(fd)
             self.tmp = tmp
+            try:
+                if old is not None:
+                    self._adopt(fd, old)
+            except BaseException:
+                os.close(fd)
+                self.abort()
+                raise
+            os.close(fd)
             return
-        raise OSError(errno.EEXIST, f"save '{self.target}': no free temporary file name")
+        raise OSError(errno.EEXIST, f"save '{self.shown}': no free temporary file name")
+
+    def _follow_links(self, path):
+        cur = path
+        for _ in range(40):
+            try:
+                if not stat.S_ISLNK(os.lstat(cur).st_mode):
+                    return cur
+            except FileNotFoundError:
+                return cur
+            link = os.readlink(cur)
+            cur = link if os.path.isabs(link) else os.path.join(os.path.dirname(cur), link)
+        raise OSError(errno.ELOOP, f"save '{path}': cannot follow the link '{cur}': "
+                      f"{os.strerror(errno.ELOOP)}")
+
+    def _check_target(self):
+        """The replaced file's stat, None for a new file; refuses what may not be replaced."""
+        try:
+            st = os.lstat(self.target)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidError(f"save '{self.shown}': '{self.target}' is "
+                               f"{_file_kind(st.st_mode)}: only regular files are replaced")
+        if not os.access(self.target, os.W_OK, effective_ids=True):
+            raise PermissionError(errno.EACCES, f"save '{self.shown}': '{self.target}' (mode "
+                                  f"{stat.S_IMODE(st.st_mode):04o}) is not writable by this "
+                                  "process: refused, the file is left as it is")
+        return st
+
+    def _adopt(self, fd, old):
+        cur = os.fstat(fd)
+        if (cur.st_uid, cur.st_gid) != (old.st_uid, old.st_gid):
+            try:
+                os.fchown(fd, old.st_uid, old.st_gid)
+            except PermissionError:  # not root: keep the group if we belong to it
+                try:
+                    os.fchown(fd, -1, old.st_gid)
+                except PermissionError:
+                    pass
+        os.fchmod(fd, stat.S_IMODE(old.st_mode))
 
     def commit(self):
         try:
@@ -452,7 +542,7 @@ class _Writer:
 
     def __init__(self, path, durable=True):
         self.atomic = _AtomicPath(path, durable)
-        self.path = self.atomic.target
+        self.path = self.atomic.shown
         self.file = None
         try:
             fapl = h5p.create(h5p.FILE_ACCESS)
@@ -709,9 +799,13 @@ _FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"
                (stat.S_ISSOCK, "a socket"))
 
 
+def _file_kind(mode):
+    """What a file of this mode is, for refusals (lib/store/regular.c, nnh5__file_kind)."""
+    return next((k for test, k in _FILE_KINDS if test(mode)), "not a regular file")
+
+
 def _refuse_special(path, what, mode):
-    kind = next((k for test, k in _FILE_KINDS if test(mode)), "not a regular file")
-    raise InvalidError(f"{what} '{path}': is {kind}, not a regular file: refused")
+    raise InvalidError(f"{what} '{path}': is {_file_kind(mode)}, not a regular file: refused")
 
 
 def _open_regular(path, what):

@@ -7,12 +7,18 @@
  * process. ls lists the checkpoint files present (the truth) with the
  * epochs and metrics the index recorded for them; verify loads every
  * checkpoint, checksums included, newest first, and names the one
- * nnh5_checkpoint_manager_latest() would resume from.
+ * nnh5_checkpoint_manager_latest() would resume from. The file names and
+ * the index's columns are the library's (nnh5_checkpoint_folder_steps(),
+ * nnh5_checkpoint_file_name(), NNH5_CHECKPOINT_INDEX_*).
+ *
+ * Beside a running trainer, retention may remove a file between the listing
+ * and its load: such a file is reported as removed, not as damaged, and
+ * verify reads the folder again until it has seen a checkpoint that loads
+ * or the folder holds none (a bounded number of rounds).
  */
-#define _DEFAULT_SOURCE /* DT_* */
 #include "nnh5_util.h"
 
-#include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,62 +32,20 @@ bool tool_is_folder(const char *path)
 	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static int cmp_i64_desc(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return (x < y) - (x > y);
-}
-
-/* Steps of the "ckpt-<12 digits>.h5" files in dir, newest first; -1 on error. */
-static long list_steps(int64_t **out, const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	size_t n = 0, cap = 0;
-	int64_t *v = NULL;
-
-	*out = NULL;
-	if (!d)
-		return -1;
-	while ((e = readdir(d)) != NULL) {
-		const char *s = e->d_name;
-		int64_t step = 0;
-		bool okname = strncmp(s, "ckpt-", 5) == 0 && strlen(s) == 5 + 12 + 3 &&
-			      strcmp(s + 17, ".h5") == 0;
-		for (int i = 0; okname && i < 12; i++) {
-			okname = s[5 + i] >= '0' && s[5 + i] <= '9';
-			step = step * 10 + (s[5 + i] - '0');
-		}
-		if (!okname)
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			int64_t *nv = realloc(v, cap * sizeof *nv);
-			if (!nv) {
-				free(v);
-				closedir(d);
-				return -1;
-			}
-			v = nv;
-		}
-		v[n++] = step;
-	}
-	closedir(d);
-	if (n)
-		qsort(v, n, sizeof *v, cmp_i64_desc);
-	*out = v;
-	return (long)n;
-}
-
+/* The checkpoint file of step in dir, into buf. */
 static void ckpt_path(char *buf, size_t n, const char *dir, int64_t step)
 {
-	snprintf(buf, n, "%s/ckpt-%012lld.h5", dir, (long long)step);
+	char name[64];
+
+	if (nnh5_checkpoint_file_name(name, sizeof name, step) != NNH5_OK)
+		snprintf(name, sizeof name, "?");
+	snprintf(buf, n, "%s/%s", dir, name);
 }
 
 /* The index's row for step, or -1. */
 static long index_row(const nnh5_dict *idx, int64_t step)
 {
-	const nnh5_tensor *steps = idx ? nnh5_dict_get(idx, "steps") : NULL;
+	const nnh5_tensor *steps = idx ? nnh5_dict_get(idx, NNH5_CHECKPOINT_INDEX_STEPS) : NULL;
 
 	if (!steps || nnh5_tensor_dtype(steps) != NNH5_INT64)
 		return -1;
@@ -91,6 +55,17 @@ static long index_row(const nnh5_dict *idx, int64_t step)
 	return -1;
 }
 
+/* Steps of the checkpoint files in dir, ascending; prints why on failure. */
+static int folder_steps(int64_t **steps, size_t *n, const char *dir, const char *cmd)
+{
+	if (nnh5_checkpoint_folder_steps(steps, n, dir) == NNH5_OK)
+		return 0;
+	fprintf(stderr, "nnh5 %s: ", cmd);
+	tool_put(stderr, nnh5_error_message());
+	fputc('\n', stderr);
+	return EXIT_USAGE;
+}
+
 int tool_ls_folder(const char *dir)
 {
 	char ipath[4200];
@@ -98,15 +73,12 @@ int tool_ls_folder(const char *dir)
 	nnh5_file *f = NULL;
 	int64_t *steps, best = -1, latest = -1;
 	char *metric = NULL, *mode = NULL;
-	long n = list_steps(&steps, dir);
+	size_t n;
+	int rc = folder_steps(&steps, &n, dir, "ls");
 
-	if (n < 0) {
-		fprintf(stderr, "nnh5 ls: cannot read folder '");
-		tool_put(stderr, dir);
-		fprintf(stderr, "'\n");
-		return EXIT_USAGE;
-	}
-	snprintf(ipath, sizeof ipath, "%s/index.h5", dir);
+	if (rc)
+		return rc;
+	snprintf(ipath, sizeof ipath, "%s/%s", dir, NNH5_CHECKPOINT_INDEX_FILE);
 	if (nnh5_load_state_dict(&idx, ipath) != NNH5_OK)
 		idx = NULL;
 	if (idx && nnh5_file_open(&f, ipath, NNH5_READ) == NNH5_OK) {
@@ -121,35 +93,36 @@ int tool_ls_folder(const char *dir)
 		nnh5_file_discard(f);
 	}
 	tool_put(stdout, dir);
-	printf(": checkpoint folder, %ld checkpoint%s", n, n == 1 ? "" : "s");
+	printf(": checkpoint folder, %zu checkpoint%s", n, n == 1 ? "" : "s");
 	if (metric && best >= 0) {
 		printf(", best step %lld by ", (long long)best);
 		tool_put(stdout, metric);
 		printf(" (%s)", mode ? mode : "?");
 	}
 	if (!idx)
-		printf(" (no readable index.h5: metrics unknown)");
+		printf(" (no readable %s: metrics unknown)", NNH5_CHECKPOINT_INDEX_FILE);
 	putchar('\n');
-	/* header: step, epoch, then every metrics.* column of the index */
+	/* header: step, epoch, then every metric column of the index */
 	printf("  %12s  %6s", "step", "epoch");
-	for (size_t k = 0; idx && k < nnh5_dict_len(idx); k++)
-		if (strncmp(nnh5_dict_key(idx, k), "metrics.", 8) == 0) {
-			putchar(' ');
-			printf(" %12.12s", nnh5_dict_key(idx, k) + 8);
-		}
+	for (size_t k = 0; idx && k < nnh5_dict_len(idx); k++) {
+		const char *name = nnh5_checkpoint_index_metric(nnh5_dict_key(idx, k));
+		if (name)
+			printf("  %12.12s", name);
+	}
 	printf("  file\n");
-	for (long i = n - 1; i >= 0; i--) {
+	for (size_t i = 0; i < n; i++) {
 		long row = index_row(idx, steps[i]);
-		const nnh5_tensor *ep = idx ? nnh5_dict_get(idx, "epochs") : NULL;
+		const nnh5_tensor *ep = idx ? nnh5_dict_get(idx, NNH5_CHECKPOINT_INDEX_EPOCHS) : NULL;
 		char name[64];
 		printf("  %12lld", (long long)steps[i]);
-		if (row >= 0 && ep && nnh5_tensor_dtype(ep) == NNH5_INT64)
+		if (row >= 0 && ep && nnh5_tensor_dtype(ep) == NNH5_INT64 &&
+		    (size_t)row < nnh5_tensor_numel(ep))
 			printf("  %6lld", (long long)((const int64_t *)nnh5_tensor_data(ep))[row]);
 		else
 			printf("  %6s", "-");
 		for (size_t k = 0; idx && k < nnh5_dict_len(idx); k++) {
 			const nnh5_tensor *col = nnh5_dict_value(idx, k);
-			if (strncmp(nnh5_dict_key(idx, k), "metrics.", 8) != 0)
+			if (!nnh5_checkpoint_index_metric(nnh5_dict_key(idx, k)))
 				continue;
 			if (row >= 0 && (size_t)row < nnh5_tensor_numel(col) &&
 			    !isnan(nnh5_tensor_get(col, (size_t)row)))
@@ -157,57 +130,121 @@ int tool_ls_folder(const char *dir)
 			else
 				printf("  %12s", "-");
 		}
-		snprintf(name, sizeof name, "ckpt-%012lld.h5", (long long)steps[i]);
+		if (nnh5_checkpoint_file_name(name, sizeof name, steps[i]) != NNH5_OK)
+			snprintf(name, sizeof name, "?");
 		printf("  %s%s%s%s\n", name, row < 0 ? "  (not in the index)" : "",
 		       steps[i] == best ? "  best" : "", steps[i] == latest ? "  latest" : "");
 	}
-	free(steps);
+	nnh5_free(steps);
 	nnh5_free(metric);
 	nnh5_free(mode);
 	nnh5_dict_free(idx);
 	return 0;
 }
 
+/* Rounds of reading the folder again when retention removed what verify was reading. */
+#define VERIFY_ROUNDS 100
+
+/* Was step's file removed (by retention beside us) since it was listed? */
+static bool removed_since(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) < 0 && errno == ENOENT;
+}
+
+/* Verify one checkpoint; 1 loaded, 0 damaged, -1 removed meanwhile. */
+static int verify_one(const char *dir, int64_t step)
+{
+	char path[4200];
+	nnh5_checkpoint *c = NULL;
+	int rc;
+
+	ckpt_path(path, sizeof path, dir, step);
+	rc = nnh5_checkpoint_load(&c, path);
+	if (rc != NNH5_OK && removed_since(path)) {
+		printf("gone  checkpoint step %lld: removed by retention while verifying\n",
+		       (long long)step);
+		return -1;
+	}
+	printf("%-4s  checkpoint step %lld", rc == NNH5_OK ? "ok" : "FAIL", (long long)step);
+	if (rc == NNH5_OK) {
+		size_t tensors = 0;
+		for (size_t s = 0; s < nnh5_checkpoint_num_states(c); s++)
+			tensors += nnh5_dict_len(
+				nnh5_checkpoint_state(c, nnh5_checkpoint_state_name(c, s)));
+		printf(": %zu tensors verified", tensors);
+	} else {
+		fputs(": ", stdout);
+		tool_put(stdout, nnh5_error_message());
+	}
+	putchar('\n');
+	nnh5_checkpoint_free(c);
+	return rc == NNH5_OK;
+}
+
+/* Is step in the sorted array v? */
+static bool seen_step(const int64_t *v, size_t n, int64_t step)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == step)
+			return true;
+	return false;
+}
+
 int tool_verify_folder(const char *dir)
 {
-	int64_t *steps, resume = -1;
-	long n = list_steps(&steps, dir);
-	int failed = 0;
+	int64_t *steps = NULL, *done = NULL, resume = -1;
+	size_t n = 0, ndone = 0, checked = 0, failed = 0, gone = 0;
+	int rc = folder_steps(&steps, &n, dir, "verify");
 
-	if (n < 0) {
-		fprintf(stderr, "nnh5 verify: cannot read folder '");
-		tool_put(stderr, dir);
-		fprintf(stderr, "'\n");
-		return EXIT_USAGE;
-	}
-	for (long i = 0; i < n; i++) {
-		char path[4200];
-		nnh5_checkpoint *c = NULL;
-		ckpt_path(path, sizeof path, dir, steps[i]);
-		int rc = nnh5_checkpoint_load(&c, path);
-		printf("%-4s  checkpoint step %lld", rc == NNH5_OK ? "ok" : "FAIL", (long long)steps[i]);
-		if (rc == NNH5_OK) {
-			size_t tensors = 0;
-			for (size_t s = 0; s < nnh5_checkpoint_num_states(c); s++)
-				tensors += nnh5_dict_len(
-					nnh5_checkpoint_state(c, nnh5_checkpoint_state_name(c, s)));
-			printf(": %zu tensors verified", tensors);
-			if (resume < 0)
-				resume = steps[i];
-		} else {
-			failed++;
-			fputs(": ", stdout);
-			tool_put(stdout, nnh5_error_message());
+	if (rc)
+		return rc;
+	for (int round = 0; round < VERIFY_ROUNDS; round++) {
+		bool lost = false;
+		int64_t *nd = realloc(done, (ndone + n + 1) * sizeof *nd);
+		if (!nd) {
+			fprintf(stderr, "nnh5 verify: out of memory\n");
+			rc = EXIT_USAGE;
+			break;
 		}
-		putchar('\n');
-		nnh5_checkpoint_free(c);
+		done = nd;
+		for (size_t i = n; i-- > 0;) { /* newest first */
+			if (seen_step(done, ndone, steps[i]))
+				continue;
+			done[ndone++] = steps[i];
+			int r = verify_one(dir, steps[i]);
+			if (r < 0) {
+				gone++;
+				lost = true;
+				continue;
+			}
+			checked++;
+			if (r == 0)
+				failed++;
+			else if (resume < 0)
+				resume = steps[i];
+		}
+		/* Retention removed what we were reading: newer checkpoints exist; look again. */
+		if (resume >= 0 || !lost)
+			break;
+		nnh5_free(steps);
+		steps = NULL;
+		rc = folder_steps(&steps, &n, dir, "verify");
+		if (rc)
+			break;
 	}
+	nnh5_free(steps);
+	free(done);
+	if (rc)
+		return rc;
 	if (resume >= 0)
 		printf("resume from: step %lld\n", (long long)resume);
 	else
 		printf("resume from: nothing (no checkpoint loads)\n");
-	printf("%s: %d of %ld checkpoint%s failed\n", failed ? "FAILED" : "OK", failed, n,
-	       n == 1 ? "" : "s");
-	free(steps);
+	printf("%s: %zu of %zu checkpoint%s failed", failed ? "FAILED" : "OK", failed, checked,
+	       checked == 1 ? "" : "s");
+	if (gone)
+		printf(" (%zu removed by retention while verifying)", gone);
+	putchar('\n');
 	return failed || resume < 0 ? EXIT_DIFFERS : 0;
 }

@@ -180,9 +180,12 @@ typedef struct nnh5_checkpoint_options {
 
 /*
  * Open (creating it if needed) the folder dir as a checkpoint folder. Its
- * checkpoints are files "ckpt-<step, 12 digits>.h5"; the manager takes an
- * exclusive lock (flock on dir/.nnh5-lock) so two trainers cannot share a
- * folder, and removes temporary files left by interrupted saves.
+ * checkpoints are files "ckpt-<step, at least 12 digits>.h5" (steps from 0
+ * to INT64_MAX); the manager takes an exclusive lock (flock on
+ * dir/.nnh5-lock) so two trainers cannot share a folder, and removes
+ * temporary files left by interrupted saves. The lock is not inherited: a
+ * child made with fork() does not hold it (and must not use m), and the
+ * descriptor is closed on exec.
  * Free with nnh5_checkpoint_manager_close().
  * Errors: NNH5_ERR_INVALID (bad options), NNH5_ERR_IO (cannot create or read
  * dir), NNH5_ERR_BUSY (another manager holds the folder), NNH5_ERR_NOMEM.
@@ -242,6 +245,43 @@ NNH5_API int nnh5_checkpoint_manager_steps(int64_t **out, size_t *n, nnh5_checkp
 
 /* Temporary files of interrupted saves removed when the folder was opened. */
 NNH5_API size_t nnh5_checkpoint_manager_leftovers_removed(const nnh5_checkpoint_manager *m);
+
+/* ------------------------------------------------------------------ */
+/* Reading a checkpoint folder without a manager (tools, monitors)     */
+
+/* The index file a manager rewrites after every save, and its columns. */
+#define NNH5_CHECKPOINT_INDEX_FILE "index.h5"
+#define NNH5_CHECKPOINT_INDEX_STEPS "steps"   /* int64: the steps kept, ascending */
+#define NNH5_CHECKPOINT_INDEX_EPOCHS "epochs" /* int64: their epochs (-1: unknown) */
+
+/*
+ * If column is the index's column of a metric ("metrics.<name>", float64,
+ * NaN where a checkpoint lacks it), the metric's name (a pointer into
+ * column); else NULL.
+ */
+NNH5_API const char *nnh5_checkpoint_index_metric(const char *column);
+
+/*
+ * If name (a file name, no folder) is a checkpoint file of a folder, its
+ * step in *step and true; else false. Exactly the names the manager writes:
+ * "ckpt-" then the step in decimal, zero-padded to 12 digits (more for
+ * larger steps, never with extra zeros), then ".h5".
+ */
+NNH5_API bool nnh5_checkpoint_file_step(int64_t *step, const char *name);
+
+/*
+ * The file name of step's checkpoint into buf (size bytes; 32 always
+ * suffice). Errors: NNH5_ERR_INVALID (step < 0), NNH5_ERR_OVERFLOW (buf too small).
+ */
+NNH5_API int nnh5_checkpoint_file_name(char *buf, size_t size, int64_t step);
+
+/*
+ * The steps of the checkpoint files in dir, ascending, in a new array (free
+ * with nnh5_free(); NULL when *n is 0). Reads only: no lock, no clean-up, so
+ * it is safe beside a running manager (whose retention may remove a listed
+ * file at any time). Errors: NNH5_ERR_IO, NNH5_ERR_NOMEM.
+ */
+NNH5_API int nnh5_checkpoint_folder_steps(int64_t **out, size_t *n, const char *dir);
 
 #ifdef __cplusplus
 }

@@ -7,8 +7,11 @@
  * the calling thread and can be read with nnh5_error_message() until the next
  * nnh5 call on that thread fails.
  *
- * The library never prints and never exits. Programming errors (a NULL
- * handle where the documentation demands one) are caught by assert().
+ * The library never prints and never exits. Handles (the first parameter of
+ * most functions, and output pointers) must not be NULL unless the function
+ * says so (every _free() and _close(), and nnh5_file_discard(), accept
+ * NULL): a NULL handle is a programming error the library does not check,
+ * and it typically crashes the process at once (it is not asserted).
  */
 #ifndef NNH5_COMMON_H
 #define NNH5_COMMON_H

@@ -26,8 +26,9 @@ NNH5_API void nnh5_dict_free(nnh5_dict *dict);
 /*
  * Set key to t. A new key goes to the end; an existing key keeps its place
  * and its old tensor is freed. On success the dict owns t; on failure the
- * caller still owns t. The key is copied.
- * Errors: NNH5_ERR_INVALID (key NULL), NNH5_ERR_NOMEM.
+ * caller still owns t. The key is copied. A tensor held by another dict or a
+ * list (or by this dict under another key) is refused: both would free it.
+ * Errors: NNH5_ERR_INVALID (key NULL, t held elsewhere), NNH5_ERR_NOMEM.
  */
 NNH5_API int nnh5_dict_set(nnh5_dict *dict, const char *key, nnh5_tensor *t);
 

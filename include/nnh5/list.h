@@ -20,7 +20,9 @@ NNH5_API void nnh5_list_free(nnh5_list *list);
 
 /*
  * Append t. On success the list owns t (free the list, not t); on failure
- * the caller still owns t. Errors: NNH5_ERR_NOMEM.
+ * the caller still owns t. A tensor held by a dict or a list (this one
+ * included) is refused: both would free it.
+ * Errors: NNH5_ERR_INVALID (t held elsewhere), NNH5_ERR_NOMEM.
  */
 NNH5_API int nnh5_list_append(nnh5_list *list, nnh5_tensor *t);
 

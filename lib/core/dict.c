@@ -96,10 +96,15 @@ int nnh5_dict_set(nnh5_dict *d, const char *key, nnh5_tensor *t)
 	if (!key)
 		return nnh5__error(NNH5_ERR_INVALID, "dict key is NULL");
 	at = lookup(d, key);
+	if (at >= 0 && d->entries[at].value == t)
+		return NNH5_OK; /* already there */
+	if (t && t->held)
+		return nnh5__held_error("dict key", key);
 	if (at >= 0) {
-		if (d->entries[at].value != t)
-			nnh5_tensor_free(d->entries[at].value);
+		nnh5_tensor_free(d->entries[at].value);
 		d->entries[at].value = t;
+		if (t)
+			t->held = true;
 		return NNH5_OK;
 	}
 	/* Grow everything first so that a failure leaves the dict unchanged. */
@@ -124,6 +129,8 @@ int nnh5_dict_set(nnh5_dict *d, const char *key, nnh5_tensor *t)
 		return nnh5__nomem();
 	uint64_t h = key_hash(key);
 	d->entries[d->len] = (struct entry){ k, t, h };
+	if (t)
+		t->held = true;
 	d->slots[find_slot(d, key, h)] = d->len + 1;
 	d->len++;
 	return NNH5_OK;
@@ -137,6 +144,8 @@ int nnh5_dict_take(nnh5_tensor **out, nnh5_dict *d, const char *key)
 	if (at < 0)
 		return nnh5__error(NNH5_ERR_NOT_FOUND, "key '%s' not found", key ? key : "(null)");
 	*out = d->entries[at].value;
+	if (*out)
+		(*out)->held = false; /* the caller's again */
 	nnh5__free(d->entries[at].key);
 	memmove(&d->entries[at], &d->entries[at + 1],
 		(d->len - (size_t)at - 1) * sizeof d->entries[0]);

@@ -83,6 +83,14 @@ int nnh5__nomem(void)
 	return NNH5_ERR_NOMEM;
 }
 
+int nnh5__held_error(const char *what, const char *key)
+{
+	return nnh5__error(NNH5_ERR_INVALID,
+			   "%s%s%s%s: the tensor is already held by a dict or a list, which would "
+			   "free it twice (give each container its own tensor: nnh5_tensor_clone())",
+			   what, key ? " '" : "", key ? key : "", key ? "'" : "");
+}
+
 int nnh5__error_wrap(int status, const char *fmt, ...)
 {
 	char prefix[MSG_SIZE];

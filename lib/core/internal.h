@@ -27,6 +27,12 @@ struct nnh5_tensor {
 	void *data;    /* NULL only when nbytes == 0 */
 	bool owns;     /* data was allocated with nnh5__malloc and is freed with the tensor */
 	bool readonly; /* a const view */
+	/*
+	 * Held by a dict or a list, which frees it: a second container taking
+	 * it would free it twice, so nnh5_dict_set() and nnh5_list_append()
+	 * refuse a tensor that is held already; nnh5_dict_take() releases it.
+	 */
+	bool held;
 };
 
 /* Allocation through the allocator chosen with nnh5_set_allocator(). */
@@ -44,6 +50,12 @@ int nnh5__error(int status, const char *fmt, ...) NNH5_PRINTF(2, 3);
 int nnh5__verror(int status, const char *fmt, va_list ap) NNH5_PRINTF(2, 0);
 /* Record out of memory without allocating; returns NNH5_ERR_NOMEM. */
 int nnh5__nomem(void);
+
+/*
+ * NNH5_ERR_INVALID for a tensor given to a container (what: "dict key",
+ * "list item"; key may be NULL) while another container holds it.
+ */
+int nnh5__held_error(const char *what, const char *key);
 /*
  * Prefix the calling thread's current message with "context: " (used to say
  * which file or key a lower-level failure belongs to). Returns status.

@@ -28,6 +28,8 @@ void nnh5_list_free(nnh5_list *list)
 
 int nnh5_list_append(nnh5_list *list, nnh5_tensor *t)
 {
+	if (t && t->held)
+		return nnh5__held_error("list item", NULL);
 	if (list->len == list->cap) {
 		size_t cap = list->cap ? list->cap * 2 : 8;
 		nnh5_tensor **items;
@@ -41,6 +43,8 @@ int nnh5_list_append(nnh5_list *list, nnh5_tensor *t)
 		list->cap = cap;
 	}
 	list->items[list->len++] = t;
+	if (t)
+		t->held = true;
 	return NNH5_OK;
 }
 

@@ -75,7 +75,8 @@ bool nnh5__file_is_root(const char *name)
  * Object paths: optional leading '/', components separated by single '/',
  * none empty, "." or "..".
  */
-int nnh5__file_check_path(const nnh5_file *f, const char *name)
+/* Every component of name: not empty, '.' or '..'; with write, obeying the name rule too. */
+static int check_components(const nnh5_file *f, const char *name, bool write)
 {
 	const char *p = name;
 
@@ -92,10 +93,46 @@ int nnh5__file_check_path(const nnh5_file *f, const char *name)
 			return nnh5__error(NNH5_ERR_INVALID,
 					   "'%s': object name '%s' has an empty, '.' or '..' component",
 					   f->path, name);
+		if (write) {
+			int rc = nnh5__file_check_new_name(f, "object name", p, len);
+			if (rc)
+				return rc;
+		}
 		if (!end)
 			return NNH5_OK;
 		p = end + 1;
 	}
+}
+
+int nnh5__file_check_path(const nnh5_file *f, const char *name)
+{
+	return check_components(f, name, false);
+}
+
+int nnh5__file_check_new_name(const nnh5_file *f, const char *what, const char *name,
+			      size_t len)
+{
+	char buf[NNH5__DEFAULT_MAX_NAME + 2], esc[256];
+	int status;
+	const char *why;
+
+	/* A name longer than the limit is refused for its length alone. */
+	if (len > NNH5__DEFAULT_MAX_NAME)
+		len = NNH5__DEFAULT_MAX_NAME + 1;
+	memcpy(buf, name, len);
+	buf[len] = '\0';
+	why = nnh5__name_problem(&status, buf, NNH5__DEFAULT_MAX_NAME);
+	if (!why)
+		return NNH5_OK;
+	return nnh5__error(NNH5_ERR_INVALID,
+			   "'%s': %s '%s' is %s (%d bytes): refused, as loading would refuse it",
+			   f->path, what, nnh5__escape(esc, sizeof esc, buf), why,
+			   NNH5__DEFAULT_MAX_NAME);
+}
+
+int nnh5__file_check_write_path(const nnh5_file *f, const char *name)
+{
+	return check_components(f, name, true);
 }
 
 int nnh5__file_check_writable(const nnh5_file *f, const char *what)
@@ -310,19 +347,29 @@ static int open_create(nnh5_file *f, bool durable)
 	 * O_TRUNC would make ext4 (auto_da_alloc) start writing the whole file
 	 * back to disk when it is closed, which on a 512 MiB save costs more
 	 * than writing the file (and a non-durable save does not want it).
+	 * A prepared placeholder (the replaced file's owner and a mode narrower
+	 * than a new file's) is truncated instead: a file created anew would be
+	 * readable by more people until its mode is set.
 	 */
-	if (unlink(f->atomic.tmp) < 0) {
+	if (!f->atomic.prepared && unlink(f->atomic.tmp) < 0) {
 		rc = nnh5__error(NNH5_ERR_IO, "save '%s': cannot replace the temporary file '%s': %s",
 				 f->path, f->atomic.tmp, strerror(errno));
 		goto fail;
 	}
-	f->fid = H5Fcreate(f->atomic.tmp, H5F_ACC_EXCL, fcpl, fapl);
+	f->fid = H5Fcreate(f->atomic.tmp, f->atomic.prepared ? H5F_ACC_TRUNC : H5F_ACC_EXCL, fcpl,
+			   fapl);
 	if (f->fid < 0) {
 		rc = nnh5__h5_error(NNH5_ERR_IO, "save '%s': cannot create temporary file '%s'",
 				    f->path, f->atomic.tmp);
 		goto fail;
 	}
 	f->raw_fd = raw_descriptor(f->fid);
+	/* Before any data is written: the replaced file's mode and owner. */
+	rc = f->raw_fd >= 0 ? nnh5__atomic_adopt(&f->atomic, f->raw_fd)
+			    : nnh5__error(NNH5_ERR_HDF5, "save '%s': no descriptor for '%s'",
+					  f->path, f->atomic.tmp);
+	if (rc)
+		goto fail;
 	rc = put_header(f);
 	if (rc)
 		goto fail;

@@ -110,6 +110,17 @@ struct nnh5_file {
 bool nnh5__file_is_root(const char *name);
 /* Object paths: optional leading '/', components neither empty, "." nor "..". */
 int nnh5__file_check_path(const nnh5_file *f, const char *name);
+
+/*
+ * A name about to be written (the len bytes at name): refused with
+ * NNH5_ERR_INVALID, naming what it is and why, unless it obeys the rule a
+ * load applies (store/policy.h, nnh5__name_problem()).
+ */
+int nnh5__file_check_new_name(const nnh5_file *f, const char *what, const char *name,
+			      size_t len);
+
+/* nnh5__file_check_path(), and every component of name through nnh5__file_check_new_name(). */
+int nnh5__file_check_write_path(const nnh5_file *f, const char *name);
 /* NNH5_ERR_INVALID unless f is open for writing; what names the refused action. */
 int nnh5__file_check_writable(const nnh5_file *f, const char *what);
 /*

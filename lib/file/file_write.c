@@ -75,7 +75,7 @@ int nnh5__file_create_group(nnh5_file *f, const char *name)
 	ENTER;
 	rc = nnh5__file_check_writable(f, "create a group");
 	if (!rc)
-		rc = nnh5__file_check_path(f, name);
+		rc = nnh5__file_check_write_path(f, name);
 	if (!rc)
 		rc = nnh5__file_note_write(f, open_or_create_group(&g, f, name));
 	if (!rc)
@@ -203,7 +203,7 @@ int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_tensor *t)
 	ENTER;
 	rc = nnh5__file_check_writable(f, "write");
 	if (!rc)
-		rc = nnh5__file_check_path(f, name);
+		rc = nnh5__file_check_write_path(f, name);
 	if (!rc && nnh5__file_is_root(name))
 		rc = nnh5__error(NNH5_ERR_INVALID, "'%s': a tensor cannot be the root group", f->path);
 	if (!rc && strlen(name) >= sizeof parent)
@@ -229,7 +229,7 @@ static int container_group(hid_t *out, nnh5_file *f, const char *name, const cha
 	*out = -1;
 	rc = nnh5__file_check_writable(f, "write");
 	if (!rc)
-		rc = nnh5__file_check_path(f, name);
+		rc = nnh5__file_check_write_path(f, name);
 	if (rc)
 		return rc;
 	if (nnh5__file_is_root(name)) {
@@ -322,7 +322,7 @@ static int check_dict_key(const nnh5_file *f, const char *name, const char *key)
 	if (strncmp(key, "nnh5_", 5) == 0)
 		return nnh5__error(NNH5_ERR_INVALID,
 				   "'%s': dict '%s': key '%s' is reserved (nnh5_*)", f->path, name, key);
-	return NNH5_OK;
+	return nnh5__file_check_new_name(f, "dict key", key, strlen(key));
 }
 
 int nnh5_file_write_dict(nnh5_file *f, const char *name, const nnh5_dict *d)
@@ -384,7 +384,15 @@ static int check_state_key(const nnh5_file *f, const char *name, const nnh5_dict
 		return nnh5__error(NNH5_ERR_INVALID,
 				   "'%s': state dict '%s': key '%s' uses a reserved name (nnh5_*)",
 				   f->path, name, key);
-	return NNH5_OK;
+	/* Each component becomes a link name (splitting at '.' never cuts a UTF-8 character). */
+	for (const char *p = key;;) {
+		const char *dot = strchr(p, '.');
+		int rc = nnh5__file_check_new_name(f, "state dict key component", p,
+						   dot ? (size_t)(dot - p) : strlen(p));
+		if (rc || !dot)
+			return rc;
+		p = dot + 1;
+	}
 }
 
 /*

@@ -124,27 +124,46 @@ const char *nnh5__escape(char *buf, size_t n, const char *s)
 	return buf;
 }
 
-int nnh5__policy_check_name(const nnh5__policy *p, const char *path, const char *parent,
-			    const char *name)
+const char *nnh5__name_problem(int *status, const char *name, uint64_t max)
 {
-	char esc[256];
-	size_t len = strlen(name);
 	bool ctrl = false;
 
 	for (const unsigned char *c = (const unsigned char *)name; *c; c++)
 		if (*c < 0x20 || *c == 0x7f)
 			ctrl = true;
-	if (len > p->max_name)
+	if (strlen(name) > max) {
+		*status = NNH5_ERR_OVERFLOW;
+		return "longer than the limit of names";
+	}
+	if (ctrl) {
+		*status = NNH5_ERR_FORMAT;
+		return "made with control characters";
+	}
+	if (!nnh5__utf8_valid(name)) {
+		*status = NNH5_ERR_FORMAT;
+		return "not valid UTF-8";
+	}
+	*status = NNH5_OK;
+	return NULL;
+}
+
+int nnh5__policy_check_name(const nnh5__policy *p, const char *path, const char *parent,
+			    const char *name)
+{
+	char esc[256];
+	int status;
+	const char *why = nnh5__name_problem(&status, name, p->max_name);
+
+	if (status == NNH5_ERR_OVERFLOW)
 		return nnh5__error(NNH5_ERR_OVERFLOW,
 				   "'%s': group '%s' holds a name of %zu bytes ('%s...'), more than "
 				   "the limit of %llu (max_name_length)",
-				   path, parent, len, nnh5__escape(esc, 64, name),
+				   path, parent, strlen(name), nnh5__escape(esc, 64, name),
 				   (unsigned long long)p->max_name);
-	if (ctrl || !nnh5__utf8_valid(name))
+	if (why)
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "'%s': group '%s' holds the name '%s', which is %s: refused", path,
-				   parent, nnh5__escape(esc, sizeof esc, name),
-				   ctrl ? "made with control characters" : "not valid UTF-8");
+				   parent, nnh5__escape(esc, sizeof esc, name), why);
 	return NNH5_OK;
 }
 

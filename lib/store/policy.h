@@ -158,8 +158,19 @@ void nnh5__policy_plugins_off(const nnh5__policy *p, nnh5__plugin_guard *g);
 void nnh5__policy_plugins_restore(const nnh5__plugin_guard *g);
 
 /*
- * A link or object name met in a file: at most max_name bytes, valid UTF-8,
- * no control characters. Errors: NNH5_ERR_FORMAT naming it (escaped).
+ * The rule for names, written once for both sides: a link or object name is
+ * at most max bytes, valid UTF-8, without control characters (0x00-0x1f,
+ * 0x7f). Loading refuses a name that breaks it, and saving refuses to write
+ * one (with NNH5__DEFAULT_MAX_NAME), so whatever a save accepts, a load with
+ * the default policy returns unchanged. NULL when name obeys the rule, else
+ * why not ("made with control characters", ...), and *status the error code.
+ */
+const char *nnh5__name_problem(int *status, const char *name, uint64_t max);
+
+/*
+ * A link or object name met in a file, checked against nnh5__name_problem()
+ * with the policy's max_name. Errors: NNH5_ERR_FORMAT, NNH5_ERR_OVERFLOW
+ * naming it (escaped).
  */
 int nnh5__policy_check_name(const nnh5__policy *p, const char *path, const char *parent,
 			    const char *name);

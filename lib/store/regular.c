@@ -10,8 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* What a non-regular file is, for the refusal. */
-static const char *file_kind(mode_t mode)
+const char *nnh5__file_kind(mode_t mode)
 {
 	if (S_ISDIR(mode))
 		return "a folder";
@@ -29,7 +28,7 @@ static const char *file_kind(mode_t mode)
 static int refuse(const char *what, const char *path, mode_t mode)
 {
 	return nnh5__error(NNH5_ERR_INVALID, "%s '%s': is %s, not a regular file: refused", what,
-			   path, file_kind(mode));
+			   path, nnh5__file_kind(mode));
 }
 
 int nnh5__regular_open(nnh5__regular *r, const char *path, const char *what)

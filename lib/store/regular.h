@@ -38,6 +38,12 @@ int nnh5__regular_open(nnh5__regular *r, const char *path, const char *what);
  */
 int nnh5__regular_same(const nnh5__regular *r, int fd, const char *path, const char *what);
 
+/*
+ * What a file of this mode is, for refusals: "a folder", "a FIFO (named
+ * pipe)", "a character device", ... (also used by saves, store/atomic.c).
+ */
+const char *nnh5__file_kind(mode_t mode);
+
 /* Close r's descriptor; safe to call twice. */
 void nnh5__regular_close(nnh5__regular *r);
 

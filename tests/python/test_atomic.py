@@ -130,6 +130,115 @@ def full_disk():
               str(keys))
 
 
+def target_rules():
+    """What a save replaces (doc/SAVING.md): links followed, modes and owners kept, special
+    files, read-only files and long names; the same in nnh5-convert to-torch."""
+    import stat
+    d = path("targets")
+    os.makedirs(d)
+    real, link = os.path.join(d, "real.h5"), os.path.join(d, "link.h5")
+    nnh5.save({"a": np.ones(2)}, real)
+    os.symlink("real.h5", link)
+    nnh5.save({"b": np.ones(2)}, link)
+    check(os.path.islink(link) and list(nnh5.load(real)) == ["b"],
+          "a link at the target: followed, the link stays")
+    os.chmod(real, 0o600)
+    if os.geteuid() == 0:
+        os.chown(real, 12345, 23456)
+    nnh5.save({"c": np.ones(2)}, real)
+    st = os.stat(real)
+    check(stat.S_IMODE(st.st_mode) == 0o600, "mode 0600 kept", f"{st.st_mode:o}")
+    if os.geteuid() == 0:
+        check((st.st_uid, st.st_gid) == (12345, 23456), "owner and group kept",
+              f"{st.st_uid}:{st.st_gid}")
+    fifo = os.path.join(d, "fifo.h5")
+    os.mkfifo(fifo)
+    try:
+        nnh5.save({"a": np.ones(2)}, fifo)
+        check(False, "a FIFO target is refused")
+    except nnh5.InvalidError as e:
+        check("a FIFO" in str(e) and stat.S_ISFIFO(os.lstat(fifo).st_mode),
+              "a FIFO target is refused and left alone", str(e))
+    if os.geteuid() == 0:
+        dev = os.path.join(d, "null-copy")
+        os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        try:
+            nnh5.save({"a": np.ones(2)}, dev)
+            check(False, "a character device target is refused")
+        except nnh5.InvalidError as e:
+            check(stat.S_ISCHR(os.lstat(dev).st_mode), "a character device is left alone", str(e))
+    long = os.path.join(d, "n" * 252 + ".h5")
+    nnh5.save({"a": np.ones(2)}, long)
+    nnh5.save({"b": np.ones(2)}, long)
+    check(list(nnh5.load(long)) == ["b"], "a base name of 255 bytes saves")
+    # a read-only file of the user is refused (in a child as nobody when we are root)
+    ro_dir = os.path.join(d, "ro")
+    os.makedirs(ro_dir)
+    os.chmod(d, 0o755)
+    os.chmod(os.path.dirname(d), 0o755)
+    code = ("import os, sys, numpy as np; sys.path.insert(0, sys.argv[1]); import nnh5\n"
+            "p = os.path.join(sys.argv[2], 'ro.h5'); nnh5.save({'a': np.ones(2)}, p)\n"
+            "os.chmod(p, 0o444)\n"
+            "try:\n    nnh5.save({'b': np.ones(2)}, p); print('replaced')\n"
+            "except PermissionError as e:\n    print('refused' if list(nnh5.load(p)) == ['a'] "
+            "and 'not writable' in str(e) else e)\n")
+    pre = None
+    if os.geteuid() == 0:
+        os.chown(ro_dir, 65534, 65534)
+        def pre():
+            os.setgid(65534)
+            os.setuid(65534)
+    p = subprocess.run([sys.executable, "-c", code, pc.TOOLS, ro_dir], capture_output=True,
+                       text=True, preexec_fn=pre)
+    check(p.stdout.strip() == "refused", "a read-only file is refused and kept",
+          p.stdout + p.stderr[-300:])
+    # nnh5-convert to-torch goes through the same rules
+    torch.save({"w": torch.ones(2)}, os.path.join(d, "in.pt"))
+    nnh5.save_state_dict({"w": torch.ones(2)}, os.path.join(d, "in.h5"))
+    pt_real, pt_link = os.path.join(d, "out.pt"), os.path.join(d, "out-link.pt")
+    open(pt_real, "wb").close()
+    os.chmod(pt_real, 0o640)
+    os.symlink("out.pt", pt_link)
+    conv = subprocess.run([sys.executable, os.path.join(pc.TOOLS, "nnh5-convert"), "to-torch",
+                           os.path.join(d, "in.h5"), pt_link], capture_output=True, text=True)
+    check(conv.returncode == 0 and os.path.islink(pt_link)
+          and stat.S_IMODE(os.stat(pt_real).st_mode) == 0o640
+          and os.path.getsize(pt_real) > 0, "nnh5-convert to-torch: link followed, mode kept",
+          conv.stderr[-300:])
+    conv = subprocess.run([sys.executable, os.path.join(pc.TOOLS, "nnh5-convert"), "from-torch",
+                           os.path.join(d, "in.pt"), fifo], capture_output=True, text=True)
+    check(conv.returncode != 0 and stat.S_ISFIFO(os.lstat(fifo).st_mode),
+          "nnh5-convert from-torch: a FIFO target is refused", conv.stderr[-300:])
+    check(not [f for f in pc.files_in(d) if nnh5.TMP_MARK in f], "no temporary file left",
+          str(pc.files_in(d)))
+
+
+def name_rule():
+    """One rule for names: what a save accepts a load returns unchanged; the rest is refused."""
+    d = path("names")
+    os.makedirs(d)
+    target = os.path.join(d, "n.h5")
+    for key in ("gr\u00f6\u00dfe", "\u6743\u91cd", "a b", "k" * 1024):
+        nnh5.save({key: np.ones(2)}, target)
+        check(list(nnh5.load(target)) == [key], f"key {key[:10]!r}: loads unchanged")
+    nnh5.save({"kept": np.ones(2)}, target)
+    bad = [({"a\x1b[31mb": np.ones(2)}, "control characters"),
+           ({"k" * 2000: np.ones(2)}, "longer than the limit"),
+           ({"\udcff": np.ones(2)}, "UTF-8"),
+           ({"layer.\x7f.weight": torch.ones(2)}, "control characters"),
+           ({"tab\there": torch.ones(2)}, "control characters")]
+    for obj, words in bad:
+        try:
+            if any("." in k for k in obj):
+                nnh5.save_state_dict(obj, target)
+            else:
+                nnh5.save(obj, target)
+            check(False, f"{list(obj)[0][:10]!r}: refused at save time")
+        except nnh5.InvalidError as e:
+            check(words in str(e), f"{list(obj)[0][:10]!r}: refused, saying why", str(e))
+    check(list(nnh5.load(target)) == ["kept"], "refused saves leave the file alone")
+
+
 def main():
     d = path("work")
     os.makedirs(d)
@@ -178,7 +287,7 @@ def main():
                 KeyboardInterrupt, d)
     os.makedirs(os.path.join(d, "dir.h5", "inside"))
     failing("the target is a non-empty folder", lambda: nnh5.save(other, os.path.join(
-        d, "dir.h5")), OSError, d)
+        d, "dir.h5")), nnh5.InvalidError, d, ["a folder"])
     failing("the folder does not exist", lambda: nnh5.save(other, os.path.join(
         d, "nope", "x.h5")), OSError, d, ["nope/x.h5"])
     failing("a path that names a folder", lambda: nnh5.save(other, d + "/"), nnh5.InvalidError,
@@ -229,6 +338,8 @@ def main():
         with open(os.path.join(d, a), "rb") as fa, open(os.path.join(d, b), "rb") as fb:
             check(fa.read() == fb.read(), f"{a} and {b}: byte-identical")
     pc.run_part(full_disk)
+    pc.run_part(target_rules)
+    pc.run_part(name_rule)
     pc.finish("test_atomic")
 
 
