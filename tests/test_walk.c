@@ -102,7 +102,7 @@ static void state_dict_entries(void **state)
 	assert_int_equal(s.e[2].ndim, 2);
 	assert_int_equal(s.e[2].shape0, 3);
 	assert_int_equal(s.e[2].nbytes, 24);
-	assert_int_equal(s.e[2].layout, NNH5_LAYOUT_COMPACT);
+	assert_int_equal(s.e[2].layout, NNH5_LAYOUT_CONTIGUOUS);
 	assert_true(s.e[2].has_checksum);
 	assert_int_equal(s.e[2].link, NNH5_LINK_HARD);
 	assert_string_equal(s.e[2].alias_of, "");
