@@ -204,10 +204,16 @@ int tool_verify_folder(const char *dir)
 	}
 	if (resume >= 0)
 		printf("resume from: step %lld\n", (long long)resume);
+	else if (n == 0)
+		printf("resume from: nothing (no checkpoint in the folder)\n");
 	else
 		printf("resume from: nothing (no checkpoint loads)\n");
-	printf("%s: %d of %ld checkpoint%s failed\n", failed ? "FAILED" : "OK", failed, n,
-	       n == 1 ? "" : "s");
+	/* No checkpoint to resume from fails, as the exit status says. */
+	if (n == 0)
+		printf("FAILED: no checkpoint to resume from\n");
+	else
+		printf("%s: %d of %ld checkpoint%s failed\n", failed || resume < 0 ? "FAILED" : "OK",
+		       failed, n, n == 1 ? "" : "s");
 	free(steps);
 	return failed || resume < 0 ? EXIT_DIFFERS : 0;
 }
