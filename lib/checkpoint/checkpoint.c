@@ -5,6 +5,7 @@
  */
 #include "checkpoint/checkpoint_internal.h"
 #include "file/file_internal.h"
+#include "file/walk.h"
 #include "nnh5/dict.h"
 #include "nnh5/rng.h"
 #include "nnh5/file.h"
@@ -459,14 +460,15 @@ static herr_t collect_name(hid_t loc, const char *name, const H5A_info_t *info, 
 
 static int attr_names(struct names *nm, nnh5_file *f, const char *obj)
 {
-	hid_t oid = H5Oopen(nnh5__file_hid(f), obj, H5P_DEFAULT);
 	hsize_t idx = 0;
+	nnh5__obj o;
 	herr_t st;
 
 	memset(nm, 0, sizeof *nm);
-	if (oid < 0)
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open '%s'", nnh5_file_path(f),
-				      obj);
+	int rc = nnh5__resolve(&o, f, obj);
+	if (rc)
+		return rc;
+	hid_t oid = o.id;
 	st = H5Aiterate2(oid, H5_INDEX_CRT_ORDER, H5_ITER_INC, &idx, collect_name, nm);
 	if (st < 0 && !nm->oom) { /* no creation order recorded: name order */
 		H5Eclear2(H5E_DEFAULT);

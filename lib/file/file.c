@@ -118,54 +118,6 @@ int nnh5__file_note_write(nnh5_file *f, int rc)
 	return rc;
 }
 
-/* Does every component of name exist? Reports the first that does not. */
-int nnh5__file_check_exists(nnh5_file *f, const char *name)
-{
-	char buf[4096];
-	size_t n = strlen(name);
-
-	if (nnh5__file_is_root(name))
-		return NNH5_OK;
-	if (n >= sizeof buf)
-		return nnh5__error(NNH5_ERR_INVALID, "'%s': object name too long", f->path);
-	memcpy(buf, name, n + 1);
-	for (char *p = buf + (buf[0] == '/');; p++) {
-		char *end = strchr(p, '/');
-		if (end)
-			*end = '\0';
-		htri_t e = H5Lexists(f->fid, buf, H5P_DEFAULT);
-		/* The load policy: never follow a link into another file. */
-		if (e > 0) {
-			int rc = nnh5__policy_check_link(&f->policy, f->path, f->fid, buf);
-			if (rc)
-				return rc;
-			e = H5Oexists_by_name(f->fid, buf, H5P_DEFAULT);
-		}
-		if (e <= 0) {
-			H5Eclear2(H5E_DEFAULT);
-			return nnh5__error(NNH5_ERR_NOT_FOUND, "'%s': object '%s' not found%s%s%s",
-					   f->path, name, end ? " ('" : "", end ? buf : "",
-					   end ? "' is missing)" : "");
-		}
-		if (!end)
-			return NNH5_OK;
-		*end = '/';
-		p = end;
-	}
-}
-
-/* The object type at name (which must exist). */
-int nnh5__file_object_type(H5O_type_t *out, nnh5_file *f, hid_t loc, const char *name)
-{
-	H5O_info_t info;
-
-	if (H5Oget_info_by_name2(loc, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot inspect object '%s'", f->path,
-				      name);
-	*out = info.type;
-	return NNH5_OK;
-}
-
 bool nnh5_file_has(nnh5_file *f, const char *name)
 {
 	ENTER;
@@ -190,6 +142,8 @@ static void release(nnh5_file *f)
 	for (int i = 0; i < NNH5_DTYPE_COUNT; i++)
 		if (f->ftype[i] > 0)
 			H5Tclose(f->ftype[i]);
+	if (f->lapl > 0)
+		H5Pclose(f->lapl);
 	nnh5__policy_free(&f->policy);
 	nnh5__free(f->path);
 	nnh5__free(f);

@@ -3,6 +3,7 @@
  * floats and string arrays, with nnh5_ names reserved for the library.
  */
 #include "file/file_internal.h"
+#include "file/walk.h"
 #include "store/h5util.h"
 #include "nnh5/file.h"
 
@@ -22,19 +23,18 @@ int nnh5__file_attr_set(nnh5_file *f, const char *obj, const char *name, hid_t t
 	hid_t oid;
 	int rc;
 
+	nnh5__obj o;
+
 	rc = nnh5__file_check_writable(f, "set an attribute");
-	if (!rc)
-		rc = nnh5__file_check_path(f, obj);
-	if (!rc)
-		rc = nnh5__file_check_exists(f, obj);
 	if (rc)
 		return rc;
 	if (!name || !*name)
 		return nnh5__error(NNH5_ERR_INVALID, "'%s': object '%s': empty attribute name",
 				   f->path, obj);
-	oid = H5Oopen(f->fid, nnh5__file_is_root(obj) ? "/" : obj, H5P_DEFAULT);
-	if (oid < 0)
-		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot open object '%s'", f->path, obj);
+	rc = nnh5__resolve(&o, f, obj);
+	if (rc)
+		return rc;
+	oid = o.id;
 	if (nnh5__h5_attr_write(oid, name, type, buf, n, array) < 0)
 		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': object '%s': cannot write attribute '%s'",
 				    f->path, obj, name);
@@ -139,33 +139,46 @@ static void attr_close_early(hid_t attr, hid_t type)
 	H5Aclose(attr);
 }
 
-/* Open attribute name on obj for reading; checks it holds one value (or n). */
-static int attr_open(hid_t *attr, hid_t *type, hsize_t *count, nnh5_file *f, const char *obj,
-		     const char *name)
+/* Open attribute name of the open object oid (obj in messages); it must exist. */
+static int attr_open_on(hid_t *attr, nnh5_file *f, hid_t oid, const char *obj, const char *name)
 {
-	hid_t oid, space;
-	int rc;
-
-	*attr = *type = -1;
-	rc = nnh5__file_check_path(f, obj);
-	if (!rc)
-		rc = nnh5__file_check_exists(f, obj);
-	if (rc)
-		return rc;
-	oid = H5Oopen(f->fid, nnh5__file_is_root(obj) ? "/" : obj, H5P_DEFAULT);
-	if (oid < 0)
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open object '%s'", f->path, obj);
+	/* Open first: asking whether it exists first is a second lookup. */
+	*attr = name ? H5Aopen(oid, name, H5P_DEFAULT) : -1;
+	if (*attr >= 0)
+		return NNH5_OK;
+	H5Eclear2(H5E_DEFAULT);
 	if (!name || H5Aexists(oid, name) <= 0) {
-		H5Oclose(oid);
 		H5Eclear2(H5E_DEFAULT);
 		return nnh5__error(NNH5_ERR_NOT_FOUND, "'%s': object '%s': no attribute '%s'",
 				   f->path, obj, name ? name : "(null)");
 	}
-	*attr = H5Aopen(oid, name, H5P_DEFAULT);
-	H5Oclose(oid);
-	if (*attr < 0)
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': object '%s': cannot open attribute '%s'",
-				      f->path, obj, name);
+	return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': object '%s': cannot open attribute '%s'",
+			      f->path, obj, name);
+}
+
+/*
+ * Open attribute name for reading, on the open object oid, or when oid is
+ * -1 on the object obj resolves to; checks it holds one value (or n).
+ */
+static int attr_open(hid_t *attr, hid_t *type, hsize_t *count, nnh5_file *f, hid_t oid,
+		     const char *obj, const char *name)
+{
+	hid_t space;
+	nnh5__obj o = { -1, H5O_TYPE_UNKNOWN, 0, 0 };
+	int rc;
+
+	*attr = *type = -1;
+	if (oid < 0) {
+		rc = nnh5__resolve(&o, f, obj);
+		if (rc)
+			return rc;
+		oid = o.id;
+	}
+	rc = attr_open_on(attr, f, oid, obj, name);
+	if (o.id >= 0)
+		H5Oclose(o.id);
+	if (rc)
+		return rc;
 	*type = H5Aget_type(*attr);
 	space = H5Aget_space(*attr);
 	hssize_t npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
@@ -290,8 +303,9 @@ static int read_strings(char **out, hsize_t n, hid_t attr, hid_t type, nnh5_file
 	return rc;
 }
 
-int nnh5__file_attr_get_strings(char ***out, size_t *n, nnh5_file *f, const char *obj, const char *name,
-		       bool want_scalar)
+/* The strings of attribute name on oid (or, when -1, on what obj resolves to). */
+static int get_strings(char ***out, size_t *n, nnh5_file *f, hid_t oid, const char *obj,
+		       const char *name, bool want_scalar)
 {
 	hid_t attr, type;
 	hsize_t count;
@@ -299,7 +313,7 @@ int nnh5__file_attr_get_strings(char ***out, size_t *n, nnh5_file *f, const char
 
 	*out = NULL;
 	*n = 0;
-	rc = attr_open(&attr, &type, &count, f, obj, name);
+	rc = attr_open(&attr, &type, &count, f, oid, obj, name);
 	if (rc)
 		return rc;
 	if (H5Tget_class(type) != H5T_STRING || (want_scalar && count != 1)) {
@@ -321,6 +335,38 @@ int nnh5__file_attr_get_strings(char ***out, size_t *n, nnh5_file *f, const char
 	*out = arr;
 	*n = (size_t)count;
 	return NNH5_OK;
+}
+
+int nnh5__file_attr_get_strings(char ***out, size_t *n, nnh5_file *f, const char *obj,
+				const char *name, bool want_scalar)
+{
+	return get_strings(out, n, f, -1, obj, name, want_scalar);
+}
+
+int nnh5__group_kind(nnh5_kind *out, nnh5_file *f, hid_t gid, const char *display)
+{
+	char **arr;
+	size_t n;
+	int rc, k;
+
+	*out = NNH5_KIND_GROUP;
+	rc = get_strings(&arr, &n, f, gid, display, "nnh5_kind", true);
+	if (rc == NNH5_ERR_NOT_FOUND) {
+		nnh5_error_clear();
+		return NNH5_OK;
+	}
+	if (rc)
+		return rc;
+	k = nnh5__kind_from_name(arr[0]);
+	if (k < 0) {
+		char esc[256];
+		rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': object '%s' has unknown nnh5_kind '%s'",
+				 f->path, display, nnh5__escape(esc, sizeof esc, arr[0]));
+	} else {
+		*out = (nnh5_kind)k;
+	}
+	nnh5__strings_free(arr, n);
+	return rc;
 }
 
 void nnh5__strings_free(char **strings, size_t n)
@@ -363,7 +409,7 @@ int nnh5__file_attr_get_number(void *out, bool want_int, nnh5_file *f, const cha
 	H5T_class_t cls;
 	int rc;
 
-	rc = attr_open(&attr, &type, &count, f, obj, name);
+	rc = attr_open(&attr, &type, &count, f, -1, obj, name);
 	if (rc)
 		return rc;
 	cls = H5Tget_class(type);
@@ -405,9 +451,15 @@ int nnh5_file_get_attr_float(double *out, nnh5_file *f, const char *obj, const c
 
 bool nnh5__file_has_attr(nnh5_file *f, const char *obj, const char *name)
 {
+	nnh5__obj o;
+	htri_t e = 0;
+
 	ENTER;
-	htri_t e = H5Aexists_by_name(f->fid, nnh5__file_is_root(obj) ? "/" : obj, name, H5P_DEFAULT);
+	if (nnh5__resolve(&o, f, obj) == NNH5_OK) {
+		e = H5Aexists(o.id, name);
+		H5Oclose(o.id);
+	}
+	nnh5_error_clear();
 	H5Eclear2(H5E_DEFAULT);
 	LEAVE(e > 0);
 }
-

@@ -94,6 +94,11 @@ struct nnh5_file {
 	 */
 	int raw_fd;
 	hid_t scalar_space; /* for the checksum attribute of every dataset written */
+	/*
+	 * Link access for every by-name open: refuses external links unless the
+	 * options allow them (0 until first used: nnh5__file_lapl()).
+	 */
+	hid_t lapl;
 };
 
 /* The dataset attribute holding nnh5_tensor_checksum() of its data. */
@@ -114,10 +119,11 @@ int nnh5__file_check_writable(const nnh5_file *f, const char *what);
  * a file being written (refusals before anything was written do not count).
  */
 int nnh5__file_note_write(nnh5_file *f, int rc);
-/* Does every component of name exist? Reports the first that does not. */
+/*
+ * Does every component of name exist, reached as the walk resolves links
+ * (lib/file/walk.c)? Reports the first that does not, or the link refused.
+ */
 int nnh5__file_check_exists(nnh5_file *f, const char *name);
-/* The HDF5 object type at name (which must exist). */
-int nnh5__file_object_type(H5O_type_t *out, nnh5_file *f, hid_t loc, const char *name);
 /* "group/rel" (or "/rel" under the root), for messages. */
 void nnh5__file_display_name(char *buf, size_t n, const char *group, const char *rel);
 /* The nnh5_kind value of a kind name, or -1. */
@@ -126,11 +132,18 @@ int nnh5__kind_from_name(const char *s);
 /* ------------------------------------------------------------------ */
 /* Reading datasets: file_read.c, shared with map.c                    */
 
-/* An open dataset nnh5 can load, described once (nnh5__dataset_init). */
+/*
+ * A dataset met by the walk (lib/file/walk.c), described once: what the
+ * policy judged (st) and what a reader needs. Filled by the walk; readers
+ * never fetch its properties again.
+ */
 typedef struct nnh5__dataset {
-	hid_t id;        /* borrowed: the caller opened it and closes it */
+	hid_t id;        /* borrowed: the walk opened it and closes it */
+	nnh5__storage st;
+	bool tensor;     /* loads as a tensor (dtype, mtype, shape) */
 	nnh5_dtype dtype;
 	hid_t mtype;     /* the memory type H5Dread converts to (owned) */
+	char type_desc[96]; /* "float32", or what the type is when not a tensor */
 	size_t ndim;
 	int64_t shape[NNH5_MAX_NDIM];
 	size_t nbytes;   /* the tensor's bytes in memory */
@@ -139,51 +152,52 @@ typedef struct nnh5__dataset {
 	/* File offset of contiguous data; UINT64_MAX when the data is not one
 	 * allocated block in this file (compact, chunked, external, never written). */
 	uint64_t offset;
+	/* The nnh5_xxh3 attribute: 1 present (checksum), 0 absent, -1 not looked at. */
+	int has_checksum;
+	uint64_t checksum;
 } nnh5__dataset;
 
 /*
- * Check the dataset did against the load policy (the same check every read
- * makes before touching data), then describe it: dtype, shape, layout.
- * On success free with nnh5__dataset_release(). Errors: those of
- * nnh5_file_read_tensor().
+ * Read ds (a tensor) into a new owning tensor, verifying its checksum as
+ * f's options say. display names it in messages.
  */
-int nnh5__dataset_init(nnh5__dataset *ds, nnh5_file *f, hid_t did, const char *display);
-void nnh5__dataset_release(nnh5__dataset *ds);
-
-/* Read ds into a new owning tensor, verifying its checksum as f's options say. */
 int nnh5__dataset_read(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const char *display);
 
-/* The stored checksum of did: 1 and *sum when present, 0 when absent, < 0 error. */
-int nnh5__dataset_stored_checksum(uint64_t *sum, nnh5_file *f, hid_t did, const char *display);
-/* As nnh5__dataset_stored_checksum(), refusing its absence when f requires checksums. */
-int nnh5__dataset_expected_checksum(uint64_t *sum, nnh5_file *f, hid_t did, const char *display);
+/*
+ * The stored checksum of ds as f's options ask for it: 1 and *sum when
+ * present, 0 when absent, < 0 when malformed or absent while f requires
+ * checksums.
+ */
+int nnh5__dataset_expected_checksum(uint64_t *sum, nnh5_file *f, nnh5__dataset *ds,
+				    const char *display);
 
 /*
  * NNH5_ERR_FORMAT unless ds's contiguous data lies inside the file as it is
- * now and below limit (a mapping's length; UINT64_MAX for none).
+ * now and below limit (a mapping's length).
  */
 int nnh5__dataset_check_bounds(nnh5_file *f, const nnh5__dataset *ds, uint64_t limit,
 			       const char *display);
 
-/* Open the dataset at name (a path from the root) after checking it exists and is one. */
-int nnh5__file_open_dataset(hid_t *out, nnh5_file *f, const char *name);
-
 /*
- * Load one dataset found by a group walk. did is open (the walk closes it);
- * display is its full name for messages.
+ * Load one tensor dataset met by a walk (ds described, judged and counted;
+ * display its path for messages).
  */
-typedef int (*nnh5__load_fn)(nnh5_tensor **out, nnh5_file *f, hid_t did, const char *display,
-			     void *ctx);
+typedef int (*nnh5__load_fn)(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds,
+			     const char *display, void *ctx);
 
 /*
- * Every dataset below the group name, loaded with load, keys joined with
+ * Every tensor below the group name, loaded with load, keys joined with
  * sep ('/' for dicts, '.' for state dicts), in stored order: what
  * nnh5_file_read_dict() and nnh5_file_read_state_dict() return.
  */
 int nnh5__file_read_group(nnh5_dict **out, nnh5_file *f, const char *name, char sep,
 			  nnh5__load_fn load, void *ctx);
 
-/* The file's size in bytes now (bounds checks for raw reads and maps). */
+/* The tensor at name, loaded with load (nnh5_file_read_tensor(), nnh5_map_tensor()). */
+int nnh5__file_read_one(nnh5_tensor **out, nnh5_file *f, const char *name, nnh5__load_fn load,
+			void *ctx);
+
+/* The file's size in bytes now (bounds checks of maps). */
 int nnh5__file_size(uint64_t *out, nnh5_file *f);
 
 /* Set attribute name on obj (scalar, or 1-d of n values when array). */

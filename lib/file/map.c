@@ -10,6 +10,7 @@
  * the tensor's bytes and lie inside the file.
  */
 #include "file/file_internal.h"
+#include "file/walk.h"
 #include "store/h5util.h"
 #include "nnh5/dict.h"
 #include "nnh5/file.h"
@@ -113,12 +114,7 @@ static const char *unmappable_reason(const nnh5__dataset *ds)
 {
 	if (!ds->raw)
 		return "in a byte order or type that needs converting";
-	hid_t dcpl = H5Dget_create_plist(ds->id);
-	H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
-	if (dcpl >= 0)
-		H5Pclose(dcpl);
-	H5Eclear2(H5E_DEFAULT);
-	switch (layout) {
+	switch (ds->st.layout) {
 	case H5D_COMPACT: return "compact (inside the metadata, under 4 KiB)";
 	case H5D_CHUNKED: return "chunked";
 	case H5D_CONTIGUOUS: return "without allocated storage (never written)";
@@ -127,7 +123,7 @@ static const char *unmappable_reason(const nnh5__dataset *ds)
 }
 
 /*
- * The tensor of an initialised dataset: a view of the mapping, or a copy.
+ * The tensor of a dataset the walk described: a view of the mapping, or a copy.
  * check: compare the data with its stored checksum (counted in *checked).
  */
 static int map_dataset(nnh5_tensor **out, nnh5_map *m, nnh5__dataset *ds, const char *display,
@@ -140,7 +136,7 @@ static int map_dataset(nnh5_tensor **out, nnh5_map *m, nnh5__dataset *ds, const 
 
 	*out = NULL;
 	if (check || f->require_checksums) {
-		has = nnh5__dataset_expected_checksum(&stored, f, ds->id, display);
+		has = nnh5__dataset_expected_checksum(&stored, f, ds, display);
 		if (has < 0)
 			return has;
 	}
@@ -191,21 +187,16 @@ struct map_ctx {
 	size_t checked;
 };
 
-static int load_map(nnh5_tensor **out, nnh5_file *f, hid_t did, const char *display, void *p)
+static int load_map(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const char *display,
+		    void *p)
 {
 	struct map_ctx *c = p;
-	nnh5__dataset ds;
-	int rc;
-
 	nnh5__plugin_guard plugins;
+	int rc;
 
 	*out = NULL;
 	nnh5__policy_plugins_off(&f->policy, &plugins); /* a copied dataset may be filtered */
-	rc = nnh5__dataset_init(&ds, f, did, display);
-	if (!rc) {
-		rc = map_dataset(out, c->m, &ds, display, c->check, c->copy, &c->checked);
-		nnh5__dataset_release(&ds);
-	}
+	rc = map_dataset(out, c->m, ds, display, c->check, c->copy, &c->checked);
 	nnh5__policy_plugins_restore(&plugins);
 	return rc;
 }
@@ -213,17 +204,9 @@ static int load_map(nnh5_tensor **out, nnh5_file *f, hid_t did, const char *disp
 int nnh5_map_tensor(nnh5_tensor **out, nnh5_map *m, const char *name)
 {
 	struct map_ctx c = { m, m->verify, m->copy_unmappable, 0 };
-	hid_t did;
-	int rc;
 
 	ENTER;
-	*out = NULL;
-	rc = nnh5__file_open_dataset(&did, m->f, name);
-	if (rc)
-		LEAVE(rc);
-	rc = load_map(out, m->f, did, name, &c);
-	H5Dclose(did);
-	LEAVE(rc);
+	LEAVE(nnh5__file_read_one(out, m->f, name, load_map, &c));
 }
 
 int nnh5_map_state_dict(nnh5_dict **out, nnh5_map *m, const char *name)
@@ -246,32 +229,24 @@ int nnh5_map_verify(size_t *checked, nnh5_map *m, const char *name)
 {
 	/* Verification reads every byte anyway: what cannot be mapped is read. */
 	struct map_ctx c = { m, true, true, 0 };
-	H5O_type_t type = H5O_TYPE_UNKNOWN;
 	nnh5_tensor *t = NULL;
 	nnh5_dict *d = NULL;
+	nnh5__obj obj;
 	int rc;
 
 	ENTER;
 	if (checked)
 		*checked = 0;
-	rc = nnh5__file_check_path(m->f, name);
-	if (!rc)
-		rc = nnh5__file_check_exists(m->f, name);
-	if (!rc)
-		rc = nnh5__file_object_type(&type, m->f, m->f->fid,
-					    nnh5__file_is_root(name) ? "/" : name);
+	rc = nnh5__resolve(&obj, m->f, name);
 	if (rc)
 		LEAVE(rc);
+	H5O_type_t type = obj.type;
+	H5Oclose(obj.id);
 	if (type == H5O_TYPE_GROUP) {
 		rc = nnh5__file_read_group(&d, m->f, name, '/', load_map, &c);
 		nnh5_dict_free(d);
 	} else {
-		hid_t did;
-		rc = nnh5__file_open_dataset(&did, m->f, name);
-		if (!rc) {
-			rc = load_map(&t, m->f, did, name, &c);
-			H5Dclose(did);
-		}
+		rc = nnh5__file_read_one(&t, m->f, name, load_map, &c);
 		nnh5_tensor_free(t);
 	}
 	if (!rc && checked)

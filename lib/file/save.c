@@ -3,6 +3,7 @@
  * Each save is a whole new file committed atomically by nnh5_file_close().
  */
 #include "file/file_internal.h"
+#include "file/walk.h"
 #include "nnh5/list.h"
 #include "nnh5/dict.h"
 #include "nnh5/file.h"
@@ -47,57 +48,54 @@ int nnh5_save_tensor(const char *path, const nnh5_tensor *t)
 	SAVE_BODY(path, write_single_tensor(f, t));
 }
 
-static herr_t first_dataset_cb(hid_t g, const char *name, const H5L_info_t *info, void *data)
-{
-	H5O_info_t oi;
-	char **found = data;
+/* The root's datasets, for a file from another writer: the first one's path, and how many. */
+struct root_datasets {
+	char *first;
+	size_t n;
+};
 
-	if (info->type != H5L_TYPE_HARD || strncmp(name, "nnh5_", 5) == 0)
-		return 0;
-	if (H5Oget_info_by_name2(g, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
-		return -1;
-	if (oi.type != H5O_TYPE_DATASET)
-		return 0;
-	if (*found) {
-		nnh5__free(*found);
-		*found = NULL;
-		return 1; /* a second dataset: ambiguous */
-	}
-	*found = nnh5__strdup(name);
-	return *found ? 0 : -1;
+static int root_dataset_cb(const nnh5__item *it, void *p)
+{
+	struct root_datasets *r = p;
+
+	if (it->e->depth != 1 || it->e->alias_of ||
+	    (it->e->type != NNH5_ENTRY_TENSOR && it->e->type != NNH5_ENTRY_DATASET))
+		return NNH5_OK;
+	if (r->n++ == 0 && !(r->first = nnh5__strdup(it->e->path)))
+		return nnh5__nomem();
+	return NNH5_OK;
 }
 
 static int read_single_tensor(nnh5_tensor **out, nnh5_file *f)
 {
-	char *name = NULL;
-	herr_t st;
+	nnh5__walk_options o = { false, false, false, false, true, false, H5O_TYPE_GROUP, NULL };
+	struct root_datasets r = { NULL, 0 };
+	nnh5__obj obj;
 	int rc;
 
+	ENTER;
 	*out = NULL;
-	if (nnh5_file_has(f, "tensor"))
-		return nnh5_file_read_tensor(out, f, "tensor");
+	rc = nnh5__resolve(&obj, f, "tensor");
+	if (rc == NNH5_OK) {
+		H5Oclose(obj.id);
+		LEAVE(nnh5_file_read_tensor(out, f, "tensor"));
+	}
+	if (rc != NNH5_ERR_NOT_FOUND)
+		LEAVE(rc);
+	nnh5_error_clear();
 	/* A file from another writer: accept it if it holds exactly one dataset. */
-	H5E_auto2_t func;
-	void *data;
-	H5Eget_auto2(H5E_DEFAULT, &func, &data);
-	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-	st = H5Literate(nnh5__file_hid(f), H5_INDEX_NAME, H5_ITER_INC, NULL, first_dataset_cb,
-			&name);
-	H5Eclear2(H5E_DEFAULT);
-	H5Eset_auto2(H5E_DEFAULT, func, data);
-	if (st < 0 && !name)
-		return nnh5__error(NNH5_ERR_FORMAT, "load '%s': cannot list the root group",
-				   nnh5_file_path(f));
-	if (!name)
-		return nnh5__error(NNH5_ERR_FORMAT,
-				   "load '%s': no tensor at the root ('/tensor' is missing and %s)",
-				   nnh5_file_path(f),
-				   st > 0 ? "there are several datasets: name one with "
-					    "nnh5_file_read_tensor()"
-					  : "there is no dataset");
-	rc = nnh5_file_read_tensor(out, f, name);
-	nnh5__free(name);
-	return rc;
+	rc = nnh5__walk(f, "/", &o, root_dataset_cb, &r);
+	if (!rc && r.n != 1)
+		rc = nnh5__error(NNH5_ERR_FORMAT,
+				 "load '%s': no tensor at the root ('/tensor' is missing and %s)",
+				 nnh5_file_path(f),
+				 r.n ? "there are several datasets: name one with "
+				       "nnh5_file_read_tensor()"
+				     : "there is no dataset");
+	if (!rc)
+		rc = nnh5_file_read_tensor(out, f, r.first);
+	nnh5__free(r.first);
+	LEAVE(rc);
 }
 
 int nnh5_load_tensor(nnh5_tensor **out, const char *path)

@@ -2,14 +2,17 @@
  * lib/inspect/untrusted.c - inspect a stranger's file in a child process with
  * resource limits (nnh5/untrusted.h).
  *
- * The child opens the file with the caller's load policy, walks its groups,
- * loads every dataset and rebuilds every model, and writes one record per
+ * The child opens the file with the caller's load policy, walks it with the
+ * walk every load makes (lib/file/walk.c: the same refusals, with the same
+ * messages, and the format's own objects too), loads every dataset and
+ * rebuilds every model, and writes one record per
  * check into a pipe; the parent reads the records (checking every length:
  * a child that ran hostile input is not trusted either), waits for the
  * child by its pid and turns a crash, a hang or a limit into an error.
  */
 #define _GNU_SOURCE
 #include "file/file_internal.h"
+#include "file/walk.h"
 #include "nnh5/untrusted.h"
 #include "nnh5/file.h"
 #include "nnh5/nn.h"
@@ -88,141 +91,14 @@ static void emit_simple(nnh5_check_kind kind, int status, const char *object, co
 	emit(&w, object, message);
 }
 
-/* Every group and dataset reachable through hard links, within the limits. */
-struct uwalk {
-	nnh5_file *f;
-	char path[4096];
-	struct nnh5__seen anc[NNH5__MAX_DEPTH_LIMIT + 1];
-	size_t depth;
-	uint64_t groups;
-	char **items;    /* paths; groups end with '/' */
-	size_t n, cap;
-	int rc;
-};
-
-static int uwalk_group(struct uwalk *w, hid_t gid);
-
-static int uwalk_add(struct uwalk *w, bool group)
-{
-	size_t len = strlen(w->path);
-	char *p;
-
-	if (w->n == w->cap) {
-		size_t cap = w->cap ? 2 * w->cap : 64, bytes;
-		char **q;
-		if (!nnh5__mul_size(cap, sizeof *q, &bytes) || !(q = nnh5__realloc(w->items, bytes)))
-			return nnh5__nomem();
-		w->items = q;
-		w->cap = cap;
-	}
-	p = nnh5__malloc(len + 2);
-	if (!p)
-		return nnh5__nomem();
-	memcpy(p, w->path, len);
-	p[len] = group ? '/' : '\0';
-	p[len + 1] = '\0';
-	w->items[w->n++] = p;
-	return NNH5_OK;
-}
-
-/*
- * The same refusals, with the same messages, as the library's group walk
- * (lib/file/file_read.c), so that untrusted mode reports what a load would; it
- * also lists the format's own nnh5_* objects (probes), which loads skip.
- */
-static herr_t uwalk_cb(hid_t gid, const char *name, const H5L_info_t *li, void *data)
-{
-	struct uwalk *w = data;
-	const nnh5__policy *p = &w->f->policy;
-	size_t plen = strlen(w->path);
-	const char *fp = w->f->path;
-	H5O_info_t info;
-	char esc[512];
-
-	w->rc = nnh5__policy_check_name(p, fp, plen ? w->path : "/", name);
-	if (w->rc)
-		return -1;
-	if (plen + strlen(name) + 2 >= sizeof w->path) {
-		w->rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': group '/': path too long", fp);
-		return -1;
-	}
-	snprintf(w->path + plen, sizeof w->path - plen, "/%s", name);
-	nnh5__escape(esc, sizeof esc, w->path);
-	if (li->type != H5L_TYPE_HARD && li->type != H5L_TYPE_SOFT && !p->allow_external) {
-		w->rc = nnh5__error(NNH5_ERR_UNSAFE, "'%s': '%s' is %s: refused", fp, esc,
-				    li->type == H5L_TYPE_EXTERNAL ? "an external link (to another file)"
-								  : "a user-defined link");
-		return -1;
-	}
-	if (H5Oget_info_by_name2(gid, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
-		w->rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot inspect '%s'", fp, esc);
-		return -1;
-	}
-	if (info.type == H5O_TYPE_DATASET) {
-		if (w->n >= p->max_tensors + p->max_groups)
-			w->rc = nnh5__error(NNH5_ERR_OVERFLOW,
-					    "'%s': group '/' holds more than %llu datasets (max_tensors)",
-					    fp, (unsigned long long)p->max_tensors);
-		else
-			w->rc = uwalk_add(w, false);
-	} else if (info.type == H5O_TYPE_GROUP) {
-		if (li->type == H5L_TYPE_SOFT) {
-			w->rc = nnh5__error(NNH5_ERR_UNSAFE, "'%s': '%s' is a soft link to a group: refused",
-					    fp, esc);
-			return -1;
-		}
-		for (size_t i = 0; i <= w->depth; i++)
-			if (w->anc[i].obj == info.addr && w->anc[i].fileno == info.fileno) {
-				w->rc = nnh5__error(NNH5_ERR_FORMAT,
-						    "'%s': group '%s' links back to its own ancestor "
-						    "(a cycle)",
-						    fp, esc);
-				return -1;
-			}
-		if (w->depth >= p->max_depth) {
-			w->rc = nnh5__error(NNH5_ERR_OVERFLOW,
-					    "'%s': '%s' is nested deeper than %llu groups (max_depth)", fp,
-					    esc, (unsigned long long)p->max_depth);
-			return -1;
-		}
-		if (++w->groups > p->max_groups) {
-			w->rc = nnh5__error(NNH5_ERR_OVERFLOW,
-					    "'%s': group '/' holds more than %llu groups (max_groups)", fp,
-					    (unsigned long long)p->max_groups);
-			return -1;
-		}
-		w->rc = uwalk_add(w, true);
-		hid_t sub = w->rc ? -1 : H5Gopen2(gid, name, H5P_DEFAULT);
-		if (!w->rc && sub < 0)
-			w->rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open group '%s'", fp, esc);
-		if (sub >= 0) {
-			w->anc[++w->depth] = (struct nnh5__seen){ info.fileno, info.addr };
-			w->rc = uwalk_group(w, sub);
-			w->depth--;
-			H5Gclose(sub);
-		}
-	}
-	w->path[plen] = '\0';
-	return w->rc ? -1 : 0;
-}
-
-static int uwalk_group(struct uwalk *w, hid_t gid)
-{
-	if (H5Literate(gid, H5_INDEX_NAME, H5_ITER_INC, NULL, uwalk_cb, w) < 0 && !w->rc)
-		w->rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot list a group", w->f->path);
-	return w->rc;
-}
-
-static void check_tensor(nnh5_file *f, const char *path)
+/* The tensor the walk described: load it (verifying its checksum) and report it. */
+static void check_tensor(nnh5_file *f, const nnh5__item *it)
 {
 	nnh5_tensor *t = NULL;
 	struct wire w;
-	uint64_t sum;
-	bool has = false;
-	int rc = nnh5_file_stored_checksum(&sum, &has, f, path);
+	int rc = it->e->type == NNH5_ENTRY_TENSOR ? nnh5__dataset_read(&t, f, it->ds, it->display)
+						   : nnh5__dataset_not_tensor(f, it->ds, it->display);
 
-	if (!rc)
-		rc = nnh5_file_read_tensor(&t, f, path);
 	memset(&w, 0, sizeof w);
 	w.kind = rc == NNH5_ERR_TYPE ? NNH5_CHECK_SKIPPED : NNH5_CHECK_TENSOR;
 	w.status = rc;
@@ -231,9 +107,10 @@ static void check_tensor(nnh5_file *f, const char *path)
 		w.ndim = (uint32_t)nnh5_tensor_ndim(t);
 		memcpy(w.shape, nnh5_tensor_shape(t), w.ndim * sizeof w.shape[0]);
 		w.count = nnh5_tensor_nbytes(t);
-		w.has_checksum = has;
+		w.has_checksum = it->ds->has_checksum == 1;
 	}
-	emit(&w, path, rc ? nnh5_error_message() : "");
+	emit(&w, it->e->path, rc ? nnh5_error_message() : "");
+	nnh5_error_clear();
 	nnh5_tensor_free(t);
 }
 
@@ -271,10 +148,10 @@ static void check_model(nnh5_file *f, const char *path, double tol)
 	emit(&w, path, w.status ? nnh5_error_message() : "");
 }
 
-/* A group's nnh5_kind and nnh5_keys, read as loads read them; a WALK entry on failure. */
-static int check_group_attrs(nnh5_file *f, const char *group)
+/* A group's nnh5_keys and nnh5_layers, read as loads read them; a WALK entry on failure. */
+static void check_group_attrs(nnh5_file *f, const char *group)
 {
-	static const char *const names[] = { "nnh5_kind", "nnh5_keys", "nnh5_layers" };
+	static const char *const names[] = { "nnh5_keys", "nnh5_layers" };
 	char **strings;
 	size_t n;
 	int rc = NNH5_OK;
@@ -285,62 +162,85 @@ static int check_group_attrs(nnh5_file *f, const char *group)
 			if (!rc)
 				nnh5__strings_free(strings, n);
 		}
-	if (rc)
+	if (rc) {
 		emit_simple(NNH5_CHECK_WALK, rc, group, nnh5_error_message());
-	return rc;
+		nnh5_error_clear();
+	}
+}
+
+/* The paths of the model groups met, checked once the walk is over. */
+struct inspection {
+	nnh5_file *f;
+	char **models;
+	size_t n, cap;
+	bool failed;
+};
+
+/*
+ * One entry of the walk every load makes (lib/file/walk.c), with the
+ * format's own objects and every refusal reported: what a load would
+ * refuse is reported with the same status and message.
+ */
+static int inspect_cb(const nnh5__item *it, void *p)
+{
+	struct inspection *in = p;
+	const nnh5_entry *e = it->e;
+
+	switch (e->type) {
+	case NNH5_ENTRY_REFUSED:
+		emit_simple(NNH5_CHECK_WALK, e->status, e->path, e->message);
+		in->failed = true;
+		break;
+	case NNH5_ENTRY_GROUP:
+		check_group_attrs(in->f, e->path);
+		if (e->kind == NNH5_KIND_MODEL && !e->alias_of) {
+			if (in->n == in->cap) {
+				size_t cap = in->cap ? 2 * in->cap : 8, bytes;
+				char **q;
+				if (!nnh5__mul_size(cap, sizeof *q, &bytes) ||
+				    !(q = nnh5__realloc(in->models, bytes)))
+					return nnh5__nomem();
+				in->models = q;
+				in->cap = cap;
+			}
+			if (!(in->models[in->n] = nnh5__strdup(e->path)))
+				return nnh5__nomem();
+			in->n++;
+		}
+		break;
+	case NNH5_ENTRY_TENSOR:
+	case NNH5_ENTRY_DATASET:
+		check_tensor(in->f, it);
+		break;
+	default:
+		break;
+	}
+	return NNH5_OK;
 }
 
 static void inspect(const char *path, const nnh5_untrusted_options *o)
 {
-	struct uwalk w;
+	struct inspection in = { NULL, NULL, 0, 0, false };
+	nnh5__walk_options wo = { true, true, true, true, false, true, H5O_TYPE_UNKNOWN, NULL };
 	nnh5_file *f;
 	int rc = nnh5_file_open_ext(&f, path, NNH5_READ, &o->open);
 
 	emit_simple(NNH5_CHECK_OPEN, rc, "/", rc ? nnh5_error_message() : "");
 	if (rc)
 		return;
-	memset(&w, 0, sizeof w);
-	w.f = f;
-	H5O_info_t info;
-	if (H5Oget_info2(nnh5__file_hid(f), &info, H5O_INFO_BASIC) >= 0)
-		w.anc[0] = (struct nnh5__seen){ info.fileno, info.addr };
+	in.f = f;
 	nnh5__h5quiet quiet;
 	nnh5__h5_quiet_begin(&quiet);
-	rc = uwalk_group(&w, nnh5__file_hid(f));
+	rc = nnh5__walk(f, "/", &wo, inspect_cb, &in);
 	nnh5__h5_quiet_end(&quiet);
 	if (rc)
 		emit_simple(NNH5_CHECK_WALK, rc, "/", nnh5_error_message());
-	/* What loads read besides tensors: every group's kind and key list. */
-	if (!rc)
-		rc = check_group_attrs(f, "/");
-	for (size_t i = 0; !rc && i < w.n; i++) {
-		size_t len = strlen(w.items[i]);
-		if (w.items[i][len - 1] != '/')
-			continue;
-		w.items[i][len - 1] = '\0';
-		rc = check_group_attrs(f, w.items[i]);
-		w.items[i][len - 1] = '/';
-	}
-	for (size_t i = 0; !rc && i < w.n; i++) {
-		size_t len = strlen(w.items[i]);
-		if (w.items[i][len - 1] != '/')
-			check_tensor(f, w.items[i]);
-	}
-	/* Models: the root and every group whose kind says so. */
-	nnh5_kind k;
-	if (!rc && nnh5_file_kind(&k, f, "/") == NNH5_OK && k == NNH5_KIND_MODEL)
-		check_model(f, "/", o->tolerance);
-	for (size_t i = 0; !rc && i < w.n; i++) {
-		size_t len = strlen(w.items[i]);
-		if (w.items[i][len - 1] != '/')
-			continue;
-		w.items[i][len - 1] = '\0';
-		if (nnh5_file_kind(&k, f, w.items[i]) == NNH5_OK && k == NNH5_KIND_MODEL)
-			check_model(f, w.items[i], o->tolerance);
-	}
-	for (size_t i = 0; i < w.n; i++)
-		nnh5__free(w.items[i]);
-	nnh5__free(w.items);
+	/* Models rebuild from what the walk accepted: only when it refused nothing. */
+	for (size_t i = 0; !rc && !in.failed && i < in.n; i++)
+		check_model(f, in.models[i], o->tolerance);
+	for (size_t i = 0; i < in.n; i++)
+		nnh5__free(in.models[i]);
+	nnh5__free(in.models);
 	nnh5_file_discard(f);
 }
 

@@ -148,26 +148,6 @@ int nnh5__policy_check_name(const nnh5__policy *p, const char *path, const char 
 	return NNH5_OK;
 }
 
-int nnh5__policy_check_link(const nnh5__policy *p, const char *path, hid_t loc,
-			    const char *name)
-{
-	H5L_info_t li;
-	char esc[256];
-
-	if (p->allow_external)
-		return NNH5_OK;
-	if (H5Lget_info(loc, name, &li, H5P_DEFAULT) < 0) {
-		H5Eclear2(H5E_DEFAULT);
-		return NNH5_OK; /* missing: the caller reports it */
-	}
-	if (li.type == H5L_TYPE_EXTERNAL || (li.type != H5L_TYPE_HARD && li.type != H5L_TYPE_SOFT))
-		return nnh5__error(NNH5_ERR_UNSAFE, "'%s': '%s' is %s: refused", path,
-				   nnh5__escape(esc, sizeof esc, name),
-				   li.type == H5L_TYPE_EXTERNAL ? "an external link (to another file)"
-								: "a user-defined link");
-	return NNH5_OK;
-}
-
 /* ------------------------------------------------------------------ */
 /* Plugins                                                             */
 
@@ -195,74 +175,117 @@ static bool filter_allowed(H5Z_filter_t id)
 	return id == H5Z_FILTER_DEFLATE || id == H5Z_FILTER_SHUFFLE || id == H5Z_FILTER_FLETCHER32;
 }
 
-/* Refuse storage that reads other files or runs filters outside the allowlist. */
-static int check_layout(nnh5__storage *out, const nnh5__policy *p, const char *path,
-			hid_t dcpl, const char *display)
+void nnh5__storage_release(nnh5__storage *s)
 {
+	if (s->type >= 0)
+		H5Tclose(s->type);
+	s->type = -1;
+}
+
+int nnh5__policy_describe(nnh5__storage *out, const nnh5__policy *p, const char *path,
+			  hid_t did, unsigned long fileno, haddr_t addr, const char *display)
+{
+	hid_t dcpl, space;
+
+	memset(out, 0, sizeof *out);
+	out->fileno = fileno;
+	out->addr = addr;
+	out->offset = HADDR_UNDEF;
+	out->in_main_file = fileno == p->fileno;
+	out->bad_filter = -2;
+	out->ndim = -1;
+	out->chunk_ndim = -1;
+	out->space = H5S_NO_CLASS;
+	out->type = H5Dget_type(did);
+	dcpl = H5Dget_create_plist(did);
+	if (dcpl < 0 || out->type < 0) {
+		if (dcpl >= 0)
+			H5Pclose(dcpl);
+		nnh5__storage_release(out);
+		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': creation properties",
+				      path, display);
+	}
 	out->layout = H5Pget_layout(dcpl);
-	if (out->layout == H5D_VIRTUAL && !p->allow_external)
-		return nnh5__error(NNH5_ERR_UNSAFE,
-				   "'%s': dataset '%s' is a virtual dataset (reads other files): refused",
-				   path, display);
-	int next = H5Pget_external_count(dcpl);
-	if (next > 0 && !p->allow_external)
-		return nnh5__error(NNH5_ERR_UNSAFE,
-				   "'%s': dataset '%s' stores its data in external files: refused",
-				   path, display);
-	out->external = next > 0;
-	if (out->layout < 0 || next < 0)
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': unreadable layout",
-				      path, display);
+	out->n_external = H5Pget_external_count(dcpl);
+	out->external = out->n_external > 0;
 	out->nfilters = H5Pget_nfilters(dcpl);
-	if (out->nfilters < 0)
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': unreadable filters",
-				      path, display);
-	for (int i = 0; i < out->nfilters; i++) {
+	for (int i = 0; i < out->nfilters && out->bad_filter == -2; i++) {
 		unsigned flags;
 		size_t nelm = 0;
 		char fname[64];
 		H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nelm, NULL,
 						 sizeof fname, fname, NULL);
-		if (!filter_allowed(id) && !p->allow_filter_plugins)
-			return nnh5__error(NNH5_ERR_UNSAFE,
-					   "'%s': dataset '%s' uses filter %d, which nnh5 does not "
-					   "allow (allowed: deflate, shuffle, fletcher32)",
-					   path, display, (int)id);
+		if (!filter_allowed(id))
+			out->bad_filter = id;
 	}
+	if (out->layout == H5D_CHUNKED)
+		out->chunk_ndim = H5Pget_chunk(dcpl, H5S_MAX_RANK, out->chunk);
+	H5Pclose(dcpl);
+	out->elsize = H5Tget_size(out->type);
+	/* Variable-length data lives in heaps: its size in memory is not its size on disk. */
+	out->variable = H5Tis_variable_str(out->type) > 0 ||
+			H5Tdetect_class(out->type, H5T_VLEN) > 0 ||
+			H5Tdetect_class(out->type, H5T_REFERENCE) > 0;
+	space = H5Dget_space(did);
+	if (space >= 0) {
+		out->space = H5Sget_simple_extent_type(space);
+		out->ndim = H5Sget_simple_extent_ndims(space);
+		if (out->ndim >= 0 && out->ndim <= H5S_MAX_RANK &&
+		    H5Sget_simple_extent_dims(space, out->dims, NULL) < 0)
+			out->ndim = -1;
+		H5Sclose(space);
+	}
+	if (out->layout != H5D_VIRTUAL) {
+		out->storage_bytes = H5Dget_storage_size(did);
+		if (out->layout == H5D_CONTIGUOUS && out->in_main_file && !out->external)
+			out->offset = H5Dget_offset(did);
+	}
+	H5Eclear2(H5E_DEFAULT);
+	return NNH5_OK;
+}
+
+/* Refuse storage that reads other files or runs filters outside the allowlist. */
+static int check_layout(const nnh5__storage *s, const nnh5__policy *p, const char *path,
+			const char *display)
+{
+	if (s->layout == H5D_VIRTUAL && !p->allow_external)
+		return nnh5__error(NNH5_ERR_UNSAFE,
+				   "'%s': dataset '%s' is a virtual dataset (reads other files): refused",
+				   path, display);
+	if (s->n_external > 0 && !p->allow_external)
+		return nnh5__error(NNH5_ERR_UNSAFE,
+				   "'%s': dataset '%s' stores its data in external files: refused",
+				   path, display);
+	if (s->layout < 0 || s->n_external < 0)
+		return nnh5__error(NNH5_ERR_FORMAT, "'%s': dataset '%s': unreadable layout", path,
+				   display);
+	if (s->nfilters < 0)
+		return nnh5__error(NNH5_ERR_FORMAT, "'%s': dataset '%s': unreadable filters", path,
+				   display);
+	if (s->bad_filter != -2 && !p->allow_filter_plugins)
+		return nnh5__error(NNH5_ERR_UNSAFE,
+				   "'%s': dataset '%s' uses filter %d, which nnh5 does not "
+				   "allow (allowed: deflate, shuffle, fletcher32)",
+				   path, display, (int)s->bad_filter);
 	return NNH5_OK;
 }
 
 /* Declared elements and bytes, with overflow checks, against the per-tensor cap. */
-static int check_logical(nnh5__storage *out, const nnh5__policy *p, const char *path, hid_t did,
+static int check_logical(nnh5__storage *s, const nnh5__policy *p, const char *path,
 			 const char *display)
 {
-	hsize_t dims[H5S_MAX_RANK];
-	hid_t space = H5Dget_space(did), type = H5Dget_type(did);
-	size_t elsize = type >= 0 ? H5Tget_size(type) : 0;
-	int ndim = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
-	H5S_class_t cls = space >= 0 ? H5Sget_simple_extent_type(space) : H5S_NO_CLASS;
 	uint64_t numel = 1, bytes;
-	int rc = NNH5_OK;
+	bool over = false;
 
-	if (ndim >= 0 && ndim <= H5S_MAX_RANK && H5Sget_simple_extent_dims(space, dims, NULL) < 0)
-		ndim = -1;
-	/* Variable-length data lives in heaps: its size in memory is not its size on disk. */
-	if (type >= 0)
-		out->variable = H5Tis_variable_str(type) > 0 || H5Tdetect_class(type, H5T_VLEN) > 0 ||
-				H5Tdetect_class(type, H5T_REFERENCE) > 0;
-	if (type >= 0)
-		H5Tclose(type);
-	if (space >= 0)
-		H5Sclose(space);
-	if (ndim < 0 || ndim > H5S_MAX_RANK || elsize == 0)
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': unreadable shape or type",
-				      path, display);
-	if (cls == H5S_NULL)
+	if (s->ndim < 0 || s->ndim > H5S_MAX_RANK || s->elsize == 0 || s->space == H5S_NO_CLASS)
+		return nnh5__error(NNH5_ERR_FORMAT, "'%s': dataset '%s': unreadable shape or type",
+				   path, display);
+	if (s->space == H5S_NULL)
 		numel = 0;
-	for (int i = 0; i < ndim && cls != H5S_NULL; i++)
-		if (__builtin_mul_overflow(numel, (uint64_t)dims[i], &numel))
-			rc = NNH5_ERR_OVERFLOW;
-	if (rc || __builtin_mul_overflow(numel, (uint64_t)elsize, &bytes))
+	for (int i = 0; i < s->ndim && s->space != H5S_NULL; i++)
+		if (__builtin_mul_overflow(numel, (uint64_t)s->dims[i], &numel))
+			over = true;
+	if (over || __builtin_mul_overflow(numel, (uint64_t)s->elsize, &bytes))
 		return nnh5__error(NNH5_ERR_OVERFLOW,
 				   "'%s': dataset '%s' declares a size that overflows 64 bits", path,
 				   display);
@@ -272,26 +295,20 @@ static int check_logical(nnh5__storage *out, const nnh5__policy *p, const char *
 				   "limit of %llu (max_tensor_bytes)",
 				   path, display, (unsigned long long)bytes,
 				   (unsigned long long)p->max_tensor_bytes);
-	out->numel = numel;
-	out->logical_bytes = bytes;
+	s->numel = numel;
+	s->logical_bytes = bytes;
 	return NNH5_OK;
 }
 
 /* Chunks: each at most the dataset (or 1 MiB) and the per-tensor cap. */
 static int check_chunks(const nnh5__storage *s, const nnh5__policy *p, const char *path,
-			hid_t did, hid_t dcpl, const char *display)
+			const char *display)
 {
-	hsize_t cdims[H5S_MAX_RANK];
-	hid_t type = H5Dget_type(did);
-	size_t elsize = type >= 0 ? H5Tget_size(type) : 0;
-	int n = H5Pget_chunk(dcpl, H5S_MAX_RANK, cdims);
-	uint64_t bytes = elsize;
-	bool over = n < 0 || n > H5S_MAX_RANK;
+	uint64_t bytes = s->elsize;
+	bool over = s->chunk_ndim < 0 || s->chunk_ndim > H5S_MAX_RANK;
 
-	if (type >= 0)
-		H5Tclose(type);
-	for (int i = 0; !over && i < n; i++)
-		over = __builtin_mul_overflow(bytes, (uint64_t)cdims[i], &bytes);
+	for (int i = 0; !over && i < s->chunk_ndim; i++)
+		over = __builtin_mul_overflow(bytes, (uint64_t)s->chunk[i], &bytes);
 	uint64_t allowed = s->logical_bytes > (UINT64_C(1) << 20) ? s->logical_bytes : UINT64_C(1) << 20;
 	if (over || bytes > allowed || bytes > p->max_tensor_bytes)
 		return nnh5__error(NNH5_ERR_OVERFLOW,
@@ -303,12 +320,9 @@ static int check_chunks(const nnh5__storage *s, const nnh5__policy *p, const cha
 }
 
 /* Stored bytes against declared ones; contiguous data inside the file. */
-static int check_stored(nnh5__storage *s, const nnh5__policy *p, const char *path, hid_t did,
+static int check_stored(nnh5__storage *s, const nnh5__policy *p, const char *path,
 			const char *display)
 {
-	s->storage_bytes = H5Dget_storage_size(did);
-	s->offset = HADDR_UNDEF;
-	H5Eclear2(H5E_DEFAULT);
 	if (s->logical_bytes == 0 || s->external || s->variable)
 		return NNH5_OK;
 	/*
@@ -329,6 +343,7 @@ static int check_stored(nnh5__storage *s, const nnh5__policy *p, const char *pat
 					   path, display, (unsigned long long)s->logical_bytes,
 					   (unsigned long long)s->storage_bytes,
 					   (unsigned long long)p->max_ratio);
+		s->offset = HADDR_UNDEF;
 		return NNH5_OK;
 	}
 	/* Compact and contiguous data is stored as declared, byte for byte. */
@@ -339,8 +354,6 @@ static int check_stored(nnh5__storage *s, const nnh5__policy *p, const char *pat
 				   (unsigned long long)s->storage_bytes);
 	if (s->layout != H5D_CONTIGUOUS || !s->in_main_file)
 		return NNH5_OK;
-	s->offset = H5Dget_offset(did);
-	H5Eclear2(H5E_DEFAULT);
 	uint64_t end;
 	if (s->offset == HADDR_UNDEF ||
 	    __builtin_add_overflow((uint64_t)s->offset, s->storage_bytes, &end) ||
@@ -351,6 +364,22 @@ static int check_stored(nnh5__storage *s, const nnh5__policy *p, const char *pat
 				   path, display, (unsigned long long)s->storage_bytes,
 				   (unsigned long long)s->offset, (unsigned long long)p->file_size);
 	return NNH5_OK;
+}
+
+int nnh5__policy_judge(nnh5__storage *s, const nnh5__policy *p, const char *path,
+		       const char *display)
+{
+	int rc = check_layout(s, p, path, display);
+
+	if (!rc)
+		rc = check_logical(s, p, path, display);
+	if (!rc && s->layout == H5D_CHUNKED)
+		rc = check_chunks(s, p, path, display);
+	if (!rc && s->layout != H5D_VIRTUAL)
+		rc = check_stored(s, p, path, display);
+	if (s->layout != H5D_CONTIGUOUS || s->logical_bytes == 0 || s->variable)
+		s->offset = HADDR_UNDEF;
+	return rc;
 }
 
 static bool grow(void **arr, size_t *cap, size_t len, size_t elsize)
@@ -415,17 +444,11 @@ static size_t ext_lower(const nnh5__policy *p, uint64_t start)
 }
 
 /* Count a first read against the per-load cap and remember its extent. */
-static int record(nnh5__storage *s, nnh5__policy *p, const char *path, hid_t did,
-		  const char *display)
+static int record(nnh5__storage *s, nnh5__policy *p, const char *path, const char *display)
 {
-	H5O_info_t info;
 	bool found;
-	size_t at;
+	size_t at = seen_find(p, s->fileno, s->addr, &found);
 
-	if (H5Oget_info2(did, &info, H5O_INFO_BASIC) < 0)
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': cannot inspect", path,
-				      display);
-	at = seen_find(p, info.fileno, info.addr, &found);
 	if (found) {
 		s->reread = true;
 		return NNH5_OK;
@@ -455,43 +478,54 @@ static int record(nnh5__storage *s, nnh5__policy *p, const char *path, hid_t did
 		if (!grow((void **)&p->ext, &p->cap_ext, p->n_ext, sizeof *p->ext))
 			return nnh5__nomem();
 		memmove(&p->ext[i + 1], &p->ext[i], (p->n_ext - i) * sizeof *p->ext);
-		p->ext[i] = (struct nnh5__extent){ info.fileno, info.addr, start, end };
+		p->ext[i] = (struct nnh5__extent){ s->fileno, s->addr, start, end };
 		p->n_ext++;
 	}
 	if (!grow((void **)&p->seen, &p->cap_seen, p->n_seen, sizeof *p->seen))
 		return nnh5__nomem();
 	memmove(&p->seen[at + 1], &p->seen[at], (p->n_seen - at) * sizeof *p->seen);
-	p->seen[at] = (struct nnh5__seen){ info.fileno, info.addr };
+	p->seen[at] = (struct nnh5__seen){ s->fileno, s->addr };
 	p->n_seen++;
 	p->loaded_bytes += s->logical_bytes;
 	return NNH5_OK;
 }
 
-int nnh5__policy_check_dataset(nnh5__storage *out, nnh5__policy *p, const char *path, hid_t did,
-			       const char *display)
+int nnh5__policy_count(nnh5__storage *s, nnh5__policy *p, const char *path, const char *display,
+		       const char *alias_of, uint64_t *alias_bytes)
 {
-	hid_t dcpl;
-	H5O_info_t info;
-	int rc;
+	uint64_t copies;
 
-	memset(out, 0, sizeof *out);
-	out->offset = HADDR_UNDEF;
-	out->in_main_file = true;
-	if (H5Oget_info2(did, &info, H5O_INFO_BASIC) >= 0)
-		out->in_main_file = info.fileno == p->fileno;
-	dcpl = H5Dget_create_plist(did);
-	if (dcpl < 0)
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': creation properties",
-				      path, display);
-	rc = check_layout(out, p, path, dcpl, display);
-	if (!rc)
-		rc = check_logical(out, p, path, did, display);
-	if (!rc && out->layout == H5D_CHUNKED)
-		rc = check_chunks(out, p, path, did, dcpl, display);
-	H5Pclose(dcpl);
-	if (!rc && out->layout != H5D_VIRTUAL)
-		rc = check_stored(out, p, path, did, display);
-	if (!rc)
-		rc = record(out, p, path, did, display);
-	return rc;
+	if (!alias_of)
+		return record(s, p, path, display);
+	if (s->logical_bytes > p->max_load_bytes - p->loaded_bytes)
+		return nnh5__error(NNH5_ERR_OVERFLOW,
+				   "'%s': dataset '%s' (%llu bytes, another name of '%s': an alias) "
+				   "would bring the data read from this file past the per-load limit "
+				   "of %llu bytes (max_load_bytes)",
+				   path, display, (unsigned long long)s->logical_bytes, alias_of,
+				   (unsigned long long)p->max_load_bytes);
+	/*
+	 * Aliases make one stored byte load as many: bound the copies by the
+	 * file's size, so a load stays within about twice what the file holds.
+	 */
+	if (__builtin_add_overflow(*alias_bytes, s->logical_bytes, &copies) ||
+	    copies > p->file_size)
+		return nnh5__error(NNH5_ERR_OVERFLOW,
+				   "'%s': dataset '%s' is another name of '%s' (an alias): loading "
+				   "its %llu bytes again would bring the copies of aliases in this "
+				   "load past the file's size (%llu bytes)",
+				   path, display, alias_of, (unsigned long long)s->logical_bytes,
+				   (unsigned long long)p->file_size);
+	*alias_bytes = copies;
+	p->loaded_bytes += s->logical_bytes;
+	return NNH5_OK;
+}
+
+void nnh5__policy_scratch(nnh5__policy *out, const nnh5__policy *p)
+{
+	*out = *p;
+	out->loaded_bytes = 0;
+	out->seen = NULL;
+	out->ext = NULL;
+	out->n_seen = out->cap_seen = out->n_ext = out->cap_ext = 0;
 }

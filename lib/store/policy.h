@@ -2,14 +2,15 @@
  * lib/store/policy.h - the load policy: what a reader checks about a file before
  * it reads data from it (README, "Safe with files from strangers").
  *
- * Every dataset goes through nnh5__policy_check_dataset() before a byte of
+ * Every dataset is described once (nnh5__policy_describe), judged
+ * (nnh5__policy_judge) and counted (nnh5__policy_count) before a byte of
  * its data is read: storage that reads other files (external raw storage,
  * virtual datasets), filters outside the allowlist, logical sizes that
  * overflow or exceed the caps, compressed data that expands too far,
  * contiguous data that lies outside the file or overlaps data already read
- * through the same handle. It also returns the dataset's storage facts, so a
- * reader that maps contiguous data from disk can reuse the same checks.
- * Walks of groups count what they visit against the same handle's limits.
+ * through the same handle. The description is what readers then use (the
+ * reader and the lazy map). Links are resolved by the walk
+ * (lib/file/walk.c), which counts what it visits against the same limits.
  */
 #ifndef NNH5_POLICY_H
 #define NNH5_POLICY_H
@@ -66,20 +67,6 @@ typedef struct nnh5__policy {
 	size_t n_ext, cap_ext;
 } nnh5__policy;
 
-/* What a dataset's storage is, as the policy found it. */
-typedef struct nnh5__storage {
-	H5D_layout_t layout;    /* H5D_COMPACT, H5D_CONTIGUOUS or H5D_CHUNKED */
-	haddr_t offset;         /* contiguous: H5Dget_offset(), where the data starts; else HADDR_UNDEF */
-	uint64_t storage_bytes; /* bytes stored in the file (H5Dget_storage_size) */
-	uint64_t logical_bytes; /* elements x element size, as declared */
-	uint64_t numel;
-	int nfilters;
-	bool in_main_file;      /* false for a dataset reached through an allowed external link */
-	bool external;          /* external raw storage (only when allowed) */
-	bool variable;          /* variable-length or reference elements (never loaded as tensors) */
-	bool reread;            /* the same dataset was checked before through this handle */
-} nnh5__storage;
-
 /*
  * Fill p from the open options (NULL: defaults); zero limits mean defaults.
  * Returns NNH5_ERR_INVALID for nonsensical values (what names the file).
@@ -90,18 +77,74 @@ int nnh5__policy_attach(nnh5__policy *p, hid_t fid, const char *path);
 void nnh5__policy_free(nnh5__policy *p);
 
 /*
- * Check the open dataset did of file path (display: its name for messages)
- * against p, before any of its data is read, and fill *out. On success the
- * dataset's bytes are counted against the per-load limit and its contiguous
- * extent is remembered (a second read of the same dataset is not counted
- * again). Errors: NNH5_ERR_UNSAFE (external storage, virtual dataset, a
- * filter outside the allowlist, compressed beyond the ratio, data
- * overlapping another dataset's), NNH5_ERR_OVERFLOW (size overflows or
- * exceeds a limit), NNH5_ERR_FORMAT (data outside the file, stored size
- * differs from the declared size), NNH5_ERR_NOMEM.
+ * One dataset, described once (nnh5__policy_describe): what the policy
+ * judges and what a reader then uses, so nothing is fetched twice.
  */
-int nnh5__policy_check_dataset(nnh5__storage *out, nnh5__policy *p, const char *path, hid_t did,
-			       const char *display);
+typedef struct nnh5__storage {
+	unsigned long fileno;   /* identity: (fileno, addr) */
+	haddr_t addr;
+	hid_t type;             /* the stored datatype (owned: nnh5__storage_release) */
+	H5S_class_t space;      /* H5S_SCALAR, H5S_SIMPLE, H5S_NULL; H5S_NO_CLASS if unreadable */
+	int ndim;               /* -1 if unreadable */
+	hsize_t dims[H5S_MAX_RANK];
+	size_t elsize;
+	H5D_layout_t layout;    /* H5D_COMPACT, H5D_CONTIGUOUS, H5D_CHUNKED, H5D_VIRTUAL */
+	int n_external;         /* external raw storage files (-1 unreadable) */
+	int nfilters;           /* -1 unreadable */
+	H5Z_filter_t bad_filter; /* the first filter outside the allowlist, or -2 */
+	int chunk_ndim;         /* chunked: the chunk's rank (-1 unreadable) */
+	hsize_t chunk[H5S_MAX_RANK];
+	haddr_t offset;         /* contiguous: H5Dget_offset(), where the data starts; else HADDR_UNDEF */
+	uint64_t storage_bytes; /* bytes stored in the file (H5Dget_storage_size) */
+	uint64_t logical_bytes; /* elements x element size, as declared (after judging) */
+	uint64_t numel;
+	bool in_main_file;      /* false for a dataset reached through an allowed external link */
+	bool external;          /* external raw storage (only when allowed) */
+	bool variable;          /* variable-length or reference elements (never loaded as tensors) */
+	bool reread;            /* the same dataset was counted before through this handle */
+} nnh5__storage;
+
+/*
+ * Describe the open dataset did, known by (fileno, addr), in one pass over
+ * its creation properties, type and dataspace: no judgement yet. On success
+ * free with nnh5__storage_release(). Errors: NNH5_ERR_FORMAT (no creation
+ * properties or type: damaged).
+ */
+int nnh5__policy_describe(nnh5__storage *out, const nnh5__policy *p, const char *path,
+			  hid_t did, unsigned long fileno, haddr_t addr, const char *display);
+void nnh5__storage_release(nnh5__storage *s);
+
+/*
+ * Judge a described dataset against p before any of its data is read:
+ * NNH5_ERR_UNSAFE (external storage, virtual dataset, a filter outside the
+ * allowlist, compressed beyond the ratio), NNH5_ERR_OVERFLOW (size
+ * overflows or exceeds max_tensor_bytes, chunks too large),
+ * NNH5_ERR_FORMAT (data outside the file, stored size differs from the
+ * declared size, unreadable shape or type). Fills logical_bytes, numel.
+ */
+int nnh5__policy_judge(nnh5__storage *s, const nnh5__policy *p, const char *path,
+		       const char *display);
+
+/*
+ * Count a judged dataset that a load is about to materialise.
+ * alias_of NULL: the first time this load meets the object; its bytes
+ * count against max_load_bytes unless this handle counted it before
+ * (reread), and its contiguous extent must not overlap another's.
+ * alias_of set (the name under which this load met it first): it is
+ * materialised again, so it counts again, against max_load_bytes and
+ * against *alias_bytes, the copies of aliases in this load, which may not
+ * exceed the file's size. Errors: NNH5_ERR_OVERFLOW, NNH5_ERR_UNSAFE
+ * (overlap), NNH5_ERR_NOMEM.
+ */
+int nnh5__policy_count(nnh5__storage *s, nnh5__policy *p, const char *path, const char *display,
+		       const char *alias_of, uint64_t *alias_bytes);
+
+/*
+ * A policy with p's limits and file but nothing counted yet (walks that
+ * report what a load would do, without counting for this handle). Free
+ * with nnh5__policy_free().
+ */
+void nnh5__policy_scratch(nnh5__policy *out, const nnh5__policy *p);
 
 /*
  * Turn HDF5's filter plugin loading off (process-wide) for a read, unless
@@ -119,13 +162,6 @@ void nnh5__policy_plugins_restore(const nnh5__plugin_guard *g);
  * no control characters. Errors: NNH5_ERR_FORMAT naming it (escaped).
  */
 int nnh5__policy_check_name(const nnh5__policy *p, const char *path, const char *parent,
-			    const char *name);
-
-/*
- * The link at name (relative to loc) is followed only if it stays in this
- * file, unless external links are allowed. Errors: NNH5_ERR_UNSAFE.
- */
-int nnh5__policy_check_link(const nnh5__policy *p, const char *path, hid_t loc,
 			    const char *name);
 
 /* s with control characters, backslashes and invalid UTF-8 as \xNN, cut to fit n. */

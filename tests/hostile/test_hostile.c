@@ -29,7 +29,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nnh5/map.h>
 #include <nnh5/untrusted.h>
+#include <nnh5/walk.h>
 
 static const char *corpus;
 static const char *crashers;
@@ -76,7 +78,8 @@ static const struct hostile cases[] = {
 	{ "outside.h5", STATE_DICT, NULL, NNH5_ERR_FORMAT, { "dataset '/b'", "outside the file" } },
 	{ "cycle.h5", STATE_DICT, NULL, NNH5_ERR_FORMAT,
 	  { "group '/a/loop' links back to its own ancestor (a cycle)" } },
-	{ "soft_cycle.h5", STATE_DICT, NULL, NNH5_ERR_FORMAT, { "cannot inspect '/s1'" } },
+	{ "soft_cycle.h5", STATE_DICT, NULL, NNH5_ERR_FORMAT,
+	  { "the soft link '/s1' -> '/s2'", "a cycle of soft links" } },
 	{ "bad_utf8.h5", STATE_DICT, NULL, NNH5_ERR_FORMAT,
 	  { "the name 'bad\\xff\\xfe', which is not valid UTF-8: refused" } },
 	{ "control_name.h5", DICT, NULL, NNH5_ERR_FORMAT,
@@ -90,6 +93,59 @@ static const struct hostile cases[] = {
 	{ "deep.h5", STATE_DICT, NULL, NNH5_ERR_OVERFLOW, { "nested deeper than 64 groups" } },
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
+
+/*
+ * Files whose links lead out of the file or multiply what a load
+ * materialises: refused by every loader (the one-call loaders, reads
+ * through a handle of the group and of the tensor named, the lazy map, the
+ * walk with keep_going, untrusted mode), each with needle in its message.
+ */
+struct link_case {
+	const char *file;
+	int status;
+	const char *needle[2];
+	const char *group;       /* what nnh5_file_read_state_dict and the map load ("/") */
+	const char *tensor;      /* what nnh5_file_read_tensor and nnh5_map_tensor load, or NULL */
+	bool load_tensor;        /* nnh5_load_tensor refuses it too */
+	uint64_t max_load_bytes; /* the handles' cap (0: default) */
+};
+
+static const struct link_case link_cases[] = {
+	{ "soft_via_external.h5", NNH5_ERR_UNSAFE,
+	  { "'/nnh5_hidden' is an external link (to another file): refused", "elsewhere/target.h5" },
+	  "/", "s", true, 0 },
+	{ "soft_outside_group.h5", NNH5_ERR_UNSAFE,
+	  { "'/elsewhere' is an external link (to another file): refused", "elsewhere/target.h5" },
+	  "model", "model/hidden/weight", true, 0 },
+	{ "soft_tensor.h5", NNH5_ERR_UNSAFE,
+	  { "'/nnh5_ext' is an external link (to another file): refused", "elsewhere/target.h5" },
+	  "/", "tensor", true, 0 },
+	{ "soft_chain.h5", NNH5_ERR_UNSAFE,
+	  { "'/nnh5_ext' is an external link (to another file): refused", "elsewhere/target.h5" },
+	  "/", "a", true, 0 },
+	{ "soft_relative.h5", NNH5_ERR_UNSAFE,
+	  { "nnh5_sub' is an external link (to another file): refused", "'/grp' in" }, "g", "g/s",
+	  false, 0 },
+	{ "soft_group.h5", NNH5_ERR_UNSAFE, { "s' is a soft link to a group: refused", "soft_group" },
+	  "s", "s/x", true, 0 },
+	{ "soft_group_external.h5", NNH5_ERR_UNSAFE,
+	  { "'/nnh5_ext' is an external link (to another file): refused", "elsewhere/target.h5" },
+	  "s", "s/y", true, 0 },
+	{ "soft_long_chain.h5", NNH5_ERR_FORMAT, { "more than 16 soft links in a row", "c00" }, "/",
+	  "c00", true, 0 },
+	{ "soft_cycle.h5", NNH5_ERR_FORMAT, { "a cycle of soft links", "s1" }, "/", "s1", true, 0 },
+	{ "reserved_external.h5", NNH5_ERR_UNSAFE,
+	  { "'/nnh5_probe' is an external link (to another file): refused", "elsewhere/target.h5" },
+	  "/", NULL, true, 0 },
+	{ "external_link.h5", NNH5_ERR_UNSAFE,
+	  { "evil' is an external link (to another file): refused", "elsewhere/target.h5" }, "/",
+	  "evil", true, 0 },
+	{ "aliases_200.h5", NNH5_ERR_OVERFLOW, { "another name of '/data'", "alias" }, "/", NULL,
+	  false, UINT64_C(64) << 20 },
+	{ "deep.h5", NNH5_ERR_OVERFLOW, { "nested deeper than 64 groups", "max_depth" }, "/", NULL,
+	  false, 0 },
+};
+#define N_LINK_CASES (sizeof link_cases / sizeof link_cases[0])
 
 /* Sanitizers and valgrind reserve far more address space than they use. */
 static bool can_cap_memory(void)
@@ -121,24 +177,59 @@ static int load_with(nnh5_file *f, const struct hostile *c)
 	return rc;
 }
 
-/* In the child: 0 on a pass; else prints why and returns 1. */
-static int check_result(const struct hostile *c, const char *how, int rc, const char *msg)
+/* In the child: 0 when rc and msg are as wanted (needles: up to n, NULL-ended); else prints why. */
+static int expect(const char *file, const char *how, int want, const char *const *needle,
+		  size_t n, int rc, const char *msg)
 {
-	if (rc != c->status) {
-		printf("%s (%s): %s, expected %s: %s\n", c->file, how, nnh5_status_name(rc),
-		       nnh5_status_name(c->status), msg);
+	if (rc != want) {
+		printf("%s (%s): %s, expected %s: %s\n", file, how, nnh5_status_name(rc),
+		       nnh5_status_name(want), msg);
 		return 1;
 	}
-	for (int i = 0; i < 3 && c->needle[i]; i++)
-		if (!strstr(msg, c->needle[i])) {
-			printf("%s (%s): message lacks '%s': %s\n", c->file, how, c->needle[i], msg);
+	for (size_t i = 0; i < n && needle[i]; i++)
+		if (!strstr(msg, needle[i])) {
+			printf("%s (%s): message lacks '%s': %s\n", file, how, needle[i], msg);
 			return 1;
 		}
 	return 0;
 }
 
-static int run_case(const struct hostile *c)
+static int check_result(const struct hostile *c, const char *how, int rc, const char *msg)
 {
+	return expect(c->file, how, c->status, c->needle, 3, rc, msg);
+}
+
+/*
+ * Run fn(arg) in a child whose address space is capped (1 GiB) and that
+ * dies after 120 s; true when it exited 0. file names it in reports.
+ */
+static bool in_capped_child(int (*fn)(const void *), const void *arg, const char *file)
+{
+	fflush(stdout);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (can_cap_memory()) {
+			struct rlimit as = { (rlim_t)1 << 30, (rlim_t)1 << 30 };
+			if (setrlimit(RLIMIT_AS, &as) < 0)
+				_exit(3);
+		}
+		alarm(120);
+		int r = fn(arg);
+		fflush(stdout);
+		_exit(r);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		assert_int_equal(errno, EINTR);
+	if (WIFSIGNALED(st))
+		printf("%s: the loading child died of signal %d\n", file, WTERMSIG(st));
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static int run_case(const void *arg)
+{
+	const struct hostile *c = arg;
 	char path[4096];
 	nnh5_file *f;
 	int rc, bad = 0;
@@ -173,32 +264,10 @@ static void test_corpus(void **state)
 	unsigned failed = 0;
 	(void)state;
 	for (size_t i = 0; i < N_CASES; i++) {
-		fflush(stdout);
-		pid_t pid = fork();
-		assert_true(pid >= 0);
-		if (pid == 0) {
-			if (can_cap_memory()) {
-				struct rlimit as = { (rlim_t)1 << 30, (rlim_t)1 << 30 };
-				if (setrlimit(RLIMIT_AS, &as) < 0)
-					_exit(3);
-			}
-			alarm(120);
-			int r = run_case(&cases[i]);
-			fflush(stdout);
-			_exit(r);
-		}
-		int st;
-		while (waitpid(pid, &st, 0) < 0)
-			assert_int_equal(errno, EINTR);
-		if (WIFSIGNALED(st)) {
-			printf("%s: the loading child died of signal %d\n", cases[i].file,
-			       WTERMSIG(st));
-			failed++;
-		} else if (WEXITSTATUS(st) != 0) {
-			failed++;
-		} else {
+		if (in_capped_child(run_case, &cases[i], cases[i].file))
 			printf("# hostile: %-24s refused\n", cases[i].file);
-		}
+		else
+			failed++;
 	}
 	if (failed)
 		fail_msg("%u of %zu hostile cases were not refused as expected", failed, N_CASES);
@@ -233,6 +302,155 @@ static void test_untrusted(void **state)
 		fail_msg("%u hostile files were not refused in untrusted mode", failed);
 }
 
+static int link_result(const struct link_case *c, const char *how, int rc, const char *msg)
+{
+	return expect(c->file, how, c->status, c->needle, 2, rc, msg);
+}
+
+/* The walk with keep_going: some entry is refused as the loads are. */
+struct refusals {
+	const struct link_case *c;
+	unsigned matching, refused, entries;
+};
+
+static int count_refusals(const nnh5_entry *e, void *ctx)
+{
+	struct refusals *r = ctx;
+
+	r->entries++;
+	if (e->type != NNH5_ENTRY_REFUSED)
+		return 0;
+	r->refused++;
+	if (e->status == r->c->status && e->message && strstr(e->message, r->c->needle[0]))
+		r->matching++;
+	return 0;
+}
+
+/* Every loader on c's file (in a child with capped memory): 0 if all refused it. */
+static int run_link_case(const void *arg)
+{
+	const struct link_case *c = arg;
+	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+	nnh5_map_options mo = NNH5_MAP_OPTIONS_INIT;
+	nnh5_tensor *t = NULL;
+	nnh5_dict *d = NULL;
+	nnh5_file *f;
+	nnh5_map *m;
+	char path[4096];
+	int bad = 0;
+
+	snprintf(path, sizeof path, "%s/%s", corpus, c->file);
+	o.max_load_bytes = c->max_load_bytes;
+	mo.file = &o;
+	bad |= link_result(c, "load_state_dict", nnh5_load_state_dict(&d, path), nnh5_error_message());
+	nnh5_dict_free(d);
+	bad |= link_result(c, "load_dict", nnh5_load_dict(&d, path), nnh5_error_message());
+	nnh5_dict_free(d);
+	if (c->load_tensor) {
+		bad |= link_result(c, "load_tensor", nnh5_load_tensor(&t, path), nnh5_error_message());
+		nnh5_tensor_free(t);
+	}
+	if (nnh5_file_open_ext(&f, path, NNH5_READ, &o) != NNH5_OK) {
+		printf("%s: cannot open: %s\n", c->file, nnh5_error_message());
+		return 1;
+	}
+	bad |= link_result(c, "file_read_state_dict", nnh5_file_read_state_dict(&d, f, c->group),
+			   nnh5_error_message());
+	nnh5_dict_free(d);
+	if (c->tensor) {
+		bad |= link_result(c, "file_read_tensor", nnh5_file_read_tensor(&t, f, c->tensor),
+				   nnh5_error_message());
+		nnh5_tensor_free(t);
+	}
+	nnh5_walk_options wo = NNH5_WALK_OPTIONS_INIT;
+	struct refusals r = { c, 0, 0, 0 };
+	wo.keep_going = true;
+	int rc = nnh5_file_walk(f, "/", &wo, count_refusals, &r);
+	if (rc != NNH5_OK || r.matching == 0) {
+		printf("%s (walk): %s, %u entries, %u refused, none as the loads: %s\n", c->file,
+		       nnh5_status_name(rc), r.entries, r.refused, nnh5_error_message());
+		bad = 1;
+	}
+	nnh5_file_close(f);
+	if (nnh5_map_open(&m, path, &mo) != NNH5_OK) {
+		printf("%s: cannot map: %s\n", c->file, nnh5_error_message());
+		return 1;
+	}
+	bad |= link_result(c, "map_state_dict", nnh5_map_state_dict(&d, m, c->group),
+			   nnh5_error_message());
+	nnh5_dict_free(d);
+	if (c->tensor) {
+		bad |= link_result(c, "map_tensor", nnh5_map_tensor(&t, m, c->tensor),
+				   nnh5_error_message());
+		nnh5_tensor_free(t);
+	}
+	nnh5_map_close(m);
+	return bad;
+}
+
+static void test_links(void **state)
+{
+	unsigned failed = 0;
+	(void)state;
+	for (size_t i = 0; i < N_LINK_CASES; i++) {
+		const struct link_case *c = &link_cases[i];
+		bool ok = in_capped_child(run_link_case, c, c->file);
+		/* Untrusted mode, with the same cap. */
+		nnh5_untrusted_options uo = NNH5_UNTRUSTED_OPTIONS_INIT;
+		nnh5_untrusted_report *r = NULL;
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", corpus, c->file);
+		uo.open.max_load_bytes = c->max_load_bytes;
+		int rc = nnh5_untrusted_check(&r, path, &uo);
+		if (rc != c->status || !strstr(nnh5_error_message(), c->needle[0])) {
+			printf("%s (untrusted): %s, expected %s: %s\n", c->file, nnh5_status_name(rc),
+			       nnh5_status_name(c->status), nnh5_error_message());
+			ok = false;
+		}
+		nnh5_untrusted_report_free(r);
+		if (ok)
+			printf("# hostile: %-24s refused by every loader\n", c->file);
+		else
+			failed++;
+	}
+	if (failed)
+		fail_msg("%u of %zu link cases were not refused by every loader", failed,
+			 N_LINK_CASES);
+}
+
+/* Aliases nnh5 accepts load as copies, and the walk names what they alias. */
+static int note_alias(const nnh5_entry *e, void *ctx)
+{
+	unsigned *aliases = ctx;
+
+	if (e->type == NNH5_ENTRY_TENSOR && e->alias_of && strcmp(e->alias_of, "/a") == 0)
+		(*aliases)++;
+	return 0;
+}
+
+static void test_aliases_load(void **state)
+{
+	char path[4096];
+	nnh5_dict *d = NULL;
+	nnh5_file *f;
+	unsigned aliases = 0;
+	(void)state;
+	snprintf(path, sizeof path, "%s/aliases_ok.h5", corpus);
+	assert_int_equal(nnh5_load_state_dict(&d, path), NNH5_OK);
+	assert_int_equal(nnh5_dict_len(d), 3);
+	const nnh5_tensor *a = nnh5_dict_get(d, "a");
+	assert_non_null(a);
+	assert_true(nnh5_tensor_bitwise_equal(a, nnh5_dict_get(d, "hard")));
+	assert_true(nnh5_tensor_bitwise_equal(a, nnh5_dict_get(d, "soft")));
+	/* Copies, not one tensor under three keys. */
+	assert_ptr_not_equal(nnh5_tensor_data(a), nnh5_tensor_data(nnh5_dict_get(d, "soft")));
+	nnh5_dict_free(d);
+	assert_int_equal(nnh5_file_open(&f, path, NNH5_READ), NNH5_OK);
+	assert_int_equal(nnh5_file_walk(f, "/", NULL, note_alias, &aliases), NNH5_OK);
+	assert_int_equal(aliases, 2);
+	nnh5_file_close(f);
+}
+
 /*
  * Files that crash or hang HDF5 1.10.8's parser (found by the corruption
  * campaign and the fuzzer: the .crash files in tests/hostile/crashers/). Loaded in a
@@ -262,6 +480,12 @@ static void test_crashers(void **state)
 			struct rlimit cpu = { 2, 3 }, core = { 0, 0 };
 			nnh5_dict *dd;
 			nnh5_model *m;
+			/* Die of the crash: cmocka's handlers would go on running tests here. */
+			signal(SIGSEGV, SIG_DFL);
+			signal(SIGBUS, SIG_DFL);
+			signal(SIGABRT, SIG_DFL);
+			signal(SIGILL, SIG_DFL);
+			signal(SIGFPE, SIG_DFL);
 			setrlimit(RLIMIT_CPU, &cpu);
 			setrlimit(RLIMIT_CORE, &core);
 			int rc = strstr(e->d_name, "model") ? nnh5_load_model(&m, path)
@@ -290,6 +514,13 @@ static void test_crashers(void **state)
 		fail_msg("%u crashers passed untrusted mode", failed);
 }
 
+static int count_nothing(const nnh5_entry *e, void *ctx)
+{
+	(void)e;
+	(void)ctx;
+	return 0;
+}
+
 /* --load FILE: every loader, for strace_check.py. Exit 0 whatever they say. */
 static int load_everything(const char *path)
 {
@@ -312,7 +543,10 @@ static int load_everything(const char *path)
 	if (nnh5_file_open(&f, path, NNH5_READ) == NNH5_OK) {
 		/* Every object named in the corpus, explicitly. */
 		static const char *const names[] = { "evil", "evil/x", "evil/y", "raw", "passwd",
-						     "vds", "filtered" };
+						     "vds", "filtered", "s", "s/x", "s/y", "tensor",
+						     "a", "c00", "g", "g/s", "model",
+						     "model/hidden/weight", "nnh5_hidden/x",
+						     "nnh5_ext/x", "nnh5_probe" };
 		for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 			nnh5_kind k;
 			uint64_t sum;
@@ -323,7 +557,16 @@ static int load_everything(const char *path)
 			nnh5_tensor_free(t);
 			nnh5_file_read_dict(&d, f, names[i]);
 			nnh5_dict_free(d);
+			nnh5_file_read_state_dict(&d, f, names[i]);
+			nnh5_dict_free(d);
+			char *s;
+			nnh5_file_get_attr_string(&s, f, names[i], "nnh5_kind");
+			free(s);
 		}
+		nnh5_walk_options wo = NNH5_WALK_OPTIONS_INIT;
+		wo.keep_going = true;
+		wo.reserved = true;
+		nnh5_file_walk(f, "/", &wo, count_nothing, NULL);
 		nnh5_file_close(f);
 	}
 	img = tu_slurp(path, &n);
@@ -333,6 +576,18 @@ static int load_everything(const char *path)
 		nnh5_file_close(f);
 	}
 	free(img);
+	nnh5_map *m;
+	if (nnh5_map_open(&m, path, NULL) == NNH5_OK) {
+		static const char *const names[] = { "/", "s", "tensor", "a", "g/s", "model",
+						     "model/hidden/weight", "evil" };
+		for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+			nnh5_map_state_dict(&d, m, names[i]);
+			nnh5_dict_free(d);
+			nnh5_map_tensor(&t, m, names[i]);
+			nnh5_tensor_free(t);
+		}
+		nnh5_map_close(m);
+	}
 	nnh5_untrusted_check(&r, path, NULL);
 	nnh5_untrusted_report_free(r);
 	return 0;
@@ -351,6 +606,8 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_corpus),
 		cmocka_unit_test(test_untrusted),
+		cmocka_unit_test(test_links),
+		cmocka_unit_test(test_aliases_load),
 		cmocka_unit_test(test_crashers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

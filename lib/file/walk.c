@@ -1,0 +1,955 @@
+/*
+ * lib/file/walk.c - the one walk of the library (lib/file/walk.h): name
+ * resolution, group walks, the description of each dataset, and the public
+ * nnh5_file_walk(). Every reader goes through here, so the rules about
+ * links, aliases and limits are written once.
+ */
+#include "file/walk.h"
+#include "store/h5util.h"
+#include "nnh5/walk.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define PATH_BYTES 4096
+
+/* ------------------------------------------------------------------ */
+/* Link access                                                         */
+
+static herr_t refuse_elink(const char *parent_file, const char *parent_group,
+			   const char *child_file, const char *child_object, unsigned *flags,
+			   hid_t fapl, void *data)
+{
+	(void)parent_file;
+	(void)parent_group;
+	(void)child_file;
+	(void)child_object;
+	(void)flags;
+	(void)fapl;
+	(void)data;
+	return -1;
+}
+
+hid_t nnh5__file_lapl(nnh5_file *f)
+{
+	if (f->policy.allow_external)
+		return H5P_DEFAULT;
+	if (f->lapl > 0)
+		return f->lapl;
+	hid_t l = H5Pcreate(H5P_LINK_ACCESS);
+	if (l >= 0 && H5Pset_elink_cb(l, refuse_elink, NULL) < 0) {
+		H5Pclose(l);
+		l = -1;
+	}
+	H5Eclear2(H5E_DEFAULT);
+	/* Without it the walk's own refusal still stands: it is the second line. */
+	if (l < 0)
+		return H5P_DEFAULT;
+	f->lapl = l;
+	return l;
+}
+
+/* ------------------------------------------------------------------ */
+/* Resolving names                                                     */
+
+/* Resolution state: hops taken, soft links being followed, the first one for messages. */
+struct resolver {
+	nnh5_file *f;
+	const char *name; /* the name being resolved, as given */
+	unsigned hops;
+	struct {
+		unsigned long fileno;
+		haddr_t group;
+		char name[256];
+	} stack[NNH5__MAX_HOPS + 1];
+	char via[PATH_BYTES + 64]; /* " (met resolving the soft link 'L' -> 'T')" or "" */
+};
+
+/*
+ * parent + "/" + name into out (n bytes: the caller checked they fit); an
+ * empty parent gives name alone (messages show names as the caller gave them).
+ */
+static void join(char *out, size_t n, const char *parent, const char *name)
+{
+	size_t lp = strcmp(parent, "/") == 0 ? 0 : strlen(parent), ln = strlen(name);
+	size_t slash = lp > 0 || parent[0] == '/'; /* "" + name: a relative name as given */
+
+	if (lp + ln + 2 > n)
+		ln = lp + 2 > n ? 0 : n - lp - 2;
+	memmove(out, parent, lp);
+	if (slash)
+		out[lp] = '/';
+	memcpy(out + lp + slash, name, ln);
+	out[lp + slash + ln] = '\0';
+}
+
+static const char *link_kind_text(H5L_type_t t)
+{
+	return t == H5L_TYPE_EXTERNAL ? "an external link (to another file)" : "a user-defined link";
+}
+
+/*
+ * The refusal of the external or user-defined link name in group gid
+ * (shown as path): it names the file and object it points to.
+ */
+static int refuse_link(struct resolver *r, hid_t gid, const char *name, const char *path,
+		       const H5L_info_t *li)
+{
+	char esc[512], val[PATH_BYTES], fesc[512], oesc[512];
+	const char *file = NULL, *obj = NULL;
+	unsigned flags;
+
+	nnh5__escape(esc, sizeof esc, path);
+	if (li->type == H5L_TYPE_EXTERNAL && li->u.val_size <= sizeof val &&
+	    H5Lget_val(gid, name, val, sizeof val, nnh5__file_lapl(r->f)) >= 0 &&
+	    H5Lunpack_elink_val(val, li->u.val_size, &flags, &file, &obj) >= 0 && file && obj) {
+		H5Eclear2(H5E_DEFAULT);
+		return nnh5__error(NNH5_ERR_UNSAFE,
+				   "'%s': '%s' is an external link (to another file): refused; it "
+				   "points to '%s' in '%s'%s",
+				   r->f->path, esc, nnh5__escape(oesc, sizeof oesc, obj),
+				   nnh5__escape(fesc, sizeof fesc, file), r->via);
+	}
+	H5Eclear2(H5E_DEFAULT);
+	return nnh5__error(NNH5_ERR_UNSAFE, "'%s': '%s' is %s: refused%s", r->f->path, esc,
+			   link_kind_text(li->type), r->via);
+}
+
+static int follow(nnh5__obj *out, struct resolver *r, hid_t base, const char *base_path,
+		  const char *rel);
+
+/* path, on the way to r->name, does not exist. */
+static int not_found(const struct resolver *r, const char *path)
+{
+	char esc[512], pesc[512];
+	const char *name = r->name && !r->hops ? r->name : path;
+	bool whole = strcmp(name, path) == 0 || (name[0] != '/' && strcmp(name, path + 1) == 0);
+
+	nnh5__escape(esc, sizeof esc, name);
+	nnh5__escape(pesc, sizeof pesc, path);
+	return nnh5__error(NNH5_ERR_NOT_FOUND, "'%s': object '%s' not found%s%s%s%s", r->f->path,
+			   esc, whole ? "" : " ('", whole ? "" : pesc, whole ? "" : "' is missing)",
+			   r->via);
+}
+
+/* Follow the soft link name of group cur (shown as path) to the object it names. */
+static int follow_soft(hid_t *next, struct resolver *r, hid_t cur, const char *cur_path,
+		       const char *name, const char *path, const H5L_info_t *li)
+{
+	char target[PATH_BYTES], esc[512], tesc[512];
+	H5O_info_t gi;
+	nnh5__obj obj;
+	hid_t base;
+	int rc;
+
+	nnh5__escape(esc, sizeof esc, path);
+	if (li->u.val_size == 0 || li->u.val_size > sizeof target ||
+	    H5Lget_val(cur, name, target, sizeof target, nnh5__file_lapl(r->f)) < 0 ||
+	    H5Oget_info2(cur, &gi, H5O_INFO_BASIC) < 0)
+		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot read the soft link '%s'",
+				      r->f->path, esc);
+	target[sizeof target - 1] = '\0';
+	nnh5__escape(tesc, sizeof tesc, target);
+	/* The same link again while following it: a cycle, whatever the hop count. */
+	for (unsigned i = 0; i < r->hops; i++)
+		if (r->stack[i].fileno == gi.fileno && r->stack[i].group == gi.addr &&
+		    strcmp(r->stack[i].name, name) == 0)
+			return nnh5__error(NNH5_ERR_FORMAT,
+					   "'%s': the soft link '%s' -> '%s' leads back to itself (a "
+					   "cycle of soft links)",
+					   r->f->path, esc, tesc);
+	if (r->hops >= NNH5__MAX_HOPS)
+		return nnh5__error(NNH5_ERR_FORMAT,
+				   "'%s': the soft link '%s' -> '%s' is reached through more than %d "
+				   "soft links in a row: refused%s",
+				   r->f->path, esc, tesc, NNH5__MAX_HOPS, r->via);
+	r->stack[r->hops].fileno = gi.fileno;
+	r->stack[r->hops].group = gi.addr;
+	snprintf(r->stack[r->hops].name, sizeof r->stack[r->hops].name, "%s", name);
+	r->hops++;
+	if (!r->via[0])
+		snprintf(r->via, sizeof r->via, " (met resolving the soft link '%s' -> '%s')", esc,
+			 tesc);
+	/* Absolute targets start at the root of the file holding the link. */
+	if (target[0] == '/') {
+		base = H5Gopen2(cur, "/", nnh5__file_lapl(r->f));
+		if (base < 0)
+			return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open the root group",
+					      r->f->path);
+		rc = follow(&obj, r, base, "/", target);
+		H5Gclose(base);
+	} else {
+		rc = follow(&obj, r, cur, cur_path, target);
+	}
+	r->hops--;
+	if (rc)
+		return rc;
+	if (obj.type == H5O_TYPE_GROUP) {
+		H5Oclose(obj.id);
+		return nnh5__error(NNH5_ERR_UNSAFE, "'%s': '%s' is a soft link to a group: refused",
+				   r->f->path, esc);
+	}
+	*next = obj.id;
+	return NNH5_OK;
+}
+
+/*
+ * Follow the components of rel from the open group base (base_path: its
+ * path, for messages), one at a time, and open what rel names.
+ */
+static int follow(nnh5__obj *out, struct resolver *r, hid_t base, const char *base_path,
+		  const char *rel)
+{
+	char path[PATH_BYTES], parent[PATH_BYTES], comp[PATH_BYTES], esc[512];
+	hid_t cur = base, lapl = nnh5__file_lapl(r->f);
+	const char *p = rel;
+	H5O_info_t info;
+	int rc = NNH5_OK;
+
+	out->id = -1;
+	if (H5Iinc_ref(base) < 0)
+		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot hold a group open", r->f->path);
+	snprintf(path, sizeof path, "%s", base_path);
+	while (*p) {
+		const char *end = strchr(p, '/');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		H5L_info_t li;
+		hid_t next = -1;
+		if (len == 0 || (len == 1 && p[0] == '.')) { /* "a//b" and "./a" as HDF5 reads them */
+			p += len + (end != NULL);
+			continue;
+		}
+		if (len >= sizeof comp || strlen(path) + len + 2 > sizeof path) {
+			rc = nnh5__error(NNH5_ERR_INVALID, "'%s': object name '%s' is too long",
+					 r->f->path, nnh5__escape(esc, sizeof esc, rel));
+			break;
+		}
+		memcpy(comp, p, len);
+		comp[len] = '\0';
+		snprintf(parent, sizeof parent, "%s", path);
+		join(path, sizeof path, parent, comp);
+		if (H5Iget_type(cur) != H5I_GROUP) {
+			rc = nnh5__error(NNH5_ERR_NOT_FOUND, "'%s': object '%s' not found ('%s' is not a group)%s",
+					 r->f->path, nnh5__escape(esc, sizeof esc, path), parent, r->via);
+			break;
+		}
+		/* One component: looks the link up without following it. */
+		if (H5Lget_info(cur, comp, &li, lapl) < 0) {
+			H5Eclear2(H5E_DEFAULT);
+			rc = not_found(r, path);
+			break;
+		}
+		if (li.type == H5L_TYPE_HARD) {
+			next = H5Oopen_by_addr(cur, li.u.address);
+		} else if (li.type == H5L_TYPE_SOFT) {
+			rc = follow_soft(&next, r, cur, parent, comp, path, &li);
+			if (rc)
+				break;
+		} else if (!r->f->policy.allow_external) {
+			rc = refuse_link(r, cur, comp, path, &li);
+			break;
+		} else {
+			next = H5Oopen(cur, comp, H5P_DEFAULT);
+		}
+		if (next < 0) {
+			rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open '%s'", r->f->path,
+					    nnh5__escape(esc, sizeof esc, path));
+			break;
+		}
+		H5Oclose(cur);
+		cur = next;
+		p += len + (end != NULL);
+	}
+	if (!rc && H5Oget_info2(cur, &info, H5O_INFO_BASIC) < 0)
+		rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot inspect '%s'", r->f->path,
+				    nnh5__escape(esc, sizeof esc, path));
+	if (rc) {
+		H5Oclose(cur);
+		return rc;
+	}
+	out->id = cur;
+	out->type = info.type;
+	out->fileno = info.fileno;
+	out->addr = info.addr;
+	return NNH5_OK;
+}
+
+static void resolver_init(struct resolver *r, nnh5_file *f)
+{
+	r->f = f;
+	r->name = NULL;
+	r->hops = 0;
+	r->via[0] = '\0';
+}
+
+int nnh5__resolve(nnh5__obj *out, nnh5_file *f, const char *name)
+{
+	struct resolver r;
+	hid_t root;
+	int rc = nnh5__file_check_path(f, name);
+
+	out->id = -1;
+	if (rc)
+		return rc;
+	root = H5Gopen2(f->fid, "/", nnh5__file_lapl(f));
+	if (root < 0)
+		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot open the root group", f->path);
+	resolver_init(&r, f);
+	r.name = name;
+	rc = follow(out, &r, root, name[0] == '/' || nnh5__file_is_root(name) ? "/" : "", name);
+	H5Gclose(root);
+	return rc;
+}
+
+int nnh5__file_check_exists(nnh5_file *f, const char *name)
+{
+	nnh5__obj o;
+	int rc = nnh5__resolve(&o, f, name);
+
+	if (!rc)
+		H5Oclose(o.id);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Describing datasets                                                 */
+
+/* The nnh5_xxh3 attribute of ds: 1 present, 0 absent, < 0 malformed. */
+static int read_checksum(nnh5__dataset *ds, nnh5_file *f, const char *display)
+{
+	/* Open first: nnh5's datasets all have it, so asking whether it exists is a wasted lookup. */
+	hid_t attr = H5Aopen(ds->id, NNH5__CHECKSUM_ATTR, H5P_DEFAULT), type = -1;
+	char esc[512];
+	int rc = 1;
+
+	if (attr < 0) {
+		H5Eclear2(H5E_DEFAULT);
+		if (H5Aexists(ds->id, NNH5__CHECKSUM_ATTR) == 0) {
+			ds->has_checksum = 0;
+			return 0;
+		}
+	}
+	if (attr >= 0)
+		type = H5Aget_type(attr);
+	/* One 8-byte integer: the type's size and the stored size say so. */
+	if (attr < 0 || type < 0 || H5Tget_class(type) != H5T_INTEGER ||
+	    H5Tget_size(type) != 8 || H5Aget_storage_size(attr) != 8 ||
+	    H5Aread(attr, H5T_NATIVE_UINT64, &ds->checksum) < 0)
+		rc = nnh5__h5_error(NNH5_ERR_FORMAT,
+				    "'%s': dataset '%s': attribute %s is not one 64-bit integer",
+				    f->path, nnh5__escape(esc, sizeof esc, display), NNH5__CHECKSUM_ATTR);
+	if (type >= 0)
+		H5Tclose(type);
+	if (attr >= 0)
+		H5Aclose(attr);
+	if (rc == 1)
+		ds->has_checksum = 1;
+	return rc;
+}
+
+int nnh5__dataset_expected_checksum(uint64_t *sum, nnh5_file *f, nnh5__dataset *ds,
+				    const char *display)
+{
+	int has = ds->has_checksum >= 0 ? ds->has_checksum : read_checksum(ds, f, display);
+
+	if (has < 0)
+		return has;
+	if (has == 0 && f->require_checksums)
+		return nnh5__error(NNH5_ERR_CHECKSUM,
+				   "'%s': dataset '%s' has no checksum (attribute %s) and checksums "
+				   "are required",
+				   f->path, display, NNH5__CHECKSUM_ATTR);
+	*sum = ds->checksum;
+	return has;
+}
+
+int nnh5__dataset_not_tensor(nnh5_file *f, const nnh5__dataset *ds, const char *display)
+{
+	if (ds->st.space == H5S_NULL)
+		return nnh5__error(NNH5_ERR_FORMAT, "'%s': dataset '%s' has a null (empty) dataspace",
+				   f->path, display);
+	return nnh5__error(NNH5_ERR_TYPE,
+			   "'%s': dataset '%s' has HDF5 type %s, which nnh5 does not load as a tensor",
+			   f->path, display, ds->type_desc);
+}
+
+static void dataset_release(nnh5__dataset *ds)
+{
+	if (ds->mtype >= 0)
+		H5Tclose(ds->mtype);
+	ds->mtype = -1;
+	nnh5__storage_release(&ds->st);
+}
+
+/* Describe and judge the dataset obj: the policy, then what it loads as. */
+static int describe(nnh5__dataset *ds, nnh5_file *f, const nnh5__policy *p, const nnh5__obj *obj,
+		    const char *display)
+{
+	int rc;
+
+	memset(ds, 0, sizeof *ds);
+	ds->id = obj->id;
+	ds->mtype = -1;
+	ds->offset = UINT64_MAX;
+	ds->has_checksum = -1;
+	rc = nnh5__policy_describe(&ds->st, p, f->path, obj->id, obj->fileno, obj->addr, display);
+	if (rc)
+		return rc;
+	rc = nnh5__policy_judge(&ds->st, p, f->path, display);
+	if (rc)
+		return rc;
+	if (nnh5__h5_dtype_of(&ds->dtype, &ds->mtype, ds->st.type, ds->type_desc,
+			      sizeof ds->type_desc) != NNH5_OK)
+		return NNH5_OK; /* a dataset, not a tensor */
+	snprintf(ds->type_desc, sizeof ds->type_desc, "%s", nnh5_dtype_name(ds->dtype));
+	if (ds->st.space == H5S_NULL)
+		return NNH5_OK; /* no shape: not a tensor either */
+	if (ds->st.ndim > NNH5_MAX_NDIM)
+		return nnh5__error(NNH5_ERR_FORMAT, "'%s': dataset '%s': invalid rank", f->path,
+				   display);
+	for (int i = 0; i < ds->st.ndim; i++) {
+		if (ds->st.dims[i] > (hsize_t)INT64_MAX)
+			return nnh5__error(NNH5_ERR_OVERFLOW,
+					   "'%s': dataset '%s': dimension %d too large", f->path,
+					   display, i);
+		ds->shape[i] = (int64_t)ds->st.dims[i];
+	}
+	ds->ndim = (size_t)ds->st.ndim;
+	size_t numel;
+	rc = nnh5__shape_size(ds->dtype, ds->ndim, ds->shape, &numel, &ds->nbytes);
+	if (rc)
+		return nnh5__error_wrap(rc, "'%s': dataset '%s'", f->path, display);
+	ds->raw = H5Tequal(ds->st.type, ds->mtype) > 0;
+	/*
+	 * Raw transfer only for unfiltered contiguous data in this very file (not
+	 * one reached through an allowed external link, not external storage).
+	 */
+	if (ds->nbytes && ds->st.offset != HADDR_UNDEF && ds->st.in_main_file &&
+	    !ds->st.external && ds->st.nfilters == 0)
+		ds->offset = (uint64_t)ds->st.offset;
+	ds->tensor = true;
+	return NNH5_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Walking                                                             */
+
+/* An object met by a walk, by address, with the path it was first met under. */
+struct met {
+	unsigned long fileno;
+	haddr_t addr;
+	char *path; /* NULL: an empty slot */
+};
+
+struct walk {
+	nnh5_file *f;
+	nnh5__policy *p;
+	const nnh5__walk_options *o;
+	nnh5__walk_fn fn;
+	void *ctx;
+	char path[PATH_BYTES]; /* the current entry's path; "" for the root */
+	size_t start_len;      /* the start's part of path */
+	const char *start;     /* the start as the caller named it, for messages */
+	char display[PATH_BYTES]; /* the current entry as messages name it (start as given) */
+	struct nnh5__seen anc[NNH5__MAX_DEPTH_LIMIT + 2];
+	size_t depth;
+	bool reserved; /* the group being listed is reserved (or below one) */
+	struct met *met;
+	size_t n_met, cap_met;
+	uint64_t groups, datasets, alias_bytes;
+	int rc;
+};
+
+static size_t met_hash(unsigned long fileno, haddr_t addr, size_t cap)
+{
+	uint64_t h = ((uint64_t)addr ^ ((uint64_t)fileno << 48)) * UINT64_C(0x9E3779B97F4A7C15);
+	return (size_t)(h >> 20) & (cap - 1);
+}
+
+/* The path under which the walk met (fileno, addr) first, or NULL. */
+static const char *met_find(const struct walk *w, unsigned long fileno, haddr_t addr)
+{
+	if (!w->cap_met)
+		return NULL;
+	for (size_t i = met_hash(fileno, addr, w->cap_met);; i = (i + 1) & (w->cap_met - 1)) {
+		const struct met *m = &w->met[i];
+		if (!m->path)
+			return NULL;
+		if (m->fileno == fileno && m->addr == addr)
+			return m->path;
+	}
+}
+
+static int met_add(struct walk *w, unsigned long fileno, haddr_t addr, const char *path)
+{
+	if (2 * (w->n_met + 1) > w->cap_met) {
+		size_t cap = w->cap_met ? 2 * w->cap_met : 256;
+		struct met *old = w->met, *n = nnh5__calloc(cap, sizeof *n);
+		if (!n)
+			return nnh5__nomem();
+		for (size_t i = 0; i < w->cap_met; i++) {
+			if (!old[i].path)
+				continue;
+			size_t j = met_hash(old[i].fileno, old[i].addr, cap);
+			while (n[j].path)
+				j = (j + 1) & (cap - 1);
+			n[j] = old[i];
+		}
+		nnh5__free(old);
+		w->met = n;
+		w->cap_met = cap;
+	}
+	size_t i = met_hash(fileno, addr, w->cap_met);
+	while (w->met[i].path)
+		i = (i + 1) & (w->cap_met - 1);
+	w->met[i].path = nnh5__strdup(path[0] ? path : "/");
+	if (!w->met[i].path)
+		return nnh5__nomem();
+	w->met[i].fileno = fileno;
+	w->met[i].addr = addr;
+	w->n_met++;
+	return NNH5_OK;
+}
+
+static const char *entry_path(const struct walk *w)
+{
+	return w->path[0] ? w->path : "/";
+}
+
+/* How messages name the current entry: below the start as the caller named it. */
+static const char *entry_display(struct walk *w)
+{
+	const char *below = w->path + w->start_len;
+
+	if (!*below)
+		return w->start;
+	snprintf(w->display, sizeof w->display, "%s%s", strcmp(w->start, "/") == 0 ? "" : w->start,
+		 below);
+	return w->display;
+}
+
+static int emit(struct walk *w, const nnh5_entry *e, hid_t id, nnh5__dataset *ds)
+{
+	const char *rel = w->path + w->start_len;
+	nnh5__item it = { e, id, ds, *rel == '/' ? rel + 1 : rel, entry_display(w) };
+	int r = w->fn(&it, w->ctx);
+
+	if (r)
+		w->rc = r;
+	return r;
+}
+
+/*
+ * A refused object: with keep_going an NNH5_ENTRY_REFUSED entry carrying
+ * the status and message a load gets, else the end of the walk. Running out
+ * of memory always ends it.
+ */
+static int refuse(struct walk *w, nnh5_entry *e, int status)
+{
+	char msg[2048];
+
+	if (!w->o->keep_going || status == NNH5_ERR_NOMEM) {
+		w->rc = status;
+		return status;
+	}
+	snprintf(msg, sizeof msg, "%s", nnh5_error_message());
+	nnh5_error_clear();
+	e->type = NNH5_ENTRY_REFUSED;
+	e->status = status;
+	e->message = msg;
+	return emit(w, e, -1, NULL);
+}
+
+static nnh5_layout public_layout(const nnh5__storage *s)
+{
+	if (s->external)
+		return NNH5_LAYOUT_EXTERNAL;
+	switch (s->layout) {
+	case H5D_COMPACT: return NNH5_LAYOUT_COMPACT;
+	case H5D_CHUNKED: return NNH5_LAYOUT_CHUNKED;
+	case H5D_VIRTUAL: return NNH5_LAYOUT_VIRTUAL;
+	default: return NNH5_LAYOUT_CONTIGUOUS;
+	}
+}
+
+static int visit_group(struct walk *w, nnh5_entry *e, const nnh5__obj *obj);
+
+static int visit_dataset(struct walk *w, nnh5_entry *e, const nnh5__obj *obj)
+{
+	const char *display = entry_display(w);
+	int64_t shape[H5S_MAX_RANK];
+	nnh5__dataset ds;
+	int rc;
+
+	if (++w->datasets > w->p->max_tensors)
+		return refuse(w, e,
+			      nnh5__error(NNH5_ERR_OVERFLOW,
+					  "'%s': group '%s' holds more than %llu datasets (max_tensors)",
+					  w->f->path, w->start,
+					  (unsigned long long)w->p->max_tensors));
+	rc = describe(&ds, w->f, w->p, obj, display);
+	if (!rc && ds.tensor && w->o->materialise)
+		rc = nnh5__policy_count(&ds.st, w->p, w->f->path, display, e->alias_of,
+					&w->alias_bytes);
+	if (!rc && w->o->checksums && read_checksum(&ds, w->f, display) < 0)
+		rc = NNH5_ERR_FORMAT;
+	if (rc) {
+		dataset_release(&ds);
+		return refuse(w, e, rc);
+	}
+	e->type = ds.tensor ? NNH5_ENTRY_TENSOR : NNH5_ENTRY_DATASET;
+	e->dtype = ds.dtype;
+	e->type_desc = ds.type_desc;
+	e->null_space = ds.st.space == H5S_NULL;
+	e->ndim = e->null_space ? 0 : (size_t)ds.st.ndim;
+	for (size_t i = 0; i < e->ndim; i++)
+		shape[i] = (int64_t)ds.st.dims[i];
+	e->shape = shape;
+	e->numel = ds.st.numel;
+	e->nbytes = ds.st.logical_bytes;
+	e->stored_bytes = ds.st.storage_bytes;
+	e->layout = public_layout(&ds.st);
+	e->nfilters = ds.st.nfilters;
+	e->has_checksum = ds.has_checksum == 1;
+	e->checksum = ds.checksum;
+	rc = emit(w, e, obj->id, &ds);
+	dataset_release(&ds);
+	return rc;
+}
+
+/* Visit the object obj named by the entry e (its path is w->path). */
+static int visit(struct walk *w, nnh5_entry *e, const nnh5__obj *obj)
+{
+	e->alias_of = met_find(w, obj->fileno, obj->addr);
+	if (!e->alias_of && obj->type != H5O_TYPE_UNKNOWN) {
+		int rc = met_add(w, obj->fileno, obj->addr, w->path);
+		if (rc)
+			return refuse(w, e, rc);
+	}
+	switch (obj->type) {
+	case H5O_TYPE_GROUP: return visit_group(w, e, obj);
+	case H5O_TYPE_DATASET: return visit_dataset(w, e, obj);
+	case H5O_TYPE_NAMED_DATATYPE:
+		e->type = NNH5_ENTRY_DATATYPE;
+		return emit(w, e, obj->id, NULL);
+	default:
+		return refuse(w, e,
+			      nnh5__error(NNH5_ERR_FORMAT, "'%s': '%s' is an object of unknown type",
+					  w->f->path, entry_display(w)));
+	}
+}
+
+static herr_t member_cb(hid_t gid, const char *name, const H5L_info_t *li, void *data);
+
+static int visit_group(struct walk *w, nnh5_entry *e, const nnh5__obj *obj)
+{
+	const char *display = entry_display(w);
+	char esc[512];
+	int rc;
+
+	e->type = NNH5_ENTRY_GROUP;
+	e->kind = NNH5_KIND_GROUP;
+	if (e->depth > 0) {
+		if (e->link == NNH5_LINK_SOFT)
+			return refuse(w, e,
+				      nnh5__error(NNH5_ERR_UNSAFE,
+						  "'%s': '%s' is a soft link to a group: refused",
+						  w->f->path, nnh5__escape(esc, sizeof esc, display)));
+		for (size_t i = 0; i <= w->depth; i++)
+			if (w->anc[i].obj == obj->addr && w->anc[i].fileno == obj->fileno)
+				return refuse(w, e,
+					      nnh5__error(NNH5_ERR_FORMAT,
+							  "'%s': group '%s' links back to its own "
+							  "ancestor (a cycle)",
+							  w->f->path,
+							  nnh5__escape(esc, sizeof esc, display)));
+		if (e->depth > w->p->max_depth)
+			return refuse(w, e,
+				      nnh5__error(NNH5_ERR_OVERFLOW,
+						  "'%s': '%s' is nested deeper than %llu groups "
+						  "(max_depth)",
+						  w->f->path, nnh5__escape(esc, sizeof esc, display),
+						  (unsigned long long)w->p->max_depth));
+		if (++w->groups > w->p->max_groups)
+			return refuse(w, e,
+				      nnh5__error(NNH5_ERR_OVERFLOW,
+						  "'%s': group '%s' holds more than %llu groups "
+						  "(max_groups)",
+						  w->f->path, w->start,
+						  (unsigned long long)w->p->max_groups));
+	}
+	if (w->o->kinds) {
+		rc = nnh5__group_kind(&e->kind, w->f, obj->id, display);
+		if (rc)
+			return refuse(w, e, rc);
+	}
+	rc = emit(w, e, obj->id, NULL);
+	if (rc || (w->o->shallow && e->depth > 0))
+		return rc;
+
+	H5_index_t idx = H5_INDEX_NAME;
+	hid_t gcpl = H5Gget_create_plist(obj->id);
+	unsigned flags = 0;
+	bool reserved = w->reserved;
+
+	if (gcpl >= 0) {
+		if (H5Pget_link_creation_order(gcpl, &flags) >= 0 && (flags & H5P_CRT_ORDER_INDEXED))
+			idx = H5_INDEX_CRT_ORDER;
+		H5Pclose(gcpl);
+	}
+	w->anc[w->depth + (e->depth > 0)] = (struct nnh5__seen){ obj->fileno, obj->addr };
+	if (e->depth > 0)
+		w->depth++;
+	w->reserved = e->reserved;
+	if (H5Literate(obj->id, idx, H5_ITER_INC, NULL, member_cb, w) < 0 && !w->rc)
+		w->rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot list group '%s'", w->f->path,
+				       nnh5__escape(esc, sizeof esc, entry_display(w)));
+	w->reserved = reserved;
+	if (e->depth > 0)
+		w->depth--;
+	return w->rc;
+}
+
+static nnh5_link_type public_link(H5L_type_t t)
+{
+	switch (t) {
+	case H5L_TYPE_HARD: return NNH5_LINK_HARD;
+	case H5L_TYPE_SOFT: return NNH5_LINK_SOFT;
+	case H5L_TYPE_EXTERNAL: return NNH5_LINK_EXTERNAL;
+	default: return NNH5_LINK_USER;
+	}
+}
+
+/* The stored value of a soft or external link ("FILE:PATH" for external ones). */
+static void link_value(char *out, size_t n, hid_t gid, const char *name, const H5L_info_t *li,
+		       hid_t lapl)
+{
+	char val[PATH_BYTES];
+	const char *file, *obj;
+	unsigned flags;
+
+	out[0] = '\0';
+	if (li->u.val_size == 0 || li->u.val_size > sizeof val ||
+	    H5Lget_val(gid, name, val, sizeof val, lapl) < 0) {
+		H5Eclear2(H5E_DEFAULT);
+		return;
+	}
+	val[sizeof val - 1] = '\0';
+	if (li->type == H5L_TYPE_SOFT)
+		snprintf(out, n, "%s", val);
+	else if (li->type == H5L_TYPE_EXTERNAL &&
+		 H5Lunpack_elink_val(val, li->u.val_size, &flags, &file, &obj) >= 0)
+		snprintf(out, n, "%s:%s", file, obj);
+	H5Eclear2(H5E_DEFAULT);
+}
+
+/* One link of the group being listed: resolve it, then visit what it names. */
+static herr_t member_cb(hid_t gid, const char *name, const H5L_info_t *li, void *data)
+{
+	struct walk *w = data;
+	size_t plen = strlen(w->path);
+	char target[PATH_BYTES], parent[PATH_BYTES];
+	struct resolver r;
+	nnh5__obj obj = { -1, H5O_TYPE_UNKNOWN, 0, 0 };
+	nnh5_entry e;
+	int rc = NNH5_OK;
+
+	memset(&e, 0, sizeof e);
+	e.name = name;
+	e.depth = w->depth + 1;
+	e.link = public_link(li->type);
+	e.reserved = w->reserved || strncmp(name, "nnh5_", 5) == 0;
+	e.path = w->path;
+	snprintf(parent, sizeof parent, "%s", entry_display(w));
+	/*
+	 * The format's own links are not part of what loads return, but what
+	 * they point at is judged all the same: no other file, ever.
+	 */
+	bool skip = e.reserved && !w->o->reserved;
+	if (!skip)
+		rc = nnh5__policy_check_name(w->p, w->f->path, parent, name);
+	if (!rc && plen + strlen(name) + 2 > sizeof w->path)
+		rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': group '%s': path too long", w->f->path,
+				 w->start);
+	if (rc)
+		return refuse(w, &e, rc) ? 1 : 0;
+	snprintf(w->path + plen, sizeof w->path - plen, "/%s", name);
+	const char *display = entry_display(w);
+	if (li->type != H5L_TYPE_HARD) {
+		link_value(target, sizeof target, gid, name, li, nnh5__file_lapl(w->f));
+		e.link_target = target;
+	}
+	resolver_init(&r, w->f);
+	if (!rc && li->type == H5L_TYPE_HARD && !skip) {
+		obj.id = H5Oopen_by_addr(gid, li->u.address);
+		if (obj.id < 0) {
+			rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot inspect '%s'", w->f->path,
+					    display);
+		} else {
+			/* Hard links stay in their file: no need to ask HDF5 where it is. */
+			H5I_type_t t = H5Iget_type(obj.id);
+			obj.type = t == H5I_GROUP ? H5O_TYPE_GROUP
+				   : t == H5I_DATASET ? H5O_TYPE_DATASET
+				   : t == H5I_DATATYPE ? H5O_TYPE_NAMED_DATATYPE : H5O_TYPE_UNKNOWN;
+			obj.fileno = w->anc[w->depth].fileno;
+			obj.addr = li->u.address;
+		}
+	} else if (!rc && li->type == H5L_TYPE_SOFT) {
+		hid_t id = -1;
+		snprintf(r.via, sizeof r.via, "%s", "");
+		rc = follow_soft(&id, &r, gid, parent, name, display, li);
+		H5O_info_t info;
+		if (!rc && H5Oget_info2(id, &info, H5O_INFO_BASIC) < 0)
+			rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot inspect '%s'",
+					    w->f->path, display);
+		if (!rc) {
+			obj = (nnh5__obj){ id, info.type, info.fileno, info.addr };
+		} else if (id >= 0) {
+			H5Oclose(id);
+		}
+		if (!rc && skip) {
+			H5Oclose(obj.id);
+			obj.id = -1;
+		}
+	} else if (!rc && li->type != H5L_TYPE_HARD) {
+		if (!w->f->policy.allow_external) {
+			rc = refuse_link(&r, gid, name, display, li);
+		} else if (!skip) {
+			H5O_info_t info;
+			obj.id = H5Oopen(gid, name, H5P_DEFAULT);
+			if (obj.id < 0 || H5Oget_info2(obj.id, &info, H5O_INFO_BASIC) < 0)
+				rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot inspect '%s'",
+						    w->f->path, display);
+			else
+				obj = (nnh5__obj){ obj.id, info.type, info.fileno, info.addr };
+		}
+	}
+	if (rc)
+		refuse(w, &e, rc);
+	else if (!skip)
+		visit(w, &e, &obj);
+	if (obj.id >= 0)
+		H5Oclose(obj.id);
+	w->path[plen] = '\0';
+	return w->rc ? 1 : 0;
+}
+
+int nnh5__walk(nnh5_file *f, const char *name, const nnh5__walk_options *o, nnh5__walk_fn fn,
+	       void *ctx)
+{
+	struct walk w;
+	nnh5__obj obj;
+	nnh5_entry e;
+	char start[PATH_BYTES];
+	int rc = nnh5__resolve(&obj, f, name);
+
+	if (rc)
+		return rc;
+	if (o->expect != H5O_TYPE_UNKNOWN && obj.type != o->expect) {
+		H5Oclose(obj.id);
+		return nnh5__error(NNH5_ERR_FORMAT, "'%s': object '%s' is %s, not %s", f->path, name,
+				   obj.type == H5O_TYPE_GROUP     ? "a group"
+				   : obj.type == H5O_TYPE_DATASET ? "a dataset"
+								  : "a named datatype",
+				   o->expect == H5O_TYPE_GROUP ? "a group" : "a dataset");
+	}
+	memset(&w, 0, sizeof w);
+	w.f = f;
+	w.p = o->policy ? o->policy : &f->policy;
+	w.o = o;
+	w.fn = fn;
+	w.ctx = ctx;
+	if (!nnh5__file_is_root(name))
+		snprintf(w.path, sizeof w.path, "%s%s", name[0] == '/' ? "" : "/", name);
+	snprintf(start, sizeof start, "%s", nnh5__file_is_root(name) ? "/" : name);
+	w.start = start;
+	w.start_len = strlen(w.path);
+	w.anc[0] = (struct nnh5__seen){ obj.fileno, obj.addr };
+	memset(&e, 0, sizeof e);
+	e.path = entry_path(&w);
+	e.name = strrchr(e.path, '/')[1] ? strrchr(e.path, '/') + 1 : "/";
+	e.link = NNH5_LINK_HARD;
+	e.reserved = strstr(e.path, "/nnh5_") != NULL;
+	w.reserved = e.reserved;
+	visit(&w, &e, &obj);
+	H5Oclose(obj.id);
+	for (size_t i = 0; i < w.cap_met; i++)
+		nnh5__free(w.met[i].path);
+	nnh5__free(w.met);
+	return w.rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* The public walk                                                     */
+
+struct public_walk {
+	nnh5_walk_fn fn;
+	void *ctx;
+};
+
+static int public_cb(const nnh5__item *it, void *p)
+{
+	const struct public_walk *pw = p;
+	return pw->fn(it->e, pw->ctx);
+}
+
+int nnh5_file_walk(nnh5_file *f, const char *path, const nnh5_walk_options *opts,
+		   nnh5_walk_fn fn, void *ctx)
+{
+	nnh5_walk_options defaults = NNH5_WALK_OPTIONS_INIT;
+	struct public_walk pw = { fn, ctx };
+	nnh5__policy scratch;
+	int rc;
+
+	ENTER;
+	if (!opts)
+		opts = &defaults;
+	if (opts->version != NNH5_WALK_OPTIONS_VERSION)
+		LEAVE(nnh5__error(NNH5_ERR_INVALID, "'%s': walk: unknown options version %u",
+				  f->path, opts->version));
+	if (nnh5__file_writable(f) || f->fid < 0)
+		LEAVE(nnh5__error(NNH5_ERR_INVALID, "'%s': walk: the file is not open for reading",
+				  f->path));
+	/* What a fresh load would count, without counting it for this handle. */
+	nnh5__policy_scratch(&scratch, &f->policy);
+	nnh5__walk_options o = { opts->reserved, opts->keep_going, true, true, false, true,
+				 H5O_TYPE_UNKNOWN, &scratch };
+	rc = nnh5__walk(f, path ? path : "", &o, public_cb, &pw);
+	nnh5__policy_free(&scratch);
+	LEAVE(rc);
+}
+
+const char *nnh5_entry_type_name(int type)
+{
+	switch (type) {
+	case NNH5_ENTRY_GROUP: return "group";
+	case NNH5_ENTRY_TENSOR: return "tensor";
+	case NNH5_ENTRY_DATASET: return "dataset";
+	case NNH5_ENTRY_DATATYPE: return "datatype";
+	case NNH5_ENTRY_REFUSED: return "refused";
+	default: return "unknown";
+	}
+}
+
+const char *nnh5_link_type_name(int type)
+{
+	switch (type) {
+	case NNH5_LINK_HARD: return "hard";
+	case NNH5_LINK_SOFT: return "soft";
+	case NNH5_LINK_EXTERNAL: return "external";
+	case NNH5_LINK_USER: return "user";
+	default: return "unknown";
+	}
+}
+
+const char *nnh5_layout_name(int layout)
+{
+	switch (layout) {
+	case NNH5_LAYOUT_COMPACT: return "compact";
+	case NNH5_LAYOUT_CONTIGUOUS: return "contiguous";
+	case NNH5_LAYOUT_CHUNKED: return "chunked";
+	case NNH5_LAYOUT_VIRTUAL: return "virtual";
+	case NNH5_LAYOUT_EXTERNAL: return "external";
+	default: return "unknown";
+	}
+}
