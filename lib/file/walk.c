@@ -450,6 +450,7 @@ struct walk {
 	char path[PATH_BYTES]; /* the current entry's path; "" for the root */
 	size_t start_len;      /* the start's part of path */
 	const char *start;     /* the start as the caller named it, for messages */
+	bool start_absolute;   /* named from the root: messages show paths as they are */
 	char display[PATH_BYTES]; /* the current entry as messages name it (start as given) */
 	struct nnh5__seen anc[NNH5__MAX_DEPTH_LIMIT + 2];
 	size_t depth;
@@ -520,11 +521,20 @@ static const char *entry_path(const struct walk *w)
 static const char *entry_display(struct walk *w)
 {
 	const char *below = w->path + w->start_len;
+	size_t ls, lb;
 
 	if (!*below)
 		return w->start;
-	snprintf(w->display, sizeof w->display, "%s%s", strcmp(w->start, "/") == 0 ? "" : w->start,
-		 below);
+	if (w->start_absolute)
+		return w->path;
+	/* A start named without its leading '/': "name" + below (the sizes fit: both are paths). */
+	ls = strlen(w->start);
+	lb = strlen(below);
+	if (ls + lb >= sizeof w->display)
+		lb = sizeof w->display - ls - 1;
+	memcpy(w->display, w->start, ls);
+	memcpy(w->display + ls, below, lb);
+	w->display[ls + lb] = '\0';
 	return w->display;
 }
 
@@ -687,21 +697,24 @@ static int visit_group(struct walk *w, nnh5_entry *e, const nnh5__obj *obj)
 	if (rc || (w->o->shallow && e->depth > 0))
 		return rc;
 
-	H5_index_t idx = H5_INDEX_NAME;
-	hid_t gcpl = H5Gget_create_plist(obj->id);
-	unsigned flags = 0;
 	bool reserved = w->reserved;
+	hsize_t at = 0;
 
-	if (gcpl >= 0) {
-		if (H5Pget_link_creation_order(gcpl, &flags) >= 0 && (flags & H5P_CRT_ORDER_INDEXED))
-			idx = H5_INDEX_CRT_ORDER;
-		H5Pclose(gcpl);
-	}
 	w->anc[w->depth + (e->depth > 0)] = (struct nnh5__seen){ obj->fileno, obj->addr };
 	if (e->depth > 0)
 		w->depth++;
 	w->reserved = e->reserved;
-	if (H5Literate(obj->id, idx, H5_ITER_INC, NULL, member_cb, w) < 0 && !w->rc)
+	/*
+	 * Creation order where the group tracks it (nnh5's groups, h5py's with
+	 * track_order), else names: asking HDF5 first (H5Gget_create_plist) cost
+	 * more than the refusal of an untracked group, which visits nothing.
+	 */
+	herr_t st = H5Literate(obj->id, H5_INDEX_CRT_ORDER, H5_ITER_INC, &at, member_cb, w);
+	if (st < 0 && at == 0 && !w->rc) {
+		H5Eclear2(H5E_DEFAULT);
+		st = H5Literate(obj->id, H5_INDEX_NAME, H5_ITER_INC, NULL, member_cb, w);
+	}
+	if (st < 0 && !w->rc)
 		w->rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot list group '%s'", w->f->path,
 				       nnh5__escape(esc, sizeof esc, entry_display(w)));
 	w->reserved = reserved;
@@ -760,14 +773,16 @@ static herr_t member_cb(hid_t gid, const char *name, const H5L_info_t *li, void 
 	e.link = public_link(li->type);
 	e.reserved = w->reserved || strncmp(name, "nnh5_", 5) == 0;
 	e.path = w->path;
-	snprintf(parent, sizeof parent, "%s", entry_display(w));
 	/*
 	 * The format's own links are not part of what loads return, but what
 	 * they point at is judged all the same: no other file, ever.
 	 */
 	bool skip = e.reserved && !w->o->reserved;
 	if (!skip)
-		rc = nnh5__policy_check_name(w->p, w->f->path, parent, name);
+		rc = nnh5__policy_check_name(w->p, w->f->path, entry_display(w), name);
+	/* Soft links are resolved from their group: keep its name for messages. */
+	if (li->type == H5L_TYPE_SOFT)
+		snprintf(parent, sizeof parent, "%s", entry_display(w));
 	if (!rc && plen + strlen(name) + 2 > sizeof w->path)
 		rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': group '%s': path too long", w->f->path,
 				 w->start);
@@ -863,6 +878,7 @@ int nnh5__walk(nnh5_file *f, const char *name, const nnh5__walk_options *o, nnh5
 		snprintf(w.path, sizeof w.path, "%s%s", name[0] == '/' ? "" : "/", name);
 	snprintf(start, sizeof start, "%s", nnh5__file_is_root(name) ? "/" : name);
 	w.start = start;
+	w.start_absolute = name[0] == '/' || nnh5__file_is_root(name);
 	w.start_len = strlen(w.path);
 	w.anc[0] = (struct nnh5__seen){ obj.fileno, obj.addr };
 	memset(&e, 0, sizeof e);
