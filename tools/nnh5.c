@@ -137,12 +137,14 @@ static int ls_json(const struct walk *w, const char *file, const char *path)
 			add_str(o, "alias_of", e->alias_of);
 		if (e->type == NNH5_ENTRY_REFUSED) {
 			cJSON_AddStringToObject(o, "status", nnh5_status_name(e->status));
-			add_str(o, "message", e->message);
+			char *msg = tool_escape_message(e->message);
+			cJSON_AddStringToObject(o, "message", msg);
+			free(msg);
 		}
 		if (e->layer)
 			add_str(o, "layer", e->layer);
 		if (note)
-			add_str(o, "note", note);
+			cJSON_AddStringToObject(o, "note", note);
 		free(note);
 		cJSON_AddItemToArray(arr, o);
 	}
@@ -225,7 +227,7 @@ static void ls_text(const struct walk *w, const char *file)
 		}
 		if (note) {
 			fputs("  (", stdout);
-			tool_put(stdout, note);
+			fputs(note, stdout);
 			fputs(")", stdout);
 			free(note);
 		}

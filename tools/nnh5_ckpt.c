@@ -197,7 +197,7 @@ int tool_verify_folder(const char *dir)
 		} else {
 			failed++;
 			fputs(": ", stdout);
-			tool_put(stdout, nnh5_error_message());
+			tool_put_message(stdout, nnh5_error_message());
 		}
 		putchar('\n');
 		nnh5_checkpoint_free(c);

@@ -89,7 +89,7 @@ static int compare(struct side *a, struct side *b, const struct entry *ea, const
 		const struct entry *r = ea->type == NNH5_ENTRY_REFUSED ? ea : eb;
 		key_line('?', key);
 		printf("not compared: refused in %c: ", r == ea ? 'A' : 'B');
-		tool_put(stdout, r->message);
+		tool_put_message(stdout, r->message);
 		putchar('\n');
 		return 2;
 	}
@@ -118,7 +118,7 @@ static int compare(struct side *a, struct side *b, const struct entry *ea, const
 	if (load(&ta, a, ea->path) < 0 || load(&tb, b, eb->path) < 0) {
 		key_line('?', key);
 		fputs("cannot read: ", stdout);
-		tool_put(stdout, nnh5_error_message());
+		tool_put_message(stdout, nnh5_error_message());
 		putchar('\n');
 		rc = 2;
 		goto done;

@@ -75,7 +75,8 @@ static size_t utf8_len(const unsigned char *s)
 	return n;
 }
 
-char *tool_escape(const char *s)
+/* keep_backslash: s is already escaped text (the library's messages escape names). */
+static char *escape(const char *s, bool keep_backslash)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t len = strlen(s), o = 0;
@@ -83,7 +84,7 @@ char *tool_escape(const char *s)
 
 	while (*p) {
 		size_t n = utf8_len(p);
-		if (*p == '\\') {
+		if (*p == '\\' && !keep_backslash) {
 			out[o++] = '\\';
 			out[o++] = '\\';
 			p++;
@@ -104,9 +105,26 @@ char *tool_escape(const char *s)
 	return out;
 }
 
+char *tool_escape(const char *s)
+{
+	return escape(s, false);
+}
+
+char *tool_escape_message(const char *s)
+{
+	return escape(s, true);
+}
+
 void tool_put(FILE *fp, const char *s)
 {
 	char *e = tool_escape(s);
+	fputs(e, fp);
+	free(e);
+}
+
+void tool_put_message(FILE *fp, const char *s)
+{
+	char *e = tool_escape_message(s);
 	fputs(e, fp);
 	free(e);
 }

@@ -174,7 +174,7 @@ int cmd_show(int argc, char **argv)
 			tool_put(stderr, npath);
 			if (e->type == NNH5_ENTRY_REFUSED) {
 				fputs("' is refused: ", stderr);
-				tool_put(stderr, e->message);
+				tool_put_message(stderr, e->message);
 				fputc('\n', stderr);
 			} else if (e->type == NNH5_ENTRY_DATASET) {
 				fputs("' holds ", stderr);
@@ -191,7 +191,7 @@ int cmd_show(int argc, char **argv)
 	}
 	if (nnh5_file_read_tensor(&t, f, npath) != NNH5_OK) {
 		fprintf(stderr, "nnh5 show: ");
-		tool_put(stderr, nnh5_error_message());
+		tool_put_message(stderr, nnh5_error_message());
 		fputc('\n', stderr);
 		goto done;
 	}
@@ -208,7 +208,9 @@ int cmd_show(int argc, char **argv)
 		print_full(t);
 	} else {
 		if (nnh5_tensor_format(&text, t) != NNH5_OK) {
-			fprintf(stderr, "nnh5 show: %s\n", nnh5_error_message());
+			fputs("nnh5 show: ", stderr);
+			tool_put_message(stderr, nnh5_error_message());
+			fputc('\n', stderr);
 			goto done;
 		}
 		puts(text);

@@ -98,8 +98,8 @@ void tool_walk_free(struct walk *w);
 const char *tool_entry_kind(const struct entry *e);
 /*
  * Why an entry reads differently from a plain object, as a new string or
- * NULL: the link that names it, the name it was met under first, the
- * refusal.
+ * NULL: the link that names it and the name it was met under first, or
+ * the refusal's message. Print it with tool_put_message().
  */
 char *tool_entry_note(const struct entry *e);
 
@@ -107,6 +107,12 @@ char *tool_entry_note(const struct entry *e);
 char *tool_escape(const char *s);
 /* Print s escaped. */
 void tool_put(FILE *fp, const char *s);
+/*
+ * The same for the library's messages, which escape the names they quote
+ * already: backslashes are kept, anything else unsafe is still escaped.
+ */
+char *tool_escape_message(const char *s);
+void tool_put_message(FILE *fp, const char *s);
 /* "(256, 20)", "()" for a scalar, "null" for a null dataspace. */
 void tool_shape_str(char *buf, size_t n, bool null_space, size_t ndim, const int64_t *shape);
 /* 12345678 as "12,345,678". */

@@ -126,7 +126,7 @@ static void print_entry(const char *file, const nnh5_untrusted_entry *e)
 	}
 	if (e->status != NNH5_OK && e->message[0]) {
 		fputs(": ", stdout);
-		tool_put(stdout, e->message);
+		tool_put_message(stdout, e->message);
 	}
 	putchar('\n');
 }
@@ -153,7 +153,7 @@ static int verify_untrusted(const char *file, double tol, double memory_mb, doub
 	if (rc != NNH5_OK && (!r || r->crashed || r->timed_out || r->n_failed == 0)) {
 		check(false, "inspection: ", file);
 		fputs(": ", stdout);
-		tool_put(stdout, nnh5_error_message());
+		tool_put_message(stdout, nnh5_error_message());
 		putchar('\n');
 	}
 	printf("%s: %d check%s failed\n", n_fail ? "FAILED" : "OK", n_fail, n_fail == 1 ? "" : "s");
@@ -167,7 +167,7 @@ static void verify_entry(nnh5_file *f, const struct entry *e)
 	if (e->type == NNH5_ENTRY_REFUSED) {
 		check(false, "", e->path);
 		fputs(": ", stdout);
-		tool_put(stdout, e->message);
+		tool_put_message(stdout, e->message);
 		putchar('\n');
 	} else if (e->type == NNH5_ENTRY_DATASET) {
 		printf("%-4s  ", "skip");
@@ -186,7 +186,7 @@ static void verify_entry(nnh5_file *f, const struct entry *e)
 		check(rc == NNH5_OK, "tensor loads: ", e->path);
 		if (rc != NNH5_OK) {
 			fputs(": ", stdout);
-			tool_put(stdout, nnh5_error_message());
+			tool_put_message(stdout, nnh5_error_message());
 		} else {
 			fputs(has_sum ? " (checksum ok" : " (no checksum", stdout);
 			if (e->alias_of) {
@@ -202,7 +202,7 @@ static void verify_entry(nnh5_file *f, const struct entry *e)
 		printf("%-4s  ", "info");
 		tool_put(stdout, e->path);
 		fputs(": ", stdout);
-		tool_put(stdout, note);
+		fputs(note, stdout);
 		putchar('\n');
 		free(note);
 	}
@@ -225,7 +225,7 @@ static void verify_model(nnh5_file *f, const struct walk *w, size_t i, double to
 	check(rc == NNH5_OK, "model rebuilds: ", e->path);
 	if (rc != NNH5_OK) {
 		fputs(": ", stdout);
-		tool_put(stdout, nnh5_error_message());
+		tool_put_message(stdout, nnh5_error_message());
 		putchar('\n');
 		return;
 	}
@@ -241,7 +241,7 @@ static void verify_model(nnh5_file *f, const struct walk *w, size_t i, double to
 	if (rc != NNH5_OK) {
 		check(false, "model probe: ", e->path);
 		fputs(": ", stdout);
-		tool_put(stdout, nnh5_error_message());
+		tool_put_message(stdout, nnh5_error_message());
 		putchar('\n');
 		return;
 	}
@@ -287,7 +287,7 @@ int cmd_verify(int argc, char **argv)
 		/* The walk's message stays the thread's last one. */
 		check(false, "file walks: ", file);
 		fputs(": ", stdout);
-		tool_put(stdout, nnh5_error_message());
+		tool_put_message(stdout, nnh5_error_message());
 		printf("\nFAILED: %d check%s failed\n", n_fail, n_fail == 1 ? "" : "s");
 		nnh5_file_discard(f);
 		return EXIT_DIFFERS;
@@ -412,7 +412,7 @@ int cmd_dump(int argc, char **argv)
 		fputs("  ", stderr);
 		tool_put(stderr, e->path);
 		fputs(": ", stderr);
-		tool_put(stderr, e->message);
+		tool_put_message(stderr, e->message);
 		fputc('\n', stderr);
 		rc = EXIT_USAGE;
 	}

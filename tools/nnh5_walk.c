@@ -20,7 +20,7 @@ nnh5_file *tool_open(const char *cmd, const char *path)
 
 	if (nnh5_file_open(&f, path, NNH5_READ) != NNH5_OK) {
 		fprintf(stderr, "nnh5 %s: ", cmd);
-		tool_put(stderr, nnh5_error_message());
+		tool_put_message(stderr, nnh5_error_message());
 		fputc('\n', stderr);
 		return NULL;
 	}
@@ -30,6 +30,28 @@ nnh5_file *tool_open(const char *cmd, const char *path)
 static char *dup_or_null(const char *s)
 {
 	return s ? tool_xstrdup(s) : NULL;
+}
+
+/*
+ * The entry's absolute path. A link refused for its name alone comes with
+ * its group's path (the name never became a path): join the two, so every
+ * line names the object itself.
+ */
+static char *entry_path(const nnh5_entry *ne)
+{
+	size_t p = strlen(ne->path), n = strlen(ne->name);
+	char *out;
+
+	if (ne->depth == 0 || (p > n && ne->path[p - n - 1] == '/' &&
+			       !strcmp(ne->path + p - n, ne->name)))
+		return tool_xstrdup(ne->path);
+	if (p == 1 && ne->path[0] == '/')
+		p = 0;
+	out = tool_xmalloc(p + n + 2);
+	memcpy(out, ne->path, p);
+	out[p] = '/';
+	memcpy(out + p + 1, ne->name, n + 1);
+	return out;
 }
 
 struct collect {
@@ -49,7 +71,7 @@ static int collect_entry(const nnh5_entry *ne, void *ctx)
 	}
 	e = &w->v[w->n++];
 	memset(e, 0, sizeof *e);
-	e->path = tool_xstrdup(ne->path);
+	e->path = entry_path(ne);
 	e->name = tool_xstrdup(ne->name);
 	e->depth = ne->depth;
 	e->type = ne->type;
@@ -89,7 +111,7 @@ int tool_walk(struct walk *w, const char *cmd, nnh5_file *f, const char *path, b
 	rc = nnh5_file_walk(f, path, &o, collect_entry, &c);
 	if (rc != NNH5_OK && !(first_only && rc == 1 && w->n == 1)) {
 		fprintf(stderr, "nnh5 %s: ", cmd);
-		tool_put(stderr, nnh5_error_message());
+		tool_put_message(stderr, nnh5_error_message());
 		fputc('\n', stderr);
 		tool_walk_free(w);
 		return -1;
@@ -135,37 +157,39 @@ const char *tool_entry_kind(const struct entry *e)
 
 char *tool_entry_note(const struct entry *e)
 {
-	const char *parts[6];
-	size_t n = 0, len = 1;
-	char *out;
+	/* Raw strings from the file are escaped here; the library's message already is. */
+	char *parts[2] = { NULL, NULL }, *out;
+	size_t n = 0, len;
 
-	if (e->link == NNH5_LINK_SOFT) {
-		parts[n++] = "soft link to ";
-		parts[n++] = e->link_target ? e->link_target : "?";
-	} else if (e->link == NNH5_LINK_EXTERNAL) {
-		parts[n++] = "external link to ";
-		parts[n++] = e->link_target ? e->link_target : "?";
-	} else if (e->link == NNH5_LINK_USER) {
-		parts[n++] = "user-defined link";
+	if (e->type == NNH5_ENTRY_REFUSED)
+		return tool_escape_message(e->message);
+	if (e->link != NNH5_LINK_HARD) {
+		const char *t = e->link_target ? e->link_target : "?";
+		const char *what = e->link == NNH5_LINK_SOFT ? "soft link to "
+				   : e->link == NNH5_LINK_EXTERNAL ? "external link to "
+				   : "user-defined link ";
+		char *esc = tool_escape(t);
+		parts[n] = tool_xmalloc(strlen(what) + strlen(esc) + 1);
+		strcpy(parts[n], what);
+		strcat(parts[n++], esc);
+		free(esc);
 	}
 	/* A soft link's target is where it was met first: say it once. */
 	if (e->alias_of && !(e->link_target && !strcmp(e->link_target, e->alias_of))) {
-		const char *sep = n ? ", alias of " : "alias of ";
-		parts[n++] = sep;
-		parts[n++] = e->alias_of;
+		char *esc = tool_escape(e->alias_of);
+		parts[n] = tool_xmalloc(strlen(esc) + 10);
+		strcpy(parts[n], "alias of ");
+		strcat(parts[n++], esc);
+		free(esc);
 	}
-	if (e->type == NNH5_ENTRY_REFUSED) {
-		const char *sep = n ? ": refused: " : "refused: ";
-		parts[n++] = sep;
-		parts[n++] = e->message;
-	}
-	if (!n)
+	if (n == 0)
 		return NULL;
-	for (size_t i = 0; i < n; i++)
-		len += strlen(parts[i]);
+	if (n == 1)
+		return parts[0];
+	len = strlen(parts[0]) + strlen(parts[1]) + 3;
 	out = tool_xmalloc(len);
-	out[0] = '\0';
-	for (size_t i = 0; i < n; i++)
-		strcat(out, parts[i]);
+	snprintf(out, len, "%s, %s", parts[0], parts[1]);
+	free(parts[0]);
+	free(parts[1]);
 	return out;
 }
