@@ -11,11 +11,12 @@
  * HDF5 follows anything: a soft link's target path is resolved the same way
  * (and may not cross an external link unless the open options allow
  * external links), so no other file is ever opened by a walk. Each object is
- * judged once, by its address: an object reached under a second name (a
- * hard link, or a soft link to an object already met) is reported with
- * alias_of set, and counted once against the limits of the walk, while a
- * load that materialises it twice counts it twice (doc/FORMAT.md,
- * "Aliases").
+ * judged by its address: an object reached under a second name (a hard
+ * link, or a soft link to an object already met) is reported with alias_of
+ * set. A walk counts what a load of the same object would materialise, so a
+ * dataset under two names counts twice against max_load_bytes and
+ * max_tensors, and aliases past the caps are refused here as they are by
+ * loads (doc/FORMAT.md, "Aliases"); it counts nothing for the handle itself.
  *
  * Entries come in pre-order: a group, then its members in stored order
  * (creation order when the group tracks it, else by name). Datasets are

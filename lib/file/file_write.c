@@ -3,6 +3,7 @@
  * opened with NNH5_CREATE, in the layout doc/FORMAT.md describes.
  */
 #include "file/file_internal.h"
+#include "file/walk.h"
 #include "store/h5util.h"
 #include "store/rawio.h"
 #include "nnh5/list.h"
@@ -32,24 +33,24 @@ static int open_or_create_group(hid_t *out, nnh5_file *f, const char *path)
 	if (n >= sizeof buf)
 		return nnh5__error(NNH5_ERR_INVALID, "'%s': object name too long", f->path);
 	memcpy(buf, path, n + 1);
-	cur = H5Gopen2(f->fid, "/", H5P_DEFAULT);
+	cur = H5Gopen2(f->fid, "/", nnh5__file_lapl(f));
 	if (cur < 0)
 		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot open the root group", f->path);
 	for (char *p = buf + (buf[0] == '/'); *p;) {
 		char *end = strchr(p, '/');
 		if (end)
 			*end = '\0';
-		htri_t e = H5Lexists(cur, p, H5P_DEFAULT);
+		htri_t e = H5Lexists(cur, p, nnh5__file_lapl(f));
 		if (e > 0) {
 			H5O_info_t info;
-			if (H5Oget_info_by_name2(cur, p, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0 ||
+			if (H5Oget_info_by_name2(cur, p, &info, H5O_INFO_BASIC, nnh5__file_lapl(f)) < 0 ||
 			    info.type != H5O_TYPE_GROUP) {
 				H5Gclose(cur);
 				return nnh5__error(NNH5_ERR_EXISTS,
 						   "'%s': '%s' in '%s' exists and is not a group",
 						   f->path, p, path);
 			}
-			next = H5Gopen2(cur, p, H5P_DEFAULT);
+			next = H5Gopen2(cur, p, nnh5__file_lapl(f));
 		} else {
 			next = create_group(f, cur, p);
 		}
@@ -143,7 +144,7 @@ static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_t
 	uint64_t sum = 0;
 	int rc;
 
-	if (!fresh && H5Lexists(loc, leaf, H5P_DEFAULT) > 0)
+	if (!fresh && H5Lexists(loc, leaf, nnh5__file_lapl(f)) > 0)
 		return nnh5__error(NNH5_ERR_EXISTS, "'%s': object '%s' already exists", f->path,
 				   display);
 	for (size_t i = 0; i < t->ndim; i++)
@@ -240,7 +241,7 @@ static int container_group(hid_t *out, nnh5_file *f, const char *name, const cha
 			return nnh5__error(NNH5_ERR_EXISTS,
 					   "'%s': cannot write a %s at the root: it already holds objects",
 					   f->path, kind);
-	} else if (H5Lexists(f->fid, name[0] == '/' ? name + 1 : name, H5P_DEFAULT) > 0) {
+	} else if (H5Lexists(f->fid, name[0] == '/' ? name + 1 : name, nnh5__file_lapl(f)) > 0) {
 		return nnh5__error(NNH5_ERR_EXISTS, "'%s': object '%s' already exists", f->path,
 				   name);
 	}
@@ -423,8 +424,8 @@ static int write_state_tensor(nnh5_file *f, struct group_stack *s, const char *n
 	stack_pop_to(s, keep);
 	for (size_t i = keep; i < ncomp - 1; i++) {
 		hid_t parent = s->ids[s->depth], g;
-		if (H5Lexists(parent, comp[i], H5P_DEFAULT) > 0)
-			g = H5Gopen2(parent, comp[i], H5P_DEFAULT);
+		if (H5Lexists(parent, comp[i], nnh5__file_lapl(f)) > 0)
+			g = H5Gopen2(parent, comp[i], nnh5__file_lapl(f));
 		else
 			g = create_group(f, parent, comp[i]);
 		if (g < 0)

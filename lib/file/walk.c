@@ -60,7 +60,7 @@ struct resolver {
 	struct {
 		unsigned long fileno;
 		haddr_t group;
-		char name[256];
+		uint64_t name; /* a hash of the link's name */
 	} stack[NNH5__MAX_HOPS + 1];
 	char via[PATH_BYTES + 64]; /* " (met resolving the soft link 'L' -> 'T')" or "" */
 };
@@ -132,6 +132,16 @@ static int not_found(const struct resolver *r, const char *path)
 			   r->via);
 }
 
+/* FNV-1a: tells link names apart in the cycle check (the hop limit backs it). */
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * UINT64_C(0x100000001b3);
+	return h;
+}
+
 /* Follow the soft link name of group cur (shown as path) to the object it names. */
 static int follow_soft(hid_t *next, struct resolver *r, hid_t cur, const char *cur_path,
 		       const char *name, const char *path, const H5L_info_t *li)
@@ -151,9 +161,10 @@ static int follow_soft(hid_t *next, struct resolver *r, hid_t cur, const char *c
 	target[sizeof target - 1] = '\0';
 	nnh5__escape(tesc, sizeof tesc, target);
 	/* The same link again while following it: a cycle, whatever the hop count. */
+	uint64_t h = name_hash(name);
 	for (unsigned i = 0; i < r->hops; i++)
 		if (r->stack[i].fileno == gi.fileno && r->stack[i].group == gi.addr &&
-		    strcmp(r->stack[i].name, name) == 0)
+		    r->stack[i].name == h)
 			return nnh5__error(NNH5_ERR_FORMAT,
 					   "'%s': the soft link '%s' -> '%s' leads back to itself (a "
 					   "cycle of soft links)",
@@ -165,7 +176,7 @@ static int follow_soft(hid_t *next, struct resolver *r, hid_t cur, const char *c
 				   r->f->path, esc, tesc, NNH5__MAX_HOPS, r->via);
 	r->stack[r->hops].fileno = gi.fileno;
 	r->stack[r->hops].group = gi.addr;
-	snprintf(r->stack[r->hops].name, sizeof r->stack[r->hops].name, "%s", name);
+	r->stack[r->hops].name = h;
 	r->hops++;
 	if (!r->via[0])
 		snprintf(r->via, sizeof r->via, " (met resolving the soft link '%s' -> '%s')", esc,
@@ -200,7 +211,7 @@ static int follow_soft(hid_t *next, struct resolver *r, hid_t cur, const char *c
 static int follow(nnh5__obj *out, struct resolver *r, hid_t base, const char *base_path,
 		  const char *rel)
 {
-	char path[PATH_BYTES], parent[PATH_BYTES], comp[PATH_BYTES], esc[512];
+	char path[PATH_BYTES], comp[PATH_BYTES], esc[512], pesc[512];
 	hid_t cur = base, lapl = nnh5__file_lapl(r->f);
 	const char *p = rel;
 	H5O_info_t info;
@@ -226,13 +237,16 @@ static int follow(nnh5__obj *out, struct resolver *r, hid_t base, const char *ba
 		}
 		memcpy(comp, p, len);
 		comp[len] = '\0';
-		snprintf(parent, sizeof parent, "%s", path);
-		join(path, sizeof path, parent, comp);
+		size_t plen = strlen(path);
 		if (H5Iget_type(cur) != H5I_GROUP) {
-			rc = nnh5__error(NNH5_ERR_NOT_FOUND, "'%s': object '%s' not found ('%s' is not a group)%s",
-					 r->f->path, nnh5__escape(esc, sizeof esc, path), parent, r->via);
+			nnh5__escape(pesc, sizeof pesc, path);
+			join(path, sizeof path, path, comp);
+			rc = nnh5__error(NNH5_ERR_NOT_FOUND,
+					 "'%s': object '%s' not found ('%s' is not a group)%s",
+					 r->f->path, nnh5__escape(esc, sizeof esc, path), pesc, r->via);
 			break;
 		}
+		join(path, sizeof path, path, comp);
 		/* One component: looks the link up without following it. */
 		if (H5Lget_info(cur, comp, &li, lapl) < 0) {
 			H5Eclear2(H5E_DEFAULT);
@@ -242,7 +256,16 @@ static int follow(nnh5__obj *out, struct resolver *r, hid_t base, const char *ba
 		if (li.type == H5L_TYPE_HARD) {
 			next = H5Oopen_by_addr(cur, li.u.address);
 		} else if (li.type == H5L_TYPE_SOFT) {
+			/* Resolved from the group holding it: that group's path, for messages. */
+			char *parent = nnh5__malloc(plen + 2);
+			if (!parent) {
+				rc = nnh5__nomem();
+				break;
+			}
+			memcpy(parent, path, plen);
+			parent[plen] = '\0';
 			rc = follow_soft(&next, r, cur, parent, comp, path, &li);
+			nnh5__free(parent);
 			if (rc)
 				break;
 		} else if (!r->f->policy.allow_external) {
@@ -457,6 +480,13 @@ struct walk {
 	bool reserved; /* the group being listed is reserved (or below one) */
 	struct met *met;
 	size_t n_met, cap_met;
+	/*
+	 * The member being resolved: used before the walk descends below it, so
+	 * one copy serves every level (frames stay small however deep the walk).
+	 */
+	char target[PATH_BYTES];
+	char parent[PATH_BYTES];
+	struct resolver r;
 	uint64_t groups, datasets, alias_bytes;
 	int rc;
 };
@@ -761,8 +791,8 @@ static herr_t member_cb(hid_t gid, const char *name, const H5L_info_t *li, void 
 {
 	struct walk *w = data;
 	size_t plen = strlen(w->path);
-	char target[PATH_BYTES], parent[PATH_BYTES];
-	struct resolver r;
+	char *target = w->target, *parent = w->parent;
+	struct resolver *r = &w->r;
 	nnh5__obj obj = { -1, H5O_TYPE_UNKNOWN, 0, 0 };
 	nnh5_entry e;
 	int rc = NNH5_OK;
@@ -782,19 +812,25 @@ static herr_t member_cb(hid_t gid, const char *name, const H5L_info_t *li, void 
 		rc = nnh5__policy_check_name(w->p, w->f->path, entry_display(w), name);
 	/* Soft links are resolved from their group: keep its name for messages. */
 	if (li->type == H5L_TYPE_SOFT)
-		snprintf(parent, sizeof parent, "%s", entry_display(w));
-	if (!rc && plen + strlen(name) + 2 > sizeof w->path)
-		rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': group '%s': path too long", w->f->path,
-				 w->start);
-	if (rc)
-		return refuse(w, &e, rc) ? 1 : 0;
+		snprintf(parent, sizeof w->parent, "%s", entry_display(w));
+	if (plen + strlen(name) + 2 > sizeof w->path) {
+		if (!rc)
+			rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': group '%s': path too long",
+					 w->f->path, w->start);
+		return refuse(w, &e, rc) ? 1 : 0; /* named by its group: its path does not fit */
+	}
 	snprintf(w->path + plen, sizeof w->path - plen, "/%s", name);
+	if (rc) {
+		refuse(w, &e, rc);
+		w->path[plen] = '\0';
+		return w->rc ? 1 : 0;
+	}
 	const char *display = entry_display(w);
 	if (li->type != H5L_TYPE_HARD) {
-		link_value(target, sizeof target, gid, name, li, nnh5__file_lapl(w->f));
+		link_value(target, sizeof w->target, gid, name, li, nnh5__file_lapl(w->f));
 		e.link_target = target;
 	}
-	resolver_init(&r, w->f);
+	resolver_init(r, w->f);
 	if (!rc && li->type == H5L_TYPE_HARD && !skip) {
 		obj.id = H5Oopen_by_addr(gid, li->u.address);
 		if (obj.id < 0) {
@@ -811,8 +847,7 @@ static herr_t member_cb(hid_t gid, const char *name, const H5L_info_t *li, void 
 		}
 	} else if (!rc && li->type == H5L_TYPE_SOFT) {
 		hid_t id = -1;
-		snprintf(r.via, sizeof r.via, "%s", "");
-		rc = follow_soft(&id, &r, gid, parent, name, display, li);
+		rc = follow_soft(&id, r, gid, parent, name, display, li);
 		H5O_info_t info;
 		if (!rc && H5Oget_info2(id, &info, H5O_INFO_BASIC) < 0)
 			rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': cannot inspect '%s'",
@@ -828,7 +863,7 @@ static herr_t member_cb(hid_t gid, const char *name, const H5L_info_t *li, void 
 		}
 	} else if (!rc && li->type != H5L_TYPE_HARD) {
 		if (!w->f->policy.allow_external) {
-			rc = refuse_link(&r, gid, name, display, li);
+			rc = refuse_link(r, gid, name, display, li);
 		} else if (!skip) {
 			H5O_info_t info;
 			obj.id = H5Oopen(gid, name, H5P_DEFAULT);
