@@ -32,28 +32,6 @@ static char *dup_or_null(const char *s)
 	return s ? tool_xstrdup(s) : NULL;
 }
 
-/*
- * The entry's absolute path. A link refused for its name alone comes with
- * its group's path (the name never became a path): join the two, so every
- * line names the object itself.
- */
-static char *entry_path(const nnh5_entry *ne)
-{
-	size_t p = strlen(ne->path), n = strlen(ne->name);
-	char *out;
-
-	if (ne->depth == 0 || (p > n && ne->path[p - n - 1] == '/' &&
-			       !strcmp(ne->path + p - n, ne->name)))
-		return tool_xstrdup(ne->path);
-	if (p == 1 && ne->path[0] == '/')
-		p = 0;
-	out = tool_xmalloc(p + n + 2);
-	memcpy(out, ne->path, p);
-	out[p] = '/';
-	memcpy(out + p + 1, ne->name, n + 1);
-	return out;
-}
-
 struct collect {
 	struct walk *w;
 	bool first_only;
@@ -71,7 +49,7 @@ static int collect_entry(const nnh5_entry *ne, void *ctx)
 	}
 	e = &w->v[w->n++];
 	memset(e, 0, sizeof *e);
-	e->path = entry_path(ne);
+	e->path = tool_xstrdup(ne->path);
 	e->name = tool_xstrdup(ne->name);
 	e->depth = ne->depth;
 	e->type = ne->type;
