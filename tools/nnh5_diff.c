@@ -77,6 +77,21 @@ static void key_line(char mark, const char *key)
 	fputs(": ", stdout);
 }
 
+/* A key in one file only (mark '-': A, '+': B). Returns 1 when that file refuses it, else 0. */
+static size_t only_in(char mark, const struct entry *e, const char *key)
+{
+	key_line(mark, key);
+	printf("only in %c", mark == '-' ? 'A' : 'B');
+	if (e->type != NNH5_ENTRY_REFUSED) {
+		putchar('\n');
+		return 0;
+	}
+	fputs(", refused there: ", stdout);
+	tool_put_message(stdout, e->message);
+	putchar('\n');
+	return 1;
+}
+
 /* Compare one key present in both files. Returns 0 identical, 1 differs, 2 unreadable. */
 static int compare(struct side *a, struct side *b, const struct entry *ea, const struct entry *eb,
 		   const char *key, double atol, double rtol)
@@ -200,8 +215,7 @@ int cmd_diff(int argc, char **argv)
 			continue;
 		eb = find_key(&s[1].w, npath, key);
 		if (!eb) {
-			key_line('-', key);
-			printf("only in A\n");
+			n_err += only_in('-', ea, key);
 			n_only_a++;
 			continue;
 		}
@@ -215,8 +229,7 @@ int cmd_diff(int argc, char **argv)
 		const struct entry *eb = &s[1].w.v[i];
 		const char *key = rel_key(eb, npath);
 		if (is_key(eb) && !find_key(&s[0].w, npath, key)) {
-			key_line('+', key);
-			printf("only in B\n");
+			n_err += only_in('+', eb, key);
 			n_only_b++;
 		}
 	}

@@ -259,6 +259,12 @@ expect("verify aliases loads each name", "tensor loads: /b (no checksum, alias o
        and "tensor loads: /a (no checksum)" in out, out)
 gold("ls-alias", ["ls", "h-alias.h5"], 0)
 
+# diff reports a refused key, in both files or in one, and exits 2.
+for a, b in (("h-extlink.h5", "h-extlink.h5"), ("h-alias.h5", "h-extlink.h5")):
+    rc, out, err = run("diff", a, b)
+    expect(f"diff {a} {b} names the refused key", rc == 2 and "weight" in out
+           and "external link" in out, f"rc {rc}\n{out}{err}")
+
 # dump refuses before h5dump runs, and names the object and why.
 for args, obj in ((["dump", "h-storage.h5", "raw"], "/raw"),
                   (["dump", "h-storage.h5"], "/raw"),
