@@ -434,8 +434,9 @@ int cmd_dump(int argc, char **argv)
 	}
 	/* h5dump would take a file name starting with '-' for an option. */
 	if (file[0] == '-') {
-		filearg = tool_xmalloc(strlen(file) + 3);
-		sprintf(filearg, "./%s", file);
+		size_t n_arg = strlen(file) + 3;
+		filearg = tool_xmalloc(n_arg);
+		snprintf(filearg, n_arg, "./%s", file);
 	}
 	args[n++] = filearg ? filearg : (char *)(uintptr_t)file;
 	args[n] = NULL;
