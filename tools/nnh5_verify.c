@@ -174,7 +174,9 @@ static void verify_entry(nnh5_file *f, const struct entry *e)
 		tool_put(stdout, e->path);
 		fputs(": ", stdout);
 		tool_put(stdout, e->type_desc);
-		fputs(" dataset, not a tensor\n", stdout);
+		fputs(e->null_space ? " dataset with a null dataspace, not a tensor\n"
+				    : " dataset, not a tensor\n",
+		      stdout);
 	} else if (e->type == NNH5_ENTRY_TENSOR) {
 		nnh5_tensor *t = NULL;
 		uint64_t sum;

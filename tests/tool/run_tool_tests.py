@@ -90,6 +90,14 @@ with h5py.File(os.path.join(work, "plain.h5"), "w") as f:
     f["evil\x1b[31mred\x07"] = np.zeros(1, dtype=np.float32)
     f[b"bad\xff"] = np.zeros(1)  # not UTF-8
 
+# Objects nnh5 does not load still show, as the walk describes them.
+with h5py.File(os.path.join(work, "others.h5"), "w") as f:
+    f["mytype"] = np.dtype("<i4")  # a committed datatype
+    f["x"] = np.arange(3, dtype=np.int32)
+    f["cpx"] = np.array([1 + 2j])
+    f.create_dataset("nul", data=h5py.Empty("f4"))
+    f.create_dataset("vs", data=["a", "bc"], dtype=h5py.string_dtype())
+
 with open(os.path.join(work, "model.h5"), "rb") as f:
     data = f.read()
 with open(os.path.join(work, "truncated.h5"), "wb") as f:
@@ -112,6 +120,8 @@ gold("diff-atol", ["diff", "--atol", "0.01", "model.h5", "model2.h5"], 0)
 gold("diff-kinds", ["diff", "model.h5", "dict.h5"], 1)
 gold("verify-model", ["verify", "model.h5"], 0)
 gold("verify-plain", ["verify", "plain.h5"], 1)
+gold("ls-others", ["ls", "others.h5"], 0)
+gold("verify-others", ["verify", "others.h5"], 0)
 
 # --json parses back and describes every entry.
 rc, out, _ = run("ls", "--json", "model.h5")
