@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <hdf5.h>
 #include <nnh5/common.h>
 
 static const char usage_text[] =
@@ -43,7 +44,12 @@ static const char ls_usage[] =
 	"\n"
 	"List the objects of FILE (or below PATH) as a tree: kind (tensor, list,\n"
 	"dict, state_dict, model, checkpoint, group), dtype, shape and size in\n"
-	"bytes, then totals. Soft and external links are shown, never followed.\n"
+	"bytes, then totals. Links are resolved as a load resolves them: a soft\n"
+	"link to a dataset of the file is followed, a second name of a dataset\n"
+	"says so (alias of), and what a load would refuse (external links, soft\n"
+	"links through them or to groups, cycles, external storage, virtual\n"
+	"datasets, bad names, nesting past the limits) is listed as refused, with\n"
+	"the reason. Nothing outside FILE is ever opened.\n"
 	"For a checkpoint folder DIR: one line per checkpoint file present, with\n"
 	"its epoch and metrics from DIR/index.h5, and the best and latest steps.\n"
 	"\n"
@@ -51,14 +57,16 @@ static const char ls_usage[] =
 	"           \"kind\", \"dtype\", \"shape\", \"bytes\", ...}], \"totals\"}\n"
 	"  --help   this help\n";
 
-static void print_bytes_col(char *buf, size_t n, const struct entry *e)
+static bool has_data(const struct entry *e)
 {
-	if (!e->is_dataset)
-		buf[0] = '\0';
-	else if (e->overflow)
-		snprintf(buf, n, "overflow");
-	else
-		tool_group_digits(buf, n, e->bytes);
+	return e->type == NNH5_ENTRY_TENSOR || e->type == NNH5_ENTRY_DATASET;
+}
+
+static const char *dtype_col(const struct entry *e)
+{
+	if (e->type == NNH5_ENTRY_TENSOR)
+		return nnh5_dtype_name(e->dtype);
+	return e->type == NNH5_ENTRY_DATASET ? e->type_desc : "";
 }
 
 static void ls_totals(const struct walk *w, uint64_t *tensors, uint64_t *reserved, uint64_t *params,
@@ -67,10 +75,11 @@ static void ls_totals(const struct walk *w, uint64_t *tensors, uint64_t *reserve
 	*tensors = *reserved = *params = *bytes = 0;
 	for (size_t i = 0; i < w->n; i++) {
 		const struct entry *e = &w->v[i];
-		if (!e->is_dataset || e->overflow)
+		/* An alias is the same data under a second name: the file holds it once. */
+		if (!has_data(e) || e->alias_of)
 			continue;
-		*bytes += e->bytes;
-		if (!e->loadable)
+		*bytes += e->nbytes;
+		if (e->type != NNH5_ENTRY_TENSOR)
 			continue;
 		(*tensors)++;
 		/* Probes and other nnh5_* datasets are not parameters of the model. */
@@ -101,30 +110,43 @@ static int ls_json(const struct walk *w, const char *file, const char *path)
 	for (size_t i = 0; i < w->n; i++) {
 		const struct entry *e = &w->v[i];
 		cJSON *o = cJSON_CreateObject();
+		char *note = tool_entry_note(e);
 		add_str(o, "path", e->path);
-		cJSON_AddStringToObject(o, "kind", e->kind);
-		if (e->is_dataset && !e->error)
-			cJSON_AddStringToObject(o, "dtype", e->dtype);
+		cJSON_AddStringToObject(o, "kind", tool_entry_kind(e));
+		if (has_data(e))
+			add_str(o, "dtype", dtype_col(e));
 		else
 			cJSON_AddNullToObject(o, "dtype");
-		if (e->is_dataset && e->has_shape && !e->error) {
+		if (has_data(e) && !e->null_space) {
 			cJSON *s = cJSON_AddArrayToObject(o, "shape");
-			for (int k = 0; k < e->ndim; k++)
-				cJSON_AddItemToArray(s, cJSON_CreateNumber((double)e->dims[k]));
+			for (size_t k = 0; k < e->ndim; k++)
+				cJSON_AddItemToArray(s, cJSON_CreateNumber((double)e->shape[k]));
 		} else {
 			cJSON_AddNullToObject(o, "shape");
 		}
-		if (e->is_dataset && !e->error && !e->overflow)
-			cJSON_AddNumberToObject(o, "bytes", (double)e->bytes);
+		if (has_data(e))
+			cJSON_AddNumberToObject(o, "bytes", (double)e->nbytes);
 		else
 			cJSON_AddNullToObject(o, "bytes");
-		cJSON_AddNumberToObject(o, "depth", e->depth);
+		cJSON_AddNumberToObject(o, "depth", (double)e->depth);
 		if (e->reserved)
 			cJSON_AddTrueToObject(o, "reserved");
+		cJSON_AddStringToObject(o, "link", nnh5_link_type_name((int)e->link));
+		if (e->link_target)
+			add_str(o, "link_target", e->link_target);
+		if (e->alias_of)
+			add_str(o, "alias_of", e->alias_of);
+		if (e->type == NNH5_ENTRY_REFUSED) {
+			cJSON_AddStringToObject(o, "status", nnh5_status_name(e->status));
+			char *msg = tool_escape_message(e->message);
+			cJSON_AddStringToObject(o, "message", msg);
+			free(msg);
+		}
 		if (e->layer)
 			add_str(o, "layer", e->layer);
-		if (e->note)
-			add_str(o, "note", e->note);
+		if (note)
+			cJSON_AddStringToObject(o, "note", note);
+		free(note);
 		cJSON_AddItemToArray(arr, o);
 	}
 	ls_totals(w, &tensors, &reserved, &params, &bytes);
@@ -133,7 +155,7 @@ static int ls_json(const struct walk *w, const char *file, const char *path)
 	cJSON_AddNumberToObject(tot, "reserved_tensors", (double)reserved);
 	cJSON_AddNumberToObject(tot, "parameters", (double)params);
 	cJSON_AddNumberToObject(tot, "bytes", (double)bytes);
-	cJSON_AddNumberToObject(tot, "errors", (double)w->n_errors);
+	cJSON_AddNumberToObject(tot, "refused", (double)w->n_refused);
 	text = cJSON_Print(root);
 	if (text) {
 		puts(text);
@@ -154,23 +176,25 @@ static void ls_text(const struct walk *w, const char *file)
 		const struct entry *e = &w->v[i];
 		char *esc = tool_escape(e->name);
 		size_t n = strlen(esc);
-		names[i] = tool_xmalloc(2 * (size_t)e->depth + n + 2);
-		memset(names[i], ' ', 2 * (size_t)e->depth);
+		names[i] = tool_xmalloc(2 * e->depth + n + 2);
+		memset(names[i], ' ', 2 * e->depth);
 		snprintf(names[i] + 2 * e->depth, n + 2, "%s%s", esc,
-			 e->is_group && strcmp(e->name, "/") ? "/" : "");
+			 e->type == NNH5_ENTRY_GROUP && strcmp(e->name, "/") ? "/" : "");
 		free(esc);
 		/* Columns align on the widest entry; a hostile name only widens them. */
 		if (strlen(names[i]) > wname)
 			wname = strlen(names[i]);
-		if (strlen(e->kind) > wkind)
-			wkind = strlen(e->kind);
-		if (e->is_dataset) {
-			if (strlen(e->dtype) > wdtype)
-				wdtype = strlen(e->dtype);
-			tool_shape_str(buf, sizeof buf, e);
+		if (strlen(tool_entry_kind(e)) > wkind)
+			wkind = strlen(tool_entry_kind(e));
+		if (has_data(e)) {
+			esc = tool_escape(dtype_col(e));
+			if (strlen(esc) > wdtype)
+				wdtype = strlen(esc);
+			free(esc);
+			tool_shape_str(buf, sizeof buf, e->null_space, e->ndim, e->shape);
 			if (strlen(buf) > wshape)
 				wshape = strlen(buf);
-			print_bytes_col(buf, sizeof buf, e);
+			tool_group_digits(buf, sizeof buf, e->nbytes);
 			if (strlen(buf) > wbytes)
 				wbytes = strlen(buf);
 		}
@@ -180,31 +204,33 @@ static void ls_text(const struct walk *w, const char *file)
 	for (size_t i = 0; i < w->n; i++) {
 		const struct entry *e = &w->v[i];
 		char shape[1024] = "", nbytes[64] = "";
-		char *line;
+		char *line, *dtype = tool_escape(dtype_col(e)), *note = tool_entry_note(e);
 		size_t len, cap;
-		if (e->is_dataset) {
-			tool_shape_str(shape, sizeof shape, e);
-			print_bytes_col(nbytes, sizeof nbytes, e);
+		if (has_data(e)) {
+			tool_shape_str(shape, sizeof shape, e->null_space, e->ndim, e->shape);
+			tool_group_digits(nbytes, sizeof nbytes, e->nbytes);
 		}
 		cap = wname + wkind + wdtype + wshape + wbytes + 16;
 		line = tool_xmalloc(cap);
 		snprintf(line, cap, "%-*s  %-*s  %-*s  %-*s  %*s", (int)wname, names[i], (int)wkind,
-			 e->kind, (int)wdtype, e->is_dataset ? e->dtype : "", (int)wshape, shape,
-			 (int)wbytes, nbytes);
+			 tool_entry_kind(e), (int)wdtype, dtype, (int)wshape, shape, (int)wbytes,
+			 nbytes);
 		/* Trailing blanks would make golden files fragile in editors. */
 		len = strlen(line);
 		while (len > 0 && line[len - 1] == ' ')
 			line[--len] = '\0';
 		fputs(line, stdout);
 		free(line);
+		free(dtype);
 		if (e->layer) {
 			fputs("  ", stdout);
 			tool_put(stdout, e->layer);
 		}
-		if (e->note) {
+		if (note) {
 			fputs("  (", stdout);
-			tool_put(stdout, e->note);
+			fputs(note, stdout);
 			fputs(")", stdout);
+			free(note);
 		}
 		putchar('\n');
 		free(names[i]);
@@ -218,7 +244,10 @@ static void ls_text(const struct walk *w, const char *file)
 		printf("total: %llu tensor%s", (unsigned long long)tensors, tensors == 1 ? "" : "s");
 		if (reserved)
 			printf(" (%llu in nnh5_* groups)", (unsigned long long)reserved);
-		printf(", %s parameters, %s bytes\n", p, b);
+		printf(", %s parameters, %s bytes", p, b);
+		if (w->n_refused)
+			printf(", %zu refused", w->n_refused);
+		putchar('\n');
 	}
 }
 
@@ -229,7 +258,7 @@ int cmd_ls(int argc, char **argv)
 	const char *pos[2], *file, *path;
 	char *npath;
 	struct walk w;
-	hid_t fid;
+	nnh5_file *f;
 	int rc = tool_args(argc, argv, "ls", ls_usage, opts, pos, 1, 2, "missing FILE");
 
 	if (rc >= 0)
@@ -243,14 +272,13 @@ int cmd_ls(int argc, char **argv)
 		fprintf(stderr, "nnh5 ls: PATH may not have '.' or '..' components\n");
 		return EXIT_USAGE;
 	}
-	fid = tool_open("ls", file);
-	if (fid < 0) {
+	f = tool_open("ls", file);
+	if (!f) {
 		free(npath);
 		return EXIT_USAGE;
 	}
-	if (tool_walk(&w, "ls", file, fid, npath) < 0) {
-		tool_walk_free(&w);
-		H5Fclose(fid);
+	if (tool_walk(&w, "ls", f, npath, false) < 0) {
+		nnh5_file_discard(f);
 		free(npath);
 		return EXIT_USAGE;
 	}
@@ -258,15 +286,8 @@ int cmd_ls(int argc, char **argv)
 		rc = ls_json(&w, file, npath) < 0 ? EXIT_USAGE : 0;
 	else
 		(ls_text(&w, file), rc = 0);
-	if (w.n_errors) {
-		fprintf(stderr, "nnh5 ls: '");
-		tool_put(stderr, file);
-		fprintf(stderr, "': %zu object%s could not be read (damaged file?)\n", w.n_errors,
-			w.n_errors == 1 ? "" : "s");
-		rc = EXIT_USAGE;
-	}
 	tool_walk_free(&w);
-	H5Fclose(fid);
+	nnh5_file_discard(f);
 	free(npath);
 	return rc;
 }
@@ -281,7 +302,6 @@ int main(int argc, char **argv)
 		{"verify", cmd_verify}, {"dump", cmd_dump},
 	};
 
-	tool_init_hdf5();
 	if (argc < 2) {
 		fputs(usage_text, stderr);
 		return EXIT_USAGE;
@@ -292,6 +312,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "--version")) {
 		unsigned maj, min, rel;
+		/* The tool's only HDF5 call: which HDF5 the library runs on. */
 		H5get_libversion(&maj, &min, &rel);
 		printf("nnh5 %s (library %s, HDF5 %u.%u.%u)\n", NNH5_VERSION_STRING, nnh5_version(),
 		       maj, min, rel);

@@ -175,7 +175,7 @@ static int verify_one(const char *dir, int64_t step)
 		printf(": %zu tensors verified", tensors);
 	} else {
 		fputs(": ", stdout);
-		tool_put(stdout, nnh5_error_message());
+		tool_put_message(stdout, nnh5_error_message());
 	}
 	putchar('\n');
 	nnh5_checkpoint_free(c);
@@ -239,12 +239,21 @@ int tool_verify_folder(const char *dir)
 		return rc;
 	if (resume >= 0)
 		printf("resume from: step %lld\n", (long long)resume);
+	else if (n == 0)
+		printf("resume from: nothing (no checkpoint in the folder)\n");
 	else
 		printf("resume from: nothing (no checkpoint loads)\n");
-	printf("%s: %zu of %zu checkpoint%s failed", failed ? "FAILED" : "OK", failed, checked,
-	       checked == 1 ? "" : "s");
-	if (gone)
-		printf(" (%zu removed by retention while verifying)", gone);
-	putchar('\n');
+	/* No checkpoint to resume from fails, as the exit status says. */
+	if (checked == 0 && gone == 0) {
+		printf("FAILED: no checkpoint to resume from
+");
+	} else {
+		printf("%s: %zu of %zu checkpoint%s failed", failed || resume < 0 ? "FAILED" : "OK",
+		       failed, checked, checked == 1 ? "" : "s");
+		if (gone)
+			printf(" (%zu removed by retention while verifying)", gone);
+		putchar('
+');
+	}
 	return failed || resume < 0 ? EXIT_DIFFERS : 0;
 }

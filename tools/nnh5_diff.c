@@ -45,19 +45,29 @@ static const char *rel_key(const struct entry *e, const char *root)
 	return e->path + n + 1;
 }
 
+/* A key: data, or what a load refuses in its place (which may be data). */
+static bool is_key(const struct entry *e)
+{
+	return e->type == NNH5_ENTRY_TENSOR || e->type == NNH5_ENTRY_DATASET ||
+	       e->type == NNH5_ENTRY_REFUSED;
+}
+
 static const struct entry *find_key(const struct walk *w, const char *root, const char *key)
 {
 	for (size_t i = 0; i < w->n; i++)
-		if (w->v[i].is_dataset && !strcmp(rel_key(&w->v[i], root), key))
+		if (is_key(&w->v[i]) && !strcmp(rel_key(&w->v[i], root), key))
 			return &w->v[i];
 	return NULL;
 }
 
 static int load(nnh5_tensor **t, struct side *s, const char *path)
 {
-	if (!s->f && nnh5_file_open(&s->f, s->file, NNH5_READ) != NNH5_OK)
-		return -1;
 	return nnh5_file_read_tensor(t, s->f, path) == NNH5_OK ? 0 : -1;
+}
+
+static const char *held(const struct entry *e)
+{
+	return e->type == NNH5_ENTRY_TENSOR ? nnh5_dtype_name(e->dtype) : e->type_desc;
 }
 
 static void key_line(char mark, const char *key)
@@ -65,6 +75,21 @@ static void key_line(char mark, const char *key)
 	printf("%c ", mark);
 	tool_put(stdout, key);
 	fputs(": ", stdout);
+}
+
+/* A key in one file only (mark '-': A, '+': B). Returns 1 when that file refuses it, else 0. */
+static size_t only_in(char mark, const struct entry *e, const char *key)
+{
+	key_line(mark, key);
+	printf("only in %c", mark == '-' ? 'A' : 'B');
+	if (e->type != NNH5_ENTRY_REFUSED) {
+		putchar('\n');
+		return 0;
+	}
+	fputs(", refused there: ", stdout);
+	tool_put_message(stdout, e->message);
+	putchar('\n');
+	return 1;
 }
 
 /* Compare one key present in both files. Returns 0 identical, 1 differs, 2 unreadable. */
@@ -75,18 +100,29 @@ static int compare(struct side *a, struct side *b, const struct entry *ea, const
 	char sa[1024], sb[1024];
 	int rc = 0;
 
-	tool_shape_str(sa, sizeof sa, ea);
-	tool_shape_str(sb, sizeof sb, eb);
-	if (!ea->loadable || !eb->loadable || ea->error || eb->error) {
+	if (ea->type == NNH5_ENTRY_REFUSED || eb->type == NNH5_ENTRY_REFUSED) {
+		const struct entry *r = ea->type == NNH5_ENTRY_REFUSED ? ea : eb;
 		key_line('?', key);
-		printf("not compared: A holds %s, B holds %s (not tensors nnh5 loads)\n",
-		       ea->error ? "an unreadable dataset" : ea->dtype,
-		       eb->error ? "an unreadable dataset" : eb->dtype);
+		printf("not compared: refused in %c: ", r == ea ? 'A' : 'B');
+		tool_put_message(stdout, r->message);
+		putchar('\n');
+		return 2;
+	}
+	if (ea->type != NNH5_ENTRY_TENSOR || eb->type != NNH5_ENTRY_TENSOR) {
+		key_line('?', key);
+		fputs("not compared: A holds ", stdout);
+		tool_put(stdout, held(ea));
+		fputs(", B holds ", stdout);
+		tool_put(stdout, held(eb));
+		fputs(" (not tensors nnh5 loads)\n", stdout);
 		return 1;
 	}
-	if (strcmp(ea->dtype, eb->dtype)) {
+	tool_shape_str(sa, sizeof sa, ea->null_space, ea->ndim, ea->shape);
+	tool_shape_str(sb, sizeof sb, eb->null_space, eb->ndim, eb->shape);
+	if (ea->dtype != eb->dtype) {
 		key_line('!', key);
-		printf("dtype differs: %s in A, %s in B\n", ea->dtype, eb->dtype);
+		printf("dtype differs: %s in A, %s in B\n", nnh5_dtype_name(ea->dtype),
+		       nnh5_dtype_name(eb->dtype));
 		return 1;
 	}
 	if (strcmp(sa, sb)) {
@@ -97,7 +133,7 @@ static int compare(struct side *a, struct side *b, const struct entry *ea, const
 	if (load(&ta, a, ea->path) < 0 || load(&tb, b, eb->path) < 0) {
 		key_line('?', key);
 		fputs("cannot read: ", stdout);
-		tool_put(stdout, nnh5_error_message());
+		tool_put_message(stdout, nnh5_error_message());
 		putchar('\n');
 		rc = 2;
 		goto done;
@@ -167,25 +203,19 @@ int cmd_diff(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	for (int k = 0; k < 2; k++) {
-		hid_t fid = tool_open("diff", files[k]);
 		s[k].file = files[k];
-		if (fid < 0)
+		s[k].f = tool_open("diff", files[k]);
+		if (!s[k].f || tool_walk(&s[k].w, "diff", s[k].f, npath, false) < 0)
 			goto done;
-		if (tool_walk(&s[k].w, "diff", files[k], fid, npath) < 0) {
-			H5Fclose(fid);
-			goto done;
-		}
-		H5Fclose(fid);
 	}
 	for (size_t i = 0; i < s[0].w.n; i++) {
 		const struct entry *ea = &s[0].w.v[i], *eb;
 		const char *key = rel_key(ea, npath);
-		if (!ea->is_dataset)
+		if (!is_key(ea))
 			continue;
 		eb = find_key(&s[1].w, npath, key);
 		if (!eb) {
-			key_line('-', key);
-			printf("only in A\n");
+			n_err += only_in('-', ea, key);
 			n_only_a++;
 			continue;
 		}
@@ -198,19 +228,18 @@ int cmd_diff(int argc, char **argv)
 	for (size_t i = 0; i < s[1].w.n; i++) {
 		const struct entry *eb = &s[1].w.v[i];
 		const char *key = rel_key(eb, npath);
-		if (eb->is_dataset && !find_key(&s[0].w, npath, key)) {
-			key_line('+', key);
-			printf("only in B\n");
+		if (is_key(eb) && !find_key(&s[0].w, npath, key)) {
+			n_err += only_in('+', eb, key);
 			n_only_b++;
 		}
 	}
 	printf("%zu identical, %zu differ, %zu only in A, %zu only in B", n_same, n_diff, n_only_a,
 	       n_only_b);
 	if (n_err)
-		printf(", %zu unreadable", n_err);
+		printf(", %zu refused or unreadable", n_err);
 	putchar('\n');
-	if (n_err || s[0].w.n_errors || s[1].w.n_errors) {
-		fprintf(stderr, "nnh5 diff: some objects could not be read (damaged file?)\n");
+	if (n_err) {
+		fprintf(stderr, "nnh5 diff: some objects were refused or could not be read\n");
 		rc = EXIT_USAGE;
 	} else {
 		rc = n_diff || n_only_a || n_only_b ? EXIT_DIFFERS : 0;

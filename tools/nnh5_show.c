@@ -149,7 +149,6 @@ int cmd_show(int argc, char **argv)
 	struct walk w;
 	nnh5_file *f = NULL;
 	nnh5_tensor *t = NULL;
-	hid_t fid;
 	int rc = tool_args(argc, argv, "show", show_usage, opts, pos, 2, 2, "needs FILE and PATH");
 
 	if (rc >= 0)
@@ -162,52 +161,43 @@ int cmd_show(int argc, char **argv)
 		fprintf(stderr, "nnh5 show: PATH may not have '.' or '..' components\n");
 		return EXIT_USAGE;
 	}
-	fid = tool_open("show", file);
-	if (fid < 0)
+	f = tool_open("show", file);
+	if (!f || tool_walk(&w, "show", f, npath, true) < 0)
 		goto done;
-	if (tool_walk(&w, "show", file, fid, npath) < 0) {
-		tool_walk_free(&w);
-		H5Fclose(fid);
-		goto done;
-	}
 	{
 		const struct entry *e = &w.v[0];
-		bool ok = e->is_dataset && e->loadable && !e->error;
+		bool ok = e->type == NNH5_ENTRY_TENSOR;
 		if (!ok) {
 			fprintf(stderr, "nnh5 show: '");
 			tool_put(stderr, file);
 			fprintf(stderr, "': '");
 			tool_put(stderr, npath);
-			if (e->error)
-				fprintf(stderr, "' cannot be read (damaged file?)\n");
-			else if (e->is_dataset)
-				fprintf(stderr, "' holds %s data, which nnh5 does not load as a tensor\n",
-					e->dtype);
-			else
-				fprintf(stderr, "' is a %s, not a tensor (try nnh5 ls)\n", e->kind);
+			if (e->type == NNH5_ENTRY_REFUSED) {
+				fputs("' is refused: ", stderr);
+				tool_put_message(stderr, e->message);
+				fputc('\n', stderr);
+			} else if (e->type == NNH5_ENTRY_DATASET) {
+				fputs("' holds ", stderr);
+				tool_put(stderr, e->type_desc);
+				fputs(" data, which nnh5 does not load as a tensor\n", stderr);
+			} else {
+				fprintf(stderr, "' is a %s, not a tensor (try nnh5 ls)\n",
+					tool_entry_kind(e));
+			}
 		}
 		tool_walk_free(&w);
-		/* The walk's handle goes before the library opens the file its own way. */
-		H5Fclose(fid);
 		if (!ok)
 			goto done;
 	}
-	if (nnh5_file_open(&f, file, NNH5_READ) != NNH5_OK ||
-	    nnh5_file_read_tensor(&t, f, npath) != NNH5_OK) {
+	if (nnh5_file_read_tensor(&t, f, npath) != NNH5_OK) {
 		fprintf(stderr, "nnh5 show: ");
-		tool_put(stderr, nnh5_error_message());
+		tool_put_message(stderr, nnh5_error_message());
 		fputc('\n', stderr);
 		goto done;
 	}
 	{
 		char shape[1024], n1[64], n2[64];
-		struct entry tmp;
-		memset(&tmp, 0, sizeof tmp);
-		tmp.has_shape = true;
-		tmp.ndim = (int)nnh5_tensor_ndim(t);
-		for (int k = 0; k < tmp.ndim; k++)
-			tmp.dims[k] = (hsize_t)nnh5_tensor_dim(t, (size_t)k);
-		tool_shape_str(shape, sizeof shape, &tmp);
+		tool_shape_str(shape, sizeof shape, false, nnh5_tensor_ndim(t), nnh5_tensor_shape(t));
 		tool_group_digits(n1, sizeof n1, nnh5_tensor_numel(t));
 		tool_group_digits(n2, sizeof n2, nnh5_tensor_nbytes(t));
 		tool_put(stdout, npath);
@@ -218,7 +208,9 @@ int cmd_show(int argc, char **argv)
 		print_full(t);
 	} else {
 		if (nnh5_tensor_format(&text, t) != NNH5_OK) {
-			fprintf(stderr, "nnh5 show: %s\n", nnh5_error_message());
+			fputs("nnh5 show: ", stderr);
+			tool_put_message(stderr, nnh5_error_message());
+			fputc('\n', stderr);
 			goto done;
 		}
 		puts(text);

@@ -1,11 +1,14 @@
 /*
- * nnh5_util.h - what the subcommands of the nnh5 tool share: the walk of an
- * arbitrary HDF5 file into a flat list of entries, escaping of untrusted
- * names for the terminal, and small formatting helpers.
+ * nnh5_util.h - what the subcommands of the nnh5 tool share: a file's
+ * entries as the library's walk reports them (nnh5_walk.c), escaping of
+ * untrusted names and formatting for the terminal (nnh5_format.c), and the
+ * command-line parser (nnh5_args.c).
  *
- * The walk uses HDF5 directly (not the library's readers) because the tool
- * must describe any HDF5 file, including objects nnh5 cannot load, and must
- * stay in control of link traversal on hostile files.
+ * The tool never opens a file with HDF5 itself: every file goes through
+ * nnh5_file_open() and every object through nnh5_file_walk(), so what the
+ * tool lists, verifies and dumps is judged by the same load policy as a
+ * load (kinds, dtypes, link rules, limits), and a file the library refuses
+ * to open (not HDF5, damaged, not a regular file) is refused here too.
  */
 #ifndef NNH5_TOOL_UTIL_H
 #define NNH5_TOOL_UTIL_H
@@ -15,50 +18,40 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include <hdf5.h>
+#include <nnh5/file.h>
+#include <nnh5/walk.h>
 
 #define EXIT_DIFFERS 1
 #define EXIT_USAGE 2
 
-/* HDF5's own rank limit; the tool refuses files claiming more. */
-#define TOOL_MAX_NDIM 32
-/* Deeper nesting than this is almost certainly hostile, and recursion must stay bounded. */
-#define TOOL_MAX_DEPTH 64
-
-/* One object (or link) met while walking. Strings are raw bytes from the file. */
+/* One nnh5_entry, copied: every string owned by the walk it belongs to. */
 struct entry {
-	char *path;      /* absolute, '/'-separated */
-	char *name;      /* last component, "/" for the root */
-	int depth;       /* 0 for the walk's root */
-	bool is_group;
-	bool is_dataset;
-	bool loadable;   /* a dataset whose type nnh5 loads */
-	bool reserved;   /* at or below an nnh5_* link */
-	bool error;      /* could not be read: the file is damaged */
-	const char *kind; /* static: tensor, list, dict, state_dict, model, checkpoint, group, link, datatype, dataset, error */
-	char dtype[48];  /* nnh5 dtype name, or what the HDF5 type is */
-	bool has_shape;  /* false for a null dataspace */
-	int ndim;
-	hsize_t dims[TOOL_MAX_NDIM];
+	char *path;
+	char *name;
+	size_t depth;
+	nnh5_entry_type type;
+	nnh5_link_type link;
+	char *link_target;  /* NULL for hard links */
+	char *alias_of;     /* NULL unless met before under another name */
+	bool reserved;
+	nnh5_kind kind;     /* groups */
+	nnh5_dtype dtype;   /* tensors */
+	char *type_desc;    /* tensors and datasets, else NULL */
+	bool null_space;
+	size_t ndim;
+	int64_t *shape;
 	uint64_t numel;
-	uint64_t bytes;
-	bool overflow;   /* numel or bytes overflowed 64 bits */
-	char *layer;     /* nnh5_layer_type of a model child, or NULL */
-	char *note;      /* why a link was not followed, what failed, ... or NULL */
+	uint64_t nbytes;
+	int status;         /* refused entries */
+	char *message;      /* refused entries, else NULL */
+	char *layer;        /* nnh5_layer_type of a model's child group, or NULL */
 };
 
 struct walk {
 	struct entry *v;
 	size_t n, cap;
-	size_t n_errors;
-	haddr_t *seen;       /* addresses of groups already listed */
-	char **seen_path;
-	size_t n_seen, cap_seen;
-	hid_t lapl;          /* refuses external links */
+	size_t n_refused;
 };
-
-/* Silence HDF5's error stack printing (the tool reports errors itself). */
-void tool_init_hdf5(void);
 
 /* One option of a subcommand: a flag (flag set) or a number (number set). */
 struct tool_opt {
@@ -78,10 +71,11 @@ int tool_args(int argc, char **argv, const char *cmd, const char *usage,
 	      const char *missing);
 
 /*
- * Open path read-only with HDF5. On failure prints a message naming the file
- * to stderr (prefixed by cmd) and returns a negative id.
+ * Open path for reading with the library (its checks: a regular file,
+ * HDF5, not damaged). On failure prints the library's message, prefixed by
+ * cmd, to stderr and returns NULL. Close with nnh5_file_discard().
  */
-hid_t tool_open(const char *cmd, const char *path);
+nnh5_file *tool_open(const char *cmd, const char *path);
 
 /*
  * Normalise a user's object path into a new string: leading '/', no empty
@@ -90,19 +84,37 @@ hid_t tool_open(const char *cmd, const char *path);
 char *tool_norm_path(const char *path);
 
 /*
- * Walk the object at path (a normalised absolute path) of fid into w.
- * Returns 0, or -1 with a message on stderr when path does not exist or is
- * reached through anything but hard links (then w is empty).
+ * Walk the object at path (a normalised absolute path) of f into w with
+ * nnh5_file_walk(), the format's own nnh5_* objects included, refused
+ * objects reported as entries (w->n_refused counts them). With first_only,
+ * only the object at path itself. Returns 0, or -1 with a message on
+ * stderr (prefixed by cmd) when the walk fails as a whole (path missing or
+ * unreachable without crossing what the policy refuses); w is then empty.
  */
-int tool_walk(struct walk *w, const char *cmd, const char *file, hid_t fid, const char *path);
+int tool_walk(struct walk *w, const char *cmd, nnh5_file *f, const char *path, bool first_only);
 void tool_walk_free(struct walk *w);
+
+/* What an entry is, in one word: tensor, dataset, datatype, refused, or a group's kind. */
+const char *tool_entry_kind(const struct entry *e);
+/*
+ * Why an entry reads differently from a plain object, as a new string or
+ * NULL: the link that names it and the name it was met under first, or
+ * the refusal's message. Print it with tool_put_message().
+ */
+char *tool_entry_note(const struct entry *e);
 
 /* A new string with control characters, backslashes and invalid UTF-8 escaped. Never NULL. */
 char *tool_escape(const char *s);
 /* Print s escaped. */
 void tool_put(FILE *fp, const char *s);
+/*
+ * The same for the library's messages, which escape the names they quote
+ * already: backslashes are kept, anything else unsafe is still escaped.
+ */
+char *tool_escape_message(const char *s);
+void tool_put_message(FILE *fp, const char *s);
 /* "(256, 20)", "()" for a scalar, "null" for a null dataspace. */
-void tool_shape_str(char *buf, size_t n, const struct entry *e);
+void tool_shape_str(char *buf, size_t n, bool null_space, size_t ndim, const int64_t *shape);
 /* 12345678 as "12,345,678". */
 void tool_group_digits(char *buf, size_t n, uint64_t v);
 

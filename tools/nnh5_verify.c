@@ -7,9 +7,18 @@
  * every model rebuilds and reproduces its stored probe. Exit 0 when all
  * pass, 1 when any fails.
  *
+ * Both see the file through the library's walk: every object a load
+ * would refuse (an external link, a soft link crossing one, external
+ * storage, a virtual dataset, a bad name, nesting past the limits) is a
+ * failed check naming the object, so verify fails every file some loader
+ * would refuse.
+ *
  * dump runs h5dump (fork and execvp, no shell, so no quoting issues with
  * hostile names) with the flags that fit the object, so users get h5dump's
- * exact view without remembering them. NNH5_H5DUMP overrides the program.
+ * exact view without remembering them, but only after the walk found
+ * nothing below the object that the load policy refuses: h5dump itself
+ * follows external links and prints external storage. NNH5_H5DUMP
+ * overrides the program.
  */
 #include "nnh5_util.h"
 
@@ -31,10 +40,13 @@ static const char verify_usage[] =
 	"       nnh5 verify DIR\n"
 	"\n"
 	"Check FILE, one line per check: it opens, its nnh5 format version is\n"
-	"known, every tensor loads and matches its stored checksum (tensors\n"
-	"written without one say so), every model rebuilds from the file and its\n"
-	"stored probe gives the stored output (bitwise, and the largest absolute\n"
-	"difference). Exit status 0 when every check passes, 1 otherwise.\n"
+	"known, nothing in it is refused by the load policy (external links, soft\n"
+	"links through them, external storage, virtual datasets, bad names,\n"
+	"nesting or sizes past the limits), every tensor loads and matches its\n"
+	"stored checksum (tensors written without one say so), every model\n"
+	"rebuilds from the file and its stored probe gives the stored output\n"
+	"(bitwise, and the largest absolute difference). Exit status 0 when every\n"
+	"check passes, 1 otherwise.\n"
 	"For a checkpoint folder DIR: load every checkpoint (all checksums), newest\n"
 	"first, and name the step a resumed run would start from.\n"
 	"\n"
@@ -55,7 +67,10 @@ static const char dump_usage[] =
 	"usage: nnh5 dump [--attrs | --header] FILE [PATH]\n"
 	"\n"
 	"Run h5dump on FILE with the flags that fit: the header (-H) of the file\n"
-	"or of the group PATH, the data of the dataset PATH (-d).\n"
+	"or of the group PATH, the data of the dataset PATH (-d). Refused (exit 2,\n"
+	"naming each object and why) when anything below PATH is refused by the\n"
+	"load policy: h5dump would follow external links and print external raw\n"
+	"storage and virtual datasets, which read other files.\n"
 	"\n"
 	"  --attrs    header and attribute values only (-A)\n"
 	"  --header   header only, also for a dataset (-H)\n"
@@ -111,7 +126,7 @@ static void print_entry(const char *file, const nnh5_untrusted_entry *e)
 	}
 	if (e->status != NNH5_OK && e->message[0]) {
 		fputs(": ", stdout);
-		tool_put(stdout, e->message);
+		tool_put_message(stdout, e->message);
 	}
 	putchar('\n');
 }
@@ -138,12 +153,104 @@ static int verify_untrusted(const char *file, double tol, double memory_mb, doub
 	if (rc != NNH5_OK && (!r || r->crashed || r->timed_out || r->n_failed == 0)) {
 		check(false, "inspection: ", file);
 		fputs(": ", stdout);
-		tool_put(stdout, nnh5_error_message());
+		tool_put_message(stdout, nnh5_error_message());
 		putchar('\n');
 	}
 	printf("%s: %d check%s failed\n", n_fail ? "FAILED" : "OK", n_fail, n_fail == 1 ? "" : "s");
 	nnh5_untrusted_report_free(r);
 	return n_fail ? EXIT_DIFFERS : 0;
+}
+
+/* One line per entry of the walk: what a load would do with it. */
+static void verify_entry(nnh5_file *f, const struct entry *e)
+{
+	if (e->type == NNH5_ENTRY_REFUSED) {
+		check(false, "", e->path);
+		fputs(": ", stdout);
+		tool_put_message(stdout, e->message);
+		putchar('\n');
+	} else if (e->type == NNH5_ENTRY_DATASET) {
+		printf("%-4s  ", "skip");
+		tool_put(stdout, e->path);
+		fputs(": ", stdout);
+		tool_put(stdout, e->type_desc);
+		fputs(e->null_space ? " dataset with a null dataspace, not a tensor\n"
+				    : " dataset, not a tensor\n",
+		      stdout);
+	} else if (e->type == NNH5_ENTRY_TENSOR) {
+		nnh5_tensor *t = NULL;
+		uint64_t sum;
+		bool has_sum = false;
+		/* Aliases load too: a load materialises each name, and the caps count each. */
+		int rc = nnh5_file_stored_checksum(&sum, &has_sum, f, e->path);
+		if (rc == NNH5_OK)
+			rc = nnh5_file_read_tensor(&t, f, e->path);
+		check(rc == NNH5_OK, "tensor loads: ", e->path);
+		if (rc != NNH5_OK) {
+			fputs(": ", stdout);
+			tool_put_message(stdout, nnh5_error_message());
+		} else {
+			fputs(has_sum ? " (checksum ok" : " (no checksum", stdout);
+			if (e->alias_of) {
+				fputs(", alias of ", stdout);
+				tool_put(stdout, e->alias_of);
+			}
+			putchar(')');
+		}
+		putchar('\n');
+		nnh5_tensor_free(t);
+	} else if (e->link != NNH5_LINK_HARD || e->alias_of) {
+		char *note = tool_entry_note(e);
+		printf("%-4s  ", "info");
+		tool_put(stdout, e->path);
+		fputs(": ", stdout);
+		fputs(note, stdout);
+		putchar('\n');
+		free(note);
+	}
+}
+
+/* Rebuild the model at entry i and run its stored probe. */
+static void verify_model(nnh5_file *f, const struct walk *w, size_t i, double tol)
+{
+	const struct entry *e = &w->v[i];
+	nnh5_model *m = NULL;
+	nnh5_verify_result vr;
+	bool has_probe = false;
+	int rc;
+
+	for (size_t j = i + 1; j < w->n && w->v[j].depth > e->depth; j++)
+		if (w->v[j].depth == e->depth + 1 && !strcmp(w->v[j].name, "nnh5_probe") &&
+		    w->v[j].type == NNH5_ENTRY_GROUP)
+			has_probe = true;
+	rc = nnh5_file_read_model(&m, f, e->path);
+	check(rc == NNH5_OK, "model rebuilds: ", e->path);
+	if (rc != NNH5_OK) {
+		fputs(": ", stdout);
+		tool_put_message(stdout, nnh5_error_message());
+		putchar('\n');
+		return;
+	}
+	printf(" (%zu layers, %s)\n", nnh5_model_len(m), nnh5_dtype_name(nnh5_model_dtype(m)));
+	nnh5_model_free(m);
+	if (!has_probe) {
+		printf("%-4s  model ", "info");
+		tool_put(stdout, e->path);
+		printf(": no stored probe\n");
+		return;
+	}
+	rc = nnh5_file_verify_model(&vr, f, e->path);
+	if (rc != NNH5_OK) {
+		check(false, "model probe: ", e->path);
+		fputs(": ", stdout);
+		tool_put_message(stdout, nnh5_error_message());
+		putchar('\n');
+		return;
+	}
+	check(vr.bitwise_equal || vr.max_abs_diff <= tol, "model probe: ", e->path);
+	printf(": %s, max abs diff %.6g over %zu elements\n",
+	       vr.bitwise_equal ? "bitwise identical" : "NOT bitwise identical", vr.max_abs_diff,
+	       vr.numel);
 }
 
 int cmd_verify(int argc, char **argv)
@@ -158,7 +265,6 @@ int cmd_verify(int argc, char **argv)
 	const char *file;
 	struct walk w;
 	nnh5_file *f = NULL;
-	hid_t fid;
 	int64_t version;
 	int st = tool_args(argc, argv, "verify", verify_usage, opts, &file, 1, 1, "missing FILE");
 
@@ -173,108 +279,33 @@ int cmd_verify(int argc, char **argv)
 	/* Nothing of the file is parsed in this process. */
 	if (untrusted)
 		return verify_untrusted(file, tol, memory_mb, timeout);
-	fid = tool_open("verify", file);
-	if (fid < 0)
-		return EXIT_USAGE;
 	n_fail = 0;
-	if (tool_walk(&w, "verify", file, fid, "/") < 0) {
-		tool_walk_free(&w);
-		H5Fclose(fid);
+	f = tool_open("verify", file);
+	if (!f)
 		return EXIT_USAGE;
-	}
-	H5Fclose(fid);
-	check(nnh5_file_open(&f, file, NNH5_READ) == NNH5_OK, "file opens: ", file);
-	if (!f) {
+	check(true, "file opens: ", file);
+	putchar('\n');
+	if (tool_walk(&w, "verify", f, "/", false) < 0) {
+		/* The walk's message stays the thread's last one. */
+		check(false, "file walks: ", file);
 		fputs(": ", stdout);
-		tool_put(stdout, nnh5_error_message());
-		putchar('\n');
-		tool_walk_free(&w);
+		tool_put_message(stdout, nnh5_error_message());
+		printf("\nFAILED: %d check%s failed\n", n_fail, n_fail == 1 ? "" : "s");
+		nnh5_file_discard(f);
 		return EXIT_DIFFERS;
 	}
-	putchar('\n');
 	if (nnh5_file_get_attr_int(&version, f, "/", "nnh5_format_version") == NNH5_OK) {
 		check(version >= 1 && version <= 1, "format version ", NULL);
 		printf("%lld%s\n", (long long)version, version == 1 ? "" : " (this tool knows 1)");
 	} else {
 		printf("%-4s  format version: none (not written by nnh5)\n", "info");
 	}
-	for (size_t i = 0; i < w.n; i++) {
-		const struct entry *e = &w.v[i];
-		if (e->error) {
-			check(false, "", e->path);
-			fputs(": ", stdout);
-			tool_put(stdout, e->note);
-			putchar('\n');
-		} else if (e->is_dataset && !e->loadable) {
-			printf("%-4s  ", "skip");
-			tool_put(stdout, e->path);
-			printf(": %s dataset, not a tensor\n", e->dtype);
-		} else if (e->is_dataset) {
-			nnh5_tensor *t = NULL;
-			uint64_t sum;
-			bool has_sum = false;
-			int rc = nnh5_file_stored_checksum(&sum, &has_sum, f, e->path);
-			if (rc == NNH5_OK)
-				rc = nnh5_file_read_tensor(&t, f, e->path);
-			check(rc == NNH5_OK, "tensor loads: ", e->path);
-			if (rc != NNH5_OK) {
-				fputs(": ", stdout);
-				tool_put(stdout, nnh5_error_message());
-			} else {
-				fputs(has_sum ? " (checksum ok)" : " (no checksum)", stdout);
-			}
-			putchar('\n');
-			nnh5_tensor_free(t);
-		} else if (e->note && !strcmp(e->kind, "link")) {
-			printf("%-4s  ", "info");
-			tool_put(stdout, e->path);
-			fputs(": ", stdout);
-			tool_put(stdout, e->note);
-			putchar('\n');
-		}
-	}
-	for (size_t i = 0; i < w.n; i++) {
-		const struct entry *e = &w.v[i];
-		nnh5_model *m = NULL;
-		nnh5_verify_result vr;
-		bool has_probe = false;
-		int rc;
-		if (strcmp(e->kind, "model") != 0)
-			continue;
-		/* The probe is a hard-linked group right below the model, listed by the walk. */
-		for (size_t j = i + 1; j < w.n && w.v[j].depth > e->depth; j++)
-			if (w.v[j].depth == e->depth + 1 && !strcmp(w.v[j].name, "nnh5_probe") &&
-			    w.v[j].is_group)
-				has_probe = true;
-		rc = nnh5_file_read_model(&m, f, e->path);
-		check(rc == NNH5_OK, "model rebuilds: ", e->path);
-		if (rc != NNH5_OK) {
-			fputs(": ", stdout);
-			tool_put(stdout, nnh5_error_message());
-			putchar('\n');
-			continue;
-		}
-		printf(" (%zu layers, %s)\n", nnh5_model_len(m), nnh5_dtype_name(nnh5_model_dtype(m)));
-		nnh5_model_free(m);
-		if (!has_probe) {
-			printf("%-4s  model ", "info");
-			tool_put(stdout, e->path);
-			printf(": no stored probe\n");
-			continue;
-		}
-		rc = nnh5_file_verify_model(&vr, f, e->path);
-		if (rc != NNH5_OK) {
-			check(false, "model probe: ", e->path);
-			fputs(": ", stdout);
-			tool_put(stdout, nnh5_error_message());
-			putchar('\n');
-			continue;
-		}
-		check(vr.bitwise_equal || vr.max_abs_diff <= tol, "model probe: ", e->path);
-		printf(": %s, max abs diff %.6g over %zu elements\n",
-		       vr.bitwise_equal ? "bitwise identical" : "NOT bitwise identical",
-		       vr.max_abs_diff, vr.numel);
-	}
+	for (size_t i = 0; i < w.n; i++)
+		verify_entry(f, &w.v[i]);
+	for (size_t i = 0; i < w.n; i++)
+		if (w.v[i].type == NNH5_ENTRY_GROUP && w.v[i].kind == NNH5_KIND_MODEL &&
+		    !w.v[i].alias_of)
+			verify_model(f, &w, i, tol);
 	nnh5_file_discard(f);
 	printf("%s: %d check%s failed\n", n_fail ? "FAILED" : "OK", n_fail, n_fail == 1 ? "" : "s");
 	tool_walk_free(&w);
@@ -342,7 +373,7 @@ int cmd_dump(int argc, char **argv)
 	char *npath = NULL, *filearg = NULL;
 	char *args[8];
 	struct walk w;
-	hid_t fid;
+	nnh5_file *f;
 	int n = 0, rc = tool_args(argc, argv, "dump", dump_usage, opts, pos, 1, 2, "missing FILE");
 	bool is_group;
 
@@ -355,38 +386,43 @@ int cmd_dump(int argc, char **argv)
 		fprintf(stderr, "nnh5 dump: PATH may not have '.' or '..' components\n");
 		return EXIT_USAGE;
 	}
-	/* Check the file and the object first, so errors read the same as the other commands'. */
-	fid = tool_open("dump", file);
-	if (fid < 0) {
+	/*
+	 * h5dump follows external links and prints external raw storage and
+	 * virtual datasets, all of which read other files the file's author
+	 * chose: walk the object first and run h5dump only when the load
+	 * policy refuses nothing below it.
+	 */
+	f = tool_open("dump", file);
+	if (!f || tool_walk(&w, "dump", f, npath, false) < 0) {
+		nnh5_file_discard(f);
 		free(npath);
 		return EXIT_USAGE;
 	}
-	{
-		H5O_info_t oi;
-		hid_t lapl = H5Pcreate(H5P_LINK_ACCESS);
-		memset(&w, 0, sizeof w);
-		rc = 0;
-		/* A full walk would be wasted here: only the object's type matters. */
-		if (strcmp(npath, "/") != 0) {
-			rc = tool_walk(&w, "dump", file, fid, npath);
-			tool_walk_free(&w);
-		}
-		if (rc == 0 && H5Oget_info_by_name(fid, npath, &oi, lapl >= 0 ? lapl : H5P_DEFAULT) < 0) {
+	nnh5_file_discard(f);
+	rc = 0;
+	for (size_t i = 0; i < w.n; i++) {
+		const struct entry *e = &w.v[i];
+		if (e->type != NNH5_ENTRY_REFUSED)
+			continue;
+		if (rc == 0) {
 			fprintf(stderr, "nnh5 dump: '");
 			tool_put(stderr, file);
-			fputs("': cannot read '", stderr);
+			fputs("': not dumping '", stderr);
 			tool_put(stderr, npath);
-			fputs("' (damaged file?)\n", stderr);
-			rc = -1;
+			fputs("': h5dump would read what the load policy refuses:\n", stderr);
 		}
-		is_group = rc == 0 && oi.type == H5O_TYPE_GROUP;
-		if (lapl >= 0)
-			H5Pclose(lapl);
+		fputs("  ", stderr);
+		tool_put(stderr, e->path);
+		fputs(": ", stderr);
+		tool_put_message(stderr, e->message);
+		fputc('\n', stderr);
+		rc = EXIT_USAGE;
 	}
-	H5Fclose(fid);
-	if (rc < 0) {
+	is_group = w.n > 0 && w.v[0].type == NNH5_ENTRY_GROUP;
+	tool_walk_free(&w);
+	if (rc != 0) {
 		free(npath);
-		return EXIT_USAGE;
+		return rc;
 	}
 	prog = getenv("NNH5_H5DUMP");
 	args[n++] = (char *)(uintptr_t)(prog && *prog ? prog : "h5dump");
@@ -400,8 +436,9 @@ int cmd_dump(int argc, char **argv)
 	}
 	/* h5dump would take a file name starting with '-' for an option. */
 	if (file[0] == '-') {
-		filearg = tool_xmalloc(strlen(file) + 3);
-		sprintf(filearg, "./%s", file);
+		size_t n_arg = strlen(file) + 3;
+		filearg = tool_xmalloc(n_arg);
+		snprintf(filearg, n_arg, "./%s", file);
 	}
 	args[n++] = filearg ? filearg : (char *)(uintptr_t)file;
 	args[n] = NULL;
