@@ -245,15 +245,13 @@ int tool_verify_folder(const char *dir)
 		printf("resume from: nothing (no checkpoint loads)\n");
 	/* No checkpoint to resume from fails, as the exit status says. */
 	if (checked == 0 && gone == 0) {
-		printf("FAILED: no checkpoint to resume from
-");
+		printf("FAILED: no checkpoint to resume from\n");
 	} else {
 		printf("%s: %zu of %zu checkpoint%s failed", failed || resume < 0 ? "FAILED" : "OK",
 		       failed, checked, checked == 1 ? "" : "s");
 		if (gone)
 			printf(" (%zu removed by retention while verifying)", gone);
-		putchar('
-');
+		putchar('\n');
 	}
 	return failed || resume < 0 ? EXIT_DIFFERS : 0;
 }
