@@ -10,8 +10,9 @@
  * The library never prints and never exits. Handles (the first parameter of
  * most functions, and output pointers) must not be NULL unless the function
  * says so (every _free() and _close(), and nnh5_file_discard(), accept
- * NULL): a NULL handle is a programming error the library does not check,
- * and it typically crashes the process at once (it is not asserted).
+ * NULL): a NULL handle is a programming error. The library does not promise
+ * to detect it (a few functions return NNH5_ERR_INVALID, most do not), and
+ * it typically crashes the process at once (it is not asserted).
  */
 #ifndef NNH5_COMMON_H
 #define NNH5_COMMON_H

@@ -99,13 +99,17 @@ typedef struct nnh5_open_options {
 	 * element size, computed with overflow checks) is compared with them
 	 * before its memory is allocated.
 	 * max_tensor_bytes: one tensor (default 16 GiB).
-	 * max_load_bytes: every tensor read through this handle, each dataset
-	 * counted once (default 64 GiB).
+	 * max_load_bytes: every tensor materialised through this handle
+	 * (default 64 GiB). A load that returns a dataset under two names (an
+	 * alias) counts it twice, and the copies of aliases in one load may not
+	 * exceed the file's size; reading a name again in a later call does not
+	 * count again (doc/FORMAT.md, "Aliases").
 	 * max_compression_ratio: chunked data may declare at most this many
 	 * times the bytes it stores, plus 64 KiB (default 100; deflate can pack
 	 * zeros about 1000:1).
 	 * max_groups, max_tensors, max_depth: what one walk (read_dict,
-	 * read_state_dict, read_list, models) visits: groups (default 10,000),
+	 * read_state_dict, read_list, models, the map, nnh5_file_walk())
+	 * visits: groups (default 10,000),
 	 * datasets (default 100,000), nesting (default 64, at most 256).
 	 * max_name_length: bytes in one link name (default 1024).
 	 */
@@ -127,7 +131,11 @@ typedef struct nnh5_open_options {
  * socket is refused before HDF5 opens it, without blocking, and the file
  * HDF5 opened must be the one judged (same device and inode). With
  * NNH5_CREATE its folder must exist and be writable (an existing file at
- * path is replaced only when nnh5_file_close() succeeds).
+ * path is replaced only when nnh5_file_close() succeeds): a symbolic link
+ * at path is followed and the file it leads to replaced, keeping its mode
+ * and owner; a folder, device, FIFO or socket there is refused
+ * (NNH5_ERR_INVALID), and so is a file this process could not write in
+ * place (NNH5_ERR_IO) (doc/SAVING.md, "What a save replaces").
  * *out is freed by nnh5_file_close() or nnh5_file_discard().
  * Errors: NNH5_ERR_NOT_FOUND (no such file), NNH5_ERR_INVALID (not a regular
  * file: the message says what it is), NNH5_ERR_FORMAT (not HDF5 or

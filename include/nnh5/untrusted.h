@@ -90,8 +90,10 @@ typedef struct nnh5_untrusted_report {
 
 /*
  * Inspect path in a child process as described above: open it with
- * opts->open, list every group (hard links only, within the policy's
- * limits), load every dataset as a tensor (verifying its checksum), rebuild
+ * opts->open, walk it with the loads' own walk (links resolved as loads
+ * resolve them, within the policy's limits; each object a load would
+ * refuse is a failed check), load every tensor under every name (verifying
+ * its checksum), rebuild
  * every model group and run its stored probe. opts NULL means defaults.
  *
  * Returns NNH5_OK when every check passed. Otherwise the status and message
