@@ -181,6 +181,67 @@ def many_groups(out, n=100000):
         g["x"] = np.ones(1, dtype=np.float32)
 
 
+def soft_links(out, d):
+    """Soft links whose target paths cross external links (HDF5 would follow them)."""
+    target = os.path.join(d, "target.h5")
+    # The external link hides under a reserved name that loads skip.
+    with plain(os.path.join(out, "soft_via_external.h5")) as f:
+        f["nnh5_hidden"] = h5py.ExternalLink(target, "/")
+        f["s"] = h5py.SoftLink("/nnh5_hidden/x")
+    # The external link lies outside the group being loaded (/model).
+    with plain(os.path.join(out, "soft_outside_group.h5")) as f:
+        f["elsewhere"] = h5py.ExternalLink(target, "/")
+        m = f.create_group("model")
+        m["bias"] = np.zeros(2, dtype=np.float32)
+        m.create_group("hidden")["weight"] = h5py.SoftLink("/elsewhere/x")
+    # What nnh5_load_tensor reads first: /tensor, itself a soft link.
+    with h5py.File(os.path.join(out, "soft_tensor.h5"), "w") as f:
+        f.attrs["nnh5_kind"] = "tensor"
+        f["nnh5_ext"] = h5py.ExternalLink(target, "/")
+        f["tensor"] = h5py.SoftLink("/nnh5_ext/x")
+    # A chain of soft links whose last one crosses the external link.
+    with plain(os.path.join(out, "soft_chain.h5")) as f:
+        f["nnh5_ext"] = h5py.ExternalLink(target, "/")
+        f["a"] = h5py.SoftLink("/b")
+        f["b"] = h5py.SoftLink("/c")
+        f["c"] = h5py.SoftLink("/nnh5_ext/x")
+    # A relative soft link, resolved from the group that holds it.
+    with plain(os.path.join(out, "soft_relative.h5")) as f:
+        g = f.create_group("g")
+        g["nnh5_sub"] = h5py.ExternalLink(target, "/grp")
+        g["s"] = h5py.SoftLink("nnh5_sub/y")
+    # Soft links to groups: one in this file, one through an external link.
+    with plain(os.path.join(out, "soft_group.h5")) as f:
+        f.create_group("g")["x"] = np.ones(2, dtype=np.float32)
+        f["s"] = h5py.SoftLink("/g")
+    with plain(os.path.join(out, "soft_group_external.h5")) as f:
+        f["nnh5_ext"] = h5py.ExternalLink(target, "/")
+        f["s"] = h5py.SoftLink("/nnh5_ext/grp")
+    # A chain longer than any reader should follow (40 hops, all inside the file).
+    with plain(os.path.join(out, "soft_long_chain.h5")) as f:
+        for i in range(40):
+            f["c%02d" % i] = h5py.SoftLink("/c%02d" % (i + 1))
+        f["c40"] = np.ones(2, dtype=np.float32)
+    # An external link under a reserved name, and nothing else pointing at it.
+    with plain(os.path.join(out, "reserved_external.h5")) as f:
+        f["nnh5_probe"] = h5py.ExternalLink(target, "/grp")
+
+
+def aliases(out):
+    """One 8 MiB dataset under 201 names (hard links in 10 groups): 1.6 GB if loaded naively."""
+    with h5py.File(os.path.join(out, "aliases_200.h5"), "w") as f:
+        data = f.create_dataset("data", data=np.ones(2 << 20, dtype=np.float32))
+        for g in range(10):
+            grp = f.create_group("g%d" % g)
+            for i in range(20):
+                grp["w%02d" % i] = data
+    # Aliases nnh5 loads: a hard link and a soft link to a dataset in this file.
+    with h5py.File(os.path.join(out, "aliases_ok.h5"), "w") as f:
+        f["a"] = np.arange(4, dtype=np.float32)
+        f["hard"] = f["a"]
+        f["soft"] = h5py.SoftLink("/a")
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -195,6 +256,8 @@ def main():
     cycles(out)
     names(out)
     many_groups(out)
+    soft_links(out, d)
+    aliases(out)
     stamp = sys.argv[2] if len(sys.argv) > 2 else os.path.join(out, "stamp")
     with open(stamp, "w") as s:
         s.write("ok\n")
