@@ -849,13 +849,18 @@ class _Policy:
             raise FormatError(f"'{self.path}': group '{parent}' holds the name '{_escape(b)}', "
                               "which HDF5 would read as a path: refused")
 
-    def check_link(self, info, display):
-        """Refuse links to other files and user-defined links (unless allow_external)."""
+    def check_link(self, info, display, via=None):
+        """Refuse links to other files and user-defined links (unless allow_external).
+
+        via: the soft link whose target path led to this link, if any."""
         if info.type in (h5l.TYPE_HARD, h5l.TYPE_SOFT) or self.allow_external:
             return
-        raise UnsafeError(f"'{self.path}': '{display}' is " +
-                          ("an external link (to another file)" if info.type == h5l.TYPE_EXTERNAL
-                           else "a user-defined link") + ": refused")
+        what = "an external link (to another file)" if info.type == h5l.TYPE_EXTERNAL \
+            else "a user-defined link"
+        if via:
+            raise UnsafeError(f"'{self.path}': '{via[0]}' is a soft link to '{via[1]}', whose "
+                              f"path crosses '{display}', {what}: refused")
+        raise UnsafeError(f"'{self.path}': '{display}' is {what}: refused")
 
     def check_dataset(self, did, display):
         """Judge the open dataset did before any of its data is read; count it against the
@@ -1121,24 +1126,26 @@ class _Reader:
         return v[0]
 
     # links and objects -----------------------------------------------
-    def link(self, gid, b, display, hops=None):
+    def link(self, gid, b, display, hops=None, via=None):
         """(link type, open object) of the member named b (one component) of group gid.
 
         ("", None) when there is no such link. Hard links are opened by
         name (HDF5 follows nothing else); soft link targets are resolved
         here, component by component (follow()); external and user-defined
         links are refused unless the options allow external links. hops
-        counts the soft links followed for the name being resolved.
+        counts the soft links followed for the name being resolved (and
+        names it); via
+        is (name, target) of the soft link being resolved, for messages.
         """
         self.obj = display
-        hops = [0] if hops is None else hops
+        hops = [0, display] if hops is None else hops
         try:
             if not gid.links.exists(b):
                 return "", None
             info = gid.links.get_info(b)
         except (KeyError, OSError, RuntimeError, ValueError) as e:
             raise FormatError(f"'{self.path}': cannot inspect '{display}' ({e})") from None
-        self.policy.check_link(info, display)
+        self.policy.check_link(info, display, via)
         if info.type == h5l.TYPE_SOFT:
             try:
                 target = gid.links.get_val(b)
@@ -1156,8 +1163,9 @@ class _Reader:
         hops[0] += 1
         shown = _escape(target, 256)
         if hops[0] > _MAX_SOFT_LINKS:
-            raise FormatError(f"'{self.path}': '{display}' is a soft link that does not resolve "
-                              f"within {_MAX_SOFT_LINKS} soft links (a cycle)")
+            raise FormatError(f"'{self.path}': '{hops[1]}' is a soft link that does not resolve "
+                              f"within {_MAX_SOFT_LINKS} soft links (a chain too long, or a "
+                              "cycle)")
         comps = [c for c in target.split(b"/") if c and c != b"."]
         if len(comps) > self.policy.max_depth:
             raise LimitError(f"'{self.path}': '{display}' is a soft link to '{shown}', nested "
@@ -1166,12 +1174,14 @@ class _Reader:
             cur = h5g.open(gid, b"/") if target.startswith(b"/") else gid
         except (KeyError, OSError, RuntimeError) as e:
             raise FormatError(f"'{self.path}': cannot inspect '{display}' ({e})") from None
+        at = "" if target.startswith(b"/") else display.rsplit("/", 1)[0]
         for c in comps:
             if not isinstance(cur, h5g.GroupID):
                 cur = None
                 break
-            self.policy.check_name(display, c)
-            _, cur = self.link(cur, c, display, hops)
+            self.policy.check_name(at or "/", c)
+            at += "/" + c.decode("utf-8")
+            _, cur = self.link(cur, c, at, hops, (display, shown))
             if cur is None:
                 break
         self.obj = display
