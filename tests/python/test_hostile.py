@@ -499,11 +499,7 @@ for f in sys.argv[2:]:
 def main():
     print(f"nnh5.py {nnh5.__version__}, h5py {h5py.version.version}, HDF5 "
           f"{h5py.version.hdf5_version}, strace {STRACE or 'missing'}")
-    for part in (corpus, python_cases, options, errors):
-        before, nfail = pc.N_CHECKS, len(pc.FAILURES)
-        pc.run_part(part)
-        print(f"{part.__name__}: {pc.N_CHECKS - before} checks, "
-              f"{len(pc.FAILURES) - nfail} failed")
+    pc.run_parts(corpus, python_cases, options, errors)
     pc.finish("test_hostile")
 
 
