@@ -27,7 +27,7 @@
  *
  * Usage: io_bench [--reps N] [--dir DIR] [--peers SCRIPT] [--only mlp|big|small] [--keep]
  * The files (about 2 GiB with the peers) are removed at the end unless --keep.
- * bench/speed.sh runs this and bench/nn_bench for README.md's "Speed" table.
+ * bench/speed.sh runs this and bench/nn_bench for the table in doc/SPEED.md.
  */
 #define _GNU_SOURCE /* sync() */
 #include <nnh5.h>

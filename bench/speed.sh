@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/speed.sh [BUILD_DIR] - the tables of README.md's "Speed" section.
+# bench/speed.sh [BUILD_DIR] - the tables of doc/SPEED.md.
 # Builds the benchmarks, then runs bench/io_bench (saves, loads and lazy
 # loads of three workloads against raw write()/read(), torch.save/torch.load
 # and h5py, through bench/peers.py) and bench/nn_bench (forward passes

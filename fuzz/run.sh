@@ -1,5 +1,5 @@
 #!/bin/sh
-# Fuzz nnh5's loaders (README, "Fuzzing").
+# Fuzz nnh5's loaders (doc/FUZZING.md).
 #
 #   fuzz/run.sh [SECONDS]     each target for SECONDS (default 60)
 #

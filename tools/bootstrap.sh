@@ -8,9 +8,10 @@ set -eu
 build_pkgs="gcc g++ pkg-config meson ninja-build libhdf5-dev hdf5-tools libopenblas-dev
 libxxhash-dev libcjson-dev binutils"
 # python3-sklearn: the digits data of examples/train_digits.
-# clang + libclang-rt-14-dev: libFuzzer (fuzz/run.sh); strace: the hostile-file check.
+# clang + libclang-rt-14-dev: libFuzzer (fuzz/run.sh); strace: the hostile-file check;
+# groff-base: the manual page's rendering check (tests/man_check.sh).
 test_pkgs="libcmocka-dev python3-h5py python3-numpy python3-torch python3-xxhash python3-sklearn
-valgrind clang libclang-rt-14-dev strace"
+valgrind clang libclang-rt-14-dev strace groff-base"
 
 pkgs=$build_pkgs
 [ "${1:-}" = "--test" ] && pkgs="$pkgs $test_pkgs"

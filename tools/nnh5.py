@@ -58,7 +58,7 @@ __version__ = "0.1.0"
 __all__ = ["save_state_dict", "load_state_dict", "save_model", "load_model", "save", "load",
            "LoadOptions", "Error", "FormatError", "ChecksumError", "UnsafeError",
            "UnsupportedError", "InvalidError", "ShapeError", "LimitError", "NotFoundError",
-           "NoMemoryError", "HDF5Error", "HAVE_XXHASH", "LAYER_TYPES"]
+           "NoMemoryError", "FileError", "HDF5Error", "HAVE_XXHASH", "LAYER_TYPES"]
 
 FORMAT_VERSION = 1
 HAVE_XXHASH = xxhash is not None
@@ -122,6 +122,11 @@ class NotFoundError(Error, FileNotFoundError):
 class NoMemoryError(Error, MemoryError):
     """An allocation failed below the limits (a MemoryError too)."""
     status = "NNH5_ERR_NOMEM"
+
+
+class FileError(Error, OSError):
+    """The operating system refused to open or read the file (an OSError too)."""
+    status = "NNH5_ERR_IO"
 
 
 class HDF5Error(Error):
@@ -223,6 +228,20 @@ def _np_dtype_name(dt):
     return None
 
 
+def _check_bool(raw, where, error):
+    """The bool rule (lib/core/tensor.c, nnh5__check_bool): every byte of bool data is 0 or 1.
+
+    raw: the data as a numpy uint8 array. Raises error naming the first
+    other element: readers refuse such data (FormatError), writers never
+    store it (InvalidError).
+    """
+    if raw.size and int(raw.max()) > 1:  # no copy in the common case
+        flat = raw.reshape(-1)
+        i = int(np.argmax(flat > 1))
+        raise error(f"{where} is bool but element {i} holds the byte 0x{int(flat[i]):02x} "
+                    "(a bool is 0 or 1)")
+
+
 def _check_value(value, where):
     """Refuse values that are not tensors of a dtype nnh5 stores, before writing anything."""
     if _is_torch_tensor(value):
@@ -237,6 +256,9 @@ def _check_value(value, where):
             raise UnsupportedError(f"{where}: a tensor on the meta device has no data")
         if value.dim() > MAX_NDIM:
             raise UnsupportedError(f"{where}: rank {value.dim()} exceeds nnh5's {MAX_NDIM}")
+        if value.dtype == torch.bool:
+            _check_bool(value.detach().cpu().view(torch.uint8).numpy(), f"{where}: tensor",
+                        InvalidError)
         return
     if isinstance(value, (np.ndarray, np.generic)):
         dt = np.asarray(value).dtype
@@ -245,6 +267,8 @@ def _check_value(value, where):
                                    f"({', '.join(DTYPES)})")
         if np.ndim(value) > MAX_NDIM:
             raise UnsupportedError(f"{where}: rank {np.ndim(value)} exceeds nnh5's {MAX_NDIM}")
+        if dt.kind == "b":
+            _check_bool(np.asarray(value).view(np.uint8), f"{where}: array", InvalidError)
         return
     raise UnsupportedError(f"{where}: cannot store a {type(value).__module__}."
                            f"{type(value).__qualname__}: nnh5 stores tensors "
@@ -291,11 +315,17 @@ def _describe_type(tid):
 
 
 def _is_bool_enum(tid):
-    """h5py's bool: an enum over a 1-byte integer with exactly FALSE=0 and TRUE=1."""
+    """h5py's bool, the one type that loads as bool (doc/FORMAT.md, "bool").
+
+    An enum over a signed 8-bit integer (1 byte, all 8 bits) with exactly two
+    members, FALSE = 0 and TRUE = 1 (lib/store/h5util.c, is_bool_enum).
+    """
     if tid.get_nmembers() != 2:
         return False
     base = tid.get_super()
-    if base.get_class() != h5t.INTEGER or base.get_size() != 1:
+    if base.get_class() != h5t.INTEGER or base.get_size() != 1 \
+            or base.get_sign() != h5t.SGN_2 or base.get_precision() != 8 \
+            or base.get_offset() != 0:
         return False
     try:
         return tid.enum_valueof(b"FALSE") == 0 and tid.enum_valueof(b"TRUE") == 1
@@ -953,6 +983,58 @@ class _Policy:
 
 # ------------------------------------------------------------------ reading
 
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _refuse_special(path, what, mode):
+    kind = next((k for test, k in _FILE_KINDS if test(mode)), "not a regular file")
+    raise InvalidError(f"{what} '{path}': is {kind}, not a regular file: refused")
+
+
+def _open_regular(path, what):
+    """(fd, (dev, ino)) of path, which must be a regular file (lib/store/regular.c's rule).
+
+    stat first, so a FIFO or device is refused without being opened; then a
+    non-blocking open and fstat, which must find the same regular file. The
+    caller closes fd.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"{what} '{path}': No such file or "
+                                "directory") from None
+    if not stat.S_ISREG(st.st_mode):
+        _refuse_special(path, what, st.st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode):
+            _refuse_special(path, what, fst.st_mode)
+        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+            raise OSError(errno.EIO, f"{what} '{path}': the file was replaced while being "
+                          "opened")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, (fst.st_dev, fst.st_ino)
+
+
+def _has_hdf5_signature(fd):
+    """Does fd hold HDF5's signature where HDF5 looks (offset 0, 512, 1024, ...)?"""
+    try:
+        size = os.fstat(fd).st_size
+        at = 0
+        while at + 8 <= size:
+            if os.pread(fd, 8, at) == b"\x89HDF\r\n\x1a\n":
+                return True
+            at = 2 * at if at else 512
+    except OSError:
+        pass
+    return False
+
+
 class _Reader:
     """An nnh5 (or any HDF5) file open for reading under the load policy (_Policy).
 
@@ -980,28 +1062,34 @@ class _Reader:
                                     "verified without python3-xxhash")
             _warn_no_xxhash()
         try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            raise NotFoundError(errno.ENOENT, f"open '{self.path}': No such file or "
-                                "directory") from None
+            fd, judged = _open_regular(self.path, "open")
+        except FileNotFoundError as e:
+            raise NotFoundError(errno.ENOENT, e.strerror) from None
+        except Error:
+            raise
         except OSError as e:
-            raise InvalidError(f"open '{self.path}': {e.strerror}") from None
-        if stat.S_ISDIR(st.st_mode):
-            raise InvalidError(f"open '{self.path}': is a folder")
-        fapl = h5p.create(h5p.FILE_ACCESS)
-        fapl.set_fclose_degree(h5f.CLOSE_STRONG)
+            raise FileError(e.errno, f"open '{self.path}': {e.strerror}") from None
         try:
-            fid = h5f.open(os.fsencode(self.path), h5f.ACC_RDONLY, fapl=fapl)
-        except (OSError, RuntimeError, ValueError) as e:
-            is_h5 = False
+            fapl = h5p.create(h5p.FILE_ACCESS)
+            fapl.set_fclose_degree(h5f.CLOSE_STRONG)
             try:
-                is_h5 = h5f.is_hdf5(os.fsencode(self.path))
-            except Exception:
-                pass
-            raise FormatError(f"open '{self.path}': " + ("damaged HDF5 file" if is_h5 else
-                              "not an HDF5 file (or damaged)") + f" (HDF5: {e})") from None
+                fid = h5f.open(os.fsencode(self.path), h5f.ACC_RDONLY, fapl=fapl)
+            except (OSError, RuntimeError, ValueError) as e:
+                raise FormatError(f"open '{self.path}': " + ("damaged HDF5 file"
+                                  if _has_hdf5_signature(fd) else "not an HDF5 file (or "
+                                  "damaged)") + f" (HDF5: {e})") from None
+        finally:
+            os.close(fd)
         self.file = h5py.File(fid)
         try:
+            # HDF5 opened the path again by name: it must be the file judged above.
+            try:
+                st = os.fstat(fid.get_vfd_handle())
+            except (OSError, RuntimeError, ValueError, TypeError):
+                st = None
+            if st is None or (st.st_dev, st.st_ino) != judged:
+                raise FileError(errno.EIO, f"open '{self.path}': the file was replaced while "
+                                "being opened")
             self.root = h5g.open(fid, b"/")
             self.policy = _Policy(opts, self.path, fid, self.root)
             if h5a.exists(self.root, b"nnh5_format_version"):
@@ -1237,6 +1325,8 @@ class _Reader:
                 raise FormatError(f"'{self.path}': reading dataset '{display}' failed "
                                   f"(HDF5: {e})") from None
         self.check_checksum(did, buf, display)
+        if dtname == "bool":
+            _check_bool(buf, f"'{self.path}': dataset '{display}'", FormatError)
         return dtname, buf
 
     def check_checksum(self, did, buf, display):
@@ -1596,7 +1686,9 @@ def load_model(path, verify_checksums=True, require_checksums=False, options=Non
     Raises FormatError: not a model, a child without its group or type, a
     layer type nnh5 does not know (named with the child), missing or
     out-of-range hyperparameters; ShapeError: missing, unexpected or
-    mis-shaped parameters (one message lists them all).
+    mis-shaped parameters (one message lists them all), and a Linear whose
+    declared sizes are not its stored weight's shape, refused before any
+    layer allocates its parameters (a forged architecture costs nothing).
     """
     torch = _torch("load_model")
     nn = torch.nn
@@ -1628,14 +1720,17 @@ def load_model(path, verify_checksums=True, require_checksums=False, options=Non
             if tn is None:
                 raise FormatError(f"{where}: child '{name}': no layer type (attribute "
                                   "'nnh5_layer_type')")
-            children[name] = _build_layer(torch, r, g, name, tn[0], dtype, sd, where)
-    model = nn.Sequential(children)
+            children[name] = _read_layer(r, g, name, tn[0], where)
+        for name, spec in children.items():  # before any layer allocates its parameters
+            _check_declared(name, spec, sd, where)
+    model = nn.Sequential(collections.OrderedDict(
+        (name, _make_layer(torch, name, spec, dtype, sd)) for name, spec in children.items()))
     _load_strict(torch, model, sd, dtype, where)
     return model.eval()
 
 
-def _build_layer(torch, r, g, name, type_name, dtype, sd, where):
-    nn = torch.nn
+def _read_layer(r, g, name, type_name, where):
+    """(type name, {hyperparameter: value}) of a child, from its attributes; builds nothing."""
     obj = "/" + name
 
     def num(attr, lo):
@@ -1652,16 +1747,13 @@ def _build_layer(torch, r, g, name, type_name, dtype, sd, where):
         out_f, bias = num("out_features", 1), num("bias", 0)
         if bias > 1:
             raise FormatError(f"{where}: child '{name}': attribute 'bias' = {bias} is not 0 or 1")
-        if type_name == "Linear":
-            return nn.Linear(num("in_features", 1), out_f, bias=bool(bias), dtype=dtype)
-        w = sd.get(name + ".weight")
-        if w is not None and w.dim() == 2:  # the file holds what the lazy layer inferred
-            return nn.Linear(w.shape[1], out_f, bias=bool(bias), dtype=dtype)
-        return nn.LazyLinear(out_f, bias=bool(bias), dtype=dtype)
+        in_f = num("in_features", 1) if type_name == "Linear" else None
+        return type_name, {"in_features": in_f, "out_features": out_f, "bias": bool(bias)}
     if type_name in ("ReLU", "Sigmoid", "Tanh", "GELU"):
-        return getattr(nn, type_name)()
+        return type_name, {}
     if type_name == "Flatten":
-        return nn.Flatten(num("start_dim", -MAX_NDIM), num("end_dim", -MAX_NDIM))
+        return type_name, {"start_dim": num("start_dim", -MAX_NDIM),
+                           "end_dim": num("end_dim", -MAX_NDIM)}
     if type_name == "Dropout":
         v = r.attr(g, obj, "p")
         if v is None:
@@ -1669,9 +1761,54 @@ def _build_layer(torch, r, g, name, type_name, dtype, sd, where):
         p = r.attr_float(g, obj, "p")
         if not 0.0 <= p <= 1.0:
             raise FormatError(f"{where}: child '{name}' (Dropout): p = {p} is out of range")
-        return nn.Dropout(p)
+        return type_name, {"p": p}
     raise FormatError(f"{where}: child '{name}': unknown layer type '{type_name}' (nnh5 rebuilds "
                       f"only {', '.join(LAYER_TYPES)})")
+
+
+def _check_declared(name, spec, sd, where):
+    """The declared sizes against the stored weight, before anything is allocated.
+
+    The attributes cost nothing to forge (a 24 KB file can declare
+    Linear(20000, 20000)): a Linear is built only when its stored weight has
+    exactly (out_features, in_features), a LazyLinear with a stored weight
+    only when that has out_features rows (lib/nn/model_file.c, check_spec).
+    """
+    type_name, h = spec
+    if type_name not in ("Linear", "LazyLinear"):
+        return
+    key = name + ".weight"
+    w = sd.get(key)
+    if type_name == "LazyLinear":
+        if w is None or (w.dim() == 2 and w.shape[0] == h["out_features"]):
+            return
+        raise ShapeError(f"{where}: child '{name}' declares LazyLinear(out_features="
+                         f"{h['out_features']}) but the file stores '{key}' as "
+                         f"{tuple(w.shape)}: refused before allocating its parameters")
+    if w is not None and tuple(w.shape) == (h["out_features"], h["in_features"]):
+        return
+    stored = f"stores '{key}' as {tuple(w.shape)}" if w is not None else \
+        f"has no parameter '{key}'"
+    raise ShapeError(f"{where}: child '{name}' declares Linear(in_features={h['in_features']}, "
+                     f"out_features={h['out_features']}) but the file {stored}: refused before "
+                     "allocating its parameters")
+
+
+def _make_layer(torch, name, spec, dtype, sd):
+    nn = torch.nn
+    type_name, h = spec
+    if type_name == "Linear":
+        return nn.Linear(h["in_features"], h["out_features"], bias=h["bias"], dtype=dtype)
+    if type_name == "LazyLinear":
+        w = sd.get(name + ".weight")
+        if w is not None and w.dim() == 2:  # the file holds what the lazy layer inferred
+            return nn.Linear(w.shape[1], h["out_features"], bias=h["bias"], dtype=dtype)
+        return nn.LazyLinear(h["out_features"], bias=h["bias"], dtype=dtype)
+    if type_name == "Flatten":
+        return nn.Flatten(h["start_dim"], h["end_dim"])
+    if type_name == "Dropout":
+        return nn.Dropout(h["p"])
+    return getattr(nn, type_name)()
 
 
 def _load_strict(torch, model, sd, dtype, where):

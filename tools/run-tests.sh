@@ -49,7 +49,7 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 run_suite build-asan -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 
 # A short fuzz run (15 s per target) when clang with libFuzzer is installed:
-# one check, failed by any finding in nnh5's own code (README, "Fuzzing").
+# one check, failed by any finding in nnh5's own code (doc/FUZZING.md).
 FUZZ_BUILD=build-fuzz fuzz/run.sh "${NNH5_FUZZ_SECONDS:-15}" >build-fuzz.log 2>&1
 fuzz_status=$?
 sed 's/^/build-fuzz: /' build-fuzz.log | grep -E 'fuzz: ' || tail -20 build-fuzz.log

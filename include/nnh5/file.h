@@ -72,7 +72,7 @@ typedef struct nnh5_open_options {
 	 */
 	bool require_checksums;
 	/*
-	 * The load policy (NNH5_READ; README, "Safe with files from strangers").
+	 * The load policy (NNH5_READ; doc/SECURITY.md).
 	 * Safe by default: every check below runs before any data of a dataset
 	 * is read, and a refusal names the file and the object.
 	 *
@@ -122,12 +122,17 @@ typedef struct nnh5_open_options {
 	{ NNH5_OPEN_OPTIONS_VERSION, true, true, false, false, false, 0, 0, 0, 0, 0, 0, 0 }
 
 /*
- * Open path. With NNH5_READ the file must exist and be HDF5; with
+ * Open path. With NNH5_READ the file must exist, be a regular file (a
+ * symbolic link to one is fine) and be HDF5: a FIFO, device, folder or
+ * socket is refused before HDF5 opens it, without blocking, and the file
+ * HDF5 opened must be the one judged (same device and inode). With
  * NNH5_CREATE its folder must exist and be writable (an existing file at
  * path is replaced only when nnh5_file_close() succeeds).
  * *out is freed by nnh5_file_close() or nnh5_file_discard().
- * Errors: NNH5_ERR_NOT_FOUND (no such file), NNH5_ERR_FORMAT (not HDF5 or
- * damaged), NNH5_ERR_IO (cannot create the temporary file), NNH5_ERR_NOMEM.
+ * Errors: NNH5_ERR_NOT_FOUND (no such file), NNH5_ERR_INVALID (not a regular
+ * file: the message says what it is), NNH5_ERR_FORMAT (not HDF5 or
+ * damaged), NNH5_ERR_IO (cannot create the temporary file; the file was
+ * replaced while being opened), NNH5_ERR_NOMEM.
  */
 NNH5_API int nnh5_file_open(nnh5_file **out, const char *path, nnh5_mode mode);
 
@@ -181,8 +186,10 @@ NNH5_API int nnh5_file_kind(nnh5_kind *out, nnh5_file *f, const char *name);
 /*
  * Write t as the dataset name. t's elements are written straight from its
  * memory (no copy).
- * Errors: NNH5_ERR_INVALID (bad name, file opened for reading),
- * NNH5_ERR_EXISTS (name taken), NNH5_ERR_HDF5, NNH5_ERR_IO.
+ * Errors: NNH5_ERR_INVALID (bad name, file opened for reading, a bool
+ * tensor whose memory holds a byte other than 0 or 1: doc/FORMAT.md, "bool";
+ * nothing is written then), NNH5_ERR_EXISTS (name taken), NNH5_ERR_HDF5,
+ * NNH5_ERR_IO.
  */
 NNH5_API int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_tensor *t);
 
@@ -192,7 +199,8 @@ NNH5_API int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_t
  * contiguous data is then read straight into the tensor (nnh5/map.h maps it
  * instead, without reading).
  * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_FORMAT (a group, a null dataspace,
- * stored size unlike the declared one, data outside the file),
+ * stored size unlike the declared one, data outside the file, bool data
+ * holding a byte other than 0 or 1: doc/FORMAT.md, "bool"),
  * NNH5_ERR_TYPE (a datatype nnh5 does not load: the message names it),
  * NNH5_ERR_CHECKSUM (the data does not match its stored checksum, or it has
  * none and the file was opened with require_checksums), NNH5_ERR_UNSAFE

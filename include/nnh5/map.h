@@ -29,6 +29,11 @@
  * off, in which case they are refused with NNH5_ERR_FORMAT. Such tensors own
  * their data and outlive the map. nnh5_map_is_mapped() tells them apart.
  *
+ * Bool tensors are the exception to "nothing is read": a mapped bool
+ * tensor's bytes are checked to be 0 or 1 when it is handed out (its pages
+ * are read into the page cache), as every reader checks them
+ * (doc/FORMAT.md, "bool"; NNH5_ERR_FORMAT otherwise).
+ *
  * Checksums: checking a tensor's stored checksum (doc/FORMAT.md,
  * "Checksums") means reading every one of its bytes, which is exactly what
  * a lazy load avoids. So mapped tensors are not verified by default:

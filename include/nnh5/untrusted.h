@@ -100,7 +100,9 @@ typedef struct nnh5_untrusted_report {
  * ("... crashed the checking process (signal 11, Segmentation fault) ...").
  * *out receives the report whenever the child ran (also when a check
  * failed or the child crashed); free it with nnh5_untrusted_report_free().
- * It is NULL when the child could not be started.
+ * It is NULL when the child could not be started. A path that is not a
+ * regular file (a FIFO, device, folder or socket) fails the child's open
+ * check with NNH5_ERR_INVALID without blocking (nnh5_file_open()).
  * Errors: those of the checks, NNH5_ERR_UNSAFE (crash, timeout, limits),
  * NNH5_ERR_IO (pipe or fork failed), NNH5_ERR_INVALID (options version),
  * NNH5_ERR_NOMEM.

@@ -88,6 +88,18 @@ int nnh5__tensor_alloc_header(nnh5_tensor **out, nnh5_dtype dtype, size_t ndim,
 			      const int64_t *shape);
 
 /*
+ * The bool rule (doc/FORMAT.md, "bool"), the one place it is checked: every
+ * element of a bool tensor is the byte 0 or 1, in memory and in files. A
+ * reader cannot normalise other bytes (a mapped tensor is a view of the
+ * file), so readers refuse them and writers never store them. NNH5_OK for
+ * other dtypes and for conforming data; otherwise records status with
+ * "'<file>': <kind> '<object>' is bool but element <i> holds the byte 0x<nn>
+ * (a bool is 0 or 1)", the first such element, and returns status.
+ */
+int nnh5__check_bool(const nnh5_tensor *t, int status, const char *file, const char *kind,
+		     const char *object);
+
+/*
  * XXH3-64 (seed 0) of nbytes of elements of elsize bytes, taken in their
  * little-endian encoding whatever the host (lib/core/checksum.c).
  */

@@ -437,3 +437,26 @@ bool nnh5_tensor_bitwise_equal(const nnh5_tensor *a, const nnh5_tensor *b)
 	return a->dtype == b->dtype && same_shape(a, b) &&
 	       (a->nbytes == 0 || memcmp(a->data, b->data, a->nbytes) == 0);
 }
+
+int nnh5__check_bool(const nnh5_tensor *t, int status, const char *file, const char *kind,
+		     const char *object)
+{
+	const unsigned char *p = t->data;
+	size_t n = t->dtype == NNH5_BOOL ? t->nbytes : 0;
+
+	/* Blocks OR-ed together first: the common, conforming case is one cheap pass. */
+	for (size_t at = 0; at < n; at += 4096) {
+		size_t end = n - at < 4096 ? n : at + 4096;
+		unsigned char acc = 0;
+		for (size_t i = at; i < end; i++)
+			acc |= p[i];
+		if (!(acc & 0xfe))
+			continue;
+		for (size_t i = at; i < end; i++)
+			if (p[i] > 1)
+				return nnh5__error(status,
+						   "'%s': %s '%s' is bool but element %zu holds the byte 0x%02x (a bool is 0 or 1)",
+						   file, kind, object, i, p[i]);
+	}
+	return NNH5_OK;
+}

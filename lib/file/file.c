@@ -13,6 +13,7 @@
 #include "store/atomic.h"
 #include "file/file_internal.h"
 #include "store/h5util.h"
+#include "store/regular.h"
 #include "nnh5/file.h"
 
 #include <stdio.h>
@@ -378,30 +379,55 @@ static int after_open(nnh5_file *f)
 	return NNH5_OK;
 }
 
+/*
+ * Does the file fd hold HDF5's signature where HDF5 looks for it (offset 0,
+ * then 512, 1024, 2048, ...)? H5Fis_hdf5() would ask the same by opening the
+ * path once more, which may no longer be the file judged.
+ */
+static bool has_signature(int fd)
+{
+	static const char sig[8] = { '\211', 'H', 'D', 'F', '\r', '\n', '\032', '\n' };
+	struct stat st;
+	char buf[8];
+
+	if (fstat(fd, &st) < 0)
+		return false;
+	for (uint64_t at = 0; at + sizeof buf <= (uint64_t)st.st_size; at = at ? 2 * at : 512)
+		if (pread(fd, buf, sizeof buf, (off_t)at) == (ssize_t)sizeof buf &&
+		    memcmp(buf, sig, sizeof sig) == 0)
+			return true;
+	return false;
+}
+
 static int open_read(nnh5_file *f)
 {
-	struct stat st;
+	nnh5__regular reg;
 	hid_t fapl;
+	int rc = nnh5__regular_open(&reg, f->path, "open");
 
-	if (stat(f->path, &st) < 0)
-		return nnh5__error(errno == ENOENT ? NNH5_ERR_NOT_FOUND : NNH5_ERR_IO,
-				   "open '%s': %s", f->path, strerror(errno));
-	if (S_ISDIR(st.st_mode))
-		return nnh5__error(NNH5_ERR_INVALID, "open '%s': is a folder", f->path);
+	if (rc)
+		return rc;
 	fapl = H5Pcreate(H5P_FILE_ACCESS);
 	if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 || set_cache(fapl) < 0) {
 		if (fapl >= 0)
 			H5Pclose(fapl);
+		nnh5__regular_close(&reg);
 		return nnh5__h5_error(NNH5_ERR_HDF5, "open '%s': file properties", f->path);
 	}
 	f->fid = H5Fopen(f->path, H5F_ACC_RDONLY, fapl);
 	H5Pclose(fapl);
 	if (f->fid < 0) {
-		htri_t is = H5Fis_hdf5(f->path);
+		bool is = has_signature(reg.fd);
+		nnh5__regular_close(&reg);
 		return nnh5__h5_error(NNH5_ERR_FORMAT, "open '%s': %s", f->path,
-				      is > 0 ? "damaged HDF5 file" : "not an HDF5 file (or damaged)");
+				      is ? "damaged HDF5 file" : "not an HDF5 file (or damaged)");
 	}
-	return after_open(f);
+	rc = after_open(f);
+	/* HDF5 opened the path again by name: it must be the file judged above. */
+	if (!rc)
+		rc = nnh5__regular_same(&reg, f->raw_fd, f->path, "open");
+	nnh5__regular_close(&reg);
+	return rc;
 }
 
 /*

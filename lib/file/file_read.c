@@ -218,6 +218,8 @@ int nnh5__dataset_read(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const
 				 "the stored checksum is %016llx",
 				 f->path, display, (unsigned long long)actual,
 				 (unsigned long long)stored);
+	if (!rc)
+		rc = nnh5__check_bool(t, NNH5_ERR_FORMAT, f->path, "dataset", display);
 	if (rc) {
 		nnh5_tensor_free(t);
 		return rc;

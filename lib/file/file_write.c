@@ -210,6 +210,8 @@ int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_tensor *t)
 		rc = nnh5__error(NNH5_ERR_INVALID, "'%s': a tensor cannot be the root group", f->path);
 	if (!rc && strlen(name) >= sizeof parent)
 		rc = nnh5__error(NNH5_ERR_INVALID, "'%s': object name too long", f->path);
+	if (!rc)
+		rc = nnh5__check_bool(t, NNH5_ERR_INVALID, f->path, "tensor", name);
 	if (rc)
 		LEAVE(rc);
 	leaf = split_leaf(parent, sizeof parent, name);
@@ -286,10 +288,18 @@ int nnh5_file_write_list(nnh5_file *f, const char *name, const nnh5_list *list)
 {
 	char leaf[32], disp[4200];
 	hid_t g;
-	int rc;
+	int rc = NNH5_OK;
 
 	ENTER;
-	rc = nnh5__file_note_write(f, container_group(&g, f, name, "list"));
+	/* values are checked before the container is created: a refusal writes nothing */
+	for (size_t i = 0; !rc && i < nnh5_list_len(list); i++) {
+		snprintf(leaf, sizeof leaf, "%zu", i);
+		nnh5__file_display_name(disp, sizeof disp, name, leaf);
+		rc = nnh5__check_bool(nnh5_list_get(list, i), NNH5_ERR_INVALID, f->path, "tensor",
+				      disp);
+	}
+	if (!rc)
+		rc = nnh5__file_note_write(f, container_group(&g, f, name, "list"));
 	if (rc)
 		LEAVE(rc);
 	if (nnh5__h5_attr_write(g, "nnh5_length", H5T_STD_I64LE, &(int64_t){ (int64_t)nnh5_list_len(list) },
@@ -324,8 +334,13 @@ int nnh5_file_write_dict(nnh5_file *f, const char *name, const nnh5_dict *d)
 	int rc = NNH5_OK;
 
 	ENTER;
-	for (size_t i = 0; !rc && i < nnh5_dict_len(d); i++)
+	for (size_t i = 0; !rc && i < nnh5_dict_len(d); i++) {
 		rc = check_dict_key(f, name ? name : "", nnh5_dict_key(d, i));
+		nnh5__file_display_name(disp, sizeof disp, name ? name : "", nnh5_dict_key(d, i));
+		if (!rc)
+			rc = nnh5__check_bool(nnh5_dict_value(d, i), NNH5_ERR_INVALID, f->path,
+					      "tensor", disp);
+	}
 	if (!rc)
 		rc = nnh5__file_note_write(f, container_group(&g, f, name, "dict"));
 	if (rc)
@@ -446,8 +461,12 @@ int nnh5__file_write_state_dict_kind(nnh5_file *f, const char *name, const nnh5_
 	ENTER;
 	if (!name)
 		name = "/";
-	for (size_t i = 0; !rc && i < nnh5_dict_len(sd); i++)
+	for (size_t i = 0; !rc && i < nnh5_dict_len(sd); i++) {
 		rc = check_state_key(f, name, sd, nnh5_dict_key(sd, i));
+		if (!rc)
+			rc = nnh5__check_bool(nnh5_dict_value(sd, i), NNH5_ERR_INVALID, f->path,
+					      "tensor", nnh5_dict_key(sd, i));
+	}
 	if (!rc)
 		rc = nnh5__file_note_write(f, container_group(&g, f, name, kind));
 	if (rc)

@@ -156,6 +156,12 @@ static int map_dataset(nnh5_tensor **out, nnh5_map *m, nnh5__dataset *ds, const 
 					    m->base + ds->offset, ds->nbytes);
 		if (rc)
 			return nnh5__error_wrap(rc, "'%s': dataset '%s'", f->path, display);
+		/* the view cannot be normalised: reads its pages (bool tensors only) */
+		rc = nnh5__check_bool(t, NNH5_ERR_FORMAT, f->path, "dataset", display);
+		if (rc) {
+			nnh5_tensor_free(t);
+			return rc;
+		}
 	} else if (copy || ds->nbytes == 0) {
 		rc = nnh5__dataset_read(&t, f, ds, display);
 		if (rc)

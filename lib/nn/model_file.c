@@ -129,71 +129,136 @@ static int child_int(int64_t *out, nnh5_file *f, const char *path, const char *c
 	return NNH5_OK;
 }
 
-/* Add the child described by the attributes of its subgroup path. */
-static int read_child(nnh5_model *m, nnh5_file *f, const char *path, const char *child)
+/* A child as the file's attributes describe it, before anything is built. */
+struct spec {
+	const char *name; /* borrowed from the nnh5_layers list */
+	nnh5_layer_type type;
+	int64_t in, out, bias, start, end;
+	double p;
+};
+
+/* Read the attributes of the child described by the subgroup path into *sp. */
+static int read_spec(struct spec *sp, nnh5_file *f, const char *path, const char *child)
 {
 	char *tname = NULL;
-	nnh5_layer_type type;
-	int64_t in = 0, out = 0, bias = 0, s = 0, e = 0;
-	double p = 0;
 	int rc = nnh5_file_get_attr_string(&tname, f, path, "nnh5_layer_type");
 	if (rc)
 		return nnh5__error_wrap(rc == NNH5_ERR_NOT_FOUND ? NNH5_ERR_FORMAT : rc,
 					"child '%s': no layer type (attribute 'nnh5_layer_type')",
 					child);
-	if (nnh5_layer_type_from_name(&type, tname)) {
+	memset(sp, 0, sizeof(*sp));
+	sp->name = child;
+	if (nnh5_layer_type_from_name(&sp->type, tname)) {
 		rc = nnh5__error(NNH5_ERR_FORMAT,
 				 "child '%s': unknown layer type '%s' (nnh5 rebuilds only Linear, LazyLinear, ReLU, Sigmoid, Tanh, GELU, Flatten, Dropout)",
 				 child, tname);
 		nnh5_free(tname);
 		return rc;
 	}
-	switch (type) {
+	switch (sp->type) {
 	case NNH5_LAYER_LINEAR:
 	case NNH5_LAYER_LAZY_LINEAR:
-		rc = child_int(&in, f, path, child, tname, "in_features");
+		rc = child_int(&sp->in, f, path, child, tname, "in_features");
 		if (!rc)
-			rc = child_int(&out, f, path, child, tname, "out_features");
+			rc = child_int(&sp->out, f, path, child, tname, "out_features");
 		if (!rc)
-			rc = child_int(&bias, f, path, child, tname, "bias");
-		/* a Linear's parameters come from the file; its own initial values are overwritten */
-		if (!rc && type == NNH5_LAYER_LINEAR)
-			rc = nnh5_model_add_linear(m, child, in, out, bias != 0);
-		else if (!rc)
-			rc = nnh5_model_add_lazy_linear(m, child, out, bias != 0);
+			rc = child_int(&sp->bias, f, path, child, tname, "bias");
 		break;
 	case NNH5_LAYER_FLATTEN:
-		rc = child_int(&s, f, path, child, tname, "start_dim");
+		rc = child_int(&sp->start, f, path, child, tname, "start_dim");
 		if (!rc)
-			rc = child_int(&e, f, path, child, tname, "end_dim");
-		if (!rc)
-			rc = nnh5_model_add_flatten(m, child, s, e);
+			rc = child_int(&sp->end, f, path, child, tname, "end_dim");
 		break;
 	case NNH5_LAYER_DROPOUT:
-		rc = nnh5_file_get_attr_float(&p, f, path, "p");
+		rc = nnh5_file_get_attr_float(&sp->p, f, path, "p");
 		if (rc)
 			rc = nnh5__error_wrap(rc == NNH5_ERR_NOT_FOUND ? NNH5_ERR_FORMAT : rc,
 					      "child '%s' (Dropout): attribute 'p'", child);
-		else
-			rc = nnh5_model_add_dropout(m, child, p);
+		break;
+	default:
+		break;
+	}
+	nnh5_free(tname);
+	return rc;
+}
+
+/*
+ * The architecture against what the file stores, before a parameter is
+ * allocated: the attributes alone cost nothing to forge (a 24 KB file can
+ * declare Linear(20000, 20000)), so a Linear is built only when its stored
+ * weight has exactly the declared (out_features, in_features), and a
+ * LazyLinear with a stored weight only when that has out_features rows.
+ * The model then holds no more than the stored state dict sd, which the load
+ * policy's caps bound; declared sizes whose bytes would overflow never match
+ * a stored tensor. The strict load that follows checks the rest (biases,
+ * dtypes, unexpected keys) before copying.
+ */
+static int check_spec(const struct spec *sp, const nnh5_dict *sd)
+{
+	bool lazy = sp->type == NNH5_LAYER_LAZY_LINEAR;
+	char have[256] = "";
+	int rc = NNH5_OK;
+
+	if (sp->type != NNH5_LAYER_LINEAR && !lazy)
+		return NNH5_OK;
+	size_t n = strlen(sp->name) + sizeof(".weight");
+	char *key = nnh5__malloc(n);
+	if (!key)
+		return nnh5__nomem();
+	snprintf(key, n, "%s.weight", sp->name);
+	const nnh5_tensor *w = nnh5_dict_get(sd, key);
+	if (w)
+		nnh5__shape_str(have, sizeof(have), nnh5_tensor_ndim(w), nnh5_tensor_shape(w));
+	if (w && nnh5_tensor_ndim(w) == 2 && nnh5_tensor_dim(w, 0) == sp->out &&
+	    (lazy || nnh5_tensor_dim(w, 1) == sp->in))
+		rc = NNH5_OK;
+	else if (lazy && w)
+		rc = nnh5__error(NNH5_ERR_SHAPE,
+				 "child '%s' declares LazyLinear(out_features=%lld) but the file stores '%s' as %s: refused before allocating its parameters",
+				 sp->name, (long long)sp->out, key, have);
+	else if (!lazy) /* a LazyLinear without a stored weight stays lazy: nothing is allocated */
+		rc = nnh5__error(NNH5_ERR_SHAPE,
+				 "child '%s' declares Linear(in_features=%lld, out_features=%lld) but the file %s '%s'%s%s: refused before allocating its parameters",
+				 sp->name, (long long)sp->in, (long long)sp->out,
+				 w ? "stores" : "has no parameter", key, w ? " as " : "", have);
+	nnh5__free(key);
+	return rc;
+}
+
+/* Add the child sp describes (its parameters come from the file later). */
+static int add_spec(nnh5_model *m, const struct spec *sp)
+{
+	int rc = NNH5_OK;
+
+	switch (sp->type) {
+	case NNH5_LAYER_LINEAR:
+		rc = nnh5_model_add_linear(m, sp->name, sp->in, sp->out, sp->bias != 0);
+		break;
+	case NNH5_LAYER_LAZY_LINEAR:
+		rc = nnh5_model_add_lazy_linear(m, sp->name, sp->out, sp->bias != 0);
+		break;
+	case NNH5_LAYER_FLATTEN:
+		rc = nnh5_model_add_flatten(m, sp->name, sp->start, sp->end);
+		break;
+	case NNH5_LAYER_DROPOUT:
+		rc = nnh5_model_add_dropout(m, sp->name, sp->p);
 		break;
 	case NNH5_LAYER_RELU:
-		rc = nnh5_model_add_relu(m, child);
+		rc = nnh5_model_add_relu(m, sp->name);
 		break;
 	case NNH5_LAYER_SIGMOID:
-		rc = nnh5_model_add_sigmoid(m, child);
+		rc = nnh5_model_add_sigmoid(m, sp->name);
 		break;
 	case NNH5_LAYER_TANH:
-		rc = nnh5_model_add_tanh(m, child);
+		rc = nnh5_model_add_tanh(m, sp->name);
 		break;
 	case NNH5_LAYER_GELU:
-		rc = nnh5_model_add_gelu(m, child);
+		rc = nnh5_model_add_gelu(m, sp->name);
 		break;
 	}
 	/* hyperparameters the add functions refuse are a damaged file */
 	if (rc == NNH5_ERR_INVALID || rc == NNH5_ERR_EXISTS)
-		rc = nnh5__error_wrap(NNH5_ERR_FORMAT, "child '%s'", child);
-	nnh5_free(tname);
+		rc = nnh5__error_wrap(NNH5_ERR_FORMAT, "child '%s'", sp->name);
 	return rc;
 }
 
@@ -222,6 +287,7 @@ int nnh5_file_read_model(nnh5_model **out, nnh5_file *f, const char *name)
 	size_t n = 0;
 	char *dtname = NULL;
 	nnh5_dtype dtype = NNH5_FLOAT32;
+	struct spec *specs = NULL;
 	nnh5_model *m = NULL;
 	nnh5_dict *sd = NULL;
 	int rc;
@@ -253,7 +319,11 @@ int nnh5_file_read_model(nnh5_model **out, nnh5_file *f, const char *name)
 		if (dtype == NNH5_FLOAT16 || dtype == NNH5_BFLOAT16)
 			dtype = NNH5_FLOAT32;
 	}
-	rc = nnh5_model_new(&m, dtype, 0);
+	specs = nnh5__calloc(n ? n : 1, sizeof(*specs));
+	if (!specs) {
+		rc = nnh5__nomem();
+		goto done;
+	}
 	for (size_t i = 0; !rc && i < n; i++) {
 		char *path = nnh5__path_join(name, layers[i]);
 		if (!path) {
@@ -263,14 +333,20 @@ int nnh5_file_read_model(nnh5_model **out, nnh5_file *f, const char *name)
 		if (!nnh5_file_has(f, path))
 			rc = nnh5__error(NNH5_ERR_FORMAT, "child '%s': no group '%s'", layers[i], path);
 		else
-			rc = read_child(m, f, path, layers[i]);
+			rc = read_spec(&specs[i], f, path, layers[i]);
 		nnh5__free(path);
 	}
-	if (rc)
-		goto done;
-	rc = nnh5_file_read_state_dict(&sd, f, name);
+	/* the stored parameters first (within the load policy's caps), then what is built from them */
+	if (!rc)
+		rc = nnh5_file_read_state_dict(&sd, f, name);
 	if (!rc)
 		rc = drop_reserved(sd);
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = check_spec(&specs[i], sd);
+	if (!rc)
+		rc = nnh5_model_new(&m, dtype, 0);
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = add_spec(m, &specs[i]);
 	if (!rc)
 		rc = nnh5_model_load_state_dict(NULL, m, sd, NULL);
 	if (rc)
@@ -280,6 +356,7 @@ int nnh5_file_read_model(nnh5_model **out, nnh5_file *f, const char *name)
 done:
 	if (rc)
 		rc = nnh5__error_wrap(rc, "read model '%s' in '%s'", name, nnh5_file_path(f));
+	nnh5__free(specs);
 	nnh5__strings_free(layers, n);
 	nnh5_free(dtname);
 	nnh5_dict_free(sd);

@@ -171,7 +171,11 @@ static int int_dtype(nnh5_dtype *out, size_t size, H5T_sign_t sign)
 	}
 }
 
-/* h5py's bool: an enum over a 1-byte integer with exactly FALSE=0, TRUE=1. */
+/*
+ * The types that load as bool (doc/FORMAT.md, "bool"): h5py's bool, an enum
+ * over a signed 8-bit integer (1 byte, all 8 bits) with exactly two members,
+ * FALSE = 0 and TRUE = 1. Other enums, unsigned bases included, are not bool.
+ */
 static bool is_bool_enum(hid_t t)
 {
 	hid_t base;
@@ -183,7 +187,9 @@ static bool is_bool_enum(hid_t t)
 	base = H5Tget_super(t);
 	if (base < 0)
 		return false;
-	if (H5Tget_class(base) == H5T_INTEGER && H5Tget_size(base) == 1) {
+	if (H5Tget_class(base) == H5T_INTEGER && H5Tget_size(base) == 1 &&
+	    H5Tget_sign(base) == H5T_SGN_2 && H5Tget_precision(base) == 8 &&
+	    H5Tget_offset(base) == 0) {
 		int8_t vf = -1, vt = -1;
 		ok = H5Tenum_valueof(t, "FALSE", &vf) >= 0 && H5Tenum_valueof(t, "TRUE", &vt) >= 0 &&
 		     vf == 0 && vt == 1;

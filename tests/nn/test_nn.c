@@ -4,7 +4,8 @@
  * without bias, float32 and float64, batch 1, 7 and 64), LazyLinear,
  * strict / non-strict / renaming loads and their single error message, the
  * model left unchanged on failure, model files (save, rebuild, verify, an
- * unknown layer type, a missing parameter), bad inputs, NaN propagation,
+ * unknown layer type, a missing parameter, architectures larger than the
+ * stored parameters refused before allocating), bad inputs, NaN propagation,
  * float16 / bfloat16 parameters, and a forward pass that allocates nothing.
  */
 #include <stdarg.h>
@@ -24,23 +25,73 @@
 #include "file/file_internal.h"
 #include "nnh5.h"
 
-/* Every allocation the library makes goes through here, so a test can count them. */
+/*
+ * Every allocation the library makes goes through here, so a test can count
+ * them and the bytes held: each block carries its size in a header in front.
+ */
 static size_t n_allocs;
 /* when non-zero, the allocation with this count fails (out-of-memory injection) */
 static size_t fail_at;
+/* bytes held now, the most held since peak_reset(), the largest single request */
+static size_t live_bytes, peak_bytes, largest_request;
+/* requests above this fail, so a regression cannot take the machine's memory */
+#define REQUEST_LIMIT ((size_t)256 << 20)
+#define HEADER 16
+
+static void *hold(unsigned char *base, size_t n)
+{
+	memcpy(base, &n, sizeof(n));
+	live_bytes += n;
+	if (live_bytes > peak_bytes)
+		peak_bytes = live_bytes;
+	return base + HEADER;
+}
+
+static size_t held(void *p, unsigned char **base)
+{
+	size_t n = 0;
+	*base = p ? (unsigned char *)p - HEADER : NULL;
+	if (p)
+		memcpy(&n, *base, sizeof(n));
+	return n;
+}
 
 static void *count_malloc(size_t n)
 {
-	if (++n_allocs == fail_at)
+	if (n > largest_request)
+		largest_request = n;
+	if (++n_allocs == fail_at || n > REQUEST_LIMIT)
 		return NULL;
-	return malloc(n);
+	unsigned char *base = malloc(n + HEADER);
+	return base ? hold(base, n) : NULL;
 }
 
 static void *count_realloc(void *p, size_t n)
 {
-	if (++n_allocs == fail_at)
+	if (n > largest_request)
+		largest_request = n;
+	if (++n_allocs == fail_at || n > REQUEST_LIMIT)
 		return NULL;
-	return realloc(p, n);
+	unsigned char *base;
+	size_t old = held(p, &base);
+	unsigned char *q = realloc(base, n + HEADER);
+	if (!q)
+		return NULL;
+	live_bytes -= old;
+	return hold(q, n);
+}
+
+static void count_free(void *p)
+{
+	unsigned char *base;
+	live_bytes -= held(p, &base);
+	free(base);
+}
+
+static void peak_reset(void)
+{
+	peak_bytes = live_bytes;
+	largest_request = 0;
 }
 
 static char tmpdir[512];
@@ -698,6 +749,87 @@ static void test_bad_model_files(void **state)
 	nnh5_model_free(m);
 }
 
+/* Load path expecting status, with the bytes the library held meanwhile under 1 MiB. */
+static void load_small(const char *path, int status)
+{
+	nnh5_model *r = (nnh5_model *)1;
+	size_t before = live_bytes;
+	peak_reset();
+	assert_int_equal(nnh5_load_model(&r, path), status);
+	assert_null(r);
+	assert_true(peak_bytes - before < ((size_t)1 << 20));
+	assert_true(largest_request < ((size_t)1 << 20));
+	assert_int_equal(live_bytes, before);
+	assert_non_null(strstr(nnh5_error_message(), path));
+}
+
+/* A file of tens of KB declaring layers of GBs: refused before allocating them. */
+static void test_forged_architecture(void **state)
+{
+	(void)state;
+	nnh5_model *m = seed_mlp(1, false);
+	nnh5_file *f;
+	const char *msg;
+
+	/* Linear(20000, 20000) over a stored (10, 256) weight: 1.6 GB before the fix */
+	OK(nnh5_file_open(&f, tmp_path("forged.h5"), NNH5_CREATE));
+	OK(nnh5_file_write_model(f, "/", m, NULL));
+	OK(nnh5__file_set_attr_int(f, "/output", "in_features", 20000));
+	OK(nnh5__file_set_attr_int(f, "/output", "out_features", 20000));
+	OK(nnh5_file_close(f));
+	load_small(tmp_path("forged.h5"), NNH5_ERR_SHAPE);
+	msg = nnh5_error_message();
+	assert_non_null(strstr(msg, "child 'output' declares Linear(in_features=20000, out_features=20000)"));
+	assert_non_null(strstr(msg, "stores 'output.weight' as (10, 256)"));
+
+	/* the same without any stored weight */
+	OK(nnh5_file_open(&f, tmp_path("forged-noweight.h5"), NNH5_CREATE));
+	OK(nnh5_file_write_model(f, "/", m, NULL));
+	OK(nnh5__file_set_attr_int(f, "/hidden", "in_features", 20000));
+	OK(nnh5__file_set_attr_int(f, "/hidden", "out_features", 20000));
+	assert_true(H5Ldelete(nnh5__file_hid(f), "/hidden/weight", H5P_DEFAULT) >= 0);
+	OK(nnh5_file_close(f));
+	load_small(tmp_path("forged-noweight.h5"), NNH5_ERR_SHAPE);
+	assert_non_null(strstr(nnh5_error_message(), "has no parameter 'hidden.weight'"));
+
+	/* a declared size whose bytes overflow */
+	OK(nnh5_file_open(&f, tmp_path("forged-overflow.h5"), NNH5_CREATE));
+	OK(nnh5_file_write_model(f, "/", m, NULL));
+	OK(nnh5__file_set_attr_int(f, "/output", "in_features", INT32_MAX));
+	OK(nnh5__file_set_attr_int(f, "/output", "out_features", INT32_MAX));
+	OK(nnh5_file_close(f));
+	load_small(tmp_path("forged-overflow.h5"), NNH5_ERR_SHAPE);
+	assert_non_null(strstr(nnh5_error_message(), "in_features=2147483647, out_features=2147483647"));
+
+	/* a LazyLinear declaring other rows than its stored weight */
+	OK(nnh5_file_open(&f, tmp_path("forged-lazy.h5"), NNH5_CREATE));
+	OK(nnh5_file_write_model(f, "/", m, NULL));
+	OK(nnh5__file_set_attr_string(f, "/output", "nnh5_layer_type", "LazyLinear"));
+	OK(nnh5__file_set_attr_int(f, "/output", "out_features", 2000000000));
+	OK(nnh5_file_close(f));
+	load_small(tmp_path("forged-lazy.h5"), NNH5_ERR_SHAPE);
+	assert_non_null(strstr(nnh5_error_message(), "LazyLinear(out_features=2000000000)"));
+
+	/* the open options' caps bound the stored weights, and so what is built from them */
+	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+	o.max_tensor_bytes = 4096; /* hidden.weight, (256, 20) float32, is 20480 bytes */
+	nnh5_model *r = (nnh5_model *)1;
+	OK(nnh5_save_model(tmp_path("honest.h5"), m, NULL));
+	OK(nnh5_file_open_ext(&f, tmp_path("honest.h5"), NNH5_READ, &o));
+	size_t before = live_bytes;
+	peak_reset();
+	assert_int_equal(nnh5_file_read_model(&r, f, "/"), NNH5_ERR_OVERFLOW);
+	assert_null(r);
+	assert_true(peak_bytes - before < 4096 * 4);
+	assert_non_null(strstr(nnh5_error_message(), "max_tensor_bytes"));
+	OK(nnh5_file_close(f));
+
+	/* the untouched model still loads */
+	OK(nnh5_load_model(&r, tmp_path("honest.h5")));
+	nnh5_model_free(r);
+	nnh5_model_free(m);
+}
+
 static void test_bad_input(void **state)
 {
 	(void)state;
@@ -964,7 +1096,7 @@ static void test_layer_names(void **state)
 
 int main(void)
 {
-	nnh5_set_allocator(count_malloc, count_realloc, free);
+	nnh5_set_allocator(count_malloc, count_realloc, count_free);
 	const char *base = getenv("NNH5_TEST_TMP");
 	snprintf(tmpdir, sizeof(tmpdir), "%s/nn-XXXXXX", base ? base : "/tmp");
 	if (base)
@@ -984,6 +1116,7 @@ int main(void)
 		cmocka_unit_test(test_rename_load),
 		cmocka_unit_test(test_model_file),
 		cmocka_unit_test(test_bad_model_files),
+		cmocka_unit_test(test_forged_architecture),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_nan_inf),
 		cmocka_unit_test(test_half_params),

@@ -15,6 +15,7 @@
 """
 import collections
 import os
+import resource
 import subprocess
 import warnings
 
@@ -227,6 +228,26 @@ def refusals():
         ["'extra'"])
     damaged("no layer type", lambda h: h["relu"].attrs.__delitem__("nnh5_layer_type"),
             ["'relu'", "nnh5_layer_type"])
+    # a forged architecture: declared sizes far beyond the stored weights, refused before
+    # anything is allocated (1.6 GB and seconds before the fix), in Python and in C
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for what, size in (("Linear(20000, 20000)", 20000), ("an overflowing size", 2**62)):
+        damaged(f"a forged {what}", lambda h: (h["output"].attrs.modify("in_features", size),
+                                               h["output"].attrs.modify("out_features", size)),
+                ["'output'", f"Linear(in_features={size}, out_features={size})",
+                 "stores 'output.weight' as (2, 8)", "refused before allocating"],
+                nnh5.ShapeError)
+    damaged("a forged Linear without its weight", lambda h: (
+        h["hidden"].attrs.modify("in_features", 20000),
+        h["hidden"].attrs.modify("out_features", 20000), h["hidden"].__delitem__("weight")),
+        ["'hidden'", "has no parameter 'hidden.weight'"], nnh5.ShapeError)
+    damaged("a forged LazyLinear", lambda h: (
+        h["output"].attrs.__setitem__("nnh5_layer_type", "LazyLinear"),
+        h["output"].attrs.modify("out_features", 20000)),
+        ["'output'", "LazyLinear(out_features=20000)", "(2, 8)"], nnh5.ShapeError)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss
+    check(grown < 100 * 1024, "forged architectures allocate nothing",
+          f"peak resident memory grew by {grown} KiB")
     nnh5.save_state_dict(model.state_dict(), path("plain-sd.h5"))
     expect_error(lambda: nnh5.load_model(path("plain-sd.h5")), nnh5.FormatError,
                  ["state_dict, not a model"], "load_model refuses a plain state dict")

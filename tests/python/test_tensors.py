@@ -471,6 +471,94 @@ def plain_h5py():
     expect_error(lambda: nnh5.load(pc.TMP), nnh5.InvalidError, ["is a folder"], "a folder")
 
 
+def bool_rule():
+    """doc/FORMAT.md "bool": only h5py's bool loads as bool; bytes other than 0/1 are refused."""
+    bad = np.array([0, 1, 2, 1, 0], dtype="u1")
+    f = path("bool_bad.h5")
+    with h5py.File(f, "w") as h:  # h5py stores a numpy bool's bytes as they are
+        h.create_dataset("mask", data=bad.view(np.bool_))
+        check(h["mask"].dtype == np.bool_, "h5py wrote its bool type")
+    for numpy in (True, False):
+        expect_error(lambda: nnh5.load(f, numpy=numpy), nnh5.FormatError,
+                     [f, "dataset '/mask'", "element 2", "byte 0x02", "a bool is 0 or 1"],
+                     f"a stored bool byte 0x02 is refused (numpy={numpy})")
+    p = helper("dump", "dict", f, check_rc=False)
+    check(p.returncode == 1 and "NNH5_ERR_FORMAT" in p.stderr and "element 2" in p.stderr,
+          "C refuses the same file", p.stderr.strip())
+    big = np.zeros(10000, dtype="u1")
+    big[7777] = 0xff
+    with h5py.File(path("bool_big.h5"), "w") as h:  # contiguous, not compact
+        h.create_dataset("mask", data=big.view(np.bool_))
+    expect_error(lambda: nnh5.load(path("bool_big.h5")), nnh5.FormatError,
+                 ["element 7777", "byte 0xff"], "a contiguous bool dataset is checked too")
+    # the type rule: an enum over uint8 with FALSE/TRUE is not h5py's bool
+    with h5py.File(path("bool_u8.h5"), "w") as h:
+        h.create_dataset("x", data=np.array([0, 1], "u1"), dtype=h5py.enum_dtype(
+            {"FALSE": 0, "TRUE": 1}, basetype="u1"))
+    expect_error(lambda: nnh5.load(path("bool_u8.h5")), nnh5.UnsupportedError,
+                 ["'/x'", "enum of 2 members"], "an unsigned FALSE/TRUE enum is not bool")
+    p = helper("dump", "dict", path("bool_u8.h5"), check_rc=False)
+    check(p.returncode == 1 and "NNH5_ERR_TYPE" in p.stderr, "C agrees on the type rule",
+          p.stderr.strip())
+    # saving such bytes is refused before anything is written
+    out = path("bool_save.h5")
+    for what, value in (("numpy", bad.view(np.bool_)),
+                        ("torch", torch.from_numpy(bad).view(torch.bool)),
+                        ("non-contiguous torch", torch.from_numpy(np.tile(bad, (2, 1))).view(
+                            torch.bool).t())):
+        expect_error(lambda: nnh5.save(value, out), nnh5.InvalidError,
+                     ["element 2" if what != "non-contiguous torch" else "element 4",
+                      "byte 0x02"], f"saving a {what} bool holding 0x02 is refused")
+        expect_error(lambda: nnh5.save_state_dict({"ok": torch.ones(2), "m.mask": value}, out),
+                     nnh5.InvalidError, ["'m.mask'", "byte 0x02"],
+                     f"saving a state dict with a {what} bool holding 0x02 is refused")
+    check(not os.path.exists(out), "refused saves write nothing")
+    good = torch.tensor([True, False, True])
+    nnh5.save(good, out)
+    check(torch.equal(nnh5.load(out), good), "a bool tensor round-trips")
+
+
+def special_files():
+    """Loaders refuse a FIFO, a device, a socket or a link to one without blocking."""
+    import signal
+    import socket
+    good = path("special_good.h5")
+    nnh5.save(torch.arange(4), good)
+    fifo, fifo_link, good_link, sock = (path(n) for n in (
+        "special_fifo.h5", "special_fifo_link.h5", "special_good_link.h5", "special_sock.h5"))
+    os.mkfifo(fifo)
+    os.symlink(fifo, fifo_link)
+    os.symlink(good, good_link)
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.bind(sock)
+    except OSError:  # the scratch path is longer than a socket address allows
+        sock = None
+    s.close()
+
+    def hang(signum, frame):
+        raise TimeoutError("a loader blocked on a special file")
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(60)  # a hang fails this part instead of the whole suite
+    try:
+        cases = [(fifo, "FIFO"), (fifo_link, "FIFO"), ("/dev/zero", "character device")]
+        if sock:
+            cases.append((sock, "socket"))
+        for p, what in cases:
+            for name, fn in (("load", nnh5.load), ("load_state_dict", nnh5.load_state_dict),
+                             ("load_model", nnh5.load_model)):
+                expect_error(lambda: fn(p), nnh5.InvalidError,
+                             [p, what, "not a regular file"], f"{name} refuses {p}")
+        check(torch.equal(nnh5.load(good_link), torch.arange(4)), "a link to a file loads")
+        with open(good, "rb") as src, open(path("special_cut.h5"), "wb") as dst:
+            dst.write(b"u" * 512 + src.read(200))  # the signature after a user block
+        expect_error(lambda: nnh5.load(path("special_cut.h5")), nnh5.FormatError,
+                     ["special_cut.h5", "damaged HDF5 file"], "a cut file is damaged HDF5")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def main():
     print(f"nnh5.py {nnh5.__version__}, h5py {h5py.version.version}, HDF5 "
           f"{h5py.version.hdf5_version}, torch {torch.__version__}, xxhash {nnh5.HAVE_XXHASH}")
@@ -478,7 +566,8 @@ def main():
           "nnh5.py's version is the C library's")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        pc.run_parts(python_only, conformance, crossing, checksums, plain_h5py)
+        pc.run_parts(python_only, conformance, crossing, checksums, plain_h5py, bool_rule,
+                     special_files)
     pc.finish("test_tensors")
 
 
