@@ -1219,8 +1219,9 @@ class _Reader:
 
         ("", None) when there is no such link. Hard links are opened by
         name (HDF5 follows nothing else); soft link targets are resolved
-        here, component by component (follow()); external and user-defined
-        links are refused unless the options allow external links. hops
+        here, component by component (follow()), and may not name a group;
+        external and user-defined links are refused unless the options
+        allow external links. hops
         counts the soft links followed for the name being resolved (and
         names it); via
         is (name, target) of the soft link being resolved, for messages.
@@ -1239,7 +1240,11 @@ class _Reader:
                 target = gid.links.get_val(b)
             except (OSError, RuntimeError, KeyError) as e:
                 raise FormatError(f"'{self.path}': cannot inspect '{display}' ({e})") from None
-            return "soft", self.follow(gid, target, display, hops)
+            obj = self.follow(gid, target, display, hops)
+            if isinstance(obj, h5g.GroupID):  # also in the middle of a path, as in C
+                raise UnsafeError(f"'{self.path}': '{display}' is a soft link to a group: "
+                                  "refused")
+            return "soft", obj
         try:
             obj = h5o.open(gid, b)
         except (KeyError, OSError, RuntimeError, ValueError) as e:

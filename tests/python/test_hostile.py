@@ -293,6 +293,16 @@ def python_cases():
         expect_error(lambda: nnh5.load_state_dict(f), nnh5.FormatError,
                      ["group '/layer/sub'", "made with control characters"],
                      f"a name {bad!r} deep in a state dict is refused")
+    # A soft link to a group in the middle of a soft link's path is refused, as in C.
+    f = path("soft_mid_group.h5")
+    with h5py.File(f, "w") as h:
+        h.create_group("g")["x"] = np.ones(2, dtype="<f4")
+        h["nnh5_s"] = h5py.SoftLink("/g")
+        h["t"] = h5py.SoftLink("/nnh5_s/x")
+    check(list(nnh5.load_state_dict(f, numpy=True, group="g")) == ["x"], "/g itself loads")
+    expect_error(lambda: nnh5.load(f, numpy=True), nnh5.UnsafeError,
+                 ["'/nnh5_s' is a soft link to a group: refused"],
+                 "a soft link to a group inside a soft link's path is refused")
     # Aliases: each load of a dataset counts; re-reads of one dataset are no overlap.
     f = path("alias3.h5")
     with h5py.File(f, "w") as h:
