@@ -25,10 +25,15 @@ xxhash, files are written without checksums and loading cannot verify them
 Saving is atomic as in the C library: a temporary file beside the target
 (".<name>.nnh5-tmp-XXXXXX"), flushed, fsynced, renamed over the target, and
 the folder fsynced. A failed save leaves the previous file and no temporary
-file. Reading refuses what the C library refuses: external links, external
-raw storage, virtual datasets and filters other than deflate, shuffle and
-fletcher32 (UnsafeError), and datatypes that are not tensors (UnsupportedError).
+file. Loading follows the C library's load policy, with the same limits
+under the same names (LoadOptions; keyword arguments of every loader): no
+other file is opened (external links, soft links through them, external
+raw storage and virtual datasets are refused), filters other than
+deflate, shuffle and fletcher32, compression bombs, sparse and overlapping
+data are refused (UnsafeError), sizes and counts past the caps too
+(LimitError), and every error is an nnh5.Error subclass (doc/PYTHON.md).
 """
+import bisect
 import collections
 import collections.abc
 import errno
@@ -51,8 +56,9 @@ except ImportError:  # Debian: apt install python3-xxhash
 
 __version__ = "0.1.0"
 __all__ = ["save_state_dict", "load_state_dict", "save_model", "load_model", "save", "load",
-           "Error", "FormatError", "ChecksumError", "UnsafeError", "UnsupportedError",
-           "InvalidError", "ShapeError", "HAVE_XXHASH", "LAYER_TYPES"]
+           "LoadOptions", "Error", "FormatError", "ChecksumError", "UnsafeError",
+           "UnsupportedError", "InvalidError", "ShapeError", "LimitError", "NotFoundError",
+           "NoMemoryError", "FileError", "HDF5Error", "HAVE_XXHASH", "LAYER_TYPES"]
 
 FORMAT_VERSION = 1
 HAVE_XXHASH = xxhash is not None
@@ -101,6 +107,31 @@ class InvalidError(Error, ValueError):
 class ShapeError(Error, ValueError):
     """Parameters that do not fit a model's architecture (missing, unexpected, mis-shaped)."""
     status = "NNH5_ERR_SHAPE"
+
+
+class LimitError(Error, OverflowError):
+    """A declared size that overflows, or a size or count past a limit of the load policy."""
+    status = "NNH5_ERR_OVERFLOW"
+
+
+class NotFoundError(Error, FileNotFoundError):
+    """The file does not exist (a FileNotFoundError too)."""
+    status = "NNH5_ERR_NOT_FOUND"
+
+
+class NoMemoryError(Error, MemoryError):
+    """An allocation failed below the limits (a MemoryError too)."""
+    status = "NNH5_ERR_NOMEM"
+
+
+class FileError(Error, OSError):
+    """The operating system refused to open or read the file (an OSError too)."""
+    status = "NNH5_ERR_IO"
+
+
+class HDF5Error(Error):
+    """An HDF5 call failed for a reason not covered by the other errors."""
+    status = "NNH5_ERR_HDF5"
 
 
 # ------------------------------------------------------------- optional torch
@@ -792,6 +823,251 @@ def save(obj, path, attrs=None, durable=True):
             w.user_attrs(w.root, attrs)
 
 
+# ------------------------------------------------------------- load policy
+
+# The limits of nnh5_open_options (include/nnh5/file.h) with the C library's defaults
+# (lib/store/policy.h); 0 means the default, as in C.
+_LIMIT_DEFAULTS = {
+    "max_tensor_bytes": 16 << 30,   # one tensor
+    "max_load_bytes": 64 << 30,     # every tensor one load materialises, aliases each time
+    "max_compression_ratio": 100,   # chunked or unwritten data: declared <= stored x this + 64 KiB
+    "max_groups": 10000,            # groups one walk visits
+    "max_tensors": 100000,          # datasets one walk visits (and strings in a key list)
+    "max_depth": 64,                # group nesting below the start of a walk
+    "max_name_length": 1024,        # bytes in one link name
+}
+_SWITCHES = ("allow_external", "allow_filter_plugins")
+_MAX_DEPTH_LIMIT = 256            # the largest max_depth accepted, as in C
+_RATIO_SLACK = 64 << 10           # compressed data may always expand to this
+_MAX_SOFT_LINKS = 16              # soft links followed to resolve one name (HDF5's default)
+_MAX_FIXED_STRINGS = 64 << 20     # bytes of one fixed-length string attribute
+_U64 = 1 << 64
+
+
+class LoadOptions:
+    """The load policy of the loaders, named and defaulted as the C library's nnh5_open_options.
+
+    Limits (0 means the default): max_tensor_bytes (16 GiB), max_load_bytes
+    (64 GiB, every tensor a load materialises: a dataset reached under
+    several names counts each time), max_compression_ratio (100),
+    max_groups (10,000), max_tensors (100,000), max_depth (64, at most 256),
+    max_name_length (1024). Switches (default False): allow_external
+    (follow external links, read external raw storage and virtual
+    datasets), allow_filter_plugins (read filters other than deflate,
+    shuffle and fletcher32). Every loader takes options=LoadOptions(...)
+    and the same names as keyword arguments, which override the object's.
+    """
+    __slots__ = tuple(_LIMIT_DEFAULTS) + _SWITCHES
+
+    def __init__(self, **values):
+        for name in _LIMIT_DEFAULTS:
+            setattr(self, name, 0)
+        for name in _SWITCHES:
+            setattr(self, name, False)
+        self._set(values, "LoadOptions")
+
+    def _set(self, values, where):
+        for name, v in values.items():
+            if name in _SWITCHES:
+                if not isinstance(v, (bool, np.bool_)):
+                    raise InvalidError(f"{where}: {name} must be True or False, not {v!r}")
+                v = bool(v)
+            elif name in _LIMIT_DEFAULTS:
+                if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) \
+                        or not 0 <= int(v) < _U64:
+                    raise InvalidError(f"{where}: {name} must be an integer from 0 (the "
+                                       f"default) to 2**64 - 1, not {v!r}")
+                v = int(v)
+                if name == "max_depth" and v > _MAX_DEPTH_LIMIT:
+                    raise InvalidError(f"{where}: max_depth {v} exceeds {_MAX_DEPTH_LIMIT}")
+            else:
+                raise InvalidError(f"{where}: unknown load option '{name}' (known: "
+                                   f"{', '.join(self.__slots__)})")
+            setattr(self, name, v)
+
+    def limit(self, name):
+        """The limit in force: the value set, or the default when it is 0."""
+        return getattr(self, name) or _LIMIT_DEFAULTS[name]
+
+    def __repr__(self):
+        return "LoadOptions(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__
+                                          if getattr(self, n)) + ")"
+
+
+def _load_options(options, limits, where):
+    """The LoadOptions of one load: options (LoadOptions, a mapping or None) updated by limits."""
+    out = LoadOptions()
+    if isinstance(options, LoadOptions):
+        out._set({n: getattr(options, n) for n in out.__slots__}, where)
+    elif isinstance(options, collections.abc.Mapping):
+        out._set(dict(options), where)
+    elif options is not None:
+        raise InvalidError(f"{where}: options must be a LoadOptions or a mapping, not a "
+                           f"{type(options).__name__}")
+    out._set(limits, where)
+    return out
+
+
+def _escape(b, limit=None):
+    """A name from a file for a message, as the C library escapes it: valid UTF-8 as it is,
+    control characters and invalid bytes as \\xNN, a backslash doubled."""
+    out = []
+    for ch in b.decode("utf-8", "surrogateescape"):
+        o = ord(ch)
+        if 0xdc80 <= o <= 0xdcff:
+            out.append(f"\\x{o - 0xdc00:02x}")
+        elif o < 0x20 or o == 0x7f:
+            out.append(f"\\x{o:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        else:
+            out.append(ch)
+        if limit is not None and len(out) >= limit:
+            break
+    return "".join(out)
+
+
+class _Policy:
+    """The load policy of one open file (lib/store/policy.c): names, links and datasets are
+    judged before any data is read, and what the load materialises is counted."""
+
+    def __init__(self, opts, path, fid, root):
+        self.opts = opts
+        self.path = path
+        for name in _LIMIT_DEFAULTS:
+            setattr(self, name, opts.limit(name))
+        self.allow_external = opts.allow_external
+        self.allow_filter_plugins = opts.allow_filter_plugins
+        self.file_size = fid.get_filesize()
+        self.fileno = h5o.get_info(root).fileno
+        self.loaded = 0
+        self.seen = set()        # (fileno, address) of the datasets read so far
+        self.starts = []         # contiguous extents read so far, sorted by start
+        self.extents = []        # (start, end) beside starts
+
+    def check_name(self, parent, b):
+        """A link name met in the file: not too long, valid UTF-8, no control characters."""
+        if len(b) > self.max_name_length:
+            raise LimitError(f"'{self.path}': group '{parent}' holds a name of {len(b)} bytes "
+                             f"('{_escape(b, 64)}...'), more than the limit of "
+                             f"{self.max_name_length} (max_name_length)")
+        ctrl = any(c < 0x20 or c == 0x7f for c in b)
+        try:
+            b.decode("utf-8")
+            valid = True
+        except UnicodeDecodeError:
+            valid = False
+        if ctrl or not valid:
+            raise FormatError(f"'{self.path}': group '{parent}' holds the name '{_escape(b)}', "
+                              "which is " + ("made with control characters" if ctrl
+                                             else "not valid UTF-8") + ": refused")
+        # HDF5 itself would read these as paths: no link can be named so.
+        if not b or b"/" in b or b == b".":
+            raise FormatError(f"'{self.path}': group '{parent}' holds the name '{_escape(b)}', "
+                              "which HDF5 would read as a path: refused")
+
+    def check_link(self, info, display, via=None):
+        """Refuse links to other files and user-defined links (unless allow_external).
+
+        via: the soft link whose target path led to this link, if any."""
+        if info.type in (h5l.TYPE_HARD, h5l.TYPE_SOFT) or self.allow_external:
+            return
+        what = "an external link (to another file)" if info.type == h5l.TYPE_EXTERNAL \
+            else "a user-defined link"
+        if via:
+            raise UnsafeError(f"'{self.path}': '{via[0]}' is a soft link to '{via[1]}', whose "
+                              f"path crosses '{display}', {what}: refused")
+        raise UnsafeError(f"'{self.path}': '{display}' is {what}: refused")
+
+    def check_dataset(self, did, display):
+        """Judge the open dataset did before any of its data is read; count it against the
+        per-load cap. Returns its logical size in bytes."""
+        p = self.path
+        info = h5o.get_info(did)
+        in_main_file = info.fileno == self.fileno
+        dcpl = did.get_create_plist()
+        # storage that reads other files, filters outside the allowlist
+        layout = dcpl.get_layout()
+        if layout == h5d.VIRTUAL and not self.allow_external:
+            raise UnsafeError(f"'{p}': dataset '{display}' is a virtual dataset (reads other "
+                              "files): refused")
+        external = dcpl.get_external_count() > 0
+        if external and not self.allow_external:
+            raise UnsafeError(f"'{p}': dataset '{display}' stores its data in external files: "
+                              "refused")
+        for i in range(dcpl.get_nfilters()):
+            code = dcpl.get_filter(i)[0]
+            if code not in _ALLOWED_FILTERS and not self.allow_filter_plugins:
+                raise UnsafeError(f"'{p}': dataset '{display}' uses filter {code}, which nnh5 "
+                                  "does not allow (allowed: deflate, shuffle, fletcher32)")
+        # the declared size, against the per-tensor cap
+        ftype, space = did.get_type(), did.get_space()
+        elsize = ftype.get_size()
+        variable = (ftype.get_class() == h5t.STRING and ftype.is_variable_str()) \
+            or ftype.detect_class(h5t.VLEN) or ftype.detect_class(h5t.REFERENCE)
+        if elsize == 0:
+            raise FormatError(f"'{p}': dataset '{display}': unreadable shape or type")
+        numel = 0 if space.get_simple_extent_type() == h5s.NULL else \
+            int(np.prod(space.shape, dtype=object)) if space.shape else 1
+        logical = numel * elsize
+        if logical >= _U64:
+            raise LimitError(f"'{p}': dataset '{display}' declares a size that overflows 64 "
+                             "bits")
+        if logical > self.max_tensor_bytes:
+            raise LimitError(f"'{p}': dataset '{display}' declares {logical} bytes, more than "
+                             f"the per-tensor limit of {self.max_tensor_bytes} "
+                             "(max_tensor_bytes)")
+        if layout == h5d.CHUNKED:
+            chunk = elsize * int(np.prod(dcpl.get_chunk(), dtype=object))
+            if chunk >= _U64 or chunk > max(logical, 1 << 20) or chunk > self.max_tensor_bytes:
+                raise LimitError(f"'{p}': dataset '{display}' declares chunks of "
+                                 f"{'too many' if chunk >= _U64 else 'so many'} bytes for "
+                                 f"{logical} bytes of data: refused")
+        # the stored size against the declared one; contiguous data inside the file
+        offset = None
+        stored = did.get_storage_size() if layout != h5d.VIRTUAL else 0
+        if layout != h5d.VIRTUAL and logical and not external and not variable:
+            if layout == h5d.CHUNKED or (layout == h5d.CONTIGUOUS and stored == 0):
+                # compressed, sparse or never written: HDF5 makes up the bytes not stored
+                allowed = min(stored * self.max_compression_ratio + _RATIO_SLACK, _U64 - 1)
+                if logical > allowed:
+                    raise UnsafeError(f"'{p}': dataset '{display}' declares {logical} bytes but "
+                                      f"stores {stored}: more than "
+                                      f"{self.max_compression_ratio}:1 (a compression bomb or "
+                                      "sparse data; max_compression_ratio)")
+            elif stored != logical:
+                raise FormatError(f"'{p}': dataset '{display}' declares {logical} bytes but "
+                                  f"stores {stored} (damaged)")
+            elif layout == h5d.CONTIGUOUS and in_main_file:
+                offset = did.get_offset()
+                if offset is None or offset + stored > self.file_size:
+                    raise FormatError(f"'{p}': dataset '{display}': its {stored} bytes of data at "
+                                      f"offset {offset} lie outside the file "
+                                      f"({self.file_size} bytes; truncated or damaged)")
+        self._record((info.fileno, info.addr), offset, stored, logical, display)
+        return logical
+
+    def _record(self, obj, offset, stored, logical, display):
+        """Count a materialisation against max_load_bytes; remember a first read's extent."""
+        if logical > self.max_load_bytes - self.loaded:
+            raise LimitError(f"'{self.path}': dataset '{display}' ({logical} bytes) would bring "
+                             "the data read from this file past the per-load limit of "
+                             f"{self.max_load_bytes} bytes (max_load_bytes)")
+        if obj not in self.seen and offset is not None and stored > 0:
+            start, end = offset, offset + stored
+            i = bisect.bisect_left(self.starts, start)
+            hit = self.extents[i] if i < len(self.extents) and self.extents[i][0] < end else \
+                self.extents[i - 1] if i > 0 and self.extents[i - 1][1] > start else None
+            if hit:
+                raise UnsafeError(f"'{self.path}': dataset '{display}': its data (bytes "
+                                  f"{start}..{end}) overlaps the data of another dataset read "
+                                  f"from this file (bytes {hit[0]}..{hit[1]}): refused")
+            self.starts.insert(i, start)
+            self.extents.insert(i, (start, end))
+        self.seen.add(obj)
+        self.loaded += logical
+
+
 # ------------------------------------------------------------------ reading
 
 _FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -851,10 +1127,20 @@ def _has_hdf5_signature(fd):
 
 
 class _Reader:
-    """An nnh5 (or any HDF5) file open for reading, with the C library's checks."""
+    """An nnh5 (or any HDF5) file open for reading under the load policy (_Policy).
 
-    def __init__(self, path, numpy=None, verify_checksums=True, require_checksums=False):
+    HDF5 is never asked to follow a path: every link is looked at first
+    (link() and follow() resolve soft links here, one component at a time),
+    so no other file is opened unless the options allow external links.
+    """
+
+    def __init__(self, path, numpy=None, verify_checksums=True, require_checksums=False,
+                 options=None):
         self.path = os.fsdecode(os.fspath(path))
+        self.file = None
+        self.obj = "/"  # the object being judged or read, for messages
+        opts = options if isinstance(options, LoadOptions) else \
+            _load_options(options, {}, f"open '{self.path}'")
         if numpy is None:
             numpy = _torch() is None
         self.numpy = numpy
@@ -866,7 +1152,14 @@ class _Reader:
                 raise ChecksumError(f"'{self.path}': checksums are required but cannot be "
                                     "verified without python3-xxhash")
             _warn_no_xxhash()
-        fd, judged = _open_regular(self.path, "open")
+        try:
+            fd, judged = _open_regular(self.path, "open")
+        except FileNotFoundError as e:
+            raise NotFoundError(errno.ENOENT, e.strerror) from None
+        except Error:
+            raise
+        except OSError as e:
+            raise FileError(e.errno, f"open '{self.path}': {e.strerror}") from None
         try:
             fapl = h5p.create(h5p.FILE_ACCESS)
             fapl.set_fclose_degree(h5f.CLOSE_STRONG)
@@ -886,16 +1179,20 @@ class _Reader:
             except (OSError, RuntimeError, ValueError, TypeError):
                 st = None
             if st is None or (st.st_dev, st.st_ino) != judged:
-                raise OSError(errno.EIO, f"open '{self.path}': the file was replaced while "
-                              "being opened")
+                raise FileError(errno.EIO, f"open '{self.path}': the file was replaced while "
+                                "being opened")
             self.root = h5g.open(fid, b"/")
+            self.policy = _Policy(opts, self.path, fid, self.root)
             if h5a.exists(self.root, b"nnh5_format_version"):
                 v = self.attr_int(self.root, "/", "nnh5_format_version")
                 if v > FORMAT_VERSION or v < 1:
                     raise FormatError(f"open '{self.path}': nnh5 format version {v} is not "
                                       f"supported (this module reads version {FORMAT_VERSION})")
-        except BaseException:
+        except BaseException as e:
             self.close()
+            wrapped = self.wrap(e)
+            if wrapped is not None:
+                raise wrapped from e
             raise
 
     def close(self):
@@ -907,18 +1204,53 @@ class _Reader:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         self.close()
+        wrapped = self.wrap(exc) if exc is not None else None
+        if wrapped is not None:
+            raise wrapped from exc
+        return False
+
+    def wrap(self, exc):
+        """The nnh5.Error for an exception that escaped h5py or numpy, or None to let it go."""
+        if isinstance(exc, Error) or not isinstance(exc, Exception):
+            return None
+        where = f"'{self.path}': object '{self.obj}'"
+        if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError)
+                                            and "allocate" in str(exc)):
+            return NoMemoryError(f"{where}: out of memory ({exc})")
+        if isinstance(exc, (RuntimeError, KeyError, OSError, ValueError, TypeError,
+                            IndexError, UnicodeError)):
+            return HDF5Error(f"{where}: HDF5 failed: {type(exc).__name__}: {exc}")
+        return None
 
     # attributes ------------------------------------------------------
     def attr(self, oid, obj, name):
-        """The attribute's value as h5py reads it, or None when absent."""
+        """The attribute's value as h5py reads it, or None when absent (sizes checked first)."""
         b = name.encode()
         if not h5a.exists(oid, b):
             return None
         try:
+            aid = h5a.open(oid, b)
+            space, tid = aid.get_space(), aid.get_type()
+            rank, npoints = space.get_simple_extent_ndims(), space.get_simple_extent_npoints()
+        except (OSError, RuntimeError, KeyError, ValueError) as e:
+            raise FormatError(f"'{self.path}': object '{obj}': cannot open attribute '{name}' "
+                              f"({e})") from None
+        if rank > 1:
+            raise UnsupportedError(f"'{self.path}': object '{obj}': attribute '{name}' is not a "
+                                   "scalar or list")
+        if npoints > self.policy.max_tensors:
+            raise LimitError(f"'{self.path}': object '{obj}': attribute '{name}' holds "
+                             f"{npoints} values, more than {self.policy.max_tensors} "
+                             "(max_tensors)")
+        if not (tid.get_class() == h5t.STRING and tid.is_variable_str()) \
+                and tid.get_size() * npoints > _MAX_FIXED_STRINGS:
+            raise LimitError(f"'{self.path}': object '{obj}': attribute '{name}' is too large "
+                             f"({npoints} values of {tid.get_size()} bytes)")
+        try:
             return h5py.AttributeManager(_hl(oid))[name]
-        except (OSError, RuntimeError, ValueError, TypeError) as e:
+        except (OSError, RuntimeError, ValueError, TypeError, KeyError) as e:
             raise FormatError(f"'{self.path}': object '{obj}': attribute '{name}' cannot be "
                               f"read ({e})") from None
 
@@ -953,8 +1285,15 @@ class _Reader:
                 or (scalar and len(items) != 1):
             raise FormatError(f"'{self.path}': object '{obj}': attribute '{name}' is not "
                               + ("one string" if scalar else "a list of strings"))
-        return [x.decode("utf-8", "surrogateescape") if isinstance(x, bytes) else str(x)
-                for x in items]
+        out = []
+        for i, x in enumerate(items):  # strings from a file are checked like the ones written
+            b = x if isinstance(x, bytes) else x.encode("utf-8", "surrogateescape")
+            try:
+                out.append(b.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise FormatError(f"'{self.path}': object '{obj}': attribute '{name}': string "
+                                  f"{i} ('{_escape(b)}') is not valid UTF-8") from None
+        return out
 
     def kind(self, oid, obj):
         """nnh5_kind of a group, or None when it has none."""
@@ -966,49 +1305,96 @@ class _Reader:
         return v[0]
 
     # links and objects -----------------------------------------------
-    def child(self, gid, name, display):
-        """(type, id) of member name of gid: refuses external links and soft links to groups."""
-        b = name.encode("utf-8", "surrogateescape")
-        if not gid.links.exists(b):
-            return None, None
-        info = gid.links.get_info(b)
-        if info.type == h5l.TYPE_EXTERNAL:
-            raise UnsafeError(f"'{self.path}': '{display}' is an external link (to another "
-                              "file): refused")
-        if info.type not in (h5l.TYPE_HARD, h5l.TYPE_SOFT):
-            raise UnsafeError(f"'{self.path}': '{display}' is a user-defined link: refused")
+    def link(self, gid, b, display, hops=None, via=None):
+        """(link type, open object) of the member named b (one component) of group gid.
+
+        ("", None) when there is no such link. Hard links are opened by
+        name (HDF5 follows nothing else); soft link targets are resolved
+        here, component by component (follow()), and may not name a group;
+        external and user-defined links are refused unless the options
+        allow external links. hops
+        counts the soft links followed for the name being resolved (and
+        names it); via
+        is (name, target) of the soft link being resolved, for messages.
+        """
+        self.obj = display
+        hops = [0, display] if hops is None else hops
         try:
-            oinfo = h5o.get_info(gid, b)
-        except (KeyError, OSError, RuntimeError) as e:
+            if not gid.links.exists(b):
+                return "", None
+            info = gid.links.get_info(b)
+        except (KeyError, OSError, RuntimeError, ValueError) as e:
             raise FormatError(f"'{self.path}': cannot inspect '{display}' ({e})") from None
-        if oinfo.type == h5o.TYPE_GROUP:
-            if info.type != h5l.TYPE_HARD:
+        self.policy.check_link(info, display, via)
+        if info.type == h5l.TYPE_SOFT:
+            try:
+                target = gid.links.get_val(b)
+            except (OSError, RuntimeError, KeyError) as e:
+                raise FormatError(f"'{self.path}': cannot inspect '{display}' ({e})") from None
+            obj = self.follow(gid, target, display, hops)
+            if isinstance(obj, h5g.GroupID):  # also in the middle of a path, as in C
                 raise UnsafeError(f"'{self.path}': '{display}' is a soft link to a group: "
                                   "refused")
-            return "group", oinfo
-        if oinfo.type == h5o.TYPE_DATASET:
-            return "dataset", oinfo
-        return "other", oinfo
-
-    def read_dataset(self, loc, rel, display):
-        """Read the dataset rel (bytes, may contain '/') in loc as (nnh5 dtype, array)."""
+            return "soft", obj
         try:
-            did = h5d.open(loc, rel)
+            obj = h5o.open(gid, b)
+        except (KeyError, OSError, RuntimeError, ValueError) as e:
+            raise FormatError(f"'{self.path}': cannot inspect '{display}' ({e})") from None
+        return {h5l.TYPE_HARD: "hard", h5l.TYPE_EXTERNAL: "external"}.get(info.type, "user"), obj
+
+    def follow(self, gid, target, display, hops):
+        """The object the soft link display (in group gid, with the value target) points at."""
+        hops[0] += 1
+        shown = _escape(target, 256)
+        if hops[0] > _MAX_SOFT_LINKS:
+            raise FormatError(f"'{self.path}': '{hops[1]}' is a soft link that does not resolve "
+                              f"within {_MAX_SOFT_LINKS} soft links (a chain too long, or a "
+                              "cycle)")
+        comps = [c for c in target.split(b"/") if c and c != b"."]
+        if len(comps) > self.policy.max_depth:
+            raise LimitError(f"'{self.path}': '{display}' is a soft link to '{shown}', nested "
+                             f"deeper than {self.policy.max_depth} groups (max_depth)")
+        try:  # "/" opens the root of gid's own file: no link is traversed
+            cur = h5g.open(gid, b"/") if target.startswith(b"/") else gid
         except (KeyError, OSError, RuntimeError) as e:
-            raise FormatError(f"'{self.path}': cannot open dataset '{display}' ({e})") from None
-        dcpl = did.get_create_plist()
-        if dcpl.get_layout() == h5d.VIRTUAL:
-            raise UnsafeError(f"'{self.path}': dataset '{display}' is a virtual dataset (reads "
-                              "other files): refused")
-        if dcpl.get_external_count() > 0:
-            raise UnsafeError(f"'{self.path}': dataset '{display}' stores its data in external "
-                              "files: refused")
-        for i in range(dcpl.get_nfilters()):
-            code = dcpl.get_filter(i)[0]
-            if code not in _ALLOWED_FILTERS:
-                raise UnsafeError(f"'{self.path}': dataset '{display}' uses filter {code}, "
-                                  "which nnh5 does not allow (allowed: deflate, shuffle, "
-                                  "fletcher32)")
+            raise FormatError(f"'{self.path}': cannot inspect '{display}' ({e})") from None
+        at = "" if target.startswith(b"/") else display.rsplit("/", 1)[0]
+        for c in comps:
+            if not isinstance(cur, h5g.GroupID):
+                cur = None
+                break
+            self.policy.check_name(at or "/", c)
+            at += "/" + c.decode("utf-8")
+            _, cur = self.link(cur, c, at, hops, (display, shown))
+            if cur is None:
+                break
+        self.obj = display
+        if cur is None:
+            raise FormatError(f"'{self.path}': cannot inspect '{display}' (a soft link to "
+                              f"'{shown}', which does not exist)")
+        return cur
+
+    def child(self, gid, name, display):
+        """(type, info) of member name of gid: "group", "dataset", "other" or None when absent.
+
+        Refuses what link() refuses, and soft links to groups."""
+        ltype, obj = self.link(gid, name.encode("utf-8", "surrogateescape"), display)
+        if obj is None:
+            return None, None
+        info = h5o.get_info(obj)
+        if isinstance(obj, h5g.GroupID):
+            if ltype == "soft":
+                raise UnsafeError(f"'{self.path}': '{display}' is a soft link to a group: "
+                                  "refused")
+            return "group", info
+        if isinstance(obj, h5d.DatasetID):
+            return "dataset", info
+        return "other", info
+
+    def read_dataset(self, did, display):
+        """Read the open dataset did as (nnh5 dtype, array), after the load policy judged it."""
+        self.obj = display
+        self.policy.check_dataset(did, display)
         ftype = did.get_type()
         dtname = _dtype_of(ftype)
         if dtname is None:
@@ -1026,8 +1412,8 @@ class _Reader:
         try:
             buf = np.empty(shape, dtype=_BUF[dtname])
         except (MemoryError, ValueError) as e:
-            raise FormatError(f"'{self.path}': dataset '{display}': shape {shape} is too large "
-                              f"({e})") from None
+            raise NoMemoryError(f"'{self.path}': dataset '{display}': cannot allocate "
+                                f"{shape} ({e})") from None
         if buf.size:
             try:  # straight into buf; HDF5 converts only other byte orders
                 did.read(h5s.ALL, h5s.ALL, buf, mtype=_h5_type(dtname))
@@ -1086,8 +1472,8 @@ class _Reader:
                 getattr(torch, dtname))
         return torch.from_numpy(buf.astype(buf.dtype.newbyteorder("="), copy=False))
 
-    def tensor(self, loc, rel, display):
-        dtname, buf = self.read_dataset(loc, rel, display)
+    def tensor(self, did, display):
+        dtname, buf = self.read_dataset(did, display)
         return self.convert(dtname, buf, display)
 
     # containers ------------------------------------------------------
@@ -1097,71 +1483,89 @@ class _Reader:
         shown = ""
         for comp in [c for c in name.split("/") if c]:
             shown += "/" + comp
-            typ, _ = self.child(gid, comp, shown)
+            ltype, obj = self.link(gid, comp.encode("utf-8", "surrogateescape"), shown)
+            typ = None if obj is None else "group" if isinstance(obj, h5g.GroupID) else \
+                "dataset" if isinstance(obj, h5d.DatasetID) else "other"
             if typ != "group":
                 raise FormatError(f"'{self.path}': object '{shown}' " +
                                   ("not found" if typ is None else f"is a {typ}, not a group"))
-            gid = h5g.open(gid, comp.encode())
+            if ltype == "soft":
+                raise UnsafeError(f"'{self.path}': '{shown}' is a soft link to a group: refused")
+            gid = obj
         return gid
 
-    def walk(self, gid, group_name, sep):
-        """[(key, rel path)] of every dataset below gid, as the C reader orders them.
+    def read_walk(self, name, sep):
+        """key -> tensor of every dataset below the group name, as the C reader orders them.
 
-        Order: the walk (creation order where indexed, else name order, depth
-        first), then the group's nnh5_keys, when present, first.
+        One pass under the load policy (names, links, depth, group and
+        dataset counts; each dataset judged and counted as it is read).
+        Order: the walk (creation order where indexed, else name order,
+        depth first), then the group's nnh5_keys, when present, first.
         """
+        gid = self.open_group(name)
+        pol = self.policy
+        top = "/" if name.strip("/") == "" else "/" + name.strip("/")
         found = []
-        root_addr = h5o.get_info(gid).addr
+        keys_seen = set()
+        groups = [0]
 
-        def visit(g, rel, key, ancestors):
+        def visit(g, disp_g, key, ancestors):
             try:
                 flags = g.get_create_plist().get_link_creation_order()
             except (OSError, RuntimeError):
                 flags = 0
             idx = h5py.h5.INDEX_CRT_ORDER if flags & h5p.CRT_ORDER_INDEXED else h5py.h5.INDEX_NAME
             names = []
-            g.links.iterate(names.append, idx_type=idx)
+            try:
+                g.links.iterate(names.append, idx_type=idx)
+            except (OSError, RuntimeError, KeyError, ValueError) as e:
+                raise FormatError(f"'{self.path}': cannot list group '{disp_g}' ({e})") from None
             for nb in names:
-                name = nb.decode("utf-8", "surrogateescape")
-                if name.startswith("nnh5_"):
+                if nb.startswith(b"nnh5_"):
                     continue  # reserved for the format: never part of a dict
-                r = rel + [name]
-                k = key + [name]
-                disp = (group_name.rstrip("/") + "/" + "/".join(r)) if group_name != "/" \
-                    else "/" + "/".join(r)
-                typ, info = self.child(g, name, disp)
-                if typ == "dataset":
-                    found.append((sep.join(k), "/".join(r)))
-                elif typ == "group":
-                    if info.addr in ancestors:
+                pol.check_name(disp_g, nb)
+                comp = nb.decode("utf-8")
+                disp = disp_g.rstrip("/") + "/" + comp
+                k = key + [comp]
+                ltype, obj = self.link(g, nb, disp)
+                if isinstance(obj, h5d.DatasetID):
+                    if len(found) >= pol.max_tensors:
+                        raise LimitError(f"'{self.path}': group '{top}' holds more than "
+                                         f"{pol.max_tensors} datasets (max_tensors)")
+                    joined = sep.join(k)
+                    if joined in keys_seen:
+                        raise FormatError(f"'{self.path}': group '{top}': two datasets map to "
+                                          f"the key '{joined}'")
+                    keys_seen.add(joined)
+                    found.append((joined, self.tensor(obj, disp)))
+                elif isinstance(obj, h5g.GroupID):
+                    if ltype == "soft":
+                        raise UnsafeError(f"'{self.path}': '{disp}' is a soft link to a group: "
+                                          "refused")
+                    info = h5o.get_info(obj)
+                    if (info.fileno, info.addr) in ancestors:
                         raise FormatError(f"'{self.path}': group '{disp}' links back to its own "
                                           "ancestor (a cycle)")
-                    if len(ancestors) > MAX_DEPTH:
-                        raise FormatError(f"'{self.path}': '{disp}' is nested deeper than "
-                                          f"{MAX_DEPTH} groups")
-                    visit(h5g.open(g, nb), r, k, ancestors + [info.addr])
+                    if len(ancestors) > pol.max_depth:
+                        raise LimitError(f"'{self.path}': '{disp}' is nested deeper than "
+                                         f"{pol.max_depth} groups (max_depth)")
+                    groups[0] += 1
+                    if groups[0] > pol.max_groups:
+                        raise LimitError(f"'{self.path}': group '{top}' holds more than "
+                                         f"{pol.max_groups} groups (max_groups)")
+                    visit(obj, disp, k, ancestors + [(info.fileno, info.addr)])
 
-        visit(gid, [], [], [root_addr])
-        keys = self.attr_strs(gid, group_name, "nnh5_keys")
+        info = h5o.get_info(gid)
+        visit(gid, top, [], [(info.fileno, info.addr)])
+        self.obj = top
+        keys = self.attr_strs(gid, top, "nnh5_keys")
         if keys and found:
             pos = {}
             for k in keys:
                 pos.setdefault(k, len(pos))
             listed = sorted((f for f in found if f[0] in pos), key=lambda f: pos[f[0]])
             found = listed + [f for f in found if f[0] not in pos]
-        return found
-
-    def read_walk(self, name, sep):
-        gid = self.open_group(name)
-        out = collections.OrderedDict()
-        for key, rel in self.walk(gid, name, sep):
-            display = ("" if name == "/" else name.rstrip("/")) + "/" + rel
-            t = self.tensor(gid, rel.encode("utf-8", "surrogateescape"), display)
-            if key in out:
-                raise FormatError(f"'{self.path}': group '{name}': two datasets map to the key "
-                                  f"'{key}'")
-            out[key] = t
-        return out
+        return collections.OrderedDict(found)
 
     def read_list(self, name):
         d = self.read_walk(name, "/")
@@ -1177,25 +1581,47 @@ class _Reader:
         return slots
 
     def read_single_tensor(self):
-        typ, _ = self.child(self.root, "tensor", "/tensor")
-        if typ == "dataset":
-            return self.tensor(self.root, b"tensor", "/tensor")
+        _, obj = self.link(self.root, b"tensor", "/tensor")
+        if isinstance(obj, h5d.DatasetID):
+            return self.tensor(obj, "/tensor")
         names = []
         self.root.links.iterate(names.append)
         datasets = []
         for nb in names:
-            n = nb.decode("utf-8", "surrogateescape")
-            if not n.startswith("nnh5_") and self.child(self.root, n, "/" + n)[0] == "dataset":
-                datasets.append(nb)
+            if nb.startswith(b"nnh5_"):
+                continue
+            self.policy.check_name("/", nb)
+            disp = "/" + nb.decode("utf-8")
+            _, obj = self.link(self.root, nb, disp)
+            if isinstance(obj, h5d.DatasetID):
+                datasets.append((obj, disp))
         if len(datasets) != 1:
             raise FormatError(f"load '{self.path}': no tensor at the root ('/tensor' is missing "
                               "and " + ("there are several datasets)" if datasets else
                                         "there is no dataset)"))
-        return self.tensor(self.root, datasets[0], "/" + os.fsdecode(datasets[0]))
+        return self.tensor(*datasets[0])
 
 
+_LOAD_OPTIONS_DOC = """
+    Load policy (doc/PYTHON.md, as the C library's nnh5_open_options):
+    options=LoadOptions(...) or a mapping, and/or the same names as keyword
+    arguments: max_tensor_bytes, max_load_bytes, max_compression_ratio,
+    max_groups, max_tensors, max_depth, max_name_length, allow_external,
+    allow_filter_plugins. Refusals raise UnsafeError (other files, filters,
+    bombs, overlapping data), LimitError (sizes and counts past the caps),
+    FormatError (damaged data, bad names, cycles); see Error.
+"""
+
+
+def _loader(fn):
+    """Append the load policy's arguments to a loader's documentation."""
+    fn.__doc__ = (fn.__doc__ or "").rstrip() + "\n" + _LOAD_OPTIONS_DOC
+    return fn
+
+
+@_loader
 def load_state_dict(path, numpy=None, verify_checksums=True, require_checksums=False,
-                    group="/"):
+                    group="/", options=None, **limits):
     """Load the state dict at the root of path (or at group) as an OrderedDict of key -> tensor.
 
     Keys in the saved order (nnh5_keys; for files from other writers creation
@@ -1205,13 +1631,17 @@ def load_state_dict(path, numpy=None, verify_checksums=True, require_checksums=F
     to float32, as h5py shows it). Files from the C library, from this module
     and plain h5py files all load. group names a group inside the file, for
     example a section of a training checkpoint ("model", "optimizer").
-    Raises FileNotFoundError, FormatError, ChecksumError, UnsafeError, UnsupportedError.
+    Raises NotFoundError (a FileNotFoundError), FormatError, ChecksumError,
+    UnsafeError, LimitError, UnsupportedError.
     """
-    with _Reader(path, numpy, verify_checksums, require_checksums) as r:
+    opts = _load_options(options, limits, f"load_state_dict '{os.fspath(path)}'")
+    with _Reader(path, numpy, verify_checksums, require_checksums, opts) as r:
         return r.read_walk(group, ".")
 
 
-def load(path, numpy=None, verify_checksums=True, require_checksums=False):
+@_loader
+def load(path, numpy=None, verify_checksums=True, require_checksums=False, options=None,
+         **limits):
     """Load what save() (or the C library's nnh5_save_*) wrote, like torch.load.
 
     By the root's nnh5_kind: "tensor" -> a tensor, "list" -> a list, "dict"
@@ -1219,7 +1649,8 @@ def load(path, numpy=None, verify_checksums=True, require_checksums=False):
     A file without nnh5_kind (plain h5py) loads as a dict whose keys are
     member paths joined with '/'.
     """
-    with _Reader(path, numpy, verify_checksums, require_checksums) as r:
+    opts = _load_options(options, limits, f"load '{os.fspath(path)}'")
+    with _Reader(path, numpy, verify_checksums, require_checksums, opts) as r:
         kind = r.kind(r.root, "/")
         if kind == "tensor":
             return r.read_single_tensor()
@@ -1232,7 +1663,6 @@ def load(path, numpy=None, verify_checksums=True, require_checksums=False):
                                    "load its sections with load_state_dict(path, "
                                    "group='model'), group='optimizer', ...")
         return dict(r.read_walk("/", "/"))
-
 
 # ------------------------------------------------------------------ models
 
@@ -1342,7 +1772,8 @@ def save_model(module, path, probe_input=None, attrs=None, durable=True):
         w.user_attrs(w.root, attrs)
 
 
-def load_model(path, verify_checksums=True, require_checksums=False):
+@_loader
+def load_model(path, verify_checksums=True, require_checksums=False, options=None, **limits):
     """Rebuild the torch.nn.Sequential a model file describes (saved by save_model() or C).
 
     Children are rebuilt from nnh5_layers and each child's nnh5_layer_type
@@ -1357,7 +1788,8 @@ def load_model(path, verify_checksums=True, require_checksums=False):
     """
     torch = _torch("load_model")
     nn = torch.nn
-    with _Reader(path, False, verify_checksums, require_checksums) as r:
+    opts = _load_options(options, limits, f"load_model '{os.fspath(path)}'")
+    with _Reader(path, False, verify_checksums, require_checksums, opts) as r:
         where = f"'{r.path}': model '/'"
         kind = r.kind(r.root, "/")
         if kind != "model":

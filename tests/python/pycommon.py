@@ -218,6 +218,14 @@ def run_part(fn):
         check(False, f"{fn.__name__} raised", traceback.format_exc().splitlines()[-1])
 
 
+def run_parts(*parts):
+    """run_part() each part, printing its count of checks and failures."""
+    for part in parts:
+        before, nfail = N_CHECKS, len(FAILURES)
+        run_part(part)
+        print(f"{part.__name__}: {N_CHECKS - before} checks, {len(FAILURES) - nfail} failed")
+
+
 def finish(name):
     print(f"{name}: {N_CHECKS} checks, {len(FAILURES)} failed")
     sys.exit(1 if FAILURES else 0)

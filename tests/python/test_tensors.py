@@ -568,12 +568,8 @@ def main():
           "nnh5.py's version is the C library's")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        for part in (python_only, conformance, crossing, checksums, plain_h5py,
-                     bool_rule, special_files):
-            before, nfail = pc.N_CHECKS, len(pc.FAILURES)
-            pc.run_part(part)
-            print(f"{part.__name__}: {pc.N_CHECKS - before} checks, "
-                  f"{len(pc.FAILURES) - nfail} failed")
+        pc.run_parts(python_only, conformance, crossing, checksums, plain_h5py, bool_rule,
+                     special_files)
     pc.finish("test_tensors")
 
 
