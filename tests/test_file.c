@@ -331,6 +331,79 @@ static void link_names_marked_utf8(void **state)
 	assert_int_equal(link_cset(tu_path("utf8-names.h5"), "big/w"), H5T_CSET_UTF8);
 }
 
+/* Replace the nnh5_keys list of the group obj with the n strings keys (plain HDF5). */
+static void rewrite_keys(const char *path, const char *obj, const char *const *keys, size_t n)
+{
+	hid_t fid = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+	hid_t type = H5Tcopy(H5T_C_S1);
+	hsize_t dims[1] = { n };
+	assert_true(fid >= 0);
+	assert_true(H5Tset_size(type, H5T_VARIABLE) >= 0);
+	assert_true(H5Tset_cset(type, H5T_CSET_UTF8) >= 0);
+	assert_true(H5Adelete_by_name(fid, obj, "nnh5_keys", H5P_DEFAULT) >= 0);
+	hid_t space = H5Screate_simple(1, dims, NULL);
+	hid_t attr = H5Acreate_by_name(fid, obj, "nnh5_keys", type, space, H5P_DEFAULT,
+				       H5P_DEFAULT, H5P_DEFAULT);
+	assert_true(attr >= 0);
+	assert_true(H5Awrite(attr, type, keys) >= 0);
+	H5Aclose(attr);
+	H5Sclose(space);
+	H5Tclose(type);
+	H5Fclose(fid);
+}
+
+/*
+ * nnh5_file_check_keys() refuses a damaged key list exactly where the
+ * loaders refuse it, without loading, and passes what they load.
+ */
+static void key_lists_checked_without_loading(void **state)
+{
+	const char *path = tu_path("keys.h5");
+	nnh5_dict *sd, *back;
+	nnh5_file *f;
+	bool listed;
+	(void)state;
+
+	ok(nnh5_dict_new(&sd));
+	ok(nnh5_dict_set(sd, "enc.w", pattern(NNH5_FLOAT32, 1, (int64_t[]){ 3 }, 1)));
+	ok(nnh5_dict_set(sd, "enc.b", pattern(NNH5_FLOAT32, 1, (int64_t[]){ 3 }, 2)));
+	ok(nnh5_dict_set(sd, "out", pattern(NNH5_FLOAT32, 1, (int64_t[]){ 2 }, 3)));
+	ok(nnh5_save_state_dict(path, sd));
+	nnh5_dict_free(sd);
+
+	ok(nnh5_file_open(&f, path, NNH5_READ));
+	ok(nnh5_file_check_keys(&listed, f, "/"));
+	assert_true(listed);
+	ok(nnh5_file_check_keys(&listed, f, "enc")); /* a plain group: no list */
+	assert_false(listed);
+	fails(NNH5_ERR_FORMAT, nnh5_file_check_keys(&listed, f, "out"), "not a group");
+	ok(nnh5_file_close(f));
+
+	/* a key listed twice: the load and the check refuse it alike */
+	rewrite_keys(path, "/", (const char *const[]){ "enc.w", "enc.w", "out" }, 3);
+	fails(NNH5_ERR_FORMAT, nnh5_load_state_dict(&back, path), "lists 'enc.w' twice");
+	ok(nnh5_file_open(&f, path, NNH5_READ));
+	fails(NNH5_ERR_FORMAT, nnh5_file_check_keys(&listed, f, "/"), "lists 'enc.w' twice");
+	assert_true(listed);
+	ok(nnh5_file_close(f));
+
+	/* a listed key missing while a tensor goes unlisted */
+	rewrite_keys(path, "/", (const char *const[]){ "enc.w", "gone", "out" }, 3);
+	fails(NNH5_ERR_FORMAT, nnh5_load_state_dict(&back, path), "'gone'", "missing");
+	ok(nnh5_file_open(&f, path, NNH5_READ));
+	fails(NNH5_ERR_FORMAT, nnh5_file_check_keys(&listed, f, "/"), "'gone'", "missing");
+	ok(nnh5_file_close(f));
+
+	/* a list in another order loads, and passes */
+	rewrite_keys(path, "/", (const char *const[]){ "out", "enc.b", "enc.w" }, 3);
+	ok(nnh5_load_state_dict(&back, path));
+	assert_string_equal(nnh5_dict_key(back, 0), "out");
+	nnh5_dict_free(back);
+	ok(nnh5_file_open(&f, path, NNH5_READ));
+	ok(nnh5_file_check_keys(&listed, f, "/"));
+	ok(nnh5_file_close(f));
+}
+
 static void no_temporary_files_left(void **state)
 {
 	(void)state;
@@ -350,6 +423,7 @@ int main(void)
 		cmocka_unit_test(many_small_tensors),
 		cmocka_unit_test(many_keys_default_attribute_storage),
 		cmocka_unit_test(link_names_marked_utf8),
+		cmocka_unit_test(key_lists_checked_without_loading),
 		cmocka_unit_test(no_temporary_files_left),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,7 +3,8 @@
  *
  * verify checks what a file can prove about itself, one line per check:
  * that it opens (HDF5 metadata carries checksums, so this catches flipped
- * metadata bits), its format version, that every tensor loads, and that
+ * metadata bits), its format version, that every tensor loads, that every
+ * group's stored key order agrees with its tensors, and that
  * every model rebuilds and reproduces its stored probe. Exit 0 when all
  * pass, 1 when any fails.
  *
@@ -43,10 +44,11 @@ static const char verify_usage[] =
 	"known, nothing in it is refused by the load policy (external links, soft\n"
 	"links through them, external storage, virtual datasets, bad names,\n"
 	"nesting or sizes past the limits), every tensor loads and matches its\n"
-	"stored checksum (tensors written without one say so), every model\n"
-	"rebuilds from the file and its stored probe gives the stored output\n"
-	"(bitwise, and the largest absolute difference). Exit status 0 when every\n"
-	"check passes, 1 otherwise.\n"
+	"stored checksum (tensors written without one say so), every group's\n"
+	"stored key order agrees with its tensors, every model rebuilds from the\n"
+	"file and its stored probe gives the stored output (bitwise, and the\n"
+	"largest absolute difference). Exit status 0 when every check passes,\n"
+	"1 otherwise.\n"
 	"For a checkpoint folder DIR: load every checkpoint (all checksums), newest\n"
 	"first, and name the step a resumed run would start from.\n"
 	"\n"
@@ -159,6 +161,25 @@ static int verify_untrusted(const char *file, double tol, double memory_mb, doub
 	printf("%s: %d check%s failed\n", n_fail ? "FAILED" : "OK", n_fail, n_fail == 1 ? "" : "s");
 	nnh5_untrusted_report_free(r);
 	return n_fail ? EXIT_DIFFERS : 0;
+}
+
+/*
+ * A group's stored key order (nnh5_keys), checked as the loaders check it (a
+ * damaged list fails the load): one line for each group that has a list.
+ */
+static void verify_keys(nnh5_file *f, const struct entry *e)
+{
+	bool listed = false;
+	int rc = nnh5_file_check_keys(&listed, f, e->path);
+
+	if (rc == NNH5_OK && !listed)
+		return;
+	check(rc == NNH5_OK, "key order: ", e->path);
+	if (rc != NNH5_OK) {
+		fputs(": ", stdout);
+		tool_put_message(stdout, nnh5_error_message());
+	}
+	putchar('\n');
 }
 
 /* One line per entry of the walk: what a load would do with it. */
@@ -302,6 +323,9 @@ int cmd_verify(int argc, char **argv)
 	}
 	for (size_t i = 0; i < w.n; i++)
 		verify_entry(f, &w.v[i]);
+	for (size_t i = 0; i < w.n; i++)
+		if (w.v[i].type == NNH5_ENTRY_GROUP && !w.v[i].alias_of)
+			verify_keys(f, &w.v[i]);
 	for (size_t i = 0; i < w.n; i++)
 		if (w.v[i].type == NNH5_ENTRY_GROUP && w.v[i].kind == NNH5_KIND_MODEL &&
 		    !w.v[i].alias_of)

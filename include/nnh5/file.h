@@ -221,6 +221,21 @@ NNH5_API int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_t
 NNH5_API int nnh5_file_read_tensor(nnh5_tensor **out, nnh5_file *f, const char *name);
 
 /*
+ * Check the stored key order of the group at name (its nnh5_keys attribute:
+ * dicts, lists, state dicts, models, checkpoint sections; doc/FORMAT.md)
+ * against the tensors below it, as nnh5_file_read_dict() and
+ * nnh5_file_read_state_dict() do before they order what they loaded, but
+ * without reading any tensor data and without counting anything against
+ * the handle's load limits. *listed tells whether the group has a list; a
+ * group without one passes.
+ * Errors: NNH5_ERR_FORMAT (a key listed twice, or a listed key missing while
+ * a tensor goes unlisted: a damaged list; a list that is not UTF-8 strings;
+ * not a group), and those of the walk (nnh5/walk.h) that a load of the
+ * group would meet first.
+ */
+NNH5_API int nnh5_file_check_keys(bool *listed, nnh5_file *f, const char *name);
+
+/*
  * The checksum stored with the dataset at name (doc/FORMAT.md, "Checksums"):
  * *present is false (and *sum 0) for a dataset written without one.
  * Reading the tensor with verify_checksums on compares its data with it.

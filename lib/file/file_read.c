@@ -267,7 +267,8 @@ static int collect_cb(const nnh5__item *it, void *p)
 		if (*c == '/')
 			*c = w->sep;
 	w->len++;
-	return w->load(&item->t, w->f, it->ds, it->display, w->ctx);
+	/* No loader: only the keys are wanted (nnh5_file_check_keys). */
+	return w->load ? w->load(&item->t, w->f, it->ds, it->display, w->ctx) : NNH5_OK;
 }
 
 static int cmp_found_key(const void *a, const void *b)
@@ -343,6 +344,39 @@ static void collect_free(struct collect *w)
 		nnh5_tensor_free(w->items[i].t);
 	}
 	nnh5__free(w->items);
+}
+
+int nnh5_file_check_keys(bool *listed, nnh5_file *f, const char *name)
+{
+	struct collect w;
+	nnh5__walk_options o = load_options(f, H5O_TYPE_GROUP);
+	nnh5_kind kind;
+	int rc;
+
+	ENTER;
+	*listed = false;
+	rc = nnh5_file_kind(&kind, f, name);
+	if (!rc && kind == NNH5_KIND_TENSOR)
+		rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': object '%s' is a dataset, not a group",
+				 f->path, name);
+	if (rc)
+		LEAVE(rc);
+	if (!nnh5__file_has_attr(f, name, "nnh5_keys"))
+		LEAVE(NNH5_OK);
+	*listed = true;
+	memset(&w, 0, sizeof w);
+	w.f = f;
+	w.group = nnh5__file_is_root(name) ? "/" : name;
+	/* The key form the kind's reader makes: '.' joins state-dict keys. */
+	w.sep = kind == NNH5_KIND_STATE_DICT || kind == NNH5_KIND_MODEL ||
+			kind == NNH5_KIND_CHECKPOINT ? '.' : '/';
+	o.checksums = false;
+	o.materialise = false; /* nothing is loaded, so nothing counts */
+	rc = nnh5__walk(f, name, &o, collect_cb, &w);
+	if (!rc)
+		rc = apply_key_order(&w, w.group);
+	collect_free(&w);
+	LEAVE(rc);
 }
 
 int nnh5__file_read_group(nnh5_dict **out, nnh5_file *f, const char *name, char sep,
