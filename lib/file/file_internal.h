@@ -50,7 +50,8 @@ void nnh5__strings_free(char **strings, size_t n);
 bool nnh5__file_has_attr(nnh5_file *f, const char *obj, const char *name);
 
 /* ------------------------------------------------------------------ */
-/* Shared by file.c, file_attr.c, file_write.c and file_read.c only.   */
+/* The handle's internals: for the files of lib/file/ (and, through    */
+/* file/walk.h, the untrusted check's walk in lib/inspect/).           */
 
 #include "store/atomic.h"
 #include "store/h5util.h"
@@ -139,7 +140,7 @@ void nnh5__file_display_name(char *buf, size_t n, const char *group, const char 
 int nnh5__kind_from_name(const char *s);
 
 /* ------------------------------------------------------------------ */
-/* Reading datasets: file_read.c, shared with map.c                    */
+/* Reading datasets: walk.c describes them, file_read.c and map.c read */
 
 /*
  * A dataset met by the walk (lib/file/walk.c), described once: what the
