@@ -1112,6 +1112,24 @@ def _open_regular(path, what):
     return fd, (fst.st_dev, fst.st_ino)
 
 
+def _hdf5_cause(e):
+    """HDF5's error e for a message: "written by a newer HDF5 ..." when it is a version this
+    HDF5 cannot decode, as the C library says (lib/store/h5util.c, is_newer_format()), else
+    as HDF5 words it. Heaps and symbol-table nodes have one version and no checksum: another
+    number there is damage."""
+    text = str(e)
+    inner = text[text.rfind("(") + 1:text.rfind(")")] if "(" in text else text
+    d = inner.strip()
+    newer = d.startswith(("unknown message with 'fail if unknown' flag",
+                          "unknown datatype class")) or (
+        d.startswith(("bad ", "wrong ", "unknown ")) and "version" in d and
+        not any(w in d for w in ("global heap", "local heap", "symbol table node")))
+    if newer:
+        return (f"written by a newer HDF5 than HDF5 {h5py.version.hdf5_version}, which this "
+                f"nnh5 uses (HDF5: {d})")
+    return text
+
+
 def _has_hdf5_signature(fd):
     """Does fd hold HDF5's signature where HDF5 looks (offset 0, 512, 1024, ...)?"""
     try:
@@ -1166,6 +1184,9 @@ class _Reader:
             try:
                 fid = h5f.open(os.fsencode(self.path), h5f.ACC_RDONLY, fapl=fapl)
             except (OSError, RuntimeError, ValueError) as e:
+                cause = _hdf5_cause(e)
+                if cause != str(e):
+                    raise FormatError(f"open '{self.path}': {cause}") from None
                 raise FormatError(f"open '{self.path}': " + ("damaged HDF5 file"
                                   if _has_hdf5_signature(fd) else "not an HDF5 file (or "
                                   "damaged)") + f" (HDF5: {e})") from None
@@ -1324,13 +1345,13 @@ class _Reader:
                 return "", None
             info = gid.links.get_info(b)
         except (KeyError, OSError, RuntimeError, ValueError) as e:
-            raise FormatError(f"'{self.path}': cannot inspect '{display}' ({e})") from None
+            raise FormatError(f"'{self.path}': cannot inspect '{display}' ({_hdf5_cause(e)})") from None
         self.policy.check_link(info, display, via)
         if info.type == h5l.TYPE_SOFT:
             try:
                 target = gid.links.get_val(b)
             except (OSError, RuntimeError, KeyError) as e:
-                raise FormatError(f"'{self.path}': cannot inspect '{display}' ({e})") from None
+                raise FormatError(f"'{self.path}': cannot inspect '{display}' ({_hdf5_cause(e)})") from None
             obj = self.follow(gid, target, display, hops)
             if isinstance(obj, h5g.GroupID):  # also in the middle of a path, as in C
                 raise UnsafeError(f"'{self.path}': '{display}' is a soft link to a group: "
@@ -1339,7 +1360,7 @@ class _Reader:
         try:
             obj = h5o.open(gid, b)
         except (KeyError, OSError, RuntimeError, ValueError) as e:
-            raise FormatError(f"'{self.path}': cannot inspect '{display}' ({e})") from None
+            raise FormatError(f"'{self.path}': cannot inspect '{display}' ({_hdf5_cause(e)})") from None
         return {h5l.TYPE_HARD: "hard", h5l.TYPE_EXTERNAL: "external"}.get(info.type, "user"), obj
 
     def follow(self, gid, target, display, hops):
@@ -1357,7 +1378,7 @@ class _Reader:
         try:  # "/" opens the root of gid's own file: no link is traversed
             cur = h5g.open(gid, b"/") if target.startswith(b"/") else gid
         except (KeyError, OSError, RuntimeError) as e:
-            raise FormatError(f"'{self.path}': cannot inspect '{display}' ({e})") from None
+            raise FormatError(f"'{self.path}': cannot inspect '{display}' ({_hdf5_cause(e)})") from None
         at = "" if target.startswith(b"/") else display.rsplit("/", 1)[0]
         for c in comps:
             if not isinstance(cur, h5g.GroupID):

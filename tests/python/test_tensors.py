@@ -561,6 +561,21 @@ def special_files():
         signal.signal(signal.SIGALRM, old)
 
 
+def newer_hdf5():
+    """A file written by a newer HDF5 says so, as the C library does, not "damaged"."""
+    data = os.environ.get("NNH5_TEST_DATA") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "data")
+    newer = os.path.join(data, "written-by-hdf5-2.0.hdf5")
+    msg = pc.expect_error(lambda: nnh5.load(newer), nnh5.FormatError,
+                          ["written-by-hdf5-2.0.hdf5", "/weight", "written by a newer HDF5",
+                           "layout message"], "a newer HDF5's file: said so")
+    check(msg is None or "damaged" not in msg, "a newer HDF5's file is not called damaged",
+          msg or "")
+    c = helper("dump", "state_dict", newer, check_rc=False)
+    check(c.returncode != 0 and "newer HDF5" in c.stdout + c.stderr,
+          "the C library says the same of it", c.stdout + c.stderr)
+
+
 def main():
     print(f"nnh5.py {nnh5.__version__}, h5py {h5py.version.version}, HDF5 "
           f"{h5py.version.hdf5_version}, torch {torch.__version__}, xxhash {nnh5.HAVE_XXHASH}")
@@ -569,7 +584,7 @@ def main():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         pc.run_parts(python_only, conformance, crossing, checksums, plain_h5py, bool_rule,
-                     special_files)
+                     special_files, newer_hdf5)
     pc.finish("test_tensors")
 
 
