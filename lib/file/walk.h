@@ -1,5 +1,6 @@
 /*
- * lib/file/walk.h - the one walk of the library (lib/file/walk.c): how every
+ * lib/file/walk.h - the one walk of the library (lib/file/walk.c, names
+ * resolved by lib/file/resolve.c): how every
  * reader reaches objects by name, and how it visits a group's members.
  *
  * Every link is resolved here, one path component at a time, before HDF5
