@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <nnh5.h>
 
@@ -55,11 +56,25 @@ static long index_row(const nnh5_dict *idx, int64_t step)
 	return -1;
 }
 
+/* Readings of a folder that lists no checkpoint before it counts as empty. */
+#define EMPTY_ROUNDS 5
+
 /* Steps of the checkpoint files in dir, ascending; prints why on failure. */
 static int folder_steps(int64_t **steps, size_t *n, const char *dir, const char *cmd)
 {
-	if (nnh5_checkpoint_folder_steps(steps, n, dir) == NNH5_OK)
-		return 0;
+	/*
+	 * A listing made while a trainer renames new checkpoints in and removes
+	 * old ones may miss them all (readdir is not atomic against renames):
+	 * an empty listing is read again a few times, a short while apart,
+	 * before the folder counts as empty.
+	 */
+	for (int round = 0; nnh5_checkpoint_folder_steps(steps, n, dir) == NNH5_OK; round++) {
+		if (*n > 0 || round == EMPTY_ROUNDS)
+			return 0;
+		nnh5_free(*steps);
+		*steps = NULL;
+		nanosleep(&(struct timespec){ 0, 20 * 1000 * 1000 }, NULL);
+	}
 	fprintf(stderr, "nnh5 %s: ", cmd);
 	tool_put(stderr, nnh5_error_message());
 	fputc('\n', stderr);
