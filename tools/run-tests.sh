@@ -27,7 +27,7 @@ run_suite() { # dir, meson setup args...
 	meson test -C "$dir" --no-suite slow --print-errorlogs --num-processes 2 \
 		>"$dir.test.log" 2>&1
 	grep -E '^ *[0-9]+/[0-9]+ ' "$dir.test.log" | sed "s|^|$dir: |"
-	grep -A40 -E '^=+ [0-9]+/[0-9]+ =+$' "$dir.test.log" | grep -vE '^=+ [0-9]' | head -200 || true
+	/usr/bin/python3 tools/print-failures.py "$dir" || true
 	ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$dir.test.log")
 	fail=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$dir.test.log")
 	timeout=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$dir.test.log")
