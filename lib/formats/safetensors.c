@@ -2,17 +2,14 @@
  * lib/formats/safetensors.c - safetensors files: a read-only mapped open
  * that hands out tensors as views of the mapping, and the writer.
  *
- * The header is parsed by a small strict JSON reader of its own (RFC 8259,
- * as serde_json reads it): offsets and shapes are u64 and must be exact
- * (a double-based parser would round them), strings must be valid with no
- * lone surrogates, and every size is bounded by the input's length, so a
- * hostile header can neither overflow nor allocate more than about ten
- * times its own size. Validation follows the reference reader
+ * The header is parsed by formats/json.c (strict, exact u64 numbers), and
+ * every size is bounded by the input's length. Validation follows the reference reader
  * (huggingface/safetensors, safetensors/src/tensor.rs; doc/FORMATS.md).
  */
 #include "core/internal.h"
 #include "store/atomic.h"
 #include "store/regular.h"
+#include "formats/json.h"
 #include "nnh5/safetensors.h"
 
 #include <errno.h>
@@ -25,7 +22,6 @@
 #include <unistd.h>
 
 #define MAX_HEADER 100000000u
-#define MAX_DEPTH 128 /* serde_json's recursion limit */
 
 /* ------------------------------------------------------------ dtypes */
 
@@ -61,359 +57,6 @@ static int st_index_of_nnh5(nnh5_dtype d)
 	return -1;
 }
 
-/* ------------------------------------------------------------ JSON */
-
-enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
-
-struct jval {
-	enum jtype type;
-	bool is_u64;   /* J_NUM: a non-negative integer literal that fits u64 */
-	uint64_t u;    /* its value */
-	char *s;       /* J_STR: the decoded string (NUL-terminated) */
-	size_t slen;   /* its length (it may hold NUL bytes) */
-	size_t n;      /* J_ARR, J_OBJ: members */
-	struct jval *items;
-	char **keys;   /* J_OBJ */
-	size_t *klens;
-};
-
-struct jparser {
-	const char *p, *end;
-	int depth;
-	const char *err;
-};
-
-static void jfree(struct jval *v)
-{
-	if (v->type == J_STR)
-		nnh5__free(v->s);
-	if (v->type == J_ARR || v->type == J_OBJ) {
-		for (size_t i = 0; i < v->n; i++) {
-			jfree(&v->items[i]);
-			if (v->keys)
-				nnh5__free(v->keys[i]);
-		}
-		nnh5__free(v->items);
-		nnh5__free(v->keys);
-		nnh5__free(v->klens);
-	}
-	memset(v, 0, sizeof *v);
-}
-
-static void jws(struct jparser *j)
-{
-	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-		j->p++;
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-	unsigned v = 0;
-
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= (unsigned)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v |= (unsigned)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			v |= (unsigned)(c - 'A' + 10);
-		else
-			return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-static size_t put_utf8(char *o, unsigned cp)
-{
-	if (cp < 0x80) {
-		o[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (char)(0xc0 | (cp >> 6));
-		o[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (char)(0xe0 | (cp >> 12));
-		o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		o[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	o[0] = (char)(0xf0 | (cp >> 18));
-	o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-	o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-	o[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
-/* A string at j->p (the opening quote); the input is valid UTF-8 already. */
-static int jstring(struct jparser *j, char **out, size_t *outlen)
-{
-	const char *p = j->p + 1, *q = p;
-	size_t cap = 0, n = 0;
-	char *o;
-
-	/* Decoded strings are never longer than their source. */
-	while (q < j->end && *q != '"') {
-		if (*q == '\\')
-			q++;
-		q++;
-	}
-	if (q >= j->end) {
-		j->err = "unterminated string";
-		return -1;
-	}
-	cap = (size_t)(q - p) + 1;
-	o = nnh5__malloc(cap);
-	if (!o) {
-		j->err = NULL;
-		return -2;
-	}
-	while (*p != '"') {
-		unsigned char c = (unsigned char)*p;
-		if (c < 0x20) {
-			j->err = "control character in a string";
-			goto bad;
-		}
-		if (c != '\\') {
-			o[n++] = (char)c;
-			p++;
-			continue;
-		}
-		p++;
-		switch (*p) {
-		case '"': o[n++] = '"'; p++; break;
-		case '\\': o[n++] = '\\'; p++; break;
-		case '/': o[n++] = '/'; p++; break;
-		case 'b': o[n++] = '\b'; p++; break;
-		case 'f': o[n++] = '\f'; p++; break;
-		case 'n': o[n++] = '\n'; p++; break;
-		case 'r': o[n++] = '\r'; p++; break;
-		case 't': o[n++] = '\t'; p++; break;
-		case 'u': {
-			unsigned cp, lo;
-			if (j->end - p < 5 || hex4(p + 1, &cp) < 0) {
-				j->err = "bad \\u escape";
-				goto bad;
-			}
-			p += 5;
-			if (cp >= 0xdc00 && cp <= 0xdfff) {
-				j->err = "lone surrogate in a \\u escape";
-				goto bad;
-			}
-			if (cp >= 0xd800 && cp <= 0xdbff) {
-				if (j->end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
-				    hex4(p + 2, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff) {
-					j->err = "lone surrogate in a \\u escape";
-					goto bad;
-				}
-				p += 6;
-				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-			}
-			/* \uXXXX (6 bytes) decodes to at most 3, a pair (12) to 4. */
-			n += put_utf8(o + n, cp);
-			break;
-		}
-		default:
-			j->err = "bad escape in a string";
-			goto bad;
-		}
-	}
-	o[n] = '\0';
-	j->p = p + 1;
-	*out = o;
-	*outlen = n;
-	return 0;
-bad:
-	nnh5__free(o);
-	return -1;
-}
-
-/* One or more digits from p: the position after them, or NULL (j->err set). */
-static const char *digits(struct jparser *j, const char *p)
-{
-	if (p >= j->end || *p < '0' || *p > '9') {
-		j->err = "bad number";
-		return NULL;
-	}
-	while (p < j->end && *p >= '0' && *p <= '9')
-		p++;
-	return p;
-}
-
-static int jnumber(struct jparser *j, struct jval *v)
-{
-	const char *p = j->p;
-	bool neg = false, integer = true, overflow = false;
-	uint64_t u = 0;
-
-	if (*p == '-') {
-		neg = true;
-		p++;
-	}
-	if (p >= j->end || *p < '0' || *p > '9') {
-		j->err = "bad number";
-		return -1;
-	}
-	if (*p == '0') {
-		p++;
-	} else {
-		while (p < j->end && *p >= '0' && *p <= '9') {
-			unsigned d = (unsigned)(*p - '0');
-			if (u > (UINT64_MAX - d) / 10)
-				overflow = true;
-			else
-				u = u * 10 + d;
-			p++;
-		}
-	}
-	if (p < j->end && *p == '.') {
-		integer = false;
-		if (!(p = digits(j, p + 1)))
-			return -1;
-	}
-	if (p < j->end && (*p == 'e' || *p == 'E')) {
-		integer = false;
-		p++;
-		if (p < j->end && (*p == '+' || *p == '-'))
-			p++;
-		if (!(p = digits(j, p)))
-			return -1;
-	}
-	v->type = J_NUM;
-	/* "-0" is the integer 0 to serde_json, which a u64 field takes. */
-	v->is_u64 = integer && !overflow && (!neg || u == 0);
-	v->u = v->is_u64 ? u : 0;
-	j->p = p;
-	return 0;
-}
-
-static int jvalue(struct jparser *j, struct jval *v);
-
-static int jcontainer(struct jparser *j, struct jval *v, bool obj)
-{
-	size_t cap = 0;
-	int rc;
-
-	if (++j->depth > MAX_DEPTH) {
-		j->err = "nested too deeply";
-		return -1;
-	}
-	v->type = obj ? J_OBJ : J_ARR;
-	j->p++;
-	jws(j);
-	if (j->p < j->end && *j->p == (obj ? '}' : ']')) {
-		j->p++;
-		j->depth--;
-		return 0;
-	}
-	for (;;) {
-		char *key = NULL;
-		size_t klen = 0;
-		if (v->n == cap) {
-			size_t nc = cap ? 2 * cap : 8;
-			struct jval *ni = nnh5__realloc(v->items, nc * sizeof *ni);
-			if (!ni)
-				return -2;
-			v->items = ni;
-			if (obj) {
-				char **nk = nnh5__realloc(v->keys, nc * sizeof *nk);
-				if (!nk)
-					return -2;
-				v->keys = nk;
-				size_t *nl = nnh5__realloc(v->klens, nc * sizeof *nl);
-				if (!nl)
-					return -2;
-				v->klens = nl;
-			}
-			cap = nc;
-		}
-		if (obj) {
-			jws(j);
-			if (j->p >= j->end || *j->p != '"') {
-				j->err = "expected a key";
-				return -1;
-			}
-			rc = jstring(j, &key, &klen);
-			if (rc)
-				return rc;
-			jws(j);
-			if (j->p >= j->end || *j->p != ':') {
-				nnh5__free(key);
-				j->err = "expected ':'";
-				return -1;
-			}
-			j->p++;
-		}
-		memset(&v->items[v->n], 0, sizeof v->items[v->n]);
-		if (obj) {
-			v->keys[v->n] = key;
-			v->klens[v->n] = klen;
-		}
-		v->n++;
-		rc = jvalue(j, &v->items[v->n - 1]);
-		if (rc)
-			return rc;
-		jws(j);
-		if (j->p < j->end && *j->p == ',') {
-			j->p++;
-			continue;
-		}
-		if (j->p < j->end && *j->p == (obj ? '}' : ']')) {
-			j->p++;
-			j->depth--;
-			return 0;
-		}
-		j->err = obj ? "expected ',' or '}'" : "expected ',' or ']'";
-		return -1;
-	}
-}
-
-static bool jlit(struct jparser *j, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	if ((size_t)(j->end - j->p) < n || memcmp(j->p, lit, n) != 0)
-		return false;
-	j->p += n;
-	return true;
-}
-
-static int jvalue(struct jparser *j, struct jval *v)
-{
-	jws(j);
-	if (j->p >= j->end) {
-		j->err = "unexpected end";
-		return -1;
-	}
-	switch (*j->p) {
-	case '{': return jcontainer(j, v, true);
-	case '[': return jcontainer(j, v, false);
-	case '"':
-		v->type = J_STR;
-		return jstring(j, &v->s, &v->slen);
-	case 't':
-	case 'f':
-		v->type = J_BOOL;
-		if (jlit(j, "true") || jlit(j, "false"))
-			return 0;
-		break;
-	case 'n':
-		v->type = J_NULL;
-		if (jlit(j, "null"))
-			return 0;
-		break;
-	default:
-		return jnumber(j, v);
-	}
-	j->err = "unexpected character";
-	return -1;
-}
-
 /* ------------------------------------------------------------ reading */
 
 struct st_tensor {
@@ -436,60 +79,6 @@ struct nnh5_safetensors {
 	size_t n_meta;
 	size_t copies;
 };
-
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t len;
-		uint32_t cp;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if ((c & 0xe0) == 0xc0) {
-			len = 2;
-			cp = c & 0x1fu;
-		} else if ((c & 0xf0) == 0xe0) {
-			len = 3;
-			cp = c & 0x0fu;
-		} else if ((c & 0xf8) == 0xf0) {
-			len = 4;
-			cp = c & 0x07u;
-		} else {
-			return false;
-		}
-		if (n - i < len)
-			return false;
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3fu);
-		}
-		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-		    (len == 4 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += len;
-	}
-	return true;
-}
-
-/* An object's member key, or NULL; *dup set when the key occurs twice. */
-static const struct jval *jget(const struct jval *o, const char *key, bool *dup)
-{
-	const struct jval *found = NULL;
-
-	for (size_t i = 0; i < o->n; i++) {
-		if (o->klens[i] == strlen(key) && memcmp(o->keys[i], key, o->klens[i]) == 0) {
-			if (found)
-				*dup = true;
-			found = &o->items[i];
-		}
-	}
-	return found;
-}
 
 static bool has_nul(const char *s, size_t n)
 {
@@ -522,9 +111,9 @@ static int parse_entry(nnh5_safetensors *st, struct st_tensor *t, const struct j
 	if (v->type != J_OBJ)
 		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': tensor '%s': not an object",
 				   st->path, t->name);
-	dt = jget(v, "dtype", &dup);
-	shape = jget(v, "shape", &dup);
-	offs = jget(v, "data_offsets", &dup);
+	dt = nnh5__json_get(v, "dtype", &dup);
+	shape = nnh5__json_get(v, "shape", &dup);
+	offs = nnh5__json_get(v, "data_offsets", &dup);
 	if (dup)
 		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': tensor '%s': a field given twice",
 				   st->path, t->name);
@@ -556,33 +145,38 @@ static int parse_entry(nnh5_safetensors *st, struct st_tensor *t, const struct j
 	for (size_t i = 0; i < shape->n && i < NNH5_MAX_NDIM; i++)
 		t->shape[i] = shape->items[i].u > (uint64_t)INT64_MAX ? -1
 								       : (int64_t)shape->items[i].u;
-	/* Overflow-checked byte count, on the u64 values (the reference's usize). */
+	/*
+	 * The byte count as the reference computes it, on u64 (its usize):
+	 * elements (the first overflow refuses, even if a later dimension is 0),
+	 * times the dtype's bits, which must make whole bytes.
+	 */
 	{
-		uint64_t ne = 1, nb;
-		bool over = false;
+		static const unsigned bits[N_ST_DTYPES] = { 8,  4,  6,  6,  8,	8,  8,	8,  8,	8,  8,
+							    16, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64 };
+		uint64_t ne = 1, nbits;
 		for (size_t i = 0; i < shape->n; i++) {
 			uint64_t d = shape->items[i].u;
 			if (d && ne > UINT64_MAX / d)
-				over = true;
+				return nnh5__error(NNH5_ERR_FORMAT,
+						   "safetensors '%s': tensor '%s': element count overflows",
+						   st->path, t->name);
 			ne *= d;
 		}
-		/* once 0, the product stays 0 whatever overflowed before (checked_mul folds) */
-		static const unsigned sizes[N_ST_DTYPES] = { 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1,
-							     2, 2, 2, 2, 4, 4, 4, 8, 8, 8, 8 };
-		unsigned es = sizes[k];
-		if (es == 0)
-			return NNH5_OK; /* sub-byte: refused below, with its name */
-		if (over || ne > UINT64_MAX / es)
-			return nnh5__error(NNH5_ERR_FORMAT,
-					   "safetensors '%s': tensor '%s': size overflows",
+		if (ne > UINT64_MAX / bits[k])
+			return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': tensor '%s': size overflows",
 					   st->path, t->name);
-		nb = ne * es;
-		if (t->end < t->begin || t->end - t->begin != nb)
+		nbits = ne * bits[k];
+		if (nbits % 8)
+			return nnh5__error(NNH5_ERR_FORMAT,
+					   "safetensors '%s': tensor '%s': %llu elements of %s are not "
+					   "whole bytes", st->path, t->name, (unsigned long long)ne,
+					   st_dtypes[k].name);
+		if (t->end < t->begin || t->end - t->begin != nbits / 8)
 			return nnh5__error(NNH5_ERR_FORMAT,
 					   "safetensors '%s': tensor '%s': data_offsets [%llu, %llu] "
 					   "do not hold its %llu bytes", st->path, t->name,
 					   (unsigned long long)t->begin, (unsigned long long)t->end,
-					   (unsigned long long)nb);
+					   (unsigned long long)(nbits / 8));
 	}
 	return NNH5_OK;
 }
@@ -625,7 +219,7 @@ static int parse_header(nnh5_safetensors *st, const struct jval *root)
 				return nnh5__error(NNH5_ERR_FORMAT,
 						   "safetensors '%s': __metadata__ value of '%s' is "
 						   "not a string", st->path, meta->keys[i]);
-			jget(meta, meta->keys[i], &d2);
+			nnh5__json_get(meta, meta->keys[i], &d2);
 			if (d2)
 				return nnh5__error(NNH5_ERR_FORMAT,
 						   "safetensors '%s': __metadata__ key '%s' given twice",
@@ -726,10 +320,10 @@ static int validate(nnh5_safetensors *st, bool lenient)
 static int open_bytes(nnh5_safetensors *st, const nnh5_safetensors_options *opts)
 {
 	nnh5_safetensors_options def = NNH5_SAFETENSORS_OPTIONS_INIT;
-	struct jparser j;
 	struct jval root;
 	uint64_t n;
-	const char *h;
+	const char *h, *jerr;
+	size_t at;
 	int rc;
 
 	if (!opts)
@@ -754,36 +348,24 @@ static int open_bytes(nnh5_safetensors *st, const nnh5_safetensors_options *opts
 				   st->path, (unsigned long long)n, st->size - 8);
 	st->data_start = 8 + n;
 	h = (const char *)st->base + 8;
-	if (!utf8_valid((const unsigned char *)h, (size_t)n))
+	if (!nnh5__json_utf8_valid((const unsigned char *)h, (size_t)n))
 		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': the header is not valid UTF-8",
 				   st->path);
 	if (!opts->lenient && (n == 0 || h[0] != '{'))
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "safetensors '%s': the header does not start with '{' (a lenient "
 				   "open accepts whitespace before it)", st->path);
-	memset(&root, 0, sizeof root);
-	j.p = h;
-	j.end = h + n;
-	j.depth = 0;
-	j.err = NULL;
-	rc = jvalue(&j, &root);
-	if (!rc) {
-		jws(&j);
-		if (j.p != j.end) {
-			j.err = "trailing characters after the JSON object";
-			rc = -1;
-		}
-	}
+	rc = nnh5__json_parse(&root, h, (size_t)n, &jerr, &at);
 	if (rc) {
-		jfree(&root);
-		if (rc == -2 || !j.err)
+		nnh5__json_free(&root);
+		if (rc == -2)
 			return nnh5__nomem();
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "safetensors '%s': the header is not valid JSON: %s at byte %zu",
-				   st->path, j.err, (size_t)(j.p - h));
+				   st->path, jerr, at);
 	}
 	rc = parse_header(st, &root);
-	jfree(&root);
+	nnh5__json_free(&root);
 	if (!rc)
 		rc = validate(st, opts->lenient);
 	return rc;
