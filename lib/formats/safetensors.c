@@ -547,30 +547,27 @@ int nnh5_safetensors_load(nnh5_dict **out, const char *path, const nnh5_safetens
 
 /* ------------------------------------------------------------ writing */
 
+/* s's characters escaped as serde_json escapes them (no quotes around). */
+static void json_str_tail(nnh5__strbuf *sb, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		const char *shortf = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
+				   : c == '\r' ? "\\r" : c == '\t' ? "\\t" : c == '\b' ? "\\b"
+				   : c == '\f' ? "\\f" : NULL;
+		if (shortf)
+			nnh5__strbuf_puts(sb, shortf);
+		else if (c < 0x20)
+			nnh5__strbuf_printf(sb, "\\u%04x", c);
+		else
+			nnh5__strbuf_putn(sb, (const char *)&c, 1);
+	}
+}
+
 static void json_str(nnh5__strbuf *sb, const char *s)
 {
 	nnh5__strbuf_putn(sb, "\"", 1);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		char esc[8];
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)c;
-			nnh5__strbuf_putn(sb, esc, 2);
-		} else if (c < 0x20) {
-			/* serde_json's escapes: short forms where JSON has them */
-			const char *shortf = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
-					   : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
-			if (shortf)
-				nnh5__strbuf_puts(sb, shortf);
-			else {
-				snprintf(esc, sizeof esc, "\\u%04x", c);
-				nnh5__strbuf_puts(sb, esc);
-			}
-		} else {
-			nnh5__strbuf_putn(sb, (const char *)&c, 1);
-		}
-	}
+	json_str_tail(sb, s);
 	nnh5__strbuf_putn(sb, "\"", 1);
 }
 
@@ -605,18 +602,67 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-int nnh5_safetensors_save(const char *path, const nnh5_dict *sd, size_t n_meta,
-			  const char *const *meta_keys, const char *const *meta_values)
+/*
+ * Replace path atomically (store/atomic.c) with the nhead bytes at head
+ * followed by the data of the n tensors e.
+ */
+static int atomic_write(const char *path, const char *head, size_t nhead, const struct wentry *e,
+			size_t n)
+{
+	nnh5__atomic a;
+	int fd, rc;
+
+	rc = nnh5__atomic_begin(&a, path, true);
+	if (rc)
+		return rc;
+	fd = open(a.tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0) {
+		rc = nnh5__error(NNH5_ERR_IO, "save '%s': %s", path, strerror(errno));
+		goto abort;
+	}
+	rc = nnh5__atomic_adopt(&a, fd);
+	if (rc)
+		goto abort;
+	if (write_all(fd, head, nhead) < 0) {
+		rc = nnh5__error(NNH5_ERR_IO, "save '%s': write: %s", path, strerror(errno));
+		goto abort;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t nb = nnh5_tensor_nbytes(e[i].t);
+		if (nb && write_all(fd, nnh5_tensor_data(e[i].t), nb) < 0) {
+			rc = nnh5__error(NNH5_ERR_IO, "save '%s': writing tensor '%s': %s", path,
+					 e[i].name, strerror(errno));
+			goto abort;
+		}
+	}
+	rc = close(fd);
+	fd = -1;
+	if (rc < 0) {
+		rc = nnh5__error(NNH5_ERR_IO, "save '%s': close: %s", path, strerror(errno));
+		goto abort;
+	}
+	return nnh5__atomic_commit(&a);
+abort:
+	if (fd >= 0)
+		close(fd);
+	nnh5__atomic_abort(&a);
+	return rc;
+}
+
+/* The entries of sd, checked: every dtype has a safetensors name, no tensor is called __metadata__. */
+static int collect(struct wentry **out, const nnh5_dict *sd, const char *path, size_t n_meta,
+		   const char *const *meta_keys, const char *const *meta_values)
 {
 	size_t n = nnh5_dict_len(sd);
-	struct wentry *e = nnh5__calloc(n ? n : 1, sizeof *e);
-	nnh5__strbuf sb = { 0 };
-	nnh5__atomic a;
-	uint64_t off = 0, hlen;
-	unsigned char len8[8];
-	int fd = -1, rc = NNH5_OK;
-	char num[64];
+	struct wentry *e;
+	int rc = NNH5_OK;
 
+	*out = NULL;
+	for (size_t i = 0; i < n_meta; i++)
+		if (!meta_keys || !meta_values || !meta_keys[i] || !meta_values[i])
+			return nnh5__error(NNH5_ERR_INVALID, "safetensors save '%s': metadata entry %zu is NULL",
+					   path, i);
+	e = nnh5__calloc(n ? n : 1, sizeof *e);
 	if (!e)
 		return nnh5__nomem();
 	for (size_t i = 0; i < n; i++) {
@@ -628,23 +674,33 @@ int nnh5_safetensors_save(const char *path, const nnh5_dict *sd, size_t n_meta,
 					 "safetensors save '%s': tensor '%s' is %s, which safetensors "
 					 "has no dtype for", path, e[i].name,
 					 nnh5_dtype_name((int)nnh5_tensor_dtype(e[i].t)));
-			goto done;
+			break;
 		}
 		if (strcmp(e[i].name, "__metadata__") == 0) {
 			rc = nnh5__error(NNH5_ERR_INVALID,
 					 "safetensors save '%s': a tensor cannot be named __metadata__",
 					 path);
-			goto done;
+			break;
 		}
 	}
-	for (size_t i = 0; i < n_meta; i++)
-		if (!meta_keys || !meta_values || !meta_keys[i] || !meta_values[i]) {
-			rc = nnh5__error(NNH5_ERR_INVALID, "safetensors save '%s': metadata entry %zu is NULL",
-					 path, i);
-			goto done;
-		}
+	if (rc) {
+		nnh5__free(e);
+		return rc;
+	}
+	*out = e;
+	return NNH5_OK;
+}
+
+/* One safetensors file of the n tensors e (sorted here, as the reference writer sorts). */
+static int write_file(const char *path, struct wentry *e, size_t n, size_t n_meta,
+		      const char *const *meta_keys, const char *const *meta_values)
+{
+	nnh5__strbuf sb = { 0 };
+	uint64_t off = 0, hlen;
+	int rc;
+
 	qsort(e, n, sizeof *e, cmp_wentry);
-	nnh5__strbuf_putn(&sb, "{", 1);
+	nnh5__strbuf_putn(&sb, "01234567{", 9); /* the length is filled in below */
 	if (n_meta) {
 		nnh5__strbuf_puts(&sb, "\"__metadata__\":{");
 		for (size_t i = 0; i < n_meta; i++) {
@@ -661,67 +717,410 @@ int nnh5_safetensors_save(const char *path, const nnh5_dict *sd, size_t n_meta,
 		if (i || n_meta)
 			nnh5__strbuf_putn(&sb, ",", 1);
 		json_str(&sb, e[i].name);
-		nnh5__strbuf_puts(&sb, ":{\"dtype\":\"");
-		nnh5__strbuf_puts(&sb, st_dtypes[e[i].k].name);
-		nnh5__strbuf_puts(&sb, "\",\"shape\":[");
-		for (size_t d = 0; d < nd; d++) {
-			snprintf(num, sizeof num, "%s%lld", d ? "," : "",
-				 (long long)nnh5_tensor_dim(e[i].t, d));
-			nnh5__strbuf_puts(&sb, num);
-		}
-		snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-			 (unsigned long long)(off + nb));
-		nnh5__strbuf_puts(&sb, num);
+		nnh5__strbuf_printf(&sb, ":{\"dtype\":\"%s\",\"shape\":[", st_dtypes[e[i].k].name);
+		for (size_t d = 0; d < nd; d++)
+			nnh5__strbuf_printf(&sb, "%s%lld", d ? "," : "",
+					    (long long)nnh5_tensor_dim(e[i].t, d));
+		nnh5__strbuf_printf(&sb, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+				    (unsigned long long)(off + nb));
 		off += nb;
 	}
 	nnh5__strbuf_putn(&sb, "}", 1);
-	while (sb.len % 8)
+	while (sb.len % 8) /* 8 + the header: the data starts 8-aligned */
 		nnh5__strbuf_putn(&sb, " ", 1);
 	if (sb.oom) {
+		nnh5__free(sb.p);
+		return nnh5__nomem();
+	}
+	hlen = sb.len - 8;
+	if (hlen > MAX_HEADER) {
+		nnh5__free(sb.p);
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "safetensors save '%s': a header of %llu bytes is above the format's "
+				   "100,000,000", path, (unsigned long long)hlen);
+	}
+	for (int i = 0; i < 8; i++)
+		sb.p[i] = (char)(unsigned char)(hlen >> (8 * i));
+	rc = atomic_write(path, sb.p, sb.len, e, n);
+	nnh5__free(sb.p);
+	return rc;
+}
+
+int nnh5_safetensors_save(const char *path, const nnh5_dict *sd, size_t n_meta,
+			  const char *const *meta_keys, const char *const *meta_values)
+{
+	struct wentry *e;
+	int rc = collect(&e, sd, path, n_meta, meta_keys, meta_values);
+
+	if (rc)
+		return rc;
+	rc = write_file(path, e, nnh5_dict_len(sd), n_meta, meta_keys, meta_values);
+	nnh5__free(e);
+	return rc;
+}
+
+/* ------------------------------------------------------------ folders */
+
+#define INDEX_NAME "model.safetensors.index.json"
+#define SINGLE_NAME "model.safetensors"
+#define DEFAULT_SHARD ((uint64_t)5000000000u) /* Hugging Face's default, 5 GB */
+
+static char *join(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = nnh5__malloc(n);
+
+	if (p)
+		snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}
+
+/* Python's json.dumps string (ensure_ascii): what transformers writes in the index. */
+static void json_str_ascii(nnh5__strbuf *sb, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	nnh5__strbuf_putn(sb, "\"", 1);
+	while (*p) {
+		unsigned cp = *p;
+		size_t len = 1;
+		if (cp >= 0x80) {
+			/* valid UTF-8 (dict keys are checked on insertion) */
+			len = cp >= 0xf0 ? 4 : cp >= 0xe0 ? 3 : 2;
+			cp &= len == 4 ? 0x07u : len == 3 ? 0x0fu : 0x1fu;
+			for (size_t i = 1; i < len; i++)
+				cp = (cp << 6) | (p[i] & 0x3fu);
+		}
+		if (cp >= 0x10000) {
+			cp -= 0x10000;
+			nnh5__strbuf_printf(sb, "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
+		} else if (cp >= 0x80) {
+			nnh5__strbuf_printf(sb, "\\u%04x", cp);
+		} else {
+			char c[2] = { (char)cp, 0 };
+			json_str_tail(sb, c);
+		}
+		p += len;
+	}
+	nnh5__strbuf_putn(sb, "\"", 1);
+}
+
+int nnh5_safetensors_save_folder(const char *dir, const nnh5_dict *sd, uint64_t max_shard_bytes,
+				 size_t n_meta, const char *const *meta_keys,
+				 const char *const *meta_values)
+{
+	size_t n = nnh5_dict_len(sd), ngroups = 0, nshards = 0, open_group = SIZE_MAX;
+	struct wentry *e = NULL, *part = NULL;
+	size_t *group = NULL, *final = NULL, *sorted = NULL;
+	uint64_t cur = 0, total = 0;
+	nnh5__strbuf sb = { 0 };
+	char name[64], *path = NULL;
+	int rc;
+
+	if (max_shard_bytes == 0)
+		max_shard_bytes = DEFAULT_SHARD;
+	rc = collect(&e, sd, dir, n_meta, meta_keys, meta_values);
+	if (rc)
+		return rc;
+	if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
+		rc = nnh5__error(NNH5_ERR_IO, "safetensors save '%s': cannot create the folder: %s",
+				 dir, strerror(errno));
+		goto done;
+	}
+	group = nnh5__calloc(n + 1, sizeof *group);
+	final = nnh5__calloc(n + 1, sizeof *final);
+	sorted = nnh5__calloc(n + 1, sizeof *sorted);
+	part = nnh5__calloc(n + 1, sizeof *part);
+	if (!group || !final || !sorted || !part) {
 		rc = nnh5__nomem();
 		goto done;
 	}
-	hlen = sb.len;
-	for (int i = 0; i < 8; i++)
-		len8[i] = (unsigned char)(hlen >> (8 * i));
-	rc = nnh5__atomic_begin(&a, path, true);
-	if (rc)
-		goto done;
-	fd = open(a.tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
-	if (fd < 0 || nnh5__atomic_adopt(&a, fd) != NNH5_OK) {
-		rc = fd < 0 ? nnh5__error(NNH5_ERR_IO, "safetensors save '%s': %s", path,
-					  strerror(errno))
-			    : NNH5_ERR_IO;
-		goto abort;
-	}
-	if (write_all(fd, len8, 8) < 0 || write_all(fd, sb.p, sb.len) < 0) {
-		rc = nnh5__error(NNH5_ERR_IO, "safetensors save '%s': write: %s", path,
-				 strerror(errno));
-		goto abort;
-	}
+	/*
+	 * Shards as huggingface_hub splits a state dict: in the dict's order, a
+	 * tensor that would tip the open shard over the limit closes it and
+	 * opens another; a tensor larger than the limit is a shard of its own at
+	 * once. Shards are numbered in the order they are closed.
+	 */
 	for (size_t i = 0; i < n; i++) {
-		size_t nb = nnh5_tensor_nbytes(e[i].t);
-		if (nb && write_all(fd, nnh5_tensor_data(e[i].t), nb) < 0) {
-			rc = nnh5__error(NNH5_ERR_IO, "safetensors save '%s': writing tensor '%s': %s",
-					 path, e[i].name, strerror(errno));
-			goto abort;
+		uint64_t nb = nnh5_tensor_nbytes(e[i].t);
+		total += nb;
+		if (nb > max_shard_bytes) {
+			group[i] = ngroups;
+			final[ngroups++] = nshards++;
+			continue;
 		}
+		if (open_group != SIZE_MAX && cur + nb > max_shard_bytes) {
+			final[open_group] = nshards++;
+			open_group = SIZE_MAX;
+		}
+		if (open_group == SIZE_MAX) {
+			open_group = ngroups++;
+			cur = 0;
+		}
+		group[i] = open_group;
+		cur += nb;
 	}
-	if (close(fd) < 0) {
-		fd = -1;
-		rc = nnh5__error(NNH5_ERR_IO, "safetensors save '%s': close: %s", path,
-				 strerror(errno));
-		goto abort;
+	if (open_group != SIZE_MAX)
+		final[open_group] = nshards++;
+	if (nshards <= 1) {
+		/* One shard: model.safetensors and no index, as save_pretrained does. */
+		path = join(dir, SINGLE_NAME);
+		rc = path ? write_file(path, e, n, n_meta, meta_keys, meta_values) : nnh5__nomem();
+		goto done;
 	}
-	fd = -1;
-	rc = nnh5__atomic_commit(&a);
-	goto done;
-abort:
-	if (fd >= 0)
-		close(fd);
-	nnh5__atomic_abort(&a);
+	for (size_t s = 0; s < nshards; s++) {
+		size_t np = 0;
+		for (size_t i = 0; i < n; i++)
+			if (final[group[i]] == s)
+				part[np++] = e[i];
+		snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, nshards);
+		nnh5__free(path);
+		path = join(dir, name);
+		rc = path ? write_file(path, part, np, n_meta, meta_keys, meta_values) : nnh5__nomem();
+		if (rc)
+			goto done;
+	}
+	/* The index as transformers writes it: json.dumps(indent=2, sort_keys=True) + "\n". */
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = i;
+	for (size_t i = 1; i < n; i++) /* insertion sort by name: n is a model's tensor count */
+		for (size_t j = i; j > 0 && strcmp(e[sorted[j - 1]].name, e[sorted[j]].name) > 0; j--) {
+			size_t t = sorted[j];
+			sorted[j] = sorted[j - 1];
+			sorted[j - 1] = t;
+		}
+	nnh5__strbuf_printf(&sb, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n"
+				 "  \"weight_map\": {", (unsigned long long)total);
+	for (size_t k = 0; k < n; k++) {
+		size_t i = sorted[k];
+		nnh5__strbuf_puts(&sb, k ? ",\n    " : "\n    ");
+		json_str_ascii(&sb, e[i].name);
+		nnh5__strbuf_printf(&sb, ": \"model-%05zu-of-%05zu.safetensors\"", final[group[i]] + 1,
+				    nshards);
+	}
+	nnh5__strbuf_puts(&sb, n ? "\n  }\n}\n" : "}\n}\n");
+	nnh5__free(path);
+	path = join(dir, INDEX_NAME);
+	if (!path || sb.oom)
+		rc = nnh5__nomem();
+	else
+		rc = atomic_write(path, sb.p, sb.len, NULL, 0);
 done:
 	nnh5__free(sb.p);
+	nnh5__free(path);
+	nnh5__free(group);
+	nnh5__free(final);
+	nnh5__free(sorted);
+	nnh5__free(part);
 	nnh5__free(e);
+	return rc;
+}
+
+/* A shard's name from the index: a plain file name in the folder, nothing that leaves it. */
+static bool plain_name(const struct jval *v)
+{
+	return v->type == J_STR && v->slen > 0 && !has_nul(v->s, v->slen) && !strchr(v->s, '/') &&
+	       v->s[0] != '.';
+}
+
+/* The index file's bytes (at most MAX_HEADER), NUL-terminated. */
+static int read_index(char **out, size_t *len, const char *path)
+{
+	nnh5__regular r;
+	struct stat sb;
+	char *buf;
+	size_t got = 0;
+	int rc = nnh5__regular_open(&r, path, "safetensors folder");
+
+	*out = NULL;
+	if (rc)
+		return rc;
+	if (fstat(r.fd, &sb) < 0 || sb.st_size > (off_t)MAX_HEADER) {
+		nnh5__regular_close(&r);
+		return nnh5__error(NNH5_ERR_FORMAT, "safetensors index '%s': unreadable or larger than "
+				   "100,000,000 bytes", path);
+	}
+	buf = nnh5__malloc((size_t)sb.st_size + 1);
+	if (!buf) {
+		nnh5__regular_close(&r);
+		return nnh5__nomem();
+	}
+	while (got < (size_t)sb.st_size) {
+		ssize_t k = read(r.fd, buf + got, (size_t)sb.st_size - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	nnh5__regular_close(&r);
+	if (got != (size_t)sb.st_size) {
+		nnh5__free(buf);
+		return nnh5__error(NNH5_ERR_IO, "safetensors index '%s': short read", path);
+	}
+	buf[got] = '\0';
+	*out = buf;
+	*len = got;
+	return NNH5_OK;
+}
+
+/* Check the index and list its shards (sorted, distinct) into *shards. */
+static int parse_index(const struct jval *root, const char *path, const struct jval **wm,
+		       const char ***shards, size_t *nshards)
+{
+	const struct jval *meta;
+	bool dup = false;
+	const char **sh;
+	size_t ns = 0;
+
+	*shards = NULL;
+	*nshards = 0;
+	if (root->type != J_OBJ)
+		return nnh5__error(NNH5_ERR_FORMAT, "safetensors index '%s': not a JSON object", path);
+	*wm = nnh5__json_get(root, "weight_map", &dup);
+	meta = nnh5__json_get(root, "metadata", &dup);
+	if (dup || !*wm || (*wm)->type != J_OBJ || (meta && meta->type != J_OBJ && meta->type != J_NULL))
+		return nnh5__error(NNH5_ERR_FORMAT,
+				   "safetensors index '%s': needs one \"weight_map\" object (and "
+				   "\"metadata\", if given, an object)", path);
+	sh = nnh5__calloc((*wm)->n + 1, sizeof *sh);
+	if (!sh)
+		return nnh5__nomem();
+	for (size_t i = 0; i < (*wm)->n; i++) {
+		const struct jval *v = &(*wm)->items[i];
+		bool d2 = false;
+		if (!plain_name(v) || has_nul((*wm)->keys[i], (*wm)->klens[i])) {
+			nnh5__free(sh);
+			return nnh5__error(NNH5_ERR_FORMAT,
+					   "safetensors index '%s': tensor '%s': the shard is not a "
+					   "file name in the folder", path, (*wm)->keys[i]);
+		}
+		nnh5__json_get(*wm, (*wm)->keys[i], &d2);
+		if (d2) {
+			nnh5__free(sh);
+			return nnh5__error(NNH5_ERR_FORMAT, "safetensors index '%s': tensor '%s' "
+					   "given twice", path, (*wm)->keys[i]);
+		}
+		sh[ns++] = v->s;
+	}
+	qsort(sh, ns, sizeof *sh, cmp_names);
+	*nshards = 0;
+	for (size_t i = 0; i < ns; i++)
+		if (i == 0 || strcmp(sh[i], sh[*nshards - 1]) != 0)
+			sh[(*nshards)++] = sh[i];
+	*shards = sh;
+	return NNH5_OK;
+}
+
+/* The shard weight_map gives for name, or NULL. */
+static const char *shard_of(const struct jval *wm, const char *name)
+{
+	bool dup = false;
+	const struct jval *v = nnh5__json_get(wm, name, &dup);
+
+	return v ? v->s : NULL;
+}
+
+/* Every tensor of the shard at path into d (copies), each checked against the index. */
+static int load_shard(nnh5_dict *d, const char *path, const char *shard, const struct jval *wm,
+		      const char *index, const nnh5_safetensors_options *opts, size_t *found)
+{
+	nnh5_safetensors *st;
+	int rc = nnh5_safetensors_open(&st, path, opts);
+
+	for (size_t i = 0; !rc && i < st->n; i++) {
+		const char *name = st->t[i].name, *want = shard_of(wm, name);
+		nnh5_tensor *v, *c = NULL;
+		if (!want || strcmp(want, shard) != 0) {
+			rc = nnh5__error(NNH5_ERR_FORMAT,
+					 "safetensors folder: tensor '%s' is in '%s' but the index "
+					 "'%s' puts it %s%s", name, path, index, want ? "in " : "nowhere",
+					 want ? want : "");
+			break;
+		}
+		rc = nnh5_safetensors_get(&v, st, name);
+		if (!rc) {
+			rc = nnh5_tensor_clone(&c, v);
+			nnh5_tensor_free(v);
+		}
+		if (!rc) {
+			rc = nnh5_dict_set(d, name, c);
+			if (rc)
+				nnh5_tensor_free(c);
+			else
+				(*found)++;
+		}
+	}
+	if (st)
+		nnh5_safetensors_close(st);
+	return rc;
+}
+
+int nnh5_safetensors_load_folder(nnh5_dict **out, const char *dir,
+				 const nnh5_safetensors_options *opts)
+{
+	char *index = join(dir, INDEX_NAME), *text = NULL, *path = NULL;
+	struct jval root;
+	const struct jval *wm = NULL;
+	const char **shards = NULL, *jerr;
+	size_t len = 0, nshards = 0, found = 0, at;
+	nnh5_dict *d = NULL;
+	struct stat sb;
+	int rc;
+
+	*out = NULL;
+	memset(&root, 0, sizeof root);
+	if (!index)
+		return nnh5__nomem();
+	if (stat(index, &sb) < 0 && errno == ENOENT) {
+		/* No index: one model.safetensors, as save_pretrained writes a single shard. */
+		path = join(dir, SINGLE_NAME);
+		rc = path ? nnh5_safetensors_load(out, path, opts) : nnh5__nomem();
+		goto done;
+	}
+	rc = read_index(&text, &len, index);
+	if (rc)
+		goto done;
+	if (!nnh5__json_utf8_valid((const unsigned char *)text, len)) {
+		rc = nnh5__error(NNH5_ERR_FORMAT, "safetensors index '%s': not valid UTF-8", index);
+		goto done;
+	}
+	rc = nnh5__json_parse(&root, text, len, &jerr, &at);
+	if (rc) {
+		rc = rc == -2 ? nnh5__nomem()
+			      : nnh5__error(NNH5_ERR_FORMAT,
+					    "safetensors index '%s': not valid JSON: %s at byte %zu",
+					    index, jerr, at);
+		goto done;
+	}
+	rc = parse_index(&root, index, &wm, &shards, &nshards);
+	if (!rc)
+		rc = nnh5_dict_new(&d);
+	for (size_t s = 0; !rc && s < nshards; s++) {
+		nnh5__free(path);
+		path = join(dir, shards[s]);
+		rc = path ? load_shard(d, path, shards[s], wm, index, opts, &found) : nnh5__nomem();
+	}
+	if (!rc && found != wm->n) {
+		for (size_t i = 0; i < wm->n; i++)
+			if (!nnh5_dict_get(d, wm->keys[i])) {
+				rc = nnh5__error(NNH5_ERR_FORMAT,
+						 "safetensors folder: the index '%s' puts tensor '%s' in "
+						 "'%s', which does not hold it", index, wm->keys[i],
+						 wm->items[i].s);
+				break;
+			}
+	}
+	if (!rc) {
+		*out = d;
+		d = NULL;
+	}
+done:
+	nnh5_dict_free(d);
+	nnh5__json_free(&root);
+	nnh5__free(shards);
+	nnh5__free(text);
+	nnh5__free(path);
+	nnh5__free(index);
 	return rc;
 }
