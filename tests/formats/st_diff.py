@@ -226,6 +226,9 @@ TEXT_EDITS = [
     (b'"dtype"', b'"deep":' + b'[' * 125 + b']' * 125 + b',"dtype"'),
     (b'"dtype"', b'"deep":' + b'[' * 126 + b']' * 126 + b',"dtype"'),
     (b'"shape":[', b'"shape":[4611686018427387904,'), (b'"I8"', b'"F6_E2M3"'),
+    (b'{"', b'{"d":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},"'),
+    (b'{"', b'{"d":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},'
+            b'"d":{"dtype":"I8","shape":[0],"data_offsets":[0,0]},"'),
     (b'true', b'tru'), (b'{', b'['), (b'"', b"'"), (b'1', b'01'), (b'1', b'1e0'), (b'0]', b'0 ]'),
 ]
 
