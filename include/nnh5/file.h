@@ -100,10 +100,13 @@ typedef struct nnh5_open_options {
 	 * before its memory is allocated.
 	 * max_tensor_bytes: one tensor (default 16 GiB).
 	 * max_load_bytes: every tensor materialised through this handle
-	 * (default 64 GiB). A load that returns a dataset under two names (an
-	 * alias) counts it twice, and the copies of aliases in one load may not
-	 * exceed the file's size; reading a name again in a later call does not
-	 * count again (doc/FORMAT.md, "Aliases").
+	 * (default 64 GiB). A load that meets a dataset under a second name (an
+	 * alias: a hard link, as nnh5 writes tied tensors, or a soft link)
+	 * gives it back tied to the first (nnh5_tensor_share(): one buffer),
+	 * which counts once; with copy_aliases each further name is a copy
+	 * that counts again, and the copies of aliases in one load may not
+	 * exceed the file's size. Reading a name again in a later call does
+	 * not count again (doc/FORMAT.md, "Aliases").
 	 * max_compression_ratio: chunked data may declare at most this many
 	 * times the bytes it stores, plus 64 KiB (default 100; deflate can pack
 	 * zeros about 1000:1).
@@ -120,10 +123,15 @@ typedef struct nnh5_open_options {
 	uint64_t max_tensors;
 	uint64_t max_depth;
 	uint64_t max_name_length;
+	/*
+	 * NNH5_READ: load every name of a dataset met twice in one load as its
+	 * own copy instead of a tensor tied to the first (default false).
+	 */
+	bool copy_aliases;
 } nnh5_open_options;
 
 #define NNH5_OPEN_OPTIONS_INIT                                                         \
-	{ NNH5_OPEN_OPTIONS_VERSION, true, true, false, false, false, 0, 0, 0, 0, 0, 0, 0 }
+	{ NNH5_OPEN_OPTIONS_VERSION, true, true, false, false, false, 0, 0, 0, 0, 0, 0, 0, false }
 
 /*
  * Open path. With NNH5_READ the file must exist, be a regular file (a

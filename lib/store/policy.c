@@ -31,6 +31,7 @@ int nnh5__policy_init(nnh5__policy *p, const nnh5_open_options *opts, const char
 		return NNH5_OK;
 	p->allow_external = opts->allow_external;
 	p->allow_filter_plugins = opts->allow_filter_plugins;
+	p->copy_aliases = opts->copy_aliases;
 	if (opts->max_tensor_bytes)
 		p->max_tensor_bytes = opts->max_tensor_bytes;
 	if (opts->max_load_bytes)
@@ -510,12 +511,15 @@ static int record(nnh5__storage *s, nnh5__policy *p, const char *path, const cha
 }
 
 int nnh5__policy_count(nnh5__storage *s, nnh5__policy *p, const char *path, const char *display,
-		       const char *alias_of, uint64_t *alias_bytes)
+		       const char *alias_of, bool tied, uint64_t *alias_bytes)
 {
 	uint64_t copies;
 
 	if (!alias_of)
 		return record(s, p, path, display);
+	/* A tie is one buffer under two names: the first name counted it. */
+	if (tied)
+		return NNH5_OK;
 	if (s->logical_bytes > p->max_load_bytes - p->loaded_bytes)
 		return nnh5__error(NNH5_ERR_OVERFLOW,
 				   "'%s': dataset '%s' (%llu bytes, another name of '%s': an alias) "

@@ -50,6 +50,7 @@ struct nnh5__seen {
 typedef struct nnh5__policy {
 	bool allow_external;
 	bool allow_filter_plugins;
+	bool copy_aliases;
 	uint64_t max_tensor_bytes;
 	uint64_t max_load_bytes;
 	uint64_t max_ratio;
@@ -130,14 +131,15 @@ int nnh5__policy_judge(nnh5__storage *s, const nnh5__policy *p, const char *path
  * alias_of NULL: the first time this load meets the object; its bytes
  * count against max_load_bytes unless this handle counted it before
  * (reread), and its contiguous extent must not overlap another's.
- * alias_of set (the name under which this load met it first): it is
- * materialised again, so it counts again, against max_load_bytes and
- * against *alias_bytes, the copies of aliases in this load, which may not
- * exceed the file's size. Errors: NNH5_ERR_OVERFLOW, NNH5_ERR_UNSAFE
- * (overlap), NNH5_ERR_NOMEM.
+ * alias_of set (the name under which this load met it first) and tied:
+ * the load gives it back tied to the first name (one buffer), so nothing
+ * more is counted. alias_of set and not tied: it is materialised again, so
+ * it counts again, against max_load_bytes and against *alias_bytes, the
+ * copies of aliases in this load, which may not exceed the file's size.
+ * Errors: NNH5_ERR_OVERFLOW, NNH5_ERR_UNSAFE (overlap), NNH5_ERR_NOMEM.
  */
 int nnh5__policy_count(nnh5__storage *s, nnh5__policy *p, const char *path, const char *display,
-		       const char *alias_of, uint64_t *alias_bytes);
+		       const char *alias_of, bool tied, uint64_t *alias_bytes);
 
 /*
  * A policy with p's limits and file but nothing counted yet (walks that
