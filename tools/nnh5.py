@@ -47,7 +47,7 @@ import warnings
 
 import numpy as np
 import h5py
-from h5py import h5a, h5d, h5f, h5g, h5l, h5o, h5p, h5s, h5t
+from h5py import h5a, h5d, h5f, h5g, h5i, h5l, h5o, h5p, h5s, h5t
 
 try:
     import xxhash
@@ -297,6 +297,26 @@ def _to_buffer(value):
     if not a.flags.c_contiguous:
         a = a.copy(order="C")
     return name, a
+
+
+def _tie_key(value):
+    """What makes two values one tensor under two names (doc/FORMATS.md, "Tied weights"): the
+    same memory, dtype, shape and strides, as tied parameters (GPT-2's wte and lm_head) are.
+    None for empty values, which have nothing to share."""
+    if _is_torch_tensor(value):
+        if value.numel() == 0:
+            return None
+        return ("torch", str(value.device), value.data_ptr(), str(value.dtype),
+                tuple(value.shape), tuple(value.stride()))
+    if isinstance(value, np.ndarray) and value.size:
+        return ("numpy", value.__array_interface__["data"][0], value.dtype.str, value.shape,
+                value.strides)
+    return None
+
+
+def _share(value):
+    """A second name of a loaded tensor: a new tensor (or array) object on the same memory."""
+    return value.view() if isinstance(value, np.ndarray) else value.view(value.shape)
 
 
 def _describe_type(tid):
@@ -604,6 +624,7 @@ class _Writer:
             self.dcpl_contig.set_alloc_time(h5d.ALLOC_TIME_LATE)
             self.dcpl_contig.set_obj_track_times(False)
             self.types = {}
+            self.ties = {}  # _tie_key -> (dataset id, path) of the first name written
             self.root = h5g.open(self.file.id, b"/")
             self.int_attr(self.root, "nnh5_format_version", FORMAT_VERSION)
             self.str_attr(self.root, "nnh5_writer",
@@ -706,7 +727,19 @@ class _Writer:
         return g
 
     def dataset(self, loc, name, value):
-        """Write value (a tensor or array) as the dataset name in group loc."""
+        """Write value (a tensor or array) as the dataset name in group loc; a value tied to
+        one written before (_tie_key) becomes a hard link to its dataset."""
+        key = _tie_key(value)
+        if key is not None and key in self.ties:
+            did, path = self.ties[key]
+            loc.links.create_hard(name.encode(), self.root, path, lcpl=self.lcpl)
+            return did
+        did = self._new_dataset(loc, name, value)
+        if key is not None:
+            self.ties[key] = (did, h5i.get_name(did))
+        return did
+
+    def _new_dataset(self, loc, name, value):
         dtname, buf = _to_buffer(value)
         tid = self.types.get(dtname)
         if tid is None:
@@ -836,7 +869,7 @@ _LIMIT_DEFAULTS = {
     "max_depth": 64,                # group nesting below the start of a walk
     "max_name_length": 1024,        # bytes in one link name
 }
-_SWITCHES = ("allow_external", "allow_filter_plugins")
+_SWITCHES = ("allow_external", "allow_filter_plugins", "copy_aliases")
 _MAX_DEPTH_LIMIT = 256            # the largest max_depth accepted, as in C
 _RATIO_SLACK = 64 << 10           # compressed data may always expand to this
 _MAX_SOFT_LINKS = 16              # soft links followed to resolve one name (HDF5's default)
@@ -848,13 +881,16 @@ class LoadOptions:
     """The load policy of the loaders, named and defaulted as the C library's nnh5_open_options.
 
     Limits (0 means the default): max_tensor_bytes (16 GiB), max_load_bytes
-    (64 GiB, every tensor a load materialises: a dataset reached under
-    several names counts each time), max_compression_ratio (100),
+    (64 GiB, every tensor a load materialises: a dataset reached under a
+    second name in one load comes back tied to the first, sharing its
+    memory, and counts once; with copy_aliases=True it is a copy and counts
+    again), max_compression_ratio (100),
     max_groups (10,000), max_tensors (100,000), max_depth (64, at most 256),
     max_name_length (1024). Switches (default False): allow_external
     (follow external links, read external raw storage and virtual
     datasets), allow_filter_plugins (read filters other than deflate,
-    shuffle and fletcher32). Every loader takes options=LoadOptions(...)
+    shuffle and fletcher32), copy_aliases (load each name of a dataset met
+    twice as its own copy, not tied). Every loader takes options=LoadOptions(...)
     and the same names as keyword arguments, which override the object's.
     """
     __slots__ = tuple(_LIMIT_DEFAULTS) + _SWITCHES
@@ -938,6 +974,7 @@ class _Policy:
             setattr(self, name, opts.limit(name))
         self.allow_external = opts.allow_external
         self.allow_filter_plugins = opts.allow_filter_plugins
+        self.copy_aliases = opts.copy_aliases
         self.file_size = fid.get_filesize()
         self.fileno = h5o.get_info(root).fileno
         self.loaded = 0
@@ -1527,6 +1564,7 @@ class _Reader:
         pol = self.policy
         top = "/" if name.strip("/") == "" else "/" + name.strip("/")
         found = []
+        firsts = {}  # (fileno, address) -> the value of a dataset's first name in this walk
         keys_seen = set()
         groups = [0]
 
@@ -1558,7 +1596,15 @@ class _Reader:
                         raise FormatError(f"'{self.path}': group '{top}': two datasets map to "
                                           f"the key '{joined}'")
                     keys_seen.add(joined)
-                    found.append((joined, self.tensor(obj, disp)))
+                    info = h5o.get_info(obj)
+                    first = firsts.get((info.fileno, info.addr))
+                    if first is not None and not pol.copy_aliases:
+                        # another name of a dataset loaded already: tied, counted once
+                        found.append((joined, _share(first)))
+                        continue
+                    value = self.tensor(obj, disp)
+                    firsts.setdefault((info.fileno, info.addr), value)
+                    found.append((joined, value))
                 elif isinstance(obj, h5g.GroupID):
                     if ltype == "soft":
                         raise UnsafeError(f"'{self.path}': '{disp}' is a soft link to a group: "
