@@ -51,6 +51,30 @@ NNH5_API const char *nnh5_kind_name(int kind);
 
 #define NNH5_OPEN_OPTIONS_VERSION 1
 
+/*
+ * Compression profiles of a save (doc/FORMATS.md, "Compression"). Values
+ * are pinned. Every profile is lossless; a file written with any of them
+ * loads with the default options.
+ */
+typedef enum nnh5_compression {
+	NNH5_COMPRESSION_NONE = 0,    /* contiguous, uncompressed: mappable (the default) */
+	/* byte shuffle + LZ4 (plugin 32004); shuffle + deflate level 1 without the plugin */
+	NNH5_COMPRESSION_FAST = 1,
+	/* blosc with zstd, level 5, byte shuffle (plugin 32001); shuffle + deflate 6 without it */
+	NNH5_COMPRESSION_ARCHIVE = 2,
+} nnh5_compression;
+
+/* "none", "fast", "archive"; "unknown" for other values. Static storage. */
+NNH5_API const char *nnh5_compression_name(int profile);
+
+/*
+ * The filters profile writes on this machine: "none", "shuffle+lz4",
+ * "shuffle+deflate(1)" (fast without the LZ4 plugin),
+ * "blosc(zstd,5,shuffle)", "shuffle+deflate(6)" (archive without the blosc
+ * plugin); "unknown" for other values. Static storage.
+ */
+NNH5_API const char *nnh5_compression_filters(int profile);
+
 /* Options of nnh5_file_open_ext(). Initialise with NNH5_OPEN_OPTIONS_INIT. */
 typedef struct nnh5_open_options {
 	unsigned int version; /* NNH5_OPEN_OPTIONS_VERSION */
@@ -128,10 +152,21 @@ typedef struct nnh5_open_options {
 	 * own copy instead of a tensor tied to the first (default false).
 	 */
 	bool copy_aliases;
+	/*
+	 * NNH5_CREATE: the compression profile (nnh5_compression) of every
+	 * tensor written through this handle (default NNH5_COMPRESSION_NONE).
+	 * Compressed tensors are chunked (chunks of whole rows, at most 1 MiB)
+	 * with their filters marked optional; scalars, empty tensors and
+	 * tensors under 1 KiB stay contiguous. Checksums are over the tensor's
+	 * elements, as always. Compressed tensors are read, not mapped, by
+	 * nnh5/map.h. Unknown values: NNH5_ERR_INVALID at the open.
+	 */
+	int compression;
 } nnh5_open_options;
 
 #define NNH5_OPEN_OPTIONS_INIT                                                         \
-	{ NNH5_OPEN_OPTIONS_VERSION, true, true, false, false, false, 0, 0, 0, 0, 0, 0, 0, false }
+	{ NNH5_OPEN_OPTIONS_VERSION, true, true, false, false, false, 0, 0, 0, 0, 0, 0, 0, false, \
+	  NNH5_COMPRESSION_NONE }
 
 /*
  * Open path. With NNH5_READ the file must exist, be a regular file (a

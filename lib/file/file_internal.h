@@ -75,6 +75,7 @@ struct nnh5_file {
 	hid_t lcpl;         /* every link created: names marked UTF-8 */
 	hid_t gcpl;         /* groups: creation order tracked and indexed */
 	hid_t dcpl_contig;  /* every dataset: contiguous, no fill (doc/FORMAT.md) */
+	int compression;    /* the profile of tensors written (nnh5_compression) */
 	hid_t ftype[NNH5_DTYPE_COUNT];
 	/*
 	 * A write failed part-way: the file may hold a half-written object, so

@@ -4,6 +4,7 @@
  */
 #include "file/file_internal.h"
 #include "file/walk.h"
+#include "store/filters.h"
 #include "store/h5util.h"
 #include "store/rawio.h"
 #include "nnh5/list.h"
@@ -135,8 +136,8 @@ static int write_data(nnh5_file *f, hid_t did, hid_t type, const nnh5_tensor *t,
  * messages. fresh: loc is a group this call's container created, whose
  * names are known to be unique, so the existence check is skipped.
  */
-static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_tensor *t,
-			 const char *display, bool fresh)
+static int write_dataset_as(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_tensor *t,
+			    const char *display, bool fresh, int profile)
 {
 	hsize_t dims[NNH5_MAX_NDIM];
 	hid_t space, type, did;
@@ -156,12 +157,38 @@ static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_t
 		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': object '%s': cannot describe %s %zu-d",
 				      f->path, display, nnh5_dtype_name((int)t->dtype), t->ndim);
 	}
-	did = H5Dcreate2(loc, leaf, type, space, f->lcpl, f->dcpl_contig, H5P_DEFAULT);
+	hid_t dcpl = -1;
+	rc = nnh5__filters_dcpl(&dcpl, profile, t->ndim, dims,
+				nnh5_dtype_size((int)t->dtype), f->path);
+	if (rc) {
+		H5Sclose(space);
+		return rc;
+	}
+	did = H5Dcreate2(loc, leaf, type, space, f->lcpl, dcpl >= 0 ? dcpl : f->dcpl_contig,
+			 H5P_DEFAULT);
 	H5Sclose(space);
-	if (did < 0)
+	if (did < 0) {
+		if (dcpl >= 0)
+			H5Pclose(dcpl);
 		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot create dataset '%s'", f->path,
 				      display);
+	}
 	rc = write_data(f, did, type, t, &sum, display);
+	/*
+	 * Data that compresses past the load policy's default ratio (zeros do,
+	 * about 250:1) would be refused by a default load: store it as it is.
+	 */
+	if (!rc && dcpl >= 0 &&
+	    !nnh5__policy_ratio_ok(t->nbytes, H5Dget_storage_size(did), NNH5__DEFAULT_MAX_RATIO)) {
+		H5Pclose(dcpl);
+		H5Dclose(did);
+		if (H5Ldelete(loc, leaf, H5P_DEFAULT) < 0)
+			return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot replace dataset '%s'",
+					      f->path, display);
+		return write_dataset_as(f, loc, leaf, t, display, true, NNH5_COMPRESSION_NONE);
+	}
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
 	if (!rc && put_checksum(f, did, sum) < 0)
 		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': checksum attribute",
 				    f->path, display);
@@ -266,6 +293,12 @@ static int write_tie(nnh5_file *f, hid_t loc, const char *leaf, const char *targ
 		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot link '%s' to its tie '%s'",
 				      f->path, display, target);
 	return NNH5_OK;
+}
+
+static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_tensor *t,
+			 const char *display, bool fresh)
+{
+	return write_dataset_as(f, loc, leaf, t, display, fresh, f->compression);
 }
 
 /* Split name into its parent path (in buf) and leaf. */

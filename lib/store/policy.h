@@ -69,6 +69,15 @@ typedef struct nnh5__policy {
 } nnh5__policy;
 
 /*
+ * The ratio rule, for loads and for saves: may logical bytes be made from
+ * stored ones (chunked, compressed or never-written data) under max_ratio?
+ * logical <= stored x max_ratio + NNH5__RATIO_SLACK. A save checks its
+ * compressed tensors against the default ratio, so that every file nnh5
+ * writes loads with the default options.
+ */
+bool nnh5__policy_ratio_ok(uint64_t logical, uint64_t stored, uint64_t max_ratio);
+
+/*
  * Fill p from the open options (NULL: defaults); zero limits mean defaults.
  * Returns NNH5_ERR_INVALID for nonsensical values (what names the file).
  */
@@ -92,7 +101,9 @@ typedef struct nnh5__storage {
 	H5D_layout_t layout;    /* H5D_COMPACT, H5D_CONTIGUOUS, H5D_CHUNKED, H5D_VIRTUAL */
 	int n_external;         /* external raw storage files (-1 unreadable) */
 	int nfilters;           /* -1 unreadable */
-	H5Z_filter_t bad_filter; /* the first filter outside the allowlist, or -2 */
+	H5Z_filter_t bad_filter; /* the first filter nnh5 does not trust, or -2 */
+	const char *bad_filter_why; /* why (static), and the status of its refusal */
+	int bad_filter_status;
 	int chunk_ndim;         /* chunked: the chunk's rank (-1 unreadable) */
 	hsize_t chunk[H5S_MAX_RANK];
 	haddr_t offset;         /* contiguous: H5Dget_offset(), where the data starts; else HADDR_UNDEF */
