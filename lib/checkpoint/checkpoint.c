@@ -410,13 +410,15 @@ int nnh5__checkpoint_write(nnh5_file *f, const nnh5_checkpoint *c)
 	return rc;
 }
 
-int nnh5__checkpoint_save_ext(const char *path, const nnh5_checkpoint *c, bool durable)
+int nnh5__checkpoint_save_ext(const char *path, const nnh5_checkpoint *c, bool durable,
+			      int compression)
 {
 	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
 	nnh5_file *f;
 	int rc;
 
 	o.durable = durable;
+	o.compression = compression;
 	rc = nnh5_file_open_ext(&f, path, NNH5_CREATE, &o);
 	if (rc)
 		return rc;
@@ -433,7 +435,7 @@ int nnh5_checkpoint_save(const char *path, const nnh5_checkpoint *c)
 	if (!c)
 		return nnh5__error(NNH5_ERR_INVALID, "save checkpoint '%s': checkpoint is NULL",
 				   path ? path : "(null)");
-	return nnh5__checkpoint_save_ext(path, c, true);
+	return nnh5__checkpoint_save_ext(path, c, true, NNH5_COMPRESSION_NONE);
 }
 
 /* Attribute names of an object in creation order (HDF5 iteration). */

@@ -83,6 +83,10 @@ EXPECT = {
     "external_passwd.h5": {S: ("UnsafeError", ["dataset '/passwd' stores its data in external"])},
     "virtual.h5": {S: ("UnsafeError", ["dataset '/vds' is a virtual dataset (reads other "
                                        "files): refused"])},
+    "blosc_params.h5": {S: ("UnsafeError", ["dataset '/x' uses filter 32001",
+                                            "blosc with parameters nnh5 does not write"])},
+    "lz4_params.h5": {S: ("UnsafeError", ["dataset '/x' uses filter 32004",
+                                          "LZ4 with parameters nnh5 does not write"])},
     "unknown_filter.h5": {S: ("UnsafeError", ["dataset '/filtered' uses filter 32123",
                                               "allowed: deflate, shuffle, fletcher32"])},
     "huge_2e62.h5": {S: ("LimitError", ["dataset '/huge' declares 4611686018427387904 bytes",
