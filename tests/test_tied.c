@@ -218,6 +218,35 @@ static void dicts_lists_views_and_maps(void **state)
 	nnh5_dict_free(d);
 }
 
+/* Checkpoints keep ties, saved in the calling thread or staged for a background save. */
+static void checkpoints_keep_ties(void **state)
+{
+	nnh5_checkpoint_options o = NNH5_CHECKPOINT_OPTIONS_INIT;
+	char dir[4096], file[4200];
+	(void)state;
+
+	for (int async = 0; async < 2; async++) {
+		nnh5_checkpoint_manager *m;
+		nnh5_checkpoint *c, *back;
+		snprintf(dir, sizeof dir, "%s", tu_path(async ? "ckpt-async" : "ckpt-sync"));
+		o.async = async;
+		ok(nnh5_checkpoint_manager_open(&m, dir, &o));
+		ok(nnh5_checkpoint_new(&c, 1));
+		ok(nnh5_checkpoint_set_state(c, "model", gpt2_like()));
+		ok(nnh5_checkpoint_manager_save(m, c));
+		nnh5_checkpoint_free(c);
+		ok(nnh5_checkpoint_manager_close(m));
+		snprintf(file, sizeof file, "%s/ckpt-000000000001.h5", dir);
+		assert_true(object_addr(file, "/model/transformer/wte/weight") ==
+			    object_addr(file, "/model/lm_head/weight"));
+		ok(nnh5_checkpoint_load(&back, file));
+		const nnh5_dict *sd = nnh5_checkpoint_state(back, "model");
+		assert_true(nnh5_tensor_tied(nnh5_dict_get(sd, "transformer.wte.weight"),
+					     nnh5_dict_get(sd, "lm_head.weight")));
+		nnh5_checkpoint_free(back);
+	}
+}
+
 static void tie_errors(void **state)
 {
 	nnh5_dict *d;
@@ -243,6 +272,7 @@ int main(void)
 		cmocka_unit_test(gpt2_tie_saves_once_and_loads_tied),
 		cmocka_unit_test(tie_counts_once),
 		cmocka_unit_test(dicts_lists_views_and_maps),
+		cmocka_unit_test(checkpoints_keep_ties),
 		cmocka_unit_test(tie_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

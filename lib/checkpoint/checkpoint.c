@@ -685,10 +685,20 @@ int nnh5__checkpoint_stage(nnh5_checkpoint **out, const nnh5_checkpoint *c, unsi
 			if (rc)
 				nnh5_dict_free(d);
 		}
+		size_t *ties = NULL;
+		if (!rc)
+			rc = nnh5__dict_ties(&ties, src);
 		for (size_t k = 0; !rc && k < nnh5_dict_len(src); k++) {
 			const nnh5_tensor *t = nnh5_dict_value(src, k);
 			size_t n = nnh5_tensor_nbytes(t);
 			nnh5_tensor *v;
+			/* A tie stays a tie: the staged copy of its first name, shared. */
+			if (ties && ties[k] != SIZE_MAX) {
+				rc = nnh5_tensor_share(&v, nnh5_dict_value(d, ties[k]));
+				if (!rc && (rc = nnh5_dict_set(d, nnh5_dict_key(src, k), v)))
+					nnh5_tensor_free(v);
+				continue;
+			}
 			if (off + n > arena_size) {
 				rc = nnh5__error(NNH5_ERR_INVALID, "checkpoint: staging buffer too small");
 				break;
@@ -704,6 +714,7 @@ int nnh5__checkpoint_stage(nnh5_checkpoint **out, const nnh5_checkpoint *c, unsi
 				nnh5_tensor_free(v);
 			off += (n + 63) & ~(size_t)63;
 		}
+		nnh5__free(ties);
 	}
 	if (rc) {
 		nnh5_checkpoint_free(s);

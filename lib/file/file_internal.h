@@ -29,6 +29,13 @@ int nnh5__file_create_group(nnh5_file *f, const char *name);
 int nnh5__file_write_state_dict_kind(nnh5_file *f, const char *name, const nnh5_dict *sd,
 				     const char *kind);
 
+/*
+ * Tied values of d (nnh5_tensor_tied()): for each of its values, the index
+ * of the first earlier one it is tied to, or SIZE_MAX; *out NULL when none
+ * is tied (free with nnh5__free). Errors: NNH5_ERR_NOMEM.
+ */
+int nnh5__dict_ties(size_t **out, const nnh5_dict *d);
+
 /* Attribute setters without the reserved-name check (for "nnh5_" names). */
 int nnh5__file_set_attr_string(nnh5_file *f, const char *obj, const char *name,
 			       const char *value);

@@ -266,8 +266,7 @@ static int find_ties(size_t **out, const nnh5_tensor *const *v, size_t n)
 	return NNH5_OK;
 }
 
-/* find_ties() over a dict's values. */
-static int dict_ties(size_t **out, const nnh5_dict *d)
+int nnh5__dict_ties(size_t **out, const nnh5_dict *d)
 {
 	size_t n = nnh5_dict_len(d), bytes;
 	const nnh5_tensor **v;
@@ -486,7 +485,7 @@ int nnh5_file_write_dict(nnh5_file *f, const char *name, const nnh5_dict *d)
 	size_t *ties = NULL;
 	rc = write_keys_attr(f, g, d, name);
 	if (!rc)
-		rc = dict_ties(&ties, d);
+		rc = nnh5__dict_ties(&ties, d);
 	for (size_t i = 0; !rc && i < nnh5_dict_len(d); i++) {
 		nnh5__file_display_name(disp, sizeof disp, name, nnh5_dict_key(d, i));
 		if (ties && ties[i] != SIZE_MAX) {
@@ -643,7 +642,7 @@ int nnh5__file_write_state_dict_kind(nnh5_file *f, const char *name, const nnh5_
 	size_t *ties = NULL;
 	rc = write_keys_attr(f, g, sd, name);
 	if (!rc)
-		rc = dict_ties(&ties, sd);
+		rc = nnh5__dict_ties(&ties, sd);
 	s.ids[0] = g;
 	s.depth = 0;
 	for (size_t i = 0; !rc && i < nnh5_dict_len(sd); i++)
