@@ -687,6 +687,42 @@ static void fork_does_not_keep_lock(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* A compressed checkpoint folder: smaller files that load back equal, sync and async. */
+static void compressed_checkpoints(void **state)
+{
+	nnh5_checkpoint_options o = NNH5_CHECKPOINT_OPTIONS_INIT;
+	nnh5_checkpoint_manager *m;
+	char plain[4096], packed[4096], fp[4096];
+	(void)state;
+	o.keep_last = 0;
+	snprintf(plain, sizeof plain, "%s", tu_path("ckpt-plain"));
+	snprintf(packed, sizeof packed, "%s", tu_path("ckpt-packed"));
+	ok(nnh5_checkpoint_manager_open(&m, plain, &o));
+	nnh5_checkpoint *c = sample(1, 0.5, 8192);
+	ok(nnh5_checkpoint_manager_save(m, c));
+	ok(nnh5_checkpoint_manager_close(m));
+	snprintf(fp, sizeof fp, "%s", ckpt_file(plain, 1));
+	for (int async = 0; async < 2; async++) {
+		o.compression = NNH5_COMPRESSION_ARCHIVE;
+		o.async = async;
+		ok(nnh5_checkpoint_manager_open(&m, packed, &o));
+		ok(nnh5_checkpoint_manager_save(m, c));
+		ok(nnh5_checkpoint_manager_close(m));
+		struct stat a, b;
+		assert_int_equal(stat(fp, &a), 0);
+		assert_int_equal(stat(ckpt_file(packed, 1), &b), 0);
+		assert_true(b.st_size < a.st_size);
+		nnh5_checkpoint *back;
+		ok(nnh5_checkpoint_load(&back, ckpt_file(packed, 1)));
+		assert_same_checkpoint(c, back);
+		nnh5_checkpoint_free(back);
+	}
+	nnh5_checkpoint_free(c);
+	o.compression = 9;
+	fails(NNH5_ERR_INVALID, nnh5_checkpoint_manager_open(&m, packed, &o),
+	      "unknown compression profile 9");
+}
+
 static void options_checked(void **state)
 {
 	nnh5_checkpoint_options o = NNH5_CHECKPOINT_OPTIONS_INIT;
@@ -717,6 +753,7 @@ int main(void)
 		cmocka_unit_test(full_disk_keeps_previous),
 		cmocka_unit_test(async_equals_sync_and_copies),
 		cmocka_unit_test(options_checked),
+		cmocka_unit_test(compressed_checkpoints),
 		cmocka_unit_test(huge_steps),
 		cmocka_unit_test(fork_does_not_keep_lock),
 	};

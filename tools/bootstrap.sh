@@ -10,8 +10,11 @@ libxxhash-dev libcjson-dev binutils"
 # python3-sklearn: the digits data of examples/train_digits.
 # clang + libclang-rt-14-dev: libFuzzer (fuzz/run.sh); strace: the hostile-file check;
 # groff-base: the manual page's rendering check (tests/man_check.sh).
+# hdf5-filter-plugin(-blosc-serial): the LZ4 and blosc filters of the compression
+# profiles (the library works without them: the profiles fall back to deflate).
 test_pkgs="libcmocka-dev python3-h5py python3-numpy python3-torch python3-xxhash python3-sklearn
-valgrind clang libclang-rt-14-dev strace groff-base"
+valgrind clang libclang-rt-14-dev strace groff-base hdf5-filter-plugin
+hdf5-filter-plugin-blosc-serial"
 
 testing=false
 [ "${1:-}" = "--test" ] && testing=true

@@ -47,7 +47,7 @@ import warnings
 
 import numpy as np
 import h5py
-from h5py import h5a, h5d, h5f, h5g, h5l, h5o, h5p, h5s, h5t
+from h5py import h5a, h5d, h5f, h5g, h5i, h5l, h5o, h5p, h5s, h5t, h5z
 
 try:
     import xxhash
@@ -59,7 +59,8 @@ __all__ = ["save_state_dict", "load_state_dict", "save_model", "load_model", "sa
            "LoadOptions", "Error", "FormatError", "ChecksumError", "UnsafeError",
            "UnsupportedError", "InvalidError", "ShapeError", "LimitError", "NotFoundError",
            "NoMemoryError", "FileError", "HDF5Error", "HAVE_XXHASH", "LAYER_TYPES",
-           "float8_array", "FLOAT8"]
+           "float8_array", "FLOAT8",
+           "COMPRESSION", "compression_filters"]
 
 FORMAT_VERSION = 1
 HAVE_XXHASH = xxhash is not None
@@ -70,7 +71,68 @@ TMP_MARK = ".nnh5-tmp-"
 _TMP_BASE_MAX = 255 - 1 - len(TMP_MARK) - 6  # lib/store/atomic.h
 LAYER_TYPES = ("Linear", "LazyLinear", "ReLU", "Sigmoid", "Tanh", "GELU", "Flatten", "Dropout")
 _ORDER = h5p.CRT_ORDER_TRACKED | h5p.CRT_ORDER_INDEXED
-_ALLOWED_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32"}
+_ALLOWED_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 32004: "LZ4", 32001: "blosc"}
+# Compression profiles (doc/FORMATS.md, "Compression"), as the C library writes them
+# (lib/store/filters.c): the plugin filter used when installed, else shuffle + deflate.
+COMPRESSION = ("none", "fast", "archive")
+_LZ4, _BLOSC = 32004, 32001
+_BLOSC_CD = (0, 0, 0, 0, 5, 1, 5)   # four set by the filter, level 5, byte shuffle, zstd
+_DEFLATE_LEVEL = {"fast": 1, "archive": 6}
+_COMPRESS_MIN_BYTES = 1024          # smaller tensors stay contiguous
+_CHUNK_BYTES = 1 << 20
+
+
+def _filter_problem(code, cd):
+    """None when nnh5 trusts filter code with parameters cd (lib/store/filters.c), else why."""
+    n = len(cd)
+    if code == 2:
+        return None if n <= 1 else "shuffle with unexpected parameters"
+    if code == 3:
+        return None if n == 0 else "fletcher32 with unexpected parameters"
+    if code == 1:
+        return None if n == 1 and cd[0] <= 9 else "deflate with parameters outside 0..9"
+    if code == _LZ4:
+        if n > 1 or (n == 1 and cd[0] > 1 << 30):
+            return "LZ4 with parameters nnh5 does not write"
+    elif code == _BLOSC:
+        if n > 7 or (n > 4 and cd[4] > 9) or (n > 5 and cd[5] > 2) or (n > 6 and cd[6] > 5):
+            return "blosc with parameters nnh5 does not write"
+    else:
+        return ("a filter nnh5 does not write (allowed: deflate, shuffle, fletcher32, LZ4 "
+                "32004, blosc 32001)")
+    if not h5z.filter_avail(code):
+        return ("LZ4 (32004), whose plugin is not installed (Debian: hdf5-filter-plugin)"
+                if code == _LZ4 else "blosc (32001), whose plugin is not installed (Debian: "
+                "hdf5-filter-plugin-blosc-serial)")
+    return None
+
+
+def compression_filters(profile):
+    """The filters a profile writes on this machine, as nnh5_compression_filters() says:
+    "none", "shuffle+lz4" or "shuffle+deflate(1)" (fast), "blosc(zstd,5,shuffle)" or
+    "shuffle+deflate(6)" (archive)."""
+    if profile == "none":
+        return "none"
+    if profile == "fast":
+        return "shuffle+lz4" if h5z.filter_avail(_LZ4) else "shuffle+deflate(1)"
+    if profile == "archive":
+        return "blosc(zstd,5,shuffle)" if h5z.filter_avail(_BLOSC) else "shuffle+deflate(6)"
+    raise InvalidError(f"unknown compression profile {profile!r} (known: none, fast, archive)")
+
+
+def _chunk_shape(shape, elsize):
+    """Chunks of whole rows, at most 1 MiB (lib/store/filters.c, chunk_shape)."""
+    room = _CHUNK_BYTES // elsize
+    chunk = [0] * len(shape)
+    for i in range(len(shape) - 1, -1, -1):
+        d = shape[i] or 1
+        if d <= room:
+            chunk[i] = d
+            room //= d
+        else:
+            chunk[i] = room or 1
+            room = 1
+    return tuple(chunk)
 
 
 # ---------------------------------------------------------------- errors
@@ -324,6 +386,26 @@ def _to_buffer(value):
     if not a.flags.c_contiguous:
         a = a.copy(order="C")
     return name, a
+
+
+def _tie_key(value):
+    """What makes two values one tensor under two names (doc/FORMATS.md, "Tied weights"): the
+    same memory, dtype, shape and strides, as tied parameters (GPT-2's wte and lm_head) are.
+    None for empty values, which have nothing to share."""
+    if _is_torch_tensor(value):
+        if value.numel() == 0:
+            return None
+        return ("torch", str(value.device), value.data_ptr(), str(value.dtype),
+                tuple(value.shape), tuple(value.stride()))
+    if isinstance(value, np.ndarray) and value.size:
+        return ("numpy", value.__array_interface__["data"][0], value.dtype.str, value.shape,
+                value.strides)
+    return None
+
+
+def _share(value):
+    """A second name of a loaded tensor: a new tensor (or array) object on the same memory."""
+    return value.view() if isinstance(value, np.ndarray) else value.view(value.shape)
 
 
 def _describe_type(tid):
@@ -602,7 +684,11 @@ class _AtomicPath:
 class _Writer:
     """A new nnh5 file at a temporary path; close() commits, abort() discards."""
 
-    def __init__(self, path, durable=True):
+    def __init__(self, path, durable=True, compression="none"):
+        if compression not in COMPRESSION:
+            raise InvalidError(f"save '{os.fspath(path)}': unknown compression profile "
+                               f"{compression!r} (known: none, fast, archive)")
+        self.compression = compression
         self.atomic = _AtomicPath(path, durable)
         self.path = self.atomic.shown
         self.file = None
@@ -635,6 +721,7 @@ class _Writer:
             self.dcpl_contig.set_alloc_time(h5d.ALLOC_TIME_LATE)
             self.dcpl_contig.set_obj_track_times(False)
             self.types = {}
+            self.ties = {}  # _tie_key -> (dataset id, path) of the first name written
             self.root = h5g.open(self.file.id, b"/")
             self.int_attr(self.root, "nnh5_format_version", FORMAT_VERSION)
             self.str_attr(self.root, "nnh5_writer",
@@ -737,19 +824,62 @@ class _Writer:
         return g
 
     def dataset(self, loc, name, value):
-        """Write value (a tensor or array) as the dataset name in group loc."""
+        """Write value (a tensor or array) as the dataset name in group loc; a value tied to
+        one written before (_tie_key) becomes a hard link to its dataset."""
+        key = _tie_key(value)
+        if key is not None and key in self.ties:
+            did, path = self.ties[key]
+            loc.links.create_hard(name.encode(), self.root, path, lcpl=self.lcpl)
+            return did
+        did = self._new_dataset(loc, name, value)
+        if key is not None:
+            self.ties[key] = (did, h5i.get_name(did))
+        return did
+
+    def _dcpl(self, buf):
+        """The creation list of a compressed tensor, or None to store it contiguous."""
+        if self.compression == "none" or buf.ndim == 0 or buf.nbytes < _COMPRESS_MIN_BYTES:
+            return None
+        dcpl = h5p.create(h5p.DATASET_CREATE)
+        dcpl.set_chunk(_chunk_shape(buf.shape, buf.dtype.itemsize))
+        dcpl.set_fill_time(h5d.FILL_TIME_NEVER)
+        dcpl.set_obj_track_times(False)
+        used = compression_filters(self.compression)
+        # optional filters: a chunk a filter cannot shrink may be stored as it is
+        if used.startswith("blosc"):
+            dcpl.set_filter(_BLOSC, h5z.FLAG_OPTIONAL, _BLOSC_CD)
+            return dcpl
+        if buf.dtype.itemsize > 1:
+            dcpl.set_filter(h5z.FILTER_SHUFFLE, h5z.FLAG_OPTIONAL)
+        if used.endswith("lz4"):
+            dcpl.set_filter(_LZ4, h5z.FLAG_OPTIONAL)
+        else:
+            dcpl.set_filter(h5z.FILTER_DEFLATE, h5z.FLAG_OPTIONAL,
+                            (_DEFLATE_LEVEL[self.compression],))
+        return dcpl
+
+    def _new_dataset(self, loc, name, value):
         dtname, buf = _to_buffer(value)
         tid = self.types.get(dtname)
         if tid is None:
             tid = self.types[dtname] = _h5_type(dtname)
         space = h5s.create(h5s.SCALAR) if buf.ndim == 0 else h5s.create_simple(buf.shape)
-        # every dataset contiguous, small ones too (doc/FORMAT.md, "Other readers")
-        did = h5d.create(loc, name.encode(), tid, space, dcpl=self.dcpl_contig, lcpl=self.lcpl)
-        if buf.nbytes:
-            try:  # the same type in memory and in the file: no conversion
-                did.write(h5s.ALL, h5s.ALL, buf, mtype=tid)
-            except (OSError, RuntimeError) as e:
-                raise _io_error(self.path, f"writing dataset '{name}'", e) from e
+        # contiguous, small ones too (doc/FORMAT.md, "Other readers"), unless compressed
+        dcpl = self._dcpl(buf)
+        for attempt in (dcpl, None):
+            did = h5d.create(loc, name.encode(), tid, space,
+                             dcpl=attempt if attempt is not None else self.dcpl_contig,
+                             lcpl=self.lcpl)
+            if buf.nbytes:
+                try:  # the same type in memory and in the file: no conversion
+                    did.write(h5s.ALL, h5s.ALL, buf, mtype=tid)
+                except (OSError, RuntimeError) as e:
+                    raise _io_error(self.path, f"writing dataset '{name}'", e) from e
+            # past the default load ratio (zeros): stored as it is, so that it loads
+            if attempt is None or buf.nbytes <= did.get_storage_size() * \
+                    _LIMIT_DEFAULTS["max_compression_ratio"] + _RATIO_SLACK:
+                break
+            loc.unlink(name.encode())
         if xxhash is not None:
             self._num_attr(did, "nnh5_xxh3", xxhash.xxh3_64_intdigest(buf), "<u8", h5t.STD_U64LE)
         if dtname == "bfloat16" or dtname in FLOAT8:
@@ -795,15 +925,19 @@ def _check_mapping(obj, what):
                                f"{type(obj).__qualname__}{hint}")
 
 
-def save_state_dict(state_dict, path, attrs=None, durable=True):
+def save_state_dict(state_dict, path, attrs=None, durable=True, compression="none"):
     """Save a state dict (name -> tensor, e.g. module.state_dict()) to path.
 
     Key "hidden.weight" becomes the dataset hidden/weight, one group per
     module level, key order kept (doc/FORMAT.md, "state_dict"). Values are
     torch tensors (any device, any strides) or numpy arrays of nnh5's dtypes.
     attrs: optional str/int/float attributes for the file's root.
+    compression: "none" (default), "fast" or "archive", as the C library's
+    profiles write them (doc/FORMATS.md, "Compression"; compression_filters()).
+    Tensors sharing memory are saved once, the other names as hard links
+    (doc/PYTHON.md, "Tied weights").
     Atomic: on any error the previous file at path is untouched.
-    Raises InvalidError (keys), UnsupportedError (values), OSError.
+    Raises InvalidError (keys, profile), UnsupportedError (values), OSError.
     """
     where = f"save '{os.fspath(path)}': state dict"
     _check_mapping(state_dict, where)
@@ -812,17 +946,18 @@ def save_state_dict(state_dict, path, attrs=None, durable=True):
     for k in keys:
         _check_value(state_dict[k], f"{where}: key '{k}'")
     _check_attrs(attrs, where)
-    with _Writer(path, durable) as w:
+    with _Writer(path, durable, compression) as w:
         w.state_dict("/", state_dict, "state_dict")
         w.user_attrs(w.root, attrs)
 
 
-def save(obj, path, attrs=None, durable=True):
+def save(obj, path, attrs=None, durable=True, compression="none"):
     """Save one tensor, list (or tuple) of tensors, or dict of name -> tensor, like torch.save.
 
     A tensor is the dataset /tensor; a list or dict is the root group
     (nnh5_kind "list" or "dict"), as the C library's nnh5_save_* write them.
     For a module's state dict use save_state_dict() (nested groups per layer).
+    compression: "none" (default), "fast" or "archive" (save_state_dict()).
     """
     where = f"save '{os.fspath(path)}'"
     _check_attrs(attrs, where)
@@ -831,7 +966,7 @@ def save(obj, path, attrs=None, durable=True):
         _check_dict_keys(keys, where + ": dict")
         for k in keys:
             _check_value(obj[k], f"{where}: dict key '{k}'")
-        with _Writer(path, durable) as w:
+        with _Writer(path, durable, compression) as w:
             g = w.container("/", "dict")
             w.strs_attr(g, "nnh5_keys", keys)
             for k in keys:
@@ -840,7 +975,7 @@ def save(obj, path, attrs=None, durable=True):
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             _check_value(v, f"{where}: list item {i}")
-        with _Writer(path, durable) as w:
+        with _Writer(path, durable, compression) as w:
             g = w.container("/", "list")
             w.int_attr(g, "nnh5_length", len(obj))
             for i, v in enumerate(obj):
@@ -848,7 +983,7 @@ def save(obj, path, attrs=None, durable=True):
             w.user_attrs(w.root, attrs)
     else:
         _check_value(obj, where)
-        with _Writer(path, durable) as w:
+        with _Writer(path, durable, compression) as w:
             w.str_attr(w.root, "nnh5_kind", "tensor")
             w.dataset(w.root, "tensor", obj)
             w.user_attrs(w.root, attrs)
@@ -867,7 +1002,7 @@ _LIMIT_DEFAULTS = {
     "max_depth": 64,                # group nesting below the start of a walk
     "max_name_length": 1024,        # bytes in one link name
 }
-_SWITCHES = ("allow_external", "allow_filter_plugins")
+_SWITCHES = ("allow_external", "allow_filter_plugins", "copy_aliases")
 _MAX_DEPTH_LIMIT = 256            # the largest max_depth accepted, as in C
 _RATIO_SLACK = 64 << 10           # compressed data may always expand to this
 _MAX_SOFT_LINKS = 16              # soft links followed to resolve one name (HDF5's default)
@@ -879,13 +1014,16 @@ class LoadOptions:
     """The load policy of the loaders, named and defaulted as the C library's nnh5_open_options.
 
     Limits (0 means the default): max_tensor_bytes (16 GiB), max_load_bytes
-    (64 GiB, every tensor a load materialises: a dataset reached under
-    several names counts each time), max_compression_ratio (100),
+    (64 GiB, every tensor a load materialises: a dataset reached under a
+    second name in one load comes back tied to the first, sharing its
+    memory, and counts once; with copy_aliases=True it is a copy and counts
+    again), max_compression_ratio (100),
     max_groups (10,000), max_tensors (100,000), max_depth (64, at most 256),
     max_name_length (1024). Switches (default False): allow_external
     (follow external links, read external raw storage and virtual
     datasets), allow_filter_plugins (read filters other than deflate,
-    shuffle and fletcher32). Every loader takes options=LoadOptions(...)
+    shuffle and fletcher32), copy_aliases (load each name of a dataset met
+    twice as its own copy, not tied). Every loader takes options=LoadOptions(...)
     and the same names as keyword arguments, which override the object's.
     """
     __slots__ = tuple(_LIMIT_DEFAULTS) + _SWITCHES
@@ -969,6 +1107,7 @@ class _Policy:
             setattr(self, name, opts.limit(name))
         self.allow_external = opts.allow_external
         self.allow_filter_plugins = opts.allow_filter_plugins
+        self.copy_aliases = opts.copy_aliases
         self.file_size = fid.get_filesize()
         self.fileno = h5o.get_info(root).fileno
         self.loaded = 0
@@ -1028,9 +1167,11 @@ class _Policy:
                               "refused")
         for i in range(dcpl.get_nfilters()):
             code = dcpl.get_filter(i)[0]
-            if code not in _ALLOWED_FILTERS and not self.allow_filter_plugins:
-                raise UnsafeError(f"'{p}': dataset '{display}' uses filter {code}, which nnh5 "
-                                  "does not allow (allowed: deflate, shuffle, fletcher32)")
+            why = None if self.allow_filter_plugins else \
+                _filter_problem(code, dcpl.get_filter(i)[2])
+            if why:
+                error = UnsupportedError if "not installed" in why else UnsafeError
+                raise error(f"'{p}': dataset '{display}' uses filter {code}: {why}: refused")
         # the declared size, against the per-tensor cap
         ftype, space = did.get_type(), did.get_space()
         elsize = ftype.get_size()
@@ -1562,6 +1703,7 @@ class _Reader:
         pol = self.policy
         top = "/" if name.strip("/") == "" else "/" + name.strip("/")
         found = []
+        firsts = {}  # (fileno, address) -> the value of a dataset's first name in this walk
         keys_seen = set()
         groups = [0]
 
@@ -1593,7 +1735,15 @@ class _Reader:
                         raise FormatError(f"'{self.path}': group '{top}': two datasets map to "
                                           f"the key '{joined}'")
                     keys_seen.add(joined)
-                    found.append((joined, self.tensor(obj, disp)))
+                    info = h5o.get_info(obj)
+                    first = firsts.get((info.fileno, info.addr))
+                    if first is not None and not pol.copy_aliases:
+                        # another name of a dataset loaded already: tied, counted once
+                        found.append((joined, _share(first)))
+                        continue
+                    value = self.tensor(obj, disp)
+                    firsts.setdefault((info.fileno, info.addr), value)
+                    found.append((joined, value))
                 elif isinstance(obj, h5g.GroupID):
                     if ltype == "soft":
                         raise UnsafeError(f"'{self.path}': '{disp}' is a soft link to a group: "
@@ -1766,7 +1916,7 @@ def _model_children(torch, module):
     return out
 
 
-def save_model(module, path, probe_input=None, attrs=None, durable=True):
+def save_model(module, path, probe_input=None, attrs=None, durable=True, compression="none"):
     """Save a torch.nn.Sequential with its architecture (doc/FORMAT.md, "Models").
 
     Children may be Linear, LazyLinear, ReLU, Sigmoid, Tanh, GELU (exact
@@ -1809,7 +1959,7 @@ def save_model(module, path, probe_input=None, attrs=None, durable=True):
                                "with module.float() or module.double())")
     model_dtype = "float64" if dtypes == {torch.float64} else "float32"
     _check_state_keys(list(sd), where)
-    with _Writer(path, durable) as w:
+    with _Writer(path, durable, compression) as w:
         groups = w.state_dict("/", sd, "model")
         for name, _, (type_name, hyper) in children:
             g = groups.get((name,)) or w.group(w.root, name)

@@ -173,10 +173,16 @@ typedef struct nnh5_checkpoint_options {
 	bool async;             /* save in a background thread (default false) */
 	nnh5_busy_policy busy;  /* async: what a save does while another is in flight */
 	bool durable;           /* fsync each file and the folder (default true) */
+	/*
+	 * The compression profile of each checkpoint file (nnh5_compression in
+	 * nnh5/file.h; default NNH5_COMPRESSION_NONE). Unknown values:
+	 * NNH5_ERR_INVALID at the open.
+	 */
+	int compression;
 } nnh5_checkpoint_options;
 
 #define NNH5_CHECKPOINT_OPTIONS_INIT \
-	{ NNH5_CHECKPOINT_OPTIONS_VERSION, 3, 0, NULL, false, 0, false, NNH5_BUSY_WAIT, true }
+	{ NNH5_CHECKPOINT_OPTIONS_VERSION, 3, 0, NULL, false, 0, false, NNH5_BUSY_WAIT, true, 0 }
 
 /*
  * Open (creating it if needed) the folder dir as a checkpoint folder. Its

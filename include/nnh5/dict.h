@@ -33,6 +33,17 @@ NNH5_API void nnh5_dict_free(nnh5_dict *dict);
 NNH5_API int nnh5_dict_set(nnh5_dict *dict, const char *key, nnh5_tensor *t);
 
 /*
+ * Tie key to target: set key to nnh5_tensor_share() of target's tensor, so
+ * both keys name one tensor (GPT-2's nnh5_dict_tie(sd, "lm_head.weight",
+ * "transformer.wte.weight")). A save stores target's elements once and key
+ * as a hard link to them; a load gives the tie back. Removing or replacing
+ * either key later leaves the other with the elements. Errors:
+ * NNH5_ERR_NOT_FOUND (target absent), NNH5_ERR_INVALID (key NULL or equal
+ * to target, target holds an empty tensor), NNH5_ERR_NOMEM.
+ */
+NNH5_API int nnh5_dict_tie(nnh5_dict *dict, const char *key, const char *target);
+
+/*
  * Remove key and free its tensor; the others keep their order.
  * Errors: NNH5_ERR_NOT_FOUND.
  */

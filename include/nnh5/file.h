@@ -51,6 +51,30 @@ NNH5_API const char *nnh5_kind_name(int kind);
 
 #define NNH5_OPEN_OPTIONS_VERSION 1
 
+/*
+ * Compression profiles of a save (doc/FORMATS.md, "Compression"). Values
+ * are pinned. Every profile is lossless; a file written with any of them
+ * loads with the default options.
+ */
+typedef enum nnh5_compression {
+	NNH5_COMPRESSION_NONE = 0,    /* contiguous, uncompressed: mappable (the default) */
+	/* byte shuffle + LZ4 (plugin 32004); shuffle + deflate level 1 without the plugin */
+	NNH5_COMPRESSION_FAST = 1,
+	/* blosc with zstd, level 5, byte shuffle (plugin 32001); shuffle + deflate 6 without it */
+	NNH5_COMPRESSION_ARCHIVE = 2,
+} nnh5_compression;
+
+/* "none", "fast", "archive"; "unknown" for other values. Static storage. */
+NNH5_API const char *nnh5_compression_name(int profile);
+
+/*
+ * The filters profile writes on this machine: "none", "shuffle+lz4",
+ * "shuffle+deflate(1)" (fast without the LZ4 plugin),
+ * "blosc(zstd,5,shuffle)", "shuffle+deflate(6)" (archive without the blosc
+ * plugin); "unknown" for other values. Static storage.
+ */
+NNH5_API const char *nnh5_compression_filters(int profile);
+
 /* Options of nnh5_file_open_ext(). Initialise with NNH5_OPEN_OPTIONS_INIT. */
 typedef struct nnh5_open_options {
 	unsigned int version; /* NNH5_OPEN_OPTIONS_VERSION */
@@ -100,10 +124,13 @@ typedef struct nnh5_open_options {
 	 * before its memory is allocated.
 	 * max_tensor_bytes: one tensor (default 16 GiB).
 	 * max_load_bytes: every tensor materialised through this handle
-	 * (default 64 GiB). A load that returns a dataset under two names (an
-	 * alias) counts it twice, and the copies of aliases in one load may not
-	 * exceed the file's size; reading a name again in a later call does not
-	 * count again (doc/FORMAT.md, "Aliases").
+	 * (default 64 GiB). A load that meets a dataset under a second name (an
+	 * alias: a hard link, as nnh5 writes tied tensors, or a soft link)
+	 * gives it back tied to the first (nnh5_tensor_share(): one buffer),
+	 * which counts once; with copy_aliases each further name is a copy
+	 * that counts again, and the copies of aliases in one load may not
+	 * exceed the file's size. Reading a name again in a later call does
+	 * not count again (doc/FORMAT.md, "Aliases").
 	 * max_compression_ratio: chunked data may declare at most this many
 	 * times the bytes it stores, plus 64 KiB (default 100; deflate can pack
 	 * zeros about 1000:1).
@@ -120,10 +147,26 @@ typedef struct nnh5_open_options {
 	uint64_t max_tensors;
 	uint64_t max_depth;
 	uint64_t max_name_length;
+	/*
+	 * NNH5_READ: load every name of a dataset met twice in one load as its
+	 * own copy instead of a tensor tied to the first (default false).
+	 */
+	bool copy_aliases;
+	/*
+	 * NNH5_CREATE: the compression profile (nnh5_compression) of every
+	 * tensor written through this handle (default NNH5_COMPRESSION_NONE).
+	 * Compressed tensors are chunked (chunks of whole rows, at most 1 MiB)
+	 * with their filters marked optional; scalars, empty tensors and
+	 * tensors under 1 KiB stay contiguous. Checksums are over the tensor's
+	 * elements, as always. Compressed tensors are read, not mapped, by
+	 * nnh5/map.h. Unknown values: NNH5_ERR_INVALID at the open.
+	 */
+	int compression;
 } nnh5_open_options;
 
 #define NNH5_OPEN_OPTIONS_INIT                                                         \
-	{ NNH5_OPEN_OPTIONS_VERSION, true, true, false, false, false, 0, 0, 0, 0, 0, 0, 0 }
+	{ NNH5_OPEN_OPTIONS_VERSION, true, true, false, false, false, 0, 0, 0, 0, 0, 0, 0, false, \
+	  NNH5_COMPRESSION_NONE }
 
 /*
  * Open path. With NNH5_READ the file must exist, be a regular file (a

@@ -112,6 +112,29 @@ NNH5_API int nnh5_tensor_convert(nnh5_tensor **out, const nnh5_tensor *t, nnh5_d
 NNH5_API int nnh5_tensor_reshape(nnh5_tensor **out, const nnh5_tensor *t, size_t ndim,
 				 const int64_t *shape);
 
+/*
+ * A second tensor with t's dtype, shape and elements, sharing them: a write
+ * through either shows in both (two names of one tensor, like GPT-2's
+ * tied "wte.weight" and "lm_head.weight"; doc/FORMATS.md, "Tied weights").
+ * If t owns its elements, both own them jointly and they are freed with
+ * the last of the two (either may be freed first, from any thread); if t
+ * is a view, the new tensor is a view of the same memory under the same
+ * rules. Saving a dict, state dict or list that holds tied tensors
+ * (nnh5_tensor_tied()) stores the elements once and the other names as
+ * HDF5 hard links; loading restores the tie. *out is set to NULL on
+ * failure. Errors: NNH5_ERR_NOMEM.
+ */
+NNH5_API int nnh5_tensor_share(nnh5_tensor **out, nnh5_tensor *t);
+
+/*
+ * true if a and b are tied: both non-empty, with the same dtype and shape
+ * and the same element memory (the same data pointer), as
+ * nnh5_tensor_share() makes them. Tensors that overlap in any other way
+ * (another offset, shape or dtype) are not tied and are saved as copies.
+ * false if either is NULL.
+ */
+NNH5_API bool nnh5_tensor_tied(const nnh5_tensor *a, const nnh5_tensor *b);
+
 /* Free a tensor (and its elements if it owns them). NULL is a no-op. */
 NNH5_API void nnh5_tensor_free(nnh5_tensor *t);
 

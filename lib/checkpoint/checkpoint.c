@@ -410,13 +410,15 @@ int nnh5__checkpoint_write(nnh5_file *f, const nnh5_checkpoint *c)
 	return rc;
 }
 
-int nnh5__checkpoint_save_ext(const char *path, const nnh5_checkpoint *c, bool durable)
+int nnh5__checkpoint_save_ext(const char *path, const nnh5_checkpoint *c, bool durable,
+			      int compression)
 {
 	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
 	nnh5_file *f;
 	int rc;
 
 	o.durable = durable;
+	o.compression = compression;
 	rc = nnh5_file_open_ext(&f, path, NNH5_CREATE, &o);
 	if (rc)
 		return rc;
@@ -433,7 +435,7 @@ int nnh5_checkpoint_save(const char *path, const nnh5_checkpoint *c)
 	if (!c)
 		return nnh5__error(NNH5_ERR_INVALID, "save checkpoint '%s': checkpoint is NULL",
 				   path ? path : "(null)");
-	return nnh5__checkpoint_save_ext(path, c, true);
+	return nnh5__checkpoint_save_ext(path, c, true, NNH5_COMPRESSION_NONE);
 }
 
 /* Attribute names of an object in creation order (HDF5 iteration). */
@@ -683,10 +685,20 @@ int nnh5__checkpoint_stage(nnh5_checkpoint **out, const nnh5_checkpoint *c, unsi
 			if (rc)
 				nnh5_dict_free(d);
 		}
+		size_t *ties = NULL;
+		if (!rc)
+			rc = nnh5__dict_ties(&ties, src);
 		for (size_t k = 0; !rc && k < nnh5_dict_len(src); k++) {
 			const nnh5_tensor *t = nnh5_dict_value(src, k);
 			size_t n = nnh5_tensor_nbytes(t);
 			nnh5_tensor *v;
+			/* A tie stays a tie: the staged copy of its first name, shared. */
+			if (ties && ties[k] != SIZE_MAX) {
+				rc = nnh5_tensor_share(&v, nnh5_dict_value(d, ties[k]));
+				if (!rc && (rc = nnh5_dict_set(d, nnh5_dict_key(src, k), v)))
+					nnh5_tensor_free(v);
+				continue;
+			}
 			if (off + n > arena_size) {
 				rc = nnh5__error(NNH5_ERR_INVALID, "checkpoint: staging buffer too small");
 				break;
@@ -702,6 +714,7 @@ int nnh5__checkpoint_stage(nnh5_checkpoint **out, const nnh5_checkpoint *c, unsi
 				nnh5_tensor_free(v);
 			off += (n + 63) & ~(size_t)63;
 		}
+		nnh5__free(ties);
 	}
 	if (rc) {
 		nnh5_checkpoint_free(s);

@@ -18,7 +18,8 @@ int nnh5__checkpoint_write(nnh5_file *f, const nnh5_checkpoint *c);
 int nnh5__checkpoint_read(nnh5_checkpoint **out, nnh5_file *f);
 
 /* nnh5_checkpoint_save() with durability chosen. */
-int nnh5__checkpoint_save_ext(const char *path, const nnh5_checkpoint *c, bool durable);
+int nnh5__checkpoint_save_ext(const char *path, const nnh5_checkpoint *c, bool durable,
+			      int compression);
 
 /*
  * The step, epoch and metrics of the checkpoint at path, without its

@@ -106,7 +106,7 @@ int nnh5__ckpt_save_now(nnh5_checkpoint_manager *m, const nnh5_checkpoint *c)
 		return rc;
 	rc = nnh5__ckpt_step_path(&path, m->dir, nnh5_checkpoint_step(c));
 	if (!rc)
-		rc = nnh5__checkpoint_save_ext(path, c, m->opt.durable);
+		rc = nnh5__checkpoint_save_ext(path, c, m->opt.durable, m->opt.compression);
 	nnh5__free(path);
 	if (!rc)
 		rc = record(m, summary);
@@ -155,6 +155,10 @@ static int check_options(const nnh5_checkpoint_options *o, const char *dir)
 	if (o->busy != NNH5_BUSY_WAIT && o->busy != NNH5_BUSY_SKIP)
 		return nnh5__error(NNH5_ERR_INVALID, "checkpoint folder '%s': unknown busy policy %d",
 				   dir, (int)o->busy);
+	if (o->compression < NNH5_COMPRESSION_NONE || o->compression > NNH5_COMPRESSION_ARCHIVE)
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "checkpoint folder '%s': unknown compression profile %d", dir,
+				   o->compression);
 	return NNH5_OK;
 }
 

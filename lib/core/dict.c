@@ -186,3 +186,27 @@ nnh5_tensor *nnh5_dict_value(const nnh5_dict *d, size_t i)
 {
 	return i < d->len ? d->entries[i].value : NULL;
 }
+
+int nnh5_dict_tie(nnh5_dict *d, const char *key, const char *target)
+{
+	nnh5_tensor *t, *s;
+	int rc;
+
+	if (!key || !target || strcmp(key, target) == 0)
+		return nnh5__error(NNH5_ERR_INVALID, "tie '%s' to '%s': two different keys are needed",
+				   key ? key : "(null)", target ? target : "(null)");
+	t = nnh5_dict_get(d, target);
+	if (!t)
+		return nnh5__error(NNH5_ERR_NOT_FOUND, "tie '%s': key '%s' not found", key, target);
+	if (!t->nbytes)
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "tie '%s' to '%s': an empty tensor has no elements to share", key,
+				   target);
+	rc = nnh5_tensor_share(&s, t);
+	if (rc)
+		return rc;
+	rc = nnh5_dict_set(d, key, s);
+	if (rc)
+		nnh5_tensor_free(s);
+	return rc;
+}

@@ -26,6 +26,11 @@ struct nnh5_tensor {
 	size_t nbytes;
 	void *data;    /* NULL only when nbytes == 0 */
 	bool owns;     /* data was allocated with nnh5__malloc and is freed with the tensor */
+	/*
+	 * Owned data shared by tied tensors (nnh5_tensor_share()): the number
+	 * of tensors that own it, freed with the last; NULL while only one does.
+	 */
+	size_t *refs;
 	bool readonly; /* a const view */
 	/*
 	 * Held by a dict or a list, which frees it: a second container taking

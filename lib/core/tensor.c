@@ -267,9 +267,44 @@ void nnh5_tensor_free(nnh5_tensor *t)
 {
 	if (!t)
 		return;
-	if (t->owns)
+	/* Tied tensors may be freed from different threads: the count is atomic. */
+	if (t->owns && (!t->refs || __atomic_sub_fetch(t->refs, 1, __ATOMIC_ACQ_REL) == 0)) {
 		nnh5__free(t->data);
+		nnh5__free(t->refs);
+	}
 	nnh5__free(t);
+}
+
+int nnh5_tensor_share(nnh5_tensor **out, nnh5_tensor *t)
+{
+	nnh5_tensor *s;
+	int rc = nnh5__tensor_alloc_header(&s, t->dtype, t->ndim, t->shape);
+
+	if (rc)
+		return rc;
+	if (t->owns && t->nbytes && !t->refs) {
+		t->refs = nnh5__malloc(sizeof *t->refs);
+		if (!t->refs) {
+			nnh5__free(s);
+			*out = NULL;
+			return nnh5__nomem();
+		}
+		*t->refs = 1;
+	}
+	if (t->refs)
+		__atomic_add_fetch(t->refs, 1, __ATOMIC_RELAXED);
+	s->data = t->data;
+	s->owns = t->owns && t->refs;
+	s->refs = t->refs;
+	s->readonly = t->readonly;
+	*out = s;
+	return NNH5_OK;
+}
+
+bool nnh5_tensor_tied(const nnh5_tensor *a, const nnh5_tensor *b)
+{
+	return a && b && a->nbytes && a->data == b->data && a->dtype == b->dtype &&
+	       a->ndim == b->ndim && memcmp(a->shape, b->shape, a->ndim * sizeof a->shape[0]) == 0;
 }
 
 nnh5_dtype nnh5_tensor_dtype(const nnh5_tensor *t) { return t->dtype; }

@@ -12,6 +12,7 @@
 #define _DEFAULT_SOURCE /* syscall() */
 #include "store/atomic.h"
 #include "file/file_internal.h"
+#include "store/filters.h"
 #include "store/h5util.h"
 #include "store/regular.h"
 #include "nnh5/file.h"
@@ -527,6 +528,12 @@ static int new_file(nnh5_file **out, const char *path, nnh5_mode mode,
 	f->mode = mode;
 	f->verify_checksums = opts->verify_checksums;
 	f->require_checksums = opts->require_checksums;
+	f->compression = opts->compression;
+	if (opts->compression < NNH5_COMPRESSION_NONE || opts->compression > NNH5_COMPRESSION_ARCHIVE) {
+		nnh5__free(f);
+		return nnh5__error(NNH5_ERR_INVALID, "open '%s': unknown compression profile %d",
+				   path, opts->compression);
+	}
 	rc = nnh5__policy_init(&f->policy, opts, path);
 	if (rc) {
 		nnh5__free(f);
@@ -685,4 +692,21 @@ void nnh5__file_display_name(char *buf, size_t n, const char *group, const char 
 		snprintf(buf, n, "/%s", rel);
 	else
 		snprintf(buf, n, "%s/%s", group, rel);
+}
+
+const char *nnh5_compression_name(int profile)
+{
+	switch (profile) {
+	case NNH5_COMPRESSION_NONE: return "none";
+	case NNH5_COMPRESSION_FAST: return "fast";
+	case NNH5_COMPRESSION_ARCHIVE: return "archive";
+	default: return "unknown";
+	}
+}
+
+const char *nnh5_compression_filters(int profile)
+{
+	if (profile < NNH5_COMPRESSION_NONE || profile > NNH5_COMPRESSION_ARCHIVE)
+		return "unknown";
+	return nnh5__filters_of(profile);
 }

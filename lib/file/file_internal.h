@@ -29,6 +29,13 @@ int nnh5__file_create_group(nnh5_file *f, const char *name);
 int nnh5__file_write_state_dict_kind(nnh5_file *f, const char *name, const nnh5_dict *sd,
 				     const char *kind);
 
+/*
+ * Tied values of d (nnh5_tensor_tied()): for each of its values, the index
+ * of the first earlier one it is tied to, or SIZE_MAX; *out NULL when none
+ * is tied (free with nnh5__free). Errors: NNH5_ERR_NOMEM.
+ */
+int nnh5__dict_ties(size_t **out, const nnh5_dict *d);
+
 /* Attribute setters without the reserved-name check (for "nnh5_" names). */
 int nnh5__file_set_attr_string(nnh5_file *f, const char *obj, const char *name,
 			       const char *value);
@@ -75,6 +82,7 @@ struct nnh5_file {
 	hid_t lcpl;         /* every link created: names marked UTF-8 */
 	hid_t gcpl;         /* groups: creation order tracked and indexed */
 	hid_t dcpl_contig;  /* every dataset: contiguous, no fill (doc/FORMAT.md) */
+	int compression;    /* the profile of tensors written (nnh5_compression) */
 	hid_t ftype[NNH5_DTYPE_COUNT];
 	/*
 	 * A write failed part-way: the file may hold a half-written object, so

@@ -128,7 +128,7 @@ static int load_read(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 static nnh5__walk_options load_options(const nnh5_file *f, H5O_type_t expect)
 {
 	nnh5__walk_options o = { false, false, false, f->verify_checksums || f->require_checksums,
-				 false, true, expect, NULL };
+				 false, true, !f->policy.copy_aliases, expect, NULL };
 	return o;
 }
 
@@ -180,7 +180,7 @@ static int checksum_cb(const nnh5__item *it, void *p)
 
 int nnh5_file_stored_checksum(uint64_t *sum, bool *present, nnh5_file *f, const char *name)
 {
-	nnh5__walk_options o = { false, false, false, true, false, false, H5O_TYPE_DATASET, NULL };
+	nnh5__walk_options o = { false, false, false, true, false, false, false, H5O_TYPE_DATASET, NULL };
 	struct stored_sum c = { 0, false };
 	int rc;
 
@@ -225,6 +225,8 @@ struct found {
 	char *key;
 	size_t order; /* position in the walk */
 	nnh5_tensor *t;
+	char *path;     /* where the walk met it (the alias_of of its later names) */
+	char *alias_of; /* a later name of a tensor loaded once: tied to it after the walk */
 };
 
 struct collect {
@@ -233,6 +235,7 @@ struct collect {
 	char sep;          /* '/' for dicts, '.' for state dicts */
 	nnh5__load_fn load;
 	void *ctx;
+	bool tie; /* aliases are tied to their first name (the walk's tie_aliases) */
 	struct found *items;
 	size_t len, cap;
 };
@@ -258,17 +261,68 @@ static int collect_cb(const nnh5__item *it, void *p)
 		w->cap = cap;
 	}
 	struct found *item = &w->items[w->len];
+	bool tie = it->e->alias_of && w->tie;
 	item->key = nnh5__strdup(it->rel);
 	item->order = w->len;
 	item->t = NULL;
-	if (!item->key)
+	item->path = tie ? NULL : nnh5__strdup(it->e->path);
+	item->alias_of = tie ? nnh5__strdup(it->e->alias_of) : NULL;
+	if (!item->key || (!item->path && !item->alias_of)) {
+		nnh5__free(item->key);
+		nnh5__free(item->path);
+		nnh5__free(item->alias_of);
 		return nnh5__nomem();
+	}
 	for (char *c = item->key; *c; c++)
 		if (*c == '/')
 			*c = w->sep;
 	w->len++;
 	/* No loader: only the keys are wanted (nnh5_file_check_keys). */
-	return w->load ? w->load(&item->t, w->f, it->ds, it->display, w->ctx) : NNH5_OK;
+	return w->load && !tie ? w->load(&item->t, w->f, it->ds, it->display, w->ctx) : NNH5_OK;
+}
+
+static int cmp_found_path(const void *a, const void *b)
+{
+	const struct found *x = *(const struct found *const *)a, *y = *(const struct found *const *)b;
+	return strcmp(x->path, y->path);
+}
+
+/*
+ * Give each later name of a dataset the tensor of its first name, tied
+ * (nnh5_tensor_share()): one buffer, as the policy counted it.
+ */
+static int restore_ties(struct collect *w)
+{
+	struct found **firsts;
+	size_t n = 0, bytes;
+	int rc = NNH5_OK;
+
+	for (size_t i = 0; i < w->len; i++)
+		n += w->items[i].alias_of != NULL;
+	if (n == 0 || !w->load)
+		return NNH5_OK;
+	if (!nnh5__mul_size(w->len, sizeof *firsts, &bytes) || !(firsts = nnh5__malloc(bytes)))
+		return nnh5__nomem();
+	n = 0;
+	for (size_t i = 0; i < w->len; i++)
+		if (w->items[i].path)
+			firsts[n++] = &w->items[i];
+	qsort(firsts, n, sizeof *firsts, cmp_found_path);
+	for (size_t i = 0; !rc && i < w->len; i++) {
+		struct found probe = { NULL, 0, NULL, w->items[i].alias_of, NULL }, *pp = &probe, **hit;
+		if (!probe.path)
+			continue;
+		hit = bsearch(&pp, firsts, n, sizeof *firsts, cmp_found_path);
+		/* The walk meets a name first before its aliases, and loads every tensor it meets. */
+		if (!hit || !(*hit)->t)
+			rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': group '%s': '%s' is another name of "
+					 "'%s', which this load did not load",
+					 w->f->path, w->group, w->items[i].key, probe.path);
+		else
+			rc = nnh5_tensor_share(&w->items[i].t, (*hit)->t);
+	}
+	nnh5__free(firsts);
+	return rc;
 }
 
 static int cmp_found_key(const void *a, const void *b)
@@ -309,7 +363,7 @@ static int apply_key_order(struct collect *w, const char *name)
 	for (size_t i = 0; i < w->len; i++)
 		w->items[i].order += nkeys; /* unlisted ones go after the listed */
 	for (size_t i = 0; i < nkeys; i++) {
-		struct found probe = { keys[i], 0, NULL };
+		struct found probe = { keys[i], 0, NULL, NULL, NULL };
 		struct found *hit = bsearch(&probe, w->items, w->len, sizeof *w->items, cmp_found_key);
 		if (hit && hit->order >= nkeys)
 			hit->order = next++;
@@ -341,6 +395,8 @@ static void collect_free(struct collect *w)
 {
 	for (size_t i = 0; i < w->len; i++) {
 		nnh5__free(w->items[i].key);
+		nnh5__free(w->items[i].path);
+		nnh5__free(w->items[i].alias_of);
 		nnh5_tensor_free(w->items[i].t);
 	}
 	nnh5__free(w->items);
@@ -394,7 +450,10 @@ int nnh5__file_read_group(nnh5_dict **out, nnh5_file *f, const char *name, char 
 	w.sep = sep;
 	w.load = load;
 	w.ctx = ctx;
+	w.tie = o.tie_aliases;
 	rc = nnh5__walk(f, name, &o, collect_cb, &w);
+	if (!rc)
+		rc = restore_ties(&w);
 	if (!rc)
 		rc = apply_key_order(&w, w.group);
 	if (!rc)

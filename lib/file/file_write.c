@@ -4,6 +4,7 @@
  */
 #include "file/file_internal.h"
 #include "file/walk.h"
+#include "store/filters.h"
 #include "store/h5util.h"
 #include "store/rawio.h"
 #include "nnh5/list.h"
@@ -135,8 +136,8 @@ static int write_data(nnh5_file *f, hid_t did, hid_t type, const nnh5_tensor *t,
  * messages. fresh: loc is a group this call's container created, whose
  * names are known to be unique, so the existence check is skipped.
  */
-static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_tensor *t,
-			 const char *display, bool fresh)
+static int write_dataset_as(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_tensor *t,
+			    const char *display, bool fresh, int profile)
 {
 	hsize_t dims[NNH5_MAX_NDIM];
 	hid_t space, type, did;
@@ -156,12 +157,38 @@ static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_t
 		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': object '%s': cannot describe %s %zu-d",
 				      f->path, display, nnh5_dtype_name((int)t->dtype), t->ndim);
 	}
-	did = H5Dcreate2(loc, leaf, type, space, f->lcpl, f->dcpl_contig, H5P_DEFAULT);
+	hid_t dcpl = -1;
+	rc = nnh5__filters_dcpl(&dcpl, profile, t->ndim, dims,
+				nnh5_dtype_size((int)t->dtype), f->path);
+	if (rc) {
+		H5Sclose(space);
+		return rc;
+	}
+	did = H5Dcreate2(loc, leaf, type, space, f->lcpl, dcpl >= 0 ? dcpl : f->dcpl_contig,
+			 H5P_DEFAULT);
 	H5Sclose(space);
-	if (did < 0)
+	if (did < 0) {
+		if (dcpl >= 0)
+			H5Pclose(dcpl);
 		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot create dataset '%s'", f->path,
 				      display);
+	}
 	rc = write_data(f, did, type, t, &sum, display);
+	/*
+	 * Data that compresses past the load policy's default ratio (zeros do,
+	 * about 250:1) would be refused by a default load: store it as it is.
+	 */
+	if (!rc && dcpl >= 0 &&
+	    !nnh5__policy_ratio_ok(t->nbytes, H5Dget_storage_size(did), NNH5__DEFAULT_MAX_RATIO)) {
+		H5Pclose(dcpl);
+		H5Dclose(did);
+		if (H5Ldelete(loc, leaf, H5P_DEFAULT) < 0)
+			return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot replace dataset '%s'",
+					      f->path, display);
+		return write_dataset_as(f, loc, leaf, t, display, true, NNH5_COMPRESSION_NONE);
+	}
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
 	if (!rc && put_checksum(f, did, sum) < 0)
 		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': checksum attribute",
 				    f->path, display);
@@ -180,6 +207,99 @@ static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_t
 		rc = nnh5__h5_error(NNH5_ERR_IO, "'%s': closing dataset '%s' failed", f->path,
 				    display);
 	return rc;
+}
+
+/*
+ * Tied tensors (nnh5_tensor_tied()): for each of the n values, the index of
+ * the first earlier value it is tied to, or SIZE_MAX. Values are grouped by
+ * their data pointer first, so a state dict of many thousand keys costs a
+ * sort, not n^2 comparisons. *out is NULL when nothing is tied.
+ */
+struct by_data {
+	uintptr_t data;
+	size_t index;
+};
+
+static int cmp_by_data(const void *a, const void *b)
+{
+	const struct by_data *x = a, *y = b;
+	if (x->data != y->data)
+		return x->data < y->data ? -1 : 1;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static int find_ties(size_t **out, const nnh5_tensor *const *v, size_t n)
+{
+	struct by_data *order;
+	size_t *first = NULL, bytes, run = 0;
+
+	*out = NULL;
+	if (n < 2)
+		return NNH5_OK;
+	if (!nnh5__mul_size(n, sizeof *order, &bytes) || !(order = nnh5__malloc(bytes)))
+		return nnh5__nomem();
+	for (size_t i = 0; i < n; i++)
+		order[i] = (struct by_data){ (uintptr_t)(v[i] ? v[i]->data : NULL), i };
+	qsort(order, n, sizeof *order, cmp_by_data);
+	for (size_t i = 1; i < n; i++) {
+		if (order[i].data != order[i - 1].data) {
+			run = i;
+			continue;
+		}
+		/* Ties are an equivalence: the first match in index order is the first of its class. */
+		for (size_t j = run; j < i; j++) {
+			if (!nnh5_tensor_tied(v[order[i].index], v[order[j].index]))
+				continue;
+			if (!first) {
+				first = nnh5__malloc(bytes / sizeof *order * sizeof *first);
+				if (!first) {
+					nnh5__free(order);
+					return nnh5__nomem();
+				}
+				for (size_t k = 0; k < n; k++)
+					first[k] = SIZE_MAX;
+			}
+			first[order[i].index] = order[j].index;
+			break;
+		}
+	}
+	nnh5__free(order);
+	*out = first;
+	return NNH5_OK;
+}
+
+int nnh5__dict_ties(size_t **out, const nnh5_dict *d)
+{
+	size_t n = nnh5_dict_len(d), bytes;
+	const nnh5_tensor **v;
+	int rc;
+
+	*out = NULL;
+	if (n < 2)
+		return NNH5_OK;
+	if (!nnh5__mul_size(n, sizeof *v, &bytes) || !(v = nnh5__malloc(bytes)))
+		return nnh5__nomem();
+	for (size_t i = 0; i < n; i++)
+		v[i] = nnh5_dict_value(d, i);
+	rc = find_ties(out, v, n);
+	nnh5__free(v);
+	return rc;
+}
+
+/* A hard link leaf in loc to the dataset target (a path from the root) written before. */
+static int write_tie(nnh5_file *f, hid_t loc, const char *leaf, const char *target,
+		     const char *display)
+{
+	if (H5Lcreate_hard(f->fid, target, loc, leaf, f->lcpl, H5P_DEFAULT) < 0)
+		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot link '%s' to its tie '%s'",
+				      f->path, display, target);
+	return NNH5_OK;
+}
+
+static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_tensor *t,
+			 const char *display, bool fresh)
+{
+	return write_dataset_as(f, loc, leaf, t, display, fresh, f->compression);
 }
 
 /* Split name into its parent path (in buf) and leaf. */
@@ -305,11 +425,30 @@ int nnh5_file_write_list(nnh5_file *f, const char *name, const nnh5_list *list)
 	if (nnh5__h5_attr_write(g, "nnh5_length", H5T_STD_I64LE, &(int64_t){ (int64_t)nnh5_list_len(list) },
 		       0, false) < 0)
 		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': list '%s': length attribute", f->path, name);
-	for (size_t i = 0; !rc && i < nnh5_list_len(list); i++) {
+	size_t *ties = NULL, n = nnh5_list_len(list), bytes;
+	const nnh5_tensor **v = NULL;
+	if (!rc && n > 1) {
+		if (!nnh5__mul_size(n, sizeof *v, &bytes) || !(v = nnh5__malloc(bytes)))
+			rc = nnh5__nomem();
+		for (size_t i = 0; !rc && i < n; i++)
+			v[i] = nnh5_list_get(list, i);
+		if (!rc)
+			rc = find_ties(&ties, v, n);
+		nnh5__free(v);
+	}
+	for (size_t i = 0; !rc && i < n; i++) {
 		snprintf(leaf, sizeof leaf, "%zu", i);
 		nnh5__file_display_name(disp, sizeof disp, name, leaf);
-		rc = write_dataset(f, g, leaf, nnh5_list_get(list, i), disp, true);
+		if (ties && ties[i] != SIZE_MAX) {
+			char target[4200], tleaf[32];
+			snprintf(tleaf, sizeof tleaf, "%zu", ties[i]);
+			nnh5__file_display_name(target, sizeof target, name, tleaf);
+			rc = write_tie(f, g, leaf, target, disp);
+		} else {
+			rc = write_dataset(f, g, leaf, nnh5_list_get(list, i), disp, true);
+		}
 	}
+	nnh5__free(ties);
 	H5Gclose(g);
 	LEAVE(nnh5__file_note_write(f, rc));
 }
@@ -345,11 +484,21 @@ int nnh5_file_write_dict(nnh5_file *f, const char *name, const nnh5_dict *d)
 		rc = nnh5__file_note_write(f, container_group(&g, f, name, "dict"));
 	if (rc)
 		LEAVE(rc);
+	size_t *ties = NULL;
 	rc = write_keys_attr(f, g, d, name);
+	if (!rc)
+		rc = nnh5__dict_ties(&ties, d);
 	for (size_t i = 0; !rc && i < nnh5_dict_len(d); i++) {
 		nnh5__file_display_name(disp, sizeof disp, name, nnh5_dict_key(d, i));
-		rc = write_dataset(f, g, nnh5_dict_key(d, i), nnh5_dict_value(d, i), disp, true);
+		if (ties && ties[i] != SIZE_MAX) {
+			char target[4200];
+			nnh5__file_display_name(target, sizeof target, name, nnh5_dict_key(d, ties[i]));
+			rc = write_tie(f, g, nnh5_dict_key(d, i), target, disp);
+		} else {
+			rc = write_dataset(f, g, nnh5_dict_key(d, i), nnh5_dict_value(d, i), disp, true);
+		}
 	}
+	nnh5__free(ties);
 	H5Gclose(g);
 	LEAVE(nnh5__file_note_write(f, rc));
 }
@@ -413,8 +562,12 @@ static void stack_pop_to(struct group_stack *s, size_t depth)
 		H5Gclose(s->ids[s->depth--]);
 }
 
+/*
+ * Write t at key (tie NULL), or a hard link to the dataset of the key tie
+ * written before it.
+ */
 static int write_state_tensor(nnh5_file *f, struct group_stack *s, const char *name,
-			      const char *key, const nnh5_tensor *t)
+			      const char *key, const nnh5_tensor *t, const char *tie)
 {
 	char comp[MAX_DEPTH + 1][256], disp[4200], rel[4096];
 	size_t ncomp = 0;
@@ -456,6 +609,15 @@ static int write_state_tensor(nnh5_file *f, struct group_stack *s, const char *n
 		s->ids[++s->depth] = g;
 		snprintf(s->names[s->depth], sizeof s->names[0], "%s", comp[i]);
 	}
+	if (tie) {
+		char target[4200];
+		snprintf(rel, sizeof rel, "%s", tie);
+		for (char *c = rel; *c; c++)
+			if (*c == '.')
+				*c = '/';
+		nnh5__file_display_name(target, sizeof target, name, rel);
+		return write_tie(f, s->ids[s->depth], comp[ncomp - 1], target, disp);
+	}
 	return write_dataset(f, s->ids[s->depth], comp[ncomp - 1], t, disp, true);
 }
 
@@ -479,11 +641,16 @@ int nnh5__file_write_state_dict_kind(nnh5_file *f, const char *name, const nnh5_
 		rc = nnh5__file_note_write(f, container_group(&g, f, name, kind));
 	if (rc)
 		LEAVE(rc);
+	size_t *ties = NULL;
 	rc = write_keys_attr(f, g, sd, name);
+	if (!rc)
+		rc = nnh5__dict_ties(&ties, sd);
 	s.ids[0] = g;
 	s.depth = 0;
 	for (size_t i = 0; !rc && i < nnh5_dict_len(sd); i++)
-		rc = write_state_tensor(f, &s, name, nnh5_dict_key(sd, i), nnh5_dict_value(sd, i));
+		rc = write_state_tensor(f, &s, name, nnh5_dict_key(sd, i), nnh5_dict_value(sd, i),
+					ties && ties[i] != SIZE_MAX ? nnh5_dict_key(sd, ties[i]) : NULL);
+	nnh5__free(ties);
 	stack_pop_to(&s, 0);
 	H5Gclose(g);
 	LEAVE(nnh5__file_note_write(f, rc));

@@ -68,7 +68,7 @@ static int root_dataset_cb(const nnh5__item *it, void *p)
 
 static int read_single_tensor(nnh5_tensor **out, nnh5_file *f)
 {
-	nnh5__walk_options o = { false, false, false, false, true, false, H5O_TYPE_GROUP, NULL };
+	nnh5__walk_options o = { false, false, false, false, true, false, false, H5O_TYPE_GROUP, NULL };
 	struct root_datasets r = { NULL, 0 };
 	nnh5__obj obj;
 	int rc;

@@ -309,7 +309,7 @@ static int visit_dataset(struct walk *w, nnh5_entry *e, const nnh5__obj *obj)
 	rc = describe(&ds, w->f, w->p, obj, display);
 	if (!rc && ds.tensor && w->o->materialise)
 		rc = nnh5__policy_count(&ds.st, w->p, w->f->path, display, e->alias_of,
-					&w->alias_bytes);
+					w->o->tie_aliases, &w->alias_bytes);
 	if (!rc && w->o->checksums && read_checksum(&ds, w->f, display) < 0)
 		rc = NNH5_ERR_FORMAT;
 	if (rc) {
@@ -643,7 +643,7 @@ int nnh5_file_walk(nnh5_file *f, const char *path, const nnh5_walk_options *opts
 	/* What a fresh load would count, without counting it for this handle. */
 	nnh5__policy_scratch(&scratch, &f->policy);
 	nnh5__walk_options o = { opts->reserved, opts->keep_going, true, true, false, true,
-				 H5O_TYPE_UNKNOWN, &scratch };
+				 !f->policy.copy_aliases, H5O_TYPE_UNKNOWN, &scratch };
 	rc = nnh5__walk(f, path ? path : "", &o, public_cb, &pw);
 	nnh5__policy_free(&scratch);
 	LEAVE(rc);

@@ -64,6 +64,11 @@ typedef struct nnh5__walk_options {
 	bool checksums;       /* read each dataset's checksum attribute */
 	bool shallow;         /* the start's members only, not below */
 	bool materialise;     /* count each tensor against the load limits, as a load does */
+	/*
+	 * The loader gives an alias (e->alias_of) back tied to the tensor of
+	 * its first name instead of reading it again: it counts nothing more.
+	 */
+	bool tie_aliases;
 	H5O_type_t expect;    /* the start must be this (H5O_TYPE_UNKNOWN: anything) */
 	nnh5__policy *policy; /* what limits and counts (NULL: f's own) */
 } nnh5__walk_options;

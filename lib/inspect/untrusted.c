@@ -221,7 +221,8 @@ static int inspect_cb(const nnh5__item *it, void *p)
 static void inspect(const char *path, const nnh5_untrusted_options *o)
 {
 	struct inspection in = { NULL, NULL, 0, 0, false };
-	nnh5__walk_options wo = { true, true, true, true, false, true, H5O_TYPE_UNKNOWN, NULL };
+	nnh5__walk_options wo = { true, true, true, true, false, true, !o->open.copy_aliases,
+				  H5O_TYPE_UNKNOWN, NULL };
 	nnh5_file *f;
 	int rc = nnh5_file_open_ext(&f, path, NNH5_READ, &o->open);
 

@@ -9,6 +9,7 @@
  * ratio allowed for chunked data, and by the per-tensor and per-load caps.
  */
 #include "store/policy.h"
+#include "store/filters.h"
 #include "store/h5util.h"
 #include "nnh5/file.h"
 
@@ -31,6 +32,7 @@ int nnh5__policy_init(nnh5__policy *p, const nnh5_open_options *opts, const char
 		return NNH5_OK;
 	p->allow_external = opts->allow_external;
 	p->allow_filter_plugins = opts->allow_filter_plugins;
+	p->copy_aliases = opts->copy_aliases;
 	if (opts->max_tensor_bytes)
 		p->max_tensor_bytes = opts->max_tensor_bytes;
 	if (opts->max_load_bytes)
@@ -189,11 +191,6 @@ void nnh5__policy_plugins_restore(const nnh5__plugin_guard *g)
 /* ------------------------------------------------------------------ */
 /* Datasets                                                            */
 
-static bool filter_allowed(H5Z_filter_t id)
-{
-	return id == H5Z_FILTER_DEFLATE || id == H5Z_FILTER_SHUFFLE || id == H5Z_FILTER_FLETCHER32;
-}
-
 void nnh5__storage_release(nnh5__storage *s)
 {
 	if (s->type >= 0)
@@ -229,12 +226,14 @@ int nnh5__policy_describe(nnh5__storage *out, const nnh5__policy *p, const char 
 	out->external = out->n_external > 0;
 	out->nfilters = H5Pget_nfilters(dcpl);
 	for (int i = 0; i < out->nfilters && out->bad_filter == -2; i++) {
-		unsigned flags;
-		size_t nelm = 0;
+		unsigned flags, cd[8] = { 0 };
+		size_t nelm = sizeof cd / sizeof cd[0];
 		char fname[64];
-		H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nelm, NULL,
+		H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nelm, cd,
 						 sizeof fname, fname, NULL);
-		if (!filter_allowed(id))
+		/* The one rule of what nnh5 trusts (lib/store/filters.c). */
+		out->bad_filter_why = nnh5__filter_problem(&out->bad_filter_status, id, nelm, cd);
+		if (out->bad_filter_why)
 			out->bad_filter = id;
 	}
 	if (out->layout == H5D_CHUNKED)
@@ -282,10 +281,9 @@ static int check_layout(const nnh5__storage *s, const nnh5__policy *p, const cha
 		return nnh5__error(NNH5_ERR_FORMAT, "'%s': dataset '%s': unreadable filters", path,
 				   display);
 	if (s->bad_filter != -2 && !p->allow_filter_plugins)
-		return nnh5__error(NNH5_ERR_UNSAFE,
-				   "'%s': dataset '%s' uses filter %d, which nnh5 does not "
-				   "allow (allowed: deflate, shuffle, fletcher32)",
-				   path, display, (int)s->bad_filter);
+		return nnh5__error(s->bad_filter_status,
+				   "'%s': dataset '%s' uses filter %d: %s: refused", path, display,
+				   (int)s->bad_filter, s->bad_filter_why);
 	return NNH5_OK;
 }
 
@@ -338,6 +336,16 @@ static int check_chunks(const nnh5__storage *s, const nnh5__policy *p, const cha
 	return NNH5_OK;
 }
 
+bool nnh5__policy_ratio_ok(uint64_t logical, uint64_t stored, uint64_t max_ratio)
+{
+	uint64_t allowed;
+
+	if (__builtin_mul_overflow(stored, max_ratio, &allowed) ||
+	    __builtin_add_overflow(allowed, NNH5__RATIO_SLACK, &allowed))
+		allowed = UINT64_MAX;
+	return logical <= allowed;
+}
+
 /* Stored bytes against declared ones; contiguous data inside the file. */
 static int check_stored(nnh5__storage *s, const nnh5__policy *p, const char *path,
 			const char *display)
@@ -350,11 +358,7 @@ static int check_stored(nnh5__storage *s, const nnh5__policy *p, const char *pat
 	 * stored, so they are capped by the ratio.
 	 */
 	if (s->layout == H5D_CHUNKED || (s->layout == H5D_CONTIGUOUS && s->storage_bytes == 0)) {
-		uint64_t allowed;
-		if (__builtin_mul_overflow(s->storage_bytes, p->max_ratio, &allowed) ||
-		    __builtin_add_overflow(allowed, NNH5__RATIO_SLACK, &allowed))
-			allowed = UINT64_MAX;
-		if (s->logical_bytes > allowed)
+		if (!nnh5__policy_ratio_ok(s->logical_bytes, s->storage_bytes, p->max_ratio))
 			return nnh5__error(NNH5_ERR_UNSAFE,
 					   "'%s': dataset '%s' declares %llu bytes but stores %llu: "
 					   "more than %llu:1 (a compression bomb or sparse data; "
@@ -510,12 +514,15 @@ static int record(nnh5__storage *s, nnh5__policy *p, const char *path, const cha
 }
 
 int nnh5__policy_count(nnh5__storage *s, nnh5__policy *p, const char *path, const char *display,
-		       const char *alias_of, uint64_t *alias_bytes)
+		       const char *alias_of, bool tied, uint64_t *alias_bytes)
 {
 	uint64_t copies;
 
 	if (!alias_of)
 		return record(s, p, path, display);
+	/* A tie is one buffer under two names: the first name counted it. */
+	if (tied)
+		return NNH5_OK;
 	if (s->logical_bytes > p->max_load_bytes - p->loaded_bytes)
 		return nnh5__error(NNH5_ERR_OVERFLOW,
 				   "'%s': dataset '%s' (%llu bytes, another name of '%s': an alias) "

@@ -50,6 +50,7 @@ struct nnh5__seen {
 typedef struct nnh5__policy {
 	bool allow_external;
 	bool allow_filter_plugins;
+	bool copy_aliases;
 	uint64_t max_tensor_bytes;
 	uint64_t max_load_bytes;
 	uint64_t max_ratio;
@@ -66,6 +67,15 @@ typedef struct nnh5__policy {
 	struct nnh5__extent *ext;
 	size_t n_ext, cap_ext;
 } nnh5__policy;
+
+/*
+ * The ratio rule, for loads and for saves: may logical bytes be made from
+ * stored ones (chunked, compressed or never-written data) under max_ratio?
+ * logical <= stored x max_ratio + NNH5__RATIO_SLACK. A save checks its
+ * compressed tensors against the default ratio, so that every file nnh5
+ * writes loads with the default options.
+ */
+bool nnh5__policy_ratio_ok(uint64_t logical, uint64_t stored, uint64_t max_ratio);
 
 /*
  * Fill p from the open options (NULL: defaults); zero limits mean defaults.
@@ -91,7 +101,9 @@ typedef struct nnh5__storage {
 	H5D_layout_t layout;    /* H5D_COMPACT, H5D_CONTIGUOUS, H5D_CHUNKED, H5D_VIRTUAL */
 	int n_external;         /* external raw storage files (-1 unreadable) */
 	int nfilters;           /* -1 unreadable */
-	H5Z_filter_t bad_filter; /* the first filter outside the allowlist, or -2 */
+	H5Z_filter_t bad_filter; /* the first filter nnh5 does not trust, or -2 */
+	const char *bad_filter_why; /* why (static), and the status of its refusal */
+	int bad_filter_status;
 	int chunk_ndim;         /* chunked: the chunk's rank (-1 unreadable) */
 	hsize_t chunk[H5S_MAX_RANK];
 	haddr_t offset;         /* contiguous: H5Dget_offset(), where the data starts; else HADDR_UNDEF */
@@ -130,14 +142,15 @@ int nnh5__policy_judge(nnh5__storage *s, const nnh5__policy *p, const char *path
  * alias_of NULL: the first time this load meets the object; its bytes
  * count against max_load_bytes unless this handle counted it before
  * (reread), and its contiguous extent must not overlap another's.
- * alias_of set (the name under which this load met it first): it is
- * materialised again, so it counts again, against max_load_bytes and
- * against *alias_bytes, the copies of aliases in this load, which may not
- * exceed the file's size. Errors: NNH5_ERR_OVERFLOW, NNH5_ERR_UNSAFE
- * (overlap), NNH5_ERR_NOMEM.
+ * alias_of set (the name under which this load met it first) and tied:
+ * the load gives it back tied to the first name (one buffer), so nothing
+ * more is counted. alias_of set and not tied: it is materialised again, so
+ * it counts again, against max_load_bytes and against *alias_bytes, the
+ * copies of aliases in this load, which may not exceed the file's size.
+ * Errors: NNH5_ERR_OVERFLOW, NNH5_ERR_UNSAFE (overlap), NNH5_ERR_NOMEM.
  */
 int nnh5__policy_count(nnh5__storage *s, nnh5__policy *p, const char *path, const char *display,
-		       const char *alias_of, uint64_t *alias_bytes);
+		       const char *alias_of, bool tied, uint64_t *alias_bytes);
 
 /*
  * A policy with p's limits and file but nothing counted yet (walks that

@@ -93,6 +93,20 @@ def unknown_filter(out):
     unknown_filter.keep = (keep, cls)
 
 
+def filter_params(out):
+    """nnh5's own plugin filters with parameters nnh5 never writes (optional filters: HDF5
+    stores the chunks raw when it cannot run them, so no plugin is needed to make these)."""
+    for name, code, cd in (("blosc_params.h5", 32001, (2, 2, 4, 4096, 5, 1, 9)),
+                           ("lz4_params.h5", 32004, (0x7fffffff,))):
+        with plain(os.path.join(out, name)) as f:
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_chunk((1024,))
+            dcpl.set_filter(code, h5py.h5z.FLAG_OPTIONAL, cd)
+            space = h5py.h5s.create_simple((4096,))
+            did = h5py.h5d.create(f.id, b"x", h5py.h5t.IEEE_F32LE, space, dcpl=dcpl)
+            did.write(h5py.h5s.ALL, h5py.h5s.ALL, np.zeros(4096, dtype="<f4"))
+
+
 def huge(out):
     with plain(os.path.join(out, "huge_2e62.h5")) as f:
         # 2^62 one-byte elements declared, nothing stored.
@@ -250,6 +264,7 @@ def main():
     external_storage(out, d)
     virtual(out, d)
     unknown_filter(out)
+    filter_params(out)
     huge(out)
     bomb(out)
     overlap(out)

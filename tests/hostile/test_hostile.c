@@ -65,6 +65,10 @@ static const struct hostile cases[] = {
 	  { "dataset '/vds' is a virtual dataset (reads other files): refused" } },
 	{ "unknown_filter.h5", STATE_DICT, NULL, NNH5_ERR_UNSAFE,
 	  { "dataset '/filtered' uses filter 32123", "allowed: deflate, shuffle, fletcher32" } },
+	{ "blosc_params.h5", STATE_DICT, NULL, NNH5_ERR_UNSAFE,
+	  { "dataset '/x' uses filter 32001", "blosc with parameters nnh5 does not write" } },
+	{ "lz4_params.h5", TENSOR, "x", NNH5_ERR_UNSAFE,
+	  { "dataset 'x' uses filter 32004", "LZ4 with parameters nnh5 does not write" } },
 	{ "huge_2e62.h5", STATE_DICT, NULL, NNH5_ERR_OVERFLOW,
 	  { "dataset '/huge' declares 4611686018427387904 bytes", "max_tensor_bytes" } },
 	{ "huge_overflow.h5", TENSOR, "huge", NNH5_ERR_OVERFLOW,
@@ -108,42 +112,44 @@ struct link_case {
 	const char *tensor;      /* what nnh5_file_read_tensor and nnh5_map_tensor load, or NULL */
 	bool load_tensor;        /* nnh5_load_tensor refuses it too */
 	uint64_t max_load_bytes; /* the handles' cap (0: default) */
+	/* Aliases load as copies (copy_aliases): only loads that take options are tried. */
+	bool copy_aliases;
 };
 
 static const struct link_case link_cases[] = {
 	{ "soft_via_external.h5", NNH5_ERR_UNSAFE,
 	  { "'/nnh5_hidden' is an external link (to another file): refused", "elsewhere/target.h5" },
-	  "/", "s", true, 0 },
+	  "/", "s", true, 0, false },
 	{ "soft_outside_group.h5", NNH5_ERR_UNSAFE,
 	  { "'/elsewhere' is an external link (to another file): refused", "elsewhere/target.h5" },
-	  "model", "model/hidden/weight", true, 0 },
+	  "model", "model/hidden/weight", true, 0, false },
 	{ "soft_tensor.h5", NNH5_ERR_UNSAFE,
 	  { "'/nnh5_ext' is an external link (to another file): refused", "elsewhere/target.h5" },
-	  "/", "tensor", true, 0 },
+	  "/", "tensor", true, 0, false },
 	{ "soft_chain.h5", NNH5_ERR_UNSAFE,
 	  { "'/nnh5_ext' is an external link (to another file): refused", "elsewhere/target.h5" },
-	  "/", "a", true, 0 },
+	  "/", "a", true, 0, false },
 	{ "soft_relative.h5", NNH5_ERR_UNSAFE,
 	  { "nnh5_sub' is an external link (to another file): refused", "'/grp' in" }, "g", "g/s",
-	  false, 0 },
+	  false, 0, false },
 	{ "soft_group.h5", NNH5_ERR_UNSAFE, { "s' is a soft link to a group: refused", "soft_group" },
-	  "s", "s/x", true, 0 },
+	  "s", "s/x", true, 0, false },
 	{ "soft_group_external.h5", NNH5_ERR_UNSAFE,
 	  { "'/nnh5_ext' is an external link (to another file): refused", "elsewhere/target.h5" },
-	  "s", "s/y", true, 0 },
+	  "s", "s/y", true, 0, false },
 	{ "soft_long_chain.h5", NNH5_ERR_FORMAT, { "more than 16 soft links in a row", "c00" }, "/",
-	  "c00", true, 0 },
-	{ "soft_cycle.h5", NNH5_ERR_FORMAT, { "a cycle of soft links", "s1" }, "/", "s1", true, 0 },
+	  "c00", true, 0, false },
+	{ "soft_cycle.h5", NNH5_ERR_FORMAT, { "a cycle of soft links", "s1" }, "/", "s1", true, 0, false },
 	{ "reserved_external.h5", NNH5_ERR_UNSAFE,
 	  { "'/nnh5_probe' is an external link (to another file): refused", "elsewhere/target.h5" },
-	  "/", NULL, true, 0 },
+	  "/", NULL, true, 0, false },
 	{ "external_link.h5", NNH5_ERR_UNSAFE,
 	  { "evil' is an external link (to another file): refused", "elsewhere/target.h5" }, "/",
-	  "evil", true, 0 },
+	  "evil", true, 0, false },
 	{ "aliases_200.h5", NNH5_ERR_OVERFLOW, { "another name of '/data'", "alias" }, "/", NULL,
-	  false, UINT64_C(64) << 20 },
+	  false, UINT64_C(64) << 20, true },
 	{ "deep.h5", NNH5_ERR_OVERFLOW, { "nested deeper than 64 groups", "max_depth" }, "/", NULL,
-	  false, 0 },
+	  false, 0, false },
 };
 #define N_LINK_CASES (sizeof link_cases / sizeof link_cases[0])
 
@@ -341,11 +347,15 @@ static int run_link_case(const void *arg)
 
 	snprintf(path, sizeof path, "%s/%s", corpus, c->file);
 	o.max_load_bytes = c->max_load_bytes;
+	o.copy_aliases = c->copy_aliases;
 	mo.file = &o;
-	bad |= link_result(c, "load_state_dict", nnh5_load_state_dict(&d, path), nnh5_error_message());
-	nnh5_dict_free(d);
-	bad |= link_result(c, "load_dict", nnh5_load_dict(&d, path), nnh5_error_message());
-	nnh5_dict_free(d);
+	if (!c->copy_aliases) {
+		bad |= link_result(c, "load_state_dict", nnh5_load_state_dict(&d, path),
+				   nnh5_error_message());
+		nnh5_dict_free(d);
+		bad |= link_result(c, "load_dict", nnh5_load_dict(&d, path), nnh5_error_message());
+		nnh5_dict_free(d);
+	}
 	if (c->load_tensor) {
 		bad |= link_result(c, "load_tensor", nnh5_load_tensor(&t, path), nnh5_error_message());
 		nnh5_tensor_free(t);
@@ -401,6 +411,7 @@ static void test_links(void **state)
 		char path[4096];
 		snprintf(path, sizeof path, "%s/%s", corpus, c->file);
 		uo.open.max_load_bytes = c->max_load_bytes;
+		uo.open.copy_aliases = c->copy_aliases;
 		int rc = nnh5_untrusted_check(&r, path, &uo);
 		if (rc != c->status || !strstr(nnh5_error_message(), c->needle[0])) {
 			printf("%s (untrusted): %s, expected %s: %s\n", c->file, nnh5_status_name(rc),
@@ -418,7 +429,7 @@ static void test_links(void **state)
 			 N_LINK_CASES);
 }
 
-/* Aliases nnh5 accepts load as copies, and the walk names what they alias. */
+/* Aliases load tied to their first name (copies with copy_aliases); the walk names them. */
 static int note_alias(const nnh5_entry *e, void *ctx)
 {
 	unsigned *aliases = ctx;
@@ -442,13 +453,78 @@ static void test_aliases_load(void **state)
 	assert_non_null(a);
 	assert_true(nnh5_tensor_bitwise_equal(a, nnh5_dict_get(d, "hard")));
 	assert_true(nnh5_tensor_bitwise_equal(a, nnh5_dict_get(d, "soft")));
-	/* Copies, not one tensor under three keys. */
+	/* One tensor under three keys. */
+	assert_true(nnh5_tensor_tied(a, nnh5_dict_get(d, "hard")));
+	assert_true(nnh5_tensor_tied(a, nnh5_dict_get(d, "soft")));
+	nnh5_dict_free(d);
+	/* With copy_aliases: three copies. */
+	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+	o.copy_aliases = true;
+	assert_int_equal(nnh5_file_open_ext(&f, path, NNH5_READ, &o), NNH5_OK);
+	assert_int_equal(nnh5_file_read_state_dict(&d, f, "/"), NNH5_OK);
+	nnh5_file_close(f);
+	a = nnh5_dict_get(d, "a");
+	assert_true(nnh5_tensor_bitwise_equal(a, nnh5_dict_get(d, "soft")));
 	assert_ptr_not_equal(nnh5_tensor_data(a), nnh5_tensor_data(nnh5_dict_get(d, "soft")));
+	assert_false(nnh5_tensor_tied(a, nnh5_dict_get(d, "hard")));
 	nnh5_dict_free(d);
 	assert_int_equal(nnh5_file_open(&f, path, NNH5_READ), NNH5_OK);
 	assert_int_equal(nnh5_file_walk(f, "/", NULL, note_alias, &aliases), NNH5_OK);
 	assert_int_equal(aliases, 2);
 	nnh5_file_close(f);
+}
+
+/*
+ * 201 names of one 8 MiB dataset load tied (one buffer, counted once):
+ * under a cap of 16 MiB, in a child whose address space is capped, through
+ * the one-call load, a handle and the map; the walk refuses nothing.
+ */
+static int load_aliases_tied(const void *arg)
+{
+	const char *path = arg;
+	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+	nnh5_map_options mo = NNH5_MAP_OPTIONS_INIT;
+	nnh5_dict *d = NULL;
+	nnh5_file *f;
+	nnh5_map *m;
+	int bad = 0;
+
+	o.max_load_bytes = UINT64_C(16) << 20;
+	mo.file = &o;
+	for (int how = 0; how < 3; how++) {
+		int rc = how == 0   ? nnh5_load_state_dict(&d, path)
+			 : how == 1 ? nnh5_file_open_ext(&f, path, NNH5_READ, &o)
+			 : nnh5_map_open(&m, path, &mo);
+		if (!rc && how == 1) {
+			rc = nnh5_file_read_dict(&d, f, "/");
+			nnh5_file_close(f);
+		} else if (!rc && how == 2) {
+			rc = nnh5_map_state_dict(&d, m, "/");
+		}
+		const nnh5_tensor *first = d ? nnh5_dict_get(d, "data") : NULL;
+		size_t tied = 0;
+		for (size_t i = 0; d && i < nnh5_dict_len(d); i++)
+			tied += nnh5_tensor_tied(first, nnh5_dict_value(d, i));
+		if (rc || !d || nnh5_dict_len(d) != 201 || tied != 201) {
+			printf("aliases_200.h5 (load %d): %s, %zu keys, %zu tied: %s\n", how,
+			       nnh5_status_name(rc), d ? nnh5_dict_len(d) : 0, tied,
+			       nnh5_error_message());
+			bad = 1;
+		}
+		nnh5_dict_free(d);
+		d = NULL;
+		if (how == 2)
+			nnh5_map_close(m);
+	}
+	return bad;
+}
+
+static void test_aliases_tied(void **state)
+{
+	char path[4096];
+	(void)state;
+	snprintf(path, sizeof path, "%s/aliases_200.h5", corpus);
+	assert_true(in_capped_child(load_aliases_tied, path, "aliases_200.h5"));
 }
 
 /*
@@ -608,6 +684,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_untrusted),
 		cmocka_unit_test(test_links),
 		cmocka_unit_test(test_aliases_load),
+		cmocka_unit_test(test_aliases_tied),
 		cmocka_unit_test(test_crashers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -86,6 +86,22 @@ def python_corpus(d):
                "a b": pc.random_bits(rng, "int32", (2000,))}, os.path.join(d, "dict.h5"))
     nnh5.save({f"key{i:05d}": np.int8(i % 100) for i in range(20000)},
               os.path.join(d, "dict_20000_keys.h5"))
+    # Compressed as nnh5 writes it without the LZ4 and blosc plugins (shuffle + deflate,
+    # which JavaScript readers decode; nnh5.compression_filters says what a profile uses),
+    # and tied weights (one dataset under two names).
+    real = nnh5.compression_filters
+    nnh5.compression_filters = lambda p: {"fast": "shuffle+deflate(1)",
+                                          "archive": "shuffle+deflate(6)"}.get(p, "none")
+    try:
+        comp = {f"{name}.w": pc.random_bits(rng, name, (64, 40))
+                for name in ("float32", "float64", "int16", "uint8", "bool")}
+        comp["smooth"] = np.linspace(0, 1, 60000, dtype="<f4").reshape(300, 200)
+        nnh5.save_state_dict(comp, os.path.join(d, "deflate_fast.h5"), compression="fast")
+        nnh5.save_state_dict(comp, os.path.join(d, "deflate_archive.h5"), compression="archive")
+    finally:
+        nnh5.compression_filters = real
+    w = pc.random_bits(rng, "float32", (30, 20))
+    nnh5.save_state_dict({"wte.weight": w, "lm_head.weight": w}, os.path.join(d, "tied.h5"))
     if torch is not None:
         model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
         nnh5.save_model(model, os.path.join(d, "model.h5"), probe_input=torch.ones(2, 4))

@@ -395,6 +395,28 @@ static int do_resave(const char *in, const char *out)
 	return rc ? fail("save", rc) : 0;
 }
 
+/* Load a state dict and save it with a compression profile ("none", "fast", "archive"). */
+static int do_resave_profile(const char *profile, const char *in, const char *out)
+{
+	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+	nnh5_dict *d;
+	nnh5_file *f;
+	int rc;
+
+	for (o.compression = 0; o.compression < 3; o.compression++)
+		if (strcmp(nnh5_compression_name(o.compression), profile) == 0)
+			break;
+	if ((rc = nnh5_load_state_dict(&d, in)))
+		return fail("load", rc);
+	rc = nnh5_file_open_ext(&f, out, NNH5_CREATE, &o);
+	if (!rc && (rc = nnh5_file_write_state_dict(f, "/", d)))
+		nnh5_file_discard(f);
+	else if (!rc)
+		rc = nnh5_file_close(f);
+	nnh5_dict_free(d);
+	return rc ? fail("save", rc) : 0;
+}
+
 static int do_model_forward(const char *model, const char *in, const char *out)
 {
 	nnh5_model *m;
@@ -444,6 +466,8 @@ int main(int argc, char **argv)
 		return do_roundtrip(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "resave") == 0)
 		return do_resave(argv[2], argv[3]);
+	if (argc == 5 && strcmp(argv[1], "resave-profile") == 0)
+		return do_resave_profile(argv[2], argv[3], argv[4]);
 	if (argc == 5 && strcmp(argv[1], "model-forward") == 0)
 		return do_model_forward(argv[2], argv[3], argv[4]);
 	if (argc == 3 && strcmp(argv[1], "model-verify") == 0)

@@ -83,6 +83,10 @@ EXPECT = {
     "external_passwd.h5": {S: ("UnsafeError", ["dataset '/passwd' stores its data in external"])},
     "virtual.h5": {S: ("UnsafeError", ["dataset '/vds' is a virtual dataset (reads other "
                                        "files): refused"])},
+    "blosc_params.h5": {S: ("UnsafeError", ["dataset '/x' uses filter 32001",
+                                            "blosc with parameters nnh5 does not write"])},
+    "lz4_params.h5": {S: ("UnsafeError", ["dataset '/x' uses filter 32004",
+                                          "LZ4 with parameters nnh5 does not write"])},
     "unknown_filter.h5": {S: ("UnsafeError", ["dataset '/filtered' uses filter 32123",
                                               "allowed: deflate, shuffle, fletcher32"])},
     "huge_2e62.h5": {S: ("LimitError", ["dataset '/huge' declares 4611686018427387904 bytes",
@@ -128,12 +132,13 @@ EXPECT = {
                                                "within 16 soft links"])},
     "reserved_external.h5": {S: None},
     "aliases_ok.h5": {S: None},
-    # 201 names of one 8 MiB dataset: each load counts (loaded with max_load_bytes=64 MiB)
+    # 201 names of one 8 MiB dataset as copies: each counts (max_load_bytes=64 MiB,
+    # copy_aliases; tied, the default, they load as one buffer: test_tied.py)
     "aliases_200.h5": {S: ("LimitError", ["would bring the data read from this file past the "
                                           "per-load limit of 67108864 bytes (max_load_bytes)"])},
 }
 # Files whose loads run with options (the C test's caps).
-OPTIONS = {"aliases_200.h5": {"max_load_bytes": 64 << 20}}
+OPTIONS = {"aliases_200.h5": {"max_load_bytes": 64 << 20, "copy_aliases": True}}
 # Loads that are not a model: load_model refuses them before reading any tensor.
 NOT_A_MODEL = ("FormatError", ["not a model"])
 
@@ -303,15 +308,19 @@ def python_cases():
     expect_error(lambda: nnh5.load(f, numpy=True), nnh5.UnsafeError,
                  ["'/nnh5_s' is a soft link to a group: refused"],
                  "a soft link to a group inside a soft link's path is refused")
-    # Aliases: each load of a dataset counts; re-reads of one dataset are no overlap.
+    # Aliases as copies: each load of a dataset counts; re-reads of one dataset are no
+    # overlap. Tied (the default) they count once.
     f = path("alias3.h5")
     with h5py.File(f, "w") as h:
         h["a"] = np.ones(1 << 20, dtype="<f4")  # 4 MiB, contiguous
         h["b"] = h["a"]
         h["c"] = h5py.SoftLink("/a")
-    check(len(nnh5.load(f, numpy=True, max_load_bytes=12 << 20)) == 3,
-          "three names of 4 MiB load under max_load_bytes=12 MiB")
-    expect_error(lambda: nnh5.load(f, numpy=True, max_load_bytes=(12 << 20) - 1),
+    check(len(nnh5.load(f, numpy=True, max_load_bytes=4 << 20)) == 3,
+          "three names of 4 MiB load tied under max_load_bytes=4 MiB")
+    check(len(nnh5.load(f, numpy=True, max_load_bytes=12 << 20, copy_aliases=True)) == 3,
+          "three names of 4 MiB load as copies under max_load_bytes=12 MiB")
+    expect_error(lambda: nnh5.load(f, numpy=True, max_load_bytes=(12 << 20) - 1,
+                                   copy_aliases=True),
                  nnh5.LimitError, ["dataset '/c'", "max_load_bytes"],
                  "the third name of 4 MiB passes max_load_bytes=12 MiB - 1")
     models()
@@ -363,7 +372,7 @@ def options():
     o = nnh5.LoadOptions()
     names = ["max_tensor_bytes", "max_load_bytes", "max_compression_ratio", "max_groups",
              "max_tensors", "max_depth", "max_name_length", "allow_external",
-             "allow_filter_plugins"]
+             "allow_filter_plugins", "copy_aliases"]
     check(list(type(o).__slots__) == names, "LoadOptions has nnh5_open_options' names",
           str(type(o).__slots__))
     defaults = {n: o.limit(n) for n in names[:7]}
