@@ -162,8 +162,8 @@ contains
     call ok(nnh5_checkpoint_new(ck, 0_int64), "checkpoint new")
     call expect_error(nnh5_checkpoint_get(ck, "u", r2), NNH5_ERR_NOT_FOUND, &
                       "checkpoint tensor 'u': not found", "missing checkpoint tensor")
-    call expect_error(nnh5_checkpoint_new(ck, -1_int64), NNH5_ERR_INVALID, "", "negative step")
     call nnh5_checkpoint_free(ck)
+    call expect_error(nnh5_checkpoint_new(ck, -1_int64), NNH5_ERR_INVALID, "", "negative step")
   end subroutine
 
   subroutine checkpoint(dir)
