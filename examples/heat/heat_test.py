@@ -5,10 +5,11 @@
 
 Trains the source-term model (make_model.py; exit 77 without torch), runs
 heat once uninterrupted, then TRIALS times: starts heat in a fresh
-checkpoint folder and kills it (SIGKILL) after a random delay, KILLS times
-per trial (each delay at most a 1/(KILLS+1) share of the uninterrupted
-run, so each lands), each restart with a random OpenMP thread count (1 to
-4), then lets it finish. Every trial's final field must equal the uninterrupted
+checkpoint folder and kills it (SIGKILL) after a random delay, up to KILLS
+times per trial (each delay at most a 1/(KILLS+1) share of the
+uninterrupted run; a restart that finishes before its kill ends the trial),
+each restart with a random OpenMP thread count (1 to 4), then lets it
+finish. Every trial's final field must equal the uninterrupted
 run's bitwise, and at least one restart must have resumed from a
 checkpoint (a kill after the first one).
 """
@@ -61,7 +62,7 @@ ref = nnh5.load(ref_out, numpy=True)
 print(f"uninterrupted: {duration:.2f} s; seed {seed}")
 
 rng = random.Random(seed)
-failures = resumed = 0
+failures = resumed = total_kills = 0
 for trial in range(trials):
     ckpt = os.path.join(work, f"trial{trial}")
     out = os.path.join(work, f"trial{trial}.h5")
@@ -77,6 +78,7 @@ for trial in range(trials):
                 p.send_signal(signal.SIGKILL)
                 text, _ = p.communicate()
                 done += 1
+                total_kills += 1
                 resumed += "resumed" in text
                 print(f"trial {trial}: killed ({threads} threads) after: "
                       f"{text.strip().splitlines()[0] if text.strip() else '(nothing)'}")
@@ -97,5 +99,5 @@ for trial in range(trials):
 if kills and not resumed:
     print("FAILED: no run resumed from a checkpoint (every kill came before the first one)")
     failures += 1
-print(f"{trials} trials, {resumed} resumed runs, {failures} failures")
+print(f"{trials} trials, {total_kills} kills, {resumed} resumed runs, {failures} failures")
 sys.exit(1 if failures else 0)
