@@ -40,3 +40,30 @@ if /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null; then
 	"$bindir/nnh5-convert" --help >/dev/null
 	echo "ok: the installed nnh5-convert finds nnh5.py beside it"
 fi
+# The Fortran module (when built): nnh5.mod and libnnh5_fortran through
+# nnh5-fortran.pc, as doc/FORTRAN.md tells users to build.
+fpc=$(find "$dest" -name nnh5-fortran.pc | head -1)
+if [ -n "$fpc" ] && command -v gfortran >/dev/null 2>&1; then
+	cat > "$dest/consumer.f90" <<'F'
+program consumer
+  use nnh5
+  implicit none
+  real :: a(3, 2), b(3, 2)
+  real, allocatable :: c(:,:)
+  integer :: st
+  a = reshape([1., 2., 3., 4., 5., 6.], [3, 2])
+  st = nnh5_save_tensor("consumer.h5", a)
+  if (st /= NNH5_OK) error stop 1
+  st = nnh5_load_tensor("consumer.h5", c)
+  if (st /= NNH5_OK) error stop 2
+  b = c
+  if (any(shape(c) /= [3, 2]) .or. any(b /= a)) error stop 3
+  print '(a)', "nnh5 " // nnh5_version()
+end program
+F
+	libdir_f=$(dirname "$(find "$dest" -name "libnnh5_fortran.so" | head -1)")
+	# shellcheck disable=SC2046
+	(cd "$dest" && gfortran consumer.f90 $(pkg-config --cflags --libs nnh5-fortran) \
+		-Wl,-rpath,"$libdir_f:$libdir" -o consumer_f && ./consumer_f)
+	echo "ok: built and ran a Fortran program against the installed module via pkg-config"
+fi

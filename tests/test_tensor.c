@@ -205,6 +205,25 @@ static void convert_saturates_and_truncates(void **state)
 	nnh5_tensor_free(src);
 }
 
+/* nnh5_tensor_expect: the dtype and rank a typed caller needs, or a message naming both. */
+static void expect_dtype_and_rank(void **state)
+{
+	(void)state;
+	nnh5_tensor *t;
+	int64_t shape[2] = { 3, 4 };
+	assert_int_equal(nnh5_tensor_zeros(&t, NNH5_INT32, 2, shape), NNH5_OK);
+	assert_int_equal(nnh5_tensor_expect(t, NNH5_INT32, 2, "x"), NNH5_OK);
+	assert_int_equal(nnh5_tensor_expect(t, NNH5_FLOAT32, 2, "load 'x.h5'"), NNH5_ERR_TYPE);
+	assert_string_equal(nnh5_error_message(),
+			    "load 'x.h5': stored int32 of shape (3, 4), expected float32 with 2 dimensions");
+	assert_int_equal(nnh5_tensor_expect(t, NNH5_INT32, 1, "y"), NNH5_ERR_SHAPE);
+	assert_string_equal(nnh5_error_message(),
+			    "y: stored int32 of shape (3, 4), expected int32 with 1 dimension");
+	assert_int_equal(nnh5_tensor_expect(NULL, NNH5_INT32, 2, "key 'k'"), NNH5_ERR_NOT_FOUND);
+	assert_string_equal(nnh5_error_message(), "key 'k': not found");
+	nnh5_tensor_free(t);
+}
+
 static void equality(void **state)
 {
 	int64_t shape[] = { 2, 2 };
@@ -244,6 +263,7 @@ int main(void)
 		cmocka_unit_test(views_share_memory),
 		cmocka_unit_test(convert_saturates_and_truncates),
 		cmocka_unit_test(equality),
+		cmocka_unit_test(expect_dtype_and_rank),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,8 @@
 #   tools/bootstrap.sh --test   also what the full test suite needs
 set -eu
 
-build_pkgs="gcc g++ pkg-config meson ninja-build libhdf5-dev hdf5-tools libopenblas-dev
+# gfortran: the Fortran module (fortran/) and examples/heat (OpenMP: libgomp comes with it).
+build_pkgs="gcc g++ gfortran pkg-config meson ninja-build libhdf5-dev hdf5-tools libopenblas-dev
 libxxhash-dev libcjson-dev binutils"
 # python3-sklearn: the digits data of examples/train_digits.
 # clang + libclang-rt-14-dev: libFuzzer (fuzz/run.sh); strace: the hostile-file check;

@@ -23,7 +23,19 @@
  *
  * Training (the backward pass, losses and optimizers) is in nnh5/train.h.
  *
- * A model must not be used by two threads at once; different models may.
+ * Threads. A model's own calls (nnh5_model_forward(), loading, training,
+ * adding layers) must not run on two threads at once. To run one model on
+ * many threads, give each thread an nnh5_model_ctx (nnh5_model_ctx_new()):
+ * nnh5_model_forward_ctx() and _ctx_into() only read the model and write
+ * the context's own workspace, so any number of threads, each with its own
+ * context, share one copy of the parameters, and each thread's output is
+ * bitwise what a single-threaded call gives for the same input. Nothing may
+ * change the model (load, train, forward without a context) while a context
+ * call runs. OpenBLAS's own threads: the forward pass calls BLAS on the
+ * calling thread, and OpenBLAS adds its threads inside each call
+ * (nnh5_nn_set_num_threads()); when the callers are already many threads
+ * (an OpenMP loop), set it to 1 first, or threads times BLAS threads
+ * oversubscribe the cores. doc/FORTRAN.md, "Threads".
  */
 #ifndef NNH5_NN_H
 #define NNH5_NN_H
@@ -151,6 +163,9 @@ NNH5_API int nnh5_model_format(char **out, const nnh5_model *m);
 /*
  * The number of OpenBLAS threads used by every model's forward pass
  * (openblas_set_num_threads(); process-wide). n < 1 is taken as 1.
+ * Set it to 1 before calling the forward pass from many threads of your
+ * own (an OpenMP parallel region): see "Threads" at the top of this file.
+ * Not to be called while a forward pass runs on another thread.
  */
 NNH5_API void nnh5_nn_set_num_threads(int n);
 
@@ -187,6 +202,40 @@ NNH5_API int nnh5_model_output_shape(size_t *out_ndim, int64_t *out_shape,
  * NNH5_ERR_INVALID for a wrong or read-only y (y is then untouched).
  */
 NNH5_API int nnh5_model_forward_into(nnh5_model *m, const nnh5_tensor *x, nnh5_tensor *y);
+
+/*
+ * A forward-pass context: a workspace of its own over a model it only
+ * reads, for one thread at a time. See "Threads" at the top of this file.
+ */
+typedef struct nnh5_model_ctx nnh5_model_ctx;
+
+/*
+ * A new context over m into *out, freed with nnh5_model_ctx_free() before
+ * m is. m is borrowed: the context never changes it. Creating a context
+ * allocates only the context; its workspace grows on first use with a
+ * batch size, as the model's own does.
+ * Errors: NNH5_ERR_NOMEM (*out NULL).
+ */
+NNH5_API int nnh5_model_ctx_new(nnh5_model_ctx **out, const nnh5_model *m);
+
+/* Free a context and its workspace (not the model). NULL is a no-op. */
+NNH5_API void nnh5_model_ctx_free(nnh5_model_ctx *c);
+
+/* The model a context reads (borrowed). */
+NNH5_API const nnh5_model *nnh5_model_ctx_model(const nnh5_model_ctx *c);
+
+/*
+ * nnh5_model_forward() and nnh5_model_forward_into() through a context:
+ * the same checks, errors and results, bit for bit, but the model is only
+ * read, so threads with one context each may call these at once on one
+ * model. A LazyLinear that has not inferred its input is refused with
+ * NNH5_ERR_INVALID (inferring it would change the shared model): run
+ * nnh5_model_forward() once, or load its parameters, first. The
+ * per-thread error message is the calling thread's, as always.
+ */
+NNH5_API int nnh5_model_forward_ctx(nnh5_tensor **out, nnh5_model_ctx *c, const nnh5_tensor *x);
+NNH5_API int nnh5_model_forward_ctx_into(nnh5_model_ctx *c, const nnh5_tensor *x,
+					 nnh5_tensor *y);
 
 /*
  * The model's parameters as a new dict of views onto them (no copy), with

@@ -181,6 +181,19 @@ NNH5_API int nnh5_tensor_set(nnh5_tensor *t, size_t i, double value);
  */
 NNH5_API int nnh5_tensor_eq(nnh5_tensor **out, const nnh5_tensor *a, const nnh5_tensor *b);
 
+/*
+ * Check that t holds dtype with ndim dimensions, for a caller that copies
+ * it into a typed array of its own (the Fortran module does). what names
+ * where t came from in the message, e.g. "load 'x.h5'": "load 'x.h5':
+ * stored int32 of shape (3, 4), expected float32 with 1 dimension". t may
+ * be NULL, what a lookup that found nothing gives (nnh5_dict_get()):
+ * NNH5_ERR_NOT_FOUND, "<what>: not found".
+ * Errors: NNH5_ERR_TYPE (other dtype), NNH5_ERR_SHAPE (other rank),
+ * NNH5_ERR_NOT_FOUND (t NULL).
+ */
+NNH5_API int nnh5_tensor_expect(const nnh5_tensor *t, nnh5_dtype dtype, size_t ndim,
+				const char *what);
+
 /* true if a and b have the same dtype, shape and values (torch.equal). */
 NNH5_API bool nnh5_tensor_equal(const nnh5_tensor *a, const nnh5_tensor *b);
 

@@ -515,3 +515,17 @@ int nnh5__check_bool(const nnh5_tensor *t, int status, const char *file, const c
 	}
 	return NNH5_OK;
 }
+
+int nnh5_tensor_expect(const nnh5_tensor *t, nnh5_dtype dtype, size_t ndim, const char *what)
+{
+	char sbuf[256];
+	if (!t)
+		return nnh5__error(NNH5_ERR_NOT_FOUND, "%s: not found", what);
+	if (t->dtype == dtype && t->ndim == ndim)
+		return NNH5_OK;
+	return nnh5__error(t->dtype != dtype ? NNH5_ERR_TYPE : NNH5_ERR_SHAPE,
+			   "%s: stored %s of shape %s, expected %s with %zu dimension%s", what,
+			   nnh5_dtype_name(t->dtype),
+			   nnh5__shape_str(sbuf, sizeof(sbuf), t->ndim, t->shape),
+			   nnh5_dtype_name(dtype), ndim, ndim == 1 ? "" : "s");
+}

@@ -276,10 +276,28 @@ int nnh5__model_materialise(nnh5_model *m, size_t ndim, const int64_t *shape)
 	return NNH5_OK;
 }
 
-/* Make sure both workspace buffers hold bytes. */
-static int reserve(nnh5_model *m, size_t bytes)
+/*
+ * A context: a workspace of its own over a model it only reads. The model
+ * pointer is const on purpose: nothing reached from a context may write to
+ * the model, so any number of contexts can run on one model at once.
+ */
+struct nnh5_model_ctx {
+	const nnh5_model *m;
+	nnh5__workspace ws;
+};
+
+void nnh5__workspace_release(nnh5__workspace *ws)
 {
-	if (bytes <= m->ws_bytes)
+	nnh5__free(ws->buf[0]);
+	nnh5__free(ws->buf[1]);
+	ws->buf[0] = ws->buf[1] = NULL;
+	ws->bytes = 0;
+}
+
+/* Make sure both workspace buffers hold bytes. */
+static int reserve(nnh5__workspace *ws, size_t bytes)
+{
+	if (bytes <= ws->bytes)
 		return NNH5_OK;
 	void *a = nnh5__malloc(bytes);
 	void *b = nnh5__malloc(bytes);
@@ -288,16 +306,18 @@ static int reserve(nnh5_model *m, size_t bytes)
 		nnh5__free(b);
 		return nnh5__nomem();
 	}
-	nnh5__free(m->ws[0]);
-	nnh5__free(m->ws[1]);
-	m->ws[0] = a;
-	m->ws[1] = b;
-	m->ws_bytes = bytes;
+	nnh5__workspace_release(ws);
+	ws->buf[0] = a;
+	ws->buf[1] = b;
+	ws->bytes = bytes;
 	return NNH5_OK;
 }
 
-/* The forward pass proper; x and y are checked, the model materialised. */
-static void run(nnh5_model *m, const nnh5_tensor *x, void *ydata)
+/*
+ * The forward pass proper; x and y are checked, the model materialised.
+ * It reads the model and writes only ws and ydata.
+ */
+static void run(const nnh5_model *m, nnh5__workspace *ws, const nnh5_tensor *x, void *ydata)
 {
 	nnh5_dtype dt = m->dtype;
 	size_t es = nnh5_dtype_size(dt);
@@ -339,11 +359,11 @@ static void run(nnh5_model *m, const nnh5_tensor *x, void *ydata)
 			dst = ydata;
 			dst_ws = -1;
 		} else if (!lin && src_ws >= 0) {
-			dst = m->ws[src_ws]; /* activations alone work in place */
+			dst = ws->buf[src_ws]; /* activations alone work in place */
 			dst_ws = src_ws;
 		} else {
 			dst_ws = src_ws == 0 ? 1 : 0;
-			dst = m->ws[dst_ws];
+			dst = ws->buf[dst_ws];
 		}
 		if (lin) {
 			/* in_features >= 1 (checked when adding or planning), so the row count is exact */
@@ -365,62 +385,140 @@ static void run(nnh5_model *m, const nnh5_tensor *x, void *ydata)
 		memcpy(ydata, src, numel * es);
 }
 
-/* Check x against the model and plan; materialise lazies; reserve the workspace. */
-static int prepare(nnh5_model *m, const nnh5_tensor *x, size_t *out_ndim, int64_t *out_shape)
+/* Check x's dtype and plan its shapes through the model (which is not changed). */
+static int plan_input(const nnh5_model *m, const nnh5_tensor *x, size_t *out_ndim,
+		      int64_t *out_shape, size_t *maxn)
 {
 	if (nnh5_tensor_dtype(x) != m->dtype)
 		return nnh5__error(NNH5_ERR_INVALID,
 				   "forward: input dtype %s, the model computes in %s",
 				   nnh5_dtype_name(nnh5_tensor_dtype(x)), nnh5_dtype_name(m->dtype));
-	size_t maxn;
-	int rc = nnh5__model_plan(m, nnh5_tensor_ndim(x), nnh5_tensor_shape(x), out_ndim, out_shape,
-				  &maxn);
-	if (rc)
-		return rc;
-	rc = nnh5__model_materialise(m, nnh5_tensor_ndim(x), nnh5_tensor_shape(x));
-	if (rc)
-		return rc;
-	return reserve(m, maxn * nnh5_dtype_size(m->dtype));
+	return nnh5__model_plan(m, nnh5_tensor_ndim(x), nnh5_tensor_shape(x), out_ndim, out_shape,
+				maxn);
 }
 
-int nnh5_model_forward_into(nnh5_model *m, const nnh5_tensor *x, nnh5_tensor *y)
+/* Check y against the dtype and the shape the model gives. */
+static int check_output(const nnh5_model *m, nnh5_tensor *y, size_t nd,
+			const int64_t *shape)
 {
-	size_t nd;
-	int64_t shape[NNH5_MAX_NDIM];
 	char a[256], b[256];
 	if (nnh5_tensor_dtype(y) != m->dtype)
 		return nnh5__error(NNH5_ERR_INVALID, "forward: output dtype %s, the model computes in %s",
 				   nnh5_dtype_name(nnh5_tensor_dtype(y)), nnh5_dtype_name(m->dtype));
-	void *yd = nnh5_tensor_mutable_data(y);
-	if (!yd && nnh5_tensor_nbytes(y))
+	if (!nnh5_tensor_mutable_data(y) && nnh5_tensor_nbytes(y))
 		return nnh5__error(NNH5_ERR_INVALID, "forward: the output tensor is a read-only view");
-	int rc = nnh5__model_plan(m, nnh5_tensor_ndim(x), nnh5_tensor_shape(x), &nd, shape, NULL);
-	if (rc)
-		return rc;
 	if (nd != nnh5_tensor_ndim(y) || memcmp(shape, nnh5_tensor_shape(y), nd * sizeof(int64_t)))
 		return nnh5__error(NNH5_ERR_SHAPE, "forward: output tensor shape %s, the model gives %s",
 				   nnh5__shape_str(a, sizeof(a), nnh5_tensor_ndim(y), nnh5_tensor_shape(y)),
 				   nnh5__shape_str(b, sizeof(b), nd, shape));
-	rc = prepare(m, x, &nd, shape);
-	if (rc)
-		return rc;
-	run(m, x, yd);
 	return NNH5_OK;
 }
 
-int nnh5_model_forward(nnh5_tensor **out, nnh5_model *m, const nnh5_tensor *x)
+/*
+ * Check x against the model and plan, then reserve ws. A LazyLinear that has
+ * not inferred its input is materialised when the call may write the model
+ * (own is m itself), and refused through a context (own NULL): there the
+ * model is shared, and materialising writes its parameters and generator.
+ */
+static int prepare(const nnh5_model *m, nnh5_model *own, nnh5__workspace *ws,
+		   const nnh5_tensor *x, size_t *out_ndim, int64_t *out_shape)
+{
+	size_t maxn;
+	int rc = plan_input(m, x, out_ndim, out_shape, &maxn);
+	if (rc)
+		return rc;
+	if (own) {
+		rc = nnh5__model_materialise(own, nnh5_tensor_ndim(x), nnh5_tensor_shape(x));
+		if (rc)
+			return rc;
+	} else {
+		for (size_t i = 0; i < m->n_layers; i++)
+			if (m->layers[i].type == NNH5_LAYER_LAZY_LINEAR && !m->layers[i].weight)
+				return nnh5__error(NNH5_ERR_INVALID,
+						   "forward: layer '%s' (LazyLinear) has not inferred its input: run nnh5_model_forward() once, or load its parameters, before sharing the model",
+						   m->layers[i].name);
+	}
+	return reserve(ws, maxn * nnh5_dtype_size(m->dtype));
+}
+
+/* The _into calls: y is checked before anything (the model included) changes. */
+static int forward_into(const nnh5_model *m, nnh5_model *own, nnh5__workspace *ws,
+			const nnh5_tensor *x, nnh5_tensor *y)
+{
+	size_t nd;
+	int64_t shape[NNH5_MAX_NDIM];
+	int rc = plan_input(m, x, &nd, shape, NULL);
+	if (rc)
+		return rc;
+	rc = check_output(m, y, nd, shape);
+	if (rc)
+		return rc;
+	rc = prepare(m, own, ws, x, &nd, shape);
+	if (rc)
+		return rc;
+	run(m, ws, x, nnh5_tensor_mutable_data(y));
+	return NNH5_OK;
+}
+
+/* The calls that return a new output tensor. */
+static int forward_new(nnh5_tensor **out, const nnh5_model *m, nnh5_model *own,
+		       nnh5__workspace *ws, const nnh5_tensor *x)
 {
 	size_t nd;
 	int64_t shape[NNH5_MAX_NDIM];
 	*out = NULL;
-	int rc = prepare(m, x, &nd, shape);
+	int rc = prepare(m, own, ws, x, &nd, shape);
 	if (rc)
 		return rc;
 	nnh5_tensor *y;
 	rc = nnh5_tensor_new(&y, m->dtype, nd, shape);
 	if (rc)
 		return rc;
-	run(m, x, nnh5_tensor_mutable_data(y));
+	run(m, ws, x, nnh5_tensor_mutable_data(y));
 	*out = y;
 	return NNH5_OK;
+}
+
+int nnh5_model_forward_into(nnh5_model *m, const nnh5_tensor *x, nnh5_tensor *y)
+{
+	return forward_into(m, m, &m->ws, x, y);
+}
+
+int nnh5_model_forward(nnh5_tensor **out, nnh5_model *m, const nnh5_tensor *x)
+{
+	return forward_new(out, m, m, &m->ws, x);
+}
+
+int nnh5_model_ctx_new(nnh5_model_ctx **out, const nnh5_model *m)
+{
+	*out = NULL;
+	nnh5_model_ctx *c = nnh5__calloc(1, sizeof(*c));
+	if (!c)
+		return nnh5__nomem();
+	c->m = m;
+	*out = c;
+	return NNH5_OK;
+}
+
+void nnh5_model_ctx_free(nnh5_model_ctx *c)
+{
+	if (!c)
+		return;
+	nnh5__workspace_release(&c->ws);
+	nnh5__free(c);
+}
+
+const nnh5_model *nnh5_model_ctx_model(const nnh5_model_ctx *c)
+{
+	return c->m;
+}
+
+int nnh5_model_forward_ctx(nnh5_tensor **out, nnh5_model_ctx *c, const nnh5_tensor *x)
+{
+	return forward_new(out, c->m, NULL, &c->ws, x);
+}
+
+int nnh5_model_forward_ctx_into(nnh5_model_ctx *c, const nnh5_tensor *x, nnh5_tensor *y)
+{
+	return forward_into(c->m, NULL, &c->ws, x, y);
 }

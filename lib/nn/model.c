@@ -102,8 +102,7 @@ void nnh5_model_free(nnh5_model *m)
 	}
 	nnh5__tape_free(m->tape);
 	nnh5__free(m->layers);
-	nnh5__free(m->ws[0]);
-	nnh5__free(m->ws[1]);
+	nnh5__workspace_release(&m->ws);
 	nnh5__free(m);
 }
 

@@ -35,6 +35,16 @@ typedef struct nnh5__layer {
 	size_t tape_numel;        /* the output's element count */
 } nnh5__layer;
 
+/*
+ * A forward-pass workspace: two ping-pong buffers for intermediate results
+ * that only grow. The model has one for its own forward calls; each
+ * nnh5_model_ctx has its own, which is what lets threads share a model.
+ */
+typedef struct nnh5__workspace {
+	void *buf[2];
+	size_t bytes;
+} nnh5__workspace;
+
 /* What forward_train keeps for backward (lib/nn/grad.c). */
 typedef struct nnh5__tape nnh5__tape;
 
@@ -44,9 +54,8 @@ struct nnh5_model {
 	nnh5__layer *layers;
 	size_t n_layers;
 	size_t cap_layers;
-	/* ping-pong workspace for intermediate results; only grows */
-	void *ws[2];
-	size_t ws_bytes;
+	/* the workspace of nnh5_model_forward() and _into() */
+	nnh5__workspace ws;
 	/* training state, NULL until the first forward_train */
 	nnh5__tape *tape;
 };
@@ -106,6 +115,9 @@ void nnh5__activations(nnh5_dtype dt, void *dst, const void *src, size_t rows, s
 
 /* Allocate the (zero) gradient of every parameter that has none yet. */
 int nnh5__model_ensure_grads(nnh5_model *m);
+
+/* Free a workspace's buffers (not the struct). */
+void nnh5__workspace_release(nnh5__workspace *ws);
 
 /* Free the training tape. NULL is a no-op. */
 void nnh5__tape_free(nnh5__tape *t);
