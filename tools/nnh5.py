@@ -1021,8 +1021,8 @@ class LoadOptions:
     max_groups (10,000), max_tensors (100,000), max_depth (64, at most 256),
     max_name_length (1024). Switches (default False): allow_external
     (follow external links, read external raw storage and virtual
-    datasets), allow_filter_plugins (read filters other than deflate,
-    shuffle and fletcher32), copy_aliases (load each name of a dataset met
+    datasets), allow_filter_plugins (read filters other than those nnh5
+    writes: deflate, shuffle, fletcher32, LZ4 and blosc), copy_aliases (load each name of a dataset met
     twice as its own copy, not tied). Every loader takes options=LoadOptions(...)
     and the same names as keyword arguments, which override the object's.
     """
@@ -1813,7 +1813,7 @@ _LOAD_OPTIONS_DOC = """
     options=LoadOptions(...) or a mapping, and/or the same names as keyword
     arguments: max_tensor_bytes, max_load_bytes, max_compression_ratio,
     max_groups, max_tensors, max_depth, max_name_length, allow_external,
-    allow_filter_plugins. Refusals raise UnsafeError (other files, filters,
+    allow_filter_plugins, copy_aliases. Refusals raise UnsafeError (other files, filters,
     bombs, overlapping data), LimitError (sizes and counts past the caps),
     FormatError (damaged data, bad names, cycles); see Error.
 """

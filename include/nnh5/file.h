@@ -108,8 +108,10 @@ typedef struct nnh5_open_options {
 	 */
 	bool allow_external;
 	/*
-	 * allow_filter_plugins: read datasets whose filters are not deflate,
-	 * shuffle or fletcher32, letting HDF5 load filter plugins (shared
+	 * allow_filter_plugins: read datasets whose filters are not those nnh5
+	 * writes (deflate, shuffle, fletcher32, and the LZ4 and blosc plugins
+	 * nnh5 loads itself from HDF5's plugin folder, with the parameters nnh5
+	 * writes: doc/SECURITY.md, "Trusted filters"), letting HDF5 load filter plugins (shared
 	 * libraries from HDF5_PLUGIN_PATH) to decode them. Default false: such
 	 * datasets are refused with NNH5_ERR_UNSAFE, and while nnh5 reads a
 	 * dataset it turns HDF5's plugin loading off with
