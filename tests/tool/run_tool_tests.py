@@ -122,6 +122,7 @@ gold("verify-model", ["verify", "model.h5"], 0)
 gold("verify-plain", ["verify", "plain.h5"], 1)
 gold("ls-others", ["ls", "others.h5"], 0)
 gold("verify-others", ["verify", "others.h5"], 0)
+gold("verify-tensor", ["verify", "tensor.h5"], 0)
 
 # --json parses back and describes every entry.
 rc, out, _ = run("ls", "--json", "model.h5")
