@@ -402,6 +402,16 @@ static void key_lists_checked_without_loading(void **state)
 	ok(nnh5_file_open(&f, path, NNH5_READ));
 	ok(nnh5_file_check_keys(&listed, f, "/"));
 	ok(nnh5_file_close(f));
+
+	/* the root of a one-tensor file has no list: it passes (nnh5 verify ran this) */
+	nnh5_tensor *t = pattern(NNH5_FLOAT32, 1, (int64_t[]){ 4 }, 5);
+	ok(nnh5_save_tensor(path, t));
+	nnh5_tensor_free(t);
+	ok(nnh5_file_open(&f, path, NNH5_READ));
+	ok(nnh5_file_check_keys(&listed, f, "/"));
+	assert_false(listed);
+	fails(NNH5_ERR_FORMAT, nnh5_file_check_keys(&listed, f, "tensor"), "not a group");
+	ok(nnh5_file_close(f));
 }
 
 static void no_temporary_files_left(void **state)

@@ -191,15 +191,15 @@ int nnh5_file_stored_checksum(uint64_t *sum, bool *present, nnh5_file *f, const 
 	LEAVE(rc);
 }
 
-int nnh5_file_kind(nnh5_kind *out, nnh5_file *f, const char *name)
+/* The kind of name; *group says whether it is a group. No rule on 'tensor' here. */
+static int kind_of(nnh5_kind *out, bool *group, nnh5_file *f, const char *name)
 {
 	nnh5__obj obj;
-	int rc;
+	int rc = nnh5__resolve(&obj, f, name);
 
-	ENTER;
-	rc = nnh5__resolve(&obj, f, name);
 	if (rc)
-		LEAVE(rc);
+		return rc;
+	*group = obj.type == H5O_TYPE_GROUP;
 	if (obj.type == H5O_TYPE_DATASET)
 		*out = NNH5_KIND_TENSOR;
 	else if (obj.type == H5O_TYPE_GROUP)
@@ -207,11 +207,26 @@ int nnh5_file_kind(nnh5_kind *out, nnh5_file *f, const char *name)
 	else
 		rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': object '%s' is a named datatype", f->path,
 				 name);
-	/* "tensor" marks the root of a one-tensor file (nnh5_save_tensor), not a kind of group. */
-	if (!rc && obj.type == H5O_TYPE_GROUP && *out == NNH5_KIND_TENSOR)
-		rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': object '%s' has unknown nnh5_kind 'tensor'",
-				 f->path, name);
 	H5Oclose(obj.id);
+	return rc;
+}
+
+/* "tensor" marks the root of a one-tensor file (nnh5_save_tensor), not a kind of group. */
+static int group_marked_tensor(nnh5_file *f, const char *name)
+{
+	return nnh5__error(NNH5_ERR_FORMAT, "'%s': object '%s' has unknown nnh5_kind 'tensor'",
+			   f->path, name);
+}
+
+int nnh5_file_kind(nnh5_kind *out, nnh5_file *f, const char *name)
+{
+	bool group = false;
+	int rc;
+
+	ENTER;
+	rc = kind_of(out, &group, f, name);
+	if (!rc && group && *out == NNH5_KIND_TENSOR)
+		rc = group_marked_tensor(f, name);
 	LEAVE(rc);
 }
 
@@ -407,14 +422,18 @@ int nnh5_file_check_keys(bool *listed, nnh5_file *f, const char *name)
 	struct collect w;
 	nnh5__walk_options o = load_options(f, H5O_TYPE_GROUP);
 	nnh5_kind kind;
+	bool group = false;
 	int rc;
 
 	ENTER;
 	*listed = false;
-	rc = nnh5_file_kind(&kind, f, name);
-	if (!rc && kind == NNH5_KIND_TENSOR)
+	rc = kind_of(&kind, &group, f, name);
+	if (!rc && kind == NNH5_KIND_TENSOR && !group)
 		rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': object '%s' is a dataset, not a group",
 				 f->path, name);
+	/* The root of a one-tensor file holds no key list: nothing to check. */
+	if (!rc && kind == NNH5_KIND_TENSOR && group)
+		LEAVE(nnh5__file_is_root(name) ? NNH5_OK : group_marked_tensor(f, name));
 	if (rc)
 		LEAVE(rc);
 	if (!nnh5__file_has_attr(f, name, "nnh5_keys"))

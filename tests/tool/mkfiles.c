@@ -95,6 +95,13 @@ int main(int argc, char **argv)
 	free(p);
 	nnh5_dict_free(d);
 
+	/* A one-tensor file (nnh5_save_tensor). */
+	CHECK(nnh5_tensor_arange(&t, NNH5_INT32, 0, 6, 1));
+	p = join(argv[1], "tensor.h5");
+	CHECK(nnh5_save_tensor(p, t));
+	free(p);
+	nnh5_tensor_free(t);
+
 	/* A checkpoint folder: 4 saves, the newest 2 and the best by loss kept. */
 	nnh5_checkpoint_options o = NNH5_CHECKPOINT_OPTIONS_INIT;
 	nnh5_checkpoint_manager *mgr;

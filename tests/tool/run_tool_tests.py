@@ -124,6 +124,7 @@ gold("verify-plain", ["verify", "plain.h5"], 1)
 gold("ls-others", ["ls", "others.h5"], 0)
 gold("verify-others", ["verify", "others.h5"], 0)
 gold("show-complex", ["show", "others.h5", "cpx"], 0)
+gold("verify-tensor", ["verify", "tensor.h5"], 0)
 
 # --json parses back and describes every entry.
 rc, out, _ = run("ls", "--json", "model.h5")
