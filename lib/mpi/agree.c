@@ -1,0 +1,42 @@
+/*
+ * lib/mpi/agree.c - the same outcome on every rank. A collective call can
+ * fail on one rank only (its shard is malformed, its write hit EIO); the
+ * others must not go on into the next collective HDF5 call, which would
+ * wait forever for the one that left. Every collective function of
+ * lib/mpi ends its steps with nnh5__mpi_agree().
+ */
+#include "mpi/mpi_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int nnh5__mpi_fail_transfer;
+
+int nnh5__mpi_agree(MPI_Comm comm, int rc)
+{
+	struct {
+		int status;
+		char msg[1024];
+	} m;
+	int rank, size, mine, first;
+
+	if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS)
+		return nnh5__error(NNH5_ERR_INVALID, "MPI: not a valid communicator");
+	mine = rc ? rank : size;
+	if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
+		return nnh5__error(NNH5_ERR_IO, "MPI_Allreduce failed");
+	if (first == size)
+		return NNH5_OK;
+	memset(&m, 0, sizeof m);
+	if (rank == first) {
+		m.status = rc;
+		snprintf(m.msg, sizeof m.msg, "%s", nnh5_error_message());
+	}
+	if (MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, first, comm) != MPI_SUCCESS)
+		return nnh5__error(rc ? rc : NNH5_ERR_IO, "MPI_Bcast failed");
+	m.msg[sizeof m.msg - 1] = '\0';
+	/* A message agreed before already names its rank. */
+	if (strncmp(m.msg, "rank ", 5) == 0)
+		return nnh5__error(m.status, "%s", m.msg);
+	return nnh5__error(m.status, "rank %d: %s", first, m.msg);
+}
