@@ -569,6 +569,124 @@ static void test_shared_open(void **state)
 	assert_null(f);
 }
 
+/* Save a checkpoint of step: W (13 x 10) split by rows, a replicated bias. */
+static int save_step(nnh5_mpi_checkpoints *ck, int64_t step, const nnh5_tensor *w,
+		     const nnh5_tensor *b)
+{
+	int64_t bounds[2][8], start[2], count[2];
+	int64_t bshape[1] = { 5 };
+	nnh5_mpi_sharding sh[2];
+	nnh5_dict *local;
+	nnh5_checkpoint *summary;
+	nnh5_tensor *bc;
+
+	layout(&sh[0], L_DIM0, world_size, world_rank, bounds);
+	ok(nnh5_mpi_sharding_init(&sh[1], 1, bshape));
+	sh[1].replica = world_rank;
+	ok(nnh5_mpi_sharding_box(start, count, &sh[0]));
+	ok(nnh5_dict_new(&local));
+	ok(nnh5_dict_set(local, "layer.weight", box_of(w, start, count)));
+	ok(nnh5_tensor_clone(&bc, b));
+	ok(nnh5_dict_set(local, "layer.bias", bc));
+	ok(nnh5_checkpoint_new(&summary, step));
+	ok(nnh5_checkpoint_set_epoch(summary, 7));
+	ok(nnh5_checkpoint_set_metric(summary, "loss", 1.0 / (double)(step + 1)));
+	nnh5_mpi_section sec = { "model", local, sh };
+	int rc = nnh5_mpi_checkpoints_save(ck, summary, 1, &sec);
+	nnh5_checkpoint_free(summary);
+	nnh5_dict_free(local);
+	return rc;
+}
+
+/*
+ * The collective checkpoint folder: one commit for all ranks, retention,
+ * latest() agreed, a failure on one rank commits nothing on any, any rank
+ * count (and serial nnh5) loads what was saved.
+ */
+static void test_checkpoints(void **state)
+{
+	char folder[4096];
+	int64_t bshape[1] = { 5 }, step;
+	nnh5_tensor *w = global_tensor(NNH5_FLOAT32, 2, gshape, 21);
+	nnh5_tensor *b = global_tensor(NNH5_BFLOAT16, 1, bshape, 22);
+	nnh5_checkpoint_options co = NNH5_CHECKPOINT_OPTIONS_INIT;
+	nnh5_mpi_checkpoints *ck;
+	(void)state;
+
+	snprintf(folder, sizeof folder, "%s/ckpts", dir);
+	co.keep_last = 2;
+	co.durable = false;
+	ok(nnh5_mpi_checkpoints_open(&ck, MPI_COMM_WORLD, folder, &co));
+	fails(NNH5_ERR_NOT_FOUND, nnh5_mpi_checkpoints_latest(&step, ck), "no checkpoint");
+	for (int64_t s = 1; s <= 3; s++)
+		ok(save_step(ck, s, w, b));
+	ok(nnh5_mpi_checkpoints_latest(&step, ck));
+	assert_int_equal(step, 3);
+
+	/* The last rank's write fails: every rank has the error, step 4 is not committed. */
+	if (world_rank == world_size - 1)
+		nnh5__mpi_fail_transfer = 1;
+	fails(NNH5_ERR_IO, save_step(ck, 4, w, b), "writing dataset");
+	nnh5__mpi_fail_transfer = 0;
+	ok(nnh5_mpi_checkpoints_latest(&step, ck));
+	assert_int_equal(step, 3);
+	if (world_rank == 0) {
+		int64_t *steps;
+		size_t n;
+		ok(nnh5_checkpoint_folder_steps(&steps, &n, folder));
+		/* keep_last 2: steps 2 and 3; nothing of step 4, no temporary file */
+		assert_int_equal(n, 2);
+		assert_int_equal(steps[0], 2);
+		assert_int_equal(steps[1], 3);
+		nnh5_free(steps);
+		char cmd[4200];
+		snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q nnh5-tmp", folder);
+		assert_int_not_equal(system(cmd), 0);
+		/* Serial nnh5 loads the collective checkpoint whole, checksums verified. */
+		char path[4200];
+		nnh5_checkpoint *c;
+		double loss;
+		snprintf(path, sizeof path, "%s/ckpt-000000000003.h5", folder);
+		ok(nnh5_checkpoint_load(&c, path));
+		assert_int_equal(nnh5_checkpoint_epoch(c), 7);
+		ok(nnh5_checkpoint_metric(&loss, c, "loss"));
+		assert_true(loss == 0.25);
+		const nnh5_dict *m = nnh5_checkpoint_state(c, "model");
+		assert_non_null(m);
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(m, "layer.weight"), w));
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(m, "layer.bias"), b));
+		nnh5_checkpoint_free(c);
+	}
+	ok(nnh5_mpi_checkpoints_close(ck));
+
+	/* Resume on fewer ranks with another split: columns over the first Q ranks. */
+	int q = world_size > 1 ? world_size - 1 : 1;
+	MPI_Comm c = first_ranks(q);
+	if (c != MPI_COMM_NULL) {
+		int r;
+		int64_t bounds[2][8], start[2], count[2];
+		nnh5_mpi_sharding sh;
+		nnh5_dict *back;
+		const char *keys[] = { "layer.weight" };
+		MPI_Comm_rank(c, &r);
+		ok(nnh5_mpi_checkpoints_open(&ck, c, folder, &co));
+		ok(nnh5_mpi_checkpoints_latest(&step, ck));
+		assert_int_equal(step, 3);
+		layout(&sh, L_DIM1, q, r, bounds);
+		ok(nnh5_mpi_sharding_box(start, count, &sh));
+		ok(nnh5_mpi_checkpoints_load(&back, ck, step, "model", 1, keys, &sh));
+		nnh5_tensor *want = box_of(w, start, count);
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "layer.weight"), want));
+		nnh5_tensor_free(want);
+		nnh5_dict_free(back);
+		ok(nnh5_mpi_checkpoints_close(ck));
+		MPI_Comm_free(&c);
+	}
+	MPI_Barrier(MPI_COMM_WORLD);
+	nnh5_tensor_free(w);
+	nnh5_tensor_free(b);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -577,6 +695,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_state_dict),
 		cmocka_unit_test(test_error_agreement),
 		cmocka_unit_test(test_shared_open),
+		cmocka_unit_test(test_checkpoints),
 	};
 	int rc;
 
