@@ -12,6 +12,7 @@ the checksum attributes must be equal, and `nnh5 verify` must accept every
 file.
 """
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -55,6 +56,14 @@ for path in sorted(glob.glob(os.path.join(folder, "w*-*.h5"))):
         sys.exit("%s: checksum %x, the serial writer's %x" % (name, got_sum, want_sum))
     if record is None:
         sys.exit("%s: no nnh5_sharding attribute" % name)
+    # The record: the writers' count and grid, bounds only for uneven splits.
+    rec = json.loads(record)
+    writers = int(name[1:].split("-")[0])
+    if rec["ranks"] != writers or len(rec["parts"]) != 2 or len(rec["bounds"]) != 2:
+        sys.exit("%s: nnh5_sharding is %s" % (name, record))
+    uneven = any(b is not None for b in rec["bounds"])
+    if uneven != (("uneven" in name or "empty" in name) and writers > 1):
+        sys.exit("%s: nnh5_sharding is %s" % (name, record))
     checked += 1
 # (Files of nnh5_save_tensor are left out: `nnh5 verify` refuses a root of kind tensor.)
 for path in sorted(glob.glob(os.path.join(folder, "*.h5"))):

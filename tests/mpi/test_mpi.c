@@ -295,6 +295,13 @@ static void read_one(MPI_Comm comm, int q, int p, int l, nnh5_dtype dt, const nn
 				 q, layout_names[rl ? L_DIM1 : l], r);
 		nnh5_tensor_free(t);
 		nnh5_tensor_free(want);
+		/* nnh5's files need no conversion: reads run collectively too. */
+		nnh5_mpi_io_stats st;
+		nnh5_mpi_file_io_stats(&st, f);
+		if (st.transfers != 1 || st.collective != 1)
+			fail_msg("%s read: %llu transfers, %llu collective (cause %u)", path,
+				 (unsigned long long)st.transfers,
+				 (unsigned long long)st.collective, st.last_cause);
 		ok(nnh5_mpi_file_close(f));
 	}
 }
