@@ -412,6 +412,47 @@ static void test_serial_file_reads_sharded(void **state)
 	nnh5_tensor_free(g);
 }
 
+/* A damaged tensor: a whole read fails its checksum on every rank; a partial slab is not checked. */
+static void test_whole_read_checks_checksum(void **state)
+{
+	char path[4096];
+	int64_t shape[1] = { 4096 };
+	nnh5_tensor *t;
+	nnh5_mpi_file *f;
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/damaged.h5", dir);
+	if (world_rank == 0) {
+		size_t n;
+		ok(nnh5_tensor_ones(&t, NNH5_FLOAT32, 1, shape));
+		ok(nnh5_save_tensor(path, t));
+		nnh5_tensor_free(t);
+		/* The data is the only long run of 1.0f (00 00 80 3f): damage its middle. */
+		unsigned char *bytes = (unsigned char *)tu_slurp(path, &n);
+		static const unsigned char one[16] = { 0, 0, 0x80, 0x3f, 0, 0, 0x80, 0x3f,
+						       0, 0, 0x80, 0x3f, 0, 0, 0x80, 0x3f };
+		size_t at = 0;
+		for (size_t i = 0; i + sizeof one <= n && !at; i++)
+			if (memcmp(bytes + i, one, sizeof one) == 0)
+				at = i + 8 * 1024;
+		assert_true(at > 0 && at < n);
+		FILE *fp = fopen(path, "r+b");
+		assert_non_null(fp);
+		fseek(fp, (long)at, SEEK_SET);
+		fputc(0x40, fp);
+		fclose(fp);
+		free(bytes);
+	}
+	MPI_Barrier(MPI_COMM_WORLD);
+	ok(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, NULL));
+	int64_t zero[1] = { 0 }, all[1] = { world_rank == 0 ? 4096 : 0 }, some[1] = { 16 };
+	fails(NNH5_ERR_CHECKSUM, nnh5_mpi_read_slab(&t, f, "/tensor", 1, zero, all), "rank 0:",
+	      "damaged");
+	ok(nnh5_mpi_read_slab(&t, f, "/tensor", 1, zero, some));
+	nnh5_tensor_free(t);
+	ok(nnh5_mpi_file_close(f));
+}
+
 /* A state dict of shards reads back with serial nnh5_load_state_dict(). */
 static void test_state_dict(void **state)
 {
@@ -569,6 +610,13 @@ static void test_shared_open(void **state)
 	nnh5_tensor_free(y);
 	nnh5_model_free(back);
 
+	/* A file larger than max_load_bytes is refused on every rank. */
+	nnh5_open_options small = NNH5_OPEN_OPTIONS_INIT;
+	small.max_load_bytes = 100;
+	fails(NNH5_ERR_OVERFLOW, nnh5_mpi_file_open_shared(&f, MPI_COMM_WORLD, 0, path, &small),
+	      "max_load_bytes");
+	assert_null(f);
+
 	/* A missing file: the same error everywhere. */
 	snprintf(path, sizeof path, "%s/missing.h5", dir);
 	fails(NNH5_ERR_NOT_FOUND, nnh5_mpi_file_open_shared(&f, MPI_COMM_WORLD, 0, path, NULL),
@@ -699,6 +747,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reshard_matrix),
 		cmocka_unit_test(test_serial_file_reads_sharded),
+		cmocka_unit_test(test_whole_read_checks_checksum),
 		cmocka_unit_test(test_state_dict),
 		cmocka_unit_test(test_error_agreement),
 		cmocka_unit_test(test_shared_open),
