@@ -150,9 +150,21 @@ int nnh5_mpi_file_create(nnh5_mpi_file **out, MPI_Comm comm, const char *path,
 		if (!rc && !(m->tmp = nnh5__strdup(m->atomic.tmp)))
 			rc = nnh5__nomem();
 	}
+	/*
+	 * As a serial save (lib/file/file.c, open_create): the placeholder that
+	 * reserved the name is replaced by a file the ranks create exclusively,
+	 * so a new file gets the mode a new file gets; a prepared placeholder
+	 * (the replaced file's owner and a narrower mode) is truncated instead.
+	 */
+	if (!rc && m->rank == 0 && !m->atomic.prepared && unlink(m->atomic.tmp) < 0)
+		rc = nnh5__error(NNH5_ERR_IO, "save '%s': cannot replace the temporary file '%s': %s",
+				 path, m->atomic.tmp, strerror(errno));
 	rc = nnh5__mpi_agree(m->comm, rc);
 	if (!rc)
 		rc = bcast_string(&m->tmp, m->comm, m->rank);
+	int prepared = m->rank == 0 && m->atomic.prepared;
+	if (!rc)
+		MPI_Bcast(&prepared, 1, MPI_INT, 0, m->comm);
 	if (rc)
 		goto fail;
 	fcpl = nnh5__file_fcpl();
@@ -165,8 +177,7 @@ int nnh5_mpi_file_create(nnh5_mpi_file **out, MPI_Comm comm, const char *path,
 	rc = nnh5__mpi_agree(m->comm, rc);
 	if (rc)
 		goto fail;
-	/* The placeholder rank 0 reserved is truncated: it has the replaced file's owner and mode. */
-	m->f->fid = H5Fcreate(m->tmp, H5F_ACC_TRUNC, fcpl, fapl);
+	m->f->fid = H5Fcreate(m->tmp, prepared ? H5F_ACC_TRUNC : H5F_ACC_EXCL, fcpl, fapl);
 	if (m->f->fid < 0)
 		rc = nnh5__h5_error(NNH5_ERR_IO, "save '%s': cannot create temporary file '%s'",
 				    path, m->tmp);
@@ -329,7 +340,7 @@ static bool nonempty(size_t ndim, const int64_t *count)
  * by one rank, summed over the ranks (the others add 0), so every rank has
  * it for the attribute.
  */
-static int check_write(uint64_t *whole_sum, nnh5_mpi_file *m, const char *name,
+static int check_write(uint64_t *whole_sum, char **record, nnh5_mpi_file *m, const char *name,
 		       const nnh5_tensor *local, const nnh5_mpi_sharding *s, int64_t *start,
 		       int64_t *count, bool *whole)
 {
@@ -360,6 +371,8 @@ static int check_write(uint64_t *whole_sum, nnh5_mpi_file *m, const char *name,
 					 (long long)count[d]);
 	if (!rc && s->replica == 0)
 		rc = nnh5__check_bool(local, NNH5_ERR_INVALID, path, "tensor", name);
+	if (!rc && !(*record = nnh5__mpi_sharding_record(s, m->size)))
+		rc = nnh5__nomem();
 	rc = nnh5__mpi_agree(m->comm, rc);
 	if (rc)
 		return rc;
@@ -419,10 +432,10 @@ static int remember_pending(nnh5_mpi_file *m, const char *name, uint64_t offset,
 /* The collective part of a write, once every rank passed check_write(). */
 static int write_dataset(nnh5_mpi_file *m, const char *name, const nnh5_tensor *local,
 			 const nnh5_mpi_sharding *s, const int64_t *start, const int64_t *count,
-			 bool whole, uint64_t whole_sum)
+			 bool whole, uint64_t whole_sum, const char *record)
 {
 	nnh5_file *f = m->f;
-	char parent[4096], *record = NULL;
+	char parent[4096];
 	hsize_t dims[NNH5_MAX_NDIM];
 	hid_t g = -1, space = -1, did = -1, mspace = -1, fspace = -1, str = -1;
 	const char *leaf;
@@ -450,30 +463,31 @@ static int write_dataset(nnh5_mpi_file *m, const char *name, const nnh5_tensor *
 		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot create dataset '%s'", f->path, name);
 		goto done;
 	}
-	rc = nnh5__file_put_dtype_attr(f, did, local->dtype, name);
-	record = rc ? NULL : nnh5__mpi_sharding_record(s, m->size);
+	local_rc = nnh5__file_put_dtype_attr(f, did, local->dtype, name);
 	str = nnh5__h5_vlen_utf8();
-	if (!rc && (!record || str < 0 ||
-		    nnh5__h5_attr_write(did, "nnh5_sharding", str, &record, 0, false) < 0))
-		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': sharding attribute",
-				    f->path, name);
-	if (!rc && whole && nnh5__file_put_checksum(f, did, whole_sum) < 0)
-		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': checksum attribute",
-				    f->path, name);
-	if (rc)
-		goto done;
-	if (injected_failure()) {
-		any = false;
+	if (!local_rc && (str < 0 || nnh5__h5_attr_write(did, "nnh5_sharding", str, &record, 0,
+							  false) < 0))
+		local_rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': sharding attribute",
+					  f->path, name);
+	if (!local_rc && whole && nnh5__file_put_checksum(f, did, whole_sum) < 0)
+		local_rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': checksum attribute",
+					  f->path, name);
+	if (!local_rc && injected_failure())
 		local_rc = nnh5__error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed: %s",
 				       f->path, name, strerror(EIO));
-	}
+	/*
+	 * Once the dataset exists every rank takes part in the transfer, those
+	 * with nothing to write and those that already failed too (selecting
+	 * nothing): a rank that left would leave the others waiting in it.
+	 */
+	if (local_rc)
+		any = false;
 	fspace = H5Dget_space(did);
 	mspace = memory_space(s->ndim, count, any);
 	if (fspace < 0 || mspace < 0 || select_piece(fspace, s->ndim, start, count, any) < 0) {
 		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': selection", f->path, name);
 		goto done;
 	}
-	/* Every rank takes part in the transfer, those with nothing to write too. */
 	if (H5Dwrite(did, type, mspace, fspace, m->dxpl,
 		     any && local->data ? local->data : &dummy) < 0 && !local_rc)
 		local_rc = nnh5__h5_error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed", f->path,
@@ -491,7 +505,6 @@ static int write_dataset(nnh5_mpi_file *m, const char *name, const nnh5_tensor *
 	if (!rc)
 		rc = local_rc;
 done:
-	nnh5__free(record);
 	if (str >= 0)
 		H5Tclose(str);
 	if (mspace >= 0)
@@ -511,12 +524,15 @@ static int write_sharded(nnh5_mpi_file *m, const char *name, const nnh5_tensor *
 {
 	int64_t start[NNH5_MAX_NDIM], count[NNH5_MAX_NDIM];
 	uint64_t whole_sum = 0;
+	char *record = NULL;
 	bool whole = false;
-	int rc = check_write(&whole_sum, m, name, local, s, start, count, &whole);
+	int rc = check_write(&whole_sum, &record, m, name, local, s, start, count, &whole);
 
-	if (rc)
-		return rc;
-	rc = write_dataset(m, name, local, s, start, count, whole, whole_sum);
+	if (!rc)
+		rc = write_dataset(m, name, local, s, start, count, whole, whole_sum, record);
+	nnh5__free(record);
+	if (rc == NNH5_ERR_INVALID || rc == NNH5_ERR_SHAPE || rc == NNH5_ERR_EXISTS)
+		return rc; /* refused before anything was written */
 	return nnh5__file_note_write(m->f, nnh5__mpi_agree(m->comm, rc));
 }
 

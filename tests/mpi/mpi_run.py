@@ -72,6 +72,22 @@ for path in sorted(glob.glob(os.path.join(folder, "*.h5"))):
     r = subprocess.run([tool, "verify", path], capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit("nnh5 verify %s: %s%s" % (path, r.stdout, r.stderr))
+# The Python module (tools/nnh5.py) loads the collective state dict, and the
+# tool lists the collective checkpoint folder.
+sd_path = os.path.join(folder, "sd.h5")
+if os.path.exists(sd_path):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+    import nnh5
+    sd = nnh5.load(sd_path, numpy=True)
+    with h5py.File(sd_path, "r") as f:
+        if list(sd) != ["layer.weight", "layer.bias"] or \
+                sd["layer.weight"].tobytes() != f["layer/weight"][()].tobytes():
+            sys.exit("nnh5.py loads another state dict from sd.h5")
+ckpts = os.path.join(folder, "ckpts")
+if os.path.isdir(ckpts):
+    r = subprocess.run([tool, "ls", ckpts], capture_output=True, text=True)
+    if r.returncode != 0 or "2 checkpoints" not in r.stdout:
+        sys.exit("nnh5 ls %s: %s%s" % (ckpts, r.stdout, r.stderr))
 print("h5py read %d sharded files as their serial twins; nnh5 verify accepted all" % checked)
 if not rest and checked == 0:
     sys.exit("no sharded files were written")

@@ -480,6 +480,12 @@ static void test_state_dict(void **state)
 	ok(nnh5_mpi_write_state_dict(f, "/", local, sh));
 	ok(nnh5_mpi_file_close(f));
 	if (world_rank == 0) {
+		/* A new file gets the mode a new serial file gets (0666 less the umask). */
+		struct stat st;
+		mode_t mask = umask(022);
+		umask(mask);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0666 & ~mask);
 		ok(nnh5_load_state_dict(&back, path));
 		assert_int_equal(nnh5_dict_len(back), 2);
 		assert_string_equal(nnh5_dict_key(back, 0), "layer.weight");
