@@ -12,21 +12,30 @@
 
 int nnh5__mpi_fail_transfer;
 
-int nnh5__mpi_agree(MPI_Comm comm, int rc)
+int nnh5__mpi_agree_max(MPI_Comm comm, int rc, uint64_t *vals, int n)
 {
 	struct {
 		int status;
 		char msg[1024];
 	} m;
-	int rank, size, mine, first;
+	uint64_t buf[9];
+	int rank, size, first;
 
+	if (n < 0 || n > 8)
+		return nnh5__error(NNH5_ERR_INVALID, "MPI: %d values to agree on (at most 8)", n);
 	if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS)
 		return nnh5__error(NNH5_ERR_INVALID, "MPI: not a valid communicator");
-	mine = rc ? rank : size;
-	if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
+	/* The lowest failing rank has the largest key: size - rank. */
+	for (int i = 0; i < n; i++)
+		buf[i] = vals[i];
+	buf[n] = rc ? (uint64_t)(size - rank) : 0;
+	if (MPI_Allreduce(MPI_IN_PLACE, buf, n + 1, MPI_UINT64_T, MPI_MAX, comm) != MPI_SUCCESS)
 		return nnh5__error(NNH5_ERR_IO, "MPI_Allreduce failed");
-	if (first == size)
+	for (int i = 0; i < n; i++)
+		vals[i] = buf[i];
+	if (buf[n] == 0)
 		return NNH5_OK;
+	first = size - (int)buf[n];
 	memset(&m, 0, sizeof m);
 	if (rank == first) {
 		m.status = rc;
@@ -39,4 +48,9 @@ int nnh5__mpi_agree(MPI_Comm comm, int rc)
 	if (strncmp(m.msg, "rank ", 5) == 0)
 		return nnh5__error(m.status, "%s", m.msg);
 	return nnh5__error(m.status, "rank %d: %s", first, m.msg);
+}
+
+int nnh5__mpi_agree(MPI_Comm comm, int rc)
+{
+	return nnh5__mpi_agree_max(comm, rc, NULL, 0);
 }

@@ -334,6 +334,32 @@ static bool nonempty(size_t ndim, const int64_t *count)
 }
 
 /*
+ * 0 + 1 + ... + (n-1), or the sum of their squares, modulo 2^64 as the
+ * ranks' sums wrap: each factor is divided before the product is taken.
+ */
+static uint64_t sum_below(uint64_t n, bool squares)
+{
+	uint64_t a = n ? n - 1 : 0, b = n, c = 2 * n - 1;
+
+	if (!squares)
+		return a % 2 == 0 ? a / 2 * b : b / 2 * a;
+	if (n == 0)
+		return 0;
+	/* (n-1) n (2n-1) / 6: one of n-1, n is even; one of the three is a multiple of 3 */
+	if (a % 2 == 0)
+		a /= 2;
+	else
+		b /= 2;
+	if (a % 3 == 0)
+		a /= 3;
+	else if (b % 3 == 0)
+		b /= 3;
+	else
+		c /= 3;
+	return a * b * c;
+}
+
+/*
  * The checks every rank must pass before the dataset is made, agreed: the
  * local shard fits its piece, the ranks describe the same split, and every
  * piece has exactly one writer. Also the checksum of a tensor written whole
@@ -345,7 +371,7 @@ static int check_write(uint64_t *whole_sum, char **record, nnh5_mpi_file *m, con
 		       int64_t *count, bool *whole)
 {
 	const char *path = m->f->path;
-	uint64_t dig[2] = { 0, 0 }, all[2], cover[4] = { 0, 0, 0, 0 }, sums[4];
+	uint64_t dig[2] = { 0, 0 }, cover[4] = { 0, 0, 0, 0 }, sums[4];
 	uint64_t npieces = 1;
 	int rc = nnh5__file_check_writable(m->f, "write");
 
@@ -373,17 +399,21 @@ static int check_write(uint64_t *whole_sum, char **record, nnh5_mpi_file *m, con
 		rc = nnh5__check_bool(local, NNH5_ERR_INVALID, path, "tensor", name);
 	if (!rc && !(*record = nnh5__mpi_sharding_record(s, m->size)))
 		rc = nnh5__nomem();
-	rc = nnh5__mpi_agree(m->comm, rc);
+	/*
+	 * Agreed in one reduction with the digests: the same name and split
+	 * everywhere when the largest digest and largest complement match.
+	 */
+	if (!rc) {
+		dig[0] = nnh5__mpi_sharding_digest(s, local->dtype, name);
+		dig[1] = ~dig[0];
+	}
+	rc = nnh5__mpi_agree_max(m->comm, rc, dig, 2);
 	if (rc)
 		return rc;
-	/* Same split everywhere: the largest digest and the largest complement must match. */
-	dig[0] = nnh5__mpi_sharding_digest(s, local->dtype);
-	dig[1] = ~dig[0];
-	MPI_Allreduce(dig, all, 2, MPI_UINT64_T, MPI_MAX, m->comm);
-	if (all[0] != ~all[1])
+	if (dig[0] != ~dig[1])
 		return nnh5__error(NNH5_ERR_INVALID,
-				   "'%s': tensor '%s': the ranks describe it differently (dtype, "
-				   "shape, parts or bounds)",
+				   "'%s': tensor '%s': the ranks describe it differently (name, "
+				   "dtype, shape, parts or bounds)",
 				   path, name);
 	/* Each piece once: writers count the pieces, and the sums of their indices and squares match. */
 	uint64_t lin = 0;
@@ -398,8 +428,7 @@ static int check_write(uint64_t *whole_sum, char **record, nnh5_mpi_file *m, con
 		cover[3] = *whole ? nnh5_tensor_checksum(local) : 0;
 	}
 	MPI_Allreduce(cover, sums, 4, MPI_UINT64_T, MPI_SUM, m->comm);
-	uint64_t want1 = npieces * (npieces - 1) / 2;
-	uint64_t want2 = (npieces - 1) * npieces * (2 * npieces - 1) / 6;
+	uint64_t want1 = sum_below(npieces, false), want2 = sum_below(npieces, true);
 	if (sums[0] != npieces || sums[1] != want1 || sums[2] != want2)
 		return nnh5__error(NNH5_ERR_INVALID,
 				   "'%s': tensor '%s': %llu ranks write its %llu pieces: each piece "

@@ -18,6 +18,12 @@
 int nnh5__mpi_agree(MPI_Comm comm, int rc);
 
 /*
+ * nnh5__mpi_agree() that also reduces vals[0..n) (n <= 8) to their maximum
+ * over the ranks in the same MPI_Allreduce.
+ */
+int nnh5__mpi_agree_max(MPI_Comm comm, int rc, uint64_t *vals, int n);
+
+/*
  * Check s and compute this rank's piece (start, count) and whether the
  * whole tensor is one piece. Records NNH5_ERR_INVALID naming file and name.
  */
@@ -25,11 +31,12 @@ int nnh5__mpi_box(int64_t *start, int64_t *count, bool *whole, const nnh5_mpi_sh
 		  const char *file, const char *name);
 
 /*
- * A digest of what every rank must agree on for one write (dtype, global
- * shape, parts, every piece's bounds): equal on two ranks iff they describe
+ * A digest of what every rank must agree on for one write (the name, dtype,
+ * global shape, parts, every piece's bounds): equal on two ranks iff they describe
  * the same split (up to XXH64 collisions).
  */
-uint64_t nnh5__mpi_sharding_digest(const nnh5_mpi_sharding *s, nnh5_dtype dtype);
+uint64_t nnh5__mpi_sharding_digest(const nnh5_mpi_sharding *s, nnh5_dtype dtype,
+				   const char *name);
 
 /* The nnh5_sharding attribute's text for s written by nranks ranks (caller frees). */
 char *nnh5__mpi_sharding_record(const nnh5_mpi_sharding *s, int nranks);

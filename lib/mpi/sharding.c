@@ -87,7 +87,8 @@ int nnh5_mpi_sharding_box(int64_t *start, int64_t *count, const nnh5_mpi_shardin
 	return nnh5__mpi_box(start, count, &whole, s, "(sharding)", "(tensor)");
 }
 
-uint64_t nnh5__mpi_sharding_digest(const nnh5_mpi_sharding *s, nnh5_dtype dtype)
+uint64_t nnh5__mpi_sharding_digest(const nnh5_mpi_sharding *s, nnh5_dtype dtype,
+				   const char *name)
 {
 	XXH64_state_t *st = XXH64_createState();
 	int64_t head[2] = { (int64_t)dtype, (int64_t)s->ndim };
@@ -97,6 +98,7 @@ uint64_t nnh5__mpi_sharding_digest(const nnh5_mpi_sharding *s, nnh5_dtype dtype)
 		return 0;
 	XXH64_reset(st, 0);
 	XXH64_update(st, head, sizeof head);
+	XXH64_update(st, name, strlen(name) + 1);
 	for (size_t d = 0; d < s->ndim && d < NNH5_MAX_NDIM; d++) {
 		int64_t v[2] = { s->shape[d], s->parts[d] };
 		XXH64_update(st, v, sizeof v);

@@ -547,6 +547,10 @@ static void test_error_agreement(void **state)
 	      nnh5_mpi_write_sharded(f, "y", world_rank == fail_rank ? other_dtype : piece, &s),
 	      "describe it differently");
 	nnh5_tensor_free(other_dtype);
+	if (world_size > 1)
+		fails(NNH5_ERR_INVALID,
+		      nnh5_mpi_write_sharded(f, world_rank == fail_rank ? "y2" : "y", piece, &s),
+		      "describe it differently");
 	nnh5_mpi_sharding s2;
 	if (world_size > 1) {
 		s2 = s;
