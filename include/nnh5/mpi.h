@@ -56,7 +56,7 @@ extern "C" {
  * all 1 with replica = the rank (rank 0 writes it).
  *
  * Every piece must be written by exactly one rank with replica 0 (checked:
- * a write whose ranks disagree on shape, parts, bounds or dtype, or leave a
+ * a write whose ranks disagree on name, shape, parts, bounds or dtype, or leave a
  * piece unwritten or written twice, is refused on every rank).
  * Initialise with NNH5_MPI_SHARDING_INIT.
  */
