@@ -28,6 +28,14 @@ base = os.environ.get("NNH5_TEST_TMP", "/tmp")
 os.makedirs(base, exist_ok=True)
 folder = tempfile.mkdtemp(prefix="nnh5-mpi-", dir=base)
 env = dict(os.environ, NNH5_MPI_DIR=folder)
+# A file written by h5py for the program to read sharded (test_h5py_file):
+# little-endian, big-endian (a conversion: HDF5 reads it independently) and
+# chunked with gzip; element i of the 13 x 10 tensors is i / 2.
+with h5py.File(os.path.join(folder, "h5py.h5"), "w") as f:
+    x = np.arange(130, dtype="<f4").reshape(13, 10) / 2
+    f["le"] = x
+    f.create_dataset("be", data=x.astype(">f4"))
+    f.create_dataset("chunked", data=x, chunks=(4, 5), compression="gzip")
 cmd = [mpirun, "--oversubscribe", "--allow-run-as-root", "-np", nproc, prog] + rest
 print(" ".join(cmd), flush=True)
 if subprocess.run(cmd, env=env).returncode != 0:

@@ -453,6 +453,49 @@ static void test_whole_read_checks_checksum(void **state)
 	ok(nnh5_mpi_file_close(f));
 }
 
+/*
+ * A file written by h5py (mpi_run.py) reads sharded: little-endian data
+ * collectively, big-endian data through HDF5's fallback to independent I/O
+ * (a type conversion, seen in the stats), gzip-compressed chunks too.
+ */
+static void test_h5py_file(void **state)
+{
+	char path[4096];
+	int64_t bounds[2][8], start[2], count[2];
+	nnh5_mpi_sharding s;
+	nnh5_mpi_file *f;
+	nnh5_mpi_io_stats st;
+	static const char *names[] = { "le", "be", "chunked" };
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/h5py.h5", dir);
+	if (access(path, F_OK) != 0)
+		skip(); /* run without mpi_run.py */
+	layout(&s, L_BLOCK, world_size, world_rank, bounds);
+	ok(nnh5_mpi_sharding_box(start, count, &s));
+	ok(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, NULL));
+	for (int i = 0; i < 3; i++) {
+		nnh5_tensor *t;
+		ok(nnh5_mpi_read_sharded(&t, f, names[i], &s));
+		const float *p = nnh5_tensor_data(t);
+		for (int64_t r = 0; r < count[0]; r++)
+			for (int64_t c = 0; c < count[1]; c++)
+				assert_true(p[r * count[1] + c] ==
+					    (float)((start[0] + r) * 10 + start[1] + c) / 2);
+		nnh5_tensor_free(t);
+		nnh5_mpi_file_io_stats(&st, f);
+		assert_int_equal(st.transfers, (uint64_t)i + 1);
+		if (i == 0)
+			assert_int_equal(st.collective, 1);
+		if (i == 1) {
+			/* the conversion: independent I/O, and the cause is kept */
+			assert_int_equal(st.collective, 1);
+			assert_int_not_equal(st.last_cause, 0);
+		}
+	}
+	ok(nnh5_mpi_file_close(f));
+}
+
 /* A state dict of shards reads back with serial nnh5_load_state_dict(). */
 static void test_state_dict(void **state)
 {
@@ -758,6 +801,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_reshard_matrix),
 		cmocka_unit_test(test_serial_file_reads_sharded),
 		cmocka_unit_test(test_whole_read_checks_checksum),
+		cmocka_unit_test(test_h5py_file),
 		cmocka_unit_test(test_state_dict),
 		cmocka_unit_test(test_error_agreement),
 		cmocka_unit_test(test_shared_open),
