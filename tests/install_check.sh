@@ -67,3 +67,50 @@ F
 		-Wl,-rpath,"$libdir_f:$libdir" -o consumer_f && ./consumer_f)
 	echo "ok: built and ran a Fortran program against the installed module via pkg-config"
 fi
+# The MPI flavour, when built: nnh5-mpi.pc gives <nnh5/mpi.h> (with NNH5_MPI)
+# and libnnh5_mpi; a program of two ranks writes and reads a sharded tensor.
+mpc=$(find "$dest" -name nnh5-mpi.pc | head -1)
+if [ -n "$mpc" ] && command -v mpirun >/dev/null 2>&1; then
+	cat > "$dest/mpi_consumer.c" <<'C'
+#include <nnh5.h>
+#include <nnh5/mpi.h>
+#include <stdio.h>
+int main(int argc, char **argv)
+{
+	int rank, n, bad = 1;
+	int64_t shape[1] = { 8 }, start[1], count[1];
+	nnh5_mpi_sharding s = NNH5_MPI_SHARDING_INIT;
+	nnh5_mpi_file *f;
+	nnh5_tensor *t, *back;
+	MPI_Init(&argc, &argv);
+	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+	MPI_Comm_size(MPI_COMM_WORLD, &n);
+	nnh5_mpi_sharding_init(&s, 1, shape);
+	s.parts[0] = n;
+	s.coord[0] = rank;
+	nnh5_mpi_sharding_box(start, count, &s);
+	if (!nnh5_tensor_full(&t, NNH5_INT64, 1, count, (double)rank) &&
+	    !nnh5_mpi_file_create(&f, MPI_COMM_WORLD, argv[1], NULL) &&
+	    !nnh5_mpi_write_sharded(f, "x", t, &s) && !nnh5_mpi_file_close(f) &&
+	    !nnh5_mpi_file_open(&f, MPI_COMM_WORLD, argv[1], NULL) &&
+	    !nnh5_mpi_read_sharded(&back, f, "x", &s) && !nnh5_mpi_file_close(f))
+		bad = !nnh5_tensor_bitwise_equal(t, back);
+	if (bad)
+		fprintf(stderr, "rank %d: %s\n", rank, nnh5_error_message());
+	MPI_Finalize();
+	return bad;
+}
+C
+	# Neither a sysroot nor --define-variable: both would move MPI's own
+	# (system) paths too. A copy of the .pc file with its prefix in $dest.
+	mkdir "$dest/pc"
+	sed "s|^prefix=|prefix=$dest|" "$mpc" > "$dest/pc/nnh5-mpi.pc"
+	# shellcheck disable=SC2046
+	cc -std=c11 -Wall -Werror "$dest/mpi_consumer.c" \
+		$(env -u PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_PATH="$dest/pc" \
+		  pkg-config --cflags --libs nnh5-mpi) \
+		-Wl,-rpath,"$libdir" -o "$dest/mpi_consumer"
+	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
+		mpirun --oversubscribe -np 2 "$dest/mpi_consumer" "$dest/sharded.h5"
+	echo "ok: built and ran an MPI program against the installed nnh5-mpi via pkg-config"
+fi

@@ -8,6 +8,10 @@ set -eu
 # gfortran: the Fortran module (fortran/) and examples/heat (OpenMP: libgomp comes with it).
 build_pkgs="gcc g++ gfortran pkg-config meson ninja-build libhdf5-dev hdf5-tools libopenblas-dev
 libxxhash-dev libcjson-dev binutils"
+# The MPI flavour, libnnh5_mpi (-Dmpi=auto builds it when these are present),
+# and mpirun for its tests and example. Installing libhdf5-openmpi-dev makes the
+# plain pkg-config name hdf5 mean the MPI build: meson.build names hdf5-serial.
+build_pkgs="$build_pkgs libhdf5-openmpi-dev libopenmpi-dev openmpi-bin"
 # python3-sklearn: the digits data of examples/train_digits.
 # clang + libclang-rt-14-dev: libFuzzer (fuzz/run.sh); strace: the hostile-file check;
 # groff-base: the manual page's rendering check (tests/man_check.sh).

@@ -96,7 +96,6 @@ static int record(nnh5_checkpoint_manager *m, nnh5_checkpoint *summary)
 
 int nnh5__ckpt_save_now(nnh5_checkpoint_manager *m, const nnh5_checkpoint *c)
 {
-	long long step = (long long)nnh5_checkpoint_step(c);
 	nnh5_checkpoint *summary;
 	char *path;
 	int rc;
@@ -108,14 +107,24 @@ int nnh5__ckpt_save_now(nnh5_checkpoint_manager *m, const nnh5_checkpoint *c)
 	if (!rc)
 		rc = nnh5__checkpoint_save_ext(path, c, m->opt.durable, m->opt.compression);
 	nnh5__free(path);
-	if (!rc)
-		rc = record(m, summary);
+	if (rc) {
+		nnh5_checkpoint_free(summary);
+		return rc;
+	}
+	return nnh5__ckpt_committed(m, summary);
+}
+
+int nnh5__ckpt_committed(nnh5_checkpoint_manager *m, nnh5_checkpoint *summary)
+{
+	long long step = (long long)nnh5_checkpoint_step(summary);
+	int rc = record(m, summary);
+
 	if (rc) {
 		nnh5_checkpoint_free(summary);
 		return rc;
 	}
 	/* Committed: what follows cannot undo the checkpoint, and says so if it fails. */
-	rc = nnh5__ckpt_apply_retention(m, nnh5_checkpoint_step(c));
+	rc = nnh5__ckpt_apply_retention(m, (int64_t)step);
 	if (!rc)
 		rc = nnh5__ckpt_write_index(m);
 	if (rc)

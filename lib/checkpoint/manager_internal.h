@@ -109,4 +109,12 @@ int nnh5__ckpt_save_async(nnh5_checkpoint_manager *m, const nnh5_checkpoint *c);
 /* checkpoint_manager.c: save c, apply retention, rewrite the index (the worker calls it). */
 int nnh5__ckpt_save_now(nnh5_checkpoint_manager *m, const nnh5_checkpoint *c);
 
+/*
+ * The checkpoint of summary's step was just committed to its file (by
+ * nnh5__ckpt_save_now(), or by the ranks of a collective save, lib/mpi):
+ * record it (summary is taken, freed on failure), apply retention, rewrite
+ * the index.
+ */
+int nnh5__ckpt_committed(nnh5_checkpoint_manager *m, nnh5_checkpoint *summary);
+
 #endif /* NNH5_CHECKPOINT_MANAGER_INTERNAL_H */

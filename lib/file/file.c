@@ -319,9 +319,32 @@ static int put_header(nnh5_file *f)
 	return NNH5_OK;
 }
 
-static int open_create(nnh5_file *f, bool durable)
+hid_t nnh5__file_fcpl(void)
 {
 	unsigned order = H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED;
+	hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+
+	if (fcpl >= 0 && (H5Pset_link_creation_order(fcpl, order) < 0 ||
+			  H5Pset_attr_creation_order(fcpl, order) < 0 ||
+			  H5Pset_obj_track_times(fcpl, false) < 0)) {
+		H5Pclose(fcpl);
+		return -1;
+	}
+	return fcpl;
+}
+
+int nnh5__file_fapl_setup(hid_t fapl, nnh5_mode mode)
+{
+	if (H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 || set_cache(fapl) < 0)
+		return -1;
+	if (mode == NNH5_CREATE && (H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
+				    H5Pset_alignment(fapl, ALIGNMENT, ALIGNMENT) < 0))
+		return -1;
+	return 0;
+}
+
+static int open_create(nnh5_file *f, bool durable)
+{
 	hid_t fcpl = -1, fapl = -1;
 	int rc;
 
@@ -331,13 +354,9 @@ static int open_create(nnh5_file *f, bool durable)
 	rc = create_plists(f);
 	if (rc)
 		goto fail;
-	fcpl = H5Pcreate(H5P_FILE_CREATE);
+	fcpl = nnh5__file_fcpl();
 	fapl = H5Pcreate(H5P_FILE_ACCESS);
-	if (fcpl < 0 || fapl < 0 || H5Pset_link_creation_order(fcpl, order) < 0 ||
-	    H5Pset_attr_creation_order(fcpl, order) < 0 || H5Pset_obj_track_times(fcpl, false) < 0 ||
-	    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
-	    H5Pset_alignment(fapl, ALIGNMENT, ALIGNMENT) < 0 ||
-	    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 || set_cache(fapl) < 0) {
+	if (fcpl < 0 || fapl < 0 || nnh5__file_fapl_setup(fapl, NNH5_CREATE) < 0) {
 		rc = nnh5__h5_error(NNH5_ERR_HDF5, "save '%s': cannot set up file properties",
 				    f->path);
 		goto fail;
@@ -449,7 +468,7 @@ static int open_read(nnh5_file *f)
 	if (rc)
 		return rc;
 	fapl = H5Pcreate(H5P_FILE_ACCESS);
-	if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 || set_cache(fapl) < 0) {
+	if (fapl < 0 || nnh5__file_fapl_setup(fapl, NNH5_READ) < 0) {
 		if (fapl >= 0)
 			H5Pclose(fapl);
 		nnh5__regular_close(&reg);
@@ -559,6 +578,29 @@ static int finish_open(nnh5_file **out, nnh5_file *f, int rc)
 	}
 	*out = f;
 	return NNH5_OK;
+}
+
+int nnh5__file_new(nnh5_file **out, const char *path, nnh5_mode mode,
+		   const nnh5_open_options *opts)
+{
+	nnh5_open_options defaults = NNH5_OPEN_OPTIONS_INIT;
+	int rc = new_file(out, path, mode, opts ? opts : &defaults);
+
+	if (!rc && mode == NNH5_CREATE && (rc = create_plists(*out)) != NNH5_OK) {
+		release(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+int nnh5__file_started(nnh5_file *f)
+{
+	return f->mode == NNH5_CREATE ? put_header(f) : after_open(f);
+}
+
+void nnh5__file_release(nnh5_file *f)
+{
+	release(f);
 }
 
 int nnh5_file_open_image(nnh5_file **out, const void *data, size_t size, const char *name,

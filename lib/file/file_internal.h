@@ -108,8 +108,40 @@ struct nnh5_file {
 	hid_t lapl;
 };
 
+/*
+ * Handles whose HDF5 file another module opens (lib/mpi/ opens it with the
+ * MPI-IO driver), made of the same parts as nnh5_file_open_ext()'s:
+ * nnh5__file_new() makes the handle (and, for NNH5_CREATE, its property
+ * lists) without opening anything; the caller creates or opens f->fid with
+ * nnh5__file_fcpl() and a file access list given nnh5__file_fapl_setup(),
+ * then calls nnh5__file_started() (the header of a new file; the checks and
+ * the policy of a file read). nnh5__file_release() frees a handle whose fid
+ * the caller has closed.
+ */
+int nnh5__file_new(nnh5_file **out, const char *path, nnh5_mode mode,
+		   const nnh5_open_options *opts);
+hid_t nnh5__file_fcpl(void);
+int nnh5__file_fapl_setup(hid_t fapl, nnh5_mode mode);
+int nnh5__file_started(nnh5_file *f);
+void nnh5__file_release(nnh5_file *f);
+
 /* The dataset attribute holding nnh5_tensor_checksum() of its data. */
 #define NNH5__CHECKSUM_ATTR "nnh5_xxh3"
+
+/*
+ * Pieces of the writer (lib/file/file_write.c) a collective writer reuses
+ * so its datasets are the serial writer's: the group at path (created with
+ * its missing parents; "" or "/" is the root) into *out; the HDF5 file type
+ * of dtype (borrowed from f); the scalar checksum attribute of a dataset
+ * that has none yet (0 or -1 with HDF5's error stack set); the attribute
+ * saying a dataset holds bfloat16 (a no-op for other dtypes).
+ */
+int nnh5__file_open_group(hid_t *out, nnh5_file *f, const char *path);
+hid_t nnh5__file_type(nnh5_file *f, nnh5_dtype dtype);
+int nnh5__file_put_checksum(nnh5_file *f, hid_t did, uint64_t sum);
+int nnh5__file_put_dtype_attr(nnh5_file *f, hid_t did, nnh5_dtype dtype, const char *display);
+/* Split the object path name into its parent path (into buf of n bytes) and leaf (returned). */
+const char *nnh5__file_split_leaf(char *buf, size_t n, const char *name);
 
 #define ENTER nnh5__h5quiet quiet_; nnh5__h5_quiet_begin(&quiet_)
 #define LEAVE(rc) do { int rc_ = (rc); nnh5__h5_quiet_end(&quiet_); return rc_; } while (0)

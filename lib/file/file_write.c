@@ -23,8 +23,7 @@ static hid_t create_group(nnh5_file *f, hid_t loc, const char *name)
 	return H5Gcreate2(loc, name, f->lcpl, f->gcpl, H5P_DEFAULT);
 }
 
-/* Open (creating when missing) the group at path; path "" or "/" is the root. */
-static int open_or_create_group(hid_t *out, nnh5_file *f, const char *path)
+int nnh5__file_open_group(hid_t *out, nnh5_file *f, const char *path)
 {
 	char buf[4096];
 	hid_t cur, next;
@@ -78,21 +77,20 @@ int nnh5__file_create_group(nnh5_file *f, const char *name)
 	if (!rc)
 		rc = nnh5__file_check_write_path(f, name);
 	if (!rc)
-		rc = nnh5__file_note_write(f, open_or_create_group(&g, f, name));
+		rc = nnh5__file_note_write(f, nnh5__file_open_group(&g, f, name));
 	if (!rc)
 		H5Gclose(g);
 	LEAVE(rc);
 }
 
-static hid_t file_type(nnh5_file *f, nnh5_dtype dtype)
+hid_t nnh5__file_type(nnh5_file *f, nnh5_dtype dtype)
 {
 	if (f->ftype[dtype] <= 0)
 		f->ftype[dtype] = nnh5__h5_file_type(dtype);
 	return f->ftype[dtype];
 }
 
-/* The scalar uint64 checksum attribute of a dataset just created (so it has none yet). */
-static int put_checksum(nnh5_file *f, hid_t did, uint64_t sum)
+int nnh5__file_put_checksum(nnh5_file *f, hid_t did, uint64_t sum)
 {
 	hid_t attr = H5Acreate2(did, NNH5__CHECKSUM_ATTR, H5T_STD_U64LE, f->scalar_space,
 				H5P_DEFAULT, H5P_DEFAULT);
@@ -102,6 +100,24 @@ static int put_checksum(nnh5_file *f, hid_t did, uint64_t sum)
 		return -1;
 	st = H5Awrite(attr, H5T_NATIVE_UINT64, &sum);
 	return H5Aclose(attr) < 0 || st < 0 ? -1 : 0;
+}
+
+int nnh5__file_put_dtype_attr(nnh5_file *f, hid_t did, nnh5_dtype dtype, const char *display)
+{
+	/* Types h5py has no numpy dtype for are named for readers (doc/FORMAT.md). */
+	const char *v = nnh5_dtype_name((int)dtype);
+	hid_t st;
+	int rc = NNH5_OK;
+
+	if (dtype != NNH5_BFLOAT16 && dtype != NNH5_FLOAT8_E4M3FN && dtype != NNH5_FLOAT8_E5M2)
+		return NNH5_OK;
+	st = nnh5__h5_vlen_utf8();
+	if (st < 0 || nnh5__h5_attr_write(did, "nnh5_dtype", st, &v, 0, false) < 0)
+		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': dtype attribute", f->path,
+				    display);
+	if (st >= 0)
+		H5Tclose(st);
+	return rc;
 }
 
 /*
@@ -150,7 +166,7 @@ static int write_dataset_as(nnh5_file *f, hid_t loc, const char *leaf, const nnh
 	for (size_t i = 0; i < t->ndim; i++)
 		dims[i] = (hsize_t)t->shape[i];
 	space = t->ndim ? H5Screate_simple((int)t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
-	type = file_type(f, t->dtype);
+	type = nnh5__file_type(f, t->dtype);
 	if (space < 0 || type < 0) {
 		if (space >= 0)
 			H5Sclose(space);
@@ -189,20 +205,11 @@ static int write_dataset_as(nnh5_file *f, hid_t loc, const char *leaf, const nnh
 	}
 	if (dcpl >= 0)
 		H5Pclose(dcpl);
-	if (!rc && put_checksum(f, did, sum) < 0)
+	if (!rc && nnh5__file_put_checksum(f, did, sum) < 0)
 		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': checksum attribute",
 				    f->path, display);
-	/* Types h5py has no numpy dtype for are named for readers (doc/FORMAT.md). */
-	if (!rc && (t->dtype == NNH5_BFLOAT16 || t->dtype == NNH5_FLOAT8_E4M3FN ||
-		    t->dtype == NNH5_FLOAT8_E5M2)) {
-		hid_t st = nnh5__h5_vlen_utf8();
-		const char *v = nnh5_dtype_name((int)t->dtype);
-		if (st < 0 || nnh5__h5_attr_write(did, "nnh5_dtype", st, &v, 0, false) < 0)
-			rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': dtype attribute",
-					    f->path, display);
-		if (st >= 0)
-			H5Tclose(st);
-	}
+	if (!rc)
+		rc = nnh5__file_put_dtype_attr(f, did, t->dtype, display);
 	if (H5Dclose(did) < 0 && !rc)
 		rc = nnh5__h5_error(NNH5_ERR_IO, "'%s': closing dataset '%s' failed", f->path,
 				    display);
@@ -302,8 +309,7 @@ static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_t
 	return write_dataset_as(f, loc, leaf, t, display, fresh, f->compression);
 }
 
-/* Split name into its parent path (in buf) and leaf. */
-static const char *split_leaf(char *buf, size_t n, const char *name)
+const char *nnh5__file_split_leaf(char *buf, size_t n, const char *name)
 {
 	const char *slash = strrchr(name, '/');
 
@@ -334,8 +340,8 @@ int nnh5_file_write_tensor(nnh5_file *f, const char *name, const nnh5_tensor *t)
 		rc = nnh5__check_bool(t, NNH5_ERR_INVALID, f->path, "tensor", name);
 	if (rc)
 		LEAVE(rc);
-	leaf = split_leaf(parent, sizeof parent, name);
-	rc = nnh5__file_note_write(f, open_or_create_group(&g, f, parent));
+	leaf = nnh5__file_split_leaf(parent, sizeof parent, name);
+	rc = nnh5__file_note_write(f, nnh5__file_open_group(&g, f, parent));
 	if (rc)
 		LEAVE(rc);
 	rc = nnh5__file_note_write(f, write_dataset(f, g, leaf, t, name, false));
@@ -367,7 +373,7 @@ static int container_group(hid_t *out, nnh5_file *f, const char *name, const cha
 				   name);
 	}
 	H5Eclear2(H5E_DEFAULT);
-	rc = open_or_create_group(out, f, name);
+	rc = nnh5__file_open_group(out, f, name);
 	if (rc)
 		return rc;
 	hid_t st = nnh5__h5_vlen_utf8();

@@ -1,0 +1,291 @@
+/*
+ * nnh5/mpi.h - nnh5 over MPI and Parallel HDF5 (libnnh5_mpi only).
+ *
+ * Sharded tensors in one shared file: every logical tensor is one global
+ * HDF5 dataset, written collectively by the ranks of a communicator, each
+ * passing its local shard and a sharding description saying where the
+ * shard sits in the global tensor. The file is an ordinary nnh5 file (the
+ * serial writer's layout, attributes and checksums): serial nnh5, h5py and
+ * h5dump read the full tensors with no MPI. Any rank count reads any
+ * hyperslab back collectively (resharding), from these files and from
+ * files written by serial nnh5 or h5py.
+ *
+ * Collective means: every rank of the communicator makes the call, in the
+ * same order, with the same name (and, for writes, a consistent sharding).
+ * Every collective function returns the same status on every rank, with
+ * the message of the lowest rank that failed ("rank R: ..."); a failure on
+ * one rank never leaves the others waiting.
+ *
+ * Parallel HDF5 (Debian's 1.10 build) is not thread-safe: in each rank one
+ * thread makes every nnh5 and HDF5 call. doc/MPI.md describes the whole.
+ *
+ * Include it only when building against libnnh5_mpi
+ * (`pkg-config --cflags --libs nnh5-mpi`, which defines NNH5_MPI).
+ */
+#ifndef NNH5_MPI_H
+#define NNH5_MPI_H
+
+#ifndef NNH5_MPI
+#error "<nnh5/mpi.h> belongs to libnnh5_mpi: build with `pkg-config --cflags --libs nnh5-mpi`"
+#endif
+
+#include <mpi.h>
+
+#include "checkpoint.h"
+#include "dict.h"
+#include "file.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NNH5_MPI_SHARDING_VERSION 1
+
+/*
+ * Where this rank's shard sits in a global tensor. The global tensor of
+ * shape[0..ndim) is cut along each dimension d into parts[d] pieces (a
+ * process grid; 1 = not split); this rank holds the piece at coord[d] in
+ * every dimension. Pieces along d are given by bounds[d], an array of
+ * parts[d] + 1 non-decreasing offsets from 0 to shape[d] (uneven splits,
+ * empty pieces allowed), or, when bounds[d] is NULL, by the even split:
+ * piece i starts at i * (n / p) + min(i, n % p), so the first n % p pieces
+ * hold one element more. Ranks holding a copy of a piece another rank
+ * writes (data parallelism, replicated tensors) set replica > 0 and write
+ * nothing; the writing copy has replica 0. A replicated tensor is parts
+ * all 1 with replica = the rank (rank 0 writes it).
+ *
+ * Every piece must be written by exactly one rank with replica 0 (checked:
+ * a write whose ranks disagree on name, shape, parts, bounds or dtype, or leave a
+ * piece unwritten or written twice, is refused on every rank).
+ * Initialise with NNH5_MPI_SHARDING_INIT.
+ */
+typedef struct nnh5_mpi_sharding {
+	unsigned int version; /* NNH5_MPI_SHARDING_VERSION */
+	size_t ndim;
+	int64_t shape[NNH5_MAX_NDIM];
+	int parts[NNH5_MAX_NDIM];
+	int coord[NNH5_MAX_NDIM];
+	const int64_t *bounds[NNH5_MAX_NDIM]; /* borrowed; read during the call only */
+	int replica;
+} nnh5_mpi_sharding;
+
+#define NNH5_MPI_SHARDING_INIT { NNH5_MPI_SHARDING_VERSION, 0, { 0 }, { 0 }, { 0 }, { NULL }, 0 }
+
+/*
+ * Fill s for a tensor of ndim dimensions and the given global shape, not
+ * split (parts 1, coord 0, even bounds, replica 0). Errors:
+ * NNH5_ERR_INVALID (ndim > NNH5_MAX_NDIM, a negative size).
+ */
+NNH5_API int nnh5_mpi_sharding_init(nnh5_mpi_sharding *s, size_t ndim, const int64_t *shape);
+
+/*
+ * This rank's piece under s: start[d] and count[d] for d < s->ndim.
+ * Errors: NNH5_ERR_INVALID (a malformed description: coord outside parts,
+ * bounds not from 0 to shape[d] or decreasing, unknown version).
+ */
+NNH5_API int nnh5_mpi_sharding_box(int64_t *start, int64_t *count, const nnh5_mpi_sharding *s);
+
+typedef struct nnh5_mpi_file nnh5_mpi_file;
+
+/*
+ * Collective: create the file at path, shared by every rank of comm (which
+ * is duplicated; the caller keeps its own). As nnh5_file_open_ext() with
+ * NNH5_CREATE: the ranks write a temporary file beside path that only
+ * nnh5_mpi_file_close() puts in its place, and only when every rank
+ * succeeded. opts may be NULL (defaults; opts->durable as for serial
+ * files). *out is freed by nnh5_mpi_file_close() or nnh5_mpi_file_discard().
+ * Errors: those of nnh5_file_open_ext(), NNH5_ERR_HDF5 (the MPI-IO driver
+ * refused).
+ */
+NNH5_API int nnh5_mpi_file_create(nnh5_mpi_file **out, MPI_Comm comm, const char *path,
+				  const nnh5_open_options *opts);
+
+/*
+ * Collective: open the existing file at path for collective reads by every
+ * rank of comm, through the MPI-IO driver. The file goes through the
+ * checks of nnh5_file_open_ext() (a regular HDF5 file, checked by rank 0;
+ * the load policy of opts on every object read). opts may be NULL.
+ */
+NNH5_API int nnh5_mpi_file_open(nnh5_mpi_file **out, MPI_Comm comm, const char *path,
+				const nnh5_open_options *opts);
+
+/*
+ * Collective: write the tensor name (missing groups are created) from the
+ * local shards of every rank: local is this rank's piece under s (dtype
+ * the same on every rank, shape the piece's count; ranks with s->replica >
+ * 0 pass their copy, which is not written). The dataset is the serial
+ * writer's (contiguous, the nnh5_xxh3 checksum of the global data, the
+ * nnh5_dtype attribute of bfloat16) plus an attribute nnh5_sharding that
+ * records s compactly (doc/MPI.md). Data moves in one collective
+ * transfer (H5FD_MPIO_COLLECTIVE). A tensor split over several ranks gets
+ * its checksum at nnh5_mpi_file_close(), hashed from the file (doc/MPI.md,
+ * "Checksums"). Errors: NNH5_ERR_INVALID (bad name, sharding, dtype or
+ * shape; ranks that disagree), NNH5_ERR_EXISTS, NNH5_ERR_IO, NNH5_ERR_HDF5.
+ * A failure after the dataset was created marks the file failed: its
+ * close commits nothing.
+ */
+NNH5_API int nnh5_mpi_write_sharded(nnh5_mpi_file *f, const char *name, const nnh5_tensor *local,
+				    const nnh5_mpi_sharding *s);
+
+/*
+ * Collective: write the state dict name ("/" or NULL: the root) whose
+ * tensors are shards: local holds this rank's shard of every tensor,
+ * shardings[i] describes the i-th key's (in local's order, the same keys in
+ * the same order on every rank). The layout is nnh5_file_write_state_dict()'s
+ * (a key "a.b" is the dataset a/b, the key order in nnh5_keys), so serial
+ * nnh5_file_read_state_dict() reads the global tensors back.
+ * Errors: as nnh5_mpi_write_sharded().
+ */
+NNH5_API int nnh5_mpi_write_state_dict(nnh5_mpi_file *f, const char *name, const nnh5_dict *local,
+				       const nnh5_mpi_sharding *shardings);
+
+/*
+ * Collective: read the hyperslab start[0..ndim), count[0..ndim) of the
+ * tensor name into a new tensor of shape count (each rank its own slab;
+ * any slab, a count of 0 included). Every dataset is described and judged
+ * by the load policy before its data is read. The stored checksum is
+ * compared when the slab is the whole tensor (and opts asked for it);
+ * partial slabs are not checked (`nnh5 verify` checks the file).
+ * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_SHAPE (ndim differs, the slab leaves
+ * the tensor), the load errors of nnh5_file_read_tensor().
+ */
+NNH5_API int nnh5_mpi_read_slab(nnh5_tensor **out, nnh5_mpi_file *f, const char *name,
+				size_t ndim, const int64_t *start, const int64_t *count);
+
+/*
+ * Collective: read this rank's piece of the tensor name under s (any
+ * sharding, whatever the file was written with). s->shape must be the
+ * stored shape (NNH5_ERR_SHAPE otherwise); s->replica is ignored.
+ */
+NNH5_API int nnh5_mpi_read_sharded(nnh5_tensor **out, nnh5_mpi_file *f, const char *name,
+				   const nnh5_mpi_sharding *s);
+
+/*
+ * Collective: read this rank's pieces of the n tensors keys[i] of the state
+ * dict name ("/" or NULL: the root), each under shardings[i], into a new
+ * dict (keys in the order given; the same keys on every rank). The inverse
+ * of nnh5_mpi_write_state_dict() for any rank count, and the way to read a
+ * serial state dict sharded. Errors: as nnh5_mpi_read_sharded().
+ */
+NNH5_API int nnh5_mpi_read_state_dict(nnh5_dict **out, nnh5_mpi_file *f, const char *name,
+				      size_t n, const char *const *keys,
+				      const nnh5_mpi_sharding *shardings);
+
+/* How the data transfers of a file went (nnh5_mpi_file_io_stats()). */
+typedef struct nnh5_mpi_io_stats {
+	uint64_t transfers;  /* collective H5Dwrite/H5Dread calls made */
+	uint64_t collective; /* of those, how many HDF5 ran collectively */
+	/*
+	 * H5Pget_mpio_no_collective_cause()'s global cause of the last transfer
+	 * that fell back to independent I/O (0 if none did).
+	 */
+	uint32_t last_cause;
+} nnh5_mpi_io_stats;
+
+/*
+ * This rank's counts of the collective transfers made through f and how
+ * many ran collectively (H5Pget_mpio_actual_io_mode() after each one).
+ * Local (not collective).
+ */
+NNH5_API void nnh5_mpi_file_io_stats(nnh5_mpi_io_stats *out, const nnh5_mpi_file *f);
+
+/*
+ * Collective: close f. A file being written gets the checksums of its
+ * sharded tensors, is flushed (MPI_File_sync on every rank), and when every
+ * rank succeeded so far, rank 0 renames it over the target and fsyncs the
+ * folder; otherwise nothing is committed and the previous file at path is
+ * unchanged. The same status on every rank. NULL is a no-op.
+ * Errors: NNH5_ERR_IO (a rank's write, flush, fsync or rename failed).
+ */
+NNH5_API int nnh5_mpi_file_close(nnh5_mpi_file *f);
+
+/* Collective: abandon f (a file being written is removed). NULL is a no-op. */
+NNH5_API void nnh5_mpi_file_discard(nnh5_mpi_file *f);
+
+/*
+ * Collective: open the nnh5 file at path on every rank of comm with one
+ * open of the file: rank root opens it (the regular-file checks of
+ * nnh5_file_open_ext()), reads its bytes and broadcasts them; every rank
+ * then opens them as an in-memory image (nnh5_file_open_image()), so every
+ * object read goes through the load policy of opts on every rank. For the
+ * simulations whose ranks all need the same model or state dict: N opens
+ * of one file are the metadata storm parallel file systems fall over
+ * under. *out is an ordinary read-only nnh5_file, local to the rank (close
+ * it with nnh5_file_close()); each rank holds a copy of the file's bytes
+ * until then. Files larger than opts->max_load_bytes (default 64 GiB) are
+ * refused with NNH5_ERR_OVERFLOW.
+ * Errors: those of nnh5_file_open_ext() and nnh5_file_open_image().
+ */
+NNH5_API int nnh5_mpi_file_open_shared(nnh5_file **out, MPI_Comm comm, int root,
+				       const char *path, const nnh5_open_options *opts);
+
+/*
+ * Collective: nnh5_load_state_dict() of path on every rank through
+ * nnh5_mpi_file_open_shared() (one open, root reads): the state dict at
+ * name ("/" or NULL: the root). *out is the caller's (nnh5_dict_free()).
+ */
+NNH5_API int nnh5_mpi_load_state_dict(nnh5_dict **out, MPI_Comm comm, int root, const char *path,
+				      const char *name);
+
+/* ------------------------------------------------------------------ */
+/* Collective checkpoints                                              */
+
+typedef struct nnh5_mpi_checkpoints nnh5_mpi_checkpoints;
+
+/* One section of a collective checkpoint ("model", "optimizer", ...). */
+typedef struct nnh5_mpi_section {
+	const char *name;
+	const nnh5_dict *local;              /* this rank's shards; same keys, same order everywhere */
+	const nnh5_mpi_sharding *shardings;  /* one per key of local */
+} nnh5_mpi_section;
+
+/*
+ * Collective: open (creating it if needed) the checkpoint folder dir for the
+ * ranks of comm (duplicated). Rank 0 holds the folder as the serial
+ * nnh5_checkpoint_manager_open() does (its lock, the removal of temporary
+ * files of interrupted saves, retention by opts, the index). opts may be
+ * NULL; opts->async must be false. Free with nnh5_mpi_checkpoints_close().
+ * Errors: those of nnh5_checkpoint_manager_open(), NNH5_ERR_INVALID (async).
+ */
+NNH5_API int nnh5_mpi_checkpoints_open(nnh5_mpi_checkpoints **out, MPI_Comm comm,
+				       const char *dir, const nnh5_checkpoint_options *opts);
+
+/* Collective: release the folder and free m. NULL is a no-op. */
+NNH5_API int nnh5_mpi_checkpoints_close(nnh5_mpi_checkpoints *m);
+
+/*
+ * Collective: save the checkpoint of summary's step (its step, epoch,
+ * metrics and metadata, the same on every rank; summary holds no sections)
+ * with the sections of this rank's shards, as one file ckpt-<step>.h5 in the
+ * serial checkpoint layout (nnh5_checkpoint_load() reads it whole). One
+ * commit for all ranks: the file replaces the step's previous one only if
+ * every rank wrote its part (nnh5_mpi_file_close()); then rank 0 applies
+ * retention and rewrites the index. The same status on every rank; on
+ * failure nothing is committed and the previous checkpoints stay loadable.
+ * Errors: those of nnh5_mpi_write_state_dict() and nnh5_mpi_file_close().
+ */
+NNH5_API int nnh5_mpi_checkpoints_save(nnh5_mpi_checkpoints *m, const nnh5_checkpoint *summary,
+				       size_t nsections, const nnh5_mpi_section *sections);
+
+/*
+ * Collective: the newest step whose checkpoint file opens and holds a
+ * checkpoint's summary (judged by rank 0, broadcast: every rank gets the
+ * same step). Tensor data is verified when loaded (whole tensors) or by
+ * `nnh5 verify`, not here (doc/MPI.md). Errors: NNH5_ERR_NOT_FOUND (none).
+ */
+NNH5_API int nnh5_mpi_checkpoints_latest(int64_t *step, nnh5_mpi_checkpoints *m);
+
+/*
+ * Collective: nnh5_mpi_read_state_dict() of section in step's checkpoint,
+ * with checksums required (any rank count, any sharding).
+ */
+NNH5_API int nnh5_mpi_checkpoints_load(nnh5_dict **out, nnh5_mpi_checkpoints *m, int64_t step,
+				       const char *section, size_t n, const char *const *keys,
+				       const nnh5_mpi_sharding *shardings);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NNH5_MPI_H */

@@ -1,0 +1,54 @@
+/*
+ * lib/mpi/mpi_internal.h - what the files of lib/mpi share: agreeing on an
+ * outcome across a communicator, the sharding description's pieces, and
+ * the test hook that makes one rank's data transfer fail.
+ */
+#ifndef NNH5_MPI_INTERNAL_H
+#define NNH5_MPI_INTERNAL_H
+
+#include "core/internal.h"
+#include "nnh5/mpi.h"
+
+/*
+ * Collective: every rank passes its own status; all return the status of
+ * the lowest rank that failed, with that rank's message prefixed by
+ * "rank R: " on every rank (NNH5_OK when none failed). One MPI_Allreduce;
+ * one MPI_Bcast more when a rank failed.
+ */
+int nnh5__mpi_agree(MPI_Comm comm, int rc);
+
+/*
+ * nnh5__mpi_agree() that also reduces vals[0..n) (n <= 8) to their maximum
+ * over the ranks in the same MPI_Allreduce.
+ */
+int nnh5__mpi_agree_max(MPI_Comm comm, int rc, uint64_t *vals, int n);
+
+/*
+ * Check s and compute this rank's piece (start, count) and whether the
+ * whole tensor is one piece. Records NNH5_ERR_INVALID naming file and name.
+ */
+int nnh5__mpi_box(int64_t *start, int64_t *count, bool *whole, const nnh5_mpi_sharding *s,
+		  const char *file, const char *name);
+
+/*
+ * A digest of what every rank must agree on for one write (the name, dtype,
+ * global shape, parts, every piece's bounds): equal on two ranks iff they describe
+ * the same split (up to XXH64 collisions).
+ */
+uint64_t nnh5__mpi_sharding_digest(const nnh5_mpi_sharding *s, nnh5_dtype dtype,
+				   const char *name);
+
+/* The nnh5_sharding attribute's text for s written by nranks ranks (caller frees). */
+char *nnh5__mpi_sharding_record(const nnh5_mpi_sharding *s, int nranks);
+
+/* The nnh5_file inside a collective file (borrowed), for lib/file's writers. */
+nnh5_file *nnh5__mpi_file_handle(nnh5_mpi_file *f);
+
+/*
+ * Test hook: when > 0, this rank's n-th data transfer from now fails (it
+ * selects nothing, so the collective call completes, and reports
+ * NNH5_ERR_IO as a failed write would). Set by tests/mpi only.
+ */
+extern int nnh5__mpi_fail_transfer;
+
+#endif /* NNH5_MPI_INTERNAL_H */

@@ -1,0 +1,123 @@
+/*
+ * lib/mpi/shared.c - one open for N ranks. When every rank of a simulation
+ * needs the same model or state dict, N opens of one file (each reading
+ * the superblock, every object header, every attribute) are the metadata
+ * storm a parallel file system falls over under. Here one rank opens the
+ * file, reads its bytes with pread and broadcasts them; every rank opens
+ * the bytes as an in-memory image, so every object is still described and
+ * judged by the walk and the load policy on every rank (lib/file/walk.c),
+ * exactly as a load from disk.
+ */
+#include "mpi/mpi_internal.h"
+#include "store/policy.h"
+#include "store/regular.h"
+#include "nnh5/save.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Root: the bytes of the regular file at path, at most cap of them. */
+static int read_whole(unsigned char **out, uint64_t *size, const char *path, uint64_t cap)
+{
+	nnh5__regular reg;
+	struct stat st;
+	unsigned char *buf = NULL;
+	int rc = nnh5__regular_open(&reg, path, "open");
+
+	*out = NULL;
+	*size = 0;
+	if (rc)
+		return rc;
+	if (fstat(reg.fd, &st) < 0)
+		rc = nnh5__error(NNH5_ERR_IO, "open '%s': %s", path, strerror(errno));
+	else if ((uint64_t)st.st_size > cap)
+		rc = nnh5__error(NNH5_ERR_OVERFLOW,
+				 "open '%s': %llu bytes, more than the %llu one shared open may "
+				 "read (max_load_bytes)",
+				 path, (unsigned long long)st.st_size, (unsigned long long)cap);
+	else if (st.st_size > 0 && !(buf = nnh5__malloc((size_t)st.st_size)))
+		rc = nnh5__nomem();
+	for (uint64_t done = 0; !rc && done < (uint64_t)st.st_size;) {
+		ssize_t got = pread(reg.fd, buf + done, (size_t)st.st_size - done, (off_t)done);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			rc = nnh5__error(NNH5_ERR_IO, "open '%s': reading failed: %s", path,
+					 got < 0 ? strerror(errno) : "the file shrank");
+		else
+			done += (uint64_t)got;
+	}
+	nnh5__regular_close(&reg);
+	if (rc) {
+		nnh5__free(buf);
+		return rc;
+	}
+	*out = buf;
+	*size = (uint64_t)st.st_size;
+	return NNH5_OK;
+}
+
+int nnh5_mpi_file_open_shared(nnh5_file **out, MPI_Comm comm, int root, const char *path,
+			      const nnh5_open_options *opts)
+{
+	/* MPI counts are int: broadcast 1 GiB at a time. */
+	const uint64_t piece = (uint64_t)1 << 30;
+	unsigned char *buf = NULL;
+	uint64_t size = 0, cap;
+	int rank, nranks, rc = NNH5_OK;
+
+	*out = NULL;
+	MPI_Comm_rank(comm, &rank);
+	MPI_Comm_size(comm, &nranks);
+	if (root < 0 || root >= nranks)
+		return nnh5__error(NNH5_ERR_INVALID, "open '%s': root %d is not a rank of the %d",
+				   path ? path : "(null)", root, nranks);
+	if (!path || !*path)
+		return nnh5__error(NNH5_ERR_INVALID, "open: empty path");
+	cap = opts && opts->max_load_bytes ? opts->max_load_bytes : NNH5__DEFAULT_MAX_LOAD_BYTES;
+	if (rank == root)
+		rc = read_whole(&buf, &size, path, cap);
+	rc = nnh5__mpi_agree(comm, rc);
+	if (rc)
+		return rc;
+	MPI_Bcast(&size, 1, MPI_UINT64_T, root, comm);
+	if (rank != root && size > 0 && !(buf = nnh5__malloc((size_t)size)))
+		rc = nnh5__nomem();
+	rc = nnh5__mpi_agree(comm, rc);
+	for (uint64_t done = 0; !rc && done < size; done += piece) {
+		uint64_t n = size - done < piece ? size - done : piece;
+		if (MPI_Bcast(buf + done, (int)n, MPI_BYTE, root, comm) != MPI_SUCCESS)
+			rc = nnh5__error(NNH5_ERR_IO, "open '%s': MPI_Bcast failed", path);
+	}
+	if (!rc)
+		rc = nnh5_file_open_image(out, buf, (size_t)size, path, opts);
+	nnh5__free(buf);
+	rc = nnh5__mpi_agree(comm, rc);
+	if (rc) {
+		nnh5_file_discard(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+int nnh5_mpi_load_state_dict(nnh5_dict **out, MPI_Comm comm, int root, const char *path,
+			     const char *name)
+{
+	nnh5_file *f;
+	int rc;
+
+	*out = NULL;
+	rc = nnh5_mpi_file_open_shared(&f, comm, root, path, NULL);
+	if (rc)
+		return rc;
+	rc = nnh5_file_read_state_dict(out, f, name ? name : "/");
+	nnh5_file_close(f);
+	rc = nnh5__mpi_agree(comm, rc);
+	if (rc) {
+		nnh5_dict_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}

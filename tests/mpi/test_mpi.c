@@ -1,0 +1,839 @@
+/*
+ * tests/mpi/test_mpi.c - sharded tensors over MPI (run under mpirun; every
+ * rank runs the same tests in the same order, since the calls are
+ * collective).
+ *
+ * The resharding matrix: for each writer count P and reader count Q (sub-
+ * communicators of the first P or Q ranks of the job), each layout (split
+ * dim 0, split dim 1, a 2-D block grid, replicated, uneven bounds over a
+ * prime size, a rank with an empty piece) and each dtype, a global tensor
+ * written by P ranks reads back bitwise on Q ranks, whole on one rank, and
+ * through the serial reader (which verifies the stored checksum). Every
+ * write ran as collective I/O. Which P, Q and dtypes: NNH5_MPI_P,
+ * NNH5_MPI_Q, NNH5_MPI_DTYPES (comma-separated; defaults below). The files
+ * are left in NNH5_MPI_DIR for reshard_check.py (h5py, nnh5 verify).
+ *
+ * Also: a failure on one rank gives every rank the same status and commits
+ * nothing; inconsistent shardings are refused everywhere; a shared open
+ * opens the file once in the whole job (counted by wrapping open()).
+ */
+/* open() and open64() are both wrapped below: neither may be an alias of the other. */
+#undef _FILE_OFFSET_BITS
+#define _GNU_SOURCE /* RTLD_NEXT */
+#include "../testutil.h"
+
+#include <nnh5/mpi.h>
+#include "mpi/mpi_internal.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int world_rank, world_size;
+static char dir[2048];
+
+/* ------------------------------------------------------------------ */
+/* Counting opens of one path in this process (the shared-open test)   */
+
+static char counted_path[4096];
+static int counted_opens;
+
+static void count_open(const char *path)
+{
+	if (counted_path[0] && path && strcmp(path, counted_path) == 0)
+		counted_opens++;
+}
+
+typedef int (*open_fn)(const char *, int, ...);
+typedef int (*openat_fn)(int, const char *, int, ...);
+
+/* NAME(DECL) counts path, then calls the C library's NAME with CALL. */
+#define WRAP(NAME, FN_T, DECL, CALL)                                               \
+	int NAME DECL;                                                            \
+	int NAME DECL                                                             \
+	{                                                                         \
+		static FN_T real;                                                 \
+		mode_t mode = 0;                                                  \
+		if (flags & (O_CREAT | O_TMPFILE)) {                              \
+			va_list ap;                                               \
+			va_start(ap, flags);                                      \
+			mode = va_arg(ap, mode_t);                                \
+			va_end(ap);                                               \
+		}                                                                 \
+		if (!real)                                                        \
+			*(void **)&real = dlsym(RTLD_NEXT, #NAME);                \
+		count_open(path);                                                 \
+		return real CALL;                                                 \
+	}
+WRAP(open, open_fn, (const char *path, int flags, ...), (path, flags, mode))
+WRAP(open64, open_fn, (const char *path, int flags, ...), (path, flags, mode))
+WRAP(openat, openat_fn, (int dfd, const char *path, int flags, ...), (dfd, path, flags, mode))
+WRAP(openat64, openat_fn, (int dfd, const char *path, int flags, ...), (dfd, path, flags, mode))
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+
+/* A communicator of the first n ranks of the job (MPI_COMM_NULL on the others). */
+static MPI_Comm first_ranks(int n)
+{
+	MPI_Comm c;
+
+	MPI_Comm_split(MPI_COMM_WORLD, world_rank < n ? 0 : MPI_UNDEFINED, world_rank, &c);
+	return c;
+}
+
+static int parse_list(int *out, int max, const char *env, const char *dflt)
+{
+	const char *s = getenv(env);
+	int n = 0;
+
+	if (!s || !*s)
+		s = dflt;
+	while (*s && n < max) {
+		out[n++] = atoi(s);
+		while (*s && *s != ',')
+			s++;
+		if (*s == ',')
+			s++;
+	}
+	return n;
+}
+
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* The same global tensor on every rank: finite values, 0/1 for bool. */
+static nnh5_tensor *global_tensor(nnh5_dtype dt, size_t ndim, const int64_t *shape, uint64_t seed)
+{
+	nnh5_tensor *t;
+
+	ok(nnh5_tensor_zeros(&t, dt, ndim, shape));
+	size_t n = nnh5_tensor_numel(t);
+	unsigned char *p = nnh5_tensor_mutable_data(t);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t r = mix(seed * 1000003u + i);
+		switch (dt) {
+		case NNH5_FLOAT32: {
+			float v = (float)(int64_t)(r % 20001) * 0.125f - 1250.0f;
+			memcpy(p + 4 * i, &v, 4);
+			break;
+		}
+		case NNH5_BFLOAT16: {
+			uint16_t v = nnh5_float_to_bfloat16((float)(int64_t)(r % 2001) * 0.5f - 500.0f);
+			memcpy(p + 2 * i, &v, 2);
+			break;
+		}
+		case NNH5_FLOAT16: {
+			uint16_t v = (uint16_t)(r & 0xbbff); /* exponent never all ones */
+			memcpy(p + 2 * i, &v, 2);
+			break;
+		}
+		case NNH5_INT64:
+			memcpy(p + 8 * i, &r, 8);
+			break;
+		case NNH5_BOOL:
+			p[i] = (unsigned char)(r & 1);
+			break;
+		default:
+			fail_msg("dtype %d not in the matrix", (int)dt);
+		}
+	}
+	return t;
+}
+
+/* The box start/count of global t as a new tensor. */
+static nnh5_tensor *box_of(const nnh5_tensor *t, const int64_t *start, const int64_t *count)
+{
+	nnh5_tensor *b;
+	size_t es = nnh5_dtype_size(nnh5_tensor_dtype(t));
+	const int64_t *shape = nnh5_tensor_shape(t);
+
+	assert_int_equal(nnh5_tensor_ndim(t), 2);
+	ok(nnh5_tensor_zeros(&b, nnh5_tensor_dtype(t), 2, count));
+	const unsigned char *src = nnh5_tensor_data(t);
+	unsigned char *dst = nnh5_tensor_mutable_data(b);
+	for (int64_t i = 0; i < count[0]; i++)
+		if (count[1])
+			memcpy(dst + (size_t)(i * count[1]) * es,
+			       src + (size_t)((start[0] + i) * shape[1] + start[1]) * es,
+			       (size_t)count[1] * es);
+	return b;
+}
+
+enum { L_DIM0, L_DIM1, L_BLOCK, L_REPLICATED, L_UNEVEN, L_EMPTY, L_COUNT };
+static const char *layout_names[L_COUNT] = { "dim0", "dim1", "block", "replicated",
+					     "uneven", "empty" };
+
+/* 13 rows (a prime), 10 columns. */
+static const int64_t gshape[2] = { 13, 10 };
+
+/*
+ * Layout which for rank r of n. bounds must outlive the call that uses s.
+ */
+static void layout(nnh5_mpi_sharding *s, int which, int n, int r, int64_t bounds[2][8])
+{
+	ok(nnh5_mpi_sharding_init(s, 2, gshape));
+	switch (which) {
+	case L_DIM0:
+		s->parts[0] = n;
+		s->coord[0] = r;
+		break;
+	case L_DIM1:
+		s->parts[1] = n;
+		s->coord[1] = r;
+		break;
+	case L_BLOCK: {
+		int a = 1;
+		for (int i = 1; i * i <= n; i++)
+			if (n % i == 0)
+				a = i;
+		s->parts[0] = a;
+		s->parts[1] = n / a;
+		s->coord[0] = r / (n / a);
+		s->coord[1] = r % (n / a);
+		break;
+	}
+	case L_REPLICATED:
+		s->replica = r;
+		break;
+	case L_UNEVEN:
+		/* bounds i^2 * 13 / n^2: small pieces first, some empty */
+		s->parts[0] = n;
+		s->coord[0] = r;
+		for (int i = 0; i <= n; i++)
+			bounds[0][i] = (int64_t)i * i * gshape[0] / ((int64_t)n * n);
+		s->bounds[0] = bounds[0];
+		break;
+	case L_EMPTY:
+		/* piece 0 is empty, the others share the rows evenly */
+		s->parts[0] = n;
+		s->coord[0] = r;
+		bounds[0][0] = 0;
+		for (int i = 1; i <= n; i++)
+			bounds[0][i] = n == 1 ? gshape[0] : (int64_t)(i - 1) * gshape[0] / (n - 1);
+		s->bounds[0] = bounds[0];
+		break;
+	}
+}
+
+static nnh5_dtype dtype_of(int code)
+{
+	switch (code) {
+	case 0: return NNH5_FLOAT32;
+	case 1: return NNH5_BFLOAT16;
+	case 2: return NNH5_FLOAT16;
+	case 3: return NNH5_INT64;
+	default: return NNH5_BOOL;
+	}
+}
+
+static void file_name(char *buf, size_t n, int p, int l, nnh5_dtype dt)
+{
+	snprintf(buf, n, "%s/w%d-%s-%s.h5", dir, p, layout_names[l], nnh5_dtype_name((int)dt));
+}
+
+/* ------------------------------------------------------------------ */
+/* The resharding matrix                                               */
+
+static void write_one(MPI_Comm comm, int p, int l, nnh5_dtype dt, const nnh5_tensor *g)
+{
+	char path[4096];
+	int64_t bounds[2][8], start[2], count[2];
+	nnh5_mpi_sharding s;
+	nnh5_mpi_file *f;
+	nnh5_mpi_io_stats st;
+	int r;
+	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+
+	o.durable = false; /* the commit protocol is the same; fsync only costs time here */
+	MPI_Comm_rank(comm, &r);
+	file_name(path, sizeof path, p, l, dt);
+	layout(&s, l, p, r, bounds);
+	ok(nnh5_mpi_sharding_box(start, count, &s));
+	nnh5_tensor *local = box_of(g, start, count);
+	ok(nnh5_mpi_file_create(&f, comm, path, &o));
+	ok(nnh5_mpi_write_sharded(f, "model/layer.weight", local, &s));
+	nnh5_mpi_file_io_stats(&st, f);
+	if (st.transfers != 1 || st.collective != 1)
+		fail_msg("%s: %llu transfers, %llu collective (cause %u)", path,
+			 (unsigned long long)st.transfers, (unsigned long long)st.collective,
+			 st.last_cause);
+	ok(nnh5_mpi_file_close(f));
+	nnh5_tensor_free(local);
+}
+
+static void read_one(MPI_Comm comm, int q, int p, int l, nnh5_dtype dt, const nnh5_tensor *g)
+{
+	char path[4096];
+	int64_t bounds[2][8], start[2], count[2];
+	nnh5_mpi_sharding s;
+	nnh5_mpi_file *f;
+	nnh5_tensor *t, *want;
+	int r;
+
+	MPI_Comm_rank(comm, &r);
+	file_name(path, sizeof path, p, l, dt);
+	/* Read with the same layout family over Q ranks, and along dim 1 too. */
+	for (int rl = 0; rl < 2; rl++) {
+		layout(&s, rl ? L_DIM1 : l, q, r, bounds);
+		ok(nnh5_mpi_sharding_box(start, count, &s));
+		ok(nnh5_mpi_file_open(&f, comm, path, NULL));
+		ok(nnh5_mpi_read_sharded(&t, f, "model/layer.weight", &s));
+		want = box_of(g, start, count);
+		if (!nnh5_tensor_bitwise_equal(t, want))
+			fail_msg("%s read by %d ranks (layout %s), rank %d: not bitwise equal", path,
+				 q, layout_names[rl ? L_DIM1 : l], r);
+		nnh5_tensor_free(t);
+		nnh5_tensor_free(want);
+		/* nnh5's files need no conversion: reads run collectively too. */
+		nnh5_mpi_io_stats st;
+		nnh5_mpi_file_io_stats(&st, f);
+		if (st.transfers != 1 || st.collective != 1)
+			fail_msg("%s read: %llu transfers, %llu collective (cause %u)", path,
+				 (unsigned long long)st.transfers,
+				 (unsigned long long)st.collective, st.last_cause);
+		ok(nnh5_mpi_file_close(f));
+	}
+}
+
+static void test_reshard_matrix(void **state)
+{
+	int ps[8], qs[8], dts[8];
+	int np = parse_list(ps, 8, "NNH5_MPI_P", "4,3");
+	int nq = parse_list(qs, 8, "NNH5_MPI_Q", "1,2,4");
+	int nd = parse_list(dts, 8, "NNH5_MPI_DTYPES", "0,1,2,3,4");
+	(void)state;
+
+	for (int d = 0; d < nd; d++) {
+		nnh5_dtype dt = dtype_of(dts[d]);
+		for (int l = 0; l < L_COUNT; l++) {
+			nnh5_tensor *g = global_tensor(dt, 2, gshape, (uint64_t)(d * 31 + l));
+			for (int pi = 0; pi < np; pi++) {
+				int p = ps[pi];
+				if (p > world_size)
+					continue;
+				MPI_Comm c = first_ranks(p);
+				if (c != MPI_COMM_NULL) {
+					write_one(c, p, l, dt, g);
+					MPI_Comm_free(&c);
+				}
+				MPI_Barrier(MPI_COMM_WORLD);
+				for (int qi = 0; qi < nq; qi++) {
+					if (qs[qi] > world_size)
+						continue;
+					c = first_ranks(qs[qi]);
+					if (c != MPI_COMM_NULL) {
+						read_one(c, qs[qi], p, l, dt, g);
+						MPI_Comm_free(&c);
+					}
+				}
+				/* The serial reader: same tensor, checksum verified and equal. */
+				if (world_rank == 0) {
+					char path[4096];
+					nnh5_tensor *t;
+					uint64_t sum;
+					bool present;
+					file_name(path, sizeof path, p, l, dt);
+					nnh5_file *f;
+					ok(nnh5_file_open(&f, path, NNH5_READ));
+					ok(nnh5_file_read_tensor(&t, f, "model/layer.weight"));
+					ok(nnh5_file_stored_checksum(&sum, &present, f,
+								     "model/layer.weight"));
+					assert_true(present);
+					assert_true(sum == nnh5_tensor_checksum(g));
+					if (!nnh5_tensor_bitwise_equal(t, g))
+						fail_msg("%s: the serial reader sees another tensor", path);
+					nnh5_tensor_free(t);
+					ok(nnh5_file_close(f));
+				}
+				MPI_Barrier(MPI_COMM_WORLD);
+			}
+			/* The serial writer's file of the same tensor, for reshard_check.py. */
+			if (world_rank == 0) {
+				char path[4096];
+				snprintf(path, sizeof path, "%s/serial-%s-%s.h5", dir, layout_names[l],
+					 nnh5_dtype_name((int)dt));
+				nnh5_file *f;
+				ok(nnh5_file_open(&f, path, NNH5_CREATE));
+				ok(nnh5_file_write_tensor(f, "model/layer.weight", g));
+				ok(nnh5_file_close(f));
+			}
+			nnh5_tensor_free(g);
+		}
+	}
+}
+
+/* A file written by serial nnh5 reads sharded on every rank count. */
+static void test_serial_file_reads_sharded(void **state)
+{
+	char path[4096];
+	int64_t bounds[2][8], start[2], count[2];
+	nnh5_tensor *g = global_tensor(NNH5_FLOAT32, 2, gshape, 7), *t, *want;
+	nnh5_mpi_sharding s;
+	nnh5_mpi_file *f;
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/serial.h5", dir);
+	if (world_rank == 0)
+		ok(nnh5_save_tensor(path, g));
+	MPI_Barrier(MPI_COMM_WORLD);
+	layout(&s, L_BLOCK, world_size, world_rank, bounds);
+	ok(nnh5_mpi_sharding_box(start, count, &s));
+	ok(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, NULL));
+	ok(nnh5_mpi_read_sharded(&t, f, "/tensor", &s));
+	want = box_of(g, start, count);
+	assert_true(nnh5_tensor_bitwise_equal(t, want));
+	nnh5_tensor_free(t);
+	nnh5_tensor_free(want);
+	/* A slab that leaves the tensor: the same error on every rank. */
+	int64_t bad_start[2] = { 0, 0 }, bad_count[2] = { world_rank == world_size - 1 ? 14 : 1, 1 };
+	fails(NNH5_ERR_SHAPE, nnh5_mpi_read_slab(&t, f, "/tensor", 2, bad_start, bad_count),
+	      "leaves dimension 0");
+	assert_null(t);
+	/* Whole tensor through a slab on one rank, nothing on the others. */
+	int64_t zs[2] = { 0, 0 }, all[2] = { world_rank == 0 ? 13 : 0, world_rank == 0 ? 10 : 0 };
+	ok(nnh5_mpi_read_slab(&t, f, "/tensor", 2, zs, all));
+	if (world_rank == 0)
+		assert_true(nnh5_tensor_bitwise_equal(t, g));
+	else
+		assert_int_equal(nnh5_tensor_numel(t), 0);
+	nnh5_tensor_free(t);
+	ok(nnh5_mpi_file_close(f));
+	nnh5_tensor_free(g);
+}
+
+/* A damaged tensor: a whole read fails its checksum on every rank; a partial slab is not checked. */
+static void test_whole_read_checks_checksum(void **state)
+{
+	char path[4096];
+	int64_t shape[1] = { 4096 };
+	nnh5_tensor *t;
+	nnh5_mpi_file *f;
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/damaged.h5", dir);
+	if (world_rank == 0) {
+		size_t n;
+		ok(nnh5_tensor_ones(&t, NNH5_FLOAT32, 1, shape));
+		ok(nnh5_save_tensor(path, t));
+		nnh5_tensor_free(t);
+		/* The data is the only long run of 1.0f (00 00 80 3f): damage its middle. */
+		unsigned char *bytes = (unsigned char *)tu_slurp(path, &n);
+		static const unsigned char one[16] = { 0, 0, 0x80, 0x3f, 0, 0, 0x80, 0x3f,
+						       0, 0, 0x80, 0x3f, 0, 0, 0x80, 0x3f };
+		size_t at = 0;
+		for (size_t i = 0; i + sizeof one <= n && !at; i++)
+			if (memcmp(bytes + i, one, sizeof one) == 0)
+				at = i + 8 * 1024;
+		assert_true(at > 0 && at < n);
+		FILE *fp = fopen(path, "r+b");
+		assert_non_null(fp);
+		fseek(fp, (long)at, SEEK_SET);
+		fputc(0x40, fp);
+		fclose(fp);
+		free(bytes);
+	}
+	MPI_Barrier(MPI_COMM_WORLD);
+	ok(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, NULL));
+	int64_t zero[1] = { 0 }, all[1] = { world_rank == 0 ? 4096 : 0 }, some[1] = { 16 };
+	fails(NNH5_ERR_CHECKSUM, nnh5_mpi_read_slab(&t, f, "/tensor", 1, zero, all), "rank 0:",
+	      "damaged");
+	ok(nnh5_mpi_read_slab(&t, f, "/tensor", 1, zero, some));
+	nnh5_tensor_free(t);
+	ok(nnh5_mpi_file_close(f));
+}
+
+/*
+ * A file written by h5py (mpi_run.py) reads sharded: little-endian data
+ * collectively, big-endian data through HDF5's fallback to independent I/O
+ * (a type conversion, seen in the stats), gzip-compressed chunks too.
+ */
+static void test_h5py_file(void **state)
+{
+	char path[4096];
+	int64_t bounds[2][8], start[2], count[2];
+	nnh5_mpi_sharding s;
+	nnh5_mpi_file *f;
+	nnh5_mpi_io_stats st;
+	static const char *names[] = { "le", "be", "chunked" };
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/h5py.h5", dir);
+	if (access(path, F_OK) != 0)
+		skip(); /* run without mpi_run.py */
+	layout(&s, L_BLOCK, world_size, world_rank, bounds);
+	ok(nnh5_mpi_sharding_box(start, count, &s));
+	ok(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, NULL));
+	for (int i = 0; i < 3; i++) {
+		nnh5_tensor *t;
+		ok(nnh5_mpi_read_sharded(&t, f, names[i], &s));
+		const float *p = nnh5_tensor_data(t);
+		for (int64_t r = 0; r < count[0]; r++)
+			for (int64_t c = 0; c < count[1]; c++)
+				assert_true(p[r * count[1] + c] ==
+					    (float)((start[0] + r) * 10 + start[1] + c) / 2);
+		nnh5_tensor_free(t);
+		nnh5_mpi_file_io_stats(&st, f);
+		assert_int_equal(st.transfers, (uint64_t)i + 1);
+		if (i == 0)
+			assert_int_equal(st.collective, 1);
+		if (i == 1) {
+			/* the conversion: independent I/O, and the cause is kept */
+			assert_int_equal(st.collective, 1);
+			assert_int_not_equal(st.last_cause, 0);
+		}
+	}
+	ok(nnh5_mpi_file_close(f));
+}
+
+/* A state dict of shards reads back with serial nnh5_load_state_dict(). */
+static void test_state_dict(void **state)
+{
+	char path[4096];
+	int64_t bounds[2][2][8], start[2], count[2];
+	int64_t bshape[1] = { 5 };
+	nnh5_mpi_sharding sh[2];
+	nnh5_dict *local, *back;
+	nnh5_tensor *w = global_tensor(NNH5_FLOAT32, 2, gshape, 11);
+	nnh5_tensor *b = global_tensor(NNH5_INT64, 1, bshape, 12);
+	nnh5_mpi_file *f;
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/sd.h5", dir);
+	layout(&sh[0], L_DIM0, world_size, world_rank, bounds[0]);
+	ok(nnh5_mpi_sharding_init(&sh[1], 1, bshape));
+	sh[1].replica = world_rank;
+	ok(nnh5_mpi_sharding_box(start, count, &sh[0]));
+	ok(nnh5_dict_new(&local));
+	ok(nnh5_dict_set(local, "layer.weight", box_of(w, start, count)));
+	nnh5_tensor *bc;
+	ok(nnh5_tensor_clone(&bc, b));
+	ok(nnh5_dict_set(local, "layer.bias", bc));
+	ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
+	ok(nnh5_mpi_write_state_dict(f, "/", local, sh));
+	ok(nnh5_mpi_file_close(f));
+	if (world_rank == 0) {
+		/* A new file gets the mode a new serial file gets (0666 less the umask). */
+		struct stat st;
+		mode_t mask = umask(022);
+		umask(mask);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0666 & ~mask);
+		ok(nnh5_load_state_dict(&back, path));
+		assert_int_equal(nnh5_dict_len(back), 2);
+		assert_string_equal(nnh5_dict_key(back, 0), "layer.weight");
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "layer.weight"), w));
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "layer.bias"), b));
+		nnh5_dict_free(back);
+	}
+	/* Every rank: the collective load with one reader. */
+	ok(nnh5_mpi_load_state_dict(&back, MPI_COMM_WORLD, 0, path, "/"));
+	assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "layer.weight"), w));
+	nnh5_dict_free(back);
+	nnh5_dict_free(local);
+	nnh5_tensor_free(w);
+	nnh5_tensor_free(b);
+}
+
+/* One rank's write fails: every rank gets the same error and nothing is committed. */
+static void test_error_agreement(void **state)
+{
+	char path[4096];
+	nnh5_tensor *g = global_tensor(NNH5_FLOAT32, 2, gshape, 3), *piece;
+	int64_t bounds[2][8], start[2], count[2];
+	nnh5_mpi_sharding s;
+	nnh5_mpi_file *f;
+	int fail_rank = world_size - 1;
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/agree.h5", dir);
+	/* A previous file that must survive. */
+	if (world_rank == 0)
+		ok(nnh5_save_tensor(path, g));
+	MPI_Barrier(MPI_COMM_WORLD);
+	layout(&s, L_DIM0, world_size, world_rank, bounds);
+	ok(nnh5_mpi_sharding_box(start, count, &s));
+	piece = box_of(g, start, count);
+
+	/* An I/O error in one rank's transfer. */
+	ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
+	if (world_rank == fail_rank)
+		nnh5__mpi_fail_transfer = 1;
+	char rank_text[32];
+	snprintf(rank_text, sizeof rank_text, "rank %d:", fail_rank);
+	fails(NNH5_ERR_IO, nnh5_mpi_write_sharded(f, "x", piece, &s), rank_text,
+	      "writing dataset 'x' failed");
+	fails(NNH5_ERR_IO, nnh5_mpi_file_close(f), "not committed", "writing dataset 'x' failed");
+
+	/* One rank's shard has the wrong shape: refused before anything is written. */
+	ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
+	nnh5_tensor *wrong = NULL;
+	int64_t wshape[2] = { count[0] + 1, count[1] };
+	ok(nnh5_tensor_zeros(&wrong, NNH5_FLOAT32, 2, wshape));
+	fails(NNH5_ERR_SHAPE,
+	      nnh5_mpi_write_sharded(f, "x", world_rank == fail_rank ? wrong : piece, &s), rank_text,
+	      "local shard");
+	/* Ranks that disagree on the split, and a piece nobody writes. */
+	nnh5_tensor *other_dtype = NULL;
+	ok(nnh5_tensor_zeros(&other_dtype, NNH5_INT32, 2, count));
+	fails(NNH5_ERR_INVALID,
+	      nnh5_mpi_write_sharded(f, "y", world_rank == fail_rank ? other_dtype : piece, &s),
+	      "describe it differently");
+	nnh5_tensor_free(other_dtype);
+	if (world_size > 1)
+		fails(NNH5_ERR_INVALID,
+		      nnh5_mpi_write_sharded(f, world_rank == fail_rank ? "y2" : "y", piece, &s),
+		      "describe it differently");
+	nnh5_mpi_sharding s2;
+	if (world_size > 1) {
+		s2 = s;
+		if (world_rank == fail_rank)
+			s2.replica = 1;
+		fails(NNH5_ERR_INVALID, nnh5_mpi_write_sharded(f, "z", piece, &s2),
+		      "exactly one rank");
+	}
+	/* Refusals wrote nothing: the file still commits. */
+	ok(nnh5_mpi_write_sharded(f, "x", piece, &s));
+	nnh5_mpi_file_discard(f);
+	nnh5_tensor_free(wrong);
+
+	/* The previous file is untouched, no temporary file is left. */
+	if (world_rank == 0) {
+		nnh5_tensor *t;
+		ok(nnh5_load_tensor(&t, path));
+		assert_true(nnh5_tensor_bitwise_equal(t, g));
+		nnh5_tensor_free(t);
+		char cmd[4200];
+		snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q nnh5-tmp", dir);
+		assert_int_not_equal(system(cmd), 0);
+	}
+	nnh5_tensor_free(piece);
+	nnh5_tensor_free(g);
+}
+
+/* N ranks, one open of the file; the model runs forward on every rank. */
+static void test_shared_open(void **state)
+{
+	char path[4096];
+	nnh5_model *m, *back;
+	nnh5_file *f;
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/model.h5", dir);
+	if (world_rank == 0) {
+		ok(nnh5_model_new(&m, NNH5_FLOAT32, 5));
+		ok(nnh5_model_add_linear(m, "fc1", 4, 8, true));
+		ok(nnh5_model_add_relu(m, "act"));
+		ok(nnh5_model_add_linear(m, "fc2", 8, 2, true));
+		ok(nnh5_save_model(path, m, NULL));
+		nnh5_model_free(m);
+	}
+	MPI_Barrier(MPI_COMM_WORLD);
+	snprintf(counted_path, sizeof counted_path, "%s", path);
+	counted_opens = 0;
+	ok(nnh5_mpi_file_open_shared(&f, MPI_COMM_WORLD, 0, path, NULL));
+	int mine = counted_opens, total = 0;
+	counted_path[0] = '\0';
+	MPI_Allreduce(&mine, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+	assert_int_equal(total, 1);
+	assert_int_equal(mine, world_rank == 0 ? 1 : 0);
+	ok(nnh5_file_read_model(&back, f, "/"));
+	ok(nnh5_file_close(f));
+
+	/* Every rank computes the same output; rank 0's is broadcast and compared. */
+	int64_t xs[2] = { 3, 4 };
+	nnh5_tensor *x = global_tensor(NNH5_FLOAT32, 2, xs, 99), *y;
+	ok(nnh5_model_forward(&y, back, x));
+	float mine_y[6], root_y[6];
+	memcpy(mine_y, nnh5_tensor_data(y), sizeof mine_y);
+	memcpy(root_y, mine_y, sizeof root_y);
+	MPI_Bcast(root_y, 6, MPI_FLOAT, 0, MPI_COMM_WORLD);
+	assert_memory_equal(mine_y, root_y, sizeof mine_y);
+	nnh5_tensor_free(x);
+	nnh5_tensor_free(y);
+	nnh5_model_free(back);
+
+	/* A file larger than max_load_bytes is refused on every rank. */
+	nnh5_open_options small = NNH5_OPEN_OPTIONS_INIT;
+	small.max_load_bytes = 100;
+	fails(NNH5_ERR_OVERFLOW, nnh5_mpi_file_open_shared(&f, MPI_COMM_WORLD, 0, path, &small),
+	      "max_load_bytes");
+	assert_null(f);
+
+	/* A missing file: the same error everywhere. */
+	snprintf(path, sizeof path, "%s/missing.h5", dir);
+	fails(NNH5_ERR_NOT_FOUND, nnh5_mpi_file_open_shared(&f, MPI_COMM_WORLD, 0, path, NULL),
+	      "rank 0:");
+	assert_null(f);
+}
+
+/* Save a checkpoint of step: W (13 x 10) split by rows, a replicated bias. */
+static int save_step(nnh5_mpi_checkpoints *ck, int64_t step, const nnh5_tensor *w,
+		     const nnh5_tensor *b)
+{
+	int64_t bounds[2][8], start[2], count[2];
+	int64_t bshape[1] = { 5 };
+	nnh5_mpi_sharding sh[2];
+	nnh5_dict *local;
+	nnh5_checkpoint *summary;
+	nnh5_tensor *bc;
+
+	layout(&sh[0], L_DIM0, world_size, world_rank, bounds);
+	ok(nnh5_mpi_sharding_init(&sh[1], 1, bshape));
+	sh[1].replica = world_rank;
+	ok(nnh5_mpi_sharding_box(start, count, &sh[0]));
+	ok(nnh5_dict_new(&local));
+	ok(nnh5_dict_set(local, "layer.weight", box_of(w, start, count)));
+	ok(nnh5_tensor_clone(&bc, b));
+	ok(nnh5_dict_set(local, "layer.bias", bc));
+	ok(nnh5_checkpoint_new(&summary, step));
+	ok(nnh5_checkpoint_set_epoch(summary, 7));
+	ok(nnh5_checkpoint_set_metric(summary, "loss", 1.0 / (double)(step + 1)));
+	nnh5_mpi_section sec = { "model", local, sh };
+	int rc = nnh5_mpi_checkpoints_save(ck, summary, 1, &sec);
+	nnh5_checkpoint_free(summary);
+	nnh5_dict_free(local);
+	return rc;
+}
+
+/*
+ * The collective checkpoint folder: one commit for all ranks, retention,
+ * latest() agreed, a failure on one rank commits nothing on any, any rank
+ * count (and serial nnh5) loads what was saved.
+ */
+static void test_checkpoints(void **state)
+{
+	char folder[4096];
+	int64_t bshape[1] = { 5 }, step;
+	nnh5_tensor *w = global_tensor(NNH5_FLOAT32, 2, gshape, 21);
+	nnh5_tensor *b = global_tensor(NNH5_BFLOAT16, 1, bshape, 22);
+	nnh5_checkpoint_options co = NNH5_CHECKPOINT_OPTIONS_INIT;
+	nnh5_mpi_checkpoints *ck;
+	(void)state;
+
+	snprintf(folder, sizeof folder, "%s/ckpts", dir);
+	co.keep_last = 2;
+	co.durable = false;
+	ok(nnh5_mpi_checkpoints_open(&ck, MPI_COMM_WORLD, folder, &co));
+	fails(NNH5_ERR_NOT_FOUND, nnh5_mpi_checkpoints_latest(&step, ck), "no checkpoint");
+	for (int64_t s = 1; s <= 3; s++)
+		ok(save_step(ck, s, w, b));
+	ok(nnh5_mpi_checkpoints_latest(&step, ck));
+	assert_int_equal(step, 3);
+
+	/* The last rank's write fails: every rank has the error, step 4 is not committed. */
+	if (world_rank == world_size - 1)
+		nnh5__mpi_fail_transfer = 1;
+	fails(NNH5_ERR_IO, save_step(ck, 4, w, b), "writing dataset");
+	nnh5__mpi_fail_transfer = 0;
+	ok(nnh5_mpi_checkpoints_latest(&step, ck));
+	assert_int_equal(step, 3);
+	if (world_rank == 0) {
+		int64_t *steps;
+		size_t n;
+		ok(nnh5_checkpoint_folder_steps(&steps, &n, folder));
+		/* keep_last 2: steps 2 and 3; nothing of step 4, no temporary file */
+		assert_int_equal(n, 2);
+		assert_int_equal(steps[0], 2);
+		assert_int_equal(steps[1], 3);
+		nnh5_free(steps);
+		char cmd[4200];
+		snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q nnh5-tmp", folder);
+		assert_int_not_equal(system(cmd), 0);
+		/* Serial nnh5 loads the collective checkpoint whole, checksums verified. */
+		char path[4200];
+		nnh5_checkpoint *c;
+		double loss;
+		snprintf(path, sizeof path, "%s/ckpt-000000000003.h5", folder);
+		ok(nnh5_checkpoint_load(&c, path));
+		assert_int_equal(nnh5_checkpoint_epoch(c), 7);
+		ok(nnh5_checkpoint_metric(&loss, c, "loss"));
+		assert_true(loss == 0.25);
+		const nnh5_dict *m = nnh5_checkpoint_state(c, "model");
+		assert_non_null(m);
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(m, "layer.weight"), w));
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(m, "layer.bias"), b));
+		nnh5_checkpoint_free(c);
+	}
+	ok(nnh5_mpi_checkpoints_close(ck));
+
+	/* Resume on fewer ranks with another split: columns over the first Q ranks. */
+	int q = world_size > 1 ? world_size - 1 : 1;
+	MPI_Comm c = first_ranks(q);
+	if (c != MPI_COMM_NULL) {
+		int r;
+		int64_t bounds[2][8], start[2], count[2];
+		nnh5_mpi_sharding sh;
+		nnh5_dict *back;
+		const char *keys[] = { "layer.weight" };
+		MPI_Comm_rank(c, &r);
+		ok(nnh5_mpi_checkpoints_open(&ck, c, folder, &co));
+		ok(nnh5_mpi_checkpoints_latest(&step, ck));
+		assert_int_equal(step, 3);
+		layout(&sh, L_DIM1, q, r, bounds);
+		ok(nnh5_mpi_sharding_box(start, count, &sh));
+		ok(nnh5_mpi_checkpoints_load(&back, ck, step, "model", 1, keys, &sh));
+		nnh5_tensor *want = box_of(w, start, count);
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "layer.weight"), want));
+		nnh5_tensor_free(want);
+		nnh5_dict_free(back);
+		ok(nnh5_mpi_checkpoints_close(ck));
+		MPI_Comm_free(&c);
+	}
+	MPI_Barrier(MPI_COMM_WORLD);
+	nnh5_tensor_free(w);
+	nnh5_tensor_free(b);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_reshard_matrix),
+		cmocka_unit_test(test_serial_file_reads_sharded),
+		cmocka_unit_test(test_whole_read_checks_checksum),
+		cmocka_unit_test(test_h5py_file),
+		cmocka_unit_test(test_state_dict),
+		cmocka_unit_test(test_error_agreement),
+		cmocka_unit_test(test_shared_open),
+		cmocka_unit_test(test_checkpoints),
+	};
+	int rc;
+
+	MPI_Init(&argc, &argv);
+	MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+	MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+	/* One scratch folder for the job, named by rank 0. */
+	if (world_rank == 0) {
+		const char *keep = getenv("NNH5_MPI_DIR");
+		if (keep && *keep) {
+			snprintf(dir, sizeof dir, "%s", keep);
+			mkdir(dir, 0777);
+		} else {
+			const char *base = getenv("NNH5_TEST_TMP");
+			if (!base)
+				base = "/tmp";
+			mkdir(base, 0777);
+			snprintf(dir, sizeof dir, "%s/nnh5-mpi-XXXXXX", base);
+			if (!mkdtemp(dir))
+				MPI_Abort(MPI_COMM_WORLD, 2);
+		}
+	}
+	MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
+	if (world_rank != 0) /* only rank 0 prints cmocka's report */
+		cmocka_set_message_output(CM_OUTPUT_SUBUNIT);
+	if (argc > 1)
+		cmocka_set_test_filter(argv[1]);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	MPI_Finalize();
+	return rc;
+}

@@ -1,0 +1,113 @@
+#!/usr/bin/python3
+"""examples/mpi_train killed and resumed on another rank count ends bitwise
+where an uninterrupted run ends.
+
+    train_check.py MPIRUN PROGRAM [TRIALS]
+
+Reference: 4 ranks, uninterrupted. Then TRIALS times (default 1 with a
+fixed kill): start the run on P ranks, kill it (rank 1 SIGKILLs itself at
+a step given by --die-at in the first trial; later trials SIGKILL a random
+rank's process from outside at a random moment, saves included), check
+that the newest checkpoint loads with h5py and equals what the run
+reaches at that step, then resume on Q != P ranks and compare final.h5
+with the reference, byte for byte. A killed rank must bring the job down
+within the timeout (mpirun terminates the survivors).
+"""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+
+mpirun, prog = sys.argv[1:3]
+trials = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+STEPS, EVERY = "40", "5"
+base = os.environ.get("NNH5_TEST_TMP", "/tmp")
+os.makedirs(base, exist_ok=True)
+top = tempfile.mkdtemp(prefix="nnh5-mpi-train-", dir=base)
+
+
+def run(np_, folder, *extra, timeout=300, wait=True):
+    cmd = [mpirun, "--oversubscribe", "--allow-run-as-root", "-np", str(np_), prog,
+           "--dir", folder, "--steps", STEPS, "--every", EVERY] + list(extra)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    if not wait:
+        return p
+    out, _ = p.communicate(timeout=timeout)
+    return p.returncode, out
+
+
+def final(folder):
+    with h5py.File(os.path.join(folder, "final.h5"), "r") as f:
+        return f["tensor"][()].tobytes()
+
+
+def committed(folder):
+    if not os.path.isdir(folder):
+        return []
+    return sorted(int(n[5:-3]) for n in os.listdir(folder)
+                  if n.startswith("ckpt-") and n.endswith(".h5"))
+
+
+ref_dir = os.path.join(top, "ref")
+t0 = time.monotonic()
+rc, out = run(4, ref_dir, "--keep", "0")
+ref_seconds = time.monotonic() - t0
+if rc != 0:
+    sys.exit("uninterrupted run failed:\n" + out)
+ref = final(ref_dir)
+# The reference's checkpoints, to compare the killed runs' with.
+ref_weights = {}
+for step in committed(ref_dir):
+    with h5py.File(os.path.join(ref_dir, "ckpt-%012d.h5" % step), "r") as f:
+        ref_weights[step] = f["model/weight"][()].tobytes()
+
+rng = random.Random(1234)
+for trial in range(trials):
+    folder = os.path.join(top, "t%d" % trial)
+    p_ranks = rng.choice([2, 3, 4]) if trial else 3
+    q_ranks = rng.choice([r for r in (1, 2, 3, 4) if r != p_ranks]) if trial else 2
+    if trial == 0:
+        rc, out = run(p_ranks, folder, "--die-at", "17")
+        if rc == 0:
+            sys.exit("the run meant to die at step 17 succeeded:\n" + out)
+    else:
+        p = run(p_ranks, folder, wait=False)
+        time.sleep(rng.uniform(0.0, 1.1 * ref_seconds))
+        # One rank's process (a child of mpirun), or mpirun's whole group.
+        kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True,
+                              text=True).stdout.split()
+        victims = [int(k) for k in kids] or [p.pid]
+        try:
+            os.kill(rng.choice(victims), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            sys.exit("trial %d: survivors did not exit within 120 s" % trial)
+    # What was committed is whole: each checkpoint equals the reference's.
+    for step in committed(folder):
+        with h5py.File(os.path.join(folder, "ckpt-%012d.h5" % step), "r") as f:
+            if f["model/weight"][()].tobytes() != ref_weights[step]:
+                sys.exit("trial %d: checkpoint %d differs from the reference" % (trial, step))
+    rc, out = run(q_ranks, folder, "--resume")
+    if rc != 0:
+        sys.exit("trial %d: resume on %d ranks failed:\n%s" % (trial, q_ranks, out))
+    if final(folder) != ref:
+        sys.exit("trial %d: killed on %d ranks, resumed on %d: final weights differ"
+                 % (trial, p_ranks, q_ranks))
+    if trial == 0 and "resumed at step 15" not in out:
+        sys.exit("trial 0: expected to resume at step 15:\n" + out)
+    shutil.rmtree(folder)
+print("%d trial(s): killed runs resumed on another rank count end bitwise as the reference"
+      % trials)
+shutil.rmtree(top)
