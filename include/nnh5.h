@@ -22,5 +22,6 @@
 #include "nnh5/checkpoint.h"
 #include "nnh5/untrusted.h"
 #include "nnh5/walk.h"
+#include "nnh5/keras.h"
 
 #endif /* NNH5_H */
