@@ -174,10 +174,10 @@ def write_full_model(path, layers, naming, keras3, vlen=False):
 def write_split_weights(path):
     """Keras 2 save_weights to .h5 with names long enough to split layer_names."""
     layers = []
-    for i in range(40):
-        name = "dense_%02d_" % i + "x" * 1900
+    for i in range(150):
+        name = "dense_%03d_" % i + "x" * 230
         layers.append((name, "Dense", {"units": 2}, weights(3, 2)))
-        layers.append(("dropout_%02d_" % i + "y" * 1900, "Dropout", {"rate": 0.5}, None))
+        layers.append(("dropout_%03d_" % i + "y" * 230, "Dropout", {"rate": 0.5}, None))
     with h5py.File(path, "w") as f:
         write_weights_group(f, layers, "keras2", "2.11.0")
         assert "layer_names" not in f.attrs and "layer_names1" in f.attrs
