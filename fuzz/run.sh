@@ -43,6 +43,10 @@ mkdir -p "$work/seeds"
 for f in build*/tests/xcheck/corpus/h5py/*.h5 build*/tests/hostile/corpus/*.h5; do
 	[ -f "$f" ] && [ "$(wc -c <"$f")" -le 65536 ] && cp "$f" "$work/seeds/"
 done
+# safetensors seeds: the differential test's last batch of files (tests/formats)
+for f in build*/tests/formats/st-diff/*.safetensors; do
+	[ -f "$f" ] && cp "$f" "$work/seeds/"
+done
 nseeds=$(ls "$work/seeds" | wc -l)
 
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
@@ -57,7 +61,7 @@ blame() { # log file -> "HDF5 <function>" | "nnh5 <function>" | "unknown"
 
 status=0
 total_execs=0
-for t in fuzz_load fuzz_model; do
+for t in fuzz_load fuzz_model fuzz_safetensors; do
 	corpus=$work/corpus-$t
 	art=$work/artifacts-$t
 	mkdir -p "$corpus" "$art"

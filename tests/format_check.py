@@ -38,9 +38,12 @@ TORCH_DTYPES = {
     "bfloat16": torch.bfloat16,
     "float32": torch.float32,
     "float64": torch.float64,
+    "complex64": torch.complex64,
+    "complex128": torch.complex128,
 }
 NUMPY_ONLY = {"uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64}
 FLOATS = ("float16", "bfloat16", "float32", "float64")
+COMPLEX = ("complex64", "complex128")
 INTS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 SHAPES = [
@@ -184,6 +187,11 @@ def make_case(name, shape, kind, gen):
         i = np.arange(n)
         v = {"mixed": i % 3 == 0, "all_true": np.ones(n, bool), "all_false": np.zeros(n, bool)}[kind]
         return Case(desc, name, tensor=torch.from_numpy(v.reshape(shape)))
+    if name in COMPLEX:  # the imaginary parts of another kind, so the two widths differ
+        other = FLOAT_KINDS[(FLOAT_KINDS.index(kind) + 7) % len(FLOAT_KINDS)]
+        re = torch.from_numpy(np.ascontiguousarray(float_values(kind, n, gen).reshape(shape)))
+        im = torch.from_numpy(np.ascontiguousarray(float_values(other, n, gen).reshape(shape)))
+        return Case(f"{desc}+{other}j", name, tensor=torch.complex(re, im).to(TORCH_DTYPES[name]))
     if name in FLOATS:
         v = float_values(kind, n, gen).reshape(shape)
         t = torch.from_numpy(np.ascontiguousarray(v)).to(TORCH_DTYPES[name])
@@ -200,7 +208,7 @@ def build_cases():
     for name in list(TORCH_DTYPES) + list(NUMPY_ONLY):
         if name == "bool":
             kinds = ["mixed", "all_true", "all_false"]
-        elif name in FLOATS:
+        elif name in FLOATS or name in COMPLEX:
             kinds = FLOAT_KINDS
         else:
             kinds = ["small", "extremes", "spread"]

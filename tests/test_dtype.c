@@ -1,5 +1,5 @@
 /*
- * tests/test_dtype.c - dtype names, sizes, parsing and 16-bit float conversions.
+ * tests/test_dtype.c - dtype names, sizes, parsing and 8- and 16-bit float conversions.
  */
 #include "testutil.h"
 
@@ -16,6 +16,10 @@ static void names_and_sizes(void **state)
 		{ NNH5_UINT64, "uint64", 8, false },  { NNH5_FLOAT16, "float16", 2, true },
 		{ NNH5_BFLOAT16, "bfloat16", 2, true }, { NNH5_FLOAT32, "float32", 4, true },
 		{ NNH5_FLOAT64, "float64", 8, true },
+		{ NNH5_FLOAT8_E4M3FN, "float8_e4m3fn", 1, true },
+		{ NNH5_FLOAT8_E5M2, "float8_e5m2", 1, true },
+		{ NNH5_COMPLEX64, "complex64", 8, false },
+		{ NNH5_COMPLEX128, "complex128", 16, false },
 	};
 	(void)state;
 	assert_int_equal(NNH5_DTYPE_COUNT, sizeof want / sizeof want[0]);
@@ -26,6 +30,8 @@ static void names_and_sizes(void **state)
 		assert_string_equal(nnh5_dtype_name(want[i].d), want[i].name);
 		assert_int_equal(nnh5_dtype_size(want[i].d), want[i].size);
 		assert_int_equal(nnh5_dtype_is_float(want[i].d), want[i].fl);
+		assert_int_equal(nnh5_dtype_is_complex(want[i].d),
+				 want[i].d == NNH5_COMPLEX64 || want[i].d == NNH5_COMPLEX128);
 		ok(nnh5_dtype_from_name(&parsed, want[i].name));
 		assert_int_equal(parsed, want[i].d);
 	}
@@ -93,10 +99,106 @@ static void bfloat16_values(void **state)
 	assert_int_equal(nnh5_float_to_bfloat16(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81);
 }
 
+/*
+ * An independent decoder from the definitions (OCP 8-bit floats): value =
+ * (-1)^s * 2^(e - bias) * (1 + m / 2^mbits), subnormal at e = 0.
+ */
+static double f8_ref(unsigned b, int ebits, int mbits, int bias, bool fn)
+{
+	unsigned s = b >> 7, e = (b >> mbits) & ((1u << ebits) - 1), m = b & ((1u << mbits) - 1);
+	double v;
+
+	if (fn && e == (1u << ebits) - 1 && m == (1u << mbits) - 1)
+		return NAN;
+	if (!fn && e == (1u << ebits) - 1)
+		v = m ? NAN : INFINITY;
+	else if (e == 0)
+		v = m * pow(2.0, 1 - bias - mbits);
+	else
+		v = (1.0 + m / (double)(1u << mbits)) * pow(2.0, (int)e - bias);
+	return s ? -v : v;
+}
+
+/* All 256 codes of both formats decode as the definition says and encode back. */
+static void float8_exhaustive(void **state)
+{
+	(void)state;
+	for (unsigned b = 0; b < 256; b++) {
+		double x = nnh5_float8_e4m3fn_to_double((uint8_t)b), rx = f8_ref(b, 4, 3, 7, true);
+		double y = nnh5_float8_e5m2_to_double((uint8_t)b), ry = f8_ref(b, 5, 2, 15, false);
+		if (isnan(rx)) {
+			assert_true(isnan(x));
+			assert_int_equal(nnh5_double_to_float8_e4m3fn(x) & 0x7f, 0x7f);
+		} else {
+			assert_true(x == rx && signbit(x) == signbit(rx));
+			assert_int_equal(nnh5_double_to_float8_e4m3fn(x), b);
+		}
+		if (isnan(ry)) {
+			assert_true(isnan(y));
+			uint8_t back = nnh5_double_to_float8_e5m2(y);
+			assert_true((back & 0x7c) == 0x7c && (back & 3));
+		} else {
+			assert_true(y == ry && signbit(y) == signbit(ry));
+			assert_int_equal(nnh5_double_to_float8_e5m2(y), b);
+		}
+	}
+}
+
+/* Rounding to nearest even, the largest values and what lies past them (as torch). */
+static void float8_rounding(void **state)
+{
+	(void)state;
+	assert_true(nnh5_float8_e4m3fn_to_double(0x7e) == 448.0);
+	assert_true(nnh5_float8_e5m2_to_double(0x7b) == 57344.0);
+	assert_true(nnh5_float8_e4m3fn_to_double(0x01) == 0x1p-9);
+	assert_true(nnh5_float8_e5m2_to_double(0x01) == 0x1p-16);
+	/* 1.0 = 0x38 (e4m3fn), next 1.125 = 0x39: the tie 1.0625 stays even. */
+	assert_int_equal(nnh5_double_to_float8_e4m3fn(1.0625), 0x38);
+	assert_int_equal(nnh5_double_to_float8_e4m3fn(1.0625 + 1e-9), 0x39);
+	/* 1.125 = 0x39 odd, 1.25 = 0x3a: the tie 1.1875 goes up to even. */
+	assert_int_equal(nnh5_double_to_float8_e4m3fn(1.1875), 0x3a);
+	assert_int_equal(nnh5_double_to_float8_e4m3fn(464.0), 0x7e);  /* tie to 448 (even) */
+	assert_int_equal(nnh5_double_to_float8_e4m3fn(464.5), 0x7f);  /* past: NaN */
+	assert_int_equal(nnh5_double_to_float8_e4m3fn(-1e9), 0xff);
+	assert_int_equal(nnh5_double_to_float8_e4m3fn(INFINITY), 0x7f);
+	assert_int_equal(nnh5_double_to_float8_e5m2(61439.0), 0x7b);
+	assert_int_equal(nnh5_double_to_float8_e5m2(61440.0), 0x7c); /* tie to even: inf */
+	assert_int_equal(nnh5_double_to_float8_e5m2(-INFINITY), 0xfc);
+	assert_int_equal(nnh5_double_to_float8_e5m2(0x1p-17), 0x00);   /* tie to zero */
+	assert_int_equal(nnh5_double_to_float8_e5m2(0x1p-17 + 0x1p-30), 0x01);
+	assert_int_equal(nnh5_double_to_float8_e5m2(-0.0), 0x80);
+}
+
+/* Complex: get reads the real part, set writes a real value, convert keeps both parts. */
+static void complex_elements(void **state)
+{
+	float c64[4] = { 1.5f, -2.0f, 0.25f, 3.0f };
+	nnh5_tensor *v, *w, *back, *re;
+	(void)state;
+	ok(nnh5_tensor_view(&v, NNH5_COMPLEX64, 1, (int64_t[]){ 2 }, c64, sizeof c64));
+	assert_true(nnh5_tensor_get(v, 1) == 0.25);
+	ok(nnh5_tensor_convert(&w, v, NNH5_COMPLEX128));
+	const double *d = nnh5_tensor_data(w);
+	assert_true(d[0] == 1.5 && d[1] == -2.0 && d[2] == 0.25 && d[3] == 3.0);
+	ok(nnh5_tensor_convert(&back, w, NNH5_COMPLEX64));
+	assert_true(nnh5_tensor_bitwise_equal(v, back));
+	ok(nnh5_tensor_convert(&re, v, NNH5_FLOAT32));
+	assert_true(((const float *)nnh5_tensor_data(re))[1] == 0.25f);
+	ok(nnh5_tensor_set(v, 0, 7.0));
+	assert_true(c64[0] == 7.0f && c64[1] == 0.0f);
+	nnh5_tensor_free(v);
+	nnh5_tensor_free(w);
+	nnh5_tensor_free(back);
+	nnh5_tensor_free(re);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(names_and_sizes),
+		cmocka_unit_test(float8_exhaustive),
+		cmocka_unit_test(float8_rounding),
+		cmocka_unit_test(complex_elements),
 		cmocka_unit_test(parse_unknown),
 		cmocka_unit_test(half_roundtrip_exhaustive),
 		cmocka_unit_test(half_known_values),

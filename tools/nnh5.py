@@ -58,7 +58,8 @@ __version__ = "0.1.0"
 __all__ = ["save_state_dict", "load_state_dict", "save_model", "load_model", "save", "load",
            "LoadOptions", "Error", "FormatError", "ChecksumError", "UnsafeError",
            "UnsupportedError", "InvalidError", "ShapeError", "LimitError", "NotFoundError",
-           "NoMemoryError", "FileError", "HDF5Error", "HAVE_XXHASH", "LAYER_TYPES"]
+           "NoMemoryError", "FileError", "HDF5Error", "HAVE_XXHASH", "LAYER_TYPES",
+           "float8_array", "FLOAT8"]
 
 FORMAT_VERSION = 1
 HAVE_XXHASH = xxhash is not None
@@ -176,8 +177,24 @@ def _warn_no_xxhash():
 # nnh5 dtype -> numpy dtype of the little-endian buffer read and written
 _BUF = {"bool": "<u1", "int8": "<i1", "int16": "<i2", "int32": "<i4", "int64": "<i8",
         "uint8": "<u1", "uint16": "<u2", "uint32": "<u4", "uint64": "<u8",
-        "float16": "<f2", "bfloat16": "<u2", "float32": "<f4", "float64": "<f8"}
+        "float16": "<f2", "bfloat16": "<u2", "float32": "<f4", "float64": "<f8",
+        "float8_e4m3fn": "<u1", "float8_e5m2": "<u1", "complex64": "<c8", "complex128": "<c16"}
 DTYPES = tuple(_BUF)
+FLOAT8 = ("float8_e4m3fn", "float8_e5m2")
+# (sign, exponent position, exponent size, mantissa position, mantissa size), bias
+_FLOAT_FIELDS = {"float16": ((15, 10, 5, 0, 10), 15), "bfloat16": ((15, 7, 8, 0, 7), 127),
+                 "float8_e4m3fn": ((7, 3, 4, 0, 3), 7), "float8_e5m2": ((7, 2, 5, 0, 2), 15)}
+
+
+def float8_array(raw, name):
+    """A numpy uint8 array holding float8 bits, marked as float8 dtype name.
+
+    numpy has no float8: nnh5 hands float8 data out as its raw bytes with
+    the dtype's metadata {"nnh5_dtype": name}, and saves such arrays as
+    float8 again. raw: anything numpy turns into uint8 (the bits)."""
+    if name not in FLOAT8:
+        raise InvalidError(f"float8_array: {name!r} is not one of {', '.join(FLOAT8)}")
+    return np.asarray(raw, dtype=np.uint8).view(np.dtype(np.uint8, metadata={"nnh5_dtype": name}))
 
 
 def _h5_type(name):
@@ -187,16 +204,18 @@ def _h5_type(name):
         t.enum_insert(b"FALSE", 0)
         t.enum_insert(b"TRUE", 1)
         return t
-    if name in ("float16", "bfloat16"):
+    if name in _FLOAT_FIELDS:  # float16 as h5py; bfloat16, float8 with their fields
+        fields, bias = _FLOAT_FIELDS[name]
         t = h5t.IEEE_F32LE.copy()
-        if name == "float16":
-            t.set_fields(15, 10, 5, 0, 10)
-            t.set_size(2)
-            t.set_ebias(15)
-        else:  # the top half of a binary32
-            t.set_fields(15, 7, 8, 0, 7)
-            t.set_size(2)
-            t.set_ebias(127)
+        t.set_fields(*fields)
+        t.set_size(1 if name in FLOAT8 else 2)
+        t.set_ebias(bias)
+        return t
+    if name in ("complex64", "complex128"):  # h5py's complex: compound {r, i}
+        part = h5t.IEEE_F32LE if name == "complex64" else h5t.IEEE_F64LE
+        t = h5t.create(h5t.COMPOUND, 2 * part.get_size())
+        t.insert(b"r", 0, part)
+        t.insert(b"i", part.get_size(), part)
         return t
     if name == "float32":
         return h5t.IEEE_F32LE.copy()
@@ -210,8 +229,9 @@ def _torch_dtypes(torch):
     names = {torch.bool: "bool", torch.uint8: "uint8", torch.int8: "int8",
              torch.int16: "int16", torch.int32: "int32", torch.int64: "int64",
              torch.float16: "float16", torch.bfloat16: "bfloat16",
-             torch.float32: "float32", torch.float64: "float64"}
-    for n in ("uint16", "uint32", "uint64"):  # torch >= 2.3 only
+             torch.float32: "float32", torch.float64: "float64",
+             torch.complex64: "complex64", torch.complex128: "complex128"}
+    for n in ("uint16", "uint32", "uint64") + FLOAT8:  # torch >= 2.3 (uint), >= 2.1 (float8)
         if hasattr(torch, n):
             names[getattr(torch, n)] = n
     return names
@@ -221,10 +241,15 @@ def _np_dtype_name(dt):
     """The nnh5 dtype of a numpy dtype, or None."""
     if dt.kind == "b":
         return "bool"
+    if dt.kind == "u" and dt.itemsize == 1 and dt.metadata \
+            and dt.metadata.get("nnh5_dtype") in FLOAT8:  # float8_array()
+        return dt.metadata["nnh5_dtype"]
     if dt.kind in "iu" and dt.itemsize in (1, 2, 4, 8):
         return ("u" if dt.kind == "u" else "") + f"int{dt.itemsize * 8}"
     if dt.kind == "f" and dt.itemsize in (2, 4, 8):
         return f"float{dt.itemsize * 8}"
+    if dt.kind == "c" and dt.itemsize in (8, 16):
+        return f"complex{dt.itemsize * 8}"
     return None
 
 
@@ -286,6 +311,8 @@ def _to_buffer(value):
         t = t.contiguous()
         if name == "bfloat16":
             t = t.view(torch.int16)
+        if name in FLOAT8:
+            t = t.view(torch.uint8)
         a = t.numpy()
         return name, a.view("<u1") if name == "bool" else a.astype(_BUF[name], copy=False)
     a = np.asarray(value)
@@ -341,12 +368,16 @@ def _dtype_of(tid):
     if cls == h5t.FLOAT:
         if size in (4, 8):
             return f"float{size * 8}"
-        if size == 2:
+        if size in (1, 2):
             layout = (tuple(tid.get_fields()), tid.get_ebias())
-            if layout == ((15, 10, 5, 0, 10), 15):
-                return "float16"
-            if layout == ((15, 7, 8, 0, 7), 127):
-                return "bfloat16"
+            for name, fields in _FLOAT_FIELDS.items():
+                if layout == fields and size == (1 if name in FLOAT8 else 2):
+                    return name
+    if cls == h5t.COMPOUND and tid.get_nmembers() == 2 \
+            and [tid.get_member_name(k) for k in (0, 1)] == [b"r", b"i"]:
+        parts = [_dtype_of(tid.get_member_type(k)) for k in (0, 1)]
+        if parts[0] == parts[1] and parts[0] in ("float32", "float64"):
+            return "complex64" if parts[0] == "float32" else "complex128"
     if cls == h5t.ENUM and _is_bool_enum(tid):
         return "bool"
     return None
@@ -721,8 +752,8 @@ class _Writer:
                 raise _io_error(self.path, f"writing dataset '{name}'", e) from e
         if xxhash is not None:
             self._num_attr(did, "nnh5_xxh3", xxhash.xxh3_64_intdigest(buf), "<u8", h5t.STD_U64LE)
-        if dtname == "bfloat16":
-            self.str_attr(did, "nnh5_dtype", "bfloat16")
+        if dtname == "bfloat16" or dtname in FLOAT8:
+            self.str_attr(did, "nnh5_dtype", dtname)
         return did
 
     def state_dict(self, name, sd, kind):
@@ -1492,13 +1523,17 @@ class _Reader:
                 wide = buf.astype("<u4")
                 wide <<= np.uint32(16)
                 return wide.view("<f4")
+            if dtname in FLOAT8:  # no numpy float8: the bits, marked
+                return float8_array(buf, dtname)
             return buf.astype(buf.dtype.newbyteorder("="), copy=False)
         torch = self.torch
         if dtname == "bool":
             return torch.from_numpy(buf.view(np.bool_))
         if dtname == "bfloat16":
             return torch.from_numpy(buf.view("=i2")).view(torch.bfloat16)
-        if dtname in ("uint16", "uint32", "uint64") and not hasattr(torch, dtname):
+        if dtname in FLOAT8 and hasattr(torch, dtname):
+            return torch.from_numpy(buf).view(getattr(torch, dtname))
+        if dtname in ("uint16", "uint32", "uint64") + FLOAT8 and not hasattr(torch, dtname):
             raise UnsupportedError(f"'{self.path}': dataset '{display}' is {dtname}, which "
                                    f"torch {torch.__version__} has no dtype for (load with "
                                    "numpy=True)")

@@ -92,11 +92,32 @@ static size_t only_in(char mark, const struct entry *e, const char *key)
 	return 1;
 }
 
+/*
+ * Complex elements are compared part by part: *t becomes a view of both
+ * parts as one real tensor and *owner keeps the loaded tensor (freed after
+ * the view). Other dtypes are left alone.
+ */
+static int as_real(nnh5_tensor **t, nnh5_tensor **owner)
+{
+	nnh5_dtype dt = nnh5_tensor_dtype(*t);
+	int64_t n2 = (int64_t)(2 * nnh5_tensor_numel(*t));
+	nnh5_tensor *v = NULL;
+
+	if (!nnh5_dtype_is_complex((int)dt))
+		return 0;
+	if (nnh5_tensor_view_const(&v, dt == NNH5_COMPLEX64 ? NNH5_FLOAT32 : NNH5_FLOAT64, 1, &n2,
+				   nnh5_tensor_data(*t), nnh5_tensor_nbytes(*t)) < 0)
+		return -1;
+	*owner = *t;
+	*t = v;
+	return 0;
+}
+
 /* Compare one key present in both files. Returns 0 identical, 1 differs, 2 unreadable. */
 static int compare(struct side *a, struct side *b, const struct entry *ea, const struct entry *eb,
 		   const char *key, double atol, double rtol)
 {
-	nnh5_tensor *ta = NULL, *tb = NULL;
+	nnh5_tensor *ta = NULL, *tb = NULL, *owner_a = NULL, *owner_b = NULL;
 	char sa[1024], sb[1024];
 	int rc = 0;
 
@@ -130,7 +151,8 @@ static int compare(struct side *a, struct side *b, const struct entry *ea, const
 		printf("shape differs: %s in A, %s in B\n", sa, sb);
 		return 1;
 	}
-	if (load(&ta, a, ea->path) < 0 || load(&tb, b, eb->path) < 0) {
+	if (load(&ta, a, ea->path) < 0 || load(&tb, b, eb->path) < 0 ||
+	    as_real(&ta, &owner_a) < 0 || as_real(&tb, &owner_b) < 0) {
 		key_line('?', key);
 		fputs("cannot read: ", stdout);
 		tool_put_message(stdout, nnh5_error_message());
@@ -176,6 +198,8 @@ static int compare(struct side *a, struct side *b, const struct entry *ea, const
 done:
 	nnh5_tensor_free(ta);
 	nnh5_tensor_free(tb);
+	nnh5_tensor_free(owner_a);
+	nnh5_tensor_free(owner_b);
 	return rc;
 }
 

@@ -42,6 +42,14 @@ static void format_elem(char *buf, size_t n, const nnh5_tensor *t, size_t i)
 	case NNH5_UINT32: snprintf(buf, n, "%lu", (unsigned long)((const uint32_t *)d)[i]); break;
 	case NNH5_UINT64: snprintf(buf, n, "%llu", (unsigned long long)((const uint64_t *)d)[i]); break;
 	case NNH5_FLOAT64: snprintf(buf, n, "%.17g", ((const double *)d)[i]); break;
+	case NNH5_COMPLEX64:
+		snprintf(buf, n, "%.9g%+.9gj", (double)((const float *)d)[2 * i],
+			 (double)((const float *)d)[2 * i + 1]);
+		break;
+	case NNH5_COMPLEX128:
+		snprintf(buf, n, "%.17g%+.17gj", ((const double *)d)[2 * i],
+			 ((const double *)d)[2 * i + 1]);
+		break;
 	default: snprintf(buf, n, "%.9g", nnh5_tensor_get(t, i)); break;
 	}
 }
@@ -67,6 +75,21 @@ static void print_full(const nnh5_tensor *t)
 	}
 }
 
+/* The value statistics are taken over: the element, or its magnitude for complex. */
+static double stat_value(const nnh5_tensor *t, size_t i)
+{
+	const void *d = nnh5_tensor_data(t);
+
+	switch (nnh5_tensor_dtype(t)) {
+	case NNH5_COMPLEX64:
+		return hypot(((const float *)d)[2 * i], ((const float *)d)[2 * i + 1]);
+	case NNH5_COMPLEX128:
+		return hypot(((const double *)d)[2 * i], ((const double *)d)[2 * i + 1]);
+	default:
+		return nnh5_tensor_get(t, i);
+	}
+}
+
 static void print_stats(const nnh5_tensor *t)
 {
 	size_t numel = nnh5_tensor_numel(t), nfin = 0, nnan = 0, ninf = 0, nzero = 0;
@@ -74,7 +97,7 @@ static void print_stats(const nnh5_tensor *t)
 	size_t hist[HIST_BINS] = {0}, hmax = 0;
 
 	for (size_t i = 0; i < numel; i++) {
-		double v = nnh5_tensor_get(t, i);
+		double v = stat_value(t, i);
 		if (isnan(v)) {
 			nnan++;
 			continue;
@@ -97,6 +120,8 @@ static void print_stats(const nnh5_tensor *t)
 			mx = v;
 	}
 	printf("\n");
+	if (nnh5_dtype_is_complex((int)nnh5_tensor_dtype(t)))
+		printf("statistics of the magnitudes |z|\n");
 	if (nfin == 0) {
 		printf("no finite values\n");
 	} else {
@@ -110,7 +135,7 @@ static void print_stats(const nnh5_tensor *t)
 	double width = (mx - mn) / HIST_BINS;
 	int nbins = mx > mn && isfinite(width) && width > 0 ? HIST_BINS : 1;
 	for (size_t i = 0; i < numel; i++) {
-		double v = nnh5_tensor_get(t, i);
+		double v = stat_value(t, i);
 		int b = 0;
 		if (!isfinite(v))
 			continue;

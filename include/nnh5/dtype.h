@@ -28,6 +28,10 @@ typedef enum nnh5_dtype {
 	NNH5_BFLOAT16 = 10, /* the upper 16 bits of a binary32 */
 	NNH5_FLOAT32 = 11,
 	NNH5_FLOAT64 = 12,
+	NNH5_FLOAT8_E4M3FN = 13, /* sign, 4 exponent bits (bias 7), 3 mantissa bits; no inf */
+	NNH5_FLOAT8_E5M2 = 14,   /* sign, 5 exponent bits (bias 15), 2 mantissa bits; IEEE-like */
+	NNH5_COMPLEX64 = 15,     /* two float32: real, imaginary */
+	NNH5_COMPLEX128 = 16,    /* two float64: real, imaginary */
 	NNH5_DTYPE_COUNT /* not a type: the number of types */
 } nnh5_dtype;
 
@@ -40,8 +44,11 @@ NNH5_API const char *nnh5_dtype_name(int dtype);
 /* Bytes per element (bool is one byte); 0 for an unknown value. */
 NNH5_API size_t nnh5_dtype_size(int dtype);
 
-/* true for float16, bfloat16, float32 and float64. */
+/* true for the real floating types: float8_e4m3fn, float8_e5m2, float16, bfloat16, float32, float64. */
 NNH5_API bool nnh5_dtype_is_float(int dtype);
+
+/* true for complex64 and complex128. */
+NNH5_API bool nnh5_dtype_is_complex(int dtype);
 
 /*
  * Parse a name as printed by nnh5_dtype_name() into *out.
@@ -54,6 +61,18 @@ NNH5_API float nnh5_half_to_float(uint16_t h);
 NNH5_API uint16_t nnh5_float_to_half(float f);
 NNH5_API float nnh5_bfloat16_to_float(uint16_t b);
 NNH5_API uint16_t nnh5_float_to_bfloat16(float f);
+
+/*
+ * Conversions between the 8-bit float formats and double (every float8 value
+ * is exact in double). From double: round to nearest even; float8_e4m3fn has
+ * no infinity, so infinities and values past its largest (448) by half a step
+ * or more become NaN (0x7f with the sign), as in PyTorch; float8_e5m2
+ * overflows to infinity. NaN stays NaN (sign kept).
+ */
+NNH5_API double nnh5_float8_e4m3fn_to_double(uint8_t b);
+NNH5_API uint8_t nnh5_double_to_float8_e4m3fn(double v);
+NNH5_API double nnh5_float8_e5m2_to_double(uint8_t b);
+NNH5_API uint8_t nnh5_double_to_float8_e5m2(double v);
 
 #ifdef __cplusplus
 }

@@ -100,7 +100,8 @@ NNH5_API int nnh5_tensor_clone(nnh5_tensor **out, const nnh5_tensor *t);
 /*
  * A copy with the elements converted to dtype (torch's .to(dtype)): floats
  * to integers truncate toward zero, out-of-range values saturate, NaN becomes
- * 0, anything non-zero becomes true. Errors: NNH5_ERR_INVALID, NNH5_ERR_NOMEM.
+ * 0, anything non-zero becomes true. Complex to real keeps the real part,
+ * real to complex has imaginary part 0. Errors: NNH5_ERR_INVALID, NNH5_ERR_NOMEM.
  */
 NNH5_API int nnh5_tensor_convert(nnh5_tensor **out, const nnh5_tensor *t, nnh5_dtype dtype);
 
@@ -139,7 +140,7 @@ NNH5_API uint64_t nnh5_tensor_checksum(const nnh5_tensor *t);
 
 /*
  * Element i (row-major flat index, i < numel) as a double. Exact for every
- * dtype except int64/uint64 values beyond 2^53.
+ * dtype except int64/uint64 values beyond 2^53; the real part for complex.
  */
 NNH5_API double nnh5_tensor_get(const nnh5_tensor *t, size_t i);
 

@@ -303,6 +303,11 @@ double nnh5_tensor_get(const nnh5_tensor *t, size_t i)
 	case NNH5_BFLOAT16: { uint16_t v; memcpy(&v, p, 2); return (double)nnh5_bfloat16_to_float(v); }
 	case NNH5_FLOAT32: { float v; memcpy(&v, p, 4); return (double)v; }
 	case NNH5_FLOAT64: { double v; memcpy(&v, p, 8); return v; }
+	case NNH5_FLOAT8_E4M3FN: return nnh5_float8_e4m3fn_to_double(*p);
+	case NNH5_FLOAT8_E5M2: return nnh5_float8_e5m2_to_double(*p);
+	/* The real part, as torch's .real (and its .to(float) that drops the imaginary part). */
+	case NNH5_COMPLEX64: { float v; memcpy(&v, p, 4); return (double)v; }
+	case NNH5_COMPLEX128: { double v; memcpy(&v, p, 8); return v; }
 	default: return (double)NAN;
 	}
 }
@@ -352,6 +357,11 @@ int nnh5_tensor_set(nnh5_tensor *t, size_t i, double v)
 	case NNH5_BFLOAT16: { uint16_t x = nnh5_float_to_bfloat16((float)v); memcpy(p, &x, 2); break; }
 	case NNH5_FLOAT32: { float x = (float)v; memcpy(p, &x, 4); break; }
 	case NNH5_FLOAT64: memcpy(p, &v, 8); break;
+	case NNH5_FLOAT8_E4M3FN: *p = nnh5_double_to_float8_e4m3fn(v); break;
+	case NNH5_FLOAT8_E5M2: *p = nnh5_double_to_float8_e5m2(v); break;
+	/* A real value: imaginary part zero. */
+	case NNH5_COMPLEX64: { float x[2] = { (float)v, 0.0f }; memcpy(p, x, 8); break; }
+	case NNH5_COMPLEX128: { double x[2] = { v, 0.0 }; memcpy(p, x, 16); break; }
 	default: return nnh5__error(NNH5_ERR_INVALID, "invalid dtype");
 	}
 	return NNH5_OK;
@@ -381,6 +391,16 @@ int nnh5_tensor_convert(nnh5_tensor **out, const nnh5_tensor *t, nnh5_dtype dtyp
 			else if (t->dtype == NNH5_UINT64 && u > (uint64_t)INT64_MAX)
 				u = (uint64_t)INT64_MAX;
 			memcpy(dst + 8 * i, &u, 8);
+		}
+		return NNH5_OK;
+	}
+	/* Between complex types both parts carry over (complex to real keeps the real part). */
+	if (nnh5_dtype_is_complex((int)t->dtype) && nnh5_dtype_is_complex((int)dtype)) {
+		for (size_t i = 0; i < 2 * t->numel; i++) {
+			if (t->dtype == NNH5_COMPLEX64)
+				((double *)(*out)->data)[i] = (double)((const float *)t->data)[i];
+			else
+				((float *)(*out)->data)[i] = (float)((const double *)t->data)[i];
 		}
 		return NNH5_OK;
 	}

@@ -57,16 +57,32 @@ struct ctx {
 	bool summarize;
 	size_t stride[NNH5_MAX_NDIM];
 	struct formatter f;
+	/* Complex tensors: f formats the real parts, f_imag the imaginary parts. */
+	bool complex;
+	struct formatter f_imag;
+	unsigned part; /* the part elem_float reads while a formatter is built: 0 real, 1 imaginary */
 	/* Scratch for the formatter's passes over the shown elements. */
 	size_t count;
 	double min_abs;
 	double max_abs;
 };
 
-/* Element i of a float tensor as torch sees it: float16/bfloat16 go through float, like self.float(). */
-static double elem_float(const nnh5_tensor *t, size_t i)
+/*
+ * Element i of a float tensor as torch sees it: float16/bfloat16 go through
+ * float, like self.float(); float8 values are exact in double. For complex,
+ * part 0 is the real part and 1 the imaginary part (torch's .real, .imag).
+ */
+static double elem_part(const nnh5_tensor *t, size_t i, unsigned part)
 {
 	switch (t->dtype) {
+	case NNH5_FLOAT8_E4M3FN:
+		return nnh5_float8_e4m3fn_to_double(((const uint8_t *)t->data)[i]);
+	case NNH5_FLOAT8_E5M2:
+		return nnh5_float8_e5m2_to_double(((const uint8_t *)t->data)[i]);
+	case NNH5_COMPLEX64:
+		return (double)((const float *)t->data)[2 * i + part];
+	case NNH5_COMPLEX128:
+		return ((const double *)t->data)[2 * i + part];
 	case NNH5_FLOAT16:
 		return (double)nnh5_half_to_float(((const uint16_t *)t->data)[i]);
 	case NNH5_BFLOAT16:
@@ -79,6 +95,11 @@ static double elem_float(const nnh5_tensor *t, size_t i)
 		assert(!"not a float dtype");
 		return 0.0;
 	}
+}
+
+static double elem_float(const struct ctx *c, size_t i)
+{
+	return elem_part(c->t, i, c->part);
 }
 
 static bool dtype_unsigned(nnh5_dtype d)
@@ -152,20 +173,24 @@ static size_t str_intfloat(char *buf, size_t n, double x)
 	return r < 0 ? 0 : (size_t)r;
 }
 
+/* x unpadded in the float mode of f. */
+static size_t float_str(char *buf, size_t n, const struct formatter *f, double x)
+{
+	if (f->sci_mode)
+		return str_sci(buf, n, x);
+	if (f->int_mode)
+		return str_intfloat(buf, n, x);
+	return str_fixed(buf, n, x);
+}
+
 /* Element i unpadded, as Python's "{}" (integers, bool) or the float mode chosen. */
 static size_t elem_str(char *buf, size_t n, const struct ctx *c, size_t i)
 {
 	const nnh5_tensor *t = c->t;
 	int r;
 
-	if (c->f.floating) {
-		double x = elem_float(t, i);
-		if (c->f.sci_mode)
-			return str_sci(buf, n, x);
-		if (c->f.int_mode)
-			return str_intfloat(buf, n, x);
-		return str_fixed(buf, n, x);
-	}
+	if (c->f.floating)
+		return float_str(buf, n, &c->f, elem_float(c, i));
 	if (t->dtype == NNH5_BOOL)
 		r = snprintf(buf, n, "%s", ((const uint8_t *)t->data)[i] ? "True" : "False");
 	else if (dtype_unsigned(t->dtype))
@@ -175,11 +200,37 @@ static size_t elem_str(char *buf, size_t n, const struct ctx *c, size_t i)
 	return r < 0 ? 0 : (size_t)r;
 }
 
+/*
+ * torch's complex element: the real part padded to its formatter's width,
+ * then the imaginary part padded to its own, "j" appended and the padding
+ * stripped, joined with "+" unless it starts with a sign. Not padded further.
+ */
+static void put_complex(nnh5__strbuf *sb, const struct ctx *c, size_t i)
+{
+	char buf[ELEM_MAX];
+	size_t n = float_str(buf, sizeof buf, &c->f, elem_part(c->t, i, 0));
+
+	if (n < c->f.width)
+		sb_repeat(sb, ' ', c->f.width - n);
+	nnh5__strbuf_putn(sb, buf, n);
+	n = float_str(buf, sizeof buf, &c->f_imag, elem_part(c->t, i, 1));
+	if (buf[0] != '-' && buf[0] != '+')
+		nnh5__strbuf_putn(sb, "+", 1);
+	nnh5__strbuf_putn(sb, buf, n);
+	nnh5__strbuf_putn(sb, "j", 1);
+}
+
 /* Element i right-aligned to the common width (torch pads on the left). */
 static void put_elem(nnh5__strbuf *sb, const struct ctx *c, size_t i)
 {
 	char buf[ELEM_MAX];
-	size_t n = elem_str(buf, sizeof buf, c, i);
+	size_t n;
+
+	if (c->complex) {
+		put_complex(sb, c, i);
+		return;
+	}
+	n = elem_str(buf, sizeof buf, c, i);
 
 	if (n < c->f.width)
 		sb_repeat(sb, ' ', c->f.width - n);
@@ -220,7 +271,7 @@ static void width_of_elem(struct ctx *c, size_t i)
 /* First pass over floats: the range of nonzero finite magnitudes and whether all are integers. */
 static void scan_float(struct ctx *c, size_t i)
 {
-	double x = elem_float(c->t, i);
+	double x = elem_float(c, i);
 	double a;
 
 	if (!isfinite(x) || x == 0.0)
@@ -238,7 +289,7 @@ static void scan_float(struct ctx *c, size_t i)
 /* Second pass over floats: torch measures the width on nonzero finite values only. */
 static void width_of_float(struct ctx *c, size_t i)
 {
-	double x = elem_float(c->t, i);
+	double x = elem_float(c, i);
 
 	if (!isfinite(x) || x == 0.0)
 		return;
@@ -247,7 +298,7 @@ static void width_of_float(struct ctx *c, size_t i)
 
 static void build_formatter(struct ctx *c)
 {
-	c->f.floating = nnh5_dtype_is_float(c->t->dtype);
+	c->f.floating = nnh5_dtype_is_float(c->t->dtype) || c->complex;
 	c->f.int_mode = true;
 	c->f.sci_mode = false;
 	c->f.width = 1;
@@ -271,7 +322,8 @@ static void put_vector(nnh5__strbuf *sb, const struct ctx *c, size_t off, size_t
 		       size_t indent)
 {
 	size_t n = (size_t)c->t->shape[dim];
-	size_t elem_len = c->f.width + 2;
+	/* torch counts a complex element as both widths and the "j". */
+	size_t elem_len = c->f.width + 2 + (c->complex ? c->f_imag.width + 1 : 0);
 	size_t per_line = indent < LINEWIDTH ? (LINEWIDTH - indent) / elem_len : 0;
 	bool elide = c->summarize && n > 2 * EDGEITEMS;
 	size_t item = 0; /* position in torch's list of strings, "..." included */
@@ -369,6 +421,14 @@ static const char *dtype_suffix(nnh5_dtype d)
 		return "dtype=torch.float32";
 	case NNH5_FLOAT64:
 		return "dtype=torch.float64";
+	case NNH5_FLOAT8_E4M3FN:
+		return "dtype=torch.float8_e4m3fn";
+	case NNH5_FLOAT8_E5M2:
+		return "dtype=torch.float8_e5m2";
+	case NNH5_COMPLEX64:
+		return "dtype=torch.complex64";
+	case NNH5_COMPLEX128:
+		return "dtype=torch.complex128";
 	default:
 		return "dtype=invalid";
 	}
@@ -451,10 +511,19 @@ int nnh5_tensor_format(char **out, const nnh5_tensor *t)
 		c.summarize = t->numel > THRESHOLD;
 		for (d = t->ndim; d-- > 0;)
 			c.stride[d] = d + 1 == t->ndim ? 1 : c.stride[d + 1] * (size_t)t->shape[d + 1];
+		c.complex = nnh5_dtype_is_complex((int)t->dtype);
+		if (c.complex) {
+			c.part = 1;
+			build_formatter(&c);
+			c.f_imag = c.f;
+			c.part = 0;
+		}
 		build_formatter(&c);
 		put_tensor(&sb, &c, 0, 0, PREFIX_LEN);
 		last_line_len = torch_last_line_len(&sb);
-		if (t->dtype != NNH5_FLOAT32 && t->dtype != NNH5_INT64 && t->dtype != NNH5_BOOL)
+		/* torch's has_default_dtype: complex64 is the default complex type. */
+		if (t->dtype != NNH5_FLOAT32 && t->dtype != NNH5_INT64 && t->dtype != NNH5_BOOL &&
+		    t->dtype != NNH5_COMPLEX64)
 			add_suffix(&sb, dtype_suffix(t->dtype), &last_line_len);
 	}
 	nnh5__strbuf_putn(&sb, ")", 1);

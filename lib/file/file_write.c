@@ -166,9 +166,11 @@ static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_t
 	if (!rc && put_checksum(f, did, sum) < 0)
 		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': checksum attribute",
 				    f->path, display);
-	if (!rc && t->dtype == NNH5_BFLOAT16) {
+	/* Types h5py has no numpy dtype for are named for readers (doc/FORMAT.md). */
+	if (!rc && (t->dtype == NNH5_BFLOAT16 || t->dtype == NNH5_FLOAT8_E4M3FN ||
+		    t->dtype == NNH5_FLOAT8_E5M2)) {
 		hid_t st = nnh5__h5_vlen_utf8();
-		const char *v = "bfloat16";
+		const char *v = nnh5_dtype_name((int)t->dtype);
 		if (st < 0 || nnh5__h5_attr_write(did, "nnh5_dtype", st, &v, 0, false) < 0)
 			rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': dtype attribute",
 					    f->path, display);

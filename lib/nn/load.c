@@ -1,7 +1,7 @@
 /*
  * lib/nn/load.c - load_state_dict: select and rename source keys, match
  * them against the model's parameters, validate everything (shapes, dtypes,
- * LazyLinear inference), and only then copy, converting float16, bfloat16,
+ * LazyLinear inference), and only then copy, converting float8, float16, bfloat16,
  * float32 and float64 to the model's dtype. A strict failure lists every
  * missing key, unexpected key and shape mismatch in one message.
  */
@@ -123,6 +123,12 @@ static void copy_convert(nnh5_tensor *dst, const nnh5_tensor *src)
 			break;
 		case NNH5_FLOAT32:
 			f = ((const float *)s)[i];
+			break;
+		case NNH5_FLOAT8_E4M3FN:
+			f = (float)nnh5_float8_e4m3fn_to_double(((const uint8_t *)s)[i]);
+			break;
+		case NNH5_FLOAT8_E5M2:
+			f = (float)nnh5_float8_e5m2_to_double(((const uint8_t *)s)[i]);
 			break;
 		default:
 			is_float = false;

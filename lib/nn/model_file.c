@@ -316,7 +316,7 @@ int nnh5_file_read_model(nnh5_model **out, nnh5_file *f, const char *name)
 					 dtname);
 		if (rc)
 			goto done;
-		if (dtype == NNH5_FLOAT16 || dtype == NNH5_BFLOAT16)
+		if (dtype != NNH5_FLOAT32 && dtype != NNH5_FLOAT64)
 			dtype = NNH5_FLOAT32;
 	}
 	specs = nnh5__calloc(n ? n : 1, sizeof(*specs));

@@ -152,6 +152,38 @@ static hid_t make_bfloat16(void)
 	return t;
 }
 
+/*
+ * The 8-bit floats with the bit fields HDF5 2.0 predefines as
+ * H5T_FLOAT_F8E4M3 and H5T_FLOAT_F8E5M2 (byte order irrelevant at one byte).
+ */
+static hid_t make_float8(size_t esize, size_t msize, size_t ebias)
+{
+	hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+
+	if (t < 0)
+		return t;
+	if (H5Tset_fields(t, 7, msize, esize, 0, msize) < 0 || H5Tset_size(t, 1) < 0 ||
+	    H5Tset_ebias(t, ebias) < 0) {
+		H5Tclose(t);
+		return -1;
+	}
+	return t;
+}
+
+/* h5py's complex: a compound {r, i} of two IEEE floats of part bytes each, no padding. */
+static hid_t make_complex(hid_t part, size_t part_size)
+{
+	hid_t t = H5Tcreate(H5T_COMPOUND, 2 * part_size);
+
+	if (t < 0)
+		return t;
+	if (H5Tinsert(t, "r", 0, part) < 0 || H5Tinsert(t, "i", part_size, part) < 0) {
+		H5Tclose(t);
+		return -1;
+	}
+	return t;
+}
+
 static hid_t make_bool(void)
 {
 	hid_t t = H5Tenum_create(H5T_STD_I8LE);
@@ -187,6 +219,10 @@ hid_t nnh5__h5_file_type(nnh5_dtype dtype)
 	case NNH5_BFLOAT16: return make_bfloat16();
 	case NNH5_FLOAT32: return H5Tcopy(H5T_IEEE_F32LE);
 	case NNH5_FLOAT64: return H5Tcopy(H5T_IEEE_F64LE);
+	case NNH5_FLOAT8_E4M3FN: return make_float8(4, 3, 7);
+	case NNH5_FLOAT8_E5M2: return make_float8(5, 2, 15);
+	case NNH5_COMPLEX64: return make_complex(H5T_IEEE_F32LE, 4);
+	case NNH5_COMPLEX128: return make_complex(H5T_IEEE_F64LE, 8);
 	default: return -1;
 	}
 }
@@ -256,6 +292,71 @@ static bool is_bool_enum(hid_t t)
 	return ok;
 }
 
+/*
+ * The float types that load (doc/FORMAT.md): 4 and 8 bytes as float32 and
+ * float64, 2 bytes with the binary16 or bfloat16 fields, 1 byte with the
+ * float8 fields. Anything else (other field layouts) is not loadable.
+ */
+static bool float_dtype(nnh5_dtype *out, hid_t t)
+{
+	size_t size = H5Tget_size(t);
+	size_t spos, epos, esize, mpos, msize, ebias;
+	static const struct {
+		nnh5_dtype dtype;
+		size_t size, spos, epos, esize, mpos, msize, ebias;
+	} small[] = {
+		{ NNH5_FLOAT16, 2, 15, 10, 5, 0, 10, 15 },
+		{ NNH5_BFLOAT16, 2, 15, 7, 8, 0, 7, 127 },
+		{ NNH5_FLOAT8_E4M3FN, 1, 7, 3, 4, 0, 3, 7 },
+		{ NNH5_FLOAT8_E5M2, 1, 7, 2, 5, 0, 2, 15 },
+	};
+
+	if (size == 4 || size == 8) {
+		*out = size == 4 ? NNH5_FLOAT32 : NNH5_FLOAT64;
+		return true;
+	}
+	if (H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) < 0)
+		return false;
+	ebias = H5Tget_ebias(t);
+	for (size_t k = 0; k < sizeof small / sizeof small[0]; k++) {
+		if (small[k].size == size && small[k].spos == spos && small[k].epos == epos &&
+		    small[k].esize == esize && small[k].mpos == mpos && small[k].msize == msize &&
+		    small[k].ebias == ebias) {
+			*out = small[k].dtype;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * h5py's complex (doc/FORMAT.md, "complex"): a compound of exactly two
+ * members named r and i, both float32 or both float64. HDF5 converts by
+ * member name, so the read is right for any offsets and byte order.
+ */
+static bool complex_dtype(nnh5_dtype *out, hid_t t)
+{
+	nnh5_dtype part[2] = { NNH5_BOOL, NNH5_BOOL };
+	bool ok = H5Tget_nmembers(t) == 2;
+
+	for (unsigned k = 0; ok && k < 2; k++) {
+		char *name = H5Tget_member_name(t, k);
+		hid_t m = H5Tget_member_type(t, k);
+		ok = name && m >= 0 && strcmp(name, k ? "i" : "r") == 0 &&
+		     H5Tget_class(m) == H5T_FLOAT && float_dtype(&part[k], m) &&
+		     (part[k] == NNH5_FLOAT32 || part[k] == NNH5_FLOAT64);
+		if (name)
+			H5free_memory(name);
+		if (m >= 0)
+			H5Tclose(m);
+	}
+	H5Eclear2(H5E_DEFAULT);
+	if (!ok || part[0] != part[1])
+		return false;
+	*out = part[0] == NNH5_FLOAT32 ? NNH5_COMPLEX64 : NNH5_COMPLEX128;
+	return true;
+}
+
 int nnh5__h5_dtype_of(nnh5_dtype *out, hid_t *mem, hid_t ftype, char *desc, size_t n)
 {
 	H5T_class_t cls = H5Tget_class(ftype);
@@ -268,30 +369,12 @@ int nnh5__h5_dtype_of(nnh5_dtype *out, hid_t *mem, hid_t ftype, char *desc, size
 			goto ok;
 		break;
 	case H5T_FLOAT:
-		if (size == 4) {
-			*out = NNH5_FLOAT32;
+		if (float_dtype(out, ftype))
 			goto ok;
-		}
-		if (size == 8) {
-			*out = NNH5_FLOAT64;
+		break;
+	case H5T_COMPOUND:
+		if (complex_dtype(out, ftype))
 			goto ok;
-		}
-		if (size == 2) {
-			size_t spos, epos, esize, mpos, msize;
-			size_t ebias = H5Tget_ebias(ftype);
-			if (H5Tget_fields(ftype, &spos, &epos, &esize, &mpos, &msize) >= 0) {
-				if (spos == 15 && epos == 10 && esize == 5 && mpos == 0 &&
-				    msize == 10 && ebias == 15) {
-					*out = NNH5_FLOAT16;
-					goto ok;
-				}
-				if (spos == 15 && epos == 7 && esize == 8 && mpos == 0 &&
-				    msize == 7 && ebias == 127) {
-					*out = NNH5_BFLOAT16;
-					goto ok;
-				}
-			}
-		}
 		break;
 	case H5T_ENUM:
 		if (is_bool_enum(ftype)) {

@@ -111,7 +111,7 @@ static void fill(nnh5_tensor *t, uint64_t seed)
 			p[i] &= 1;
 }
 
-/* Leave out the dtypes PyTorch 1.13 does not have. */
+/* Leave out the dtypes PyTorch 1.13 does not have (uint16..64, float8). */
 static bool torch_only;
 
 /* The corpus as a dict of "<dtype>.t<shape index>" (state dict keys) or "<dtype>_t<i>". */
@@ -121,7 +121,8 @@ static int make_corpus(nnh5_dict **out, char sep)
 	int rc = nnh5_dict_new(&d);
 
 	for (int dt = 0; !rc && dt < NNH5_DTYPE_COUNT; dt++) {
-		if (torch_only && (dt == NNH5_UINT16 || dt == NNH5_UINT32 || dt == NNH5_UINT64))
+		if (torch_only && (dt == NNH5_UINT16 || dt == NNH5_UINT32 || dt == NNH5_UINT64 ||
+				   dt == NNH5_FLOAT8_E4M3FN || dt == NNH5_FLOAT8_E5M2))
 			continue;
 		for (int i = 0; !rc && i < N_SHAPES; i++) {
 			struct shape s = corpus_shape(i);

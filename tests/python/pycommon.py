@@ -112,11 +112,17 @@ def bits(value):
         names = {torch.bool: "bool", torch.uint8: "uint8", torch.int8: "int8",
                  torch.int16: "int16", torch.int32: "int32", torch.int64: "int64",
                  torch.float16: "float16", torch.bfloat16: "bfloat16",
-                 torch.float32: "float32", torch.float64: "float64"}
+                 torch.float32: "float32", torch.float64: "float64",
+                 torch.complex64: "complex64", torch.complex128: "complex128"}
+        for n in nnh5.FLOAT8:
+            if hasattr(torch, n):
+                names[getattr(torch, n)] = n
         t = value.detach().contiguous()
         name = names[t.dtype]
         if name == "bfloat16":
             t = t.view(torch.int16)
+        if name in nnh5.FLOAT8:
+            t = t.view(torch.uint8)
         return name, tuple(value.shape), np.ascontiguousarray(t.numpy()).tobytes()
     a = np.asarray(value)
     name = nnh5._np_dtype_name(a.dtype)
@@ -143,6 +149,8 @@ def random_bits(rng, dtype_name, shape):
         ints[:k] = np.array(specials[:k], dtype=ints.dtype)
     if dtype_name == "bool":
         a = (a & 1).view(np.bool_)
+    if dtype_name in nnh5.FLOAT8:  # numpy has none: the bits, marked
+        a = nnh5.float8_array(a, dtype_name)
     return a.reshape(shape)
 
 

@@ -203,10 +203,18 @@ def conformance():
         seed[0] += 1
         fm = {"mul": 3 + seed[0] % 5, "add": seed[0] * 7, "mod": 97,
               "sub": 0 if dtype_name[0] in "ub" else 48,
-              "div": 4 if dtype_name.startswith(("float", "bfloat")) else 1, "big": "0"}
+              "div": 4 if dtype_name.startswith(("float", "bfloat", "complex")) else 1,
+              "big": "0"}
         if dtype_name == "uint64":
             fm["big"] = str(1 << 63)
+        if dtype_name in nnh5.FLOAT8:  # k/4 for |k| <= 8: exact in both formats
+            fm["mod"], fm["sub"] = 17, 8
         vals = hc.expected_array(dtype_name, shape, fm, hc.H5PY_DTYPE[dtype_name])
+        if dtype_name in nnh5.FLOAT8:
+            _, (_, _, esize, _, msize), bias = hc.FLOAT8[dtype_name]
+            vals = nnh5.float8_array(
+                [hc.float8_bits(v, esize, msize, bias)
+                 for v in hc.exact_values(dtype_name, shape, fm)], dtype_name).reshape(shape)
         value = torch.from_numpy(vals).to(torch.bfloat16) if dtype_name == "bfloat16" else vals
         return {"kind": "tensor", "dtype": dtype_name, "shape": list(shape), "formula": fm}, value
 

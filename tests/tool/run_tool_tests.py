@@ -94,7 +94,8 @@ with h5py.File(os.path.join(work, "plain.h5"), "w") as f:
 with h5py.File(os.path.join(work, "others.h5"), "w") as f:
     f["mytype"] = np.dtype("<i4")  # a committed datatype
     f["x"] = np.arange(3, dtype=np.int32)
-    f["cpx"] = np.array([1 + 2j])
+    f["cpx"] = np.array([1 + 2j, -0.5 - 3.25j])  # h5py's complex loads as complex128
+    f["pairs"] = np.zeros(1, dtype=[("x", "<f4"), ("y", "<f4")])  # another compound does not
     f.create_dataset("nul", data=h5py.Empty("f4"))
     f.create_dataset("vs", data=["a", "bc"], dtype=h5py.string_dtype())
 
@@ -122,6 +123,7 @@ gold("verify-model", ["verify", "model.h5"], 0)
 gold("verify-plain", ["verify", "plain.h5"], 1)
 gold("ls-others", ["ls", "others.h5"], 0)
 gold("verify-others", ["verify", "others.h5"], 0)
+gold("show-complex", ["show", "others.h5", "cpx"], 0)
 
 # --json parses back and describes every entry.
 rc, out, _ = run("ls", "--json", "model.h5")

@@ -57,7 +57,12 @@ INT_BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64,
 # with bfloat16's layout) comes back converted by HDF5 to float32, exactly.
 H5PY_DTYPE = {"bool": np.dtype(np.bool_), "float16": np.dtype("<f2"),
               "bfloat16": np.dtype("<f4"), "float32": np.dtype("<f4"),
-              "float64": np.dtype("<f8")}
+              "float64": np.dtype("<f8"), "complex64": np.dtype("<c8"),
+              "complex128": np.dtype("<c16"),
+              # HDF5 converts a 1-byte float to h5py's smallest float, float16
+              # (exact for the formula's values, |x| <= 2: FORMAT.md "float8")
+              "float8_e4m3fn": np.dtype("<f2"), "float8_e5m2": np.dtype("<f2")}
+FLOAT8 = {"float8_e4m3fn": (1, (7, 3, 4, 0, 3), 7), "float8_e5m2": (1, (7, 2, 5, 0, 2), 15)}
 for _n, _b in INT_BITS.items():
     H5PY_DTYPE[_n] = np.dtype(("<i" if _n[0] == "i" else "<u") + str(_b // 8))
 
@@ -78,6 +83,8 @@ def exact_values(dtype, shape, fm):
             if dtype.startswith("u"):
                 v %= 1 << INT_BITS[dtype]
             out.append(v)
+        elif dtype.startswith("complex"):
+            out.append(complex(Fraction(k - sub, div), -Fraction(k - sub, div)))
         else:
             out.append(Fraction(k - sub, div))
     return out
@@ -87,11 +94,35 @@ def expected_array(dtype, shape, fm, np_dtype):
     vals = exact_values(dtype, shape, fm)
     if dtype in INT_BITS or dtype == "bool":
         arr = np.array(vals, dtype=np_dtype)
+    elif dtype.startswith("complex"):
+        arr = np.array(vals, dtype=np_dtype)
     else:
         arr = np.array([float(v) for v in vals], dtype=np_dtype)
         # the values are exact in every float dtype by construction
         assert all(Fraction(float(x)) == v for x, v in zip(arr, vals))
     return arr.reshape(tuple(shape))
+
+
+def float8_bits(v, esize, msize, bias):
+    """The float8 code of an exact value (a Fraction that the format holds)."""
+    sign = 0x80 if v < 0 else 0
+    v = abs(v)
+    if v == 0:
+        return sign
+    e = 0
+    while v >= 2:
+        v /= 2
+        e += 1
+    while v < 1:
+        v *= 2
+        e -= 1
+    if e + bias <= 0:  # subnormal
+        m = v * 2 ** (e + bias - 1) * 2 ** msize
+        assert m.denominator == 1
+        return sign | int(m)
+    m = (v - 1) * 2 ** msize
+    assert m.denominator == 1
+    return sign | ((e + bias) << msize) | int(m)
 
 
 def bits(arr):
@@ -134,6 +165,17 @@ def check_hdf5_type(where, ds, dtype):
                   and (tid.get_sign() == h5py.h5t.SGN_NONE) == dtype.startswith("u"),
                   where, f"HDF5 type of {dtype} is not H5T_STD_{dtype[0].upper()}"
                   f"{INT_BITS[dtype]}LE")
+    elif dtype.startswith("complex"):
+        part = 4 if dtype == "complex64" else 8
+        ok = isinstance(tid, h5py.h5t.TypeCompoundID) and tid.get_nmembers() == 2
+        check(ok, where, f"{dtype} is not an HDF5 compound of two members")
+        if ok:
+            got = [(tid.get_member_name(k), tid.get_member_offset(k),
+                    tid.get_member_type(k).get_class(), tid.get_member_type(k).get_size())
+                   for k in (0, 1)]
+            want = [(b"r", 0, h5py.h5t.FLOAT, part), (b"i", part, h5py.h5t.FLOAT, part)]
+            check(got == want and tid.get_size() == 2 * part, where,
+                  f"complex compound {got}, expected h5py's {want}")
     else:
         ok = isinstance(tid, h5py.h5t.TypeFloatID)
         check(ok, where, f"{dtype} is not an HDF5 float")
@@ -141,7 +183,7 @@ def check_hdf5_type(where, ds, dtype):
             want = {"float16": (2, (15, 10, 5, 0, 10), 15),
                     "bfloat16": (2, (15, 7, 8, 0, 7), 127),
                     "float32": (4, (31, 23, 8, 0, 23), 127),
-                    "float64": (8, (63, 52, 11, 0, 52), 1023)}[dtype]
+                    "float64": (8, (63, 52, 11, 0, 52), 1023), **FLOAT8}[dtype]
             got = (tid.get_size(), tuple(tid.get_fields()), tid.get_ebias())
             check(got == want and tid.get_order() == h5py.h5t.ORDER_LE, where,
                   f"HDF5 float layout (size, fields, bias) {got}, expected {want}, LE")
@@ -158,9 +200,9 @@ def check_dataset(f, fname, path, spec):
     check(ds.dtype == H5PY_DTYPE[dtype], where,
           f"h5py dtype {ds.dtype}, expected {H5PY_DTYPE[dtype]}")
     check_hdf5_type(where, ds, dtype)
-    if dtype == "bfloat16":
-        check(ds.attrs.get("nnh5_dtype") == "bfloat16", where,
-              f"nnh5_dtype attribute {ds.attrs.get('nnh5_dtype')!r}, expected 'bfloat16'")
+    if dtype == "bfloat16" or dtype in FLOAT8:
+        check(ds.attrs.get("nnh5_dtype") == dtype, where,
+              f"nnh5_dtype attribute {ds.attrs.get('nnh5_dtype')!r}, expected {dtype!r}")
     else:
         check("nnh5_dtype" not in ds.attrs, where,
               "nnh5_dtype written on a plain numpy type")
@@ -177,11 +219,19 @@ def check_dataset(f, fname, path, spec):
     check(stored is not None and np.asarray(stored).dtype == np.dtype("<u8"), where,
           f"nnh5_xxh3 attribute {stored!r}, expected a uint64")
     if xxhash is not None and stored is not None:
-        raw = np.empty(shape, dtype=f"<u{ds.id.get_type().get_size()}")
+        raw = np.empty(shape + (ds.id.get_type().get_size(),), dtype="<u1")
         if raw.size:
             ds.id.read(h5py.h5s.ALL, h5py.h5s.ALL, raw, mtype=ds.id.get_type())
         check(int(stored) == xxhash.xxh3_64_intdigest(raw.tobytes()), where,
               f"nnh5_xxh3 {int(stored):016x} is not XXH3-64 of the data")
+    if dtype in FLOAT8 and want.size:
+        # the raw bits against an independent encoding of the exact values
+        raw = np.empty(shape, dtype="<u1")
+        ds.id.read(h5py.h5s.ALL, h5py.h5s.ALL, raw, mtype=ds.id.get_type())
+        _, (_, _, esize, _, msize), bias = FLOAT8[dtype]
+        check(np.array_equal(raw.ravel(), [float8_bits(v, esize, msize, bias) for v in
+                                           exact_values(dtype, shape, spec["formula"])]),
+              where, f"raw {dtype} bits differ")
     if dtype == "bfloat16" and want.size:
         # the raw 16 bits (the way doc/FORMAT.md tells h5py users to read them)
         raw = np.empty(shape, dtype="<u2")
@@ -378,7 +428,8 @@ def run_h5dump(d):
 
 NNH5_OF = {"i1": "int8", "i2": "int16", "i4": "int32", "i8": "int64",
            "u1": "uint8", "u2": "uint16", "u4": "uint32", "u8": "uint64",
-           "f2": "float16", "f4": "float32", "f8": "float64", "b1": "bool"}
+           "f2": "float16", "f4": "float32", "f8": "float64", "b1": "bool",
+           "c8": "complex64", "c16": "complex128"}
 
 
 class Corpus:
@@ -400,7 +451,7 @@ class Corpus:
         nd = np.dtype(np_dtype)
         dtype = NNH5_OF[nd.kind + str(nd.itemsize)] if nd.kind != "b" else "bool"
         fm = {"mul": 3 + self.seed % 5, "add": self.seed * 7, "mod": 97,
-              "sub": 0 if nd.kind in "ub" else 48, "div": 4 if nd.kind == "f" else 1,
+              "sub": 0 if nd.kind in "ub" else 48, "div": 4 if nd.kind in "fc" else 1,
               "big": "0"}
         if dtype == "int64":
             fm["big"] = str(-(5 << 40))
@@ -612,11 +663,17 @@ def write_h5py_corpus(d):
         refused("enum3", "tensor", ["enum3", "enum"])
         f.create_dataset("vlen_ints", shape=(2,), dtype=h5py.vlen_dtype(np.dtype("i4")))
         refused("vlen_ints", "tensor", ["vlen_ints"])
-        f.create_dataset("int128ish", data=np.zeros(2, dtype="c8"))  # complex: a compound
-        refused("int128ish", "tensor", ["int128ish", "compound"])
+        # a compound other than h5py's complex {r, i}
+        f.create_dataset("pairs", data=np.zeros(2, dtype=[("x", "<f4"), ("y", "<f4")]))
+        refused("pairs", "tensor", ["pairs", "compound"])
         g = f.create_group("mixed", track_order=True)
         spec, data = c.tensor("<f4", (2,))
         g.create_dataset("good", data=data)
+        # h5py's own complex loads as complex64 / complex128
+        for cname, cdt in (("c64", "<c8"), ("c128", ">c16")):
+            cspec, cdata = c.tensor(cdt, (3, 2))
+            f.create_dataset(cname, data=cdata)
+            e["objects"].append(dict(cspec, path=cname))
         g.create_dataset("bad_text", data=["x"], dtype=h5py.string_dtype())
         refused("mixed", "dict", ["bad_text", "string"])
         refused("mixed", "state_dict", ["bad_text", "string"])

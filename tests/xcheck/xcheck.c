@@ -85,6 +85,12 @@ static void fill(unsigned char *buf, nnh5_dtype dt, size_t n, const struct formu
 		case NNH5_BFLOAT16: { uint16_t v = bf16_bits((float)d); memcpy(p, &v, 2); } break;
 		case NNH5_FLOAT32: { float v = (float)d; memcpy(p, &v, 4); } break;
 		case NNH5_FLOAT64: memcpy(p, &d, 8); break;
+		/* The formula keeps float8 values exact (default_formula). */
+		case NNH5_FLOAT8_E4M3FN: p[0] = nnh5_double_to_float8_e4m3fn(d); break;
+		case NNH5_FLOAT8_E5M2: p[0] = nnh5_double_to_float8_e5m2(d); break;
+		/* Complex: real part d, imaginary part 0 - d (+0 when d is 0). */
+		case NNH5_COMPLEX64: { float v[2] = { (float)d, (float)(0.0 - d) }; memcpy(p, v, 8); } break;
+		case NNH5_COMPLEX128: { double v[2] = { d, 0.0 - d }; memcpy(p, v, 16); } break;
 		default: break;
 		}
 	}
@@ -94,8 +100,13 @@ static struct formula default_formula(nnh5_dtype dt, int64_t mul, int64_t add)
 {
 	struct formula fm = { mul, add, 97, 48, 1, 0 };
 
-	if (nnh5_dtype_is_float((int)dt))
+	if (nnh5_dtype_is_float((int)dt) || nnh5_dtype_is_complex((int)dt))
 		fm.div = 4;
+	/* k/4 for |k| <= 8 is exact in both float8 formats. */
+	if (dt == NNH5_FLOAT8_E4M3FN || dt == NNH5_FLOAT8_E5M2) {
+		fm.mod = 17;
+		fm.sub = 8;
+	}
 	switch (dt) {
 	case NNH5_UINT8: case NNH5_UINT16: case NNH5_UINT32: fm.sub = 0; break;
 	case NNH5_UINT64: fm.sub = 0; fm.big = INT64_MIN; break; /* 2^63: the top bit */
