@@ -31,7 +31,7 @@ static const char usage_text[] =
 	"  verify FILE          check that every tensor loads and every model probe matches\n"
 	"  verify DIR           load every checkpoint of a folder; say which one to resume from\n"
 	"  dump FILE [PATH]     run h5dump with the flags that fit\n"
-	"  convert IN OUT       convert between nnh5 files and Keras imports\n"
+	"  convert IN OUT       convert between nnh5, safetensors and Keras files\n"
 	"\n"
 	"options:\n"
 	"  --help               this help (nnh5 COMMAND --help for a command's)\n"

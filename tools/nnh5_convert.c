@@ -2,51 +2,71 @@
  * tools/nnh5_convert.c - `nnh5 convert IN OUT`: weights from one format into
  * another, tensor by tensor.
  *
- * Sources: nnh5 (and any HDF5 file the loaders accept) and Keras files
- * (nnh5/keras.h). Sink: nnh5. A state dict is written with
- * nnh5_file_write_state_dict_stream(), which asks for one tensor at a time
- * and frees it once written, so memory stays near the largest tensor of an
- * nnh5 source (a Keras source is imported whole: Keras files are small).
+ * Sources: nnh5 (and any HDF5 file the loaders accept), Keras files
+ * (nnh5/keras.h), safetensors files and sharded Hugging Face folders
+ * (nnh5/safetensors.h). Sinks: nnh5, safetensors files and folders. An nnh5
+ * file is written with nnh5_file_write_state_dict_stream(), which asks for
+ * one tensor at a time and frees it once written, so memory stays near the
+ * largest tensor (a Keras source is imported whole: Keras files are small).
+ * safetensors output is written from views: of the nnh5 file mapped
+ * (nnh5/map.h) or of the safetensors input mapped.
  * Every input is read through the library, so a conversion refuses what a
  * load refuses; the output is written through the library's atomic save, so
  * OUT appears complete or not at all.
  */
+/* madvise() is not POSIX (posix_madvise's DONTNEED does nothing in glibc). */
+#define _DEFAULT_SOURCE
 #include "nnh5_util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <nnh5/dict.h>
 #include <nnh5/keras.h>
+#include <nnh5/map.h>
 #include <nnh5/nn.h>
+#include <nnh5/safetensors.h>
 #include <nnh5/save.h>
 
 static const char convert_usage[] =
-	"usage: nnh5 convert [--from FORMAT] [--to FORMAT] [--state-dict] [--quiet] IN OUT\n"
+	"usage: nnh5 convert [--from FORMAT] [--to FORMAT] [--state-dict] [--lenient]\n"
+	"                    [--shard-size BYTES] [--quiet] IN OUT\n"
 	"\n"
 	"Convert the weights of IN into OUT, one tensor at a time. FORMAT is\n"
-	"nnh5 or keras (IN only); without --from/--to it comes from the file:\n"
+	"nnh5, keras (IN only) or safetensors (a .safetensors file, or a folder\n"
+	"of shards with model.safetensors.index.json). Without --from/--to the\n"
+	"format comes from the path: a folder or a name ending in '/' is a\n"
+	"sharded safetensors folder, *.safetensors a safetensors file; an HDF5\n"
 	"IN is a Keras file when it has Keras' layout (model_weights,\n"
-	"layer_names, or layers/<name>/vars) and no nnh5 kind, else nnh5; OUT\n"
-	"is nnh5. A Keras full model (Sequential of Dense, Flatten, Dropout)\n"
-	"becomes an nnh5 model that `nnh5 verify` and nnh5_load_model() rebuild;\n"
-	"Keras weights become a state dict (Dense kernels transposed to\n"
-	"PyTorch's (out, in)). An nnh5 model stays a model; other nnh5 files\n"
-	"become a state dict of their tensors. IN is read as a load reads it\n"
-	"(what a load refuses is refused); OUT is replaced atomically.\n"
+	"layer_names, or layers/<name>/vars) and no nnh5 kind, else nnh5.\n"
+	"A Keras full model (Sequential of Dense, Flatten, Dropout) becomes an\n"
+	"nnh5 model; Keras weights become a state dict (Dense kernels\n"
+	"transposed to PyTorch's (out, in)). An nnh5 model written as nnh5 stays\n"
+	"a model; otherwise tensors keep their keys (nnh5 groups joined with\n"
+	"'.'). IN is read as a load reads it (what a load refuses is refused);\n"
+	"OUT is replaced atomically (a folder must be new or empty).\n"
 	"\n"
-	"  --from FORMAT  read IN as nnh5 or keras\n"
-	"  --to FORMAT    write OUT as nnh5\n"
-	"  --state-dict   write a Keras full model's weights as a state dict\n"
-	"  --quiet        no progress on a terminal\n"
-	"  --help         this help\n"
+	"  --from FORMAT       read IN as nnh5, keras or safetensors\n"
+	"  --to FORMAT         write OUT as nnh5 or safetensors\n"
+	"  --state-dict        write a Keras full model's weights as a state dict\n"
+	"  --lenient           accept safetensors files with whitespace before the\n"
+	"                      header or bytes after the data\n"
+	"  --shard-size BYTES  most bytes of tensors per shard of a folder (default\n"
+	"                      5000000000, as Hugging Face)\n"
+	"  --quiet             no progress on a terminal\n"
+	"  --help              this help\n"
 	"\n"
 	"exit status: 0 converted, 2 usage, unreadable or refused input, or\n"
 	"failed write (OUT untouched)\n";
 
-enum fmt { FMT_AUTO, FMT_NNH5, FMT_KERAS };
+enum fmt { FMT_AUTO, FMT_NNH5, FMT_KERAS, FMT_ST, FMT_ST_DIR };
 
 static int parse_fmt(enum fmt *out, const char *s, bool in)
 {
@@ -56,13 +76,37 @@ static int parse_fmt(enum fmt *out, const char *s, bool in)
 		*out = FMT_NNH5;
 	else if (in && !strcmp(s, "keras"))
 		*out = FMT_KERAS;
+	else if (!strcmp(s, "safetensors"))
+		*out = FMT_ST;
 	else {
 		fprintf(stderr, "nnh5 convert: unknown %s format '", in ? "input" : "output");
 		tool_put(stderr, s);
-		fprintf(stderr, "' (%s)\n", in ? "nnh5, keras" : "nnh5");
+		fprintf(stderr, "' (%s)\n", in ? "nnh5, keras, safetensors" : "nnh5, safetensors");
 		return -1;
 	}
 	return 0;
+}
+
+static bool ends_with(const char *s, const char *tail)
+{
+	size_t a = strlen(s), b = strlen(tail);
+	return a >= b && !strcmp(s + a - b, tail);
+}
+
+static bool is_dir(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* safetensors by path: a folder (or a name ending in '/') or *.safetensors. */
+static enum fmt fmt_of_path(const char *path)
+{
+	if (is_dir(path) || ends_with(path, "/"))
+		return FMT_ST_DIR;
+	if (ends_with(path, ".safetensors"))
+		return FMT_ST;
+	return FMT_AUTO;
 }
 
 /* Progress on stderr when it is a terminal and the conversion is large or takes a while. */
@@ -111,6 +155,11 @@ static void progress_tick(struct progress *p, bool final)
 struct nnh5_source {
 	nnh5_file *f;
 	nnh5_dict *sd;      /* a Keras import, whole */
+	nnh5_safetensors **shards; /* a safetensors file (one) or folder */
+	size_t *shard_of;   /* key i's shard */
+	size_t nshards;
+	const void *prev;   /* the mapped bytes handed out last (safetensors) */
+	size_t prev_len;
 	char **paths;
 	char **keys;
 	uint64_t *bytes;
@@ -213,20 +262,212 @@ static int write_stream(const char *out, const char *const *keys, size_t n,
 	return 0;
 }
 
-static int from_nnh5(nnh5_file *f, const char *out, struct progress *p)
+/* ------------------------------------------------------------------ */
+/* safetensors output                                                  */
+
+struct sink {
+	enum fmt fmt;       /* FMT_NNH5, FMT_ST or FMT_ST_DIR */
+	const char *path;
+	uint64_t shard_size;
+};
+
+static int sys_fail(const char *what, const char *path)
 {
-	struct nnh5_source s = { f, NULL, NULL, NULL, NULL, 0, false, p };
+	fprintf(stderr, "nnh5 convert: %s '", what);
+	tool_put(stderr, path);
+	fprintf(stderr, "': %s\n", strerror(errno));
+	return EXIT_USAGE;
+}
+
+static int fsync_path(const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	int rc = fd < 0 ? -1 : fsync(fd);
+
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static char *parent_of(const char *path)
+{
+	char *d = tool_xstrdup(path);
+	size_t n = strlen(d);
+
+	while (n > 1 && d[n - 1] == '/')
+		d[--n] = '\0';
+	char *slash = strrchr(d, '/');
+	if (!slash)
+		strcpy(d, ".");
+	else if (slash == d)
+		d[1] = '\0';
+	else
+		*slash = '\0';
+	return d;
+}
+
+/* A sub-dict of views of sd's tensors [from, to). */
+static nnh5_dict *views(const nnh5_dict *sd, size_t from, size_t to)
+{
+	nnh5_dict *d;
+
+	if (nnh5_dict_new(&d))
+		return NULL;
+	for (size_t i = from; i < to; i++) {
+		const nnh5_tensor *t = nnh5_dict_value(sd, i);
+		nnh5_tensor *v;
+		if (nnh5_tensor_view_const(&v, nnh5_tensor_dtype(t), nnh5_tensor_ndim(t),
+					   nnh5_tensor_shape(t), nnh5_tensor_data(t),
+					   nnh5_tensor_nbytes(t)) ||
+		    nnh5_dict_set(d, nnh5_dict_key(sd, i), v)) {
+			nnh5_dict_free(d);
+			return NULL;
+		}
+	}
+	return d;
+}
+
+/*
+ * The shards of a folder: tensors in order, a new shard when the next one
+ * would pass shard_size (one tensor larger than that gets a shard alone),
+ * named model-0000k-of-0000N.safetensors, with model.safetensors.index.json,
+ * written into a new folder beside OUT and renamed to OUT at the end.
+ */
+static int write_folder(const struct sink *o, const nnh5_dict *sd, struct progress *p)
+{
+	size_t n = nnh5_dict_len(sd), nshards = 0, *start = tool_xmalloc((n + 1) * sizeof *start);
+	uint64_t acc = 0, total = 0;
+	char *parent = parent_of(o->path), *tmp, name[64];
+	cJSON *index = cJSON_CreateObject(), *meta, *wmap;
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t b = nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
+		if (i == 0 || (acc + b > o->shard_size && acc > 0)) {
+			start[nshards++] = i;
+			acc = 0;
+		}
+		acc += b;
+		total += b;
+	}
+	if (n == 0)
+		start[nshards++] = 0;
+	start[nshards] = n;
+	tmp = tool_xmalloc(strlen(parent) + 32);
+	sprintf(tmp, "%s/.nnh5-convert-XXXXXX", parent);
+	if (!mkdtemp(tmp)) {
+		rc = sys_fail("cannot create a folder in", parent);
+		goto out;
+	}
+	meta = cJSON_AddObjectToObject(index, "metadata");
+	cJSON_AddNumberToObject(meta, "total_size", (double)total);
+	wmap = cJSON_AddObjectToObject(index, "weight_map");
+	for (size_t k = 0; k < nshards && !rc; k++) {
+		char *file = tool_xmalloc(strlen(tmp) + sizeof name + 2);
+		nnh5_dict *part = views(sd, start[k], start[k + 1]);
+		snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, nshards);
+		sprintf(file, "%s/%s", tmp, name);
+		if (!part || nnh5_safetensors_save(file, part, 0, NULL, NULL))
+			rc = fail(NULL);
+		for (size_t i = start[k]; i < start[k + 1] && !rc; i++) {
+			cJSON_AddStringToObject(wmap, nnh5_dict_key(sd, i), name);
+			p->i = i + 1;
+			p->done += nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
+		}
+		progress_tick(p, false);
+		nnh5_dict_free(part);
+		free(file);
+	}
+	if (!rc) {
+		char *json = cJSON_Print(index);
+		char *file = tool_xmalloc(strlen(tmp) + 40);
+		sprintf(file, "%s/model.safetensors.index.json", tmp);
+		FILE *fp = json ? fopen(file, "w") : NULL;
+		if (!fp || fputs(json, fp) < 0 || fputc('\n', fp) < 0 || fflush(fp) ||
+		    fsync(fileno(fp)))
+			rc = sys_fail("cannot write", file);
+		if (fp && fclose(fp) && !rc)
+			rc = sys_fail("cannot write", file);
+		free(json);
+		free(file);
+	}
+	/* The folder appears whole: renamed over a new or empty OUT, then made durable. */
+	if (!rc && (fsync_path(tmp, O_RDONLY | O_DIRECTORY) || rename(tmp, o->path) ||
+		    fsync_path(parent, O_RDONLY | O_DIRECTORY)))
+		rc = sys_fail(errno == ENOTEMPTY || errno == EEXIST ? "a folder that is not empty at"
+								   : "cannot write",
+			      o->path);
+	if (rc) {
+		/* Remove what was written into the new folder (only files nnh5 named). */
+		for (size_t k = 0; k < nshards; k++) {
+			char *file = tool_xmalloc(strlen(tmp) + sizeof name + 2);
+			snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, nshards);
+			sprintf(file, "%s/%s", tmp, name);
+			unlink(file);
+			free(file);
+		}
+		char *file = tool_xmalloc(strlen(tmp) + 40);
+		sprintf(file, "%s/model.safetensors.index.json", tmp);
+		unlink(file);
+		free(file);
+		rmdir(tmp);
+	} else {
+		progress_tick(p, true);
+	}
+out:
+	cJSON_Delete(index);
+	free(tmp);
+	free(parent);
+	free(start);
+	return rc;
+}
+
+/* sd (views or owned tensors) as a safetensors file or folder. */
+static int write_safetensors(const struct sink *o, const nnh5_dict *sd, struct progress *p)
+{
+	p->n = nnh5_dict_len(sd);
+	for (size_t i = 0; i < p->n; i++)
+		p->total += nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
+	if (o->fmt == FMT_ST_DIR)
+		return write_folder(o, sd, p);
+	if (nnh5_safetensors_save(o->path, sd, 0, NULL, NULL))
+		return fail(NULL);
+	p->i = p->n;
+	p->done = p->total;
+	progress_tick(p, true);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sources                                                             */
+
+static int from_nnh5(nnh5_file *f, const char *in, const struct sink *o, struct progress *p)
+{
+	struct nnh5_source s = { .f = f, .p = p };
 	nnh5_kind kind;
 	int rc;
 
 	if (nnh5_file_kind(&kind, f, "/"))
 		return fail(NULL);
+	if (o->fmt != FMT_NNH5) {
+		/* Views of the mapped file, every checksum verified as a load verifies it. */
+		nnh5_map_options mo = NNH5_MAP_OPTIONS_INIT;
+		nnh5_map *m;
+		nnh5_dict *sd = NULL;
+		mo.verify = true;
+		if (nnh5_map_open(&m, in, &mo))
+			return fail(NULL);
+		rc = nnh5_map_state_dict(&sd, m, "/") ? fail(NULL) : write_safetensors(o, sd, p);
+		nnh5_dict_free(sd);
+		nnh5_map_close(m);
+		return rc;
+	}
 	if (kind == NNH5_KIND_MODEL) {
 		/* A model keeps its architecture: models are small, convert in one go. */
 		nnh5_model *m;
 		if (nnh5_file_read_model(&m, f, "/"))
 			return fail(NULL);
-		rc = nnh5_save_model(out, m, NULL) ? fail(NULL) : 0;
+		rc = nnh5_save_model(o->path, m, NULL) ? fail(NULL) : 0;
 		nnh5_model_free(m);
 		return rc;
 	}
@@ -239,12 +480,12 @@ static int from_nnh5(nnh5_file *f, const char *out, struct progress *p)
 		p->total += s.bytes[i];
 	p->n = s.n;
 	if (!rc)
-		rc = write_stream(out, (const char *const *)s.keys, s.n, fetch_nnh5, &s, p);
+		rc = write_stream(o->path, (const char *const *)s.keys, s.n, fetch_nnh5, &s, p);
 	source_free(&s);
 	return rc;
 }
 
-static int from_keras(nnh5_file *f, const char *out, bool state_dict, struct progress *p)
+static int from_keras(nnh5_file *f, const struct sink *o, bool state_dict, struct progress *p)
 {
 	nnh5_keras_layout layout;
 	nnh5_dict *sd;
@@ -252,16 +493,21 @@ static int from_keras(nnh5_file *f, const char *out, bool state_dict, struct pro
 
 	if (nnh5_keras_layout_of(&layout, f))
 		return fail(NULL);
-	if (layout == NNH5_KERAS_LEGACY_MODEL && !state_dict) {
+	if (layout == NNH5_KERAS_LEGACY_MODEL && !state_dict && o->fmt == FMT_NNH5) {
 		nnh5_model *m;
 		if (nnh5_keras_read_model(&m, f, NNH5_FLOAT32))
 			return fail(NULL);
-		rc = nnh5_save_model(out, m, NULL) ? fail(NULL) : 0;
+		rc = nnh5_save_model(o->path, m, NULL) ? fail(NULL) : 0;
 		nnh5_model_free(m);
 		return rc;
 	}
 	if (nnh5_keras_read_state_dict(&sd, f))
 		return fail(NULL);
+	if (o->fmt != FMT_NNH5) {
+		rc = write_safetensors(o, sd, p);
+		nnh5_dict_free(sd);
+		return rc;
+	}
 	size_t n = nnh5_dict_len(sd);
 	const char **keys = tool_xmalloc((n ? n : 1) * sizeof *keys);
 	for (size_t i = 0; i < n; i++) {
@@ -269,10 +515,211 @@ static int from_keras(nnh5_file *f, const char *out, bool state_dict, struct pro
 		p->total += nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
 	}
 	p->n = n;
-	struct nnh5_source s = { f, sd, NULL, NULL, NULL, 0, false, p };
-	rc = write_stream(out, keys, n, fetch_dict, &s, p);
+	struct nnh5_source s = { .f = f, .sd = sd, .p = p };
+	rc = write_stream(o->path, keys, n, fetch_dict, &s, p);
 	free(keys);
 	nnh5_dict_free(sd);
+	return rc;
+}
+
+/*
+ * Drop the pages of the tensor written last from this process: its bytes
+ * are views of the mapped input, which would otherwise stay resident until
+ * the close and make the conversion's memory the input's size. The pages
+ * stay in the page cache; touching them again reads them back.
+ */
+static void release_prev(struct nnh5_source *s)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	uintptr_t a, b;
+
+	if (!s->prev || !s->prev_len || page <= 0)
+		return;
+	a = (uintptr_t)s->prev & ~((uintptr_t)page - 1);
+	b = (uintptr_t)s->prev + s->prev_len;
+	madvise((void *)a, b - a, MADV_DONTNEED);
+	s->prev = NULL;
+}
+
+static int fetch_st(nnh5_tensor **out, size_t i, void *ctx)
+{
+	struct nnh5_source *s = ctx;
+	int rc;
+
+	release_prev(s);
+	rc = nnh5_safetensors_get(out, s->shards[s->shard_of[i]], s->keys[i]);
+	if (!rc && nnh5_tensor_owns_data(*out) == false) {
+		s->prev = nnh5_tensor_data(*out);
+		s->prev_len = nnh5_tensor_nbytes(*out);
+	}
+	if (!rc) {
+		s->p->i = i + 1;
+		s->p->done += nnh5_tensor_nbytes(*out);
+		progress_tick(s->p, false);
+	}
+	return rc;
+}
+
+static void add_key(struct nnh5_source *s, const char *key, size_t shard)
+{
+	s->keys = tool_xrealloc(s->keys, (s->n + 1) * sizeof *s->keys);
+	s->shard_of = tool_xrealloc(s->shard_of, (s->n + 1) * sizeof *s->shard_of);
+	s->keys[s->n] = tool_xstrdup(key);
+	s->shard_of[s->n++] = shard;
+}
+
+static int open_shard(struct nnh5_source *s, const char *path, bool lenient)
+{
+	nnh5_safetensors_options so = NNH5_SAFETENSORS_OPTIONS_INIT;
+
+	so.lenient = lenient;
+	s->shards = tool_xrealloc(s->shards, (s->nshards + 1) * sizeof *s->shards);
+	if (nnh5_safetensors_open(&s->shards[s->nshards], path, &so))
+		return fail(NULL);
+	s->nshards++;
+	return 0;
+}
+
+static int index_fail(const char *index, const char *why, const char *name)
+{
+	fprintf(stderr, "nnh5 convert: '");
+	tool_put(stderr, index);
+	fprintf(stderr, "': %s", why);
+	if (name) {
+		fprintf(stderr, " '");
+		tool_put(stderr, name);
+		fputc('\'', stderr);
+	}
+	fputc('\n', stderr);
+	return EXIT_USAGE;
+}
+
+/* The index of a sharded folder: every shard a plain file of the folder, every tensor in its shard. */
+static int open_folder(struct nnh5_source *s, const char *dir, bool lenient)
+{
+	char *index = tool_xmalloc(strlen(dir) + 40), *text = NULL;
+	cJSON *root = NULL;
+	const cJSON *wmap, *e;
+	char **names = NULL;
+	size_t nnames = 0, total = 0;
+	int rc = 0;
+	FILE *fp;
+
+	sprintf(index, "%s/model.safetensors.index.json", dir);
+	fp = fopen(index, "rb");
+	if (!fp) {
+		rc = sys_fail("cannot open", index);
+		goto out;
+	}
+	/* An index lists names; 64 MiB is far beyond any published one. */
+	text = tool_xmalloc((64u << 20) + 1);
+	total = fread(text, 1, 64u << 20, fp);
+	text[total] = '\0';
+	if (!feof(fp) || ferror(fp))
+		rc = index_fail(index, "unreadable or larger than 64 MiB", NULL);
+	fclose(fp);
+	root = rc ? NULL : cJSON_ParseWithLength(text, total);
+	wmap = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+	if (!rc && !cJSON_IsObject(wmap))
+		rc = index_fail(index, "no weight_map object (not JSON?)", NULL);
+	for (e = rc ? NULL : wmap->child; e && !rc; e = e->next) {
+		const char *shard = cJSON_IsString(e) ? e->valuestring : NULL;
+		size_t k;
+		if (!shard || !ends_with(shard, ".safetensors") || strchr(shard, '/') ||
+		    shard[0] == '.') {
+			rc = index_fail(index, "weight_map names a shard that is not a .safetensors "
+				       "file of the folder for", e->string);
+			break;
+		}
+		for (k = 0; k < nnames && strcmp(names[k], shard); k++)
+			;
+		if (k == nnames) {
+			char *path = tool_xmalloc(strlen(dir) + strlen(shard) + 2);
+			sprintf(path, "%s/%s", dir, shard);
+			rc = open_shard(s, path, lenient);
+			free(path);
+			names = tool_xrealloc(names, (nnames + 1) * sizeof *names);
+			names[nnames++] = tool_xstrdup(shard);
+		}
+		for (size_t i = 0; i < s->n && !rc; i++)
+			if (!strcmp(s->keys[i], e->string))
+				rc = index_fail(index, "weight_map names twice", e->string);
+		if (!rc)
+			add_key(s, e->string, k);
+	}
+	/* Each shard holds exactly the tensors the map gives it. */
+	for (size_t k = 0; k < s->nshards && !rc; k++) {
+		size_t listed = 0;
+		for (size_t i = 0; i < s->n; i++)
+			listed += s->shard_of[i] == k;
+		for (size_t i = 0; i < s->n && !rc; i++) {
+			nnh5_tensor *t = NULL;
+			if (s->shard_of[i] != k)
+				continue;
+			if (nnh5_safetensors_get(&t, s->shards[k], s->keys[i])) {
+				nnh5_error_clear();
+				rc = index_fail(index, "a tensor missing from its shard:", s->keys[i]);
+			}
+			nnh5_tensor_free(t);
+		}
+		if (!rc && listed != nnh5_safetensors_len(s->shards[k]))
+			rc = index_fail(index, "weight_map does not list every tensor of shard",
+					names[k]);
+	}
+out:
+	for (size_t k = 0; k < nnames; k++)
+		free(names[k]);
+	free(names);
+	cJSON_Delete(root);
+	free(text);
+	free(index);
+	return rc;
+}
+
+static int from_safetensors(const char *in, bool folder, bool lenient, const struct sink *o,
+			    struct progress *p)
+{
+	struct nnh5_source s = { .p = p };
+	int rc = folder ? open_folder(&s, in, lenient) : open_shard(&s, in, lenient);
+
+	if (!rc && !folder)
+		for (size_t i = 0; i < nnh5_safetensors_len(s.shards[0]); i++)
+			add_key(&s, nnh5_safetensors_name(s.shards[0], i), 0);
+	for (size_t i = 0; !rc && i < s.n; i++) {
+		nnh5_tensor *t = NULL;
+		if (!nnh5_safetensors_get(&t, s.shards[s.shard_of[i]], s.keys[i]))
+			p->total += nnh5_tensor_nbytes(t);
+		nnh5_tensor_free(t);
+	}
+	p->n = s.n;
+	if (!rc && o->fmt == FMT_NNH5) {
+		rc = write_stream(o->path, (const char *const *)s.keys, s.n, fetch_st, &s, p);
+		release_prev(&s);
+	} else if (!rc) {
+		/* Views of the mapped input, written out as safetensors again (resharding). */
+		nnh5_dict *sd = NULL;
+		if (nnh5_dict_new(&sd))
+			rc = fail(NULL);
+		for (size_t i = 0; i < s.n && !rc; i++) {
+			nnh5_tensor *t = NULL;
+			if (nnh5_safetensors_get(&t, s.shards[s.shard_of[i]], s.keys[i]) ||
+			    nnh5_dict_set(sd, s.keys[i], t)) {
+				nnh5_tensor_free(t);
+				rc = fail(NULL);
+			}
+		}
+		p->total = 0;
+		if (!rc)
+			rc = write_safetensors(o, sd, p);
+		nnh5_dict_free(sd);
+	}
+	for (size_t k = 0; k < s.nshards; k++)
+		nnh5_safetensors_close(s.shards[k]);
+	free(s.shards);
+	free(s.shard_of);
+	for (size_t i = 0; i < s.n; i++)
+		free(s.keys[i]);
+	free(s.keys);
 	return rc;
 }
 
@@ -291,13 +738,16 @@ static bool looks_keras(nnh5_file *f)
 int cmd_convert(int argc, char **argv)
 {
 	const char *from = NULL, *to = NULL, *pos[2];
-	bool quiet = false, state_dict = false;
+	bool quiet = false, state_dict = false, lenient = false;
+	double shard_size = 5e9;
 	const struct tool_opt opts[] = {
 		{ "--from", NULL, NULL, &from }, { "--to", NULL, NULL, &to },
-		{ "--state-dict", &state_dict, NULL, NULL }, { "--quiet", &quiet, NULL, NULL },
+		{ "--state-dict", &state_dict, NULL, NULL }, { "--lenient", &lenient, NULL, NULL },
+		{ "--shard-size", NULL, &shard_size, NULL }, { "--quiet", &quiet, NULL, NULL },
 		{ NULL, NULL, NULL, NULL },
 	};
 	struct progress p = { 0 };
+	struct sink o;
 	enum fmt fin, fout;
 	nnh5_file *f;
 	int rc = tool_args(argc, argv, "convert", convert_usage, opts, pos, 2, 2,
@@ -307,14 +757,33 @@ int cmd_convert(int argc, char **argv)
 		return rc;
 	if (parse_fmt(&fin, from, true) < 0 || parse_fmt(&fout, to, false) < 0)
 		return EXIT_USAGE;
+	if (shard_size < 1) {
+		fprintf(stderr, "nnh5 convert: --shard-size wants at least 1 byte\n");
+		return EXIT_USAGE;
+	}
 	p.on = !quiet && isatty(STDERR_FILENO);
 	clock_gettime(CLOCK_MONOTONIC, &p.start);
+	/* --to safetensors and a folder path, or a folder path alone, make a folder. */
+	o.path = pos[1];
+	o.shard_size = (uint64_t)shard_size;
+	o.fmt = fmt_of_path(pos[1]);
+	if (fout == FMT_NNH5)
+		o.fmt = FMT_NNH5;
+	else if (fout == FMT_ST && o.fmt != FMT_ST_DIR)
+		o.fmt = FMT_ST;
+	else if (o.fmt == FMT_AUTO)
+		o.fmt = FMT_NNH5;
+	if (fin == FMT_AUTO || fin == FMT_ST) {
+		enum fmt byp = fmt_of_path(pos[0]);
+		if (byp != FMT_AUTO || fin == FMT_ST)
+			return from_safetensors(pos[0], byp == FMT_ST_DIR, lenient, &o, &p);
+	}
 	f = tool_open("convert", pos[0]);
 	if (!f)
 		return EXIT_USAGE;
 	if (fin == FMT_AUTO)
 		fin = looks_keras(f) ? FMT_KERAS : FMT_NNH5;
-	rc = fin == FMT_KERAS ? from_keras(f, pos[1], state_dict, &p) : from_nnh5(f, pos[1], &p);
+	rc = fin == FMT_KERAS ? from_keras(f, &o, state_dict, &p) : from_nnh5(f, pos[0], &o, &p);
 	nnh5_file_discard(f);
 	return rc;
 }

@@ -8,6 +8,7 @@ terminal.
 
 usage: test_convert.py NNH5 WORKDIR [--big MB]
 """
+import json
 import os
 import pty
 import re
@@ -135,9 +136,88 @@ def small_tests():
     rc, out, _ = run("convert", "--help")
     expect("convert --help", rc == 0 and "--from" in out and "--quiet" in out)
 
+    safetensors_tests()
+
     # On a terminal a short conversion prints nothing either (progress only after 1 s).
     code, text = on_pty(["convert", "k2_model.h5", "tty.h5"])
     expect("short conversion on a terminal: no progress", code == 0 and text == "", text)
+
+
+def st_layout(file):
+    """The header of a .safetensors file, checked against the format description."""
+    data = open(file, "rb").read()
+    n = int.from_bytes(data[:8], "little")
+    h = json.loads(data[8:8 + n])
+    names = sorted((k for k in h if k != "__metadata__"), key=lambda k: h[k]["data_offsets"])
+    end, ok = 0, n % 8 == 0 and data[8:8 + n].rstrip(b" ").endswith(b"}")
+    for k in names:
+        b, e = h[k]["data_offsets"]
+        ok = ok and b == end
+        end = e
+    return h, ok and 8 + n + end == len(data)
+
+
+def safetensors_tests():
+    rng = np.random.default_rng(3)
+    src = os.path.join(work, "dtypes.h5")
+    with h5py.File(src, "w") as f:
+        for dt in ("u1", "i1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8"):
+            a = rng.integers(0, 256, size=24 * np.dtype(dt).itemsize, dtype=np.uint8)
+            f[f"{np.dtype(dt).name}/w"] = a.view(dt).reshape(2, 3, 4)
+        f["scalar"] = np.float32(1.5)
+        f["empty"] = np.zeros((0, 3), np.float32)
+        f["flag"] = np.array([True, False, True])
+    want = h5_tensors(src)
+    rc, _, err = run("convert", "dtypes.h5", "dtypes.safetensors")
+    h, ok = st_layout(os.path.join(work, "dtypes.safetensors")) if rc == 0 else ({}, False)
+    expect("nnh5 -> safetensors: exit 0, the format's layout", rc == 0 and ok, err)
+    expect("nnh5 -> safetensors: keys joined with '.'", "float32.w" in h and "flag" in h, str(h))
+    rc, _, err = run("convert", "dtypes.safetensors", "dtypes.back.h5")
+    expect("safetensors -> nnh5: bitwise", rc == 0 and
+           same(h5_tensors(os.path.join(work, "dtypes.back.h5")), want) == "", err)
+
+    # 3+ shards, named and indexed as Hugging Face does; read back.
+    rc, _, err = run("convert", "--shard-size", "100", "dtypes.h5", "sharded/")
+    files = sorted(os.listdir(os.path.join(work, "sharded"))) if rc == 0 else []
+    shards = [f for f in files if f.endswith(".safetensors")]
+    expect("a folder of 3+ shards", rc == 0 and len(shards) >= 3 and
+           all(re.fullmatch(r"model-\d{5}-of-%05d\.safetensors" % len(shards), f)
+               for f in shards) and "model.safetensors.index.json" in files, err + str(files))
+    if rc == 0:
+        idx = json.load(open(os.path.join(work, "sharded", "model.safetensors.index.json")))
+        expect("index: weight_map and total_size", set(idx["weight_map"]) == set(want) and
+               idx["metadata"]["total_size"] == sum(v.nbytes for v in want.values()), str(idx))
+    rc, _, err = run("convert", "sharded", "sharded.back.h5")
+    expect("sharded folder -> nnh5: bitwise", rc == 0 and
+           same(h5_tensors(os.path.join(work, "sharded.back.h5")), want) == "", err)
+    rc, _, err = run("convert", "dtypes.h5", "sharded")
+    expect("a folder that is not empty is refused", rc == 2 and "not empty" in err, err)
+
+    # The loaders' refusals: a shard outside the folder, a tensor the index does not list,
+    # trailing bytes (unless --lenient), a damaged checksum in the nnh5 input.
+    idxp = os.path.join(work, "sharded", "model.safetensors.index.json")
+    good = open(idxp).read()
+    idx = json.loads(good)
+    for what, wm, word in (
+            ("a shard outside the folder",
+             dict(idx["weight_map"], **{"flag": "../dtypes.safetensors"}), "not a .safetensors"),
+            ("a tensor the index does not list",
+             {k: v for k, v in idx["weight_map"].items() if k != "flag"}, "does not list")):
+        json.dump(dict(idx, weight_map=wm), open(idxp, "w"))
+        rc, _, err = run("convert", "sharded", "keep.h5")
+        expect(f"sharded: {what}: refused", rc == 2 and word in err, err)
+    open(idxp, "w").write(good)
+    with open(os.path.join(work, "trailing.safetensors"), "wb") as fp:
+        fp.write(open(os.path.join(work, "dtypes.safetensors"), "rb").read() + b"\0\0\0\0")
+    rc, _, err = run("convert", "trailing.safetensors", "keep.h5")
+    expect("trailing bytes refused", rc == 2 and err, err)
+    rc, _, err = run("convert", "--lenient", "trailing.safetensors", "lenient.h5")
+    expect("--lenient accepts trailing bytes", rc == 0, err)
+    rc, _, err = run("convert", "--from", "nnh5", "--to", "safetensors", "k3.weights.h5", "x.st")
+    expect("--to safetensors writes a file", rc == 0 and st_layout(os.path.join(work, "x.st"))[1],
+           err)
+    expect("OUT untouched by the refusals",
+           open(os.path.join(work, "keep.h5"), "rb").read() == b"old")
 
 
 def on_pty(args):
@@ -169,7 +249,8 @@ def peak_rss_kb(args):
 
 
 def big_tests(mb):
-    """A state dict of about mb MB in 16 MB tensors: memory stays near one tensor."""
+    """A state dict of about mb MB in 16 MB tensors: memory stays near one tensor (into nnh5;
+    nnh5 -> safetensors holds the mapped input, reported only)."""
     os.makedirs(work, exist_ok=True)
     src = os.path.join(work, "big.h5")
     n = max(1, mb // 16)
@@ -185,12 +266,20 @@ def big_tests(mb):
         expect("big conversion: exit 0", rc == 0, err[-500:])
         expect("big conversion: peak RSS under a third of the file",
                rss is not None and rss * 1024 < size / 3, f"{rss} KB for {size} bytes")
+        rc, rss, err = peak_rss_kb(["convert", "--quiet", "big.h5", "big.safetensors"])
+        print(f"info nnh5 -> safetensors of {size >> 20} MB: peak RSS {rss} KB")
+        expect("nnh5 -> safetensors: exit 0", rc == 0, err[-500:])
+        rc, rss, err = peak_rss_kb(["convert", "--quiet", "big.safetensors", "big.st.h5"])
+        print(f"info safetensors -> nnh5 of {size >> 20} MB: peak RSS {rss} KB")
+        expect("safetensors -> nnh5: exit 0", rc == 0, err[-500:])
+        expect("safetensors -> nnh5: peak RSS under a third of the file",
+               rss is not None and rss * 1024 < size / 3, f"{rss} KB for {size} bytes")
     code, text = on_pty(["convert", "big.h5", "big.tty.h5"])
     expect("big conversion on a terminal: progress", code == 0 and
            re.search(r"nnh5 convert: \d+/%d tensors" % n, text) is not None, repr(text[-300:]))
     code, text = on_pty(["convert", "--quiet", "big.h5", "big.tty.h5"])
     expect("--quiet on a terminal: nothing", code == 0 and text == "", repr(text[-300:]))
-    for name in ("big.h5", "big.out.h5", "big.tty.h5"):
+    for name in ("big.h5", "big.out.h5", "big.tty.h5", "big.safetensors", "big.st.h5"):
         if os.path.exists(os.path.join(work, name)):
             os.unlink(os.path.join(work, name))
 
