@@ -219,6 +219,34 @@ def safetensors_tests():
     expect("OUT untouched by the refusals",
            open(os.path.join(work, "keep.h5"), "rb").read() == b"old")
 
+    # A safetensors file resharded into a folder, and Keras weights into safetensors.
+    rc, _, err = run("convert", "--shard-size", "64", "dtypes.safetensors", "resharded/")
+    rc2, _, err2 = run("convert", "resharded", "resharded.h5")
+    expect("safetensors file -> folder -> nnh5: bitwise", rc == 0 and rc2 == 0 and
+           same(h5_tensors(os.path.join(work, "resharded.h5")), want) == "", err + err2)
+    rc, _, err = run("convert", "k3.weights.h5", "k3.safetensors")
+    rc2, _, err2 = run("convert", "k3.safetensors", "k3.back.h5")
+    sd = h5_tensors(os.path.join(work, "k3.back.h5")) if rc2 == 0 else {}
+    exp = expected("k3.weights")
+    expect("Keras -> safetensors -> nnh5: the Keras state dict", rc == 0 and rc2 == 0 and
+           set(sd) == set(exp) and sd["dense.weight"].tobytes() == exp["dense.weight"].tobytes(),
+           err + err2)
+
+    # A damaged tensor in an nnh5 input: its checksum refuses it, into either format.
+    shutil.copy(os.path.join(work, "dtypes.back.h5"), os.path.join(work, "damaged.h5"))
+    with h5py.File(os.path.join(work, "damaged.h5"), "r") as f:
+        off = f["float32/w"].id.get_offset()
+    with open(os.path.join(work, "damaged.h5"), "r+b") as fp:
+        fp.seek(off)
+        b = fp.read(1)
+        fp.seek(off)
+        fp.write(bytes([b[0] ^ 1]))
+    for out in ("damaged.safetensors", "damaged.out.h5"):
+        rc, _, err = run("convert", "damaged.h5", out)
+        expect(f"a damaged nnh5 input -> {out}: refused by its checksum",
+               rc == 2 and "checksum" in err and not os.path.exists(os.path.join(work, out)),
+               err)
+
 
 def on_pty(args):
     """Run nnh5 with stderr on a pseudo-terminal; (exit status, what it printed there)."""
