@@ -101,7 +101,8 @@ def keras():
 
 
 ST_DTYPES = ("bool", "uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
-             "float16", "bfloat16", "float32", "float64")
+             "float16", "bfloat16", "float32", "float64", "float8_e4m3fn", "float8_e5m2",
+             "complex64")
 
 
 def corpus():
@@ -123,10 +124,15 @@ def parse_layout(file):
     h = json.loads(header)
     names = [k for k in h if k != "__metadata__"]
     size = {"BOOL": 1, "U8": 1, "I8": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4,
-            "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+            "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "F8_E4M3": 1, "F8_E5M2": 1,
+            "C64": 8}
     order = sorted(names, key=lambda k: (h[k]["data_offsets"][0], h[k]["data_offsets"][1]))
-    check(order == sorted(names, key=lambda k: (-size[h[k]["dtype"]], k)),
-          "tensors ordered by dtype alignment, then name")
+    # The reference's Dtype enum (safetensors/src/tensor.rs): its writer sorts by it, descending.
+    enum = ["BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0",
+            "F8_E4M3FNUZ", "F8_E5M2FNUZ", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "C64",
+            "F64", "I64", "U64"]
+    check(order == sorted(names, key=lambda k: (-enum.index(h[k]["dtype"]), k)),
+          "tensors ordered by the reference's dtype order, then name")
     end = 0
     for k in order:
         b, e = h[k]["data_offsets"]
@@ -138,9 +144,13 @@ def parse_layout(file):
 
 
 def as_values(sd):
-    return collections.OrderedDict(
-        (k, pc.torch_of("bfloat16", v) if k.startswith("bfloat16") else v.copy())
-        for k, v in sd.items())
+    def value(k, v):
+        if k.startswith("bfloat16"):
+            return pc.torch_of("bfloat16", v)
+        if k.startswith("float8"):
+            return nnh5.float8_array(v, k.split(".")[0])
+        return v.copy()
+    return collections.OrderedDict((k, value(k, v)) for k, v in sd.items())
 
 
 def raw_of(conv, file):
@@ -241,8 +251,8 @@ def safetensors():
          "hold"),
         ("trailing bytes", good + b"\0\0\0\0", "MetadataIncompleteBuffer"),
         ("truncated data", good[:-1], "MetadataIncompleteBuffer"),
-        ("float8", with_header(dict(hdr, b=dict(hdr["b"], dtype="F8_E4M3",
-                                                   shape=[16]))), "F8_E4M3"),
+        ("float8 e8m0", with_header(dict(hdr, b=dict(hdr["b"], dtype="F8_E8M0",
+                                                        shape=[16]))), "F8_E8M0"),
         ("__metadata__ not strings", with_header(dict(hdr, __metadata__={"k": 1})),
          "__metadata__"),
         ("too short", b"\1\0\0", "too short"),
