@@ -18,8 +18,6 @@
 #define _DEFAULT_SOURCE
 #include "nnh5_util.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -27,7 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
 #include <nnh5/dict.h>
 #include <nnh5/keras.h>
 #include <nnh5/map.h>
@@ -51,7 +48,7 @@ static const char convert_usage[] =
 	"transposed to PyTorch's (out, in)). An nnh5 model written as nnh5 stays\n"
 	"a model; otherwise tensors keep their keys (nnh5 groups joined with\n"
 	"'.'). IN is read as a load reads it (what a load refuses is refused);\n"
-	"OUT is replaced atomically (a folder must be new or empty).\n"
+	"OUT is replaced atomically (a folder file by file, its index last).\n"
 	"\n"
 	"  --from FORMAT       read IN as nnh5, keras or safetensors\n"
 	"  --to FORMAT         write OUT as nnh5 or safetensors\n"
@@ -271,171 +268,41 @@ struct sink {
 	uint64_t shard_size;
 };
 
-static int sys_fail(const char *what, const char *path)
-{
-	fprintf(stderr, "nnh5 convert: %s '", what);
-	tool_put(stderr, path);
-	fprintf(stderr, "': %s\n", strerror(errno));
-	return EXIT_USAGE;
-}
-
-static int fsync_path(const char *path, int flags)
-{
-	int fd = open(path, flags | O_CLOEXEC);
-	int rc = fd < 0 ? -1 : fsync(fd);
-
-	if (fd >= 0)
-		close(fd);
-	return rc;
-}
-
-static char *parent_of(const char *path)
-{
-	char *d = tool_xstrdup(path);
-	size_t n = strlen(d);
-
-	while (n > 1 && d[n - 1] == '/')
-		d[--n] = '\0';
-	char *slash = strrchr(d, '/');
-	if (!slash)
-		strcpy(d, ".");
-	else if (slash == d)
-		d[1] = '\0';
-	else
-		*slash = '\0';
-	return d;
-}
-
-/* A sub-dict of views of sd's tensors [from, to). */
-static nnh5_dict *views(const nnh5_dict *sd, size_t from, size_t to)
-{
-	nnh5_dict *d;
-
-	if (nnh5_dict_new(&d))
-		return NULL;
-	for (size_t i = from; i < to; i++) {
-		const nnh5_tensor *t = nnh5_dict_value(sd, i);
-		nnh5_tensor *v;
-		if (nnh5_tensor_view_const(&v, nnh5_tensor_dtype(t), nnh5_tensor_ndim(t),
-					   nnh5_tensor_shape(t), nnh5_tensor_data(t),
-					   nnh5_tensor_nbytes(t)) ||
-		    nnh5_dict_set(d, nnh5_dict_key(sd, i), v)) {
-			nnh5_dict_free(d);
-			return NULL;
-		}
-	}
-	return d;
-}
-
-/*
- * The shards of a folder: tensors in order, a new shard when the next one
- * would pass shard_size (one tensor larger than that gets a shard alone),
- * named model-0000k-of-0000N.safetensors, with model.safetensors.index.json,
- * written into a new folder beside OUT and renamed to OUT at the end.
- */
-static int write_folder(const struct sink *o, const nnh5_dict *sd, struct progress *p)
-{
-	size_t n = nnh5_dict_len(sd), nshards = 0, *start = tool_xmalloc((n + 1) * sizeof *start);
-	uint64_t acc = 0, total = 0;
-	char *parent = parent_of(o->path), *tmp, name[64];
-	cJSON *index = cJSON_CreateObject(), *meta, *wmap;
-	int rc = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		uint64_t b = nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
-		if (i == 0 || (acc + b > o->shard_size && acc > 0)) {
-			start[nshards++] = i;
-			acc = 0;
-		}
-		acc += b;
-		total += b;
-	}
-	if (n == 0)
-		start[nshards++] = 0;
-	start[nshards] = n;
-	tmp = tool_xmalloc(strlen(parent) + 32);
-	sprintf(tmp, "%s/.nnh5-convert-XXXXXX", parent);
-	if (!mkdtemp(tmp)) {
-		rc = sys_fail("cannot create a folder in", parent);
-		goto out;
-	}
-	meta = cJSON_AddObjectToObject(index, "metadata");
-	cJSON_AddNumberToObject(meta, "total_size", (double)total);
-	wmap = cJSON_AddObjectToObject(index, "weight_map");
-	for (size_t k = 0; k < nshards && !rc; k++) {
-		char *file = tool_xmalloc(strlen(tmp) + sizeof name + 2);
-		nnh5_dict *part = views(sd, start[k], start[k + 1]);
-		snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, nshards);
-		sprintf(file, "%s/%s", tmp, name);
-		if (!part || nnh5_safetensors_save(file, part, 0, NULL, NULL))
-			rc = fail(NULL);
-		for (size_t i = start[k]; i < start[k + 1] && !rc; i++) {
-			cJSON_AddStringToObject(wmap, nnh5_dict_key(sd, i), name);
-			p->i = i + 1;
-			p->done += nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
-		}
-		progress_tick(p, false);
-		nnh5_dict_free(part);
-		free(file);
-	}
-	if (!rc) {
-		char *json = cJSON_Print(index);
-		char *file = tool_xmalloc(strlen(tmp) + 40);
-		sprintf(file, "%s/model.safetensors.index.json", tmp);
-		FILE *fp = json ? fopen(file, "w") : NULL;
-		if (!fp || fputs(json, fp) < 0 || fputc('\n', fp) < 0 || fflush(fp) ||
-		    fsync(fileno(fp)))
-			rc = sys_fail("cannot write", file);
-		if (fp && fclose(fp) && !rc)
-			rc = sys_fail("cannot write", file);
-		free(json);
-		free(file);
-	}
-	/* The folder appears whole: renamed over a new or empty OUT, then made durable. */
-	if (!rc && (fsync_path(tmp, O_RDONLY | O_DIRECTORY) || rename(tmp, o->path) ||
-		    fsync_path(parent, O_RDONLY | O_DIRECTORY)))
-		rc = sys_fail(errno == ENOTEMPTY || errno == EEXIST ? "a folder that is not empty at"
-								   : "cannot write",
-			      o->path);
-	if (rc) {
-		/* Remove what was written into the new folder (only files nnh5 named). */
-		for (size_t k = 0; k < nshards; k++) {
-			char *file = tool_xmalloc(strlen(tmp) + sizeof name + 2);
-			snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, nshards);
-			sprintf(file, "%s/%s", tmp, name);
-			unlink(file);
-			free(file);
-		}
-		char *file = tool_xmalloc(strlen(tmp) + 40);
-		sprintf(file, "%s/model.safetensors.index.json", tmp);
-		unlink(file);
-		free(file);
-		rmdir(tmp);
-	} else {
-		progress_tick(p, true);
-	}
-out:
-	cJSON_Delete(index);
-	free(tmp);
-	free(parent);
-	free(start);
-	return rc;
-}
-
 /* sd (views or owned tensors) as a safetensors file or folder. */
 static int write_safetensors(const struct sink *o, const nnh5_dict *sd, struct progress *p)
 {
 	p->n = nnh5_dict_len(sd);
 	for (size_t i = 0; i < p->n; i++)
 		p->total += nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
-	if (o->fmt == FMT_ST_DIR)
-		return write_folder(o, sd, p);
-	if (nnh5_safetensors_save(o->path, sd, 0, NULL, NULL))
+	if (o->fmt == FMT_ST_DIR ? nnh5_safetensors_save_folder(o->path, sd, o->shard_size, 0, NULL,
+								NULL)
+				 : nnh5_safetensors_save(o->path, sd, 0, NULL, NULL))
 		return fail(NULL);
 	p->i = p->n;
 	p->done = p->total;
 	progress_tick(p, true);
 	return 0;
+}
+
+/* A dict imported whole (Keras, a folder) into any output. */
+static int write_dict(const struct sink *o, nnh5_dict *sd, struct progress *p)
+{
+	struct nnh5_source s = { .sd = sd, .p = p };
+	size_t n = nnh5_dict_len(sd);
+	const char **keys;
+	int rc;
+
+	if (o->fmt != FMT_NNH5)
+		return write_safetensors(o, sd, p);
+	keys = tool_xmalloc((n ? n : 1) * sizeof *keys);
+	for (size_t i = 0; i < n; i++) {
+		keys[i] = nnh5_dict_key(sd, i);
+		p->total += nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
+	}
+	p->n = n;
+	rc = write_stream(o->path, keys, n, fetch_dict, &s, p);
+	free(keys);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -503,21 +370,7 @@ static int from_keras(nnh5_file *f, const struct sink *o, bool state_dict, struc
 	}
 	if (nnh5_keras_read_state_dict(&sd, f))
 		return fail(NULL);
-	if (o->fmt != FMT_NNH5) {
-		rc = write_safetensors(o, sd, p);
-		nnh5_dict_free(sd);
-		return rc;
-	}
-	size_t n = nnh5_dict_len(sd);
-	const char **keys = tool_xmalloc((n ? n : 1) * sizeof *keys);
-	for (size_t i = 0; i < n; i++) {
-		keys[i] = nnh5_dict_key(sd, i);
-		p->total += nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
-	}
-	p->n = n;
-	struct nnh5_source s = { .f = f, .sd = sd, .p = p };
-	rc = write_stream(o->path, keys, n, fetch_dict, &s, p);
-	free(keys);
+	rc = write_dict(o, sd, p);
 	nnh5_dict_free(sd);
 	return rc;
 }
@@ -580,114 +433,36 @@ static int open_shard(struct nnh5_source *s, const char *path, bool lenient)
 	return 0;
 }
 
-static int index_fail(const char *index, const char *why, const char *name)
+/* A folder, loaded whole by the library (its index rules), then written out. */
+static int from_folder(const char *in, bool lenient, const struct sink *o, struct progress *p)
 {
-	fprintf(stderr, "nnh5 convert: '");
-	tool_put(stderr, index);
-	fprintf(stderr, "': %s", why);
-	if (name) {
-		fprintf(stderr, " '");
-		tool_put(stderr, name);
-		fputc('\'', stderr);
-	}
-	fputc('\n', stderr);
-	return EXIT_USAGE;
-}
+	nnh5_safetensors_options so = NNH5_SAFETENSORS_OPTIONS_INIT;
+	nnh5_dict *sd;
+	int rc;
 
-/* The index of a sharded folder: every shard a plain file of the folder, every tensor in its shard. */
-static int open_folder(struct nnh5_source *s, const char *dir, bool lenient)
-{
-	char *index = tool_xmalloc(strlen(dir) + 40), *text = NULL;
-	cJSON *root = NULL;
-	const cJSON *wmap, *e;
-	char **names = NULL;
-	size_t nnames = 0, total = 0;
-	int rc = 0;
-	FILE *fp;
-
-	sprintf(index, "%s/model.safetensors.index.json", dir);
-	fp = fopen(index, "rb");
-	if (!fp) {
-		rc = sys_fail("cannot open", index);
-		goto out;
-	}
-	/* An index lists names; 64 MiB is far beyond any published one. */
-	text = tool_xmalloc((64u << 20) + 1);
-	total = fread(text, 1, 64u << 20, fp);
-	text[total] = '\0';
-	if (!feof(fp) || ferror(fp))
-		rc = index_fail(index, "unreadable or larger than 64 MiB", NULL);
-	fclose(fp);
-	root = rc ? NULL : cJSON_ParseWithLength(text, total);
-	wmap = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-	if (!rc && !cJSON_IsObject(wmap))
-		rc = index_fail(index, "no weight_map object (not JSON?)", NULL);
-	for (e = rc ? NULL : wmap->child; e && !rc; e = e->next) {
-		const char *shard = cJSON_IsString(e) ? e->valuestring : NULL;
-		size_t k;
-		if (!shard || !ends_with(shard, ".safetensors") || strchr(shard, '/') ||
-		    shard[0] == '.') {
-			rc = index_fail(index, "weight_map names a shard that is not a .safetensors "
-				       "file of the folder for", e->string);
-			break;
-		}
-		for (k = 0; k < nnames && strcmp(names[k], shard); k++)
-			;
-		if (k == nnames) {
-			char *path = tool_xmalloc(strlen(dir) + strlen(shard) + 2);
-			sprintf(path, "%s/%s", dir, shard);
-			rc = open_shard(s, path, lenient);
-			free(path);
-			names = tool_xrealloc(names, (nnames + 1) * sizeof *names);
-			names[nnames++] = tool_xstrdup(shard);
-		}
-		for (size_t i = 0; i < s->n && !rc; i++)
-			if (!strcmp(s->keys[i], e->string))
-				rc = index_fail(index, "weight_map names twice", e->string);
-		if (!rc)
-			add_key(s, e->string, k);
-	}
-	/* Each shard holds exactly the tensors the map gives it. */
-	for (size_t k = 0; k < s->nshards && !rc; k++) {
-		size_t listed = 0;
-		for (size_t i = 0; i < s->n; i++)
-			listed += s->shard_of[i] == k;
-		for (size_t i = 0; i < s->n && !rc; i++) {
-			nnh5_tensor *t = NULL;
-			if (s->shard_of[i] != k)
-				continue;
-			if (nnh5_safetensors_get(&t, s->shards[k], s->keys[i])) {
-				nnh5_error_clear();
-				rc = index_fail(index, "a tensor missing from its shard:", s->keys[i]);
-			}
-			nnh5_tensor_free(t);
-		}
-		if (!rc && listed != nnh5_safetensors_len(s->shards[k]))
-			rc = index_fail(index, "weight_map does not list every tensor of shard",
-					names[k]);
-	}
-out:
-	for (size_t k = 0; k < nnames; k++)
-		free(names[k]);
-	free(names);
-	cJSON_Delete(root);
-	free(text);
-	free(index);
+	so.lenient = lenient;
+	if (nnh5_safetensors_load_folder(&sd, in, &so))
+		return fail(NULL);
+	rc = write_dict(o, sd, p);
+	nnh5_dict_free(sd);
 	return rc;
 }
 
+/* A file: its tensors are views of the mapping, released once written. */
 static int from_safetensors(const char *in, bool folder, bool lenient, const struct sink *o,
 			    struct progress *p)
 {
 	struct nnh5_source s = { .p = p };
-	int rc = folder ? open_folder(&s, in, lenient) : open_shard(&s, in, lenient);
+	int rc;
 
-	if (!rc && !folder)
-		for (size_t i = 0; i < nnh5_safetensors_len(s.shards[0]); i++)
-			add_key(&s, nnh5_safetensors_name(s.shards[0], i), 0);
+	if (folder)
+		return from_folder(in, lenient, o, p);
+	rc = open_shard(&s, in, lenient);
+	for (size_t i = 0; !rc && i < nnh5_safetensors_len(s.shards[0]); i++)
+		add_key(&s, nnh5_safetensors_name(s.shards[0], i), 0);
 	for (size_t i = 0; !rc && i < s.n; i++) {
 		nnh5_tensor *t = NULL;
-		if (!nnh5_safetensors_get(&t, s.shards[s.shard_of[i]], s.keys[i]))
+		if (!nnh5_safetensors_get(&t, s.shards[0], s.keys[i]))
 			p->total += nnh5_tensor_nbytes(t);
 		nnh5_tensor_free(t);
 	}
@@ -702,7 +477,7 @@ static int from_safetensors(const char *in, bool folder, bool lenient, const str
 			rc = fail(NULL);
 		for (size_t i = 0; i < s.n && !rc; i++) {
 			nnh5_tensor *t = NULL;
-			if (nnh5_safetensors_get(&t, s.shards[s.shard_of[i]], s.keys[i]) ||
+			if (nnh5_safetensors_get(&t, s.shards[0], s.keys[i]) ||
 			    nnh5_dict_set(sd, s.keys[i], t)) {
 				nnh5_tensor_free(t);
 				rc = fail(NULL);

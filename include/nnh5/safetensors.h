@@ -109,6 +109,37 @@ NNH5_API int nnh5_safetensors_load(nnh5_dict **out, const char *path,
 NNH5_API int nnh5_safetensors_save(const char *path, const nnh5_dict *sd, size_t n_meta,
 				   const char *const *meta_keys, const char *const *meta_values);
 
+/*
+ * Write sd as a Hugging Face folder dir (created if missing): shards
+ * "model-0000k-of-0000N.safetensors" of at most max_shard_bytes of tensor
+ * data each (0: 5,000,000,000, Hugging Face's default), split as
+ * huggingface_hub splits a state dict (in sd's order; a tensor that would
+ * tip a shard over the limit starts the next; a larger tensor is a shard of
+ * its own), each written as nnh5_safetensors_save() writes (the metadata in
+ * every shard), then "model.safetensors.index.json" as transformers writes
+ * it ({"metadata": {"total_size": bytes}, "weight_map": {name: shard}},
+ * sorted keys, indent 2). A single shard is written as "model.safetensors"
+ * with no index, as save_pretrained does. Each file is replaced atomically,
+ * the index last; shards of an earlier save that the new index does not
+ * name are left in place. Errors as nnh5_safetensors_save().
+ */
+NNH5_API int nnh5_safetensors_save_folder(const char *dir, const nnh5_dict *sd,
+					  uint64_t max_shard_bytes, size_t n_meta,
+					  const char *const *meta_keys,
+					  const char *const *meta_values);
+
+/*
+ * Load a Hugging Face folder: with "model.safetensors.index.json", every
+ * shard its weight_map names (file names in dir only), each tensor checked
+ * against the index (a tensor the index puts in another shard or nowhere,
+ * or an index entry no shard holds, is refused); without an index,
+ * "model.safetensors". Tensors are copies, in shard-name then offset order.
+ * metadata.total_size is not checked (real indexes disagree with it).
+ * Errors as nnh5_safetensors_open(); NNH5_ERR_FORMAT for a bad index.
+ */
+NNH5_API int nnh5_safetensors_load_folder(nnh5_dict **out, const char *dir,
+					  const nnh5_safetensors_options *opts);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,17 +2,14 @@
  * lib/formats/safetensors.c - safetensors files: a read-only mapped open
  * that hands out tensors as views of the mapping, and the writer.
  *
- * The header is parsed by a small strict JSON reader of its own (RFC 8259,
- * as serde_json reads it): offsets and shapes are u64 and must be exact
- * (a double-based parser would round them), strings must be valid with no
- * lone surrogates, and every size is bounded by the input's length, so a
- * hostile header can neither overflow nor allocate more than about ten
- * times its own size. Validation follows the reference reader
+ * The header is parsed by formats/json.c (strict, exact u64 numbers), and
+ * every size is bounded by the input's length. Validation follows the reference reader
  * (huggingface/safetensors, safetensors/src/tensor.rs; doc/FORMATS.md).
  */
 #include "core/internal.h"
 #include "store/atomic.h"
 #include "store/regular.h"
+#include "formats/json.h"
 #include "nnh5/safetensors.h"
 
 #include <errno.h>
@@ -25,7 +22,6 @@
 #include <unistd.h>
 
 #define MAX_HEADER 100000000u
-#define MAX_DEPTH 128 /* serde_json's recursion limit */
 
 /* ------------------------------------------------------------ dtypes */
 
@@ -61,359 +57,6 @@ static int st_index_of_nnh5(nnh5_dtype d)
 	return -1;
 }
 
-/* ------------------------------------------------------------ JSON */
-
-enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
-
-struct jval {
-	enum jtype type;
-	bool is_u64;   /* J_NUM: a non-negative integer literal that fits u64 */
-	uint64_t u;    /* its value */
-	char *s;       /* J_STR: the decoded string (NUL-terminated) */
-	size_t slen;   /* its length (it may hold NUL bytes) */
-	size_t n;      /* J_ARR, J_OBJ: members */
-	struct jval *items;
-	char **keys;   /* J_OBJ */
-	size_t *klens;
-};
-
-struct jparser {
-	const char *p, *end;
-	int depth;
-	const char *err;
-};
-
-static void jfree(struct jval *v)
-{
-	if (v->type == J_STR)
-		nnh5__free(v->s);
-	if (v->type == J_ARR || v->type == J_OBJ) {
-		for (size_t i = 0; i < v->n; i++) {
-			jfree(&v->items[i]);
-			if (v->keys)
-				nnh5__free(v->keys[i]);
-		}
-		nnh5__free(v->items);
-		nnh5__free(v->keys);
-		nnh5__free(v->klens);
-	}
-	memset(v, 0, sizeof *v);
-}
-
-static void jws(struct jparser *j)
-{
-	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-		j->p++;
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-	unsigned v = 0;
-
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= (unsigned)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v |= (unsigned)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			v |= (unsigned)(c - 'A' + 10);
-		else
-			return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-static size_t put_utf8(char *o, unsigned cp)
-{
-	if (cp < 0x80) {
-		o[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (char)(0xc0 | (cp >> 6));
-		o[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (char)(0xe0 | (cp >> 12));
-		o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		o[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	o[0] = (char)(0xf0 | (cp >> 18));
-	o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-	o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-	o[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
-/* A string at j->p (the opening quote); the input is valid UTF-8 already. */
-static int jstring(struct jparser *j, char **out, size_t *outlen)
-{
-	const char *p = j->p + 1, *q = p;
-	size_t cap = 0, n = 0;
-	char *o;
-
-	/* Decoded strings are never longer than their source. */
-	while (q < j->end && *q != '"') {
-		if (*q == '\\')
-			q++;
-		q++;
-	}
-	if (q >= j->end) {
-		j->err = "unterminated string";
-		return -1;
-	}
-	cap = (size_t)(q - p) + 1;
-	o = nnh5__malloc(cap);
-	if (!o) {
-		j->err = NULL;
-		return -2;
-	}
-	while (*p != '"') {
-		unsigned char c = (unsigned char)*p;
-		if (c < 0x20) {
-			j->err = "control character in a string";
-			goto bad;
-		}
-		if (c != '\\') {
-			o[n++] = (char)c;
-			p++;
-			continue;
-		}
-		p++;
-		switch (*p) {
-		case '"': o[n++] = '"'; p++; break;
-		case '\\': o[n++] = '\\'; p++; break;
-		case '/': o[n++] = '/'; p++; break;
-		case 'b': o[n++] = '\b'; p++; break;
-		case 'f': o[n++] = '\f'; p++; break;
-		case 'n': o[n++] = '\n'; p++; break;
-		case 'r': o[n++] = '\r'; p++; break;
-		case 't': o[n++] = '\t'; p++; break;
-		case 'u': {
-			unsigned cp, lo;
-			if (j->end - p < 5 || hex4(p + 1, &cp) < 0) {
-				j->err = "bad \\u escape";
-				goto bad;
-			}
-			p += 5;
-			if (cp >= 0xdc00 && cp <= 0xdfff) {
-				j->err = "lone surrogate in a \\u escape";
-				goto bad;
-			}
-			if (cp >= 0xd800 && cp <= 0xdbff) {
-				if (j->end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
-				    hex4(p + 2, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff) {
-					j->err = "lone surrogate in a \\u escape";
-					goto bad;
-				}
-				p += 6;
-				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-			}
-			/* \uXXXX (6 bytes) decodes to at most 3, a pair (12) to 4. */
-			n += put_utf8(o + n, cp);
-			break;
-		}
-		default:
-			j->err = "bad escape in a string";
-			goto bad;
-		}
-	}
-	o[n] = '\0';
-	j->p = p + 1;
-	*out = o;
-	*outlen = n;
-	return 0;
-bad:
-	nnh5__free(o);
-	return -1;
-}
-
-/* One or more digits from p: the position after them, or NULL (j->err set). */
-static const char *digits(struct jparser *j, const char *p)
-{
-	if (p >= j->end || *p < '0' || *p > '9') {
-		j->err = "bad number";
-		return NULL;
-	}
-	while (p < j->end && *p >= '0' && *p <= '9')
-		p++;
-	return p;
-}
-
-static int jnumber(struct jparser *j, struct jval *v)
-{
-	const char *p = j->p;
-	bool neg = false, integer = true, overflow = false;
-	uint64_t u = 0;
-
-	if (*p == '-') {
-		neg = true;
-		p++;
-	}
-	if (p >= j->end || *p < '0' || *p > '9') {
-		j->err = "bad number";
-		return -1;
-	}
-	if (*p == '0') {
-		p++;
-	} else {
-		while (p < j->end && *p >= '0' && *p <= '9') {
-			unsigned d = (unsigned)(*p - '0');
-			if (u > (UINT64_MAX - d) / 10)
-				overflow = true;
-			else
-				u = u * 10 + d;
-			p++;
-		}
-	}
-	if (p < j->end && *p == '.') {
-		integer = false;
-		if (!(p = digits(j, p + 1)))
-			return -1;
-	}
-	if (p < j->end && (*p == 'e' || *p == 'E')) {
-		integer = false;
-		p++;
-		if (p < j->end && (*p == '+' || *p == '-'))
-			p++;
-		if (!(p = digits(j, p)))
-			return -1;
-	}
-	v->type = J_NUM;
-	/* "-0" is the integer 0 to serde_json, which a u64 field takes. */
-	v->is_u64 = integer && !overflow && (!neg || u == 0);
-	v->u = v->is_u64 ? u : 0;
-	j->p = p;
-	return 0;
-}
-
-static int jvalue(struct jparser *j, struct jval *v);
-
-static int jcontainer(struct jparser *j, struct jval *v, bool obj)
-{
-	size_t cap = 0;
-	int rc;
-
-	if (++j->depth > MAX_DEPTH) {
-		j->err = "nested too deeply";
-		return -1;
-	}
-	v->type = obj ? J_OBJ : J_ARR;
-	j->p++;
-	jws(j);
-	if (j->p < j->end && *j->p == (obj ? '}' : ']')) {
-		j->p++;
-		j->depth--;
-		return 0;
-	}
-	for (;;) {
-		char *key = NULL;
-		size_t klen = 0;
-		if (v->n == cap) {
-			size_t nc = cap ? 2 * cap : 8;
-			struct jval *ni = nnh5__realloc(v->items, nc * sizeof *ni);
-			if (!ni)
-				return -2;
-			v->items = ni;
-			if (obj) {
-				char **nk = nnh5__realloc(v->keys, nc * sizeof *nk);
-				if (!nk)
-					return -2;
-				v->keys = nk;
-				size_t *nl = nnh5__realloc(v->klens, nc * sizeof *nl);
-				if (!nl)
-					return -2;
-				v->klens = nl;
-			}
-			cap = nc;
-		}
-		if (obj) {
-			jws(j);
-			if (j->p >= j->end || *j->p != '"') {
-				j->err = "expected a key";
-				return -1;
-			}
-			rc = jstring(j, &key, &klen);
-			if (rc)
-				return rc;
-			jws(j);
-			if (j->p >= j->end || *j->p != ':') {
-				nnh5__free(key);
-				j->err = "expected ':'";
-				return -1;
-			}
-			j->p++;
-		}
-		memset(&v->items[v->n], 0, sizeof v->items[v->n]);
-		if (obj) {
-			v->keys[v->n] = key;
-			v->klens[v->n] = klen;
-		}
-		v->n++;
-		rc = jvalue(j, &v->items[v->n - 1]);
-		if (rc)
-			return rc;
-		jws(j);
-		if (j->p < j->end && *j->p == ',') {
-			j->p++;
-			continue;
-		}
-		if (j->p < j->end && *j->p == (obj ? '}' : ']')) {
-			j->p++;
-			j->depth--;
-			return 0;
-		}
-		j->err = obj ? "expected ',' or '}'" : "expected ',' or ']'";
-		return -1;
-	}
-}
-
-static bool jlit(struct jparser *j, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	if ((size_t)(j->end - j->p) < n || memcmp(j->p, lit, n) != 0)
-		return false;
-	j->p += n;
-	return true;
-}
-
-static int jvalue(struct jparser *j, struct jval *v)
-{
-	jws(j);
-	if (j->p >= j->end) {
-		j->err = "unexpected end";
-		return -1;
-	}
-	switch (*j->p) {
-	case '{': return jcontainer(j, v, true);
-	case '[': return jcontainer(j, v, false);
-	case '"':
-		v->type = J_STR;
-		return jstring(j, &v->s, &v->slen);
-	case 't':
-	case 'f':
-		v->type = J_BOOL;
-		if (jlit(j, "true") || jlit(j, "false"))
-			return 0;
-		break;
-	case 'n':
-		v->type = J_NULL;
-		if (jlit(j, "null"))
-			return 0;
-		break;
-	default:
-		return jnumber(j, v);
-	}
-	j->err = "unexpected character";
-	return -1;
-}
-
 /* ------------------------------------------------------------ reading */
 
 struct st_tensor {
@@ -436,60 +79,6 @@ struct nnh5_safetensors {
 	size_t n_meta;
 	size_t copies;
 };
-
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t len;
-		uint32_t cp;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if ((c & 0xe0) == 0xc0) {
-			len = 2;
-			cp = c & 0x1fu;
-		} else if ((c & 0xf0) == 0xe0) {
-			len = 3;
-			cp = c & 0x0fu;
-		} else if ((c & 0xf8) == 0xf0) {
-			len = 4;
-			cp = c & 0x07u;
-		} else {
-			return false;
-		}
-		if (n - i < len)
-			return false;
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3fu);
-		}
-		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-		    (len == 4 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += len;
-	}
-	return true;
-}
-
-/* An object's member key, or NULL; *dup set when the key occurs twice. */
-static const struct jval *jget(const struct jval *o, const char *key, bool *dup)
-{
-	const struct jval *found = NULL;
-
-	for (size_t i = 0; i < o->n; i++) {
-		if (o->klens[i] == strlen(key) && memcmp(o->keys[i], key, o->klens[i]) == 0) {
-			if (found)
-				*dup = true;
-			found = &o->items[i];
-		}
-	}
-	return found;
-}
 
 static bool has_nul(const char *s, size_t n)
 {
@@ -522,9 +111,9 @@ static int parse_entry(nnh5_safetensors *st, struct st_tensor *t, const struct j
 	if (v->type != J_OBJ)
 		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': tensor '%s': not an object",
 				   st->path, t->name);
-	dt = jget(v, "dtype", &dup);
-	shape = jget(v, "shape", &dup);
-	offs = jget(v, "data_offsets", &dup);
+	dt = nnh5__json_get(v, "dtype", &dup);
+	shape = nnh5__json_get(v, "shape", &dup);
+	offs = nnh5__json_get(v, "data_offsets", &dup);
 	if (dup)
 		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': tensor '%s': a field given twice",
 				   st->path, t->name);
@@ -556,33 +145,38 @@ static int parse_entry(nnh5_safetensors *st, struct st_tensor *t, const struct j
 	for (size_t i = 0; i < shape->n && i < NNH5_MAX_NDIM; i++)
 		t->shape[i] = shape->items[i].u > (uint64_t)INT64_MAX ? -1
 								       : (int64_t)shape->items[i].u;
-	/* Overflow-checked byte count, on the u64 values (the reference's usize). */
+	/*
+	 * The byte count as the reference computes it, on u64 (its usize):
+	 * elements (the first overflow refuses, even if a later dimension is 0),
+	 * times the dtype's bits, which must make whole bytes.
+	 */
 	{
-		uint64_t ne = 1, nb;
-		bool over = false;
+		static const unsigned bits[N_ST_DTYPES] = { 8,  4,  6,  6,  8,	8,  8,	8,  8,	8,  8,
+							    16, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64 };
+		uint64_t ne = 1, nbits;
 		for (size_t i = 0; i < shape->n; i++) {
 			uint64_t d = shape->items[i].u;
 			if (d && ne > UINT64_MAX / d)
-				over = true;
+				return nnh5__error(NNH5_ERR_FORMAT,
+						   "safetensors '%s': tensor '%s': element count overflows",
+						   st->path, t->name);
 			ne *= d;
 		}
-		/* once 0, the product stays 0 whatever overflowed before (checked_mul folds) */
-		static const unsigned sizes[N_ST_DTYPES] = { 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1,
-							     2, 2, 2, 2, 4, 4, 4, 8, 8, 8, 8 };
-		unsigned es = sizes[k];
-		if (es == 0)
-			return NNH5_OK; /* sub-byte: refused below, with its name */
-		if (over || ne > UINT64_MAX / es)
-			return nnh5__error(NNH5_ERR_FORMAT,
-					   "safetensors '%s': tensor '%s': size overflows",
+		if (ne > UINT64_MAX / bits[k])
+			return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': tensor '%s': size overflows",
 					   st->path, t->name);
-		nb = ne * es;
-		if (t->end < t->begin || t->end - t->begin != nb)
+		nbits = ne * bits[k];
+		if (nbits % 8)
+			return nnh5__error(NNH5_ERR_FORMAT,
+					   "safetensors '%s': tensor '%s': %llu elements of %s are not "
+					   "whole bytes", st->path, t->name, (unsigned long long)ne,
+					   st_dtypes[k].name);
+		if (t->end < t->begin || t->end - t->begin != nbits / 8)
 			return nnh5__error(NNH5_ERR_FORMAT,
 					   "safetensors '%s': tensor '%s': data_offsets [%llu, %llu] "
 					   "do not hold its %llu bytes", st->path, t->name,
 					   (unsigned long long)t->begin, (unsigned long long)t->end,
-					   (unsigned long long)nb);
+					   (unsigned long long)(nbits / 8));
 	}
 	return NNH5_OK;
 }
@@ -625,7 +219,7 @@ static int parse_header(nnh5_safetensors *st, const struct jval *root)
 				return nnh5__error(NNH5_ERR_FORMAT,
 						   "safetensors '%s': __metadata__ value of '%s' is "
 						   "not a string", st->path, meta->keys[i]);
-			jget(meta, meta->keys[i], &d2);
+			nnh5__json_get(meta, meta->keys[i], &d2);
 			if (d2)
 				return nnh5__error(NNH5_ERR_FORMAT,
 						   "safetensors '%s': __metadata__ key '%s' given twice",
@@ -726,10 +320,10 @@ static int validate(nnh5_safetensors *st, bool lenient)
 static int open_bytes(nnh5_safetensors *st, const nnh5_safetensors_options *opts)
 {
 	nnh5_safetensors_options def = NNH5_SAFETENSORS_OPTIONS_INIT;
-	struct jparser j;
 	struct jval root;
 	uint64_t n;
-	const char *h;
+	const char *h, *jerr;
+	size_t at;
 	int rc;
 
 	if (!opts)
@@ -754,36 +348,24 @@ static int open_bytes(nnh5_safetensors *st, const nnh5_safetensors_options *opts
 				   st->path, (unsigned long long)n, st->size - 8);
 	st->data_start = 8 + n;
 	h = (const char *)st->base + 8;
-	if (!utf8_valid((const unsigned char *)h, (size_t)n))
+	if (!nnh5__json_utf8_valid((const unsigned char *)h, (size_t)n))
 		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': the header is not valid UTF-8",
 				   st->path);
 	if (!opts->lenient && (n == 0 || h[0] != '{'))
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "safetensors '%s': the header does not start with '{' (a lenient "
 				   "open accepts whitespace before it)", st->path);
-	memset(&root, 0, sizeof root);
-	j.p = h;
-	j.end = h + n;
-	j.depth = 0;
-	j.err = NULL;
-	rc = jvalue(&j, &root);
-	if (!rc) {
-		jws(&j);
-		if (j.p != j.end) {
-			j.err = "trailing characters after the JSON object";
-			rc = -1;
-		}
-	}
+	rc = nnh5__json_parse(&root, h, (size_t)n, &jerr, &at);
 	if (rc) {
-		jfree(&root);
-		if (rc == -2 || !j.err)
+		nnh5__json_free(&root);
+		if (rc == -2)
 			return nnh5__nomem();
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "safetensors '%s': the header is not valid JSON: %s at byte %zu",
-				   st->path, j.err, (size_t)(j.p - h));
+				   st->path, jerr, at);
 	}
 	rc = parse_header(st, &root);
-	jfree(&root);
+	nnh5__json_free(&root);
 	if (!rc)
 		rc = validate(st, opts->lenient);
 	return rc;
@@ -965,30 +547,27 @@ int nnh5_safetensors_load(nnh5_dict **out, const char *path, const nnh5_safetens
 
 /* ------------------------------------------------------------ writing */
 
+/* s's characters escaped as serde_json escapes them (no quotes around). */
+static void json_str_tail(nnh5__strbuf *sb, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		const char *shortf = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
+				   : c == '\r' ? "\\r" : c == '\t' ? "\\t" : c == '\b' ? "\\b"
+				   : c == '\f' ? "\\f" : NULL;
+		if (shortf)
+			nnh5__strbuf_puts(sb, shortf);
+		else if (c < 0x20)
+			nnh5__strbuf_printf(sb, "\\u%04x", c);
+		else
+			nnh5__strbuf_putn(sb, (const char *)&c, 1);
+	}
+}
+
 static void json_str(nnh5__strbuf *sb, const char *s)
 {
 	nnh5__strbuf_putn(sb, "\"", 1);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		char esc[8];
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)c;
-			nnh5__strbuf_putn(sb, esc, 2);
-		} else if (c < 0x20) {
-			/* serde_json's escapes: short forms where JSON has them */
-			const char *shortf = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
-					   : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
-			if (shortf)
-				nnh5__strbuf_puts(sb, shortf);
-			else {
-				snprintf(esc, sizeof esc, "\\u%04x", c);
-				nnh5__strbuf_puts(sb, esc);
-			}
-		} else {
-			nnh5__strbuf_putn(sb, (const char *)&c, 1);
-		}
-	}
+	json_str_tail(sb, s);
 	nnh5__strbuf_putn(sb, "\"", 1);
 }
 
@@ -1023,18 +602,67 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-int nnh5_safetensors_save(const char *path, const nnh5_dict *sd, size_t n_meta,
-			  const char *const *meta_keys, const char *const *meta_values)
+/*
+ * Replace path atomically (store/atomic.c) with the nhead bytes at head
+ * followed by the data of the n tensors e.
+ */
+static int atomic_write(const char *path, const char *head, size_t nhead, const struct wentry *e,
+			size_t n)
+{
+	nnh5__atomic a;
+	int fd, rc;
+
+	rc = nnh5__atomic_begin(&a, path, true);
+	if (rc)
+		return rc;
+	fd = open(a.tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0) {
+		rc = nnh5__error(NNH5_ERR_IO, "save '%s': %s", path, strerror(errno));
+		goto abort;
+	}
+	rc = nnh5__atomic_adopt(&a, fd);
+	if (rc)
+		goto abort;
+	if (write_all(fd, head, nhead) < 0) {
+		rc = nnh5__error(NNH5_ERR_IO, "save '%s': write: %s", path, strerror(errno));
+		goto abort;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t nb = nnh5_tensor_nbytes(e[i].t);
+		if (nb && write_all(fd, nnh5_tensor_data(e[i].t), nb) < 0) {
+			rc = nnh5__error(NNH5_ERR_IO, "save '%s': writing tensor '%s': %s", path,
+					 e[i].name, strerror(errno));
+			goto abort;
+		}
+	}
+	rc = close(fd);
+	fd = -1;
+	if (rc < 0) {
+		rc = nnh5__error(NNH5_ERR_IO, "save '%s': close: %s", path, strerror(errno));
+		goto abort;
+	}
+	return nnh5__atomic_commit(&a);
+abort:
+	if (fd >= 0)
+		close(fd);
+	nnh5__atomic_abort(&a);
+	return rc;
+}
+
+/* The entries of sd, checked: every dtype has a safetensors name, no tensor is called __metadata__. */
+static int collect(struct wentry **out, const nnh5_dict *sd, const char *path, size_t n_meta,
+		   const char *const *meta_keys, const char *const *meta_values)
 {
 	size_t n = nnh5_dict_len(sd);
-	struct wentry *e = nnh5__calloc(n ? n : 1, sizeof *e);
-	nnh5__strbuf sb = { 0 };
-	nnh5__atomic a;
-	uint64_t off = 0, hlen;
-	unsigned char len8[8];
-	int fd = -1, rc = NNH5_OK;
-	char num[64];
+	struct wentry *e;
+	int rc = NNH5_OK;
 
+	*out = NULL;
+	for (size_t i = 0; i < n_meta; i++)
+		if (!meta_keys || !meta_values || !meta_keys[i] || !meta_values[i])
+			return nnh5__error(NNH5_ERR_INVALID, "safetensors save '%s': metadata entry %zu is NULL",
+					   path, i);
+	e = nnh5__calloc(n ? n : 1, sizeof *e);
 	if (!e)
 		return nnh5__nomem();
 	for (size_t i = 0; i < n; i++) {
@@ -1046,23 +674,33 @@ int nnh5_safetensors_save(const char *path, const nnh5_dict *sd, size_t n_meta,
 					 "safetensors save '%s': tensor '%s' is %s, which safetensors "
 					 "has no dtype for", path, e[i].name,
 					 nnh5_dtype_name((int)nnh5_tensor_dtype(e[i].t)));
-			goto done;
+			break;
 		}
 		if (strcmp(e[i].name, "__metadata__") == 0) {
 			rc = nnh5__error(NNH5_ERR_INVALID,
 					 "safetensors save '%s': a tensor cannot be named __metadata__",
 					 path);
-			goto done;
+			break;
 		}
 	}
-	for (size_t i = 0; i < n_meta; i++)
-		if (!meta_keys || !meta_values || !meta_keys[i] || !meta_values[i]) {
-			rc = nnh5__error(NNH5_ERR_INVALID, "safetensors save '%s': metadata entry %zu is NULL",
-					 path, i);
-			goto done;
-		}
+	if (rc) {
+		nnh5__free(e);
+		return rc;
+	}
+	*out = e;
+	return NNH5_OK;
+}
+
+/* One safetensors file of the n tensors e (sorted here, as the reference writer sorts). */
+static int write_file(const char *path, struct wentry *e, size_t n, size_t n_meta,
+		      const char *const *meta_keys, const char *const *meta_values)
+{
+	nnh5__strbuf sb = { 0 };
+	uint64_t off = 0, hlen;
+	int rc;
+
 	qsort(e, n, sizeof *e, cmp_wentry);
-	nnh5__strbuf_putn(&sb, "{", 1);
+	nnh5__strbuf_putn(&sb, "01234567{", 9); /* the length is filled in below */
 	if (n_meta) {
 		nnh5__strbuf_puts(&sb, "\"__metadata__\":{");
 		for (size_t i = 0; i < n_meta; i++) {
@@ -1079,67 +717,410 @@ int nnh5_safetensors_save(const char *path, const nnh5_dict *sd, size_t n_meta,
 		if (i || n_meta)
 			nnh5__strbuf_putn(&sb, ",", 1);
 		json_str(&sb, e[i].name);
-		nnh5__strbuf_puts(&sb, ":{\"dtype\":\"");
-		nnh5__strbuf_puts(&sb, st_dtypes[e[i].k].name);
-		nnh5__strbuf_puts(&sb, "\",\"shape\":[");
-		for (size_t d = 0; d < nd; d++) {
-			snprintf(num, sizeof num, "%s%lld", d ? "," : "",
-				 (long long)nnh5_tensor_dim(e[i].t, d));
-			nnh5__strbuf_puts(&sb, num);
-		}
-		snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-			 (unsigned long long)(off + nb));
-		nnh5__strbuf_puts(&sb, num);
+		nnh5__strbuf_printf(&sb, ":{\"dtype\":\"%s\",\"shape\":[", st_dtypes[e[i].k].name);
+		for (size_t d = 0; d < nd; d++)
+			nnh5__strbuf_printf(&sb, "%s%lld", d ? "," : "",
+					    (long long)nnh5_tensor_dim(e[i].t, d));
+		nnh5__strbuf_printf(&sb, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+				    (unsigned long long)(off + nb));
 		off += nb;
 	}
 	nnh5__strbuf_putn(&sb, "}", 1);
-	while (sb.len % 8)
+	while (sb.len % 8) /* 8 + the header: the data starts 8-aligned */
 		nnh5__strbuf_putn(&sb, " ", 1);
 	if (sb.oom) {
+		nnh5__free(sb.p);
+		return nnh5__nomem();
+	}
+	hlen = sb.len - 8;
+	if (hlen > MAX_HEADER) {
+		nnh5__free(sb.p);
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "safetensors save '%s': a header of %llu bytes is above the format's "
+				   "100,000,000", path, (unsigned long long)hlen);
+	}
+	for (int i = 0; i < 8; i++)
+		sb.p[i] = (char)(unsigned char)(hlen >> (8 * i));
+	rc = atomic_write(path, sb.p, sb.len, e, n);
+	nnh5__free(sb.p);
+	return rc;
+}
+
+int nnh5_safetensors_save(const char *path, const nnh5_dict *sd, size_t n_meta,
+			  const char *const *meta_keys, const char *const *meta_values)
+{
+	struct wentry *e;
+	int rc = collect(&e, sd, path, n_meta, meta_keys, meta_values);
+
+	if (rc)
+		return rc;
+	rc = write_file(path, e, nnh5_dict_len(sd), n_meta, meta_keys, meta_values);
+	nnh5__free(e);
+	return rc;
+}
+
+/* ------------------------------------------------------------ folders */
+
+#define INDEX_NAME "model.safetensors.index.json"
+#define SINGLE_NAME "model.safetensors"
+#define DEFAULT_SHARD ((uint64_t)5000000000u) /* Hugging Face's default, 5 GB */
+
+static char *join(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = nnh5__malloc(n);
+
+	if (p)
+		snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}
+
+/* Python's json.dumps string (ensure_ascii): what transformers writes in the index. */
+static void json_str_ascii(nnh5__strbuf *sb, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	nnh5__strbuf_putn(sb, "\"", 1);
+	while (*p) {
+		unsigned cp = *p;
+		size_t len = 1;
+		if (cp >= 0x80) {
+			/* valid UTF-8 (dict keys are checked on insertion) */
+			len = cp >= 0xf0 ? 4 : cp >= 0xe0 ? 3 : 2;
+			cp &= len == 4 ? 0x07u : len == 3 ? 0x0fu : 0x1fu;
+			for (size_t i = 1; i < len; i++)
+				cp = (cp << 6) | (p[i] & 0x3fu);
+		}
+		if (cp >= 0x10000) {
+			cp -= 0x10000;
+			nnh5__strbuf_printf(sb, "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
+		} else if (cp >= 0x80) {
+			nnh5__strbuf_printf(sb, "\\u%04x", cp);
+		} else {
+			char c[2] = { (char)cp, 0 };
+			json_str_tail(sb, c);
+		}
+		p += len;
+	}
+	nnh5__strbuf_putn(sb, "\"", 1);
+}
+
+int nnh5_safetensors_save_folder(const char *dir, const nnh5_dict *sd, uint64_t max_shard_bytes,
+				 size_t n_meta, const char *const *meta_keys,
+				 const char *const *meta_values)
+{
+	size_t n = nnh5_dict_len(sd), ngroups = 0, nshards = 0, open_group = SIZE_MAX;
+	struct wentry *e = NULL, *part = NULL;
+	size_t *group = NULL, *final = NULL, *sorted = NULL;
+	uint64_t cur = 0, total = 0;
+	nnh5__strbuf sb = { 0 };
+	char name[64], *path = NULL;
+	int rc;
+
+	if (max_shard_bytes == 0)
+		max_shard_bytes = DEFAULT_SHARD;
+	rc = collect(&e, sd, dir, n_meta, meta_keys, meta_values);
+	if (rc)
+		return rc;
+	if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
+		rc = nnh5__error(NNH5_ERR_IO, "safetensors save '%s': cannot create the folder: %s",
+				 dir, strerror(errno));
+		goto done;
+	}
+	group = nnh5__calloc(n + 1, sizeof *group);
+	final = nnh5__calloc(n + 1, sizeof *final);
+	sorted = nnh5__calloc(n + 1, sizeof *sorted);
+	part = nnh5__calloc(n + 1, sizeof *part);
+	if (!group || !final || !sorted || !part) {
 		rc = nnh5__nomem();
 		goto done;
 	}
-	hlen = sb.len;
-	for (int i = 0; i < 8; i++)
-		len8[i] = (unsigned char)(hlen >> (8 * i));
-	rc = nnh5__atomic_begin(&a, path, true);
-	if (rc)
-		goto done;
-	fd = open(a.tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
-	if (fd < 0 || nnh5__atomic_adopt(&a, fd) != NNH5_OK) {
-		rc = fd < 0 ? nnh5__error(NNH5_ERR_IO, "safetensors save '%s': %s", path,
-					  strerror(errno))
-			    : NNH5_ERR_IO;
-		goto abort;
-	}
-	if (write_all(fd, len8, 8) < 0 || write_all(fd, sb.p, sb.len) < 0) {
-		rc = nnh5__error(NNH5_ERR_IO, "safetensors save '%s': write: %s", path,
-				 strerror(errno));
-		goto abort;
-	}
+	/*
+	 * Shards as huggingface_hub splits a state dict: in the dict's order, a
+	 * tensor that would tip the open shard over the limit closes it and
+	 * opens another; a tensor larger than the limit is a shard of its own at
+	 * once. Shards are numbered in the order they are closed.
+	 */
 	for (size_t i = 0; i < n; i++) {
-		size_t nb = nnh5_tensor_nbytes(e[i].t);
-		if (nb && write_all(fd, nnh5_tensor_data(e[i].t), nb) < 0) {
-			rc = nnh5__error(NNH5_ERR_IO, "safetensors save '%s': writing tensor '%s': %s",
-					 path, e[i].name, strerror(errno));
-			goto abort;
+		uint64_t nb = nnh5_tensor_nbytes(e[i].t);
+		total += nb;
+		if (nb > max_shard_bytes) {
+			group[i] = ngroups;
+			final[ngroups++] = nshards++;
+			continue;
 		}
+		if (open_group != SIZE_MAX && cur + nb > max_shard_bytes) {
+			final[open_group] = nshards++;
+			open_group = SIZE_MAX;
+		}
+		if (open_group == SIZE_MAX) {
+			open_group = ngroups++;
+			cur = 0;
+		}
+		group[i] = open_group;
+		cur += nb;
 	}
-	if (close(fd) < 0) {
-		fd = -1;
-		rc = nnh5__error(NNH5_ERR_IO, "safetensors save '%s': close: %s", path,
-				 strerror(errno));
-		goto abort;
+	if (open_group != SIZE_MAX)
+		final[open_group] = nshards++;
+	if (nshards <= 1) {
+		/* One shard: model.safetensors and no index, as save_pretrained does. */
+		path = join(dir, SINGLE_NAME);
+		rc = path ? write_file(path, e, n, n_meta, meta_keys, meta_values) : nnh5__nomem();
+		goto done;
 	}
-	fd = -1;
-	rc = nnh5__atomic_commit(&a);
-	goto done;
-abort:
-	if (fd >= 0)
-		close(fd);
-	nnh5__atomic_abort(&a);
+	for (size_t s = 0; s < nshards; s++) {
+		size_t np = 0;
+		for (size_t i = 0; i < n; i++)
+			if (final[group[i]] == s)
+				part[np++] = e[i];
+		snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, nshards);
+		nnh5__free(path);
+		path = join(dir, name);
+		rc = path ? write_file(path, part, np, n_meta, meta_keys, meta_values) : nnh5__nomem();
+		if (rc)
+			goto done;
+	}
+	/* The index as transformers writes it: json.dumps(indent=2, sort_keys=True) + "\n". */
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = i;
+	for (size_t i = 1; i < n; i++) /* insertion sort by name: n is a model's tensor count */
+		for (size_t j = i; j > 0 && strcmp(e[sorted[j - 1]].name, e[sorted[j]].name) > 0; j--) {
+			size_t t = sorted[j];
+			sorted[j] = sorted[j - 1];
+			sorted[j - 1] = t;
+		}
+	nnh5__strbuf_printf(&sb, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n"
+				 "  \"weight_map\": {", (unsigned long long)total);
+	for (size_t k = 0; k < n; k++) {
+		size_t i = sorted[k];
+		nnh5__strbuf_puts(&sb, k ? ",\n    " : "\n    ");
+		json_str_ascii(&sb, e[i].name);
+		nnh5__strbuf_printf(&sb, ": \"model-%05zu-of-%05zu.safetensors\"", final[group[i]] + 1,
+				    nshards);
+	}
+	nnh5__strbuf_puts(&sb, n ? "\n  }\n}\n" : "}\n}\n");
+	nnh5__free(path);
+	path = join(dir, INDEX_NAME);
+	if (!path || sb.oom)
+		rc = nnh5__nomem();
+	else
+		rc = atomic_write(path, sb.p, sb.len, NULL, 0);
 done:
 	nnh5__free(sb.p);
+	nnh5__free(path);
+	nnh5__free(group);
+	nnh5__free(final);
+	nnh5__free(sorted);
+	nnh5__free(part);
 	nnh5__free(e);
+	return rc;
+}
+
+/* A shard's name from the index: a plain file name in the folder, nothing that leaves it. */
+static bool plain_name(const struct jval *v)
+{
+	return v->type == J_STR && v->slen > 0 && !has_nul(v->s, v->slen) && !strchr(v->s, '/') &&
+	       v->s[0] != '.';
+}
+
+/* The index file's bytes (at most MAX_HEADER), NUL-terminated. */
+static int read_index(char **out, size_t *len, const char *path)
+{
+	nnh5__regular r;
+	struct stat sb;
+	char *buf;
+	size_t got = 0;
+	int rc = nnh5__regular_open(&r, path, "safetensors folder");
+
+	*out = NULL;
+	if (rc)
+		return rc;
+	if (fstat(r.fd, &sb) < 0 || sb.st_size > (off_t)MAX_HEADER) {
+		nnh5__regular_close(&r);
+		return nnh5__error(NNH5_ERR_FORMAT, "safetensors index '%s': unreadable or larger than "
+				   "100,000,000 bytes", path);
+	}
+	buf = nnh5__malloc((size_t)sb.st_size + 1);
+	if (!buf) {
+		nnh5__regular_close(&r);
+		return nnh5__nomem();
+	}
+	while (got < (size_t)sb.st_size) {
+		ssize_t k = read(r.fd, buf + got, (size_t)sb.st_size - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	nnh5__regular_close(&r);
+	if (got != (size_t)sb.st_size) {
+		nnh5__free(buf);
+		return nnh5__error(NNH5_ERR_IO, "safetensors index '%s': short read", path);
+	}
+	buf[got] = '\0';
+	*out = buf;
+	*len = got;
+	return NNH5_OK;
+}
+
+/* Check the index and list its shards (sorted, distinct) into *shards. */
+static int parse_index(const struct jval *root, const char *path, const struct jval **wm,
+		       const char ***shards, size_t *nshards)
+{
+	const struct jval *meta;
+	bool dup = false;
+	const char **sh;
+	size_t ns = 0;
+
+	*shards = NULL;
+	*nshards = 0;
+	if (root->type != J_OBJ)
+		return nnh5__error(NNH5_ERR_FORMAT, "safetensors index '%s': not a JSON object", path);
+	*wm = nnh5__json_get(root, "weight_map", &dup);
+	meta = nnh5__json_get(root, "metadata", &dup);
+	if (dup || !*wm || (*wm)->type != J_OBJ || (meta && meta->type != J_OBJ && meta->type != J_NULL))
+		return nnh5__error(NNH5_ERR_FORMAT,
+				   "safetensors index '%s': needs one \"weight_map\" object (and "
+				   "\"metadata\", if given, an object)", path);
+	sh = nnh5__calloc((*wm)->n + 1, sizeof *sh);
+	if (!sh)
+		return nnh5__nomem();
+	for (size_t i = 0; i < (*wm)->n; i++) {
+		const struct jval *v = &(*wm)->items[i];
+		bool d2 = false;
+		if (!plain_name(v) || has_nul((*wm)->keys[i], (*wm)->klens[i])) {
+			nnh5__free(sh);
+			return nnh5__error(NNH5_ERR_FORMAT,
+					   "safetensors index '%s': tensor '%s': the shard is not a "
+					   "file name in the folder", path, (*wm)->keys[i]);
+		}
+		nnh5__json_get(*wm, (*wm)->keys[i], &d2);
+		if (d2) {
+			nnh5__free(sh);
+			return nnh5__error(NNH5_ERR_FORMAT, "safetensors index '%s': tensor '%s' "
+					   "given twice", path, (*wm)->keys[i]);
+		}
+		sh[ns++] = v->s;
+	}
+	qsort(sh, ns, sizeof *sh, cmp_names);
+	*nshards = 0;
+	for (size_t i = 0; i < ns; i++)
+		if (i == 0 || strcmp(sh[i], sh[*nshards - 1]) != 0)
+			sh[(*nshards)++] = sh[i];
+	*shards = sh;
+	return NNH5_OK;
+}
+
+/* The shard weight_map gives for name, or NULL. */
+static const char *shard_of(const struct jval *wm, const char *name)
+{
+	bool dup = false;
+	const struct jval *v = nnh5__json_get(wm, name, &dup);
+
+	return v ? v->s : NULL;
+}
+
+/* Every tensor of the shard at path into d (copies), each checked against the index. */
+static int load_shard(nnh5_dict *d, const char *path, const char *shard, const struct jval *wm,
+		      const char *index, const nnh5_safetensors_options *opts, size_t *found)
+{
+	nnh5_safetensors *st;
+	int rc = nnh5_safetensors_open(&st, path, opts);
+
+	for (size_t i = 0; !rc && i < st->n; i++) {
+		const char *name = st->t[i].name, *want = shard_of(wm, name);
+		nnh5_tensor *v, *c = NULL;
+		if (!want || strcmp(want, shard) != 0) {
+			rc = nnh5__error(NNH5_ERR_FORMAT,
+					 "safetensors folder: tensor '%s' is in '%s' but the index "
+					 "'%s' puts it %s%s", name, path, index, want ? "in " : "nowhere",
+					 want ? want : "");
+			break;
+		}
+		rc = nnh5_safetensors_get(&v, st, name);
+		if (!rc) {
+			rc = nnh5_tensor_clone(&c, v);
+			nnh5_tensor_free(v);
+		}
+		if (!rc) {
+			rc = nnh5_dict_set(d, name, c);
+			if (rc)
+				nnh5_tensor_free(c);
+			else
+				(*found)++;
+		}
+	}
+	if (st)
+		nnh5_safetensors_close(st);
+	return rc;
+}
+
+int nnh5_safetensors_load_folder(nnh5_dict **out, const char *dir,
+				 const nnh5_safetensors_options *opts)
+{
+	char *index = join(dir, INDEX_NAME), *text = NULL, *path = NULL;
+	struct jval root;
+	const struct jval *wm = NULL;
+	const char **shards = NULL, *jerr;
+	size_t len = 0, nshards = 0, found = 0, at;
+	nnh5_dict *d = NULL;
+	struct stat sb;
+	int rc;
+
+	*out = NULL;
+	memset(&root, 0, sizeof root);
+	if (!index)
+		return nnh5__nomem();
+	if (stat(index, &sb) < 0 && errno == ENOENT) {
+		/* No index: one model.safetensors, as save_pretrained writes a single shard. */
+		path = join(dir, SINGLE_NAME);
+		rc = path ? nnh5_safetensors_load(out, path, opts) : nnh5__nomem();
+		goto done;
+	}
+	rc = read_index(&text, &len, index);
+	if (rc)
+		goto done;
+	if (!nnh5__json_utf8_valid((const unsigned char *)text, len)) {
+		rc = nnh5__error(NNH5_ERR_FORMAT, "safetensors index '%s': not valid UTF-8", index);
+		goto done;
+	}
+	rc = nnh5__json_parse(&root, text, len, &jerr, &at);
+	if (rc) {
+		rc = rc == -2 ? nnh5__nomem()
+			      : nnh5__error(NNH5_ERR_FORMAT,
+					    "safetensors index '%s': not valid JSON: %s at byte %zu",
+					    index, jerr, at);
+		goto done;
+	}
+	rc = parse_index(&root, index, &wm, &shards, &nshards);
+	if (!rc)
+		rc = nnh5_dict_new(&d);
+	for (size_t s = 0; !rc && s < nshards; s++) {
+		nnh5__free(path);
+		path = join(dir, shards[s]);
+		rc = path ? load_shard(d, path, shards[s], wm, index, opts, &found) : nnh5__nomem();
+	}
+	if (!rc && found != wm->n) {
+		for (size_t i = 0; i < wm->n; i++)
+			if (!nnh5_dict_get(d, wm->keys[i])) {
+				rc = nnh5__error(NNH5_ERR_FORMAT,
+						 "safetensors folder: the index '%s' puts tensor '%s' in "
+						 "'%s', which does not hold it", index, wm->keys[i],
+						 wm->items[i].s);
+				break;
+			}
+	}
+	if (!rc) {
+		*out = d;
+		d = NULL;
+	}
+done:
+	nnh5_dict_free(d);
+	nnh5__json_free(&root);
+	nnh5__free(shards);
+	nnh5__free(text);
+	nnh5__free(path);
+	nnh5__free(index);
 	return rc;
 }

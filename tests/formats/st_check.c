@@ -4,13 +4,17 @@
  * (strict, or lenient when the line starts with "L ") and print one line:
  *   OK <n> <hex name> <dtype> <d0,d1,..> <xxh3 hex> ... M <hex key>=<hex value> ...
  * or REFUSED <status>
- * Then, with argument "roundtrip DIR": every dtype's tensor through
- * nnh5 -> safetensors -> nnh5, compared bitwise (exit 1 on a difference).
+ * A line "D DIR" loads the folder DIR (nnh5_safetensors_load_folder) and
+ * prints the same kind of line. "roundtrip DIR": every dtype's tensor
+ * through nnh5 -> safetensors -> nnh5, compared bitwise (exit 1 on a
+ * difference). "resave IN FILE DIR MAX": IN read and written again as FILE
+ * and as the folder DIR with shards of at most MAX bytes (st_writer.py).
  */
 #include <nnh5.h>
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Names may hold spaces and newlines: printed as hex ("-" when empty). */
@@ -22,6 +26,49 @@ static void put_hex(const char *s)
 		printf("%02x", (unsigned char)*s);
 }
 
+static void print_dict(const nnh5_dict *d)
+{
+	printf("OK %zu", nnh5_dict_len(d));
+	for (size_t i = 0; i < nnh5_dict_len(d); i++) {
+		const nnh5_tensor *t = nnh5_dict_value(d, i);
+		putchar(' ');
+		put_hex(nnh5_dict_key(d, i));
+		printf(" %s ", nnh5_dtype_name((int)nnh5_tensor_dtype(t)));
+		for (size_t k = 0; k < nnh5_tensor_ndim(t); k++)
+			printf("%s%" PRId64, k ? "," : "", nnh5_tensor_dim(t, k));
+		printf("%s %016" PRIx64, nnh5_tensor_ndim(t) ? "" : "-", nnh5_tensor_checksum(t));
+	}
+	putchar('\n');
+}
+
+/* resave IN FILE DIR MAX: IN loaded, saved as FILE and as the folder DIR (its metadata kept). */
+static int resave(char **argv)
+{
+	nnh5_safetensors *st;
+	nnh5_dict *d;
+	unsigned long long max = strtoull(argv[5], NULL, 10);
+	int rc = nnh5_safetensors_open(&st, argv[2], NULL);
+
+	if (rc || (rc = nnh5_safetensors_load(&d, argv[2], NULL))) {
+		printf("resave: %s\n", nnh5_error_message());
+		return 1;
+	}
+	size_t nm = nnh5_safetensors_metadata_len(st);
+	const char *k[64], *v[64];
+	for (size_t i = 0; i < nm && i < 64; i++) {
+		k[i] = nnh5_safetensors_metadata_key(st, i);
+		v[i] = nnh5_safetensors_metadata_value(st, i);
+	}
+	rc = nnh5_safetensors_save(argv[3], d, nm, k, v);
+	if (!rc)
+		rc = nnh5_safetensors_save_folder(argv[4], d, max, nm, k, v);
+	if (rc)
+		printf("resave: %s\n", nnh5_error_message());
+	nnh5_dict_free(d);
+	nnh5_safetensors_close(st);
+	return rc ? 1 : 0;
+}
+
 static int check_one(const char *path, bool lenient)
 {
 	nnh5_safetensors_options o = NNH5_SAFETENSORS_OPTIONS_INIT;
@@ -29,6 +76,17 @@ static int check_one(const char *path, bool lenient)
 	int rc;
 
 	o.lenient = lenient;
+	if (strncmp(path, "D ", 2) == 0) { /* a folder */
+		nnh5_dict *d;
+		rc = nnh5_safetensors_load_folder(&d, path + 2, &o);
+		if (rc) {
+			printf("REFUSED %s\n", nnh5_status_name(rc));
+			return 0;
+		}
+		print_dict(d);
+		nnh5_dict_free(d);
+		return 0;
+	}
 	rc = nnh5_safetensors_open(&st, path, &o);
 	if (rc) {
 		printf("REFUSED %s\n", nnh5_status_name(rc));
@@ -126,6 +184,8 @@ int main(int argc, char **argv)
 
 	if (argc == 3 && strcmp(argv[1], "roundtrip") == 0)
 		return roundtrip(argv[2]);
+	if (argc == 6 && strcmp(argv[1], "resave") == 0)
+		return resave(argv);
 	while (fgets(line, sizeof line, stdin)) {
 		bool lenient = strncmp(line, "L ", 2) == 0;
 		line[strcspn(line, "\n")] = '\0';

@@ -23,15 +23,15 @@ import xxhash
 
 MAX_HEADER = 100_000_000
 U64 = 1 << 64
-# safetensors dtype -> (element bytes or None for sub-byte, nnh5 dtype or None)
-DTYPES = {"BOOL": (1, "bool"), "U8": (1, "uint8"), "I8": (1, "int8"), "I16": (2, "int16"),
-          "U16": (2, "uint16"), "I32": (4, "int32"), "U32": (4, "uint32"),
-          "I64": (8, "int64"), "U64": (8, "uint64"), "F16": (2, "float16"),
-          "BF16": (2, "bfloat16"), "F32": (4, "float32"), "F64": (8, "float64"),
-          "C64": (8, "complex64"), "F8_E4M3": (1, "float8_e4m3fn"),
-          "F8_E5M2": (1, "float8_e5m2"), "F8_E8M0": (1, None), "F8_E4M3FNUZ": (1, None),
-          "F8_E5M2FNUZ": (1, None), "F6_E2M3": (None, None), "F6_E3M2": (None, None),
-          "F4": (None, None)}
+# safetensors dtype -> (bits per element, nnh5 dtype or None: not representable)
+DTYPES = {"BOOL": (8, "bool"), "U8": (8, "uint8"), "I8": (8, "int8"), "I16": (16, "int16"),
+          "U16": (16, "uint16"), "I32": (32, "int32"), "U32": (32, "uint32"),
+          "I64": (64, "int64"), "U64": (64, "uint64"), "F16": (16, "float16"),
+          "BF16": (16, "bfloat16"), "F32": (32, "float32"), "F64": (64, "float64"),
+          "C64": (64, "complex64"), "F8_E4M3": (8, "float8_e4m3fn"),
+          "F8_E5M2": (8, "float8_e5m2"), "F8_E8M0": (8, None), "F8_E4M3FNUZ": (8, None),
+          "F8_E5M2FNUZ": (8, None), "F6_E2M3": (6, None), "F6_E3M2": (6, None),
+          "F4": (4, None)}
 
 
 class Refused(Exception):
@@ -61,6 +61,14 @@ def strings_ok(v):
     return True
 
 
+def depth(v):
+    if isinstance(v, tuple) and v[0] == "obj":
+        return 1 + max((depth(x) for _, x in v[1]), default=0)
+    if isinstance(v, list):
+        return 1 + max((depth(x) for x in v), default=0)
+    return 0
+
+
 def u64(v):
     return type(v) is int and 0 <= v < U64
 
@@ -83,6 +91,8 @@ def model(buf, lenient):
                           parse_float=lambda s: ("float", s))
     except (ValueError, RecursionError):
         raise Refused("json") from None
+    if depth(root) >= 128:  # serde_json's recursion limit
+        raise Refused("depth")
     if not strings_ok(root) or not (isinstance(root, tuple) and root[0] == "obj"):
         raise Refused("json")
     keys = [k for k, _ in root[1]]
@@ -122,17 +132,15 @@ def model(buf, lenient):
         if b != start or e < b:
             raise Refused("tiling")
         start = e
-        size = DTYPES[dt][0]
-        if size is None:
-            continue  # sub-byte: refused below as not representable
         ne = 1
         for d in shape:  # checked_mul fold: the first overflow refuses
             ne *= d
             if ne >= U64:
                 raise Refused("overflow")
-        if ne * size >= U64:
+        nbits = ne * DTYPES[dt][0]
+        if nbits >= U64:
             raise Refused("overflow")
-        if e - b != ne * size:
+        if nbits % 8 or e - b != nbits // 8:
             raise Refused("size")
     data_len = len(buf) - 8 - n
     if start > data_len or (not lenient and start != data_len):
@@ -193,8 +201,7 @@ def valid(rng):
         ne = 1
         for d in shape:
             ne *= d
-        size = DTYPES[dt][0] or 1
-        raw = bytes(rng.getrandbits(8) for _ in range(ne * size))
+        raw = bytes(rng.getrandbits(8) for _ in range(ne * DTYPES[dt][0] // 8))
         tensors.append((rng.choice(NAMES) + str(i), dt, shape, raw))
     meta = None
     if rng.random() < 0.4:
@@ -216,6 +223,12 @@ TEXT_EDITS = [
     (b'],"data', b'],"data_offsets":[0,0],"data'), (b'"shape":[', b'"shape":['),
     (b'"data_offsets":[', b'"data_offsets":[0,0,'), (b'"data_offsets"', b'"data_offset"'),
     (b':[0,', b':[0 ,'), (b'"shape":[]', b'"shape":[1]'), (b'"shape":[]', b'"shape":null'),
+    (b'"dtype"', b'"deep":' + b'[' * 125 + b']' * 125 + b',"dtype"'),
+    (b'"dtype"', b'"deep":' + b'[' * 126 + b']' * 126 + b',"dtype"'),
+    (b'"shape":[', b'"shape":[4611686018427387904,'), (b'"I8"', b'"F6_E2M3"'),
+    (b'{"', b'{"d":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},"'),
+    (b'{"', b'{"d":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},'
+            b'"d":{"dtype":"I8","shape":[0],"data_offsets":[0,0]},"'),
     (b'true', b'tru'), (b'{', b'['), (b'"', b"'"), (b'1', b'01'), (b'1', b'1e0'), (b'0]', b'0 ]'),
 ]
 

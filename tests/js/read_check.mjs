@@ -4,7 +4,10 @@
 // any failure. Usage: node read_check.mjs EXPECTED.json (run from tests/js).
 //
 // What a reader cannot represent is asserted, not skipped:
-// - h5wasm refuses 16-bit floats (float16, bfloat16) with "Float16 not supported";
+// - h5wasm refuses 16-bit floats (float16, bfloat16) with "Float16 not supported"
+//   and 8-bit floats (float8_e4m3fn, float8_e5m2) with "Float8 not supported";
+// - jsfive has no getter for 8-bit floats ("view[item_getter] is not a function")
+//   and refuses them unless the dataset is empty;
 // - jsfive decodes every 16-bit float as IEEE half (bfloat16 bits included),
 //   and returns 64-bit integers as JS numbers (exact up to 2^53);
 // - plain JS numbers carry no NaN payload: jsfive's NaNs compare as NaN;
@@ -138,6 +141,10 @@ const readers = {
 function expectedRefusal(name, e) {
   const dt = e.dtype;
   if (name === "h5wasm" && dt.class === "float" && dt.size === 2) return /Float16 not supported/;
+  if (name === "h5wasm" && dt.class === "float" && dt.size === 1) return /Float8 not supported/;
+  // (jsfive reads an empty one: it never needs the getter)
+  if (name === "jsfive" && dt.class === "float" && dt.size === 1 && e.shape.every((d) => d > 0))
+    return /item_getter\] is not a function/;
   if (name === "jsfive" && e.layout === "compact") return /Compact storage/;
   return null;
 }
@@ -154,7 +161,8 @@ function checkDataset(name, R, o, e, where) {
   } catch (err) {
     const msg = String(err?.message ?? err);
     if (refusal && refusal.test(msg)) {
-      count(name, `${e.layout === "compact" && name === "jsfive" ? "compact layout" : "float16/bfloat16"}`);
+      count(name, e.layout === "compact" && name === "jsfive" ? "compact layout"
+        : e.dtype.size === 1 ? "float8" : "float16/bfloat16");
       return;
     }
     check(name, false, where, `cannot read the values: ${msg}`);
