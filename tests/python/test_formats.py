@@ -216,6 +216,13 @@ def safetensors():
         check(list(got) == list(wmap), "sharded: weight_map order")
         same_raw(got, sd, "sharded")
 
+    one = path("one_shard")
+    os.makedirs(one)
+    shutil.copy(st, os.path.join(one, "model.safetensors"))
+    p = convert("from-safetensors", one, path("one.h5"))
+    check(p.returncode == 0 and list(raw_of(conv, path("one.h5"))) == list(raw_of(conv, back)),
+          "a folder of one model.safetensors without an index", p.stderr)
+
     bad = dict(index, weight_map=dict(wmap, **{keys[0]: "../model-00001-of-00003.safetensors"}))
     with open(os.path.join(folder, "model.safetensors.index.json"), "w") as fp:
         json.dump(bad, fp)
