@@ -78,6 +78,17 @@ static int read_split_list(char ***out, size_t *n, bool *found, nnh5_file *f, co
 		return rc;
 	nnh5_error_clear();
 	for (unsigned chunk = 0;; chunk++) {
+		/* Each part holds a name at least: no more parts than names. */
+		if (chunk > f->policy.max_tensors) {
+			nnh5__strings_free(*out, *n);
+			*out = NULL;
+			*n = 0;
+			return nnh5__error(NNH5_ERR_OVERFLOW,
+					   "'%s': object '%s': more than %llu attributes %s0, %s1, ... "
+					   "(max_tensors)",
+					   f->path, obj, (unsigned long long)f->policy.max_tensors, name,
+					   name);
+		}
 		snprintf(part, sizeof part, "%s%u", name, chunk);
 		rc = nnh5__file_attr_get_strings(&list, &k, f, obj, part, false);
 		if (rc == NNH5_ERR_NOT_FOUND && chunk > 0) {
@@ -537,7 +548,8 @@ static int build_dense(nnh5_model *m, int64_t *features, size_t *n_keys, nnh5_fi
 	const nnh5_tensor *w, *b;
 	int rc;
 
-	if (!cJSON_IsNumber(units) || units->valuedouble < 1 || units->valuedouble >= 2147483648.0)
+	if (!cJSON_IsNumber(units) || units->valuedouble < 1 || units->valuedouble >= 2147483648.0 ||
+	    units->valuedouble != (double)(int64_t)units->valuedouble)
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "'%s': Keras layer '%s' (class Dense): units missing or invalid",
 				   f->path, name);

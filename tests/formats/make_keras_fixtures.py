@@ -242,6 +242,15 @@ def write_hostile(outdir):
         save_attributes(g, "weight_names", names)
         for n in names:
             g[n] = np.ones(4, np.float32)
+    # layer_names split into more (empty) parts than the caps allow names.
+    with h5py.File(os.path.join(outdir, "bad_chunks.h5"), "w") as f:
+        for i in range(10):
+            f.attrs["layer_names%d" % i] = np.asarray([])
+    # units that is not an integer.
+    frac = list(layers)
+    frac[2] = ("dense", "Dense", {"units": 8.5, "activation": "relu", "use_bias": True},
+               layers[2][3])
+    write_full_model(os.path.join(outdir, "bad_units.h5"), frac, "keras2", False)
     # A softmax activation: not in nnh5's layer set.
     soft = list(layers)
     soft[6] = ("dense_3", "Dense", {"units": 3, "activation": "softmax", "use_bias": False},

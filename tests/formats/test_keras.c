@@ -177,6 +177,20 @@ static void refusals(void **state)
 	fails(NNH5_ERR_FORMAT, nnh5_keras_load_model(&m, fx("k3.weights.h5"), NNH5_FLOAT64),
 	      "model_config");
 	fails(NNH5_ERR_INVALID, nnh5_keras_load_model(&m, fx("k2_model.h5"), NNH5_INT32), "dtype");
+	fails(NNH5_ERR_FORMAT, nnh5_keras_load_model(&m, fx("bad_units.h5"), NNH5_FLOAT64),
+	      "'dense'", "units");
+	/* Parts of a split layer_names are counted against max_tensors, even empty ones. */
+	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+	nnh5_file *f;
+	o.max_tensors = 4;
+	ok(nnh5_file_open_ext(&f, fx("bad_chunks.h5"), NNH5_READ, &o));
+	fails(NNH5_ERR_OVERFLOW, nnh5_keras_read_state_dict(&sd, f), "layer_names0",
+	      "max_tensors");
+	ok(nnh5_file_close(f));
+	ok(nnh5_keras_load_state_dict(&sd, fx("bad_chunks.h5")));
+	assert_int_equal(nnh5_dict_len(sd), 0);
+	nnh5_dict_free(sd);
+	sd = NULL;
 	assert_null(m);
 	assert_null(sd);
 }
