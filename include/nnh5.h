@@ -22,6 +22,7 @@
 #include "nnh5/checkpoint.h"
 #include "nnh5/untrusted.h"
 #include "nnh5/walk.h"
+#include "nnh5/keras.h"
 #include "nnh5/safetensors.h"
 
 #endif /* NNH5_H */

@@ -31,6 +31,7 @@ static const char usage_text[] =
 	"  verify FILE          check that every tensor loads and every model probe matches\n"
 	"  verify DIR           load every checkpoint of a folder; say which one to resume from\n"
 	"  dump FILE [PATH]     run h5dump with the flags that fit\n"
+	"  convert IN OUT       convert between nnh5, safetensors and Keras files\n"
 	"\n"
 	"options:\n"
 	"  --help               this help (nnh5 COMMAND --help for a command's)\n"
@@ -254,7 +255,7 @@ static void ls_text(const struct walk *w, const char *file)
 int cmd_ls(int argc, char **argv)
 {
 	bool json = false;
-	const struct tool_opt opts[] = { { "--json", &json, NULL }, { NULL, NULL, NULL } };
+	const struct tool_opt opts[] = { { "--json", &json, NULL, NULL }, { NULL, NULL, NULL, NULL } };
 	const char *pos[2], *file, *path;
 	char *npath;
 	struct walk w;
@@ -299,7 +300,7 @@ int main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} cmds[] = {
 		{"ls", cmd_ls}, {"show", cmd_show}, {"diff", cmd_diff},
-		{"verify", cmd_verify}, {"dump", cmd_dump},
+		{"verify", cmd_verify}, {"dump", cmd_dump}, {"convert", cmd_convert},
 	};
 
 	if (argc < 2) {

@@ -1590,6 +1590,9 @@ class _Reader:
         self.policy.check_dataset(did, display)
         ftype = did.get_type()
         dtname = _dtype_of(ftype)
+        mtype = None
+        if dtname is None and self._keras_bfloat16(did, ftype, display):
+            dtname, mtype = "bfloat16", ftype
         if dtname is None:
             raise UnsupportedError(f"'{self.path}': dataset '{display}' has HDF5 type "
                                    f"{_describe_type(ftype)}, which nnh5 does not load as a "
@@ -1609,7 +1612,7 @@ class _Reader:
                                 f"{shape} ({e})") from None
         if buf.size:
             try:  # straight into buf; HDF5 converts only other byte orders
-                did.read(h5s.ALL, h5s.ALL, buf, mtype=_h5_type(dtname))
+                did.read(h5s.ALL, h5s.ALL, buf, mtype=mtype or _h5_type(dtname))
             except (OSError, RuntimeError, ValueError) as e:
                 raise FormatError(f"'{self.path}': reading dataset '{display}' failed "
                                   f"(HDF5: {e})") from None
@@ -1617,6 +1620,17 @@ class _Reader:
         if dtname == "bool":
             _check_bool(buf, f"'{self.path}': dataset '{display}'", FormatError)
         return dtname, buf
+
+    def _keras_bfloat16(self, did, ftype, display):
+        """Keras 3 writes bfloat16 through ml_dtypes, which h5py stores as a 2-byte opaque
+        type, and marks it with attribute dtype = "bfloat16" (as lib/file/walk.c)."""
+        if ftype.get_class() != h5t.OPAQUE or ftype.get_size() != 2:
+            return False
+        try:
+            v = self.attr_strs(did, display, "dtype", scalar=True)
+        except Error:
+            return False
+        return v == ["bfloat16"]
 
     def check_checksum(self, did, buf, display):
         if not self.verify and not self.require:

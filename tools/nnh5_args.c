@@ -1,7 +1,8 @@
 /*
  * tools/nnh5_args.c - the one command-line parser every subcommand uses:
  * --help, flags, options taking a non-negative number ("--atol 1e-6" or
- * "--atol=1e-6"), "--" to end options, and positional arguments.
+ * "--atol=1e-6") or a word ("--to nnh5"), "--" to end options, and
+ * positional arguments.
  */
 #include "nnh5_util.h"
 
@@ -36,7 +37,7 @@ static const struct tool_opt *find_opt(const struct tool_opt *opts, const char *
 			continue;
 		if (a[n] == '\0')
 			return opts;
-		if (a[n] == '=' && opts->number) {
+		if (a[n] == '=' && (opts->number || opts->text)) {
 			*value = a + n + 1;
 			return opts;
 		}
@@ -72,6 +73,14 @@ int tool_args(int argc, char **argv, const char *cmd, const char *usage,
 			}
 			if (o->flag) {
 				*o->flag = true;
+			} else if (o->text) {
+				if (!value)
+					value = i + 1 < argc ? argv[++i] : NULL;
+				if (!value) {
+					fprintf(stderr, "nnh5 %s: %s needs a value\n", cmd, o->name);
+					return EXIT_USAGE;
+				}
+				*o->text = value;
 			} else {
 				if (!value)
 					value = i + 1 < argc ? argv[++i] : NULL;

@@ -206,8 +206,8 @@ done:
 int cmd_diff(int argc, char **argv)
 {
 	double atol = 0, rtol = 0;
-	const struct tool_opt opts[] = { { "--atol", NULL, &atol }, { "--rtol", NULL, &rtol },
-					 { NULL, NULL, NULL } };
+	const struct tool_opt opts[] = { { "--atol", NULL, &atol, NULL }, { "--rtol", NULL, &rtol, NULL },
+					 { NULL, NULL, NULL, NULL } };
 	const char *pos[3], *files[2], *path;
 	struct side s[2];
 	char *npath;

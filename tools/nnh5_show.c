@@ -168,7 +168,7 @@ static void print_stats(const nnh5_tensor *t)
 int cmd_show(int argc, char **argv)
 {
 	bool full = false;
-	const struct tool_opt opts[] = { { "--full", &full, NULL }, { NULL, NULL, NULL } };
+	const struct tool_opt opts[] = { { "--full", &full, NULL, NULL }, { NULL, NULL, NULL, NULL } };
 	const char *pos[2], *file, *path;
 	char *npath = NULL, *text = NULL;
 	struct walk w;

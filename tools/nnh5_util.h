@@ -53,11 +53,12 @@ struct walk {
 	size_t n_refused;
 };
 
-/* One option of a subcommand: a flag (flag set) or a number (number set). */
+/* One option of a subcommand: a flag (flag set), a number (number set) or a word (text set). */
 struct tool_opt {
 	const char *name; /* "--json" */
 	bool *flag;
 	double *number;   /* a non-negative finite value: "--atol X" or "--atol=X" */
+	const char **text; /* any value: "--to X" or "--to=X" (borrowed from argv) */
 };
 
 /*
@@ -127,6 +128,7 @@ int cmd_show(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 /* nnh5_ckpt.c: checkpoint folders (ls DIR, verify DIR). */
 bool tool_is_folder(const char *path);

@@ -278,11 +278,11 @@ int cmd_verify(int argc, char **argv)
 {
 	double tol = 0, memory_mb = 0, timeout = 0;
 	bool untrusted = false;
-	const struct tool_opt opts[] = { { "--tolerance", NULL, &tol },
-					 { "--untrusted", &untrusted, NULL },
-					 { "--memory", NULL, &memory_mb },
-					 { "--timeout", NULL, &timeout },
-					 { NULL, NULL, NULL } };
+	const struct tool_opt opts[] = { { "--tolerance", NULL, &tol, NULL },
+					 { "--untrusted", &untrusted, NULL, NULL },
+					 { "--memory", NULL, &memory_mb, NULL },
+					 { "--timeout", NULL, &timeout, NULL },
+					 { NULL, NULL, NULL, NULL } };
 	const char *file;
 	struct walk w;
 	nnh5_file *f = NULL;
@@ -391,8 +391,8 @@ static int run(char *const *args)
 int cmd_dump(int argc, char **argv)
 {
 	bool attrs = false, header = false;
-	const struct tool_opt opts[] = { { "--attrs", &attrs, NULL }, { "--header", &header, NULL },
-					 { NULL, NULL, NULL } };
+	const struct tool_opt opts[] = { { "--attrs", &attrs, NULL, NULL }, { "--header", &header, NULL, NULL },
+					 { NULL, NULL, NULL, NULL } };
 	const char *pos[2], *file, *path, *prog;
 	char *npath = NULL, *filearg = NULL;
 	char *args[8];

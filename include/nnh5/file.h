@@ -330,6 +330,27 @@ NNH5_API int nnh5_file_read_dict(nnh5_dict **out, nnh5_file *f, const char *name
 NNH5_API int nnh5_file_write_state_dict(nnh5_file *f, const char *name, const nnh5_dict *sd);
 
 /*
+ * Supplies the tensor of key i to nnh5_file_write_state_dict_stream(): a new
+ * tensor in *out (owning or a view), which the writer frees once written.
+ * A non-zero return stops the write and is returned.
+ */
+typedef int (*nnh5_tensor_source_fn)(nnh5_tensor **out, size_t i, void *ctx);
+
+/*
+ * nnh5_file_write_state_dict() with the tensors fetched one at a time:
+ * keys[0..n-1] are checked as that function checks a dict's keys (and
+ * must be distinct), then fetch is called for i = 0, 1, ... and each
+ * tensor is written and freed before the next is fetched, so memory stays
+ * near the largest tensor (conversions of files larger than memory).
+ * Same layout and key order as nnh5_file_write_state_dict().
+ * Errors: those of nnh5_file_write_state_dict(); NNH5_ERR_INVALID for a
+ * key given twice or a fetch that gives no tensor; fetch's own status.
+ */
+NNH5_API int nnh5_file_write_state_dict_stream(nnh5_file *f, const char *name,
+					       const char *const *keys, size_t n,
+					       nnh5_tensor_source_fn fetch, void *ctx);
+
+/*
  * Read the group name as a state dict: every dataset below it, with keys
  * made of the group path joined with '.', in the order written (or, for
  * other writers, creation order when tracked, else name order, depth first).

@@ -317,6 +317,16 @@ static int get_strings(char ***out, size_t *n, nnh5_file *f, hid_t oid, const ch
 	rc = attr_open(&attr, &type, &count, f, oid, obj, name);
 	if (rc)
 		return rc;
+	/*
+	 * An empty list is empty whatever its element type: h5py writes
+	 * np.asarray([]), a float64 array of length 0, for a list of no
+	 * strings (Keras' weight_names of a layer without weights).
+	 */
+	if (!want_scalar && count == 0 && H5Tget_class(type) != H5T_STRING) {
+		attr_close(attr, type);
+		*out = nnh5__calloc(1, sizeof **out);
+		return *out ? NNH5_OK : nnh5__nomem();
+	}
 	if (H5Tget_class(type) != H5T_STRING || (want_scalar && count != 1)) {
 		attr_close(attr, type);
 		return nnh5__error(NNH5_ERR_TYPE, "'%s': object '%s': attribute '%s' is not %s",
@@ -342,6 +352,12 @@ int nnh5__file_attr_get_strings(char ***out, size_t *n, nnh5_file *f, const char
 				const char *name, bool want_scalar)
 {
 	return get_strings(out, n, f, -1, obj, name, want_scalar);
+}
+
+int nnh5__attr_get_strings_on(char ***out, size_t *n, nnh5_file *f, hid_t oid,
+			      const char *display, const char *name, bool want_scalar)
+{
+	return get_strings(out, n, f, oid, display, name, want_scalar);
 }
 
 int nnh5__group_kind(nnh5_kind *out, nnh5_file *f, hid_t gid, const char *display)

@@ -259,8 +259,15 @@ int nnh5__file_attr_put_string(nnh5_file *f, const char *obj, const char *name,
 /* Read a numeric attribute as int64 (want_int) or double. */
 int nnh5__file_attr_get_number(void *out, bool want_int, nnh5_file *f, const char *obj,
 			       const char *name);
-/* Read a string attribute; with want_scalar, it must hold exactly one string. */
+/*
+ * Read a string attribute; with want_scalar, it must hold exactly one string.
+ * A list of length 0 of any element type is an empty list (*out non-NULL).
+ */
 int nnh5__file_attr_get_strings(char ***out, size_t *n, nnh5_file *f, const char *obj,
 				const char *name, bool want_scalar);
+
+/* nnh5__file_attr_get_strings() on the open object oid (display names it). */
+int nnh5__attr_get_strings_on(char ***out, size_t *n, nnh5_file *f, hid_t oid,
+			      const char *display, const char *name, bool want_scalar);
 
 #endif /* NNH5_FILE_INTERNAL_H */

@@ -11,6 +11,7 @@
 #include "nnh5/dict.h"
 #include "nnh5/file.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -509,7 +510,23 @@ int nnh5_file_write_dict(nnh5_file *f, const char *name, const nnh5_dict *d)
 	LEAVE(nnh5__file_note_write(f, rc));
 }
 
-static int check_state_key(const nnh5_file *f, const char *name, const nnh5_dict *sd,
+/* The keys of a state dict being written, sorted for lookups. */
+struct keyset {
+	const char **sorted;
+	size_t n;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool keyset_has(const struct keyset *ks, const char *key)
+{
+	return bsearch(&key, ks->sorted, ks->n, sizeof *ks->sorted, cmp_str) != NULL;
+}
+
+static int check_state_key(const nnh5_file *f, const char *name, const struct keyset *ks,
 			   const char *key)
 {
 	size_t n = strlen(key);
@@ -531,7 +548,7 @@ static int check_state_key(const nnh5_file *f, const char *name, const nnh5_dict
 		prefix[i] = '\0';
 		if (strncmp(prefix, "nnh5_", 5) == 0 || strstr(prefix, ".nnh5_"))
 			break;
-		if (nnh5_dict_get(sd, prefix))
+		if (keyset_has(ks, prefix))
 			return nnh5__error(NNH5_ERR_INVALID,
 					   "'%s': state dict '%s': keys '%s' and '%s' conflict ('%s' "
 					   "would be both a tensor and a module)",
@@ -627,39 +644,114 @@ static int write_state_tensor(nnh5_file *f, struct group_stack *s, const char *n
 	return write_dataset(f, s->ids[s->depth], comp[ncomp - 1], t, disp, true);
 }
 
+/*
+ * Write keys[i] with the tensor fetch gives for it, one at a time; a key
+ * with ties[i] != SIZE_MAX (ties may be NULL) is a hard link to the dataset
+ * of keys[ties[i]], written before it, and is not fetched.
+ */
+static int write_state_stream(nnh5_file *f, const char *name, const char *const *keys, size_t n,
+			      nnh5_tensor_source_fn fetch, void *ctx, const char *kind,
+			      const size_t *ties)
+{
+	struct group_stack s;
+	struct keyset ks = { NULL, n };
+	nnh5_dict *order = NULL;
+	hid_t g;
+	int rc = NNH5_OK;
+
+	ks.sorted = nnh5__calloc(n ? n : 1, sizeof *ks.sorted);
+	if (!ks.sorted)
+		return nnh5__nomem();
+	memcpy(ks.sorted, keys, n * sizeof *keys);
+	qsort(ks.sorted, n, sizeof *ks.sorted, cmp_str);
+	for (size_t i = 0; !rc && i + 1 < n; i++)
+		if (!strcmp(ks.sorted[i], ks.sorted[i + 1]))
+			rc = nnh5__error(NNH5_ERR_INVALID, "'%s': state dict '%s': key '%s' given twice",
+					 f->path, name, ks.sorted[i]);
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = check_state_key(f, name, &ks, keys[i]);
+	nnh5__free(ks.sorted);
+	/* The key list attribute is written from a dict of the keys (no tensors). */
+	if (!rc)
+		rc = nnh5_dict_new(&order);
+	for (size_t i = 0; !rc && i < n; i++) {
+		nnh5_tensor *none;
+		rc = nnh5_tensor_new(&none, NNH5_UINT8, 1, (const int64_t[]){ 0 });
+		if (!rc && (rc = nnh5_dict_set(order, keys[i], none)))
+			nnh5_tensor_free(none);
+	}
+	if (!rc)
+		rc = nnh5__file_note_write(f, container_group(&g, f, name, kind));
+	if (rc) {
+		nnh5_dict_free(order);
+		return rc;
+	}
+	rc = write_keys_attr(f, g, order, name);
+	nnh5_dict_free(order);
+	s.ids[0] = g;
+	s.depth = 0;
+	for (size_t i = 0; !rc && i < n; i++) {
+		nnh5_tensor *t = NULL;
+		if (ties && ties[i] != SIZE_MAX) {
+			rc = write_state_tensor(f, &s, name, keys[i], NULL, keys[ties[i]]);
+			continue;
+		}
+		rc = fetch(&t, i, ctx);
+		if (!rc && !t)
+			rc = nnh5__error(NNH5_ERR_INVALID, "'%s': state dict '%s': no tensor for key '%s'",
+					 f->path, name, keys[i]);
+		if (!rc)
+			rc = nnh5__check_bool(t, NNH5_ERR_INVALID, f->path, "tensor", keys[i]);
+		if (!rc)
+			rc = write_state_tensor(f, &s, name, keys[i], t, NULL);
+		nnh5_tensor_free(t);
+	}
+	stack_pop_to(&s, 0);
+	H5Gclose(g);
+	return nnh5__file_note_write(f, rc);
+}
+
+/* The dict's tensors, borrowed: a view each, so the writer may free what it is given. */
+static int fetch_dict(nnh5_tensor **out, size_t i, void *ctx)
+{
+	const nnh5_tensor *t = nnh5_dict_value(ctx, i);
+	return nnh5_tensor_view_const(out, t->dtype, t->ndim, t->shape, t->data, t->nbytes);
+}
+
 int nnh5__file_write_state_dict_kind(nnh5_file *f, const char *name, const nnh5_dict *sd,
 				     const char *kind)
 {
-	struct group_stack s;
-	hid_t g;
-	int rc = NNH5_OK;
+	size_t n = nnh5_dict_len(sd);
+	const char **keys;
+	int rc;
 
 	ENTER;
 	if (!name)
 		name = "/";
-	for (size_t i = 0; !rc && i < nnh5_dict_len(sd); i++) {
-		rc = check_state_key(f, name, sd, nnh5_dict_key(sd, i));
-		if (!rc)
-			rc = nnh5__check_bool(nnh5_dict_value(sd, i), NNH5_ERR_INVALID, f->path,
-					      "tensor", nnh5_dict_key(sd, i));
-	}
-	if (!rc)
-		rc = nnh5__file_note_write(f, container_group(&g, f, name, kind));
-	if (rc)
-		LEAVE(rc);
+	keys = nnh5__calloc(n ? n : 1, sizeof *keys);
+	if (!keys)
+		LEAVE(nnh5__nomem());
+	for (size_t i = 0; i < n; i++)
+		keys[i] = nnh5_dict_key(sd, i);
+	/* Tied tensors (nnh5_tensor_tied()) are written once, then linked. */
 	size_t *ties = NULL;
-	rc = write_keys_attr(f, g, sd, name);
+	rc = nnh5__dict_ties(&ties, sd);
 	if (!rc)
-		rc = nnh5__dict_ties(&ties, sd);
-	s.ids[0] = g;
-	s.depth = 0;
-	for (size_t i = 0; !rc && i < nnh5_dict_len(sd); i++)
-		rc = write_state_tensor(f, &s, name, nnh5_dict_key(sd, i), nnh5_dict_value(sd, i),
-					ties && ties[i] != SIZE_MAX ? nnh5_dict_key(sd, ties[i]) : NULL);
+		rc = write_state_stream(f, name, keys, n, fetch_dict, (void *)(uintptr_t)sd, kind,
+					ties);
 	nnh5__free(ties);
-	stack_pop_to(&s, 0);
-	H5Gclose(g);
-	LEAVE(nnh5__file_note_write(f, rc));
+	nnh5__free(keys);
+	LEAVE(rc);
+}
+
+int nnh5_file_write_state_dict_stream(nnh5_file *f, const char *name, const char *const *keys,
+				      size_t n, nnh5_tensor_source_fn fetch, void *ctx)
+{
+	int rc;
+
+	ENTER;
+	rc = write_state_stream(f, name ? name : "/", keys, n, fetch, ctx, "state_dict", NULL);
+	LEAVE(rc);
 }
 
 int nnh5_file_write_state_dict(nnh5_file *f, const char *name, const nnh5_dict *sd)

@@ -83,6 +83,36 @@ static void dataset_release(nnh5__dataset *ds)
 	nnh5__storage_release(&ds->st);
 }
 
+/*
+ * Keras 3 writes bfloat16 variables through ml_dtypes, which h5py stores as
+ * a 2-byte opaque type, and marks them with the attribute dtype =
+ * "bfloat16" (keras/src/saving/saving_lib.py, H5IOStore): those load as
+ * bfloat16, bytes unchanged. Any other opaque type stays a non-tensor.
+ */
+static bool keras_bfloat16(nnh5__dataset *ds, nnh5_file *f, const char *display)
+{
+	char **v;
+	size_t n;
+	bool yes;
+
+	if (H5Tget_class(ds->st.type) != H5T_OPAQUE || H5Tget_size(ds->st.type) != 2 ||
+	    H5Aexists(ds->id, "dtype") <= 0) {
+		H5Eclear2(H5E_DEFAULT);
+		return false;
+	}
+	if (nnh5__attr_get_strings_on(&v, &n, f, ds->id, display, "dtype", true)) {
+		nnh5_error_clear();
+		return false;
+	}
+	yes = strcmp(v[0], "bfloat16") == 0;
+	nnh5__strings_free(v, n);
+	if (yes) {
+		ds->dtype = NNH5_BFLOAT16;
+		ds->mtype = H5Tcopy(ds->st.type);
+	}
+	return yes && ds->mtype >= 0;
+}
+
 /* Describe and judge the dataset obj: the policy, then what it loads as. */
 static int describe(nnh5__dataset *ds, nnh5_file *f, const nnh5__policy *p, const nnh5__obj *obj,
 		    const char *display)
@@ -101,7 +131,8 @@ static int describe(nnh5__dataset *ds, nnh5_file *f, const nnh5__policy *p, cons
 	if (rc)
 		return rc;
 	if (nnh5__h5_dtype_of(&ds->dtype, &ds->mtype, ds->st.type, ds->type_desc,
-			      sizeof ds->type_desc) != NNH5_OK)
+			      sizeof ds->type_desc) != NNH5_OK &&
+	    !keras_bfloat16(ds, f, display))
 		return NNH5_OK; /* a dataset, not a tensor */
 	snprintf(ds->type_desc, sizeof ds->type_desc, "%s", nnh5_dtype_name(ds->dtype));
 	if (ds->st.space == H5S_NULL)

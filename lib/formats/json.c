@@ -11,6 +11,7 @@
 struct jparser {
 	const char *p, *end;
 	int depth;
+	size_t values; /* members of arrays and objects so far */
 	const char *err;
 };
 
@@ -281,6 +282,15 @@ static int jcontainer(struct jparser *j, struct jval *v, bool obj)
 			}
 			j->p++;
 		}
+		/*
+		 * A value costs about 80 bytes here for as little as 2 bytes of
+		 * input: the count bounds the tree (about 160 MB at most).
+		 */
+		if (++j->values > NNH5__JSON_MAX_VALUES) {
+			nnh5__free(key);
+			j->err = "more than 2,000,000 values";
+			return -1;
+		}
 		memset(&v->items[v->n], 0, sizeof v->items[v->n]);
 		if (obj) {
 			v->keys[v->n] = key;
@@ -402,7 +412,7 @@ const struct jval *nnh5__json_get(const struct jval *o, const char *key, bool *d
 
 int nnh5__json_parse(struct jval *out, const char *text, size_t n, const char **err, size_t *at)
 {
-	struct jparser j = { text, text + n, 0, NULL };
+	struct jparser j = { text, text + n, 0, 0, NULL };
 	int rc;
 
 	memset(out, 0, sizeof *out);

@@ -4,13 +4,16 @@
  * exact u64 (a double-based parser would round offsets past 2^53), strings
  * must be valid with no lone surrogates or raw control characters, nesting
  * stops at 128 levels, and nothing after the value but whitespace. The tree
- * is bounded by the input: a hostile header cannot allocate much more than
- * a few times its own size.
+ * holds at most NNH5__JSON_MAX_VALUES members of arrays and objects (about
+ * 160 MB), and strings take at most the input's size: a hostile header
+ * cannot make it allocate more.
  */
 #ifndef NNH5_FORMATS_JSON_H
 #define NNH5_FORMATS_JSON_H
 
 #include "core/internal.h"
+
+#define NNH5__JSON_MAX_VALUES 2000000u
 
 enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
 

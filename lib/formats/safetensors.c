@@ -487,28 +487,32 @@ const char *nnh5_safetensors_metadata_get(const nnh5_safetensors *st, const char
 	return NULL;
 }
 
+/* Tensor i as a view of the mapping, or a counted copy when it is not aligned. */
+static int get_at(nnh5_tensor **out, nnh5_safetensors *st, size_t i)
+{
+	const struct st_tensor *t = &st->t[i];
+	const unsigned char *p = st->base + st->data_start + t->begin;
+	size_t nbytes = (size_t)(t->end - t->begin);
+	int rc;
+
+	if ((uintptr_t)p % nnh5_dtype_size((int)t->dtype) == 0)
+		return nnh5_tensor_view_const(out, t->dtype, t->ndim, t->shape, nbytes ? p : NULL,
+					      nbytes);
+	/* Element accessors need aligned data: a copy, counted. */
+	rc = nnh5_tensor_new(out, t->dtype, t->ndim, t->shape);
+	if (rc)
+		return rc;
+	memcpy(nnh5_tensor_mutable_data(*out), p, nbytes);
+	st->copies++;
+	return NNH5_OK;
+}
+
 int nnh5_safetensors_get(nnh5_tensor **out, nnh5_safetensors *st, const char *name)
 {
 	*out = NULL;
-	for (size_t i = 0; i < st->n; i++) {
-		const struct st_tensor *t = &st->t[i];
-		const unsigned char *p;
-		size_t nbytes = (size_t)(t->end - t->begin);
-		int rc;
-		if (strcmp(t->name, name) != 0)
-			continue;
-		p = st->base + st->data_start + t->begin;
-		if ((uintptr_t)p % nnh5_dtype_size((int)t->dtype) == 0)
-			return nnh5_tensor_view_const(out, t->dtype, t->ndim, t->shape,
-						      nbytes ? p : NULL, nbytes);
-		/* Element accessors need aligned data: a copy, counted. */
-		rc = nnh5_tensor_new(out, t->dtype, t->ndim, t->shape);
-		if (rc)
-			return rc;
-		memcpy(nnh5_tensor_mutable_data(*out), p, nbytes);
-		st->copies++;
-		return NNH5_OK;
-	}
+	for (size_t i = 0; i < st->n; i++)
+		if (strcmp(st->t[i].name, name) == 0)
+			return get_at(out, st, i);
 	return nnh5__error(NNH5_ERR_NOT_FOUND, "safetensors '%s': no tensor '%s'", st->path, name);
 }
 
@@ -525,7 +529,7 @@ int nnh5_safetensors_load(nnh5_dict **out, const char *path, const nnh5_safetens
 	rc = nnh5_dict_new(&d);
 	for (size_t i = 0; !rc && i < st->n; i++) {
 		nnh5_tensor *v, *c = NULL;
-		rc = nnh5_safetensors_get(&v, st, st->t[i].name);
+		rc = get_at(&v, st, i);
 		if (!rc) {
 			rc = nnh5_tensor_clone(&c, v);
 			nnh5_tensor_free(v);
@@ -1038,7 +1042,7 @@ static int load_shard(nnh5_dict *d, const char *path, const char *shard, const s
 					 want ? want : "");
 			break;
 		}
-		rc = nnh5_safetensors_get(&v, st, name);
+		rc = get_at(&v, st, i);
 		if (!rc) {
 			rc = nnh5_tensor_clone(&c, v);
 			nnh5_tensor_free(v);

@@ -69,6 +69,14 @@ def depth(v):
     return 0
 
 
+def members(v):
+    if isinstance(v, tuple) and v[0] == "obj":
+        return len(v[1]) + sum(members(x) for _, x in v[1])
+    if isinstance(v, list):
+        return len(v) + sum(members(x) for x in v)
+    return 0
+
+
 def u64(v):
     return type(v) is int and 0 <= v < U64
 
@@ -93,6 +101,8 @@ def model(buf, lenient):
         raise Refused("json") from None
     if depth(root) >= 128:  # serde_json's recursion limit
         raise Refused("depth")
+    if members(root) > 2_000_000:  # nnh5's bound on the header's tree
+        raise Refused("size")
     if not strings_ok(root) or not (isinstance(root, tuple) and root[0] == "obj"):
         raise Refused("json")
     keys = [k for k, _ in root[1]]
@@ -280,6 +290,12 @@ def main():
             buf = mutate(rng, buf)
         path = os.path.join(work, f"f{i % 500}.safetensors")
         cases.append((path, buf, i % 3 == 0))
+    # The bound on the header's tree, from both sides: 2,000,000 members and one more.
+    for k in (1999992, 1999993):
+        h = (b'{"w":{"x":[' + b",".join([b"0"] * k) +
+             b'],"dtype":"U8","shape":[1],"data_offsets":[0,1]}}')
+        cases.append((os.path.join(work, f"bound{k}.safetensors"),
+                      struct.pack("<Q", len(h)) + h + b"x", False))
     mismatches, accepted, refused = [], 0, 0
     # Batches of 500 files reuse the names f0..f499.
     for b in range(0, len(cases), 500):

@@ -69,6 +69,18 @@ def expect_error(fn, exc_type, words, what):
     return None
 
 
+def load_converter():
+    """tools/nnh5-convert as a module, to call its functions without starting Python each time."""
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.SourceFileLoader("nnh5_convert", os.path.join(TOOLS,
+                                                                              "nnh5-convert"))
+    spec = importlib.util.spec_from_loader("nnh5_convert", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
 def path(name):
     return os.path.join(TMP, name)
 

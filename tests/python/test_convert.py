@@ -13,8 +13,6 @@
 """
 import collections
 import contextlib
-import importlib.machinery
-import importlib.util
 import io
 import os
 import shutil
@@ -27,16 +25,7 @@ torch = pc.need_torch()
 CONVERT = os.path.join(pc.TOOLS, "nnh5-convert")
 
 
-def load_converter():
-    """tools/nnh5-convert as a module, to call its main() without starting Python each time."""
-    loader = importlib.machinery.SourceFileLoader("nnh5_convert", CONVERT)
-    spec = importlib.util.spec_from_loader("nnh5_convert", loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
-
-
-CONVERTER = load_converter()
+CONVERTER = pc.load_converter()
 
 
 def convert(*args, cli=False):

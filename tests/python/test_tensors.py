@@ -331,6 +331,18 @@ def crossing():
     expect_error(lambda: nnh5.load_state_dict(path("c_state_dict_numpy.h5")),
                  nnh5.UnsupportedError, ["'/uint16/t0' is uint16", "numpy=True"],
                  "uint16 into torch 1.13: refused with the remedy")
+    nnh5.save_state_dict({"f8": nnh5.float8_array([0x38, 0xb8], "float8_e4m3fn")},
+                         path("float8.h5"))
+    if not hasattr(torch, "float8_e4m3fn"):
+        expect_error(lambda: nnh5.load_state_dict(path("float8.h5")), nnh5.UnsupportedError,
+                     ["'/f8' is float8_e4m3fn", "numpy=True"],
+                     "float8 into a torch without it: refused with the remedy")
+    f8 = nnh5.load_state_dict(path("float8.h5"), numpy=True)["f8"]
+    check(f8.dtype.metadata == {"nnh5_dtype": "float8_e4m3fn"} and f8.tolist() == [0x38, 0xb8],
+          "float8 with numpy=True: the bits, marked", repr(f8))
+    with h5py.File(path("float8.h5")) as f:
+        check(f["f8"][()].tolist() == [1.0, -1.0], "h5py reads float8 as float16 values",
+              repr(f["f8"][()]))
     # h5py (independently of nnh5.py) sees C's and Python's checksums the same way
     import xxhash
     with h5py.File(path("c_state_dict_numpy.h5")) as f:
