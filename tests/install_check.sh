@@ -66,6 +66,12 @@ F
 	(cd "$dest" && gfortran consumer.f90 $(pkg-config --cflags --libs nnh5-fortran) \
 		-Wl,-rpath,"$libdir_f:$libdir" -o consumer_f && ./consumer_f)
 	echo "ok: built and ran a Fortran program against the installed module via pkg-config"
+	# the module's library names no nnh5 library: the program picks libnnh5 or libnnh5_mpi
+	if readelf -d "$libdir_f/libnnh5_fortran.so" | grep NEEDED | grep -q 'libnnh5'; then
+		echo "libnnh5_fortran.so depends on an nnh5 library"
+		exit 1
+	fi
+	echo "ok: libnnh5_fortran.so does not depend on libnnh5"
 fi
 # The MPI flavour, when built: nnh5-mpi.pc gives <nnh5/mpi.h> (with NNH5_MPI)
 # and libnnh5_mpi; a program of two ranks writes and reads a sharded tensor.

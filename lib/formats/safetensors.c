@@ -495,7 +495,8 @@ static int get_at(nnh5_tensor **out, nnh5_safetensors *st, size_t i)
 	size_t nbytes = (size_t)(t->end - t->begin);
 	int rc;
 
-	if ((uintptr_t)p % nnh5_dtype_size((int)t->dtype) == 0)
+	/* An empty tensor has no elements to align: a view (of nothing) too. */
+	if (nbytes == 0 || (uintptr_t)p % nnh5_dtype_size((int)t->dtype) == 0)
 		return nnh5_tensor_view_const(out, t->dtype, t->ndim, t->shape, nbytes ? p : NULL,
 					      nbytes);
 	/* Element accessors need aligned data: a copy, counted. */

@@ -13,6 +13,7 @@
 #include <nnh5.h>
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,40 @@ static int roundtrip(const char *dir)
 			bad = 1;
 		}
 		nnh5_dict_free(one);
+	}
+	{
+		/*
+		 * An empty I64 tensor at the odd offset 1 has no elements to align:
+		 * a view, not a copy (the copy used to memcpy to NULL), and the
+		 * I16 tensor at offset 1 is copied and counted.
+		 */
+		static const char hdr[] =
+			"{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+			"\"e\":{\"dtype\":\"I64\",\"shape\":[0],\"data_offsets\":[1,1]},"
+			"\"h\":{\"dtype\":\"I16\",\"shape\":[1],\"data_offsets\":[1,3]}}";
+		/* The header padded to 8 as writers do: the data starts 8-aligned. */
+		static _Alignas(8) unsigned char buf[8 + sizeof hdr + 8 + 3];
+		size_t n = (sizeof hdr - 1 + 7) / 8 * 8, total = 8 + n + 3;
+		nnh5_safetensors *st;
+		nnh5_tensor *e, *h;
+		for (int i = 0; i < 8; i++)
+			buf[i] = (unsigned char)((n >> (8 * i)) & 0xff);
+		memset(buf + 8, ' ', n);
+		memcpy(buf + 8, hdr, sizeof hdr - 1);
+		if (nnh5_safetensors_open_buffer(&st, buf, total, "odd.safetensors", NULL) ||
+		    nnh5_safetensors_get(&e, st, "e") || nnh5_safetensors_get(&h, st, "h")) {
+			printf("odd offsets: %s\n", nnh5_error_message());
+			return 1;
+		}
+		if (nnh5_safetensors_copies(st) != 1 || nnh5_tensor_owns_data(e) ||
+		    !nnh5_tensor_owns_data(h)) {
+			printf("odd offsets: %zu copies, expected 1 (the I16; the empty tensor is a "
+			       "view)\n", nnh5_safetensors_copies(st));
+			bad = 1;
+		}
+		nnh5_tensor_free(e);
+		nnh5_tensor_free(h);
+		nnh5_safetensors_close(st);
 	}
 	nnh5_dict_free(sd);
 	nnh5_dict_free(back);
