@@ -91,6 +91,7 @@ module nnh5
     logical(c_bool) :: async
     integer(c_int) :: busy
     logical(c_bool) :: durable
+    integer(c_int) :: compression
   end type
 
   public :: nnh5_error_message, nnh5_error_status, nnh5_error_clear, nnh5_status_name
@@ -688,7 +689,7 @@ contains
     logical, intent(in), optional :: async, durable
     type(c_checkpoint_options) :: o
     o = c_checkpoint_options(1, 3, 0, c_null_ptr, .false._c_bool, 0_c_int64_t, &
-                             .false._c_bool, 0, .true._c_bool)
+                             .false._c_bool, 0, .true._c_bool, 0)
     if (present(keep_last)) o%keep_last = int(keep_last, c_int)
     if (present(keep_every)) o%keep_every = int(keep_every, c_int64_t)
     if (present(async)) o%async = logical(async, c_bool)

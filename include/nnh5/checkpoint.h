@@ -163,6 +163,7 @@ typedef enum nnh5_busy_policy {
 #define NNH5_CHECKPOINT_OPTIONS_VERSION 1
 
 /* Options of nnh5_checkpoint_manager_open(). Initialise with NNH5_CHECKPOINT_OPTIONS_INIT. */
+/* Mirrored field by field in fortran/nnh5.f90 (c_checkpoint_options): change both. */
 typedef struct nnh5_checkpoint_options {
 	unsigned int version;  /* NNH5_CHECKPOINT_OPTIONS_VERSION */
 	unsigned int keep_last; /* keep the newest N steps (default 3; 0 keeps every step) */
