@@ -23,6 +23,8 @@ TYPES = [
     ("r32", "real(real32)", "NNH5_FLOAT32"),
     ("r64", "real(real64)", "NNH5_FLOAT64"),
     ("l", "logical", "NNH5_BOOL"),
+    ("c32", "complex(real32)", "NNH5_COMPLEX64"),
+    ("c64", "complex(real64)", "NNH5_COMPLEX128"),
 ]
 RANKS = range(0, 5)
 FORWARD_TYPES = ["r32", "r64"]

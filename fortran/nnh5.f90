@@ -63,6 +63,7 @@ module nnh5
   integer(c_int), parameter, public :: NNH5_INT64 = 4
   integer(c_int), parameter, public :: NNH5_FLOAT32 = 11
   integer(c_int), parameter, public :: NNH5_FLOAT64 = 12
+  integer(c_int), parameter, public :: NNH5_COMPLEX64 = 15, NNH5_COMPLEX128 = 16
 
   type, public :: nnh5_model
     type(c_ptr) :: p = c_null_ptr

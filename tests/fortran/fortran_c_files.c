@@ -23,6 +23,7 @@ typedef struct type_spec {
 static const type_spec types[] = {
 	{ "i8", NNH5_INT8 },     { "i16", NNH5_INT16 },   { "i32", NNH5_INT32 }, { "i64", NNH5_INT64 },
 	{ "r32", NNH5_FLOAT32 }, { "r64", NNH5_FLOAT64 }, { "l", NNH5_BOOL },
+	{ "c32", NNH5_COMPLEX64 }, { "c64", NNH5_COMPLEX128 },
 };
 
 /* spec.py's SHAPES, in Fortran order (reversed for C below) */
@@ -40,6 +41,16 @@ static const shape_spec shapes[] = {
 
 #define N_TYPES (sizeof(types) / sizeof(types[0]))
 #define N_SHAPES (sizeof(shapes) / sizeof(shapes[0]))
+
+static float val_f32(int64_t k)
+{
+	return k == 0 ? FLT_MAX : k == 1 ? -FLT_MIN / 2 : k == 2 ? -0.0f : (float)(k - 7) * 0.375f;
+}
+
+static double val_f64(int64_t k)
+{
+	return k == 0 ? DBL_MAX : k == 1 ? -DBL_MIN / 2 : k == 2 ? -0.0 : (double)(k - 7) * 0.375;
+}
 
 /* spec.py's val(): element k of each type */
 static void put(void *data, nnh5_dtype dt, int64_t k)
@@ -60,16 +71,18 @@ static void put(void *data, nnh5_dtype dt, int64_t k)
 						: k * 123456789012345LL - 2000000000000000LL;
 		break;
 	case NNH5_FLOAT32:
-		((float *)data)[k] = k == 0 ? FLT_MAX
-				   : k == 1 ? -FLT_MIN / 2
-				   : k == 2 ? -0.0f
-					    : (float)(k - 7) * 0.375f;
+		((float *)data)[k] = val_f32(k);
 		break;
 	case NNH5_FLOAT64:
-		((double *)data)[k] = k == 0 ? DBL_MAX
-				    : k == 1 ? -DBL_MIN / 2
-				    : k == 2 ? -0.0
-					     : (double)(k - 7) * 0.375;
+		((double *)data)[k] = val_f64(k);
+		break;
+	case NNH5_COMPLEX64: /* real part element k's, imaginary part element k + 3's */
+		((float *)data)[2 * k] = val_f32(k);
+		((float *)data)[2 * k + 1] = val_f32(k + 3);
+		break;
+	case NNH5_COMPLEX128:
+		((double *)data)[2 * k] = val_f64(k);
+		((double *)data)[2 * k + 1] = val_f64(k + 3);
 		break;
 	case NNH5_BOOL:
 		((bool *)data)[k] = k % 3 == 0;

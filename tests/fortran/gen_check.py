@@ -45,7 +45,7 @@ VAL_INT = """
       v = k * 123456789012345_int64 - 2000000000000000_int64
     end if
   end function
-{VAL_REAL}  pure function val_l(k) result(v)
+{VAL_REAL}{VAL_COMPLEX}  pure function val_l(k) result(v)
     integer(int64), intent(in) :: k
     logical :: v
     v = mod(k, 3_int64) == 0
@@ -67,18 +67,29 @@ VAL_REAL = "".join(f"""  pure function val_r{bits}(k) result(v)
   end function
 """ for bits in (32, 64))
 
+VAL_COMPLEX = "".join(f"""  pure function val_c{bits}(k) result(v)
+    integer(int64), intent(in) :: k
+    complex(real{bits}) :: v
+    v = cmplx(val_r{bits}(k), val_r{bits}(k + 3_int64), real{bits})
+  end function
+""" for bits in (32, 64))
+
 # bitwise comparison of two arrays of a type: reals through their bits
 SAME = {
     "i8": "all(b == e)", "i16": "all(b == e)", "i32": "all(b == e)", "i64": "all(b == e)",
     "r32": "all(transfer(b, [0_int32]) == transfer(e, [0_int32]))",
     "r64": "all(transfer(b, [0_int64]) == transfer(e, [0_int64]))",
     "l": "all(b .eqv. e)",
+    "c32": "all(transfer(b, [0_int32]) == transfer(e, [0_int32]))",
+    "c64": "all(transfer(b, [0_int64]) == transfer(e, [0_int64]))",
 }
 SAME0 = {
     "i8": "b == e", "i16": "b == e", "i32": "b == e", "i64": "b == e",
     "r32": "transfer(b, 0_int32) == transfer(e, 0_int32)",
     "r64": "transfer(b, 0_int64) == transfer(e, 0_int64)",
     "l": "b .eqv. e",
+    "c32": "all(transfer(b, [0_int32]) == transfer(e, [0_int32]))",
+    "c64": "all(transfer(b, [0_int64]) == transfer(e, [0_int64]))",
 }
 
 
@@ -170,7 +181,7 @@ program fortran_check
   end select
   call finish(trim(mode) // " " // trim(arg3))
 contains
-{VAL_INT.replace('{VAL_REAL}', VAL_REAL)}
+{VAL_INT.replace('{VAL_REAL}', VAL_REAL).replace('{VAL_COMPLEX}', VAL_COMPLEX)}
   subroutine write_all(dir)
     character(len=*), intent(in) :: dir
     type(nnh5_state_dict) :: sd

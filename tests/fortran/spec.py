@@ -25,6 +25,8 @@ TYPES = {
     "r32": ("real(real32)", "float32", "NNH5_FLOAT32"),
     "r64": ("real(real64)", "float64", "NNH5_FLOAT64"),
     "l": ("logical", "bool", "NNH5_BOOL"),
+    "c32": ("complex(real32)", "complex64", "NNH5_COMPLEX64"),
+    "c64": ("complex(real64)", "complex128", "NNH5_COMPLEX128"),
 }
 
 
@@ -54,6 +56,9 @@ def val(t, k):
         return (k - 7) * 0.375
     if t == "l":
         return k % 3 == 0
+    if t in ("c32", "c64"):  # real part element k's, imaginary part element k + 3's
+        r = "r32" if t == "c32" else "r64"
+        return complex(val(r, k), val(r, k + 3))
     raise ValueError(t)
 
 
