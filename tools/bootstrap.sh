@@ -6,8 +6,9 @@
 set -eu
 
 # gfortran: the Fortran module (fortran/) and examples/heat (OpenMP: libgomp comes with it).
+# libjansson-dev: JSON in the library (safetensors, Keras); libcjson-dev: the tool's JSON output.
 build_pkgs="gcc g++ gfortran pkg-config meson ninja-build libhdf5-dev hdf5-tools libopenblas-dev
-libxxhash-dev libcjson-dev binutils"
+libxxhash-dev libjansson-dev libcjson-dev binutils"
 # The MPI flavour, libnnh5_mpi (-Dmpi=auto builds it when these are present),
 # and mpirun for its tests and example. Installing libhdf5-openmpi-dev makes the
 # plain pkg-config name hdf5 mean the MPI build: meson.build names hdf5-serial.

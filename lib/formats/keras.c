@@ -13,7 +13,7 @@
 #include "nnh5/keras.h"
 #include "nnh5/walk.h"
 
-#include <cjson/cJSON.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -473,10 +473,10 @@ int nnh5_keras_read_state_dict(nnh5_dict **out, nnh5_file *f)
 /* ------------------------------------------------------------------ */
 /* Sequential models                                                   */
 
-static const char *json_str(const cJSON *obj, const char *key)
+/* obj's string member key, or NULL (json_string_value() is NULL for a non-string). */
+static const char *json_str(const json_t *obj, const char *key)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
+	return json_string_value(json_object_get(obj, key));
 }
 
 /* The activation after a Dense layer; NNH5_OK with *type 0 for linear. */
@@ -536,24 +536,25 @@ static const nnh5_tensor *lookup(const nnh5_dict *sd, const char *layer, const c
  * follow from sd, units and the features of the layer before.
  */
 static int build_dense(nnh5_model *m, int64_t *features, size_t *n_keys, nnh5_file *f,
-		       const nnh5_dict *sd, const char *name, const cJSON *cfg)
+		       const nnh5_dict *sd, const char *name, const json_t *cfg)
 {
-	const cJSON *units = cJSON_GetObjectItemCaseSensitive(cfg, "units");
-	const cJSON *use_bias = cJSON_GetObjectItemCaseSensitive(cfg, "use_bias");
+	/* units as a number: 64 and 64.0 alike (Keras writes either). */
+	double units = json_number_value(json_object_get(cfg, "units"));
+	const json_t *use_bias = json_object_get(cfg, "use_bias");
 	const char *act = json_str(cfg, "activation");
-	const cJSON *act_item = cJSON_GetObjectItemCaseSensitive(cfg, "activation");
-	bool bias = !cJSON_IsFalse(use_bias);
+	const json_t *act_item = json_object_get(cfg, "activation");
+	bool bias = !json_is_false(use_bias);
 	nnh5_layer_type at = 0;
 	char s[96];
 	const nnh5_tensor *w, *b;
 	int rc;
 
-	if (!cJSON_IsNumber(units) || units->valuedouble < 1 || units->valuedouble >= 2147483648.0 ||
-	    units->valuedouble != (double)(int64_t)units->valuedouble)
+	if (!json_is_number(json_object_get(cfg, "units")) || units < 1 || units >= 2147483648.0 ||
+	    units != (double)(int64_t)units)
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "'%s': Keras layer '%s' (class Dense): units missing or invalid",
 				   f->path, name);
-	if (act_item && !act && !cJSON_IsNull(act_item))
+	if (act_item && !act && !json_is_null(act_item))
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "'%s': Keras layer '%s' (class Dense): activation is not a name",
 				   f->path, name);
@@ -571,7 +572,7 @@ static int build_dense(nnh5_model *m, int64_t *features, size_t *n_keys, nnh5_fi
 				   "'%s': Keras layer '%s' (class Dense): use_bias is %s but the file "
 				   "holds %s",
 				   f->path, name, bias ? "true" : "false", b ? "a bias" : "no bias");
-	if (w->shape[0] != (int64_t)units->valuedouble || (*features >= 0 && w->shape[1] != *features)) {
+	if (w->shape[0] != (int64_t)units || (*features >= 0 && w->shape[1] != *features)) {
 		int64_t in = *features >= 0 ? *features : w->shape[1];
 		nnh5_tensor t = *w;
 		t.shape[0] = w->shape[1];
@@ -580,7 +581,7 @@ static int build_dense(nnh5_model *m, int64_t *features, size_t *n_keys, nnh5_fi
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "'%s': Keras layer '%s' (class Dense): kernel of shape %s, expected "
 				   "(%lld, %lld) from units and the layer before",
-				   f->path, name, s, (long long)in, (long long)units->valuedouble);
+				   f->path, name, s, (long long)in, (long long)units);
 	}
 	rc = nnh5_model_add_linear(m, name, w->shape[1], w->shape[0], bias);
 	if (!rc && at)
@@ -592,11 +593,11 @@ static int build_dense(nnh5_model *m, int64_t *features, size_t *n_keys, nnh5_fi
 
 /* One layer of the config: checked, and with sd, added to m (build_dense()). */
 static int build_layer(nnh5_model *m, int64_t *features, size_t *n_keys, nnh5_file *f,
-		       const nnh5_dict *sd, const cJSON *layer, size_t index)
+		       const nnh5_dict *sd, const json_t *layer, size_t index)
 {
 	const char *cls = json_str(layer, "class_name");
-	const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(layer, "config");
-	const char *name = cJSON_IsObject(cfg) ? json_str(cfg, "name") : NULL;
+	const json_t *cfg = json_object_get(layer, "config");
+	const char *name = json_str(cfg, "name");
 	char esc1[96], esc2[96];
 	int rc;
 
@@ -622,8 +623,8 @@ static int build_layer(nnh5_model *m, int64_t *features, size_t *n_keys, nnh5_fi
 		return sd ? nnh5_model_add_flatten(m, name, 1, -1) : NNH5_OK;
 	}
 	if (!strcmp(cls, "Dropout")) {
-		const cJSON *rate = cJSON_GetObjectItemCaseSensitive(cfg, "rate");
-		double p = cJSON_IsNumber(rate) ? rate->valuedouble : 0.0;
+		/* 0.0 when absent or not a number. */
+		double p = json_number_value(json_object_get(cfg, "rate"));
 		return sd ? nnh5_model_add_dropout(m, name, p) : NNH5_OK;
 	}
 	return nnh5__error(NNH5_ERR_FORMAT,
@@ -634,39 +635,49 @@ static int build_layer(nnh5_model *m, int64_t *features, size_t *n_keys, nnh5_fi
 }
 
 /* The layer list of model_config (parsed into *root, which the caller deletes). */
-static int config_layers(const cJSON **layers, cJSON **root, nnh5_file *f, const char *json)
+static int config_layers(const json_t **layers, json_t **root, nnh5_file *f, const char *json)
 {
+	json_error_t e;
 	const char *cls;
 	char esc[96];
 
 	*layers = NULL;
-	*root = cJSON_Parse(json);
+	/*
+	 * Integers as doubles, as Python's json reads them for Keras: a seed
+	 * past int64 is no reason to refuse (only units and rate are used). A
+	 * name given twice keeps its last value, as json.loads does.
+	 */
+	*root = json_loads(json, JSON_DECODE_INT_AS_REAL, &e);
 	if (!*root)
-		return nnh5__error(NNH5_ERR_FORMAT, "'%s': model_config is not valid JSON", f->path);
+		return json_error_code(&e) == json_error_out_of_memory
+			       ? nnh5__nomem()
+			       : nnh5__error(NNH5_ERR_FORMAT,
+					     "'%s': model_config is not valid JSON: %s at byte %d",
+					     f->path, e.text, e.position);
 	cls = json_str(*root, "class_name");
-	*layers = cJSON_GetObjectItemCaseSensitive(*root, "config");
+	*layers = json_object_get(*root, "config");
 	/* Keras 2 before 2.2.3 wrote the layer list as the config itself. */
-	if (cJSON_IsObject(*layers))
-		*layers = cJSON_GetObjectItemCaseSensitive(*layers, "layers");
+	if (json_is_object(*layers))
+		*layers = json_object_get(*layers, "layers");
 	if (!cls || strcmp(cls, "Sequential"))
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "'%s': model_config: model class '%s' is not imported (Sequential is)",
 				   f->path, cls ? nnh5__escape(esc, sizeof esc, cls) : "(none)");
-	if (!cJSON_IsArray(*layers))
+	if (!json_is_array(*layers))
 		return nnh5__error(NNH5_ERR_FORMAT, "'%s': model_config: no layer list", f->path);
 	return NNH5_OK;
 }
 
 /* Every layer of the config into m (or, with sd NULL, only checked). */
-static int build(nnh5_model *m, nnh5_file *f, const nnh5_dict *sd, const cJSON *layers)
+static int build(nnh5_model *m, nnh5_file *f, const nnh5_dict *sd, const json_t *layers)
 {
 	int64_t features = -1;
-	size_t n_keys = 0, i = 0;
+	size_t n_keys = 0;
 	char esc[96];
 	int rc = NNH5_OK;
 
-	for (const cJSON *l = layers->child; l && !rc; l = l->next)
-		rc = build_layer(m, &features, &n_keys, f, sd, l, i++);
+	for (size_t i = 0; i < json_array_size(layers) && !rc; i++)
+		rc = build_layer(m, &features, &n_keys, f, sd, json_array_get(layers, i), i);
 	if (rc || !sd || n_keys == nnh5_dict_len(sd))
 		return rc;
 	/* A weight the config has no layer for: say which. */
@@ -692,8 +703,8 @@ static int read_model(nnh5_model **out, nnh5_file *f, nnh5_dtype dtype)
 	nnh5_keras_layout layout;
 	nnh5_dict *sd = NULL;
 	nnh5_model *m = NULL;
-	cJSON *root = NULL;
-	const cJSON *layers = NULL;
+	json_t *root = NULL;
+	const json_t *layers = NULL;
 	char *json = NULL;
 	int rc;
 
@@ -725,7 +736,7 @@ static int read_model(nnh5_model **out, nnh5_file *f, nnh5_dtype dtype)
 		rc = build(m, f, sd, layers);
 	if (!rc)
 		rc = nnh5_model_load_state_dict(NULL, m, sd, NULL);
-	cJSON_Delete(root);
+	json_decref(root);
 	nnh5_free(json);
 	nnh5_dict_free(sd);
 	if (rc) {

@@ -2,18 +2,19 @@
  * lib/formats/safetensors.c - safetensors files: a read-only mapped open
  * that hands out tensors as views of the mapping, and the writer.
  *
- * The header is parsed by formats/json.c (strict, exact u64 numbers), and
- * every size is bounded by the input's length. Validation follows the reference reader
+ * The header is parsed with jansson (integers kept exact as int64, reals
+ * apart; its depth and size bounded before it allocates), and every size is
+ * bounded by the input's length. Validation follows the reference reader
  * (huggingface/safetensors, safetensors/src/tensor.rs; doc/FORMATS.md).
  */
 #include "core/internal.h"
 #include "store/atomic.h"
 #include "store/regular.h"
-#include "formats/json.h"
 #include "nnh5/safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,15 @@
 #include <unistd.h>
 
 #define MAX_HEADER 100000000u
+/* serde_json's recursion limit: the 128th nested array or object is refused. */
+#define MAX_DEPTH 128
+/*
+ * Members of arrays and objects in a header or index: jansson allocates
+ * every value (48 bytes for an integer, 240 for an empty object, measured
+ * with jansson 2.14), so this bounds the tree a hostile header can cost to
+ * about 500 MB. No real header comes near (~12 members a tensor).
+ */
+#define MAX_MEMBERS 2000000u
 
 /* ------------------------------------------------------------ dtypes */
 
@@ -101,50 +111,144 @@ static int cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* One tensor entry (name already checked); fills t. */
-static int parse_entry(nnh5_safetensors *st, struct st_tensor *t, const struct jval *v)
+/*
+ * Whether the n bytes of JSON at s stay within MAX_DEPTH and MAX_MEMBERS,
+ * counted before jansson builds anything (its own depth limit is 2048 and
+ * it has no size limit). Exact for valid JSON; on invalid JSON either
+ * answer ends in a refusal. Returns NULL, or what is wrong with *at the
+ * byte offset.
+ */
+static const char *json_bounds(const char *s, size_t n, size_t *at)
 {
-	const struct jval *dt, *shape, *offs;
-	bool dup = false;
+	size_t members = 0;
+	int depth = 0;
+	bool opened = false, in_string = false;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+			continue;
+		}
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			continue;
+		/* A container's members: its first one, then one per comma. */
+		if ((opened && c != ']' && c != '}') || c == ',')
+			members++;
+		opened = false;
+		if (c == '"') {
+			in_string = true;
+		} else if (c == '[' || c == '{') {
+			opened = true;
+			if (++depth >= MAX_DEPTH) {
+				*at = i;
+				return "nested too deeply";
+			}
+		} else if (c == ']' || c == '}') {
+			depth--;
+		}
+		if (members > MAX_MEMBERS) {
+			*at = i;
+			return "more than 2,000,000 values";
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The JSON text at s (n bytes) into *out (json_decref() it), as serde_json
+ * reads it: valid UTF-8, strings without raw control characters or lone
+ * surrogates, nothing after the value but whitespace. Stricter: a name
+ * given twice in any object, a NUL character in a name (NNH5_ERR_TYPE),
+ * an integer outside int64 and a real beyond double's range anywhere are
+ * refused. what and path name the input in messages.
+ */
+static int json_parse(json_t **out, const char *s, size_t n, const char *what, const char *path)
+{
+	json_error_t e;
+	size_t at;
+	const char *why = json_bounds(s, n, &at);
+
+	*out = NULL;
+	if (why)
+		return nnh5__error(NNH5_ERR_FORMAT, "%s '%s': not valid JSON: %s at byte %zu", what,
+				   path, why, at);
+	/* JSON_ALLOW_NUL: "\u0000" in a value is the readers' to judge (ignored fields keep it). */
+	*out = json_loadb(s, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
+	if (*out)
+		return NNH5_OK;
+	switch (json_error_code(&e)) {
+	case json_error_out_of_memory:
+		return nnh5__nomem();
+	case json_error_invalid_utf8:
+		return nnh5__error(NNH5_ERR_FORMAT, "%s '%s': not valid UTF-8 (byte %d)", what, path,
+				   e.position);
+	case json_error_null_byte_in_key:
+		return nnh5__error(NNH5_ERR_TYPE, "%s '%s': a name holds a NUL character", what,
+				   path);
+	default:
+		return nnh5__error(NNH5_ERR_FORMAT, "%s '%s': not valid JSON: %s at byte %d", what,
+				   path, e.text, e.position);
+	}
+}
+
+/* v is an integer in [0, 2^63) (reals such as 1.0 or 1e0 are not), put in *u. */
+static bool json_u64(uint64_t *u, const json_t *v)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return false;
+	*u = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+/* One tensor entry (name already checked); fills t. */
+static int parse_entry(nnh5_safetensors *st, struct st_tensor *t, const json_t *v)
+{
+	const json_t *dt, *shape, *offs;
+	size_t ndim;
 	int k;
 
-	if (v->type != J_OBJ)
+	if (!json_is_object(v))
 		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': tensor '%s': not an object",
 				   st->path, t->name);
-	dt = nnh5__json_get(v, "dtype", &dup);
-	shape = nnh5__json_get(v, "shape", &dup);
-	offs = nnh5__json_get(v, "data_offsets", &dup);
-	if (dup)
-		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': tensor '%s': a field given twice",
-				   st->path, t->name);
+	/* A field given twice was refused by the parse (JSON_REJECT_DUPLICATES). */
+	dt = json_object_get(v, "dtype");
+	shape = json_object_get(v, "shape");
+	offs = json_object_get(v, "data_offsets");
 	if (!dt || !shape || !offs)
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "safetensors '%s': tensor '%s': missing dtype, shape or data_offsets",
 				   st->path, t->name);
-	if (dt->type != J_STR || (k = st_dtype_index(dt->s)) < 0 || has_nul(dt->s, dt->slen))
+	if (!json_is_string(dt) || (k = st_dtype_index(json_string_value(dt))) < 0 ||
+	    has_nul(json_string_value(dt), json_string_length(dt)))
 		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': tensor '%s': unknown dtype",
 				   st->path, t->name);
-	if (shape->type != J_ARR)
+	if (!json_is_array(shape))
 		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': tensor '%s': shape is not a list",
 				   st->path, t->name);
-	for (size_t i = 0; i < shape->n; i++)
-		if (shape->items[i].type != J_NUM || !shape->items[i].is_u64)
+	ndim = json_array_size(shape);
+	for (size_t i = 0; i < ndim; i++) {
+		uint64_t d;
+		if (!json_u64(&d, json_array_get(shape, i)))
 			return nnh5__error(NNH5_ERR_FORMAT,
 					   "safetensors '%s': tensor '%s': shape entry %zu is not a "
 					   "non-negative integer", st->path, t->name, i);
-	if (offs->type != J_ARR || offs->n != 2 || offs->items[0].type != J_NUM ||
-	    !offs->items[0].is_u64 || offs->items[1].type != J_NUM || !offs->items[1].is_u64)
+		/* Below 2^63: jansson keeps int64 only (a larger integer refused the parse). */
+		if (i < NNH5_MAX_NDIM)
+			t->shape[i] = (int64_t)d;
+	}
+	if (!json_is_array(offs) || json_array_size(offs) != 2 ||
+	    !json_u64(&t->begin, json_array_get(offs, 0)) ||
+	    !json_u64(&t->end, json_array_get(offs, 1)))
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "safetensors '%s': tensor '%s': data_offsets is not two "
 				   "non-negative integers", st->path, t->name);
-	t->begin = offs->items[0].u;
-	t->end = offs->items[1].u;
 	/* Stash what the offset check needs; representability is judged after it. */
 	t->dtype = (nnh5_dtype)k; /* the reference's index for now */
-	t->ndim = shape->n;
-	for (size_t i = 0; i < shape->n && i < NNH5_MAX_NDIM; i++)
-		t->shape[i] = shape->items[i].u > (uint64_t)INT64_MAX ? -1
-								       : (int64_t)shape->items[i].u;
+	t->ndim = ndim;
 	/*
 	 * The byte count as the reference computes it, on u64 (its usize):
 	 * elements (the first overflow refuses, even if a later dimension is 0),
@@ -154,8 +258,8 @@ static int parse_entry(nnh5_safetensors *st, struct st_tensor *t, const struct j
 		static const unsigned bits[N_ST_DTYPES] = { 8,  4,  6,  6,  8,	8,  8,	8,  8,	8,  8,
 							    16, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64 };
 		uint64_t ne = 1, nbits;
-		for (size_t i = 0; i < shape->n; i++) {
-			uint64_t d = shape->items[i].u;
+		for (size_t i = 0; i < ndim; i++) {
+			uint64_t d = (uint64_t)json_integer_value(json_array_get(shape, i));
 			if (d && ne > UINT64_MAX / d)
 				return nnh5__error(NNH5_ERR_FORMAT,
 						   "safetensors '%s': tensor '%s': element count overflows",
@@ -181,96 +285,61 @@ static int parse_entry(nnh5_safetensors *st, struct st_tensor *t, const struct j
 	return NNH5_OK;
 }
 
-static int parse_header(nnh5_safetensors *st, const struct jval *root)
+/* root is not const: jansson's iteration takes a json_t *. */
+static int parse_header(nnh5_safetensors *st, json_t *root)
 {
-	bool dup = false;
-	const struct jval *meta = NULL;
-	size_t nt = 0;
+	json_t *meta, *v;
+	const char *key;
+	size_t nt;
 	int rc;
 
-	if (root->type != J_OBJ)
+	if (!json_is_object(root))
 		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': the header is not a JSON object",
 				   st->path);
-	for (size_t i = 0; i < root->n; i++) {
-		if (has_nul(root->keys[i], root->klens[i]))
-			return nnh5__error(NNH5_ERR_TYPE,
-					   "safetensors '%s': a tensor name holds a NUL character",
-					   st->path);
-		if (strcmp(root->keys[i], "__metadata__") == 0) {
-			if (meta)
-				dup = true;
-			meta = &root->items[i];
-		} else {
-			nt++;
-		}
-	}
-	if (dup)
-		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': __metadata__ given twice",
-				   st->path);
-	if (meta && meta->type == J_OBJ) {
-		st->meta_k = nnh5__calloc(meta->n + 1, sizeof(char *));
-		st->meta_v = nnh5__calloc(meta->n + 1, sizeof(char *));
+	/* Names given twice and NUL characters in names were refused by the parse. */
+	meta = json_object_get(root, "__metadata__");
+	nt = json_object_size(root) - (meta != NULL);
+	if (json_is_object(meta)) {
+		size_t n = json_object_size(meta);
+		st->meta_k = nnh5__calloc(n + 1, sizeof(char *));
+		st->meta_v = nnh5__calloc(n + 1, sizeof(char *));
 		if (!st->meta_k || !st->meta_v)
 			return nnh5__nomem();
-		for (size_t i = 0; i < meta->n; i++) {
-			const struct jval *mv = &meta->items[i];
-			bool d2 = false;
-			if (mv->type != J_STR)
+		/* jansson keeps the file's order. */
+		json_object_foreach(meta, key, v) {
+			size_t i = st->n_meta;
+			if (!json_is_string(v))
 				return nnh5__error(NNH5_ERR_FORMAT,
 						   "safetensors '%s': __metadata__ value of '%s' is "
-						   "not a string", st->path, meta->keys[i]);
-			nnh5__json_get(meta, meta->keys[i], &d2);
-			if (d2)
-				return nnh5__error(NNH5_ERR_FORMAT,
-						   "safetensors '%s': __metadata__ key '%s' given twice",
-						   st->path, meta->keys[i]);
-			if (has_nul(meta->keys[i], meta->klens[i]) || has_nul(mv->s, mv->slen))
+						   "not a string", st->path, key);
+			if (has_nul(json_string_value(v), json_string_length(v)))
 				return nnh5__error(NNH5_ERR_TYPE,
 						   "safetensors '%s': __metadata__ holds a NUL character",
 						   st->path);
-			st->meta_k[i] = nnh5__strdup(meta->keys[i]);
-			st->meta_v[i] = nnh5__strdup(mv->s);
+			st->meta_k[i] = nnh5__strdup(key);
+			st->meta_v[i] = nnh5__strdup(json_string_value(v));
 			st->n_meta++;
 			if (!st->meta_k[i] || !st->meta_v[i])
 				return nnh5__nomem();
 		}
-	} else if (meta && meta->type != J_NULL) {
+	} else if (meta && !json_is_null(meta)) {
 		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': __metadata__ is not an object",
 				   st->path);
 	}
 	st->t = nnh5__calloc(nt ? nt : 1, sizeof *st->t);
 	if (!st->t)
 		return nnh5__nomem();
-	for (size_t i = 0; i < root->n; i++) {
+	json_object_foreach(root, key, v) {
 		struct st_tensor *t;
-		if (&root->items[i] == meta || strcmp(root->keys[i], "__metadata__") == 0)
+		if (v == meta)
 			continue;
 		t = &st->t[st->n++];
-		t->name = nnh5__strdup(root->keys[i]);
+		t->name = nnh5__strdup(key);
 		if (!t->name)
 			return nnh5__nomem();
-		rc = parse_entry(st, t, &root->items[i]);
+		rc = parse_entry(st, t, v);
 		if (rc)
 			return rc;
-	}
-	/* Duplicate names: sort a copy of the name pointers. */
-	if (st->n > 1) {
-		char **names = nnh5__malloc(st->n * sizeof *names);
-		if (!names)
-			return nnh5__nomem();
-		for (size_t i = 0; i < st->n; i++)
-			names[i] = st->t[i].name;
-		qsort(names, st->n, sizeof *names, cmp_names);
-		for (size_t i = 1; i < st->n; i++) {
-			if (strcmp(names[i - 1], names[i]) == 0) {
-				rc = nnh5__error(NNH5_ERR_FORMAT,
-						 "safetensors '%s': tensor '%s' given twice", st->path,
-						 names[i]);
-				nnh5__free(names);
-				return rc;
-			}
-		}
-		nnh5__free(names);
 	}
 	return NNH5_OK;
 }
@@ -308,11 +377,6 @@ static int validate(nnh5_safetensors *st, bool lenient)
 			return nnh5__error(NNH5_ERR_TYPE,
 					   "safetensors '%s': tensor '%s' has rank %zu, above nnh5's %d",
 					   st->path, t->name, t->ndim, NNH5_MAX_NDIM);
-		for (size_t d = 0; d < t->ndim; d++)
-			if (t->shape[d] < 0)
-				return nnh5__error(NNH5_ERR_TYPE,
-						   "safetensors '%s': tensor '%s': dimension %zu is "
-						   "above 2^63", st->path, t->name, d);
 	}
 	return NNH5_OK;
 }
@@ -320,10 +384,9 @@ static int validate(nnh5_safetensors *st, bool lenient)
 static int open_bytes(nnh5_safetensors *st, const nnh5_safetensors_options *opts)
 {
 	nnh5_safetensors_options def = NNH5_SAFETENSORS_OPTIONS_INIT;
-	struct jval root;
+	json_t *root;
 	uint64_t n;
-	const char *h, *jerr;
-	size_t at;
+	const char *h;
 	int rc;
 
 	if (!opts)
@@ -348,24 +411,16 @@ static int open_bytes(nnh5_safetensors *st, const nnh5_safetensors_options *opts
 				   st->path, (unsigned long long)n, st->size - 8);
 	st->data_start = 8 + n;
 	h = (const char *)st->base + 8;
-	if (!nnh5__json_utf8_valid((const unsigned char *)h, (size_t)n))
-		return nnh5__error(NNH5_ERR_FORMAT, "safetensors '%s': the header is not valid UTF-8",
-				   st->path);
 	if (!opts->lenient && (n == 0 || h[0] != '{'))
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "safetensors '%s': the header does not start with '{' (a lenient "
 				   "open accepts whitespace before it)", st->path);
-	rc = nnh5__json_parse(&root, h, (size_t)n, &jerr, &at);
-	if (rc) {
-		nnh5__json_free(&root);
-		if (rc == -2)
-			return nnh5__nomem();
-		return nnh5__error(NNH5_ERR_FORMAT,
-				   "safetensors '%s': the header is not valid JSON: %s at byte %zu",
-				   st->path, jerr, at);
-	}
-	rc = parse_header(st, &root);
-	nnh5__json_free(&root);
+	/* jansson checks UTF-8 as strictly as the reference (no overlongs or surrogates). */
+	rc = json_parse(&root, h, (size_t)n, "safetensors header", st->path);
+	if (rc)
+		return rc;
+	rc = parse_header(st, root);
+	json_decref(root);
 	if (!rc)
 		rc = validate(st, opts->lenient);
 	return rc;
@@ -922,10 +977,11 @@ done:
 }
 
 /* A shard's name from the index: a plain file name in the folder, nothing that leaves it. */
-static bool plain_name(const struct jval *v)
+static bool plain_name(const json_t *v)
 {
-	return v->type == J_STR && v->slen > 0 && !has_nul(v->s, v->slen) && !strchr(v->s, '/') &&
-	       v->s[0] != '.';
+	const char *s = json_string_value(v);
+
+	return s && s[0] && !has_nul(s, json_string_length(v)) && !strchr(s, '/') && s[0] != '.';
 }
 
 /* The index file's bytes (at most MAX_HEADER), NUL-terminated. */
@@ -970,43 +1026,35 @@ static int read_index(char **out, size_t *len, const char *path)
 }
 
 /* Check the index and list its shards (sorted, distinct) into *shards. */
-static int parse_index(const struct jval *root, const char *path, const struct jval **wm,
+static int parse_index(json_t *root, const char *path, json_t **wm,
 		       const char ***shards, size_t *nshards)
 {
-	const struct jval *meta;
-	bool dup = false;
-	const char **sh;
+	json_t *meta, *v;
+	const char **sh, *key;
 	size_t ns = 0;
 
 	*shards = NULL;
 	*nshards = 0;
-	if (root->type != J_OBJ)
+	if (!json_is_object(root))
 		return nnh5__error(NNH5_ERR_FORMAT, "safetensors index '%s': not a JSON object", path);
-	*wm = nnh5__json_get(root, "weight_map", &dup);
-	meta = nnh5__json_get(root, "metadata", &dup);
-	if (dup || !*wm || (*wm)->type != J_OBJ || (meta && meta->type != J_OBJ && meta->type != J_NULL))
+	/* Names given twice were refused by the parse. */
+	*wm = json_object_get(root, "weight_map");
+	meta = json_object_get(root, "metadata");
+	if (!json_is_object(*wm) || (meta && !json_is_object(meta) && !json_is_null(meta)))
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "safetensors index '%s': needs one \"weight_map\" object (and "
 				   "\"metadata\", if given, an object)", path);
-	sh = nnh5__calloc((*wm)->n + 1, sizeof *sh);
+	sh = nnh5__calloc(json_object_size(*wm) + 1, sizeof *sh);
 	if (!sh)
 		return nnh5__nomem();
-	for (size_t i = 0; i < (*wm)->n; i++) {
-		const struct jval *v = &(*wm)->items[i];
-		bool d2 = false;
-		if (!plain_name(v) || has_nul((*wm)->keys[i], (*wm)->klens[i])) {
+	json_object_foreach(*wm, key, v) {
+		if (!plain_name(v)) {
 			nnh5__free(sh);
 			return nnh5__error(NNH5_ERR_FORMAT,
 					   "safetensors index '%s': tensor '%s': the shard is not a "
-					   "file name in the folder", path, (*wm)->keys[i]);
+					   "file name in the folder", path, key);
 		}
-		nnh5__json_get(*wm, (*wm)->keys[i], &d2);
-		if (d2) {
-			nnh5__free(sh);
-			return nnh5__error(NNH5_ERR_FORMAT, "safetensors index '%s': tensor '%s' "
-					   "given twice", path, (*wm)->keys[i]);
-		}
-		sh[ns++] = v->s;
+		sh[ns++] = json_string_value(v);
 	}
 	qsort(sh, ns, sizeof *sh, cmp_names);
 	*nshards = 0;
@@ -1018,16 +1066,13 @@ static int parse_index(const struct jval *root, const char *path, const struct j
 }
 
 /* The shard weight_map gives for name, or NULL. */
-static const char *shard_of(const struct jval *wm, const char *name)
+static const char *shard_of(const json_t *wm, const char *name)
 {
-	bool dup = false;
-	const struct jval *v = nnh5__json_get(wm, name, &dup);
-
-	return v ? v->s : NULL;
+	return json_string_value(json_object_get(wm, name));
 }
 
 /* Every tensor of the shard at path into d (copies), each checked against the index. */
-static int load_shard(nnh5_dict *d, const char *path, const char *shard, const struct jval *wm,
+static int load_shard(nnh5_dict *d, const char *path, const char *shard, const json_t *wm,
 		      const char *index, const nnh5_safetensors_options *opts, size_t *found)
 {
 	nnh5_safetensors *st;
@@ -1065,16 +1110,15 @@ int nnh5_safetensors_load_folder(nnh5_dict **out, const char *dir,
 				 const nnh5_safetensors_options *opts)
 {
 	char *index = join(dir, INDEX_NAME), *text = NULL, *path = NULL;
-	struct jval root;
-	const struct jval *wm = NULL;
-	const char **shards = NULL, *jerr;
-	size_t len = 0, nshards = 0, found = 0, at;
+	json_t *root = NULL;
+	json_t *wm = NULL, *v;
+	const char **shards = NULL, *key;
+	size_t len = 0, nshards = 0, found = 0;
 	nnh5_dict *d = NULL;
 	struct stat sb;
 	int rc;
 
 	*out = NULL;
-	memset(&root, 0, sizeof root);
 	if (!index)
 		return nnh5__nomem();
 	if (stat(index, &sb) < 0 && errno == ENOENT) {
@@ -1086,19 +1130,10 @@ int nnh5_safetensors_load_folder(nnh5_dict **out, const char *dir,
 	rc = read_index(&text, &len, index);
 	if (rc)
 		goto done;
-	if (!nnh5__json_utf8_valid((const unsigned char *)text, len)) {
-		rc = nnh5__error(NNH5_ERR_FORMAT, "safetensors index '%s': not valid UTF-8", index);
+	rc = json_parse(&root, text, len, "safetensors index", index);
+	if (rc)
 		goto done;
-	}
-	rc = nnh5__json_parse(&root, text, len, &jerr, &at);
-	if (rc) {
-		rc = rc == -2 ? nnh5__nomem()
-			      : nnh5__error(NNH5_ERR_FORMAT,
-					    "safetensors index '%s': not valid JSON: %s at byte %zu",
-					    index, jerr, at);
-		goto done;
-	}
-	rc = parse_index(&root, index, &wm, &shards, &nshards);
+	rc = parse_index(root, index, &wm, &shards, &nshards);
 	if (!rc)
 		rc = nnh5_dict_new(&d);
 	for (size_t s = 0; !rc && s < nshards; s++) {
@@ -1106,15 +1141,16 @@ int nnh5_safetensors_load_folder(nnh5_dict **out, const char *dir,
 		path = join(dir, shards[s]);
 		rc = path ? load_shard(d, path, shards[s], wm, index, opts, &found) : nnh5__nomem();
 	}
-	if (!rc && found != wm->n) {
-		for (size_t i = 0; i < wm->n; i++)
-			if (!nnh5_dict_get(d, wm->keys[i])) {
+	if (!rc && found != json_object_size(wm)) {
+		json_object_foreach(wm, key, v) {
+			if (!nnh5_dict_get(d, key)) {
 				rc = nnh5__error(NNH5_ERR_FORMAT,
 						 "safetensors folder: the index '%s' puts tensor '%s' in "
-						 "'%s', which does not hold it", index, wm->keys[i],
-						 wm->items[i].s);
+						 "'%s', which does not hold it", index, key,
+						 json_string_value(v));
 				break;
 			}
+		}
 	}
 	if (!rc) {
 		*out = d;
@@ -1122,7 +1158,7 @@ int nnh5_safetensors_load_folder(nnh5_dict **out, const char *dir,
 	}
 done:
 	nnh5_dict_free(d);
-	nnh5__json_free(&root);
+	json_decref(root);
 	nnh5__free(shards);
 	nnh5__free(text);
 	nnh5__free(path);

@@ -61,6 +61,26 @@ def strings_ok(v):
     return True
 
 
+I64 = 1 << 63
+
+
+def jansson_ok(v):
+    """nnh5's rules stricter than the reference's code, anywhere in the header (nnh5 reads
+    it with jansson; the reference ignores unknown fields unchecked): a name given twice or
+    holding a NUL character, an integer outside int64, a real beyond a double's range."""
+    if isinstance(v, tuple) and v[0] == "obj":
+        keys = [k for k, _ in v[1]]
+        return (len(set(keys)) == len(keys) and not any("\0" in k for k in keys)
+                and all(jansson_ok(x) for _, x in v[1]))
+    if isinstance(v, tuple) and v[0] == "float":
+        return abs(float(v[1])) != float("inf")
+    if isinstance(v, list):
+        return all(jansson_ok(x) for x in v)
+    if type(v) is int:
+        return -I64 <= v < I64
+    return True
+
+
 def depth(v):
     if isinstance(v, tuple) and v[0] == "obj":
         return 1 + max((depth(x) for _, x in v[1]), default=0)
@@ -105,6 +125,8 @@ def model(buf, lenient):
         raise Refused("size")
     if not strings_ok(root) or not (isinstance(root, tuple) and root[0] == "obj"):
         raise Refused("json")
+    if not jansson_ok(root):
+        raise Refused("stricter")
     keys = [k for k, _ in root[1]]
     if len(set(keys)) != len(keys):
         raise Refused("duplicate")
@@ -240,6 +262,10 @@ TEXT_EDITS = [
     (b'{"', b'{"d":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},'
             b'"d":{"dtype":"I8","shape":[0],"data_offsets":[0,0]},"'),
     (b'true', b'tru'), (b'{', b'['), (b'"', b"'"), (b'1', b'01'), (b'1', b'1e0'), (b'0]', b'0 ]'),
+    # ignored fields: what jansson reads (int64, doubles, NUL in values) and what it refuses
+    (b'"dtype"', b'"xtra":[9223372036854775807,-9223372036854775808,1e-400,"a\\u0000"],"dtype"'),
+    (b'"dtype"', b'"xtra":[9223372036854775808],"dtype"'), (b'"dtype"', b'"xtra":-1e400,"dtype"'),
+    (b'"dtype"', b'"xtra":{"a\\u0000":1},"dtype"'),
 ]
 
 
