@@ -11,8 +11,9 @@
  * safetensors output from an nnh5 file is streamed the same way: the walk
  * describes every tensor (dtype, shape: no data), which lays out the file
  * or the folder's shards, then each tensor is read, put through a
- * nnh5_safetensors_writer and freed. A safetensors input is written from
- * views of its mapping.
+ * nnh5_safetensors_writer and freed. A safetensors file is written from
+ * views of its mapping, one at a time, each one's pages released once
+ * written (a sharded folder input is loaded whole).
  * Every input is read through the library, so a conversion refuses what a
  * load refuses; the output is written through the library's atomic save, so
  * OUT appears complete or not at all.
@@ -302,10 +303,12 @@ static int write_safetensors(const struct sink *o, const nnh5_dict *sd, struct p
 }
 
 /*
- * The n tensors the walk described, read one at a time (fetch) and written
- * as a safetensors file or folder: memory stays near the largest tensor.
+ * The n tensors described in s (dtypes, ndims, shapes), read one at a time
+ * by fetch and written as a safetensors file or folder: memory stays near
+ * the largest tensor.
  */
-static int stream_safetensors(const struct sink *o, struct nnh5_source *s, struct progress *p)
+static int stream_safetensors(const struct sink *o, struct nnh5_source *s,
+			      nnh5_tensor_source_fn fetch, struct progress *p)
 {
 	const char *const *keys = (const char *const *)s->keys;
 	const int64_t *const *shapes = (const int64_t *const *)s->shapes;
@@ -315,13 +318,13 @@ static int stream_safetensors(const struct sink *o, struct nnh5_source *s, struc
 	if (o->fmt == FMT_ST_DIR) {
 		rc = nnh5_safetensors_save_folder_stream(o->path, s->n, keys, s->dtypes, s->ndims,
 							 shapes, o->shard_size, 0, NULL, NULL,
-							 fetch_nnh5, s);
+							 fetch, s);
 	} else {
 		rc = nnh5_safetensors_writer_open(&w, o->path, s->n, keys, s->dtypes, s->ndims,
 						  shapes, 0, NULL, NULL);
 		for (size_t i = 0; !rc && i < s->n; i++) {
 			nnh5_tensor *t = NULL;
-			rc = fetch_nnh5(&t, i, s);
+			rc = fetch(&t, i, s);
 			if (!rc)
 				rc = nnh5_safetensors_writer_put(w, keys[i], t);
 			nnh5_tensor_free(t);
@@ -392,7 +395,7 @@ static int from_nnh5(nnh5_file *f, const struct sink *o, struct progress *p)
 	if (!rc && o->fmt == FMT_NNH5)
 		rc = write_stream(o->path, (const char *const *)s.keys, s.n, fetch_nnh5, &s, p);
 	else if (!rc)
-		rc = stream_safetensors(o, &s, p);
+		rc = stream_safetensors(o, &s, fetch_nnh5, p);
 	source_free(&s);
 	return rc;
 }
@@ -505,10 +508,24 @@ static int from_safetensors(const char *in, bool folder, bool lenient, const str
 	rc = open_shard(&s, in, lenient);
 	for (size_t i = 0; !rc && i < nnh5_safetensors_len(s.shards[0]); i++)
 		add_key(&s, nnh5_safetensors_name(s.shards[0], i), 0);
+	s.dtypes = tool_xmalloc((s.n ? s.n : 1) * sizeof *s.dtypes);
+	s.ndims = tool_xmalloc((s.n ? s.n : 1) * sizeof *s.ndims);
+	s.shapes = tool_xmalloc((s.n ? s.n : 1) * sizeof *s.shapes);
+	for (size_t i = 0; i < s.n; i++)
+		s.shapes[i] = NULL;
 	for (size_t i = 0; !rc && i < s.n; i++) {
+		/* Views cost no data (only a tensor not aligned to its element size is copied). */
 		nnh5_tensor *t = NULL;
-		if (!nnh5_safetensors_get(&t, s.shards[0], s.keys[i]))
-			p->total += nnh5_tensor_nbytes(t);
+		if (nnh5_safetensors_get(&t, s.shards[0], s.keys[i])) {
+			rc = fail(NULL);
+			break;
+		}
+		p->total += nnh5_tensor_nbytes(t);
+		s.dtypes[i] = nnh5_tensor_dtype(t);
+		s.ndims[i] = nnh5_tensor_ndim(t);
+		s.shapes[i] = tool_xmalloc((s.ndims[i] ? s.ndims[i] : 1) * sizeof **s.shapes);
+		if (s.ndims[i])
+			memcpy(s.shapes[i], nnh5_tensor_shape(t), s.ndims[i] * sizeof **s.shapes);
 		nnh5_tensor_free(t);
 	}
 	p->n = s.n;
@@ -516,30 +533,22 @@ static int from_safetensors(const char *in, bool folder, bool lenient, const str
 		rc = write_stream(o->path, (const char *const *)s.keys, s.n, fetch_st, &s, p);
 		release_prev(&s);
 	} else if (!rc) {
-		/* Views of the mapped input, written out as safetensors again (resharding). */
-		nnh5_dict *sd = NULL;
-		if (nnh5_dict_new(&sd))
-			rc = fail(NULL);
-		for (size_t i = 0; i < s.n && !rc; i++) {
-			nnh5_tensor *t = NULL;
-			if (nnh5_safetensors_get(&t, s.shards[0], s.keys[i]) ||
-			    nnh5_dict_set(sd, s.keys[i], t)) {
-				nnh5_tensor_free(t);
-				rc = fail(NULL);
-			}
-		}
-		p->total = 0;
-		if (!rc)
-			rc = write_safetensors(o, sd, p);
-		nnh5_dict_free(sd);
+		/* Written out as safetensors again (resharding), one view at a time. */
+		rc = stream_safetensors(o, &s, fetch_st, p);
+		release_prev(&s);
 	}
 	for (size_t k = 0; k < s.nshards; k++)
 		nnh5_safetensors_close(s.shards[k]);
 	free(s.shards);
 	free(s.shard_of);
-	for (size_t i = 0; i < s.n; i++)
+	for (size_t i = 0; i < s.n; i++) {
 		free(s.keys[i]);
+		free(s.shapes ? s.shapes[i] : NULL);
+	}
 	free(s.keys);
+	free(s.dtypes);
+	free(s.ndims);
+	free(s.shapes);
 	return rc;
 }
 

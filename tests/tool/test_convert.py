@@ -3,7 +3,7 @@
 tests/formats/make_keras_fixtures.py) and nnh5 files into nnh5, values
 checked with h5py; refusals, exit codes, atomic output, quiet output.
 With --rss MB: a file of about MB megabytes converts into a safetensors file
-and a sharded folder with peak memory (the child's ru_maxrss, from wait4 in
+and a sharded folder, and that file into another folder, with peak memory (the child's ru_maxrss, from wait4 in
 a small wrapper process) under half its size. With --big MB (suite 'slow'): the same for every
 direction, under a third of the size, and progress on a terminal.
 
@@ -311,9 +311,9 @@ def expect_rss(what, args, size, share):
            f"{rss} KB for {size} bytes")
 
 
-def check_st_output(n):
-    """big.safetensors and the folder big.dir hold every tensor of big.h5, bitwise."""
-    for name in ("big.safetensors", "big.dir"):
+def check_st_output(n, names=("big.safetensors", "big.dir")):
+    """The safetensors outputs names hold every tensor of big.h5, bitwise."""
+    for name in names:
         rc, _, err = run("convert", "--quiet", name, "big.back.h5")
         got = h5_tensors(os.path.join(work, "big.back.h5")) if rc == 0 else {}
         expect(f"{name} back to nnh5: every tensor", rc == 0 and len(got) == n and all(
@@ -330,6 +330,9 @@ def rss_tests(mb):
     shards = [f for f in os.listdir(os.path.join(work, "big.dir")) if f.startswith("model-")]
     expect("the folder has shards", len(shards) >= 3, str(shards))
     check_st_output(n)
+    expect_rss("safetensors -> safetensors folder", ["convert", "--quiet", "--shard-size",
+               str(size // 3), "big.safetensors", "big.re/"], size, 0.5)
+    check_st_output(n, ("big.re",))
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -342,6 +345,9 @@ def big_tests(mb):
     expect_rss("nnh5 -> safetensors folder", ["convert", "--quiet", "--shard-size",
                str(size // 4), "big.h5", "big.dir/"], size, 0.35)
     check_st_output(n)
+    expect_rss("safetensors -> safetensors folder", ["convert", "--quiet", "--shard-size",
+               str(size // 3), "big.safetensors", "big.re/"], size, 0.35)
+    check_st_output(n, ("big.re",))
     expect_rss("safetensors -> nnh5", ["convert", "--quiet", "big.safetensors", "big.st.h5"],
                size, 1 / 3)
     code, text = on_pty(["convert", "big.h5", "big.tty.h5"])
