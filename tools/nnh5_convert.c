@@ -8,8 +8,12 @@
  * file is written with nnh5_file_write_state_dict_stream(), which asks for
  * one tensor at a time and frees it once written, so memory stays near the
  * largest tensor (a Keras source is imported whole: Keras files are small).
- * safetensors output is written from views: of the nnh5 file mapped
- * (nnh5/map.h) or of the safetensors input mapped.
+ * safetensors output from an nnh5 file is streamed the same way: the walk
+ * describes every tensor (dtype, shape: no data), which lays out the file
+ * or the folder's shards, then each tensor is read, put through a
+ * nnh5_safetensors_writer and freed. A safetensors file is written from
+ * views of its mapping, one at a time, each one's pages released once
+ * written (a sharded folder input is loaded whole).
  * Every input is read through the library, so a conversion refuses what a
  * load refuses; the output is written through the library's atomic save, so
  * OUT appears complete or not at all.
@@ -27,7 +31,6 @@
 
 #include <nnh5/dict.h>
 #include <nnh5/keras.h>
-#include <nnh5/map.h>
 #include <nnh5/nn.h>
 #include <nnh5/safetensors.h>
 #include <nnh5/save.h>
@@ -160,6 +163,9 @@ struct nnh5_source {
 	char **paths;
 	char **keys;
 	uint64_t *bytes;
+	nnh5_dtype *dtypes; /* an nnh5 source: what the walk describes */
+	size_t *ndims;
+	int64_t **shapes;
 	size_t n;
 	bool bad;           /* a dataset that is not a tensor */
 	struct progress *p;
@@ -183,6 +189,14 @@ static int collect_tensor(const nnh5_entry *e, void *ctx)
 	s->paths = tool_xrealloc(s->paths, (s->n + 1) * sizeof *s->paths);
 	s->keys = tool_xrealloc(s->keys, (s->n + 1) * sizeof *s->keys);
 	s->bytes = tool_xrealloc(s->bytes, (s->n + 1) * sizeof *s->bytes);
+	s->dtypes = tool_xrealloc(s->dtypes, (s->n + 1) * sizeof *s->dtypes);
+	s->ndims = tool_xrealloc(s->ndims, (s->n + 1) * sizeof *s->ndims);
+	s->shapes = tool_xrealloc(s->shapes, (s->n + 1) * sizeof *s->shapes);
+	s->dtypes[s->n] = e->dtype;
+	s->ndims[s->n] = e->ndim;
+	s->shapes[s->n] = tool_xmalloc((e->ndim ? e->ndim : 1) * sizeof **s->shapes);
+	if (e->ndim)
+		memcpy(s->shapes[s->n], e->shape, e->ndim * sizeof **s->shapes);
 	s->paths[s->n] = tool_xstrdup(e->path);
 	/* "/encoder/0/weight" is the state dict key "encoder.0.weight". */
 	s->keys[s->n] = tool_xstrdup(e->path[0] == '/' ? e->path + 1 : e->path);
@@ -224,10 +238,14 @@ static void source_free(struct nnh5_source *s)
 	for (size_t i = 0; i < s->n; i++) {
 		free(s->paths[i]);
 		free(s->keys[i]);
+		free(s->shapes[i]);
 	}
 	free(s->paths);
 	free(s->keys);
 	free(s->bytes);
+	free(s->dtypes);
+	free(s->ndims);
+	free(s->shapes);
 }
 
 static int fail(const char *what)
@@ -284,6 +302,47 @@ static int write_safetensors(const struct sink *o, const nnh5_dict *sd, struct p
 	return 0;
 }
 
+/*
+ * The n tensors described in s (dtypes, ndims, shapes), read one at a time
+ * by fetch and written as a safetensors file or folder: memory stays near
+ * the largest tensor.
+ */
+static int stream_safetensors(const struct sink *o, struct nnh5_source *s,
+			      nnh5_tensor_source_fn fetch, struct progress *p)
+{
+	const char *const *keys = (const char *const *)s->keys;
+	const int64_t *const *shapes = (const int64_t *const *)s->shapes;
+	nnh5_safetensors_writer *w;
+	int rc;
+
+	if (o->fmt == FMT_ST_DIR) {
+		rc = nnh5_safetensors_save_folder_stream(o->path, s->n, keys, s->dtypes, s->ndims,
+							 shapes, o->shard_size, 0, NULL, NULL,
+							 fetch, s);
+	} else {
+		rc = nnh5_safetensors_writer_open(&w, o->path, s->n, keys, s->dtypes, s->ndims,
+						  shapes, 0, NULL, NULL);
+		for (size_t i = 0; !rc && i < s->n; i++) {
+			nnh5_tensor *t = NULL;
+			rc = fetch(&t, i, s);
+			if (!rc)
+				rc = nnh5_safetensors_writer_put(w, keys[i], t);
+			nnh5_tensor_free(t);
+		}
+		if (rc)
+			nnh5_safetensors_writer_discard(w);
+		else
+			rc = nnh5_safetensors_writer_commit(w);
+	}
+	if (rc) {
+		if (p->shown)
+			fputc('\n', stderr);
+		return fail(NULL);
+	}
+	progress_tick(p, true);
+	return 0;
+}
+
 /* A dict imported whole (Keras, a folder) into any output. */
 static int write_dict(const struct sink *o, nnh5_dict *sd, struct progress *p)
 {
@@ -308,7 +367,7 @@ static int write_dict(const struct sink *o, nnh5_dict *sd, struct progress *p)
 /* ------------------------------------------------------------------ */
 /* Sources                                                             */
 
-static int from_nnh5(nnh5_file *f, const char *in, const struct sink *o, struct progress *p)
+static int from_nnh5(nnh5_file *f, const struct sink *o, struct progress *p)
 {
 	struct nnh5_source s = { .f = f, .p = p };
 	nnh5_kind kind;
@@ -316,20 +375,7 @@ static int from_nnh5(nnh5_file *f, const char *in, const struct sink *o, struct 
 
 	if (nnh5_file_kind(&kind, f, "/"))
 		return fail(NULL);
-	if (o->fmt != FMT_NNH5) {
-		/* Views of the mapped file, every checksum verified as a load verifies it. */
-		nnh5_map_options mo = NNH5_MAP_OPTIONS_INIT;
-		nnh5_map *m;
-		nnh5_dict *sd = NULL;
-		mo.verify = true;
-		if (nnh5_map_open(&m, in, &mo))
-			return fail(NULL);
-		rc = nnh5_map_state_dict(&sd, m, "/") ? fail(NULL) : write_safetensors(o, sd, p);
-		nnh5_dict_free(sd);
-		nnh5_map_close(m);
-		return rc;
-	}
-	if (kind == NNH5_KIND_MODEL) {
+	if (kind == NNH5_KIND_MODEL && o->fmt == FMT_NNH5) {
 		/* A model keeps its architecture: models are small, convert in one go. */
 		nnh5_model *m;
 		if (nnh5_file_read_model(&m, f, "/"))
@@ -346,8 +392,10 @@ static int from_nnh5(nnh5_file *f, const char *in, const struct sink *o, struct 
 	for (size_t i = 0; !rc && i < s.n; i++)
 		p->total += s.bytes[i];
 	p->n = s.n;
-	if (!rc)
+	if (!rc && o->fmt == FMT_NNH5)
 		rc = write_stream(o->path, (const char *const *)s.keys, s.n, fetch_nnh5, &s, p);
+	else if (!rc)
+		rc = stream_safetensors(o, &s, fetch_nnh5, p);
 	source_free(&s);
 	return rc;
 }
@@ -460,10 +508,24 @@ static int from_safetensors(const char *in, bool folder, bool lenient, const str
 	rc = open_shard(&s, in, lenient);
 	for (size_t i = 0; !rc && i < nnh5_safetensors_len(s.shards[0]); i++)
 		add_key(&s, nnh5_safetensors_name(s.shards[0], i), 0);
+	s.dtypes = tool_xmalloc((s.n ? s.n : 1) * sizeof *s.dtypes);
+	s.ndims = tool_xmalloc((s.n ? s.n : 1) * sizeof *s.ndims);
+	s.shapes = tool_xmalloc((s.n ? s.n : 1) * sizeof *s.shapes);
+	for (size_t i = 0; i < s.n; i++)
+		s.shapes[i] = NULL;
 	for (size_t i = 0; !rc && i < s.n; i++) {
+		/* Views cost no data (only a tensor not aligned to its element size is copied). */
 		nnh5_tensor *t = NULL;
-		if (!nnh5_safetensors_get(&t, s.shards[0], s.keys[i]))
-			p->total += nnh5_tensor_nbytes(t);
+		if (nnh5_safetensors_get(&t, s.shards[0], s.keys[i])) {
+			rc = fail(NULL);
+			break;
+		}
+		p->total += nnh5_tensor_nbytes(t);
+		s.dtypes[i] = nnh5_tensor_dtype(t);
+		s.ndims[i] = nnh5_tensor_ndim(t);
+		s.shapes[i] = tool_xmalloc((s.ndims[i] ? s.ndims[i] : 1) * sizeof **s.shapes);
+		if (s.ndims[i])
+			memcpy(s.shapes[i], nnh5_tensor_shape(t), s.ndims[i] * sizeof **s.shapes);
 		nnh5_tensor_free(t);
 	}
 	p->n = s.n;
@@ -471,30 +533,22 @@ static int from_safetensors(const char *in, bool folder, bool lenient, const str
 		rc = write_stream(o->path, (const char *const *)s.keys, s.n, fetch_st, &s, p);
 		release_prev(&s);
 	} else if (!rc) {
-		/* Views of the mapped input, written out as safetensors again (resharding). */
-		nnh5_dict *sd = NULL;
-		if (nnh5_dict_new(&sd))
-			rc = fail(NULL);
-		for (size_t i = 0; i < s.n && !rc; i++) {
-			nnh5_tensor *t = NULL;
-			if (nnh5_safetensors_get(&t, s.shards[0], s.keys[i]) ||
-			    nnh5_dict_set(sd, s.keys[i], t)) {
-				nnh5_tensor_free(t);
-				rc = fail(NULL);
-			}
-		}
-		p->total = 0;
-		if (!rc)
-			rc = write_safetensors(o, sd, p);
-		nnh5_dict_free(sd);
+		/* Written out as safetensors again (resharding), one view at a time. */
+		rc = stream_safetensors(o, &s, fetch_st, p);
+		release_prev(&s);
 	}
 	for (size_t k = 0; k < s.nshards; k++)
 		nnh5_safetensors_close(s.shards[k]);
 	free(s.shards);
 	free(s.shard_of);
-	for (size_t i = 0; i < s.n; i++)
+	for (size_t i = 0; i < s.n; i++) {
 		free(s.keys[i]);
+		free(s.shapes ? s.shapes[i] : NULL);
+	}
 	free(s.keys);
+	free(s.dtypes);
+	free(s.ndims);
+	free(s.shapes);
 	return rc;
 }
 
@@ -558,7 +612,7 @@ int cmd_convert(int argc, char **argv)
 		return EXIT_USAGE;
 	if (fin == FMT_AUTO)
 		fin = looks_keras(f) ? FMT_KERAS : FMT_NNH5;
-	rc = fin == FMT_KERAS ? from_keras(f, &o, state_dict, &p) : from_nnh5(f, pos[0], &o, &p);
+	rc = fin == FMT_KERAS ? from_keras(f, &o, state_dict, &p) : from_nnh5(f, &o, &p);
 	nnh5_file_discard(f);
 	return rc;
 }

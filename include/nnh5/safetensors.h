@@ -25,6 +25,7 @@
 
 #include "common.h"
 #include "dict.h"
+#include "file.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -98,13 +99,72 @@ NNH5_API int nnh5_safetensors_load(nnh5_dict **out, const char *path,
 				   const nnh5_safetensors_options *opts);
 
 /*
- * Write the tensors of sd to path as the reference writer does: tensors
- * ordered by dtype alignment (descending, the reference's dtype order), then
- * by name; the header padded with spaces to a multiple of 8; n_meta metadata
- * entries (meta_keys[i] -> meta_values[i], may be 0 and NULL) as
- * "__metadata__". The file is replaced atomically (doc/SAVING.md).
- * Errors: NNH5_ERR_TYPE (complex128: no safetensors dtype), NNH5_ERR_INVALID
- * (a key "__metadata__", NULL metadata strings), NNH5_ERR_IO, NNH5_ERR_NOMEM.
+ * A safetensors file being written, one tensor at a time, so that memory
+ * stays near the largest tensor (nnh5_safetensors_save() is a loop over it).
+ * Every tensor is declared at the open (name, dtype, shape: no data), which
+ * fixes the file's layout as the reference writer makes it: tensors ordered
+ * by dtype alignment (descending, the reference's dtype order), then by
+ * name; data offsets that tile the buffer; the header compact JSON padded
+ * with spaces to a multiple of 8. Tensors are then put in any order, each
+ * written at its own offset; the commit puts the file in place atomically
+ * (doc/SAVING.md) once every declared tensor was put. Until the commit the
+ * target is untouched; a discard or a failed commit leaves it as it was and
+ * removes the temporary file.
+ */
+typedef struct nnh5_safetensors_writer nnh5_safetensors_writer;
+
+/*
+ * Declare n tensors (names[i] of dtypes[i] with ndims[i] dimensions
+ * shapes[i][0..ndims[i]-1]; arrays may be NULL when n is 0) and n_meta
+ * metadata entries (meta_keys[i] -> meta_values[i], written as
+ * "__metadata__"; may be 0 and NULL), and start replacing path: its header
+ * is written to a temporary file beside it. Everything is copied: the
+ * arrays may be freed once this returns. Finish with
+ * nnh5_safetensors_writer_commit() or nnh5_safetensors_writer_discard().
+ * Errors: NNH5_ERR_TYPE (a dtype safetensors has none for: complex128),
+ * NNH5_ERR_SHAPE (a bad shape: the message names the tensor),
+ * NNH5_ERR_INVALID (a NULL name or metadata string, a name "__metadata__",
+ * a name declared twice, names or metadata not UTF-8, a header above the
+ * format's 100,000,000 bytes; a target that is a folder or device),
+ * NNH5_ERR_OVERFLOW, NNH5_ERR_IO, NNH5_ERR_NOMEM.
+ */
+NNH5_API int nnh5_safetensors_writer_open(nnh5_safetensors_writer **out, const char *path,
+					  size_t n, const char *const *names,
+					  const nnh5_dtype *dtypes, const size_t *ndims,
+					  const int64_t *const *shapes, size_t n_meta,
+					  const char *const *meta_keys,
+					  const char *const *meta_values);
+
+/*
+ * Write the data of the declared tensor name from t (borrowed: it may be
+ * freed once this returns), at the tensor's offset in the file. Any order;
+ * each tensor once. A refused put writes nothing and the writer stays
+ * usable. Errors: NNH5_ERR_NOT_FOUND (name was not declared),
+ * NNH5_ERR_INVALID (put twice; NULL name or t), NNH5_ERR_TYPE (t's dtype is
+ * not the declared one), NNH5_ERR_SHAPE (nor its shape); each message names
+ * the tensor. NNH5_ERR_IO (the write failed: the writer can only be
+ * discarded, every later put and the commit fail).
+ */
+NNH5_API int nnh5_safetensors_writer_put(nnh5_safetensors_writer *w, const char *name,
+					 const nnh5_tensor *t);
+
+/*
+ * Put the file in place of the target (fsync, rename, fsync of the folder)
+ * if every declared tensor was put, and free w in every case: on failure
+ * the target is untouched and the temporary file removed. Errors:
+ * NNH5_ERR_INVALID (a declared tensor was never put: the message names one;
+ * w NULL), NNH5_ERR_IO (an earlier put failed, or the commit itself).
+ */
+NNH5_API int nnh5_safetensors_writer_commit(nnh5_safetensors_writer *w);
+
+/* Abandon the file: the temporary file is removed, the target untouched, w freed. NULL is a no-op. */
+NNH5_API void nnh5_safetensors_writer_discard(nnh5_safetensors_writer *w);
+
+/*
+ * Write the tensors of sd to path as the reference writer does (see
+ * nnh5_safetensors_writer above: one writer, one layout) with n_meta
+ * metadata entries (may be 0 and NULL). The file is replaced atomically
+ * (doc/SAVING.md). Errors as nnh5_safetensors_writer_open().
  */
 NNH5_API int nnh5_safetensors_save(const char *path, const nnh5_dict *sd, size_t n_meta,
 				   const char *const *meta_keys, const char *const *meta_values);
@@ -119,14 +179,36 @@ NNH5_API int nnh5_safetensors_save(const char *path, const nnh5_dict *sd, size_t
  * every shard), then "model.safetensors.index.json" as transformers writes
  * it ({"metadata": {"total_size": bytes}, "weight_map": {name: shard}},
  * sorted keys, indent 2). A single shard is written as "model.safetensors"
- * with no index, as save_pretrained does. Each file is replaced atomically,
- * the index last; shards of an earlier save that the new index does not
- * name are left in place. Errors as nnh5_safetensors_save().
+ * with no index, as save_pretrained does. Every tensor is checked before
+ * anything is written; each file is replaced atomically, the index last;
+ * shards of an earlier save that the new index does not name are left in
+ * place. Errors as nnh5_safetensors_save().
  */
 NNH5_API int nnh5_safetensors_save_folder(const char *dir, const nnh5_dict *sd,
 					  uint64_t max_shard_bytes, size_t n_meta,
 					  const char *const *meta_keys,
 					  const char *const *meta_values);
+
+/*
+ * nnh5_safetensors_save_folder() with the n tensors declared as
+ * nnh5_safetensors_writer_open() declares them (in the order that decides
+ * the shards) and their data fetched one at a time: shard by shard, one
+ * writer open at a time, fetch(&t, i, ctx) is called for each tensor of the
+ * shard in increasing i, and t (owning or a view) is written and freed
+ * before the next fetch, so memory stays near the largest tensor. The
+ * shards need the sizes only. Errors as nnh5_safetensors_writer_open() and
+ * _put() (a fetched tensor unlike its declaration: NNH5_ERR_TYPE,
+ * NNH5_ERR_SHAPE), NNH5_ERR_INVALID (a fetch that gives no tensor), and
+ * fetch's own status, which stops the save (shards already written stay).
+ */
+NNH5_API int nnh5_safetensors_save_folder_stream(const char *dir, size_t n,
+						 const char *const *names,
+						 const nnh5_dtype *dtypes, const size_t *ndims,
+						 const int64_t *const *shapes,
+						 uint64_t max_shard_bytes, size_t n_meta,
+						 const char *const *meta_keys,
+						 const char *const *meta_values,
+						 nnh5_tensor_source_fn fetch, void *ctx);
 
 /*
  * Load a Hugging Face folder: with "model.safetensors.index.json", every

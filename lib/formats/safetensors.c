@@ -9,6 +9,7 @@
  */
 #include "core/internal.h"
 #include "store/atomic.h"
+#include "store/h5util.h"
 #include "store/regular.h"
 #include "nnh5/safetensors.h"
 
@@ -631,192 +632,451 @@ static void json_str(nnh5__strbuf *sb, const char *s)
 	nnh5__strbuf_putn(sb, "\"", 1);
 }
 
-struct wentry {
-	const char *name;
-	const nnh5_tensor *t;
-	int k; /* reference dtype index */
-};
-
-static int cmp_wentry(const void *a, const void *b)
-{
-	const struct wentry *x = a, *y = b;
-
-	if (x->k != y->k)
-		return x->k > y->k ? -1 : 1; /* descending dtype order */
-	return strcmp(x->name, y->name);
-}
-
-static int write_all(int fd, const void *p, size_t n)
+static int write_all(int fd, const void *p, size_t n, uint64_t off)
 {
 	const char *c = p;
 
 	while (n) {
-		ssize_t w = write(fd, c, n > ((size_t)1 << 30) ? (size_t)1 << 30 : n);
+		ssize_t w = pwrite(fd, c, n > ((size_t)1 << 30) ? (size_t)1 << 30 : n, (off_t)off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
 			return -1;
 		c += w;
 		n -= (size_t)w;
+		off += (uint64_t)w;
 	}
 	return 0;
 }
 
 /*
- * Replace path atomically (store/atomic.c) with the nhead bytes at head
- * followed by the data of the n tensors e.
+ * Start replacing path atomically (store/atomic.c): *fd is the temporary
+ * file, open for writing, with the target's mode and owner.
  */
-static int atomic_write(const char *path, const char *head, size_t nhead, const struct wentry *e,
-			size_t n)
+static int atomic_open(nnh5__atomic *a, int *fd, const char *path)
 {
-	nnh5__atomic a;
-	int fd, rc;
+	int rc = nnh5__atomic_begin(a, path, true);
 
-	rc = nnh5__atomic_begin(&a, path, true);
+	*fd = -1;
 	if (rc)
 		return rc;
-	fd = open(a.tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
-	if (fd < 0) {
+	*fd = open(a->tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (*fd < 0) {
 		rc = nnh5__error(NNH5_ERR_IO, "save '%s': %s", path, strerror(errno));
-		goto abort;
+		nnh5__atomic_abort(a);
+		return rc;
 	}
-	rc = nnh5__atomic_adopt(&a, fd);
-	if (rc)
-		goto abort;
-	if (write_all(fd, head, nhead) < 0) {
-		rc = nnh5__error(NNH5_ERR_IO, "save '%s': write: %s", path, strerror(errno));
-		goto abort;
+	rc = nnh5__atomic_adopt(a, *fd);
+	if (rc) {
+		close(*fd);
+		*fd = -1;
+		nnh5__atomic_abort(a);
 	}
-	for (size_t i = 0; i < n; i++) {
-		size_t nb = nnh5_tensor_nbytes(e[i].t);
-		if (nb && write_all(fd, nnh5_tensor_data(e[i].t), nb) < 0) {
-			rc = nnh5__error(NNH5_ERR_IO, "save '%s': writing tensor '%s': %s", path,
-					 e[i].name, strerror(errno));
-			goto abort;
-		}
-	}
-	rc = close(fd);
-	fd = -1;
-	if (rc < 0) {
-		rc = nnh5__error(NNH5_ERR_IO, "save '%s': close: %s", path, strerror(errno));
-		goto abort;
-	}
-	return nnh5__atomic_commit(&a);
-abort:
-	if (fd >= 0)
-		close(fd);
-	nnh5__atomic_abort(&a);
 	return rc;
 }
 
-/* The entries of sd, checked: every dtype has a safetensors name, no tensor is called __metadata__. */
-static int collect(struct wentry **out, const nnh5_dict *sd, const char *path, size_t n_meta,
-		   const char *const *meta_keys, const char *const *meta_values)
+/* Close fd and put the temporary file in place of the target; on failure nothing is replaced. */
+static int atomic_close(nnh5__atomic *a, int fd, const char *path)
 {
-	size_t n = nnh5_dict_len(sd);
-	struct wentry *e;
-	int rc = NNH5_OK;
-
-	*out = NULL;
-	for (size_t i = 0; i < n_meta; i++)
-		if (!meta_keys || !meta_values || !meta_keys[i] || !meta_values[i])
-			return nnh5__error(NNH5_ERR_INVALID, "safetensors save '%s': metadata entry %zu is NULL",
-					   path, i);
-	e = nnh5__calloc(n ? n : 1, sizeof *e);
-	if (!e)
-		return nnh5__nomem();
-	for (size_t i = 0; i < n; i++) {
-		e[i].name = nnh5_dict_key(sd, i);
-		e[i].t = nnh5_dict_value(sd, i);
-		e[i].k = st_index_of_nnh5(nnh5_tensor_dtype(e[i].t));
-		if (e[i].k < 0) {
-			rc = nnh5__error(NNH5_ERR_TYPE,
-					 "safetensors save '%s': tensor '%s' is %s, which safetensors "
-					 "has no dtype for", path, e[i].name,
-					 nnh5_dtype_name((int)nnh5_tensor_dtype(e[i].t)));
-			break;
-		}
-		if (strcmp(e[i].name, "__metadata__") == 0) {
-			rc = nnh5__error(NNH5_ERR_INVALID,
-					 "safetensors save '%s': a tensor cannot be named __metadata__",
-					 path);
-			break;
-		}
-	}
-	if (rc) {
-		nnh5__free(e);
+	if (close(fd) < 0) {
+		int rc = nnh5__error(NNH5_ERR_IO, "save '%s': close: %s", path, strerror(errno));
+		nnh5__atomic_abort(a);
 		return rc;
 	}
-	*out = e;
+	return nnh5__atomic_commit(a);
+}
+
+/* Replace path atomically with the n bytes at p (the folder index). */
+static int atomic_write(const char *path, const char *p, size_t n)
+{
+	nnh5__atomic a;
+	int fd, rc = atomic_open(&a, &fd, path);
+
+	if (rc)
+		return rc;
+	if (write_all(fd, p, n, 0) < 0) {
+		rc = nnh5__error(NNH5_ERR_IO, "save '%s': write: %s", path, strerror(errno));
+		close(fd);
+		nnh5__atomic_abort(&a);
+		return rc;
+	}
+	return atomic_close(&a, fd, path);
+}
+
+/* One declared tensor of a writer. */
+struct wslot {
+	char *name;
+	nnh5_dtype dtype;
+	size_t ndim;
+	int64_t shape[NNH5_MAX_NDIM];
+	int k;          /* reference dtype index */
+	uint64_t begin; /* offset in the data buffer */
+	uint64_t nbytes;
+	bool put;
+};
+
+struct nnh5_safetensors_writer {
+	char *path;
+	nnh5__atomic a;
+	int fd;         /* the temporary file; -1 before the atomic save began */
+	uint64_t data_start;
+	struct wslot *s; /* in the reference order: the file's order */
+	struct wslot **by_name;
+	size_t n, missing;
+	int failed;     /* the status of a failed write: the file is incomplete */
+};
+
+static int cmp_wslot(const void *a, const void *b)
+{
+	const struct wslot *x = a, *y = b;
+
+	if (x->k != y->k)
+		return x->k > y->k ? -1 : 1; /* descending dtype order */
+	return strcmp(x->name, y->name);
+}
+
+static int cmp_wslot_name(const void *a, const void *b)
+{
+	const struct wslot *const *x = a, *const *y = b;
+
+	return strcmp((*x)->name, (*y)->name);
+}
+
+/* Check one declared tensor and copy it into s. */
+static int declare(struct wslot *s, const char *path, size_t i, const char *name, nnh5_dtype dtype,
+		   size_t ndim, const int64_t *shape)
+{
+	size_t numel, nbytes;
+	char msg[512];
+
+	if (!name)
+		return nnh5__error(NNH5_ERR_INVALID, "safetensors save '%s': tensor %zu has no name",
+				   path, i);
+	if (strcmp(name, "__metadata__") == 0)
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "safetensors save '%s': a tensor cannot be named __metadata__", path);
+	if (!nnh5__utf8_valid(name))
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "safetensors save '%s': tensor %zu's name is not valid UTF-8", path, i);
+	s->k = nnh5_dtype_valid((int)dtype) ? st_index_of_nnh5(dtype) : -1;
+	if (s->k < 0)
+		return nnh5__error(NNH5_ERR_TYPE,
+				   "safetensors save '%s': tensor '%s' is %s, which safetensors has no "
+				   "dtype for", path, name, nnh5_dtype_name((int)dtype));
+	if (ndim > NNH5_MAX_NDIM || (ndim && !shape) ||
+	    nnh5__shape_size(dtype, ndim, shape, &numel, &nbytes)) {
+		snprintf(msg, sizeof msg, "%s",
+			 ndim > NNH5_MAX_NDIM || (ndim && !shape) ? "no shape"
+								  : nnh5_error_message());
+		return nnh5__error(NNH5_ERR_SHAPE, "safetensors save '%s': tensor '%s': %s", path,
+				   name, msg);
+	}
+	s->name = nnh5__strdup(name);
+	if (!s->name)
+		return nnh5__nomem();
+	s->dtype = dtype;
+	s->ndim = ndim;
+	if (ndim)
+		memcpy(s->shape, shape, ndim * sizeof *shape);
+	s->nbytes = nbytes;
 	return NNH5_OK;
 }
 
-/* One safetensors file of the n tensors e (sorted here, as the reference writer sorts). */
-static int write_file(const char *path, struct wentry *e, size_t n, size_t n_meta,
-		      const char *const *meta_keys, const char *const *meta_values)
+/* The header as the reference writer makes it: compact JSON, padded with spaces to 8. */
+static int make_header(nnh5__strbuf *sb, const nnh5_safetensors_writer *w, size_t n_meta,
+		       const char *const *meta_keys, const char *const *meta_values)
 {
-	nnh5__strbuf sb = { 0 };
-	uint64_t off = 0, hlen;
-	int rc;
+	uint64_t hlen;
 
-	qsort(e, n, sizeof *e, cmp_wentry);
-	nnh5__strbuf_putn(&sb, "01234567{", 9); /* the length is filled in below */
+	nnh5__strbuf_putn(sb, "01234567{", 9); /* the length is filled in below */
 	if (n_meta) {
-		nnh5__strbuf_puts(&sb, "\"__metadata__\":{");
+		nnh5__strbuf_puts(sb, "\"__metadata__\":{");
 		for (size_t i = 0; i < n_meta; i++) {
 			if (i)
-				nnh5__strbuf_putn(&sb, ",", 1);
-			json_str(&sb, meta_keys[i]);
-			nnh5__strbuf_putn(&sb, ":", 1);
-			json_str(&sb, meta_values[i]);
+				nnh5__strbuf_putn(sb, ",", 1);
+			json_str(sb, meta_keys[i]);
+			nnh5__strbuf_putn(sb, ":", 1);
+			json_str(sb, meta_values[i]);
 		}
-		nnh5__strbuf_putn(&sb, "}", 1);
+		nnh5__strbuf_putn(sb, "}", 1);
 	}
-	for (size_t i = 0; i < n; i++) {
-		size_t nd = nnh5_tensor_ndim(e[i].t), nb = nnh5_tensor_nbytes(e[i].t);
+	for (size_t i = 0; i < w->n; i++) {
+		const struct wslot *s = &w->s[i];
 		if (i || n_meta)
-			nnh5__strbuf_putn(&sb, ",", 1);
-		json_str(&sb, e[i].name);
-		nnh5__strbuf_printf(&sb, ":{\"dtype\":\"%s\",\"shape\":[", st_dtypes[e[i].k].name);
-		for (size_t d = 0; d < nd; d++)
-			nnh5__strbuf_printf(&sb, "%s%lld", d ? "," : "",
-					    (long long)nnh5_tensor_dim(e[i].t, d));
-		nnh5__strbuf_printf(&sb, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-				    (unsigned long long)(off + nb));
-		off += nb;
+			nnh5__strbuf_putn(sb, ",", 1);
+		json_str(sb, s->name);
+		nnh5__strbuf_printf(sb, ":{\"dtype\":\"%s\",\"shape\":[", st_dtypes[s->k].name);
+		for (size_t d = 0; d < s->ndim; d++)
+			nnh5__strbuf_printf(sb, "%s%lld", d ? "," : "", (long long)s->shape[d]);
+		nnh5__strbuf_printf(sb, "],\"data_offsets\":[%llu,%llu]}",
+				    (unsigned long long)s->begin,
+				    (unsigned long long)(s->begin + s->nbytes));
 	}
-	nnh5__strbuf_putn(&sb, "}", 1);
-	while (sb.len % 8) /* 8 + the header: the data starts 8-aligned */
-		nnh5__strbuf_putn(&sb, " ", 1);
-	if (sb.oom) {
-		nnh5__free(sb.p);
+	nnh5__strbuf_putn(sb, "}", 1);
+	while (sb->len % 8) /* 8 + the header: the data starts 8-aligned */
+		nnh5__strbuf_putn(sb, " ", 1);
+	if (sb->oom)
 		return nnh5__nomem();
-	}
-	hlen = sb.len - 8;
-	if (hlen > MAX_HEADER) {
-		nnh5__free(sb.p);
+	hlen = sb->len - 8;
+	if (hlen > MAX_HEADER)
 		return nnh5__error(NNH5_ERR_INVALID,
 				   "safetensors save '%s': a header of %llu bytes is above the format's "
-				   "100,000,000", path, (unsigned long long)hlen);
-	}
+				   "100,000,000", w->path, (unsigned long long)hlen);
 	for (int i = 0; i < 8; i++)
-		sb.p[i] = (char)(unsigned char)(hlen >> (8 * i));
-	rc = atomic_write(path, sb.p, sb.len, e, n);
-	nnh5__free(sb.p);
+		sb->p[i] = (char)(unsigned char)(hlen >> (8 * i));
+	return NNH5_OK;
+}
+
+void nnh5_safetensors_writer_discard(nnh5_safetensors_writer *w)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0) {
+		close(w->fd);
+		nnh5__atomic_abort(&w->a);
+	}
+	for (size_t i = 0; i < w->n; i++)
+		nnh5__free(w->s[i].name);
+	nnh5__free(w->s);
+	nnh5__free(w->by_name);
+	nnh5__free(w->path);
+	nnh5__free(w);
+}
+
+/*
+ * A writer for n declared tensors, every one checked (name, dtype, shape,
+ * duplicates) and placed in the reference order, with no file yet.
+ */
+static int writer_new(nnh5_safetensors_writer **out, const char *path, size_t n,
+		      const char *const *names, const nnh5_dtype *dtypes, const size_t *ndims,
+		      const int64_t *const *shapes, size_t n_meta, const char *const *meta_keys,
+		      const char *const *meta_values)
+{
+	nnh5_safetensors_writer *w;
+	uint64_t off = 0;
+	int rc = NNH5_OK;
+
+	*out = NULL;
+	if (!path)
+		return nnh5__error(NNH5_ERR_INVALID, "safetensors save: no path");
+	for (size_t i = 0; i < n_meta; i++) {
+		if (!meta_keys || !meta_values || !meta_keys[i] || !meta_values[i])
+			return nnh5__error(NNH5_ERR_INVALID,
+					   "safetensors save '%s': metadata entry %zu is NULL", path, i);
+		if (!nnh5__utf8_valid(meta_keys[i]) || !nnh5__utf8_valid(meta_values[i]))
+			return nnh5__error(NNH5_ERR_INVALID,
+					   "safetensors save '%s': metadata entry %zu is not valid UTF-8",
+					   path, i);
+	}
+	if (n && (!names || !dtypes || !ndims || !shapes))
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "safetensors save '%s': %zu tensors declared without their names, "
+				   "dtypes or shapes", path, n);
+	w = nnh5__calloc(1, sizeof *w);
+	if (!w)
+		return nnh5__nomem();
+	w->fd = -1;
+	w->path = nnh5__strdup(path);
+	w->s = nnh5__calloc(n ? n : 1, sizeof *w->s);
+	w->by_name = nnh5__calloc(n ? n : 1, sizeof *w->by_name);
+	if (!w->path || !w->s || !w->by_name) {
+		rc = nnh5__nomem();
+		goto fail;
+	}
+	for (; w->n < n; w->n++) {
+		rc = declare(&w->s[w->n], path, w->n, names[w->n], dtypes[w->n], ndims[w->n],
+			     shapes[w->n]);
+		if (rc)
+			goto fail;
+	}
+	qsort(w->s, n, sizeof *w->s, cmp_wslot);
+	for (size_t i = 0; i < n; i++) {
+		if (w->s[i].nbytes > UINT64_MAX - off) {
+			rc = nnh5__error(NNH5_ERR_OVERFLOW, "safetensors save '%s': the tensors' "
+					 "sizes overflow", path);
+			goto fail;
+		}
+		w->s[i].begin = off;
+		off += w->s[i].nbytes;
+		w->by_name[i] = &w->s[i];
+	}
+	qsort(w->by_name, n, sizeof *w->by_name, cmp_wslot_name);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(w->by_name[i - 1]->name, w->by_name[i]->name) == 0) {
+			rc = nnh5__error(NNH5_ERR_INVALID,
+					 "safetensors save '%s': tensor '%s' is declared twice", path,
+					 w->by_name[i]->name);
+			goto fail;
+		}
+	w->missing = n;
+	*out = w;
+	return NNH5_OK;
+fail:
+	nnh5_safetensors_writer_discard(w);
 	return rc;
+}
+
+int nnh5_safetensors_writer_open(nnh5_safetensors_writer **out, const char *path, size_t n,
+				 const char *const *names, const nnh5_dtype *dtypes,
+				 const size_t *ndims, const int64_t *const *shapes, size_t n_meta,
+				 const char *const *meta_keys, const char *const *meta_values)
+{
+	nnh5_safetensors_writer *w;
+	nnh5__strbuf sb = { 0 };
+	int rc = writer_new(&w, path, n, names, dtypes, ndims, shapes, n_meta, meta_keys,
+			    meta_values);
+
+	*out = NULL;
+	if (rc)
+		return rc;
+	rc = make_header(&sb, w, n_meta, meta_keys, meta_values);
+	if (rc)
+		goto fail;
+	w->data_start = sb.len;
+	rc = atomic_open(&w->a, &w->fd, path);
+	if (rc)
+		goto fail;
+	if (write_all(w->fd, sb.p, sb.len, 0) < 0) {
+		rc = nnh5__error(NNH5_ERR_IO, "save '%s': write: %s", path, strerror(errno));
+		goto fail;
+	}
+	nnh5__free(sb.p);
+	*out = w;
+	return NNH5_OK;
+fail:
+	nnh5__free(sb.p);
+	nnh5_safetensors_writer_discard(w);
+	return rc;
+}
+
+int nnh5_safetensors_writer_put(nnh5_safetensors_writer *w, const char *name, const nnh5_tensor *t)
+{
+	struct wslot key, *kp = &key, **found;
+	struct wslot *s;
+	char a[128], b[128];
+
+	if (w->failed)
+		return nnh5__error(w->failed, "safetensors save '%s': an earlier write failed",
+				   w->path);
+	if (!name || !t)
+		return nnh5__error(NNH5_ERR_INVALID, "safetensors save '%s': put without a %s",
+				   w->path, name ? "tensor" : "name");
+	key.name = (char *)(uintptr_t)name;
+	found = bsearch(&kp, w->by_name, w->n, sizeof *w->by_name, cmp_wslot_name);
+	if (!found)
+		return nnh5__error(NNH5_ERR_NOT_FOUND,
+				   "safetensors save '%s': tensor '%s' was not declared", w->path, name);
+	s = *found;
+	if (s->put)
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "safetensors save '%s': tensor '%s' was written already", w->path,
+				   name);
+	if (nnh5_tensor_dtype(t) != s->dtype)
+		return nnh5__error(NNH5_ERR_TYPE,
+				   "safetensors save '%s': tensor '%s' is %s, declared %s", w->path,
+				   name, nnh5_dtype_name((int)nnh5_tensor_dtype(t)),
+				   nnh5_dtype_name((int)s->dtype));
+	if (nnh5_tensor_ndim(t) != s->ndim ||
+	    (s->ndim && memcmp(nnh5_tensor_shape(t), s->shape, s->ndim * sizeof *s->shape)))
+		return nnh5__error(NNH5_ERR_SHAPE,
+				   "safetensors save '%s': tensor '%s' has shape %s, declared %s",
+				   w->path, name,
+				   nnh5__shape_str(a, sizeof a, nnh5_tensor_ndim(t), nnh5_tensor_shape(t)),
+				   nnh5__shape_str(b, sizeof b, s->ndim, s->shape));
+	if (s->nbytes &&
+	    write_all(w->fd, nnh5_tensor_data(t), (size_t)s->nbytes, w->data_start + s->begin) < 0) {
+		w->failed = NNH5_ERR_IO;
+		return nnh5__error(NNH5_ERR_IO, "save '%s': writing tensor '%s': %s", w->path, name,
+				   strerror(errno));
+	}
+	s->put = true;
+	w->missing--;
+	return NNH5_OK;
+}
+
+int nnh5_safetensors_writer_commit(nnh5_safetensors_writer *w)
+{
+	int rc;
+
+	if (!w)
+		return nnh5__error(NNH5_ERR_INVALID, "safetensors save: commit without a writer");
+	if (w->failed || w->missing) {
+		const char *name = "";
+		for (size_t i = 0; i < w->n && !name[0]; i++)
+			if (!w->s[i].put)
+				name = w->s[i].name;
+		rc = w->failed ? nnh5__error(w->failed, "safetensors save '%s': an earlier write "
+					     "failed", w->path)
+			       : nnh5__error(NNH5_ERR_INVALID,
+					     "safetensors save '%s': tensor '%s' was never written "
+					     "(%zu missing)", w->path, name, w->missing);
+		nnh5_safetensors_writer_discard(w);
+		return rc;
+	}
+	rc = atomic_close(&w->a, w->fd, w->path);
+	w->fd = -1; /* closed, and the temporary file renamed or removed */
+	nnh5_safetensors_writer_discard(w);
+	return rc;
+}
+
+/* The dict's keys, dtypes and shapes as the writer's parallel arrays (borrowed from sd). */
+struct described {
+	const char **names;
+	nnh5_dtype *dtypes;
+	size_t *ndims;
+	const int64_t **shapes;
+};
+
+static void described_free(struct described *d)
+{
+	nnh5__free(d->names);
+	nnh5__free(d->dtypes);
+	nnh5__free(d->ndims);
+	nnh5__free(d->shapes);
+}
+
+static int describe(struct described *d, const nnh5_dict *sd)
+{
+	size_t n = nnh5_dict_len(sd), m = n ? n : 1;
+
+	d->names = nnh5__calloc(m, sizeof *d->names);
+	d->dtypes = nnh5__calloc(m, sizeof *d->dtypes);
+	d->ndims = nnh5__calloc(m, sizeof *d->ndims);
+	d->shapes = nnh5__calloc(m, sizeof *d->shapes);
+	if (!d->names || !d->dtypes || !d->ndims || !d->shapes) {
+		described_free(d);
+		return nnh5__nomem();
+	}
+	for (size_t i = 0; i < n; i++) {
+		const nnh5_tensor *t = nnh5_dict_value(sd, i);
+		d->names[i] = nnh5_dict_key(sd, i);
+		d->dtypes[i] = nnh5_tensor_dtype(t);
+		d->ndims[i] = nnh5_tensor_ndim(t);
+		d->shapes[i] = nnh5_tensor_shape(t);
+	}
+	return NNH5_OK;
 }
 
 int nnh5_safetensors_save(const char *path, const nnh5_dict *sd, size_t n_meta,
 			  const char *const *meta_keys, const char *const *meta_values)
 {
-	struct wentry *e;
-	int rc = collect(&e, sd, path, n_meta, meta_keys, meta_values);
+	nnh5_safetensors_writer *w;
+	struct described d;
+	size_t n = nnh5_dict_len(sd);
+	int rc = describe(&d, sd);
 
 	if (rc)
 		return rc;
-	rc = write_file(path, e, nnh5_dict_len(sd), n_meta, meta_keys, meta_values);
-	nnh5__free(e);
-	return rc;
+	rc = nnh5_safetensors_writer_open(&w, path, n, d.names, d.dtypes, d.ndims, d.shapes,
+					  n_meta, meta_keys, meta_values);
+	described_free(&d);
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = nnh5_safetensors_writer_put(w, nnh5_dict_key(sd, i), nnh5_dict_value(sd, i));
+	if (rc) {
+		nnh5_safetensors_writer_discard(w);
+		return rc;
+	}
+	return nnh5_safetensors_writer_commit(w);
 }
 
 /* ------------------------------------------------------------ folders */
@@ -865,44 +1125,107 @@ static void json_str_ascii(nnh5__strbuf *sb, const char *s)
 	nnh5__strbuf_putn(sb, "\"", 1);
 }
 
-int nnh5_safetensors_save_folder(const char *dir, const nnh5_dict *sd, uint64_t max_shard_bytes,
-				 size_t n_meta, const char *const *meta_keys,
-				 const char *const *meta_values)
+/* Write the tensors of one shard (those i with shard_of[i] == s) through a writer, fetched one at a time. */
+static int write_shard(const char *path, size_t s, const size_t *shard_of, size_t n,
+		       const char *const *names, const nnh5_dtype *dtypes, const size_t *ndims,
+		       const int64_t *const *shapes, size_t n_meta, const char *const *meta_keys,
+		       const char *const *meta_values, nnh5_tensor_source_fn fetch, void *ctx)
 {
-	size_t n = nnh5_dict_len(sd), ngroups = 0, nshards = 0, open_group = SIZE_MAX;
-	struct wentry *e = NULL, *part = NULL;
-	size_t *group = NULL, *final = NULL, *sorted = NULL;
+	const char **pn = nnh5__calloc(n ? n : 1, sizeof *pn);
+	nnh5_dtype *pd = nnh5__calloc(n ? n : 1, sizeof *pd);
+	size_t *pk = nnh5__calloc(n ? n : 1, sizeof *pk);
+	const int64_t **ps = nnh5__calloc(n ? n : 1, sizeof *ps);
+	size_t *idx = nnh5__calloc(n ? n : 1, sizeof *idx);
+	nnh5_safetensors_writer *w = NULL;
+	size_t np = 0;
+	int rc;
+
+	if (!pn || !pd || !pk || !ps || !idx) {
+		rc = nnh5__nomem();
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (shard_of[i] == s) {
+			pn[np] = names[i];
+			pd[np] = dtypes[i];
+			pk[np] = ndims[i];
+			ps[np] = shapes[i];
+			idx[np++] = i;
+		}
+	rc = nnh5_safetensors_writer_open(&w, path, np, pn, pd, pk, ps, n_meta, meta_keys,
+					  meta_values);
+	/* In the caller's order: a source read front to back stays so. */
+	for (size_t j = 0; !rc && j < np; j++) {
+		nnh5_tensor *t = NULL;
+		rc = fetch(&t, idx[j], ctx);
+		if (!rc && !t)
+			rc = nnh5__error(NNH5_ERR_INVALID,
+					 "safetensors save '%s': no tensor given for '%s'", path,
+					 names[idx[j]]);
+		if (!rc)
+			rc = nnh5_safetensors_writer_put(w, names[idx[j]], t);
+		nnh5_tensor_free(t);
+	}
+	if (!rc) {
+		rc = nnh5_safetensors_writer_commit(w);
+		w = NULL;
+	}
+done:
+	nnh5_safetensors_writer_discard(w);
+	nnh5__free(pn);
+	nnh5__free(pd);
+	nnh5__free(pk);
+	nnh5__free(ps);
+	nnh5__free(idx);
+	return rc;
+}
+
+int nnh5_safetensors_save_folder_stream(const char *dir, size_t n, const char *const *names,
+					const nnh5_dtype *dtypes, const size_t *ndims,
+					const int64_t *const *shapes, uint64_t max_shard_bytes,
+					size_t n_meta, const char *const *meta_keys,
+					const char *const *meta_values, nnh5_tensor_source_fn fetch,
+					void *ctx)
+{
+	size_t ngroups = 0, nshards = 0, open_group = SIZE_MAX;
+	size_t *group = NULL, *final = NULL, *sorted = NULL, *shard_of = NULL;
 	uint64_t cur = 0, total = 0;
+	nnh5_safetensors_writer *check;
 	nnh5__strbuf sb = { 0 };
 	char name[64], *path = NULL;
 	int rc;
 
 	if (max_shard_bytes == 0)
 		max_shard_bytes = DEFAULT_SHARD;
-	rc = collect(&e, sd, dir, n_meta, meta_keys, meta_values);
+	if (!dir)
+		return nnh5__error(NNH5_ERR_INVALID, "safetensors save: no folder");
+	if (n && (!names || !dtypes || !ndims || !shapes || !fetch))
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "safetensors save '%s': %zu tensors declared without their names, "
+				   "dtypes, shapes or source", dir, n);
+	/* Every tensor checked (names, dtypes, shapes, duplicates) before a file is written. */
+	rc = writer_new(&check, dir, n, names, dtypes, ndims, shapes, n_meta, meta_keys,
+			meta_values);
+	nnh5_safetensors_writer_discard(check);
 	if (rc)
 		return rc;
-	if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
-		rc = nnh5__error(NNH5_ERR_IO, "safetensors save '%s': cannot create the folder: %s",
-				 dir, strerror(errno));
-		goto done;
-	}
 	group = nnh5__calloc(n + 1, sizeof *group);
 	final = nnh5__calloc(n + 1, sizeof *final);
 	sorted = nnh5__calloc(n + 1, sizeof *sorted);
-	part = nnh5__calloc(n + 1, sizeof *part);
-	if (!group || !final || !sorted || !part) {
+	shard_of = nnh5__calloc(n + 1, sizeof *shard_of);
+	if (!group || !final || !sorted || !shard_of) {
 		rc = nnh5__nomem();
 		goto done;
 	}
 	/*
-	 * Shards as huggingface_hub splits a state dict: in the dict's order, a
+	 * Shards as huggingface_hub splits a state dict: in the given order, a
 	 * tensor that would tip the open shard over the limit closes it and
 	 * opens another; a tensor larger than the limit is a shard of its own at
-	 * once. Shards are numbered in the order they are closed.
+	 * once. Shards are numbered in the order they are closed: sizes only.
 	 */
 	for (size_t i = 0; i < n; i++) {
-		uint64_t nb = nnh5_tensor_nbytes(e[i].t);
+		size_t numel, nb = 0;
+		(void)nnh5__shape_size(dtypes[i], ndims[i], shapes[i], &numel, &nb); /* checked */
 		total += nb;
 		if (nb > max_shard_bytes) {
 			group[i] = ngroups;
@@ -922,21 +1245,28 @@ int nnh5_safetensors_save_folder(const char *dir, const nnh5_dict *sd, uint64_t 
 	}
 	if (open_group != SIZE_MAX)
 		final[open_group] = nshards++;
+	for (size_t i = 0; i < n; i++)
+		shard_of[i] = nshards <= 1 ? 0 : final[group[i]];
+	if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
+		rc = nnh5__error(NNH5_ERR_IO, "safetensors save '%s': cannot create the folder: %s",
+				 dir, strerror(errno));
+		goto done;
+	}
 	if (nshards <= 1) {
 		/* One shard: model.safetensors and no index, as save_pretrained does. */
 		path = join(dir, SINGLE_NAME);
-		rc = path ? write_file(path, e, n, n_meta, meta_keys, meta_values) : nnh5__nomem();
+		rc = path ? write_shard(path, 0, shard_of, n, names, dtypes, ndims, shapes, n_meta,
+					meta_keys, meta_values, fetch, ctx)
+			  : nnh5__nomem();
 		goto done;
 	}
 	for (size_t s = 0; s < nshards; s++) {
-		size_t np = 0;
-		for (size_t i = 0; i < n; i++)
-			if (final[group[i]] == s)
-				part[np++] = e[i];
 		snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, nshards);
 		nnh5__free(path);
 		path = join(dir, name);
-		rc = path ? write_file(path, part, np, n_meta, meta_keys, meta_values) : nnh5__nomem();
+		rc = path ? write_shard(path, s, shard_of, n, names, dtypes, ndims, shapes, n_meta,
+					meta_keys, meta_values, fetch, ctx)
+			  : nnh5__nomem();
 		if (rc)
 			goto done;
 	}
@@ -944,7 +1274,7 @@ int nnh5_safetensors_save_folder(const char *dir, const nnh5_dict *sd, uint64_t 
 	for (size_t i = 0; i < n; i++)
 		sorted[i] = i;
 	for (size_t i = 1; i < n; i++) /* insertion sort by name: n is a model's tensor count */
-		for (size_t j = i; j > 0 && strcmp(e[sorted[j - 1]].name, e[sorted[j]].name) > 0; j--) {
+		for (size_t j = i; j > 0 && strcmp(names[sorted[j - 1]], names[sorted[j]]) > 0; j--) {
 			size_t t = sorted[j];
 			sorted[j] = sorted[j - 1];
 			sorted[j - 1] = t;
@@ -954,8 +1284,8 @@ int nnh5_safetensors_save_folder(const char *dir, const nnh5_dict *sd, uint64_t 
 	for (size_t k = 0; k < n; k++) {
 		size_t i = sorted[k];
 		nnh5__strbuf_puts(&sb, k ? ",\n    " : "\n    ");
-		json_str_ascii(&sb, e[i].name);
-		nnh5__strbuf_printf(&sb, ": \"model-%05zu-of-%05zu.safetensors\"", final[group[i]] + 1,
+		json_str_ascii(&sb, names[i]);
+		nnh5__strbuf_printf(&sb, ": \"model-%05zu-of-%05zu.safetensors\"", shard_of[i] + 1,
 				    nshards);
 	}
 	nnh5__strbuf_puts(&sb, n ? "\n  }\n}\n" : "}\n}\n");
@@ -964,17 +1294,43 @@ int nnh5_safetensors_save_folder(const char *dir, const nnh5_dict *sd, uint64_t 
 	if (!path || sb.oom)
 		rc = nnh5__nomem();
 	else
-		rc = atomic_write(path, sb.p, sb.len, NULL, 0);
+		rc = atomic_write(path, sb.p, sb.len);
 done:
 	nnh5__free(sb.p);
 	nnh5__free(path);
 	nnh5__free(group);
 	nnh5__free(final);
 	nnh5__free(sorted);
-	nnh5__free(part);
-	nnh5__free(e);
+	nnh5__free(shard_of);
 	return rc;
 }
+
+/* A dict's tensor i as a view (the folder writer frees what it is given). */
+static int fetch_view(nnh5_tensor **out, size_t i, void *ctx)
+{
+	const nnh5_tensor *t = nnh5_dict_value(ctx, i);
+
+	return nnh5_tensor_view_const(out, nnh5_tensor_dtype(t), nnh5_tensor_ndim(t),
+				      nnh5_tensor_shape(t), nnh5_tensor_data(t), nnh5_tensor_nbytes(t));
+}
+
+int nnh5_safetensors_save_folder(const char *dir, const nnh5_dict *sd, uint64_t max_shard_bytes,
+				 size_t n_meta, const char *const *meta_keys,
+				 const char *const *meta_values)
+{
+	struct described d;
+	int rc = describe(&d, sd);
+
+	if (rc)
+		return rc;
+	rc = nnh5_safetensors_save_folder_stream(dir, nnh5_dict_len(sd), d.names, d.dtypes,
+						 d.ndims, d.shapes, max_shard_bytes, n_meta,
+						 meta_keys, meta_values, fetch_view,
+						 (void *)(uintptr_t)sd);
+	described_free(&d);
+	return rc;
+}
+
 
 /* A shard's name from the index: a plain file name in the folder, nothing that leaves it. */
 static bool plain_name(const json_t *v)

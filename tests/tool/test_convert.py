@@ -2,11 +2,12 @@
 """Tests of `nnh5 convert`: Keras files (built by
 tests/formats/make_keras_fixtures.py) and nnh5 files into nnh5, values
 checked with h5py; refusals, exit codes, atomic output, quiet output.
-With --big MB (suite 'slow'): a file of about MB megabytes converts with
-peak memory (/usr/bin/time -v) well under its size, and shows progress on a
-terminal.
+With --rss MB: a file of about MB megabytes converts into a safetensors file
+and a sharded folder, and that file into another folder, with peak memory (the child's ru_maxrss, from wait4 in
+a small wrapper process) under half its size. With --big MB (suite 'slow'): the same for every
+direction, under a third of the size, and progress on a terminal.
 
-usage: test_convert.py NNH5 WORKDIR [--big MB]
+usage: test_convert.py NNH5 WORKDIR [--big MB | --rss MB]
 """
 import json
 import os
@@ -22,6 +23,7 @@ import numpy as np
 
 nnh5, work = (os.path.abspath(a) for a in sys.argv[1:3])
 big = int(sys.argv[sys.argv.index("--big") + 1]) if "--big" in sys.argv else 0
+rss_mb = int(sys.argv[sys.argv.index("--rss") + 1]) if "--rss" in sys.argv else 0
 here = os.path.dirname(os.path.abspath(__file__))
 failures = []
 
@@ -267,51 +269,99 @@ def on_pty(args):
     return p.wait(), b"".join(chunks).decode(errors="replace")
 
 
+# Runs argv[1:] and prints its peak RSS in KB. A small process of its own: on exec,
+# Linux keeps the forking process's high-water mark in the child's ru_maxrss, so a
+# child forked from this script (numpy, h5py) would start at this script's size.
+RSS_WRAPPER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 1)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, ru = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), ru.ru_maxrss)
+"""
+
+
 def peak_rss_kb(args):
-    p = subprocess.run(["/usr/bin/time", "-v", nnh5, *args], cwd=work, capture_output=True,
-                       timeout=1800)
-    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr.decode())
-    return p.returncode, int(m.group(1)) if m else None, p.stderr.decode()
+    """Run nnh5 with args: (exit status, its peak RSS in KB, stderr)."""
+    p = subprocess.run([sys.executable, "-S", "-c", RSS_WRAPPER, nnh5, *args], cwd=work,
+                       capture_output=True, timeout=1800)
+    rc, rss = (int(x) for x in p.stdout.split())
+    return rc, rss, p.stderr.decode(errors="replace")
+
+
+def make_big(mb, rows):
+    """big.h5: about mb MB of float32 tensors of rows x 1024 (every one distinct)."""
+    os.makedirs(work, exist_ok=True)
+    n = max(1, mb * 256 // rows)
+    with h5py.File(os.path.join(work, "big.h5"), "w") as f:
+        for i in range(n):
+            f[f"layer{i}/weight"] = np.full((rows, 1024), i, dtype=np.float32)
+    return n, os.path.getsize(os.path.join(work, "big.h5"))
+
+
+def expect_rss(what, args, size, share):
+    """nnh5 args exits 0 with a peak RSS under share x size bytes."""
+    rc, rss, err = peak_rss_kb(args)
+    print(f"info {what} of {size >> 20} MB: peak RSS {rss} KB")
+    expect(f"{what}: exit 0", rc == 0, err[-500:])
+    expect(f"{what}: peak RSS under {share} x the file", rss * 1024 < size * share,
+           f"{rss} KB for {size} bytes")
+
+
+def check_st_output(n, names=("big.safetensors", "big.dir")):
+    """The safetensors outputs names hold every tensor of big.h5, bitwise."""
+    for name in names:
+        rc, _, err = run("convert", "--quiet", name, "big.back.h5")
+        got = h5_tensors(os.path.join(work, "big.back.h5")) if rc == 0 else {}
+        expect(f"{name} back to nnh5: every tensor", rc == 0 and len(got) == n and all(
+            (got[f"layer{i}.weight"] == i).all() for i in range(n)), err[-500:])
+
+
+def rss_tests(mb):
+    """nnh5 -> safetensors (file and folder) streams: peak memory under half the file."""
+    n, size = make_big(mb, 2048)
+    expect_rss("nnh5 -> safetensors", ["convert", "--quiet", "big.h5", "big.safetensors"],
+               size, 0.5)
+    expect_rss("nnh5 -> safetensors folder", ["convert", "--quiet", "--shard-size",
+               str(size // 4), "big.h5", "big.dir/"], size, 0.5)
+    shards = [f for f in os.listdir(os.path.join(work, "big.dir")) if f.startswith("model-")]
+    expect("the folder has shards", len(shards) >= 3, str(shards))
+    check_st_output(n)
+    expect_rss("safetensors -> safetensors folder", ["convert", "--quiet", "--shard-size",
+               str(size // 3), "big.safetensors", "big.re/"], size, 0.5)
+    check_st_output(n, ("big.re",))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def big_tests(mb):
-    """A state dict of about mb MB in 16 MB tensors: memory stays near one tensor (into nnh5;
-    nnh5 -> safetensors holds the mapped input, reported only)."""
-    os.makedirs(work, exist_ok=True)
-    src = os.path.join(work, "big.h5")
-    n = max(1, mb // 16)
-    with h5py.File(src, "w") as f:
-        for i in range(n):
-            f[f"layer{i}/weight"] = np.full((4096, 1024), i, dtype=np.float32)
-    size = os.path.getsize(src)
-    if not os.path.exists("/usr/bin/time"):
-        print("skip: /usr/bin/time is not installed (Debian: time)")
-    else:
-        rc, rss, err = peak_rss_kb(["convert", "--quiet", "big.h5", "big.out.h5"])
-        print(f"info converting {size >> 20} MB: peak RSS {rss} KB")
-        expect("big conversion: exit 0", rc == 0, err[-500:])
-        expect("big conversion: peak RSS under a third of the file",
-               rss is not None and rss * 1024 < size / 3, f"{rss} KB for {size} bytes")
-        rc, rss, err = peak_rss_kb(["convert", "--quiet", "big.h5", "big.safetensors"])
-        print(f"info nnh5 -> safetensors of {size >> 20} MB: peak RSS {rss} KB")
-        expect("nnh5 -> safetensors: exit 0", rc == 0, err[-500:])
-        rc, rss, err = peak_rss_kb(["convert", "--quiet", "big.safetensors", "big.st.h5"])
-        print(f"info safetensors -> nnh5 of {size >> 20} MB: peak RSS {rss} KB")
-        expect("safetensors -> nnh5: exit 0", rc == 0, err[-500:])
-        expect("safetensors -> nnh5: peak RSS under a third of the file",
-               rss is not None and rss * 1024 < size / 3, f"{rss} KB for {size} bytes")
+    """A state dict of about mb MB in 16 MB tensors: memory stays near one tensor."""
+    n, size = make_big(mb, 4096)
+    expect_rss("nnh5 -> nnh5", ["convert", "--quiet", "big.h5", "big.out.h5"], size, 1 / 3)
+    expect_rss("nnh5 -> safetensors", ["convert", "--quiet", "big.h5", "big.safetensors"],
+               size, 0.35)
+    expect_rss("nnh5 -> safetensors folder", ["convert", "--quiet", "--shard-size",
+               str(size // 4), "big.h5", "big.dir/"], size, 0.35)
+    check_st_output(n)
+    expect_rss("safetensors -> safetensors folder", ["convert", "--quiet", "--shard-size",
+               str(size // 3), "big.safetensors", "big.re/"], size, 0.35)
+    check_st_output(n, ("big.re",))
+    expect_rss("safetensors -> nnh5", ["convert", "--quiet", "big.safetensors", "big.st.h5"],
+               size, 1 / 3)
     code, text = on_pty(["convert", "big.h5", "big.tty.h5"])
     expect("big conversion on a terminal: progress", code == 0 and
            re.search(r"nnh5 convert: \d+/%d tensors" % n, text) is not None, repr(text[-300:]))
     code, text = on_pty(["convert", "--quiet", "big.h5", "big.tty.h5"])
     expect("--quiet on a terminal: nothing", code == 0 and text == "", repr(text[-300:]))
-    for name in ("big.h5", "big.out.h5", "big.tty.h5", "big.safetensors", "big.st.h5"):
-        if os.path.exists(os.path.join(work, name)):
-            os.unlink(os.path.join(work, name))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if big:
     big_tests(big)
+elif rss_mb:
+    rss_tests(rss_mb)
 else:
     small_tests()
 if failures:
