@@ -256,15 +256,25 @@ static int fail(const char *what)
 	return EXIT_USAGE;
 }
 
-/* Write n keys through fetch into a new nnh5 file at out (atomic). */
+/*
+ * Write n keys through fetch into a new nnh5 file at out (atomic); meta (a
+ * safetensors file's "__metadata__", may be NULL) becomes string attributes
+ * of the root.
+ */
 static int write_stream(const char *out, const char *const *keys, size_t n,
-			nnh5_tensor_source_fn fetch, void *ctx, struct progress *p)
+			nnh5_tensor_source_fn fetch, void *ctx, const nnh5_safetensors *meta,
+			struct progress *p)
 {
 	nnh5_file *o;
+	int bad;
 
 	if (nnh5_file_open(&o, out, NNH5_CREATE))
 		return fail(NULL);
-	if (nnh5_file_write_state_dict_stream(o, "/", keys, n, fetch, ctx)) {
+	bad = nnh5_file_write_state_dict_stream(o, "/", keys, n, fetch, ctx);
+	for (size_t i = 0; !bad && meta && i < nnh5_safetensors_metadata_len(meta); i++)
+		bad = nnh5_file_set_attr_string(o, "/", nnh5_safetensors_metadata_key(meta, i),
+						nnh5_safetensors_metadata_value(meta, i));
+	if (bad) {
 		if (p->shown)
 			fputc('\n', stderr);
 		int rc = fail(NULL);
@@ -312,16 +322,26 @@ static int stream_safetensors(const struct sink *o, struct nnh5_source *s,
 {
 	const char *const *keys = (const char *const *)s->keys;
 	const int64_t *const *shapes = (const int64_t *const *)s->shapes;
+	/* A safetensors file's "__metadata__" goes along (a folder's shards keep none). */
+	const nnh5_safetensors *meta = s->nshards == 1 ? s->shards[0] : NULL;
+	size_t nm = meta ? nnh5_safetensors_metadata_len(meta) : 0;
+	const char **mk = tool_xmalloc((nm ? nm : 1) * sizeof *mk);
+	const char **mv = tool_xmalloc((nm ? nm : 1) * sizeof *mv);
 	nnh5_safetensors_writer *w;
 	int rc;
 
+	for (size_t i = 0; i < nm; i++) {
+		mk[i] = nnh5_safetensors_metadata_key(meta, i);
+		mv[i] = nnh5_safetensors_metadata_value(meta, i);
+	}
+
 	if (o->fmt == FMT_ST_DIR) {
 		rc = nnh5_safetensors_save_folder_stream(o->path, s->n, keys, s->dtypes, s->ndims,
-							 shapes, o->shard_size, 0, NULL, NULL,
-							 fetch, s);
+							 shapes, o->shard_size, nm, mk, mv, fetch,
+							 s);
 	} else {
 		rc = nnh5_safetensors_writer_open(&w, o->path, s->n, keys, s->dtypes, s->ndims,
-						  shapes, 0, NULL, NULL);
+						  shapes, nm, mk, mv);
 		for (size_t i = 0; !rc && i < s->n; i++) {
 			nnh5_tensor *t = NULL;
 			rc = fetch(&t, i, s);
@@ -334,6 +354,8 @@ static int stream_safetensors(const struct sink *o, struct nnh5_source *s,
 		else
 			rc = nnh5_safetensors_writer_commit(w);
 	}
+	free(mk);
+	free(mv);
 	if (rc) {
 		if (p->shown)
 			fputc('\n', stderr);
@@ -359,7 +381,7 @@ static int write_dict(const struct sink *o, nnh5_dict *sd, struct progress *p)
 		p->total += nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
 	}
 	p->n = n;
-	rc = write_stream(o->path, keys, n, fetch_dict, &s, p);
+	rc = write_stream(o->path, keys, n, fetch_dict, &s, NULL, p);
 	free(keys);
 	return rc;
 }
@@ -393,7 +415,8 @@ static int from_nnh5(nnh5_file *f, const struct sink *o, struct progress *p)
 		p->total += s.bytes[i];
 	p->n = s.n;
 	if (!rc && o->fmt == FMT_NNH5)
-		rc = write_stream(o->path, (const char *const *)s.keys, s.n, fetch_nnh5, &s, p);
+		rc = write_stream(o->path, (const char *const *)s.keys, s.n, fetch_nnh5, &s, NULL,
+				  p);
 	else if (!rc)
 		rc = stream_safetensors(o, &s, fetch_nnh5, p);
 	source_free(&s);
@@ -530,7 +553,8 @@ static int from_safetensors(const char *in, bool folder, bool lenient, const str
 	}
 	p->n = s.n;
 	if (!rc && o->fmt == FMT_NNH5) {
-		rc = write_stream(o->path, (const char *const *)s.keys, s.n, fetch_st, &s, p);
+		rc = write_stream(o->path, (const char *const *)s.keys, s.n, fetch_st, &s,
+				  s.shards[0], p);
 		release_prev(&s);
 	} else if (!rc) {
 		/* Written out as safetensors again (resharding), one view at a time. */

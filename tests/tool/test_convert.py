@@ -219,6 +219,34 @@ def safetensors_tests():
     expect("OUT untouched by the refusals",
            open(os.path.join(work, "keep.h5"), "rb").read() == b"old")
 
+    # "__metadata__" comes back as string attributes of the root, and goes along
+    # into another safetensors file; a reserved name is refused, naming it.
+    body = open(os.path.join(work, "dtypes.safetensors"), "rb").read()
+    n = int.from_bytes(body[:8], "little")
+    h = json.loads(body[8:8 + n])
+    for name, meta in (("meta.safetensors", {"format": "pt", "note": "caf\u00e9 \u2713"}),
+                       ("reserved.safetensors", {"nnh5_kind": "model"})):
+        text = json.dumps(dict(h, __metadata__=meta)).encode()
+        text += b" " * (-len(text) % 8)
+        with open(os.path.join(work, name), "wb") as fp:
+            fp.write(len(text).to_bytes(8, "little") + text + body[8 + n:])
+    rc, _, err = run("convert", "meta.safetensors", "meta.h5")
+    attrs = {}
+    if rc == 0:
+        with h5py.File(os.path.join(work, "meta.h5"), "r") as f:
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    expect("safetensors -> nnh5: __metadata__ as root attributes",
+           rc == 0 and attrs.get("format") == "pt" and attrs.get("note") == "caf\u00e9 \u2713",
+           err + str(attrs))
+    rc, _, err = run("convert", "meta.safetensors", "meta2.safetensors")
+    h2 = st_layout(os.path.join(work, "meta2.safetensors"))[0] if rc == 0 else {}
+    expect("safetensors -> safetensors: __metadata__ kept",
+           rc == 0 and h2.get("__metadata__") == {"format": "pt", "note": "caf\u00e9 \u2713"},
+           err + str(h2.get("__metadata__")))
+    rc, _, err = run("convert", "reserved.safetensors", "reserved.h5")
+    expect("a metadata key under nnh5_ refused, named", rc == 2 and "nnh5_kind" in err and
+           not os.path.exists(os.path.join(work, "reserved.h5")), err)
+
     # A safetensors file resharded into a folder, and Keras weights into safetensors.
     rc, _, err = run("convert", "--shard-size", "64", "dtypes.safetensors", "resharded/")
     rc2, _, err2 = run("convert", "resharded", "resharded.h5")
