@@ -711,6 +711,29 @@ static int save_step(nnh5_mpi_checkpoints *ck, int64_t step, const nnh5_tensor *
  * latest() agreed, a failure on one rank commits nothing on any, any rank
  * count (and serial nnh5) loads what was saved.
  */
+/*
+ * The MPI flavour never loads a filter plugin built for serial HDF5: such a
+ * plugin links libhdf5_serial, and two HDF5 libraries must never share a
+ * process (lib/meson.build names each flavour's own plugin folder).
+ */
+static void test_no_serial_hdf5(void **state)
+{
+	char line[4096];
+	bool serial = false;
+	FILE *maps;
+	(void)state;
+
+	assert_non_null(nnh5_compression_filters(NNH5_COMPRESSION_FAST));
+	assert_non_null(nnh5_compression_filters(NNH5_COMPRESSION_ARCHIVE));
+	maps = fopen("/proc/self/maps", "r");
+	assert_non_null(maps);
+	while (fgets(line, sizeof line, maps))
+		if (strstr(line, "libhdf5_serial"))
+			serial = true;
+	fclose(maps);
+	assert_false(serial);
+}
+
 static void test_checkpoints(void **state)
 {
 	char folder[4096];
@@ -806,6 +829,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_error_agreement),
 		cmocka_unit_test(test_shared_open),
 		cmocka_unit_test(test_checkpoints),
+		cmocka_unit_test(test_no_serial_hdf5),
 	};
 	int rc;
 
