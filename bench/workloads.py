@@ -43,7 +43,11 @@ NNH5_DTYPES = {torch.float32: 11, torch.int64: 4, torch.float16: 9, torch.float6
 
 
 def resnet50():
-    import torchvision
+    try:
+        import torchvision
+    except ImportError:
+        sys.exit("bench/workloads.py: resnet50 needs Debian's python3-torchvision "
+                 "(or run with --only gpt2 / --only small12k)")
     torch.manual_seed(0)
     return torchvision.models.resnet50(weights=None).state_dict()
 
