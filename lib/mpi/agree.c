@@ -11,6 +11,7 @@
 #include <string.h>
 
 int nnh5__mpi_fail_transfer;
+unsigned long nnh5__mpi_agreements;
 
 int nnh5__mpi_agree_max(MPI_Comm comm, int rc, uint64_t *vals, int n)
 {
@@ -29,6 +30,7 @@ int nnh5__mpi_agree_max(MPI_Comm comm, int rc, uint64_t *vals, int n)
 	for (int i = 0; i < n; i++)
 		buf[i] = vals[i];
 	buf[n] = rc ? (uint64_t)(size - rank) : 0;
+	nnh5__mpi_agreements++;
 	if (MPI_Allreduce(MPI_IN_PLACE, buf, n + 1, MPI_UINT64_T, MPI_MAX, comm) != MPI_SUCCESS)
 		return nnh5__error(NNH5_ERR_IO, "MPI_Allreduce failed");
 	for (int i = 0; i < n; i++)

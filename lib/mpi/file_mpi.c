@@ -359,84 +359,135 @@ static uint64_t sum_below(uint64_t n, bool squares)
 	return a * b * c;
 }
 
-/*
- * The checks every rank must pass before the dataset is made, agreed: the
- * local shard fits its piece, the ranks describe the same split, and every
- * piece has exactly one writer. Also the checksum of a tensor written whole
- * by one rank, summed over the ranks (the others add 0), so every rank has
- * it for the attribute.
- */
-static int check_write(uint64_t *whole_sum, char **record, nnh5_mpi_file *m, const char *name,
-		       const nnh5_tensor *local, const nnh5_mpi_sharding *s, int64_t *start,
-		       int64_t *count, bool *whole)
-{
-	const char *path = m->f->path;
-	uint64_t dig[2] = { 0, 0 }, cover[4] = { 0, 0, 0, 0 }, sums[4];
-	uint64_t npieces = 1;
-	int rc = nnh5__file_check_writable(m->f, "write");
+/* One tensor of a write: this rank's piece and what the ranks agreed on. */
+struct plan {
+	const char *name;
+	const nnh5_tensor *local;
+	const nnh5_mpi_sharding *s;
+	int64_t start[NNH5_MAX_NDIM], count[NNH5_MAX_NDIM];
+	bool whole;
+	uint64_t digest;
+	uint64_t cover[4]; /* writers, sum of piece indices, of their squares, whole checksum */
+	char *record;
+	char *owned_name; /* a state dict key's dataset path */
+};
 
-	if (!rc)
-		rc = nnh5__file_check_write_path(m->f, name);
+/*
+ * This rank's own checks of one tensor (no communication): the local shard
+ * fits its piece, bool values are 0 or 1; and what the ranks will compare:
+ * the digest of the split and this rank's share of the coverage sums.
+ */
+static int check_local(struct plan *p, nnh5_mpi_file *m)
+{
+	const char *path = m->f->path, *name = p->name;
+	const nnh5_mpi_sharding *s = p->s;
+	const nnh5_tensor *local = p->local;
+	int rc = nnh5__file_check_write_path(m->f, name);
+
 	if (!rc && nnh5__file_is_root(name))
 		rc = nnh5__error(NNH5_ERR_INVALID, "'%s': a tensor cannot be the root group", path);
 	if (!rc && !local)
 		rc = nnh5__error(NNH5_ERR_INVALID, "'%s': tensor '%s': no local shard", path, name);
+	if (!rc && !s)
+		rc = nnh5__error(NNH5_ERR_INVALID, "'%s': tensor '%s': no sharding", path, name);
 	if (!rc)
-		rc = nnh5__mpi_box(start, count, whole, s, path, name);
+		rc = nnh5__mpi_box(p->start, p->count, &p->whole, s, path, name);
 	if (!rc && local->ndim != s->ndim)
 		rc = nnh5__error(NNH5_ERR_SHAPE,
 				 "'%s': tensor '%s': the local shard has %zu dimensions, the "
 				 "sharding %zu",
 				 path, name, local->ndim, s->ndim);
 	for (size_t d = 0; !rc && d < s->ndim; d++)
-		if (local->shape[d] != count[d])
+		if (local->shape[d] != p->count[d])
 			rc = nnh5__error(NNH5_ERR_SHAPE,
 					 "'%s': tensor '%s': the local shard is %lld long in "
 					 "dimension %zu, its piece %lld",
 					 path, name, (long long)local->shape[d], d,
-					 (long long)count[d]);
+					 (long long)p->count[d]);
 	if (!rc && s->replica == 0)
 		rc = nnh5__check_bool(local, NNH5_ERR_INVALID, path, "tensor", name);
-	if (!rc && !(*record = nnh5__mpi_sharding_record(s, m->size)))
+	if (!rc && !(p->record = nnh5__mpi_sharding_record(s, m->size)))
 		rc = nnh5__nomem();
-	/*
-	 * Agreed in one reduction with the digests: the same name and split
-	 * everywhere when the largest digest and largest complement match.
-	 */
+	if (rc)
+		return rc;
+	p->digest = nnh5__mpi_sharding_digest(s, local->dtype, name);
+	uint64_t lin = 0;
+	for (size_t d = 0; d < s->ndim; d++)
+		lin = lin * (uint64_t)s->parts[d] + (uint64_t)s->coord[d];
+	if (s->replica == 0) {
+		p->cover[0] = 1;
+		p->cover[1] = lin;
+		p->cover[2] = lin * lin;
+		p->cover[3] = p->whole ? nnh5_tensor_checksum(local) : 0;
+	}
+	return NNH5_OK;
+}
+
+/*
+ * The checks every rank must pass before anything is created, for all n
+ * tensors of a write at once, in two collective calls whatever n is: an
+ * agreement carrying every rank's local outcome and the largest digest of
+ * all n splits (and of its complement: equal iff every rank describes the
+ * same names, dtypes, shapes and splits), then one MPI_Allreduce (SUM) of
+ * the coverage of every tensor: its writers must number its pieces, with
+ * the sums of their piece indices and squares those of 0 .. pieces-1 (each
+ * piece written exactly once). That reduction also gives every rank the
+ * checksum of each tensor written whole by one rank (the others add 0).
+ * The verdict is computed from reduced values, so it is the same on every
+ * rank without a further agreement.
+ */
+static int check_writes(struct plan *p, size_t n, nnh5_mpi_file *m, int rc)
+{
+	const char *path = m->f->path;
+	uint64_t dig[2] = { 0, 0 };
+	uint64_t *cover = NULL;
+	XXH64_state_t st;
+
+	if (!rc)
+		rc = nnh5__file_check_writable(m->f, "write");
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = check_local(&p[i], m);
+	if (!rc && !(cover = nnh5__calloc(4 * (n ? n : 1), sizeof *cover)))
+		rc = nnh5__nomem();
 	if (!rc) {
-		dig[0] = nnh5__mpi_sharding_digest(s, local->dtype, name);
+		XXH64_reset(&st, n);
+		for (size_t i = 0; i < n; i++)
+			XXH64_update(&st, &p[i].digest, sizeof p[i].digest);
+		dig[0] = XXH64_digest(&st);
 		dig[1] = ~dig[0];
 	}
 	rc = nnh5__mpi_agree_max(m->comm, rc, dig, 2);
-	if (rc)
+	if (!rc && dig[0] != ~dig[1])
+		rc = nnh5__error(NNH5_ERR_INVALID,
+				 "'%s': %s%s%s: the ranks describe %s differently (names, dtypes, "
+				 "shapes, parts or bounds)",
+				 path, n == 1 ? "tensor '" : "", n == 1 ? p[0].name : "the tensors",
+				 n == 1 ? "'" : "", n == 1 ? "it" : "them");
+	if (rc) {
+		nnh5__free(cover);
 		return rc;
-	if (dig[0] != ~dig[1])
-		return nnh5__error(NNH5_ERR_INVALID,
-				   "'%s': tensor '%s': the ranks describe it differently (name, "
-				   "dtype, shape, parts or bounds)",
-				   path, name);
-	/* Each piece once: writers count the pieces, and the sums of their indices and squares match. */
-	uint64_t lin = 0;
-	for (size_t d = 0; d < s->ndim; d++) {
-		lin = lin * (uint64_t)s->parts[d] + (uint64_t)s->coord[d];
-		npieces *= (uint64_t)s->parts[d];
 	}
-	if (s->replica == 0) {
-		cover[0] = 1;
-		cover[1] = lin;
-		cover[2] = lin * lin;
-		cover[3] = *whole ? nnh5_tensor_checksum(local) : 0;
+	for (size_t i = 0; i < n; i++)
+		memcpy(&cover[4 * i], p[i].cover, sizeof p[i].cover);
+	nnh5__mpi_agreements++;
+	if (MPI_Allreduce(MPI_IN_PLACE, cover, (int)(4 * n), MPI_UINT64_T, MPI_SUM, m->comm) !=
+	    MPI_SUCCESS)
+		rc = nnh5__error(NNH5_ERR_IO, "'%s': MPI_Allreduce failed", path);
+	for (size_t i = 0; !rc && i < n; i++) {
+		uint64_t npieces = 1, *c = &cover[4 * i];
+		for (size_t d = 0; d < p[i].s->ndim; d++)
+			npieces *= (uint64_t)p[i].s->parts[d];
+		if (c[0] != npieces || c[1] != sum_below(npieces, false) ||
+		    c[2] != sum_below(npieces, true))
+			rc = nnh5__error(NNH5_ERR_INVALID,
+					 "'%s': tensor '%s': %llu ranks write its %llu pieces: each "
+					 "piece needs exactly one rank with replica 0",
+					 path, p[i].name, (unsigned long long)c[0],
+					 (unsigned long long)npieces);
+		p[i].cover[3] = c[3];
 	}
-	MPI_Allreduce(cover, sums, 4, MPI_UINT64_T, MPI_SUM, m->comm);
-	uint64_t want1 = sum_below(npieces, false), want2 = sum_below(npieces, true);
-	if (sums[0] != npieces || sums[1] != want1 || sums[2] != want2)
-		return nnh5__error(NNH5_ERR_INVALID,
-				   "'%s': tensor '%s': %llu ranks write its %llu pieces: each piece "
-				   "needs exactly one rank with replica 0",
-				   path, name, (unsigned long long)sums[0],
-				   (unsigned long long)npieces);
-	*whole_sum = sums[3];
-	return NNH5_OK;
+	nnh5__free(cover);
+	return rc;
 }
 
 static int remember_pending(nnh5_mpi_file *m, const char *name, uint64_t offset, uint64_t nbytes)
@@ -458,12 +509,23 @@ static int remember_pending(nnh5_mpi_file *m, const char *name, uint64_t offset,
 	return NNH5_OK;
 }
 
-/* The collective part of a write, once every rank passed check_write(). */
-static int write_dataset(nnh5_mpi_file *m, const char *name, const nnh5_tensor *local,
-			 const nnh5_mpi_sharding *s, const int64_t *start, const int64_t *count,
-			 bool whole, uint64_t whole_sum, const char *record)
+/*
+ * The collective part of one tensor's write, once every rank passed
+ * check_writes(). The return value is a failure after which this rank
+ * cannot go on with the others' collective calls (the dataset could not be
+ * made); *lrc keeps the first failure of this rank's own transfer, after
+ * which it goes on taking part in every later write, selecting nothing,
+ * until the write's final agreement reports it.
+ */
+static int write_dataset(int *lrc, nnh5_mpi_file *m, const struct plan *p)
 {
 	nnh5_file *f = m->f;
+	const char *name = p->name, *record = p->record;
+	const nnh5_tensor *local = p->local;
+	const nnh5_mpi_sharding *s = p->s;
+	const int64_t *start = p->start, *count = p->count;
+	bool whole = p->whole;
+	uint64_t whole_sum = p->cover[3];
 	char parent[4096];
 	hsize_t dims[NNH5_MAX_NDIM];
 	hid_t g = -1, space = -1, did = -1, mspace = -1, fspace = -1, str = -1;
@@ -509,7 +571,7 @@ static int write_dataset(nnh5_mpi_file *m, const char *name, const nnh5_tensor *
 	 * with nothing to write and those that already failed too (selecting
 	 * nothing): a rank that left would leave the others waiting in it.
 	 */
-	if (local_rc)
+	if (local_rc || *lrc)
 		any = false;
 	fspace = H5Dget_space(did);
 	mspace = memory_space(s->ndim, count, any);
@@ -531,8 +593,8 @@ static int write_dataset(nnh5_mpi_file *m, const char *name, const nnh5_tensor *
 			     : remember_pending(m, name, off == HADDR_UNDEF ? 0 : (uint64_t)off,
 						(uint64_t)nbytes);
 	}
-	if (!rc)
-		rc = local_rc;
+	if (!*lrc)
+		*lrc = local_rc;
 done:
 	if (str >= 0)
 		H5Tclose(str);
@@ -548,31 +610,61 @@ done:
 	return rc;
 }
 
-static int write_sharded(nnh5_mpi_file *m, const char *name, const nnh5_tensor *local,
-			 const nnh5_mpi_sharding *s)
+/*
+ * n tensors written collectively with three collective agreements whatever
+ * n is (check_writes()' two, one at the end): a failure on one rank gives
+ * the same status on every rank, and marks the file failed (nothing is
+ * committed) once anything may have been written. in_rc: this rank's
+ * failure before the write (it still takes part in the agreement).
+ * group: a state dict's group, created first (NULL: none).
+ */
+static int write_all(nnh5_mpi_file *m, struct plan *p, size_t n, int in_rc, const char *group,
+		     const char **keys)
 {
-	int64_t start[NNH5_MAX_NDIM], count[NNH5_MAX_NDIM];
-	uint64_t whole_sum = 0;
-	char *record = NULL;
-	bool whole = false;
-	int rc = check_write(&whole_sum, &record, m, name, local, s, start, count, &whole);
+	int rc = check_writes(p, n, m, in_rc), lrc = NNH5_OK;
 
-	if (!rc)
-		rc = write_dataset(m, name, local, s, start, count, whole, whole_sum, record);
-	nnh5__free(record);
-	if (rc == NNH5_ERR_INVALID || rc == NNH5_ERR_SHAPE || rc == NNH5_ERR_EXISTS)
+	if (rc == NNH5_ERR_INVALID || rc == NNH5_ERR_SHAPE)
 		return rc; /* refused before anything was written */
-	return nnh5__file_note_write(m->f, nnh5__mpi_agree(m->comm, rc));
+	if (!rc && group)
+		rc = nnh5__file_create_group(m->f, group);
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = write_dataset(&lrc, m, &p[i]);
+	if (!rc && group)
+		rc = nnh5__file_set_attr_string(m->f, group, "nnh5_kind", "state_dict");
+	if (!rc && group)
+		rc = nnh5__file_set_attr_strings(m->f, group, "nnh5_keys", keys, n);
+	rc = nnh5__mpi_agree(m->comm, rc ? rc : lrc);
+	/* An object that already exists is refused on every rank at the same name: nothing of it was written. */
+	if (rc == NNH5_ERR_EXISTS && n > 1)
+		m->f->failed = true;
+	return nnh5__file_note_write(m->f, rc);
+}
+
+static void free_plans(struct plan *p, size_t n)
+{
+	for (size_t i = 0; p && i < n; i++) {
+		nnh5__free(p[i].record);
+		nnh5__free(p[i].owned_name);
+	}
+	nnh5__free(p);
 }
 
 int nnh5_mpi_write_sharded(nnh5_mpi_file *m, const char *name, const nnh5_tensor *local,
 			   const nnh5_mpi_sharding *s)
 {
+	struct plan p = { .name = name, .local = local, .s = s };
+	int rc;
+
 	ENTER;
-	LEAVE(write_sharded(m, name, local, s));
+	rc = write_all(m, &p, 1, name ? NNH5_OK : nnh5__error(NNH5_ERR_INVALID, "'%s': no name",
+								m->f->path),
+		       NULL, NULL);
+	nnh5__free(p.record);
+	LEAVE(rc);
 }
 
 /* The dataset of state dict key "a.b" in the group name: "name/a/b". */
+#define KEY_PATH_MAX 4200
 static int key_path(char *buf, size_t n, const nnh5_mpi_file *m, const char *name,
 		    const char *key)
 {
@@ -593,32 +685,31 @@ int nnh5_mpi_write_state_dict(nnh5_mpi_file *m, const char *name, const nnh5_dic
 {
 	size_t n = nnh5_dict_len(local);
 	const char **keys = NULL;
-	int rc;
+	struct plan *p = NULL;
+	int rc = NNH5_OK;
 
 	ENTER;
 	if (!name || nnh5__file_is_root(name))
 		name = "/";
-	rc = nnh5__file_check_writable(m->f, "write");
-	if (!rc)
-		rc = nnh5__file_check_write_path(m->f, name);
-	if (!rc && !(keys = nnh5__calloc(n ? n : 1, sizeof *keys)))
+	rc = nnh5__file_check_write_path(m->f, name);
+	if (!rc && n && !shardings)
+		rc = nnh5__error(NNH5_ERR_INVALID, "'%s': state dict '%s': no shardings", m->f->path,
+				 name);
+	if (!rc && (!(keys = nnh5__calloc(n ? n : 1, sizeof *keys)) ||
+		    !(p = nnh5__calloc(n ? n : 1, sizeof *p))))
 		rc = nnh5__nomem();
-	rc = nnh5__mpi_agree(m->comm, rc);
-	if (!rc)
-		rc = nnh5__mpi_agree(m->comm, nnh5__file_create_group(m->f, name));
 	for (size_t i = 0; !rc && i < n; i++) {
-		char path[4200];
+		char path[KEY_PATH_MAX];
 		keys[i] = nnh5_dict_key(local, i);
-		rc = nnh5__mpi_agree(m->comm, key_path(path, sizeof path, m, name, keys[i]));
-		if (!rc)
-			rc = write_sharded(m, path, nnh5_dict_value(local, i), &shardings[i]);
+		rc = key_path(path, sizeof path, m, name, keys[i]);
+		if (!rc && !(p[i].owned_name = nnh5__strdup(path)))
+			rc = nnh5__nomem();
+		p[i].name = p[i].owned_name;
+		p[i].local = nnh5_dict_value(local, i);
+		p[i].s = &shardings[i];
 	}
-	if (!rc)
-		rc = nnh5__file_set_attr_string(m->f, name, "nnh5_kind", "state_dict");
-	if (!rc)
-		rc = nnh5__file_set_attr_strings(m->f, name, "nnh5_keys", keys, n);
-	if (!rc)
-		rc = nnh5__file_note_write(m->f, nnh5__mpi_agree(m->comm, rc));
+	rc = write_all(m, p, rc ? 0 : n, rc, name, keys);
+	free_plans(p, n);
 	nnh5__free(keys);
 	LEAVE(rc);
 }
@@ -768,7 +859,7 @@ int nnh5_mpi_read_state_dict(nnh5_dict **out, nnh5_mpi_file *m, const char *name
 		name = "/";
 	rc = nnh5__mpi_agree(m->comm, nnh5_dict_new(&d));
 	for (size_t i = 0; !rc && i < n; i++) {
-		char path[4200];
+		char path[KEY_PATH_MAX];
 		nnh5_tensor *t = NULL;
 		rc = nnh5__mpi_agree(m->comm, key_path(path, sizeof path, m, name, keys[i]));
 		if (!rc)

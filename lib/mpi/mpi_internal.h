@@ -51,4 +51,11 @@ nnh5_file *nnh5__mpi_file_handle(nnh5_mpi_file *f);
  */
 extern int nnh5__mpi_fail_transfer;
 
+/*
+ * How many agreements this process made (nnh5__mpi_agree*() calls and the
+ * coverage reduction of a write): tests/mpi checks that a write of T
+ * tensors needs a number independent of T.
+ */
+extern unsigned long nnh5__mpi_agreements;
+
 #endif /* NNH5_MPI_INTERNAL_H */

@@ -621,6 +621,142 @@ static void test_error_agreement(void **state)
 	nnh5_tensor_free(g);
 }
 
+/*
+ * A state dict of n small tensors: even keys split by rows (13 x 10), odd
+ * keys replicated (5 elements); key i's values are seeded by i + seed.
+ */
+static nnh5_dict *many_tensors(nnh5_mpi_sharding *sh, int64_t (*bounds)[2][8], size_t n,
+			       uint64_t seed)
+{
+	int64_t bshape[1] = { 5 }, start[2], count[2];
+	nnh5_dict *d;
+	char key[64];
+
+	ok(nnh5_dict_new(&d));
+	for (size_t i = 0; i < n; i++) {
+		nnh5_tensor *g, *piece;
+		snprintf(key, sizeof key, "block%zu.t%zu", i / 10, i);
+		if (i % 2 == 0) {
+			g = global_tensor(NNH5_FLOAT32, 2, gshape, seed + i);
+			layout(&sh[i], L_DIM0, world_size, world_rank, bounds[i]);
+			ok(nnh5_mpi_sharding_box(start, count, &sh[i]));
+			piece = box_of(g, start, count);
+			nnh5_tensor_free(g);
+		} else {
+			piece = global_tensor(NNH5_INT64, 1, bshape, seed + i);
+			ok(nnh5_mpi_sharding_init(&sh[i], 1, bshape));
+			sh[i].replica = world_rank;
+		}
+		ok(nnh5_dict_set(d, key, piece));
+	}
+	return d;
+}
+
+/* The state dict at name in the file at path, read serially. */
+static int load_state_dict_at(nnh5_dict **out, const char *path, const char *name)
+{
+	nnh5_file *f;
+	int rc = nnh5_file_open(&f, path, NNH5_READ);
+	if (rc)
+		return rc;
+	rc = nnh5_file_read_state_dict(out, f, name);
+	nnh5_file_close(f);
+	return rc;
+}
+
+/* The agreements one collective state-dict save of n tensors makes (create to close). */
+static unsigned long agreements_of_save(const char *path, size_t n, bool *collective)
+{
+	nnh5_mpi_sharding *sh = calloc(n, sizeof *sh);
+	int64_t (*bounds)[2][8] = calloc(n, sizeof *bounds);
+	nnh5_dict *d = many_tensors(sh, bounds, n, 100), *back;
+	nnh5_mpi_file *f;
+	nnh5_mpi_io_stats st;
+	unsigned long before = nnh5__mpi_agreements;
+
+	ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
+	ok(nnh5_mpi_write_state_dict(f, "model", d, sh));
+	nnh5_mpi_file_io_stats(&st, f);
+	*collective = st.transfers == n && st.collective == n;
+	ok(nnh5_mpi_file_close(f));
+	unsigned long used = nnh5__mpi_agreements - before;
+	if (world_rank == 0) {
+		/* Every tensor reads back whole through the serial loader (checksums verified). */
+		ok(load_state_dict_at(&back, path, "model"));
+		assert_int_equal(nnh5_dict_len(back), n);
+		for (size_t i = 0; i < n; i++) {
+			int64_t bshape[1] = { 5 };
+			nnh5_tensor *g = i % 2 == 0 ? global_tensor(NNH5_FLOAT32, 2, gshape, 100 + i)
+						    : global_tensor(NNH5_INT64, 1, bshape, 100 + i);
+			assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_value(back, i), g));
+			nnh5_tensor_free(g);
+		}
+		nnh5_dict_free(back);
+	}
+	nnh5_dict_free(d);
+	free(sh);
+	free(bounds);
+	return used;
+}
+
+/*
+ * A save of T tensors makes a number of agreements that does not grow with
+ * T (validation of all tensors up front, one at the end, the commit's); a
+ * failing transfer in the middle of a large state dict still gives every
+ * rank the same error and commits nothing.
+ */
+static void test_agreements_per_save(void **state)
+{
+	char path[4096];
+	bool coll8, coll64;
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/many.h5", dir);
+	unsigned long a8 = agreements_of_save(path, 8, &coll8);
+	unsigned long a64 = agreements_of_save(path, 64, &coll64);
+	assert_true(coll8 && coll64);
+	assert_int_equal(a8, a64);
+	/* create 5, the write 3, close 5 (checksums 3, close, commit) */
+	assert_true(a64 <= 13);
+
+	/* The 40th transfer fails on the last rank: same error everywhere, nothing committed. */
+	nnh5_mpi_sharding sh[64];
+	int64_t bounds[64][2][8];
+	nnh5_dict *d = many_tensors(sh, bounds, 64, 300);
+	nnh5_mpi_file *f;
+	char rank_text[32];
+	snprintf(rank_text, sizeof rank_text, "rank %d:", world_size - 1);
+	ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
+	if (world_rank == world_size - 1)
+		nnh5__mpi_fail_transfer = 40;
+	fails(NNH5_ERR_IO, nnh5_mpi_write_state_dict(f, "model", d, sh), rank_text,
+	      "writing dataset 'model/block3/t39' failed");
+	nnh5__mpi_fail_transfer = 0;
+	fails(NNH5_ERR_IO, nnh5_mpi_file_close(f), "not committed");
+	/* One rank's key of another shape: refused before anything is created. */
+	ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
+	if (world_rank == world_size - 1) {
+		nnh5_tensor *odd;
+		int64_t six[1] = { 6 };
+		ok(nnh5_tensor_zeros(&odd, NNH5_INT64, 1, six));
+		ok(nnh5_dict_set(d, "block6.t61", odd));
+	}
+	fails(NNH5_ERR_SHAPE, nnh5_mpi_write_state_dict(f, "model", d, sh), rank_text,
+	      "model/block6/t61");
+	nnh5_mpi_file_discard(f);
+	if (world_rank == 0) {
+		/* Still the first file of 64 tensors seeded from 100. */
+		nnh5_dict *back;
+		int64_t bshape[1] = { 5 };
+		nnh5_tensor *g = global_tensor(NNH5_INT64, 1, bshape, 100 + 39);
+		ok(load_state_dict_at(&back, path, "model"));
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "block3.t39"), g));
+		nnh5_tensor_free(g);
+		nnh5_dict_free(back);
+	}
+	nnh5_dict_free(d);
+}
+
 /* N ranks, one open of the file; the model runs forward on every rank. */
 static void test_shared_open(void **state)
 {
@@ -827,6 +963,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_h5py_file),
 		cmocka_unit_test(test_state_dict),
 		cmocka_unit_test(test_error_agreement),
+		cmocka_unit_test(test_agreements_per_save),
 		cmocka_unit_test(test_shared_open),
 		cmocka_unit_test(test_checkpoints),
 		cmocka_unit_test(test_no_serial_hdf5),
