@@ -5,7 +5,9 @@
  *   mpirun -np 3 build/examples/mpi_train --dir run --steps 40 --every 5
  *   (kill it, or pass --die-at 17 to have rank 1 SIGKILL itself at step 17)
  *   mpirun -np 2 build/examples/mpi_train --dir run --steps 40 --every 5 --resume
- *   (--keep N: the newest N checkpoints are kept, default 2; 0 keeps all)
+ *   (--keep N: the newest N checkpoints are kept, default 2; 0 keeps all;
+ *   --async: checkpoints are staged and written by a background thread
+ *   while training goes on, which needs MPI_THREAD_MULTIPLE)
  *
  * A linear model W (12 x 5) learns a fixed target from a global batch of
  * 12 samples per step, split over the ranks (data parallelism). The ranks
@@ -84,12 +86,17 @@ int main(int argc, char **argv)
 {
 	const char *dir = "mpi_train_run";
 	int steps = 40, every = 5, die_at = -1, keep = 2;
-	bool resume = false;
+	bool resume = false, async = false;
 	static float w[ROWS * COLS], target[ROWS * COLS];
 	static float grads[BATCH][ROWS * COLS];
 	float mom_local[ROWS * COLS] = { 0 };
 
-	MPI_Init(&argc, &argv);
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--async") == 0)
+			async = true;
+	/* Async checkpoints write from a background thread that makes collective MPI calls. */
+	int provided;
+	MPI_Init_thread(&argc, &argv, async ? MPI_THREAD_MULTIPLE : MPI_THREAD_SINGLE, &provided);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &nranks);
 	for (int i = 1; i < argc; i++) {
@@ -113,6 +120,7 @@ int main(int argc, char **argv)
 
 	nnh5_checkpoint_options co = NNH5_CHECKPOINT_OPTIONS_INIT;
 	co.keep_last = (unsigned)keep;
+	co.async = async;
 	nnh5_mpi_checkpoints *ck;
 	CHECK(nnh5_mpi_checkpoints_open(&ck, MPI_COMM_WORLD, dir, &co));
 	nnh5_mpi_sharding sh[2] = { row_sharding(), row_sharding() };
@@ -217,6 +225,8 @@ int main(int argc, char **argv)
 			nnh5_dict_free(opt);
 		}
 	}
+	/* No other HDF5 call while a background save is in flight. */
+	CHECK(nnh5_mpi_checkpoints_wait(ck));
 	if (rank == 0) {
 		char path[4096];
 		int64_t shape[2] = { ROWS, COLS };

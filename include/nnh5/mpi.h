@@ -245,8 +245,22 @@ typedef struct nnh5_mpi_section {
  * ranks of comm (duplicated). Rank 0 holds the folder as the serial
  * nnh5_checkpoint_manager_open() does (its lock, the removal of temporary
  * files of interrupted saves, retention by opts, the index). opts may be
- * NULL; opts->async must be false. Free with nnh5_mpi_checkpoints_close().
- * Errors: those of nnh5_checkpoint_manager_open(), NNH5_ERR_INVALID (async).
+ * NULL. Free with nnh5_mpi_checkpoints_close().
+ *
+ * opts->async: saves are staged (copied) and written by one background
+ * thread per rank over a duplicate of comm. It needs MPI initialized with
+ * MPI_Init_thread(MPI_THREAD_MULTIPLE). Parallel HDF5 is not thread-safe:
+ * while a save is in flight (from nnh5_mpi_checkpoints_save() until
+ * nnh5_mpi_checkpoints_wait(), or the next save, latest, load or close of
+ * this manager, which wait first) the background thread makes every HDF5
+ * call of the process, and no other thread may call HDF5 or any nnh5
+ * function that opens, reads or writes a file. In-memory nnh5 calls
+ * (tensors, dicts, nn forward passes) and MPI calls on other
+ * communicators are allowed. opts->busy: NNH5_BUSY_WAIT, or NNH5_BUSY_SKIP
+ * (a save is skipped on every rank when one is in flight on any rank).
+ * Errors: those of nnh5_checkpoint_manager_open(), NNH5_ERR_INVALID (async
+ * without MPI_THREAD_MULTIPLE, an unknown busy policy), NNH5_ERR_NOMEM (the
+ * thread).
  */
 NNH5_API int nnh5_mpi_checkpoints_open(nnh5_mpi_checkpoints **out, MPI_Comm comm,
 				       const char *dir, const nnh5_checkpoint_options *opts);
@@ -263,10 +277,25 @@ NNH5_API int nnh5_mpi_checkpoints_close(nnh5_mpi_checkpoints *m);
  * every rank wrote its part (nnh5_mpi_file_close()); then rank 0 applies
  * retention and rewrites the index. The same status on every rank; on
  * failure nothing is committed and the previous checkpoints stay loadable.
- * Errors: those of nnh5_mpi_write_state_dict() and nnh5_mpi_file_close().
+ *
+ * Async (opts->async at the open): waits for the save in flight (or, with
+ * NNH5_BUSY_SKIP, returns NNH5_ERR_BUSY on every rank if one is in flight
+ * on any), copies summary, the shards and the shardings, and returns; the
+ * caller may change or free them at once. The background save's failure is
+ * returned, the same on every rank, by the next call of this manager
+ * (save, wait, latest, load or close), instead of doing what it asks.
+ * Errors: those of nnh5_mpi_write_state_dict() and nnh5_mpi_file_close();
+ * NNH5_ERR_BUSY, NNH5_ERR_NOMEM (staging).
  */
 NNH5_API int nnh5_mpi_checkpoints_save(nnh5_mpi_checkpoints *m, const nnh5_checkpoint *summary,
 				       size_t nsections, const nnh5_mpi_section *sections);
+
+/*
+ * Collective: wait until this manager's background save is done on every
+ * rank. Returns its failure once (the same on every rank), NNH5_OK when it
+ * succeeded, none was in flight, or the manager is synchronous.
+ */
+NNH5_API int nnh5_mpi_checkpoints_wait(nnh5_mpi_checkpoints *m);
 
 /*
  * Collective: the newest step whose checkpoint file opens and holds a

@@ -97,6 +97,15 @@ int nnh5__ckpt_write_index(const nnh5_checkpoint_manager *m);
 /* Start the background thread. Errors: NNH5_ERR_NOMEM. */
 int nnh5__ckpt_start_worker(nnh5_checkpoint_manager *m);
 
+/*
+ * A saving thread running fn(arg), with its mutex and condition variable
+ * (lib/mpi's collective manager has one too); dir names the folder in
+ * messages. Stop: set *stop under mu, wake it, join it, destroy mu and cv.
+ */
+int nnh5__ckpt_thread_start(pthread_t *t, pthread_mutex_t *mu, pthread_cond_t *cv,
+			    void *(*fn)(void *), void *arg, const char *dir);
+void nnh5__ckpt_thread_stop(pthread_t t, pthread_mutex_t *mu, pthread_cond_t *cv, bool *stop);
+
 /* Wait for the save in flight, stop the thread. */
 void nnh5__ckpt_stop_worker(nnh5_checkpoint_manager *m);
 

@@ -110,37 +110,50 @@ int nnh5__ckpt_save_async(nnh5_checkpoint_manager *m, const nnh5_checkpoint *c)
 	return NNH5_OK;
 }
 
+int nnh5__ckpt_thread_start(pthread_t *t, pthread_mutex_t *mu, pthread_cond_t *cv,
+			    void *(*fn)(void *), void *arg, const char *dir)
+{
+	if (pthread_mutex_init(mu, NULL) != 0)
+		return nnh5__error(NNH5_ERR_NOMEM, "checkpoint folder '%s': cannot create a mutex",
+				   dir);
+	if (pthread_cond_init(cv, NULL) != 0) {
+		pthread_mutex_destroy(mu);
+		return nnh5__error(NNH5_ERR_NOMEM,
+				   "checkpoint folder '%s': cannot create a condition variable", dir);
+	}
+	if (pthread_create(t, NULL, fn, arg) != 0) {
+		pthread_cond_destroy(cv);
+		pthread_mutex_destroy(mu);
+		return nnh5__error(NNH5_ERR_NOMEM,
+				   "checkpoint folder '%s': cannot start the saving thread", dir);
+	}
+	return NNH5_OK;
+}
+
+void nnh5__ckpt_thread_stop(pthread_t t, pthread_mutex_t *mu, pthread_cond_t *cv, bool *stop)
+{
+	pthread_mutex_lock(mu);
+	*stop = true;
+	pthread_cond_broadcast(cv);
+	pthread_mutex_unlock(mu);
+	pthread_join(t, NULL);
+	pthread_cond_destroy(cv);
+	pthread_mutex_destroy(mu);
+}
+
 int nnh5__ckpt_start_worker(nnh5_checkpoint_manager *m)
 {
-	if (pthread_mutex_init(&m->mu, NULL) != 0)
-		return nnh5__error(NNH5_ERR_NOMEM, "checkpoint folder '%s': cannot create a mutex",
-				   m->dir);
-	if (pthread_cond_init(&m->cv, NULL) != 0) {
-		pthread_mutex_destroy(&m->mu);
-		return nnh5__error(NNH5_ERR_NOMEM,
-				   "checkpoint folder '%s': cannot create a condition variable", m->dir);
-	}
-	if (pthread_create(&m->worker, NULL, worker_main, m) != 0) {
-		pthread_cond_destroy(&m->cv);
-		pthread_mutex_destroy(&m->mu);
-		return nnh5__error(NNH5_ERR_NOMEM,
-				   "checkpoint folder '%s': cannot start the saving thread", m->dir);
-	}
-	m->worker_started = true;
-	return NNH5_OK;
+	int rc = nnh5__ckpt_thread_start(&m->worker, &m->mu, &m->cv, worker_main, m, m->dir);
+
+	m->worker_started = rc == NNH5_OK;
+	return rc;
 }
 
 void nnh5__ckpt_stop_worker(nnh5_checkpoint_manager *m)
 {
 	if (!m->worker_started)
 		return;
-	pthread_mutex_lock(&m->mu);
-	m->stop = true;
-	pthread_cond_broadcast(&m->cv);
-	pthread_mutex_unlock(&m->mu);
-	pthread_join(m->worker, NULL);
-	pthread_cond_destroy(&m->cv);
-	pthread_mutex_destroy(&m->mu);
+	nnh5__ckpt_thread_stop(m->worker, &m->mu, &m->cv, &m->stop);
 	m->worker_started = false;
 }
 

@@ -16,8 +16,20 @@
 #include "checkpoint/manager_internal.h"
 #include "file/file_internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+
+/* A save staged for the background thread: copies of everything it reads. */
+struct job {
+	nnh5_checkpoint *summary;
+	size_t nsec;
+	nnh5_mpi_section *secs;
+	nnh5_dict **dicts;
+	nnh5_mpi_sharding *shardings;
+	int64_t *bounds; /* the uneven bounds the shardings point into */
+	char **names;
+};
 
 struct nnh5_mpi_checkpoints {
 	MPI_Comm comm;
@@ -25,7 +37,29 @@ struct nnh5_mpi_checkpoints {
 	char *dir;
 	bool durable;
 	nnh5_checkpoint_manager *serial; /* rank 0 only */
+	/*
+	 * Async: one thread per rank writes staged saves over its own
+	 * communicator (bg_comm, a duplicate) and makes every HDF5 call while a
+	 * save is in flight; the caller's thread makes none until it waited.
+	 */
+	bool async;
+	nnh5_busy_policy busy;
+	MPI_Comm bg_comm;
+	pthread_t worker;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool worker_started, stop;
+	struct job *job;
+	int bg_rc; /* agreed on every rank by the save itself */
+	char bg_msg[1024];
+	int64_t bg_step;
 };
+
+static int save_now(nnh5_mpi_checkpoints *m, MPI_Comm comm, const nnh5_checkpoint *summary,
+		    size_t nsections, const nnh5_mpi_section *sections);
+static int start_worker(nnh5_mpi_checkpoints *m);
+static void stop_worker(nnh5_mpi_checkpoints *m);
+static int wait_idle(nnh5_mpi_checkpoints *m);
 
 int nnh5_mpi_checkpoints_open(nnh5_mpi_checkpoints **out, MPI_Comm comm, const char *dir,
 			      const nnh5_checkpoint_options *opts)
@@ -41,21 +75,41 @@ int nnh5_mpi_checkpoints_open(nnh5_mpi_checkpoints **out, MPI_Comm comm, const c
 	if (!m)
 		return nnh5__nomem();
 	m->comm = MPI_COMM_NULL;
+	m->bg_comm = MPI_COMM_NULL;
 	if (MPI_Comm_dup(comm, &m->comm) != MPI_SUCCESS) {
 		nnh5__free(m);
 		return nnh5__error(NNH5_ERR_INVALID, "MPI_Comm_dup failed");
 	}
 	MPI_Comm_rank(m->comm, &m->rank);
 	m->durable = opts->durable;
-	if (opts->async)
-		rc = nnh5__error(NNH5_ERR_INVALID,
-				 "checkpoint folder '%s': collective saves are synchronous (async "
-				 "is not supported with MPI)",
-				 dir ? dir : "(null)");
+	m->async = opts->async;
+	m->busy = opts->busy;
+	if (m->async) {
+		int provided = MPI_THREAD_SINGLE;
+		MPI_Query_thread(&provided);
+		if (provided < MPI_THREAD_MULTIPLE)
+			rc = nnh5__error(NNH5_ERR_INVALID,
+					 "checkpoint folder '%s': async collective saves need MPI "
+					 "initialized with MPI_Init_thread(MPI_THREAD_MULTIPLE) (the "
+					 "background thread makes collective MPI calls); MPI provides "
+					 "level %d",
+					 dir ? dir : "(null)", provided);
+		else if (m->busy != NNH5_BUSY_WAIT && m->busy != NNH5_BUSY_SKIP)
+			rc = nnh5__error(NNH5_ERR_INVALID, "checkpoint folder '%s': unknown busy policy %d",
+					 dir ? dir : "(null)", (int)m->busy);
+		else if (MPI_Comm_dup(m->comm, &m->bg_comm) != MPI_SUCCESS)
+			rc = nnh5__error(NNH5_ERR_INVALID, "MPI_Comm_dup failed");
+	}
 	if (!rc && !(m->dir = nnh5__strdup(dir ? dir : "")))
 		rc = nnh5__nomem();
-	if (!rc && m->rank == 0)
-		rc = nnh5_checkpoint_manager_open(&m->serial, dir, opts);
+	if (!rc && m->rank == 0) {
+		/* Rank 0's serial manager only keeps the folder; the writing thread is ours. */
+		nnh5_checkpoint_options so = *opts;
+		so.async = false;
+		rc = nnh5_checkpoint_manager_open(&m->serial, dir, &so);
+	}
+	if (!rc && m->async)
+		rc = start_worker(m);
 	rc = nnh5__mpi_agree(m->comm, rc);
 	if (rc) {
 		nnh5_mpi_checkpoints_close(m);
@@ -71,11 +125,18 @@ int nnh5_mpi_checkpoints_close(nnh5_mpi_checkpoints *m)
 
 	if (!m)
 		return NNH5_OK;
+	/* A background save finishes first; its unreported failure is the close's. */
+	int bg = wait_idle(m);
+	stop_worker(m);
 	rc = nnh5_checkpoint_manager_close(m->serial);
 	if (m->comm != MPI_COMM_NULL) {
 		rc = nnh5__mpi_agree(m->comm, rc);
 		MPI_Comm_free(&m->comm);
 	}
+	if (m->bg_comm != MPI_COMM_NULL)
+		MPI_Comm_free(&m->bg_comm);
+	if (bg)
+		rc = nnh5__error(bg, "%s", m->bg_msg);
 	nnh5__free(m->dir);
 	nnh5__free(m);
 	return rc;
@@ -108,34 +169,45 @@ static int write_sections(nnh5_mpi_file *f, const nnh5_checkpoint *summary, size
 	return rc;
 }
 
-int nnh5_mpi_checkpoints_save(nnh5_mpi_checkpoints *m, const nnh5_checkpoint *summary,
-			      size_t nsections, const nnh5_mpi_section *sections)
+/* The local checks of a save's arguments. */
+static int check_save(const nnh5_checkpoint *summary, size_t nsections,
+		      const nnh5_mpi_section *sections)
+{
+	if (!summary)
+		return nnh5__error(NNH5_ERR_INVALID, "checkpoint: no summary");
+	if (nnh5_checkpoint_num_states(summary) != 0)
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "checkpoint step %lld: the summary holds sections; collective "
+				   "saves take them as nnh5_mpi_section",
+				   (long long)nnh5_checkpoint_step(summary));
+	for (size_t i = 0; i < nsections; i++)
+		if (!sections[i].name || !*sections[i].name || !sections[i].local ||
+		    (nnh5_dict_len(sections[i].local) && !sections[i].shardings))
+			return nnh5__error(NNH5_ERR_INVALID,
+					   "checkpoint step %lld: section %zu has no name, state "
+					   "dict or shardings",
+					   (long long)nnh5_checkpoint_step(summary), i);
+	return NNH5_OK;
+}
+
+/* A collective save over comm, as nnh5_mpi_checkpoints_save() promises it. */
+static int save_now(nnh5_mpi_checkpoints *m, MPI_Comm comm, const nnh5_checkpoint *summary,
+		    size_t nsections, const nnh5_mpi_section *sections)
 {
 	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
 	nnh5_mpi_file *f = NULL;
 	char *path = NULL;
 	int rc = NNH5_OK;
 
-	if (nnh5_checkpoint_num_states(summary) != 0)
-		rc = nnh5__error(NNH5_ERR_INVALID,
-				 "checkpoint step %lld: the summary holds sections; collective "
-				 "saves take them as nnh5_mpi_section",
-				 (long long)nnh5_checkpoint_step(summary));
-	for (size_t i = 0; !rc && i < nsections; i++)
-		if (!sections[i].name || !*sections[i].name || !sections[i].local ||
-		    (nnh5_dict_len(sections[i].local) && !sections[i].shardings))
-			rc = nnh5__error(NNH5_ERR_INVALID,
-					 "checkpoint step %lld: section %zu has no name, state "
-					 "dict or shardings",
-					 (long long)nnh5_checkpoint_step(summary), i);
+	rc = check_save(summary, nsections, sections);
 	if (!rc)
 		rc = step_path(&path, m, nnh5_checkpoint_step(summary));
-	rc = nnh5__mpi_agree(m->comm, rc);
+	rc = nnh5__mpi_agree(comm, rc);
 	o.durable = m->durable;
 	if (!rc)
-		rc = nnh5_mpi_file_create(&f, m->comm, path, &o);
+		rc = nnh5_mpi_file_create(&f, comm, path, &o);
 	if (!rc) {
-		rc = write_sections(f, summary, nsections, sections, m->comm);
+		rc = write_sections(f, summary, nsections, sections, comm);
 		if (rc)
 			nnh5_mpi_file_discard(f);
 		else
@@ -151,7 +223,234 @@ int nnh5_mpi_checkpoints_save(nnh5_mpi_checkpoints *m, const nnh5_checkpoint *su
 		if (!rc)
 			rc = nnh5__ckpt_committed(m->serial, s);
 	}
-	return nnh5__mpi_agree(m->comm, rc);
+	return nnh5__mpi_agree(comm, rc);
+}
+
+/* ------------------------------------------------------------------ */
+/* Asynchronous saves                                                  */
+
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	nnh5_checkpoint_free(j->summary);
+	for (size_t i = 0; i < j->nsec; i++) {
+		nnh5_dict_free(j->dicts ? j->dicts[i] : NULL);
+		nnh5__free(j->names ? j->names[i] : NULL);
+	}
+	nnh5__free(j->secs);
+	nnh5__free(j->dicts);
+	nnh5__free(j->names);
+	nnh5__free(j->shardings);
+	nnh5__free(j->bounds);
+	nnh5__free(j);
+}
+
+/*
+ * Copy everything a save reads (the summary, every shard, the shardings and
+ * their bounds) so that the caller may change or free its tensors as soon
+ * as nnh5_mpi_checkpoints_save() returns.
+ */
+static int stage(struct job **out, const nnh5_checkpoint *summary, size_t nsec,
+		 const nnh5_mpi_section *secs)
+{
+	struct job *j = nnh5__calloc(1, sizeof *j);
+	size_t nkeys = 0, nbounds = 0, k = 0, b = 0;
+	int rc = j ? NNH5_OK : nnh5__nomem();
+
+	*out = NULL;
+	for (size_t i = 0; !rc && i < nsec; i++)
+		for (size_t t = 0; t < nnh5_dict_len(secs[i].local); t++) {
+			const nnh5_mpi_sharding *s = &secs[i].shardings[t];
+			nkeys++;
+			for (size_t d = 0; d < s->ndim && d < NNH5_MAX_NDIM; d++)
+				if (s->bounds[d])
+					nbounds += (size_t)s->parts[d] + 1;
+		}
+	if (!rc) {
+		j->nsec = nsec;
+		j->secs = nnh5__calloc(nsec ? nsec : 1, sizeof *j->secs);
+		j->dicts = nnh5__calloc(nsec ? nsec : 1, sizeof *j->dicts);
+		j->names = nnh5__calloc(nsec ? nsec : 1, sizeof *j->names);
+		j->shardings = nnh5__calloc(nkeys ? nkeys : 1, sizeof *j->shardings);
+		j->bounds = nnh5__calloc(nbounds ? nbounds : 1, sizeof *j->bounds);
+		if (!j->secs || !j->dicts || !j->names || !j->shardings || !j->bounds)
+			rc = nnh5__nomem();
+	}
+	if (!rc)
+		rc = nnh5__checkpoint_summary(&j->summary, summary);
+	for (size_t i = 0; !rc && i < nsec; i++) {
+		size_t n = nnh5_dict_len(secs[i].local);
+		if (!(j->names[i] = nnh5__strdup(secs[i].name)))
+			rc = nnh5__nomem();
+		if (!rc)
+			rc = nnh5_dict_new(&j->dicts[i]);
+		j->secs[i].name = j->names[i];
+		j->secs[i].local = j->dicts[i];
+		j->secs[i].shardings = &j->shardings[k];
+		for (size_t t = 0; !rc && t < n; t++, k++) {
+			nnh5_tensor *c = NULL;
+			const nnh5_tensor *v = nnh5_dict_value(secs[i].local, t);
+			rc = v ? nnh5_tensor_clone(&c, v)
+			       : nnh5__error(NNH5_ERR_INVALID, "checkpoint: section '%s': key %zu has no tensor",
+					     secs[i].name, t);
+			if (!rc && (rc = nnh5_dict_set(j->dicts[i], nnh5_dict_key(secs[i].local, t), c)))
+				nnh5_tensor_free(c);
+			j->shardings[k] = secs[i].shardings[t];
+			for (size_t d = 0; !rc && d < j->shardings[k].ndim && d < NNH5_MAX_NDIM; d++) {
+				if (!j->shardings[k].bounds[d])
+					continue;
+				size_t nb = (size_t)j->shardings[k].parts[d] + 1;
+				memcpy(&j->bounds[b], j->shardings[k].bounds[d], nb * sizeof *j->bounds);
+				j->shardings[k].bounds[d] = &j->bounds[b];
+				b += nb;
+			}
+		}
+	}
+	if (rc) {
+		job_free(j);
+		return rc;
+	}
+	*out = j;
+	return NNH5_OK;
+}
+
+/*
+ * The background thread: while a save is in flight it makes every HDF5 call
+ * of the process and its collective MPI calls go over bg_comm, so they
+ * never mix with the caller's on the manager's or the caller's own
+ * communicator. The save ends in an agreement, so its outcome is the same
+ * on every rank.
+ */
+static void *worker_main(void *arg)
+{
+	nnh5_mpi_checkpoints *m = arg;
+
+	pthread_mutex_lock(&m->mu);
+	for (;;) {
+		while (!m->job && !m->stop)
+			pthread_cond_wait(&m->cv, &m->mu);
+		if (!m->job)
+			break;
+		struct job *j = m->job;
+		pthread_mutex_unlock(&m->mu);
+		int rc = save_now(m, m->bg_comm, j->summary, j->nsec, j->secs);
+		char msg[sizeof m->bg_msg];
+		msg[0] = '\0';
+		if (rc)
+			snprintf(msg, sizeof msg, "background save of step %lld failed: %s",
+				 (long long)nnh5_checkpoint_step(j->summary), nnh5_error_message());
+		pthread_mutex_lock(&m->mu);
+		job_free(j);
+		m->job = NULL;
+		if (rc) {
+			m->bg_rc = rc;
+			memcpy(m->bg_msg, msg, sizeof msg);
+		}
+		pthread_cond_broadcast(&m->cv);
+	}
+	pthread_mutex_unlock(&m->mu);
+	return NULL;
+}
+
+static int start_worker(nnh5_mpi_checkpoints *m)
+{
+	int rc = nnh5__ckpt_thread_start(&m->worker, &m->mu, &m->cv, worker_main, m, m->dir);
+
+	m->worker_started = rc == NNH5_OK;
+	return rc;
+}
+
+static void stop_worker(nnh5_mpi_checkpoints *m)
+{
+	if (!m->worker_started)
+		return;
+	nnh5__ckpt_thread_stop(m->worker, &m->mu, &m->cv, &m->stop);
+	m->worker_started = false;
+}
+
+/*
+ * Wait until this rank's background save is done and take its failure
+ * (once; the message stays in bg_msg). Local, yet the same on every rank:
+ * the save agreed on its outcome.
+ */
+static int wait_idle(nnh5_mpi_checkpoints *m)
+{
+	int rc;
+
+	if (!m->worker_started)
+		return NNH5_OK;
+	pthread_mutex_lock(&m->mu);
+	while (m->job)
+		pthread_cond_wait(&m->cv, &m->mu);
+	rc = m->bg_rc;
+	m->bg_rc = NNH5_OK;
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
+/* wait_idle() with the background failure as this call's error. */
+static int wait_report(nnh5_mpi_checkpoints *m)
+{
+	int rc = wait_idle(m);
+
+	return rc ? nnh5__error(rc, "%s", m->bg_msg) : NNH5_OK;
+}
+
+int nnh5_mpi_checkpoints_wait(nnh5_mpi_checkpoints *m)
+{
+	return wait_report(m);
+}
+
+static int save_async(nnh5_mpi_checkpoints *m, const nnh5_checkpoint *summary, size_t nsections,
+		      const nnh5_mpi_section *sections)
+{
+	struct job *j = NULL;
+	int rc = check_save(summary, nsections, sections);
+
+	/* Skipped on every rank if a save is still in flight on any. */
+	if (m->busy == NNH5_BUSY_SKIP) {
+		uint64_t busy[2] = { 0, 0 };
+		pthread_mutex_lock(&m->mu);
+		if (m->job) {
+			busy[0] = 1;
+			busy[1] = (uint64_t)nnh5_checkpoint_step(m->job->summary);
+		}
+		pthread_mutex_unlock(&m->mu);
+		rc = nnh5__mpi_agree_max(m->comm, rc, busy, 2);
+		if (!rc && busy[0])
+			return nnh5__error(NNH5_ERR_BUSY,
+					   "checkpoint step %lld skipped: step %lld is still being "
+					   "saved",
+					   (long long)nnh5_checkpoint_step(summary),
+					   (long long)busy[1]);
+		if (rc)
+			return rc;
+	}
+	/* An earlier background failure is returned instead of starting this save. */
+	int bg = wait_report(m);
+	if (bg)
+		return bg;
+	if (!rc)
+		rc = stage(&j, summary, nsections, sections);
+	rc = nnh5__mpi_agree(m->comm, rc);
+	if (rc) {
+		job_free(j);
+		return rc;
+	}
+	pthread_mutex_lock(&m->mu);
+	m->job = j;
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+	return NNH5_OK;
+}
+
+int nnh5_mpi_checkpoints_save(nnh5_mpi_checkpoints *m, const nnh5_checkpoint *summary,
+			      size_t nsections, const nnh5_mpi_section *sections)
+{
+	if (m->async)
+		return save_async(m, summary, nsections, sections);
+	return save_now(m, m->comm, summary, nsections, sections);
 }
 
 int nnh5_mpi_checkpoints_latest(int64_t *step, nnh5_mpi_checkpoints *m)
@@ -160,6 +459,9 @@ int nnh5_mpi_checkpoints_latest(int64_t *step, nnh5_mpi_checkpoints *m)
 	int rc = NNH5_OK;
 
 	*step = -1;
+	rc = wait_report(m);
+	if (rc)
+		return rc; /* the same on every rank: the save agreed on it */
 	if (m->rank == 0) {
 		int64_t *steps = NULL;
 		size_t n = 0;
@@ -200,6 +502,9 @@ int nnh5_mpi_checkpoints_load(nnh5_dict **out, nnh5_mpi_checkpoints *m, int64_t 
 	int rc;
 
 	*out = NULL;
+	rc = wait_report(m);
+	if (rc)
+		return rc;
 	rc = nnh5__mpi_agree(m->comm, step_path(&path, m, step));
 	o.require_checksums = true;
 	if (!rc)

@@ -954,6 +954,156 @@ static void test_checkpoints(void **state)
 	nnh5_tensor_free(b);
 }
 
+/* The bytes of the file at path (rank 0's test helper); *n its size. */
+static unsigned char *file_bytes(const char *path, size_t *n)
+{
+	FILE *fp = fopen(path, "rb");
+	unsigned char *buf = NULL;
+	long len;
+
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	len = ftell(fp);
+	rewind(fp);
+	buf = malloc(len > 0 ? (size_t)len : 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)len, fp), (size_t)len);
+	fclose(fp);
+	*n = (size_t)len;
+	return buf;
+}
+
+/*
+ * Async collective saves: the same files as synchronous saves, byte for
+ * byte; the caller may overwrite its shards as soon as the save returns; a
+ * failure of one rank's background write comes back, the same on every
+ * rank, from the wait, and commits nothing.
+ */
+static void test_async_checkpoints(void **state)
+{
+	char sync_dir[4096], async_dir[4096];
+	int64_t bshape[1] = { 5 }, step;
+	nnh5_tensor *w = global_tensor(NNH5_FLOAT32, 2, gshape, 41);
+	nnh5_tensor *b = global_tensor(NNH5_BFLOAT16, 1, bshape, 42);
+	nnh5_checkpoint_options co = NNH5_CHECKPOINT_OPTIONS_INIT;
+	nnh5_mpi_checkpoints *sync, *as;
+	(void)state;
+
+	snprintf(sync_dir, sizeof sync_dir, "%s/ckpt-sync", dir);
+	snprintf(async_dir, sizeof async_dir, "%s/ckpt-async", dir);
+	co.durable = false;
+	ok(nnh5_mpi_checkpoints_open(&sync, MPI_COMM_WORLD, sync_dir, &co));
+	co.async = true;
+	ok(nnh5_mpi_checkpoints_open(&as, MPI_COMM_WORLD, async_dir, &co));
+	/* save_step frees its shards right after the save returns. */
+	for (int64_t s = 1; s <= 3; s++) {
+		ok(save_step(sync, s, w, b));
+		ok(save_step(as, s, w, b));
+	}
+	ok(nnh5_mpi_checkpoints_wait(as));
+	ok(nnh5_mpi_checkpoints_wait(as)); /* nothing in flight */
+	if (world_rank == 0)
+		for (int s = 1; s <= 3; s++) {
+			char p1[4200], p2[4200];
+			size_t n1, n2;
+			snprintf(p1, sizeof p1, "%s/ckpt-%012d.h5", sync_dir, s);
+			snprintf(p2, sizeof p2, "%s/ckpt-%012d.h5", async_dir, s);
+			unsigned char *a1 = file_bytes(p1, &n1), *a2 = file_bytes(p2, &n2);
+			assert_int_equal(n1, n2);
+			assert_memory_equal(a1, a2, n1);
+			free(a1);
+			free(a2);
+		}
+
+	/* The caller overwrites its shard as soon as the save returns. */
+	int64_t bounds[2][8], start[2], count[2];
+	nnh5_mpi_sharding sh;
+	nnh5_dict *local, *back;
+	nnh5_checkpoint *summary;
+	layout(&sh, L_DIM0, world_size, world_rank, bounds);
+	ok(nnh5_mpi_sharding_box(start, count, &sh));
+	nnh5_tensor *piece = box_of(w, start, count);
+	ok(nnh5_dict_new(&local));
+	ok(nnh5_dict_set(local, "layer.weight", piece));
+	ok(nnh5_checkpoint_new(&summary, 10));
+	nnh5_mpi_section sec = { "model", local, &sh };
+	ok(nnh5_mpi_checkpoints_save(as, summary, 1, &sec));
+	memset(nnh5_tensor_mutable_data(piece), 0xA5, nnh5_tensor_nbytes(piece));
+	nnh5_checkpoint_free(summary);
+	ok(nnh5_mpi_checkpoints_latest(&step, as)); /* waits first */
+	assert_int_equal(step, 10);
+	const char *keys[] = { "layer.weight" };
+	ok(nnh5_mpi_checkpoints_load(&back, as, 10, "model", 1, keys, &sh));
+	nnh5_tensor *want = box_of(w, start, count);
+	assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "layer.weight"), want));
+	nnh5_tensor_free(want);
+	nnh5_dict_free(back);
+	nnh5_dict_free(local);
+
+	/* The last rank's background write fails: the save returned, the wait reports it everywhere. */
+	char rank_text[32];
+	snprintf(rank_text, sizeof rank_text, "rank %d:", world_size - 1);
+	if (world_rank == world_size - 1)
+		nnh5__mpi_fail_transfer = 1;
+	ok(save_step(as, 11, w, b));
+	fails(NNH5_ERR_IO, nnh5_mpi_checkpoints_wait(as), "background save of step 11 failed",
+	      rank_text, "writing dataset");
+	nnh5__mpi_fail_transfer = 0;
+	ok(nnh5_mpi_checkpoints_wait(as)); /* reported once */
+	ok(nnh5_mpi_checkpoints_latest(&step, as));
+	assert_int_equal(step, 10);
+	/* Reported by the next save instead of saving. */
+	if (world_rank == world_size - 1)
+		nnh5__mpi_fail_transfer = 1;
+	ok(save_step(as, 12, w, b));
+	/* The hook is consumed by the background thread: reset only once it is done. */
+	fails(NNH5_ERR_IO, save_step(as, 13, w, b), "background save of step 12 failed",
+	      rank_text);
+	nnh5__mpi_fail_transfer = 0;
+	ok(nnh5_mpi_checkpoints_latest(&step, as));
+	assert_int_equal(step, 10);
+	if (world_rank == 0) {
+		char cmd[4200];
+		snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q -e nnh5-tmp -e 'ckpt-0*1[123].h5'",
+			 async_dir);
+		assert_int_not_equal(system(cmd), 0);
+	}
+	/* A failure still in flight at the close is the close's. */
+	if (world_rank == world_size - 1)
+		nnh5__mpi_fail_transfer = 1;
+	ok(save_step(as, 14, w, b));
+	fails(NNH5_ERR_IO, nnh5_mpi_checkpoints_close(as), "background save of step 14 failed");
+	nnh5__mpi_fail_transfer = 0;
+	ok(nnh5_mpi_checkpoints_close(sync));
+	nnh5_tensor_free(w);
+	nnh5_tensor_free(b);
+}
+
+/* Async saves need MPI_THREAD_MULTIPLE: refused on every rank without it. */
+static void test_async_needs_thread_multiple(void **state)
+{
+	char folder[4096];
+	int provided;
+	nnh5_checkpoint_options co = NNH5_CHECKPOINT_OPTIONS_INIT;
+	nnh5_mpi_checkpoints *ck = NULL;
+	(void)state;
+
+	MPI_Query_thread(&provided);
+	snprintf(folder, sizeof folder, "%s/ckpt-single", dir);
+	co.async = true;
+	if (provided < MPI_THREAD_MULTIPLE) {
+		fails(NNH5_ERR_INVALID, nnh5_mpi_checkpoints_open(&ck, MPI_COMM_WORLD, folder, &co),
+		      "MPI_THREAD_MULTIPLE");
+		assert_null(ck);
+		co.async = false;
+	}
+	/* The run with NNH5_MPI_THREAD=single must have been refused above. */
+	const char *mode = getenv("NNH5_MPI_THREAD");
+	assert_true(!(mode && strcmp(mode, "single") == 0) || !co.async);
+	ok(nnh5_mpi_checkpoints_open(&ck, MPI_COMM_WORLD, folder, &co));
+	ok(nnh5_mpi_checkpoints_close(ck));
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -966,11 +1116,20 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_agreements_per_save),
 		cmocka_unit_test(test_shared_open),
 		cmocka_unit_test(test_checkpoints),
+		cmocka_unit_test(test_async_checkpoints),
+		cmocka_unit_test(test_async_needs_thread_multiple),
 		cmocka_unit_test(test_no_serial_hdf5),
 	};
 	int rc;
 
-	MPI_Init(&argc, &argv);
+	/* Async checkpoints need MPI_THREAD_MULTIPLE; NNH5_MPI_THREAD=single checks the refusal. */
+	const char *thread = getenv("NNH5_MPI_THREAD");
+	if (thread && strcmp(thread, "single") == 0) {
+		MPI_Init(&argc, &argv);
+	} else {
+		int provided;
+		MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+	}
 	MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &world_size);
 	/* One scratch folder for the job, named by rank 0. */
