@@ -1,6 +1,7 @@
 /*
- * bench/mpi_bench.c - collective saves and loads against the I/O floor
- * (run under mpirun; figures only on a quiet machine, doc/MPI.md).
+ * bench/mpi_bench.c - collective saves and loads against the I/O floor and
+ * against serial nnh5, and the constants of doc/MPI.md's model (run under
+ * mpirun; figures only on a quiet machine, doc/MPI.md "Speed").
  *
  *   mpirun -np 4 build/bench/mpi_bench --dir /path --bytes 1073741824 --reps 5
  *   mpirun -np 4 build/bench/mpi_bench --dir /path --small 10000 --reps 5
@@ -10,25 +11,33 @@
  * close: checksums, MPI_File_sync, rename) and load (nnh5_mpi_read_sharded)
  * against an IOR-style baseline moving the same bytes with the same
  * decomposition through MPI_File_write_at_all + MPI_File_sync and
- * MPI_File_read_at_all. Reports the medians and nnh5/baseline ratios of
- * throughput (the issue's target: >= 0.8).
+ * MPI_File_read_at_all. The four run interleaved, round by round. Reports
+ * medians and ranges and the ratio of throughputs nnh5 / baseline (the
+ * issue's target: >= 0.8).
  *
- * --small N: N tensors of 256 float32 each. Collectively, written once
- * each (replicated: rank 0 writes, every rank takes part in the calls),
- * against rank 0 alone saving the same N tensors with the serial API of
- * the same library (sec2 driver). Reports the ratio (target: <= 3).
+ * --small N: a state dict of N tensors of 256 float32 each, replicated
+ * (rank 0 writes, every rank takes part): the collective save
+ * (nnh5_mpi_write_state_dict), the same through N calls of
+ * nnh5_mpi_write_sharded, and rank 0 saving the same dict with the serial
+ * nnh5_save_state_dict of the same library; loads: every rank its copy
+ * through one reader and a broadcast (nnh5_mpi_load_state_dict), against
+ * rank 0's serial nnh5_load_state_dict. Ratios against serial (target: the
+ * collective save <= 3x serial). Also counts (independent of machine load)
+ * of the MPI calls each save makes, through PMPI wrappers.
  *
- * Every save is durable (fsync as in real use). Runs alternate so drift
- * hits both sides alike.
+ * Lines starting "const" are the model's constants (doc/MPI.md).
+ * Every save is durable (fsync as in real use).
  */
 #include "bench_util.h"
 
 #include <nnh5.h>
 #include <nnh5/mpi.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int rank, nranks;
@@ -42,11 +51,123 @@ static int rank, nranks;
 		}                                                                        \
 	} while (0)
 
+/* ------------------------------------------------------------------ */
+/* Counting MPI calls (PMPI): what a save costs in collectives         */
+
+enum { C_ALLREDUCE, C_BCAST, C_BARRIER, C_ALLGATHER, C_WRITE_ALL, C_WRITE, C_SYNC, C_NCOUNT };
+static const char *const count_names[C_NCOUNT] = {
+	"Allreduce", "Bcast", "Barrier", "Allgather(v)", "File_write_at_all", "File_write_at",
+	"File_sync",
+};
+static unsigned long counts[C_NCOUNT];
+
+int MPI_Allreduce(const void *s, void *r, int n, MPI_Datatype t, MPI_Op op, MPI_Comm c)
+{
+	counts[C_ALLREDUCE]++;
+	return PMPI_Allreduce(s, r, n, t, op, c);
+}
+
+int MPI_Bcast(void *b, int n, MPI_Datatype t, int root, MPI_Comm c)
+{
+	counts[C_BCAST]++;
+	return PMPI_Bcast(b, n, t, root, c);
+}
+
+int MPI_Barrier(MPI_Comm c)
+{
+	counts[C_BARRIER]++;
+	return PMPI_Barrier(c);
+}
+
+int MPI_Allgather(const void *s, int sn, MPI_Datatype st, void *r, int rn, MPI_Datatype rt,
+		  MPI_Comm c)
+{
+	counts[C_ALLGATHER]++;
+	return PMPI_Allgather(s, sn, st, r, rn, rt, c);
+}
+
+int MPI_Allgatherv(const void *s, int sn, MPI_Datatype st, void *r, const int rn[],
+		   const int d[], MPI_Datatype rt, MPI_Comm c)
+{
+	counts[C_ALLGATHER]++;
+	return PMPI_Allgatherv(s, sn, st, r, rn, d, rt, c);
+}
+
+int MPI_File_write_at_all(MPI_File fh, MPI_Offset o, const void *b, int n, MPI_Datatype t,
+			  MPI_Status *st)
+{
+	counts[C_WRITE_ALL]++;
+	return PMPI_File_write_at_all(fh, o, b, n, t, st);
+}
+
+int MPI_File_write_at(MPI_File fh, MPI_Offset o, const void *b, int n, MPI_Datatype t,
+		      MPI_Status *st)
+{
+	counts[C_WRITE]++;
+	return PMPI_File_write_at(fh, o, b, n, t, st);
+}
+
+int MPI_File_sync(MPI_File fh)
+{
+	counts[C_SYNC]++;
+	return PMPI_File_sync(fh);
+}
+
+/* This rank's calls since the snapshot in before. */
+static void print_counts(const char *what, const unsigned long *before, int per)
+{
+	if (rank != 0)
+		return;
+	printf("count %-28s rank 0 MPI calls:", what);
+	for (int i = 0; i < C_NCOUNT; i++)
+		printf(" %s %lu (%.2f/tensor)", count_names[i], counts[i] - before[i],
+		       (double)(counts[i] - before[i]) / per);
+	printf("\n");
+}
+
+/* ------------------------------------------------------------------ */
+
 static double max_ms(double t)
 {
 	double m;
-	MPI_Allreduce(&t, &m, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+	PMPI_Allreduce(&t, &m, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
 	return m;
+}
+
+static double vmin(const double *v, int n)
+{
+	double m = v[0];
+	for (int i = 1; i < n; i++)
+		m = v[i] < m ? v[i] : m;
+	return m;
+}
+
+static double vmax(const double *v, int n)
+{
+	double m = v[0];
+	for (int i = 1; i < n; i++)
+		m = v[i] > m ? v[i] : m;
+	return m;
+}
+
+/* "label  median ms [min, max]  GB/s" for times t of moving gb gigabytes (gb 0: no rate). */
+static double report(const char *label, const double *t, int reps, double gb)
+{
+	double med = bench_median(t, (size_t)reps);
+	printf("%-34s %10.2f ms [%.2f, %.2f]", label, med, vmin(t, reps), vmax(t, reps));
+	if (gb > 0)
+		printf(" %8.3f GB/s", gb / med * 1e3);
+	printf("\n");
+	return med;
+}
+
+/* Bytes of round i of moving n bytes in rounds of 1 GiB (0 past the end). */
+static MPI_Offset piece_at(MPI_Offset n, int i)
+{
+	MPI_Offset done = (MPI_Offset)i << 30;
+	if (done >= n)
+		return 0;
+	return n - done > ((MPI_Offset)1 << 30) ? (MPI_Offset)1 << 30 : n - done;
 }
 
 static void bench_bytes(const char *dir, uint64_t bytes, int reps)
@@ -56,8 +177,7 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 	int64_t shape[2] = { rows, cols }, start[2], count[2];
 	nnh5_mpi_sharding s;
 	char path[4096], raw[4096];
-	double *t_save = calloc((size_t)reps, sizeof(double)), *t_load = calloc((size_t)reps, sizeof(double));
-	double *b_save = calloc((size_t)reps, sizeof(double)), *b_load = calloc((size_t)reps, sizeof(double));
+	double *t[4];
 	nnh5_tensor *local, *back;
 
 	if (rows < nranks) {
@@ -65,6 +185,8 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 			fprintf(stderr, "--bytes too small for %d ranks\n", nranks);
 		MPI_Abort(MPI_COMM_WORLD, 2);
 	}
+	for (int i = 0; i < 4; i++)
+		t[i] = calloc((size_t)reps, sizeof(double));
 	CHECK(nnh5_mpi_sharding_init(&s, 2, shape));
 	s.parts[0] = nranks;
 	s.coord[0] = rank;
@@ -73,116 +195,227 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 	snprintf(path, sizeof path, "%s/mpi_bench.h5", dir);
 	snprintf(raw, sizeof raw, "%s/mpi_bench.raw", dir);
 	MPI_Offset off = (MPI_Offset)(start[0] * cols * 4), n = (MPI_Offset)(count[0] * cols * 4);
+	void *buf = malloc(n ? (size_t)n : 1);
+	unsigned long before[C_NCOUNT];
+	int rounds = (int)((n + ((MPI_Offset)1 << 30) - 1) >> 30), most;
+	PMPI_Allreduce(&rounds, &most, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+	rounds = most > 0 ? most : 1;
 	for (int r = 0; r < reps; r++) {
 		nnh5_mpi_file *f;
 		MPI_File fh;
 		double t0;
 
-		MPI_Barrier(MPI_COMM_WORLD);
+		memcpy(before, counts, sizeof before);
+		PMPI_Barrier(MPI_COMM_WORLD);
 		t0 = bench_now_ms();
 		CHECK(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
 		CHECK(nnh5_mpi_write_sharded(f, "x", local, &s));
 		CHECK(nnh5_mpi_file_close(f));
-		t_save[r] = max_ms(bench_now_ms() - t0);
+		t[0][r] = max_ms(bench_now_ms() - t0);
+		if (r == 0)
+			print_counts("bytes: nnh5 save", before, 1);
 
-		MPI_Barrier(MPI_COMM_WORLD);
+		PMPI_Barrier(MPI_COMM_WORLD);
 		t0 = bench_now_ms();
 		MPI_File_open(MPI_COMM_WORLD, raw, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
-		MPI_File_write_at_all(fh, off, nnh5_tensor_data(local), (int)n, MPI_BYTE,
-				      MPI_STATUS_IGNORE);
+		/* A count is an int: shards move in rounds of at most 1 GiB, as many on every rank. */
+		for (int i = 0; i < rounds; i++) {
+			MPI_Offset done = (MPI_Offset)i << 30, k = piece_at(n, i);
+			MPI_File_write_at_all(fh, off + done, (const char *)nnh5_tensor_data(local) + done,
+					      (int)k, MPI_BYTE, MPI_STATUS_IGNORE);
+		}
 		MPI_File_sync(fh);
 		MPI_File_close(&fh);
-		b_save[r] = max_ms(bench_now_ms() - t0);
+		t[1][r] = max_ms(bench_now_ms() - t0);
 
-		MPI_Barrier(MPI_COMM_WORLD);
+		PMPI_Barrier(MPI_COMM_WORLD);
 		t0 = bench_now_ms();
 		CHECK(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, NULL));
 		CHECK(nnh5_mpi_read_sharded(&back, f, "x", &s));
 		CHECK(nnh5_mpi_file_close(f));
-		t_load[r] = max_ms(bench_now_ms() - t0);
+		t[2][r] = max_ms(bench_now_ms() - t0);
 		nnh5_tensor_free(back);
 
-		void *buf = malloc((size_t)n);
-		MPI_Barrier(MPI_COMM_WORLD);
+		PMPI_Barrier(MPI_COMM_WORLD);
 		t0 = bench_now_ms();
 		MPI_File_open(MPI_COMM_WORLD, raw, MPI_MODE_RDONLY, MPI_INFO_NULL, &fh);
-		MPI_File_read_at_all(fh, off, buf, (int)n, MPI_BYTE, MPI_STATUS_IGNORE);
+		for (int i = 0; i < rounds; i++) {
+			MPI_Offset done = (MPI_Offset)i << 30, k = piece_at(n, i);
+			MPI_File_read_at_all(fh, off + done, (char *)buf + done, (int)k, MPI_BYTE,
+					     MPI_STATUS_IGNORE);
+		}
 		MPI_File_close(&fh);
-		b_load[r] = max_ms(bench_now_ms() - t0);
-		free(buf);
+		t[3][r] = max_ms(bench_now_ms() - t0);
 	}
 	if (rank == 0) {
 		double gb = (double)rows * (double)cols * 4 / 1e9;
-		double ms = bench_median(t_save, (size_t)reps), mb = bench_median(b_save, (size_t)reps);
-		double ls = bench_median(t_load, (size_t)reps), lb = bench_median(b_load, (size_t)reps);
-		printf("np %d, %.3f GB, %d reps (medians)\n", nranks, gb, reps);
-		printf("save  nnh5 %8.1f ms %7.2f GB/s | write_at_all+sync %8.1f ms %7.2f GB/s | ratio %.2f\n",
-		       ms, gb / ms * 1e3, mb, gb / mb * 1e3, mb / ms);
-		printf("load  nnh5 %8.1f ms %7.2f GB/s | read_at_all        %8.1f ms %7.2f GB/s | ratio %.2f\n",
-		       ls, gb / ls * 1e3, lb, gb / lb * 1e3, lb / ls);
+		printf("bytes: np %d, %.3f GB, %d reps interleaved (median [min, max])\n", nranks, gb,
+		       reps);
+		double ms = report("save nnh5", t[0], reps, gb);
+		double mb = report("save write_at_all+sync (baseline)", t[1], reps, gb);
+		double ls = report("load nnh5", t[2], reps, gb);
+		double lb = report("load read_at_all (baseline)", t[3], reps, gb);
+		printf("ratio save nnh5/baseline throughput %.3f (target >= 0.8)\n", mb / ms);
+		printf("ratio load nnh5/baseline throughput %.3f (target >= 0.8)\n", lb / ls);
+		printf("const B_w %.3f GB/s (np %d, baseline write+sync)\n", gb / mb * 1e3, nranks);
+		printf("const B_r %.3f GB/s (np %d, baseline read)\n", gb / lb * 1e3, nranks);
+		printf("const b_nnh5_w %.3f GB/s (np %d, nnh5 save: write, checksum read-back, "
+		       "sync, commit)\n",
+		       gb / ms * 1e3, nranks);
 	}
+	free(buf);
 	unlink(raw);
 	if (rank == 0)
 		unlink(path);
 	nnh5_tensor_free(local);
-	free(t_save);
-	free(t_load);
-	free(b_save);
-	free(b_load);
+	for (int i = 0; i < 4; i++)
+		free(t[i]);
+}
+
+static long file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* N tensors "g<i/100>.t<i>" of 256 float32, each rank's copy the same. */
+static nnh5_dict *small_dict(int n)
+{
+	int64_t shape[1] = { 256 };
+	char name[64];
+	nnh5_dict *d;
+
+	CHECK(nnh5_dict_new(&d));
+	for (int i = 0; i < n; i++) {
+		nnh5_tensor *t;
+		CHECK(nnh5_tensor_full(&t, NNH5_FLOAT32, 1, shape, (double)i));
+		snprintf(name, sizeof name, "g%d.t%d", i / 100, i);
+		CHECK(nnh5_dict_set(d, name, t));
+	}
+	return d;
 }
 
 static void bench_small(const char *dir, int n, int reps)
 {
 	int64_t shape[1] = { 256 };
-	nnh5_mpi_sharding s;
-	nnh5_tensor *t;
-	char path[4096], spath[4096], name[64];
-	double *tc = calloc((size_t)reps, sizeof(double)), *ts = calloc((size_t)reps, sizeof(double));
+	nnh5_mpi_sharding *sh = calloc((size_t)n, sizeof *sh);
+	nnh5_dict *d = small_dict(n), *back;
+	char path[4096], ppath[4096], spath[4096], epath[4096], name[64];
+	double *t[6];
+	unsigned long before[C_NCOUNT];
+	long empty_size = 0, coll_size = 0;
 
-	CHECK(nnh5_tensor_ones(&t, NNH5_FLOAT32, 1, shape));
-	CHECK(nnh5_mpi_sharding_init(&s, 1, shape));
-	s.replica = rank;
+	for (int i = 0; i < 6; i++)
+		t[i] = calloc((size_t)reps, sizeof(double));
+	for (int i = 0; i < n; i++) {
+		CHECK(nnh5_mpi_sharding_init(&sh[i], 1, shape));
+		sh[i].replica = rank;
+	}
 	snprintf(path, sizeof path, "%s/mpi_bench_small.h5", dir);
+	snprintf(ppath, sizeof ppath, "%s/mpi_bench_percall.h5", dir);
 	snprintf(spath, sizeof spath, "%s/mpi_bench_serial.h5", dir);
+	snprintf(epath, sizeof epath, "%s/mpi_bench_empty.h5", dir);
 	for (int r = 0; r < reps; r++) {
 		nnh5_mpi_file *f;
 		double t0;
 
-		MPI_Barrier(MPI_COMM_WORLD);
+		/* An empty collective save: create, commit (the fixed cost). */
+		PMPI_Barrier(MPI_COMM_WORLD);
+		t0 = bench_now_ms();
+		CHECK(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, epath, NULL));
+		CHECK(nnh5_mpi_file_close(f));
+		t[0][r] = max_ms(bench_now_ms() - t0);
+
+		memcpy(before, counts, sizeof before);
+		PMPI_Barrier(MPI_COMM_WORLD);
 		t0 = bench_now_ms();
 		CHECK(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
+		CHECK(nnh5_mpi_write_state_dict(f, "/", d, sh));
+		CHECK(nnh5_mpi_file_close(f));
+		t[1][r] = max_ms(bench_now_ms() - t0);
+		if (r == 0)
+			print_counts("small: collective state dict", before, n);
+
+		memcpy(before, counts, sizeof before);
+		PMPI_Barrier(MPI_COMM_WORLD);
+		t0 = bench_now_ms();
+		CHECK(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, ppath, NULL));
 		for (int i = 0; i < n; i++) {
 			snprintf(name, sizeof name, "g%d/t%d", i / 100, i);
-			CHECK(nnh5_mpi_write_sharded(f, name, t, &s));
+			CHECK(nnh5_mpi_write_sharded(f, name, nnh5_dict_value(d, (size_t)i), &sh[i]));
 		}
 		CHECK(nnh5_mpi_file_close(f));
-		tc[r] = max_ms(bench_now_ms() - t0);
+		t[2][r] = max_ms(bench_now_ms() - t0);
+		if (r == 0)
+			print_counts("small: per-call write_sharded", before, n);
 
-		MPI_Barrier(MPI_COMM_WORLD);
+		PMPI_Barrier(MPI_COMM_WORLD);
 		if (rank == 0) {
-			nnh5_file *sf;
 			t0 = bench_now_ms();
-			CHECK(nnh5_file_open(&sf, spath, NNH5_CREATE));
-			for (int i = 0; i < n; i++) {
-				snprintf(name, sizeof name, "g%d/t%d", i / 100, i);
-				CHECK(nnh5_file_write_tensor(sf, name, t));
-			}
-			CHECK(nnh5_file_close(sf));
-			ts[r] = bench_now_ms() - t0;
+			CHECK(nnh5_save_state_dict(spath, d));
+			t[3][r] = bench_now_ms() - t0;
+		}
+
+		PMPI_Barrier(MPI_COMM_WORLD);
+		t0 = bench_now_ms();
+		CHECK(nnh5_mpi_load_state_dict(&back, MPI_COMM_WORLD, 0, path, "/"));
+		t[4][r] = max_ms(bench_now_ms() - t0);
+		nnh5_dict_free(back);
+
+		PMPI_Barrier(MPI_COMM_WORLD);
+		if (rank == 0) {
+			t0 = bench_now_ms();
+			CHECK(nnh5_load_state_dict(&back, spath));
+			t[5][r] = bench_now_ms() - t0;
+			nnh5_dict_free(back);
 		}
 	}
 	if (rank == 0) {
-		double c = bench_median(tc, (size_t)reps), sm = bench_median(ts, (size_t)reps);
-		printf("np %d, %d tensors of 1 KiB, %d reps (medians)\n", nranks, n, reps);
-		printf("collective %8.1f ms (%.1f us/tensor) | serial %8.1f ms (%.1f us/tensor) | "
-		       "ratio %.2f\n",
-		       c, c * 1e3 / n, sm, sm * 1e3 / n, c / sm);
+		empty_size = file_size(epath);
+		coll_size = file_size(path);
+		printf("small: np %d, %d tensors of 1 KiB, %d reps interleaved (median [min, max])\n",
+		       nranks, n, reps);
+		double e = report("empty collective save", t[0], reps, 0);
+		double c = report("save collective state dict", t[1], reps, 0);
+		double pc = report("save per-call write_sharded", t[2], reps, 0);
+		double s = report("save serial nnh5 (rank 0)", t[3], reps, 0);
+		double lc = report("load one reader + broadcast", t[4], reps, 0);
+		double ls = report("load serial nnh5 (rank 0)", t[5], reps, 0);
+		printf("ratio save collective/serial time %.2f (target <= 3)\n", c / s);
+		printf("ratio save per-call/serial time %.2f\n", pc / s);
+		printf("ratio load collective/serial time %.2f\n", lc / ls);
+		printf("const c_ds %.1f us per dataset (np %d: (state dict save - empty save) / N)\n",
+		       (c - e) * 1e3 / n, nranks);
+		printf("const t_commit %.2f ms (np %d: an empty collective save, create to commit)\n",
+		       e, nranks);
+		printf("const m_ds %.0f bytes of metadata per tensor ((file - empty file - data) / N)\n",
+		       (double)(coll_size - empty_size - (long)n * 1024) / n);
 		unlink(path);
+		unlink(ppath);
 		unlink(spath);
+		unlink(epath);
 	}
-	nnh5_tensor_free(t);
-	free(tc);
-	free(ts);
+	nnh5_dict_free(d);
+	free(sh);
+	for (int i = 0; i < 6; i++)
+		free(t[i]);
+}
+
+/* The latency of one agreement: an MPI_Allreduce of 3 words (status and two digests). */
+static void bench_agree(void)
+{
+	const int iters = 1000;
+	uint64_t v[3] = { 0, 0, 0 };
+	double t0;
+
+	PMPI_Barrier(MPI_COMM_WORLD);
+	t0 = bench_now_ms();
+	for (int i = 0; i < iters; i++)
+		PMPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+	double t = max_ms(bench_now_ms() - t0);
+	if (rank == 0)
+		printf("const t_agree %.2f us (np %d: one MPI_Allreduce of 3 words, mean of %d)\n",
+		       t * 1e3 / iters, nranks, iters);
 }
 
 int main(int argc, char **argv)
@@ -206,6 +439,8 @@ int main(int argc, char **argv)
 	}
 	if (reps < 1)
 		reps = 1;
+	if (bytes || small > 0)
+		bench_agree();
 	if (bytes)
 		bench_bytes(dir, bytes, reps);
 	if (small > 0)
