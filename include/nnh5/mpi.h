@@ -118,7 +118,9 @@ NNH5_API int nnh5_mpi_file_open(nnh5_mpi_file **out, MPI_Comm comm, const char *
  * writer's (contiguous, the nnh5_xxh3 checksum of the global data, the
  * nnh5_dtype attribute of bfloat16) plus an attribute nnh5_sharding that
  * records s compactly (doc/MPI.md). Data moves in one collective
- * transfer (H5FD_MPIO_COLLECTIVE). A tensor split over several ranks gets
+ * transfer (H5FD_MPIO_COLLECTIVE; a tensor of at most 1 MiB written whole
+ * by one rank moves in one MPI_File_write_at_all of every rank at the end
+ * of the call, doc/MPI.md "Collective I/O"). A tensor split over several ranks gets
  * its checksum at nnh5_mpi_file_close(), hashed from the file (doc/MPI.md,
  * "Checksums"). Errors: NNH5_ERR_INVALID (bad name, sharding, dtype or
  * shape; ranks that disagree), NNH5_ERR_EXISTS, NNH5_ERR_IO, NNH5_ERR_HDF5.
@@ -134,7 +136,11 @@ NNH5_API int nnh5_mpi_write_sharded(nnh5_mpi_file *f, const char *name, const nn
  * shardings[i] describes the i-th key's (in local's order, the same keys in
  * the same order on every rank). The layout is nnh5_file_write_state_dict()'s
  * (a key "a.b" is the dataset a/b, the key order in nnh5_keys), so serial
- * nnh5_file_read_state_dict() reads the global tensors back.
+ * nnh5_file_read_state_dict() reads the global tensors back. Every key is
+ * checked before anything is created, in two collective calls for all
+ * keys, and the write ends in one agreement: the number of agreements does
+ * not grow with the number of keys; the small whole tensors' bytes move in
+ * one collective write. The same status on every rank.
  * Errors: as nnh5_mpi_write_sharded().
  */
 NNH5_API int nnh5_mpi_write_state_dict(nnh5_mpi_file *f, const char *name, const nnh5_dict *local,

@@ -995,11 +995,15 @@ static void test_async_checkpoints(void **state)
 	ok(nnh5_mpi_checkpoints_open(&sync, MPI_COMM_WORLD, sync_dir, &co));
 	co.async = true;
 	ok(nnh5_mpi_checkpoints_open(&as, MPI_COMM_WORLD, async_dir, &co));
-	/* save_step frees its shards right after the save returns. */
-	for (int64_t s = 1; s <= 3; s++) {
+	/*
+	 * Synchronous saves first: no HDF5 call may be made by this thread
+	 * while a background save is in flight. save_step frees its shards
+	 * right after the save returns; each async save waits for the previous.
+	 */
+	for (int64_t s = 1; s <= 3; s++)
 		ok(save_step(sync, s, w, b));
+	for (int64_t s = 1; s <= 3; s++)
 		ok(save_step(as, s, w, b));
-	}
 	ok(nnh5_mpi_checkpoints_wait(as));
 	ok(nnh5_mpi_checkpoints_wait(as)); /* nothing in flight */
 	if (world_rank == 0)
