@@ -11,7 +11,7 @@
 #include <string.h>
 
 int nnh5__mpi_fail_transfer;
-unsigned long nnh5__mpi_agreements;
+_Atomic unsigned long nnh5__mpi_agreements;
 
 int nnh5__mpi_agree_max(MPI_Comm comm, int rc, uint64_t *vals, int n)
 {

@@ -54,8 +54,9 @@ extern int nnh5__mpi_fail_transfer;
 /*
  * How many agreements this process made (nnh5__mpi_agree*() calls and the
  * coverage reduction of a write): tests/mpi checks that a write of T
- * tensors needs a number independent of T.
+ * tensors needs a number independent of T. Atomic: a background saving
+ * thread counts too.
  */
-extern unsigned long nnh5__mpi_agreements;
+extern _Atomic unsigned long nnh5__mpi_agreements;
 
 #endif /* NNH5_MPI_INTERNAL_H */
