@@ -479,10 +479,11 @@ static int open_read(nnh5_file *f)
 	 * small tensors take 2.3 times less memory than with them cached, in
 	 * fewer instructions. HDF5 refuses the setting for a file this process
 	 * has open already without it (h5py, say): then it opens as before.
+	 * Parallel HDF5 has no such setting (libnnh5_mpi): opened as before.
 	 */
-	if (H5Pset_evict_on_close(fapl, true) >= 0)
-		f->fid = H5Fopen(f->path, H5F_ACC_RDONLY, fapl);
-	if (f->fid < 0 && H5Pset_evict_on_close(fapl, false) >= 0)
+	bool evict = H5Pset_evict_on_close(fapl, true) >= 0;
+	f->fid = H5Fopen(f->path, H5F_ACC_RDONLY, fapl);
+	if (f->fid < 0 && evict && H5Pset_evict_on_close(fapl, false) >= 0)
 		f->fid = H5Fopen(f->path, H5F_ACC_RDONLY, fapl);
 	/* Asked before H5Pclose, which clears HDF5's error stack. */
 	bool newer = f->fid < 0 && nnh5__h5_newer_format();
