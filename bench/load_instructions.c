@@ -8,6 +8,12 @@
  *   valgrind --tool=callgrind --toggle-collect=nnh5_load_state_dict \
  *       load_instructions load FILE    (divide the instructions by N)
  *   load_instructions time FILE        (one load; prints its milliseconds)
+ *   load_instructions write-small12k FILE  (bench/workloads.py's small12k:
+ *                                       12,000 float32 tensors of 64..1,024
+ *                                       elements, a model and Adam moments)
+ *   load_instructions peak FILE        (one load; prints the tensor bytes,
+ *                                       the peak resident bytes it added
+ *                                       (VmHWM) and their ratio)
  *
  * It uses the public API only, so it builds against older nnh5 releases too:
  * doc/SPEED.md, "Small-tensor loads", interleaves two builds' `time` runs.
@@ -23,30 +29,84 @@
 #define N_DEFAULT 2000
 #define FLOATS 256 /* 1 KiB of float32 */
 
+/* A float32 tensor of n elements with values from base, set in sd under key. */
+static int add_tensor(nnh5_dict *sd, const char *key, int64_t n, float base)
+{
+	nnh5_tensor *t;
+	int rc = nnh5_tensor_new(&t, NNH5_FLOAT32, 1, &n);
+
+	if (rc)
+		return rc;
+	float *p = nnh5_tensor_mutable_data(t);
+	for (int64_t j = 0; j < n; j++)
+		p[j] = base + (float)j;
+	rc = nnh5_dict_set(sd, key, t);
+	if (rc)
+		nnh5_tensor_free(t);
+	return rc;
+}
+
 static int write_file(const char *path, long n)
 {
 	nnh5_dict *sd;
 	int rc = nnh5_dict_new(&sd);
 
 	for (long i = 0; !rc && i < n; i++) {
-		nnh5_tensor *t;
 		char key[64];
-		int64_t shape[1] = { FLOATS };
 		snprintf(key, sizeof key, "layer%ld.w%ld", i / 12, i % 12);
-		rc = nnh5_tensor_new(&t, NNH5_FLOAT32, 1, shape);
-		if (!rc) {
-			float *p = nnh5_tensor_mutable_data(t);
-			for (int j = 0; j < FLOATS; j++)
-				p[j] = (float)(i * FLOATS + j);
-			rc = nnh5_dict_set(sd, key, t);
-			if (rc)
-				nnh5_tensor_free(t);
-		}
+		rc = add_tensor(sd, key, FLOATS, (float)(i * FLOATS));
 	}
 	if (!rc)
 		rc = nnh5_save_state_dict(path, sd);
 	nnh5_dict_free(sd);
 	return rc;
+}
+
+/* The names and sizes of bench/workloads.py's small12k (values differ: only sizes matter). */
+static int write_small12k(const char *path)
+{
+	static const int64_t sizes[] = { 64, 128, 256, 512, 1024 };
+	static const char *const prefix[] = { "model.", "optim.exp_avg.", "optim.exp_avg_sq." };
+	nnh5_dict *sd;
+	int rc = nnh5_dict_new(&sd);
+
+	for (int i = 0; !rc && i < 4000; i++)
+		for (int k = 0; !rc && k < 3; k++) {
+			char key[96];
+			snprintf(key, sizeof key, "%slayers.%d.p%d", prefix[k], i / 10, i % 10);
+			rc = add_tensor(sd, key, sizes[i % 5], (float)(i * 3 + k));
+		}
+	if (!rc)
+		rc = nnh5_save_state_dict(path, sd);
+	nnh5_dict_free(sd);
+	return rc;
+}
+
+/* A field of /proc/self/status in bytes (VmRSS:, VmHWM:), or -1. */
+static long long status_bytes(const char *field)
+{
+	char line[256];
+	long long kib = -1;
+	FILE *fp = fopen("/proc/self/status", "r");
+
+	if (!fp)
+		return -1;
+	while (fgets(line, sizeof line, fp))
+		if (strncmp(line, field, strlen(field)) == 0)
+			kib = strtoll(line + strlen(field), NULL, 10);
+	fclose(fp);
+	return kib < 0 ? -1 : kib * 1024;
+}
+
+/* Reset VmHWM to the current resident size (Linux 4.0+). */
+static void reset_peak(void)
+{
+	FILE *fp = fopen("/proc/self/clear_refs", "w");
+
+	if (fp) {
+		fputs("5", fp);
+		fclose(fp);
+	}
 }
 
 static double now_ms(void)
@@ -63,13 +123,36 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (argc < 3 || argc > 4 || n <= 0 ||
-	    (strcmp(argv[1], "write") && strcmp(argv[1], "load") && strcmp(argv[1], "time")) ||
+	    (strcmp(argv[1], "write") && strcmp(argv[1], "load") && strcmp(argv[1], "time") &&
+	     strcmp(argv[1], "write-small12k") && strcmp(argv[1], "peak")) ||
 	    (argc == 4 && strcmp(argv[1], "write"))) {
-		fprintf(stderr, "usage: load_instructions write FILE [N] | load FILE | time FILE\n");
+		fprintf(stderr, "usage: load_instructions write FILE [N] | write-small12k FILE | "
+				"load FILE | time FILE | peak FILE\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "write") == 0) {
 		rc = write_file(argv[2], n);
+	} else if (strcmp(argv[1], "write-small12k") == 0) {
+		rc = write_small12k(argv[2]);
+	} else if (strcmp(argv[1], "peak") == 0) {
+		/* The library's and HDF5's one-time set-up is not the load's. */
+		nnh5_tensor *warm;
+		int64_t one = 1;
+		if (nnh5_tensor_new(&warm, NNH5_FLOAT32, 1, &one) == NNH5_OK)
+			nnh5_tensor_free(warm);
+		reset_peak();
+		long long before = status_bytes("VmRSS:");
+		rc = nnh5_load_state_dict(&sd, argv[2]);
+		long long peak = status_bytes("VmHWM:");
+		size_t bytes = 0;
+		for (size_t i = 0; !rc && i < nnh5_dict_len(sd); i++)
+			bytes += nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
+		if (!rc && (before < 0 || peak < 0 || bytes == 0))
+			rc = NNH5_ERR_IO;
+		if (!rc)
+			printf("tensors %zu bytes %zu peak_extra %lld ratio %.3f\n", nnh5_dict_len(sd),
+			       bytes, peak - before, (double)(peak - before) / (double)bytes);
+		nnh5_dict_free(sd);
 	} else {
 		double t0 = now_ms();
 		rc = nnh5_load_state_dict(&sd, argv[2]);

@@ -176,6 +176,25 @@ static void walk_limits(void **state)
 	nnh5_file_close(f);
 }
 
+/*
+ * The file raw holding bytes, and in the open file fid the dataset "raw"
+ * whose data is stored in it (external storage).
+ */
+static void add_external_raw(hid_t fid, const char *raw, const unsigned char *bytes, size_t n)
+{
+	FILE *fp = fopen(raw, "wb");
+	assert_non_null(fp);
+	fwrite(bytes, 1, n, fp);
+	fclose(fp);
+	hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+	H5Pset_external(dcpl, raw, 0, (hsize_t)n);
+	hid_t sp = H5Screate_simple(1, (hsize_t[]){ n }, NULL);
+	hid_t ds = H5Dcreate2(fid, "raw", H5T_STD_U8LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+	H5Dclose(ds);
+	H5Sclose(sp);
+	H5Pclose(dcpl);
+}
+
 /* External links and external storage load only with allow_external. */
 static void allow_external(void **state)
 {
@@ -193,20 +212,10 @@ static void allow_external(void **state)
 	ok(nnh5_tensor_ones(&t, NNH5_INT32, 1, (int64_t[]){ 3 }));
 	ok(nnh5_save_tensor(target, t));
 	nnh5_tensor_free(t);
-	FILE *fp = fopen(raw, "wb");
-	assert_non_null(fp);
-	fwrite(bytes, 1, sizeof bytes, fp);
-	fclose(fp);
 	hid_t fid = H5Fcreate(tu_path("ext.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
 	assert_true(H5Lcreate_external(target, "/tensor", fid, "linked", H5P_DEFAULT,
 				       H5P_DEFAULT) >= 0);
-	hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-	H5Pset_external(dcpl, raw, 0, sizeof bytes);
-	hid_t sp = H5Screate_simple(1, (hsize_t[]){ 16 }, NULL);
-	hid_t ds = H5Dcreate2(fid, "raw", H5T_STD_U8LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-	H5Dclose(ds);
-	H5Sclose(sp);
-	H5Pclose(dcpl);
+	add_external_raw(fid, raw, bytes, sizeof bytes);
 	H5Fclose(fid);
 
 	ok(nnh5_file_open(&f, tu_path("ext.h5"), NNH5_READ));
@@ -228,6 +237,75 @@ static void allow_external(void **state)
 	ok(nnh5_file_read_dict(&back, f, "/"));
 	assert_int_equal(nnh5_dict_len(back), 2);
 	nnh5_dict_free(back);
+	nnh5_file_close(f);
+}
+
+/*
+ * A dataset whose data lies in an external file but whose layout message
+ * also holds an address (a crafted file: HDF5 writes HADDR_UNDEF there).
+ * HDF5 1.10.8's H5Dget_offset() then reports an offset as for plain
+ * contiguous data; the policy's shortcut that skips the creation
+ * properties for contiguous data must not take it for plain data.
+ */
+static void external_storage_with_address(void **state)
+{
+	unsigned char bytes[16], *img;
+	char raw[4096];
+	long n;
+	int patched = 0;
+	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+	nnh5_tensor *t;
+	nnh5_dict *back;
+	nnh5_file *f;
+	(void)state;
+	for (int i = 0; i < 16; i++)
+		bytes[i] = (unsigned char)(100 + i);
+	snprintf(raw, sizeof raw, "%s", tu_path("raw2.bin"));
+	/* The earliest format: object headers without checksums, patchable in place. */
+	hid_t fid = H5Fcreate(tu_path("extaddr.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+	add_external_raw(fid, raw, bytes, sizeof bytes);
+	H5Fclose(fid);
+	/* Layout message v3, contiguous: version 3, class 1, address (undefined), size 16. */
+	FILE *fp = fopen(tu_path("extaddr.h5"), "r+b");
+	assert_non_null(fp);
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	img = malloc((size_t)n);
+	fseek(fp, 0, SEEK_SET);
+	assert_int_equal(fread(img, 1, (size_t)n, fp), (size_t)n);
+	for (long i = 0; i + 18 <= n; i++) {
+		static const unsigned char undef[] = { 3, 1, 0xff, 0xff, 0xff, 0xff,
+						       0xff, 0xff, 0xff, 0xff, 16, 0 };
+		if (memcmp(img + i, undef, sizeof undef) == 0) {
+			memset(img + i + 2, 0, 8);
+			img[i + 2] = 0x30; /* bytes 48..63: inside the file */
+			patched++;
+		}
+	}
+	assert_int_equal(patched, 1);
+	fseek(fp, 0, SEEK_SET);
+	fwrite(img, 1, (size_t)n, fp);
+	fclose(fp);
+	free(img);
+	/* What the shortcut would see: an offset, as for plain contiguous data. */
+	fid = H5Fopen(tu_path("extaddr.h5"), H5F_ACC_RDONLY, H5P_DEFAULT);
+	hid_t ds = H5Dopen2(fid, "raw", H5P_DEFAULT);
+	assert_true(ds >= 0);
+	assert_int_equal(H5Dget_offset(ds), 0x30);
+	H5Dclose(ds);
+	H5Fclose(fid);
+
+	ok(nnh5_file_open(&f, tu_path("extaddr.h5"), NNH5_READ));
+	fails(NNH5_ERR_UNSAFE, nnh5_file_read_tensor(&t, f, "raw"),
+	      "dataset 'raw' stores its data in external files: refused");
+	fails(NNH5_ERR_UNSAFE, nnh5_file_read_dict(&back, f, "/"), "external files");
+	nnh5_file_close(f);
+	/* Allowed, it reads the external file, as HDF5 does, not bytes 48..63 of this one. */
+	o.allow_external = true;
+	ok(nnh5_file_open_ext(&f, tu_path("extaddr.h5"), NNH5_READ, &o));
+	ok(nnh5_file_read_tensor(&t, f, "raw"));
+	assert_memory_equal(nnh5_tensor_data(t), bytes, sizeof bytes);
+	nnh5_tensor_free(t);
 	nnh5_file_close(f);
 }
 
@@ -312,6 +390,7 @@ int main(void)
 		cmocka_unit_test(hard_links_share_data),
 		cmocka_unit_test(walk_limits),
 		cmocka_unit_test(allow_external),
+		cmocka_unit_test(external_storage_with_address),
 		cmocka_unit_test(plugin_state_restored),
 		cmocka_unit_test(file_images),
 	};

@@ -3,10 +3,12 @@
  * (for applications with their own heaps, and for tests that fail the Nth
  * allocation to prove every error path frees what it took).
  */
+#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
 #include "core/internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static nnh5_malloc_fn alloc_malloc = malloc;
 static nnh5_realloc_fn alloc_realloc = realloc;
@@ -35,6 +37,26 @@ void *nnh5__calloc(size_t n, size_t size)
 	p = nnh5__malloc(total);
 	if (p)
 		memset(p, 0, total ? total : 1);
+	return p;
+}
+
+void *nnh5__malloc_large(size_t size)
+{
+	void *p;
+
+	/*
+	 * An application's own allocator is used as it is; aligned_alloc()
+	 * memory is released by free(), which is the default allocator's.
+	 */
+	if (size < NNH5__LARGE_BYTES || alloc_malloc != malloc || alloc_free != free)
+		return nnh5__malloc(size);
+	p = aligned_alloc(NNH5__HUGE_PAGE, (size + NNH5__HUGE_PAGE - 1) / NNH5__HUGE_PAGE * NNH5__HUGE_PAGE);
+	if (!p)
+		return NULL;
+#ifdef MADV_HUGEPAGE
+	/* Before the first touch: each fault then maps 2 MiB instead of 4 KiB. */
+	madvise(p, size / NNH5__HUGE_PAGE * NNH5__HUGE_PAGE, MADV_HUGEPAGE);
+#endif
 	return p;
 }
 

@@ -48,6 +48,18 @@ void nnh5__free(void *ptr);
 char *nnh5__strdup(const char *s);
 
 /*
+ * Memory for at least size bytes that will be overwritten whole (a loaded
+ * tensor's data), released with nnh5__free(). From NNH5__LARGE_BYTES up,
+ * and with the default allocator, it starts on a 2 MiB boundary and is
+ * advised MADV_HUGEPAGE: filling fresh memory is bound by page faults, and
+ * a transparent huge page takes one fault for 512 small ones. Where the
+ * kernel has no transparent huge pages the advice does nothing.
+ */
+#define NNH5__HUGE_PAGE ((size_t)2 << 20)
+#define NNH5__LARGE_BYTES ((size_t)4 << 20)
+void *nnh5__malloc_large(size_t size);
+
+/*
  * Record a failure for the calling thread and return status, so that
  * callers write: return nnh5__error(NNH5_ERR_INVALID, "...", ...);
  */

@@ -474,7 +474,17 @@ static int open_read(nnh5_file *f)
 		nnh5__regular_close(&reg);
 		return nnh5__h5_error(NNH5_ERR_HDF5, "open '%s': file properties", f->path);
 	}
+	/*
+	 * A load visits each object header once: evicted when closed, 12,000
+	 * small tensors take 2.3 times less memory than with them cached, in
+	 * fewer instructions. HDF5 refuses the setting for a file this process
+	 * has open already without it (h5py, say): then it opens as before.
+	 * Parallel HDF5 has no such setting (libnnh5_mpi): opened as before.
+	 */
+	bool evict = H5Pset_evict_on_close(fapl, true) >= 0;
 	f->fid = H5Fopen(f->path, H5F_ACC_RDONLY, fapl);
+	if (f->fid < 0 && evict && H5Pset_evict_on_close(fapl, false) >= 0)
+		f->fid = H5Fopen(f->path, H5F_ACC_RDONLY, fapl);
 	/* Asked before H5Pclose, which clears HDF5's error stack. */
 	bool newer = f->fid < 0 && nnh5__h5_newer_format();
 	if (newer) /* not damaged: the message says why */

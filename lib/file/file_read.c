@@ -77,7 +77,7 @@ int nnh5__dataset_read(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const
 		return nnh5__error_wrap(rc, "'%s': dataset '%s'", f->path, display);
 	/* No zeroing: the read overwrites every byte. */
 	if (t->nbytes) {
-		t->data = nnh5__malloc(t->nbytes);
+		t->data = nnh5__malloc_large(t->nbytes);
 		if (!t->data) {
 			nnh5__free(t);
 			return nnh5__nomem();

@@ -198,29 +198,44 @@ void nnh5__storage_release(nnh5__storage *s)
 	s->type = -1;
 }
 
-int nnh5__policy_describe(nnh5__storage *out, const nnh5__policy *p, const char *path,
-			  hid_t did, unsigned long fileno, haddr_t addr, const char *display)
-{
-	hid_t dcpl, space;
+/*
+ * Object header message types (HDF5 file format specification, "Header
+ * Message Types"): an external file list and a filter pipeline are what a
+ * creation property list would report as external storage and filters.
+ */
+#define MSG_EXTERNAL_FILES 0x0007
+#define MSG_FILTER_PIPELINE 0x000B
 
-	memset(out, 0, sizeof *out);
-	out->fileno = fileno;
-	out->addr = addr;
-	out->offset = HADDR_UNDEF;
-	out->in_main_file = fileno == p->fileno;
-	out->bad_filter = -2;
-	out->ndim = -1;
-	out->chunk_ndim = -1;
-	out->space = H5S_NO_CLASS;
-	out->type = H5Dget_type(did);
-	dcpl = H5Dget_create_plist(did);
-	if (dcpl < 0 || out->type < 0) {
-		if (dcpl >= 0)
-			H5Pclose(dcpl);
-		nnh5__storage_release(out);
-		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': creation properties",
-				      path, display);
-	}
+/*
+ * Whether did is contiguous data in this file with neither external storage
+ * nor filters, known without its creation property list (whose copy costs
+ * about a third of opening and describing a small dataset). H5Dget_offset
+ * is defined only for contiguous data, but HDF5 1.10.8 (H5D__get_offset)
+ * returns it for external storage too when the layout message holds an
+ * address, as a crafted file's can: so the header must also hold neither an
+ * external file list nor a filter pipeline message, the messages HDF5 reads
+ * into the creation properties (H5D__layout_oh_read).
+ */
+static bool plain_contiguous(haddr_t *offset, hid_t did)
+{
+	H5O_info_t info;
+	const uint64_t other = (UINT64_C(1) << MSG_EXTERNAL_FILES) | (UINT64_C(1) << MSG_FILTER_PIPELINE);
+
+	*offset = H5Dget_offset(did);
+	if (*offset == HADDR_UNDEF)
+		return false;
+	if (H5Oget_info2(did, &info, H5O_INFO_HDR) < 0 || (info.hdr.mesg.present & other))
+		return false;
+	return true;
+}
+
+/* Layout, external storage, filters and chunks from the creation properties. */
+static int describe_dcpl(nnh5__storage *out, hid_t did)
+{
+	hid_t dcpl = H5Dget_create_plist(did);
+
+	if (dcpl < 0)
+		return -1;
 	out->layout = H5Pget_layout(dcpl);
 	out->n_external = H5Pget_external_count(dcpl);
 	out->external = out->n_external > 0;
@@ -239,6 +254,35 @@ int nnh5__policy_describe(nnh5__storage *out, const nnh5__policy *p, const char 
 	if (out->layout == H5D_CHUNKED)
 		out->chunk_ndim = H5Pget_chunk(dcpl, H5S_MAX_RANK, out->chunk);
 	H5Pclose(dcpl);
+	return 0;
+}
+
+int nnh5__policy_describe(nnh5__storage *out, const nnh5__policy *p, const char *path,
+			  hid_t did, unsigned long fileno, haddr_t addr, const char *display)
+{
+	hid_t space;
+	haddr_t offset = HADDR_UNDEF;
+	bool plain;
+
+	memset(out, 0, sizeof *out);
+	out->fileno = fileno;
+	out->addr = addr;
+	out->offset = HADDR_UNDEF;
+	out->in_main_file = fileno == p->fileno;
+	out->bad_filter = -2;
+	out->ndim = -1;
+	out->chunk_ndim = -1;
+	out->space = H5S_NO_CLASS;
+	out->type = H5Dget_type(did);
+	/* Offsets of datasets in other files (allowed external links) mean nothing here. */
+	plain = out->type >= 0 && out->in_main_file && plain_contiguous(&offset, did);
+	if (plain)
+		out->layout = H5D_CONTIGUOUS; /* n_external, nfilters 0 */
+	if (out->type < 0 || (!plain && describe_dcpl(out, did) < 0)) {
+		nnh5__storage_release(out);
+		return nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': dataset '%s': creation properties",
+				      path, display);
+	}
 	out->elsize = H5Tget_size(out->type);
 	/* Variable-length data lives in heaps: its size in memory is not its size on disk. */
 	out->variable = H5Tis_variable_str(out->type) > 0 ||
@@ -255,7 +299,9 @@ int nnh5__policy_describe(nnh5__storage *out, const nnh5__policy *p, const char 
 	}
 	if (out->layout != H5D_VIRTUAL) {
 		out->storage_bytes = H5Dget_storage_size(did);
-		if (out->layout == H5D_CONTIGUOUS && out->in_main_file && !out->external)
+		if (plain)
+			out->offset = offset;
+		else if (out->layout == H5D_CONTIGUOUS && out->in_main_file && !out->external)
 			out->offset = H5Dget_offset(did);
 	}
 	H5Eclear2(H5E_DEFAULT);
