@@ -412,6 +412,14 @@ def _share(value):
     return value.view() if isinstance(value, np.ndarray) else value.view(value.shape)
 
 
+def _describe(did):
+    """(type, type class, element size, shape or None for a null dataspace) of an open
+    dataset: what the load policy and the read both need, asked of HDF5 once."""
+    ftype, space = did.get_type(), did.get_space()
+    shape = None if space.get_simple_extent_type() == h5s.NULL else space.shape
+    return ftype, ftype.get_class(), ftype.get_size(), shape
+
+
 def _describe_type(tid):
     """What an HDF5 type nnh5 does not load is, for an error message."""
     cls = tid.get_class()
@@ -446,9 +454,11 @@ def _is_bool_enum(tid):
         return False
 
 
-def _dtype_of(tid):
-    """The nnh5 dtype of an HDF5 type (any byte order), or None."""
-    cls, size = tid.get_class(), tid.get_size()
+def _dtype_of(tid, cls=None, size=None):
+    """The nnh5 dtype of an HDF5 type (any byte order), or None. cls, size: its class and
+    size, when known already."""
+    if cls is None:
+        cls, size = tid.get_class(), tid.get_size()
     if cls == h5t.INTEGER and size in (1, 2, 4, 8):
         return ("u" if tid.get_sign() == h5t.SGN_NONE else "") + f"int{size * 8}"
     if cls == h5t.FLOAT:
@@ -1171,13 +1181,13 @@ class _Policy:
                               f"path crosses '{display}', {what}: refused")
         raise UnsafeError(f"'{self.path}': '{display}' is {what}: refused")
 
-    def check_dataset(self, did, display, obj=None, ftype=None, space=None):
+    def check_dataset(self, did, display, obj=None, desc=None):
         """Judge the open dataset did before any of its data is read; count it against the
         per-load cap. Returns its logical size in bytes.
 
         obj: its (file number, object address) when the caller knows them already (a hard
-        link's address in a group of a known file); ftype, space: its type and dataspace
-        when already fetched. Each is asked of HDF5 when not given."""
+        link's address in a group of a known file); desc: _describe(did), when already
+        made. Each is asked of HDF5 when not given."""
         p = self.path
         if obj is None:
             info = h5o.get_info(did)
@@ -1201,19 +1211,14 @@ class _Policy:
                 error = UnsupportedError if "not installed" in why else UnsafeError
                 raise error(f"'{p}': dataset '{display}' uses filter {code}: {why}: refused")
         # the declared size, against the per-tensor cap
-        if ftype is None:
-            ftype = did.get_type()
-        if space is None:
-            space = did.get_space()
-        elsize = ftype.get_size()
-        cls = ftype.get_class()
+        ftype, cls, elsize, shape = desc or _describe(did)
         # numbers (and bool enums) cannot hold variable-length data or references
         variable = cls not in _ATOMIC_CLASSES and (
             (cls == h5t.STRING and ftype.is_variable_str())
             or ftype.detect_class(h5t.VLEN) or ftype.detect_class(h5t.REFERENCE))
         if elsize == 0:
             raise FormatError(f"'{p}': dataset '{display}': unreadable shape or type")
-        numel = 0 if space.get_simple_extent_type() == h5s.NULL else math.prod(space.shape)
+        numel = 0 if shape is None else math.prod(shape)
         logical = numel * elsize
         if logical >= _U64:
             raise LimitError(f"'{p}': dataset '{display}' declares a size that overflows 64 "
@@ -1625,9 +1630,10 @@ class _Reader:
 
         obj: its (file number, object address), when known (check_dataset())."""
         self.obj = display
-        ftype, space = did.get_type(), did.get_space()
-        self.policy.check_dataset(did, display, obj, ftype, space)
-        dtname = _dtype_of(ftype)
+        desc = _describe(did)
+        self.policy.check_dataset(did, display, obj, desc)
+        ftype, cls, size, shape = desc
+        dtname = _dtype_of(ftype, cls, size)
         mtype = None
         if dtname is None and self._keras_bfloat16(did, ftype, display):
             dtname, mtype = "bfloat16", ftype
@@ -1635,10 +1641,9 @@ class _Reader:
             raise UnsupportedError(f"'{self.path}': dataset '{display}' has HDF5 type "
                                    f"{_describe_type(ftype)}, which nnh5 does not load as a "
                                    "tensor")
-        if space.get_simple_extent_type() == h5s.NULL:
+        if shape is None:
             raise FormatError(f"'{self.path}': dataset '{display}' has a null (empty) "
                               "dataspace")
-        shape = space.shape
         if len(shape) > MAX_NDIM:
             raise FormatError(f"'{self.path}': dataset '{display}': rank {len(shape)} exceeds "
                               f"{MAX_NDIM}")
