@@ -29,7 +29,7 @@ in milliseconds and the ratio torch / nnh5 (> 1: nnh5 is faster), then the
 peak memory of each operation measured once in a fresh process (this script
 with --measure): the peak resident size during the operation (VmHWM, reset
 through /proc/self/clear_refs) minus the resident size before it, against the
-workload's tensor bytes.
+workload's tensor bytes (the file a load reads is written by another process).
 
 Run on a quiet machine only (no build or test beside it): doc/SPEED.md.
 """
@@ -207,8 +207,12 @@ def measure(args, nn):
     op = args.measure
     path = op_path(base, op)
     r = None
-    if op.endswith("load"):  # the file to load, written untimed
-        run_op(op.replace("load", "save"), nn, sd, d, path)
+    if op.endswith("load"):
+        # the file to load, written by another process: memory a save freed but kept in
+        # this process's heap would hide part of the load's peak
+        subprocess.run([sys.executable, __file__, args.lib, "--dir", args.dir, "--only",
+                        args.only, "--measure", op.replace("load", "save")],
+                       check=True, stdout=subprocess.DEVNULL)
     else:
         remove(path)
     with open("/proc/self/clear_refs", "w") as f:
