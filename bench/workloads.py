@@ -2,6 +2,7 @@
 """bench/workloads.py - nnh5 against torch.save/torch.load on three workloads.
 
     /usr/bin/python3 bench/workloads.py LIBNNH5_SO [--reps N] [--dir DIR] [--only NAME]
+                                       [--no-python]
 
 The workloads (built with torch, float32 unless the model has other types):
   resnet50   torchvision's resnet50, randomly initialised: 320 tensors, its
@@ -13,18 +14,22 @@ The workloads (built with torch, float32 unless the model has other types):
 nnh5 is called through its C one-call API (ctypes over LIBNNH5_SO):
 nnh5_save_state_dict() of read-only views of the same memory torch saves
 (durable: nnh5 fsyncs the file and its folder) and nnh5_load_state_dict()
-(checksums verified). Its peer is torch.save() followed by fsync of the file,
-and torch.load(). Each round runs the four operations of every workload
-in turn (the order alternates between rounds), each after os.sync(), each
-save into a new file (the previous one is removed first, untimed); loads read
-from the page cache. Freeing what a load returned is not timed, for either.
+(checksums verified). The Python module tools/nnh5.py is measured in the same
+rounds (unless --no-python): nnh5.save_state_dict() of the same state dict
+(durable, checksummed) and nnh5.load_state_dict() (torch tensors, checksums
+verified, the load policy applied). Their peer is torch.save() followed by
+fsync of the file, and torch.load(). Each round runs the six operations of
+every workload in turn (the order reverses between rounds), each after
+os.sync(), each save into a new file (the previous one is removed first,
+untimed); loads read from the page cache. Freeing what a load returned is
+not timed.
 
 Prints, per workload and operation, the median and the range over the rounds
 in milliseconds and the ratio torch / nnh5 (> 1: nnh5 is faster), then the
 peak memory of each operation measured once in a fresh process (this script
 with --measure): the peak resident size during the operation (VmHWM, reset
 through /proc/self/clear_refs) minus the resident size before it, against the
-workload's tensor bytes.
+workload's tensor bytes (the file a load reads is written by another process).
 
 Run on a quiet machine only (no build or test beside it): doc/SPEED.md.
 """
@@ -39,6 +44,9 @@ import time
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import nnh5 as nnh5py  # noqa: E402  (tools/nnh5.py, the Python module)
+
 NNH5_DTYPES = {torch.float32: 11, torch.int64: 4, torch.float16: 9, torch.float64: 12}
 
 
@@ -47,7 +55,8 @@ def resnet50():
         import torchvision
     except ImportError:
         sys.exit("bench/workloads.py: resnet50 needs Debian's python3-torchvision "
-                 "(or run with --only gpt2 / --only small12k)")
+                 "(tools/bootstrap.sh --bench installs it; or run with --only gpt2 / "
+                 "--only small12k)")
     torch.manual_seed(0)
     return torchvision.models.resnet50(weights=None).state_dict()
 
@@ -165,28 +174,51 @@ def status_kib(field):
     return -1
 
 
+# The operations: (name, file suffix, a save?). The Python module's are left out
+# with --no-python.
+OPS = [("nnh5-save", ".h5", True), ("torch-save", ".pt", True), ("py-save", ".py.h5", True),
+       ("nnh5-load", ".h5", False), ("torch-load", ".pt", False), ("py-load", ".py.h5", False)]
+
+
+def run_op(op, nn, sd, view, path):
+    """Run one operation; returns what a load returned (None for saves)."""
+    if op == "nnh5-save":
+        return nn.save(view, path)
+    if op == "torch-save":
+        return torch_save(sd, path)
+    if op == "py-save":
+        return nnh5py.save_state_dict(sd, path)
+    if op == "nnh5-load":
+        return nn.load(path)
+    if op == "torch-load":
+        return torch.load(path)
+    return nnh5py.load_state_dict(path)
+
+
+def op_path(base, op):
+    return base + next(suffix for name, suffix, _ in OPS if name == op)
+
+
 def measure(args, nn):
     """One operation in this fresh process: prints its peak extra bytes."""
     sd = WORKLOADS[args.only]()
     d = nn.views(sd)
     base = os.path.join(args.dir, args.only)
     op = args.measure
+    path = op_path(base, op)
     r = None
-    if op.endswith("load"):  # the file to load, written untimed
-        nn.save(d, base + ".h5") if op == "nnh5-load" else torch_save(sd, base + ".pt")
-    if op.endswith("save"):
-        remove(base + (".h5" if op == "nnh5-save" else ".pt"))
+    if op.endswith("load"):
+        # the file to load, written by another process: memory a save freed but kept in
+        # this process's heap would hide part of the load's peak
+        subprocess.run([sys.executable, __file__, args.lib, "--dir", args.dir, "--only",
+                        args.only, "--measure", op.replace("load", "save")],
+                       check=True, stdout=subprocess.DEVNULL)
+    else:
+        remove(path)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     before = status_kib("VmRSS:")
-    if op == "nnh5-save":
-        nn.save(d, base + ".h5")
-    elif op == "torch-save":
-        torch_save(sd, base + ".pt")
-    elif op == "nnh5-load":
-        r = nn.load(base + ".h5")
-    else:
-        r = torch.load(base + ".pt")
+    r = run_op(op, nn, sd, d, path)
     print((status_kib("VmHWM:") - before) * 1024)
     if op == "nnh5-load":
         nn.free(r)
@@ -198,6 +230,8 @@ def main():
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--dir", default="/tmp/nnh5-workloads")
     ap.add_argument("--only", choices=list(WORKLOADS))
+    ap.add_argument("--no-python", action="store_true",
+                    help="leave out the Python module (tools/nnh5.py)")
     ap.add_argument("--measure", help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
@@ -206,57 +240,66 @@ def main():
     if args.measure:
         measure(args, nn)
         return
+    ops = [o for o in OPS if not (args.no_python and o[0].startswith("py-"))]
     names = [args.only] if args.only else list(WORKLOADS)
     sds = {w: WORKLOADS[w]() for w in names}
     views = {w: nn.views(sds[w]) for w in names}
-    times = {(w, op): [] for w in names for op in
-             ("nnh5-save", "torch-save", "nnh5-load", "torch-load")}
+    times = {(w, op): [] for w in names for op, _, _ in ops}
     for w in names:  # files for the first round's loads; warms the page cache
-        nn.save(views[w], os.path.join(args.dir, w + ".h5"))
-        torch_save(sds[w], os.path.join(args.dir, w + ".pt"))
+        base = os.path.join(args.dir, w)
+        for op, _, saves in ops:
+            if saves:
+                run_op(op, nn, sds[w], views[w], op_path(base, op))
     for rnd in range(args.reps + 1):
         for w in names:
-            h5 = os.path.join(args.dir, w + ".h5")
-            pt = os.path.join(args.dir, w + ".pt")
-            ops = [("nnh5-save", lambda: (remove(h5), timed(lambda: nn.save(views[w], h5)))[1]),
-                   ("torch-save", lambda: (remove(pt), timed(lambda: torch_save(sds[w], pt)))[1]),
-                   ("nnh5-load", lambda: timed(lambda: nn.load(h5))),
-                   ("torch-load", lambda: timed(lambda: torch.load(pt)))]
-            if rnd % 2:
-                ops = ops[1::-1] + ops[3:1:-1]
-            for op, fn in ops:
-                ms, r = fn()
+            base = os.path.join(args.dir, w)
+            order = ops if rnd % 2 == 0 else ops[::-1]
+            for op, _, saves in order:
+                path = op_path(base, op)
+                if saves:
+                    remove(path)  # untimed: every save writes a new file
+                ms, r = timed(lambda: run_op(op, nn, sds[w], views[w], path))
                 if op == "nnh5-load":
                     nn.free(r)
                 del r
                 if rnd:  # round 0 is a warm-up
                     times[(w, op)].append(ms)
-    print(f"{args.reps} rounds, medians in ms (range), ratio = torch / nnh5 (> 1: nnh5 faster)")
-    print("| workload | tensors | MiB | nnh5 save | torch.save+fsync | ratio | nnh5 load | "
-          "torch.load | ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for w in names:
-        nbytes = sum(v.numel() * v.element_size() for v in sds[w].values())
-        cell = {}
-        for op in ("nnh5-save", "torch-save", "nnh5-load", "torch-load"):
-            xs = times[(w, op)]
-            cell[op] = (statistics.median(xs), min(xs), max(xs))
 
-        def fmt(op):
-            m, lo, hi = cell[op]
-            return f"{m:.1f} ({lo:.1f}-{hi:.1f})"
-        print(f"| {w} | {len(sds[w])} | {nbytes / 2**20:.1f} | {fmt('nnh5-save')} | "
-              f"{fmt('torch-save')} | {cell['torch-save'][0] / cell['nnh5-save'][0]:.2f}x | "
-              f"{fmt('nnh5-load')} | {fmt('torch-load')} | "
-              f"{cell['torch-load'][0] / cell['nnh5-load'][0]:.2f}x |")
+    def cell(w, op):
+        xs = times[(w, op)]
+        return statistics.median(xs), min(xs), max(xs)
+
+    def fmt(w, op):
+        m, lo, hi = cell(w, op)
+        return f"{m:.1f} ({lo:.1f}-{hi:.1f})"
+
+    def ratio(w, peer, op):
+        return f"{cell(w, peer)[0] / cell(w, op)[0]:.2f}x"
+
+    print(f"{args.reps} rounds, medians in ms (range), ratio = torch / nnh5 (> 1: nnh5 faster)")
+    tables = [("C library (nnh5_save_state_dict, nnh5_load_state_dict)", "nnh5")]
+    if not args.no_python:
+        tables.append(("Python module (tools/nnh5.py: save_state_dict, load_state_dict)", "py"))
+    for title, p in tables:
+        print()
+        print(title + ":")
+        print(f"| workload | tensors | MiB | {p} save | torch.save+fsync | ratio | {p} load | "
+              "torch.load | ratio |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for w in names:
+            nbytes = sum(v.numel() * v.element_size() for v in sds[w].values())
+            print(f"| {w} | {len(sds[w])} | {nbytes / 2**20:.1f} | {fmt(w, p + '-save')} | "
+                  f"{fmt(w, 'torch-save')} | {ratio(w, 'torch-save', p + '-save')} | "
+                  f"{fmt(w, p + '-load')} | {fmt(w, 'torch-load')} | "
+                  f"{ratio(w, 'torch-load', p + '-load')} |")
     print()
     print("Peak extra memory, MiB (x tensor bytes), each in a fresh process:")
-    print("| workload | nnh5 save | torch.save | nnh5 load | torch.load |")
-    print("|---|---|---|---|---|")
+    print("| workload | " + " | ".join(op.replace("-", " ") for op, _, _ in ops) + " |")
+    print("|---|" + "---|" * len(ops))
     for w in names:
         nbytes = sum(v.numel() * v.element_size() for v in sds[w].values())
         row = []
-        for op in ("nnh5-save", "torch-save", "nnh5-load", "torch-load"):
+        for op, _, _ in ops:
             out = subprocess.run([sys.executable, __file__, args.lib, "--dir", args.dir,
                                   "--only", w, "--measure", op],
                                  capture_output=True, text=True, check=True).stdout

@@ -3,6 +3,8 @@
 # everything is already present. Run as root (or through sudo).
 #   tools/bootstrap.sh          what building the library, tool and examples needs
 #   tools/bootstrap.sh --test   also what the full test suite needs
+#   tools/bootstrap.sh --bench  also what the benchmarks of bench/ need (doc/SPEED.md);
+#                               the test suite never needs these (--test --bench: both)
 set -eu
 
 # gfortran: the Fortran module (fortran/) and examples/heat (OpenMP: libgomp comes with it).
@@ -22,10 +24,22 @@ test_pkgs="libcmocka-dev python3-h5py python3-numpy python3-torch python3-xxhash
 valgrind clang libclang-rt-14-dev strace groff-base hdf5-filter-plugin
 hdf5-filter-plugin-blosc-serial"
 
+# python3-torchvision: the resnet50 workload of bench/workloads.py; torch, numpy and
+# h5py: the peers of bench/workloads.py, bench/peers.py and bench/torch_forward.py.
+bench_pkgs="python3-torchvision python3-torch python3-numpy python3-h5py"
+
 testing=false
-[ "${1:-}" = "--test" ] && testing=true
+benching=false
+for arg in "$@"; do
+	case "$arg" in
+	--test) testing=true ;;
+	--bench) benching=true ;;
+	*) echo "usage: tools/bootstrap.sh [--test] [--bench]" >&2; exit 2 ;;
+	esac
+done
 pkgs=$build_pkgs
 $testing && pkgs="$pkgs $test_pkgs"
+$benching && pkgs="$pkgs $bench_pkgs"
 
 missing=""
 for p in $pkgs; do

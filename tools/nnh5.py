@@ -37,6 +37,8 @@ import bisect
 import collections
 import collections.abc
 import errno
+import functools
+import math
 import os
 import re
 import secrets
@@ -47,7 +49,7 @@ import warnings
 
 import numpy as np
 import h5py
-from h5py import h5a, h5d, h5f, h5g, h5i, h5l, h5o, h5p, h5s, h5t, h5z
+from h5py import h5a, h5d, h5f, h5g, h5l, h5o, h5p, h5s, h5t, h5z
 
 try:
     import xxhash
@@ -287,7 +289,9 @@ def _h5_type(name):
     return getattr(h5t, f"STD_{'U' if name[0] == 'u' else 'I'}{bits}LE").copy()
 
 
+@functools.lru_cache(maxsize=None)
 def _torch_dtypes(torch):
+    """torch dtype -> nnh5 dtype name (worked out once: it is asked for every tensor)."""
     names = {torch.bool: "bool", torch.uint8: "uint8", torch.int8: "int8",
              torch.int16: "int16", torch.int32: "int32", torch.int64: "int64",
              torch.float16: "float16", torch.bfloat16: "bfloat16",
@@ -395,8 +399,8 @@ def _tie_key(value):
     if _is_torch_tensor(value):
         if value.numel() == 0:
             return None
-        return ("torch", str(value.device), value.data_ptr(), str(value.dtype),
-                tuple(value.shape), tuple(value.stride()))
+        return ("torch", value.device, value.data_ptr(), value.dtype, value.shape,
+                value.stride())
     if isinstance(value, np.ndarray) and value.size:
         return ("numpy", value.__array_interface__["data"][0], value.dtype.str, value.shape,
                 value.strides)
@@ -406,6 +410,14 @@ def _tie_key(value):
 def _share(value):
     """A second name of a loaded tensor: a new tensor (or array) object on the same memory."""
     return value.view() if isinstance(value, np.ndarray) else value.view(value.shape)
+
+
+def _describe(did):
+    """(type, type class, element size, shape or None for a null dataspace) of an open
+    dataset: what the load policy and the read both need, asked of HDF5 once."""
+    ftype, space = did.get_type(), did.get_space()
+    shape = None if space.get_simple_extent_type() == h5s.NULL else space.shape
+    return ftype, ftype.get_class(), ftype.get_size(), shape
 
 
 def _describe_type(tid):
@@ -442,9 +454,11 @@ def _is_bool_enum(tid):
         return False
 
 
-def _dtype_of(tid):
-    """The nnh5 dtype of an HDF5 type (any byte order), or None."""
-    cls, size = tid.get_class(), tid.get_size()
+def _dtype_of(tid, cls=None, size=None):
+    """The nnh5 dtype of an HDF5 type (any byte order), or None. cls, size: its class and
+    size, when known already."""
+    if cls is None:
+        cls, size = tid.get_class(), tid.get_size()
     if cls == h5t.INTEGER and size in (1, 2, 4, 8):
         return ("u" if tid.get_sign() == h5t.SGN_NONE else "") + f"int{size * 8}"
     if cls == h5t.FLOAT:
@@ -480,6 +494,7 @@ def _key_bytes(key, where):
 
 
 MAX_NAME = 1024  # bytes in one link name: the load policy's default max_name_length
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 def _name_problem(b, max_len=MAX_NAME):
@@ -488,7 +503,7 @@ def _name_problem(b, max_len=MAX_NAME):
     applies it with MAX_NAME, so a load with the default limits returns what was saved."""
     if len(b) > max_len:
         return f"longer than the limit of names ({max_len} bytes)"
-    if any(c < 0x20 or c == 0x7f for c in b):
+    if _CONTROL.search(b):
         return "made with control characters"
     try:
         b.decode("utf-8")
@@ -519,25 +534,30 @@ def _check_dict_keys(keys, where):
 def _check_state_keys(keys, where):
     """doc/FORMAT.md's state-dict key rules, checked on every key before anything is written."""
     present = set(keys)
+    named = set()  # components whose name passed: a model repeats a few of them many times
     for key in keys:
-        _key_bytes(key, where)
+        b = _key_bytes(key, where)
         if not key or "/" in key or key[0] == "." or key[-1] == "." or ".." in key:
             raise InvalidError(f"{where}: key '{key}' cannot be stored (keys are non-empty "
                                "names separated by single dots, without '/')")
         comps = key.split(".")
         for c in comps:
-            _check_link_name(c.encode("utf-8"), where, "state dict key component")
-        if len(comps) > MAX_DEPTH + 1 or any(len(c.encode()) > 255 for c in comps) \
-                or len(key.encode()) >= 4096:
+            if c not in named:
+                _check_link_name(c.encode("utf-8"), where, "state dict key component")
+                named.add(c)
+        if len(comps) > MAX_DEPTH + 1 or len(b) >= 4096 \
+                or (len(b) > 255 and any(len(c.encode()) > 255 for c in comps)):
             raise InvalidError(f"{where}: key '{key}' is nested too deeply or has a component "
                                "longer than 255 bytes")
-        if any(c.startswith("nnh5_") for c in comps):
+        if "nnh5_" in key and any(c.startswith("nnh5_") for c in comps):
             raise InvalidError(f"{where}: key '{key}' uses a reserved name (nnh5_*)")
-        for i in range(1, len(comps)):
-            prefix = ".".join(comps[:i])
+        end = key.find(".")
+        while end > 0:
+            prefix = key[:end]
             if prefix in present:
                 raise InvalidError(f"{where}: keys '{prefix}' and '{key}' conflict ('{prefix}' "
                                    "would be both a tensor and a module)")
+            end = key.find(".", end + 1)
 
 
 def _check_attrs(attrs, where):
@@ -721,7 +741,11 @@ class _Writer:
             self.dcpl_contig.set_alloc_time(h5d.ALLOC_TIME_LATE)
             self.dcpl_contig.set_obj_track_times(False)
             self.types = {}
-            self.ties = {}  # _tie_key -> (dataset id, path) of the first name written
+            # HDF5 copies dataspaces into what it creates: one per shape serves every tensor
+            self.spaces = {}
+            self.scalar = h5s.create(h5s.SCALAR)
+            # _tie_key -> (group, name) of the first name written; no dataset is held open
+            self.ties = {}
             self.root = h5g.open(self.file.id, b"/")
             self.int_attr(self.root, "nnh5_format_version", FORMAT_VERSION)
             self.str_attr(self.root, "nnh5_writer",
@@ -777,9 +801,8 @@ class _Writer:
         self.atomic.abort()
 
     # attributes ------------------------------------------------------
-    @staticmethod
-    def _num_attr(oid, name, value, dtype, tid):
-        aid = h5a.create(oid, name.encode(), tid, h5s.create(h5s.SCALAR))
+    def _num_attr(self, oid, name, value, dtype, tid):
+        aid = h5a.create(oid, name.encode(), tid, self.scalar)
         aid.write(np.array(value, dtype=dtype), mtype=tid)
 
     def int_attr(self, oid, name, value):
@@ -827,14 +850,14 @@ class _Writer:
         """Write value (a tensor or array) as the dataset name in group loc; a value tied to
         one written before (_tie_key) becomes a hard link to its dataset."""
         key = _tie_key(value)
-        if key is not None and key in self.ties:
-            did, path = self.ties[key]
-            loc.links.create_hard(name.encode(), self.root, path, lcpl=self.lcpl)
-            return did
-        did = self._new_dataset(loc, name, value)
         if key is not None:
-            self.ties[key] = (did, h5i.get_name(did))
-        return did
+            first = self.ties.get(key)
+            if first is not None:
+                loc.links.create_hard(name.encode(), first[0], first[1], lcpl=self.lcpl)
+                return
+        self._new_dataset(loc, name, value)
+        if key is not None:
+            self.ties[key] = (loc, name.encode())
 
     def _dcpl(self, buf):
         """The creation list of a compressed tensor, or None to store it contiguous."""
@@ -863,7 +886,10 @@ class _Writer:
         tid = self.types.get(dtname)
         if tid is None:
             tid = self.types[dtname] = _h5_type(dtname)
-        space = h5s.create(h5s.SCALAR) if buf.ndim == 0 else h5s.create_simple(buf.shape)
+        space = self.spaces.get(buf.shape)
+        if space is None:
+            space = self.spaces[buf.shape] = h5s.create(h5s.SCALAR) if buf.ndim == 0 else \
+                h5s.create_simple(buf.shape)
         # contiguous, small ones too (doc/FORMAT.md, "Other readers"), unless compressed
         dcpl = self._dcpl(buf)
         for attempt in (dcpl, None):
@@ -884,7 +910,6 @@ class _Writer:
             self._num_attr(did, "nnh5_xxh3", xxhash.xxh3_64_intdigest(buf), "<u8", h5t.STD_U64LE)
         if dtname == "bfloat16" or dtname in FLOAT8:
             self.str_attr(did, "nnh5_dtype", dtname)
-        return did
 
     def state_dict(self, name, sd, kind):
         """sd as a state dict group: key a.b.c is the dataset a/b/c."""
@@ -892,13 +917,19 @@ class _Writer:
         keys = list(sd.keys())
         self.strs_attr(g, "nnh5_keys", keys)
         groups = {(): g}
+        modules = {"": g}  # the same groups by dotted name, found without splitting a key
         for key in keys:
-            comps = key.split(".")
-            for i in range(1, len(comps)):
-                if tuple(comps[:i]) not in groups:
-                    groups[tuple(comps[:i])] = self.group(groups[tuple(comps[:i - 1])],
-                                                          comps[i - 1])
-            self.dataset(groups[tuple(comps[:-1])], comps[-1], sd[key])
+            cut = key.rfind(".")
+            loc = modules.get(key[:max(cut, 0)])
+            if loc is None:  # a new module: its groups, outermost first
+                comps = key.split(".")
+                for i in range(1, len(comps)):
+                    path = tuple(comps[:i])
+                    if path not in groups:
+                        groups[path] = self.group(groups[path[:-1]], comps[i - 1])
+                        modules[".".join(path)] = groups[path]
+                loc = modules[key[:cut]]
+            self.dataset(loc, key[cut + 1:], sd[key])
         return groups
 
 
@@ -1008,6 +1039,7 @@ _RATIO_SLACK = 64 << 10           # compressed data may always expand to this
 _MAX_SOFT_LINKS = 16              # soft links followed to resolve one name (HDF5's default)
 _MAX_FIXED_STRINGS = 64 << 20     # bytes of one fixed-length string attribute
 _U64 = 1 << 64
+_ATOMIC_CLASSES = (h5t.INTEGER, h5t.FLOAT, h5t.ENUM)
 
 
 class LoadOptions:
@@ -1121,7 +1153,7 @@ class _Policy:
             raise LimitError(f"'{self.path}': group '{parent}' holds a name of {len(b)} bytes "
                              f"('{_escape(b, 64)}...'), more than the limit of "
                              f"{self.max_name_length} (max_name_length)")
-        ctrl = any(c < 0x20 or c == 0x7f for c in b)
+        ctrl = _CONTROL.search(b) is not None
         try:
             b.decode("utf-8")
             valid = True
@@ -1136,25 +1168,31 @@ class _Policy:
             raise FormatError(f"'{self.path}': group '{parent}' holds the name '{_escape(b)}', "
                               "which HDF5 would read as a path: refused")
 
-    def check_link(self, info, display, via=None):
+    def check_link(self, link_type, display, via=None):
         """Refuse links to other files and user-defined links (unless allow_external).
 
         via: the soft link whose target path led to this link, if any."""
-        if info.type in (h5l.TYPE_HARD, h5l.TYPE_SOFT) or self.allow_external:
+        if link_type in (h5l.TYPE_HARD, h5l.TYPE_SOFT) or self.allow_external:
             return
-        what = "an external link (to another file)" if info.type == h5l.TYPE_EXTERNAL \
+        what = "an external link (to another file)" if link_type == h5l.TYPE_EXTERNAL \
             else "a user-defined link"
         if via:
             raise UnsafeError(f"'{self.path}': '{via[0]}' is a soft link to '{via[1]}', whose "
                               f"path crosses '{display}', {what}: refused")
         raise UnsafeError(f"'{self.path}': '{display}' is {what}: refused")
 
-    def check_dataset(self, did, display):
+    def check_dataset(self, did, display, obj=None, desc=None):
         """Judge the open dataset did before any of its data is read; count it against the
-        per-load cap. Returns its logical size in bytes."""
+        per-load cap. Returns its logical size in bytes.
+
+        obj: its (file number, object address) when the caller knows them already (a hard
+        link's address in a group of a known file); desc: _describe(did), when already
+        made. Each is asked of HDF5 when not given."""
         p = self.path
-        info = h5o.get_info(did)
-        in_main_file = info.fileno == self.fileno
+        if obj is None:
+            info = h5o.get_info(did)
+            obj = (info.fileno, info.addr)
+        in_main_file = obj[0] == self.fileno
         dcpl = did.get_create_plist()
         # storage that reads other files, filters outside the allowlist
         layout = dcpl.get_layout()
@@ -1173,14 +1211,14 @@ class _Policy:
                 error = UnsupportedError if "not installed" in why else UnsafeError
                 raise error(f"'{p}': dataset '{display}' uses filter {code}: {why}: refused")
         # the declared size, against the per-tensor cap
-        ftype, space = did.get_type(), did.get_space()
-        elsize = ftype.get_size()
-        variable = (ftype.get_class() == h5t.STRING and ftype.is_variable_str()) \
-            or ftype.detect_class(h5t.VLEN) or ftype.detect_class(h5t.REFERENCE)
+        ftype, cls, elsize, shape = desc or _describe(did)
+        # numbers (and bool enums) cannot hold variable-length data or references
+        variable = cls not in _ATOMIC_CLASSES and (
+            (cls == h5t.STRING and ftype.is_variable_str())
+            or ftype.detect_class(h5t.VLEN) or ftype.detect_class(h5t.REFERENCE))
         if elsize == 0:
             raise FormatError(f"'{p}': dataset '{display}': unreadable shape or type")
-        numel = 0 if space.get_simple_extent_type() == h5s.NULL else \
-            int(np.prod(space.shape, dtype=object)) if space.shape else 1
+        numel = 0 if shape is None else math.prod(shape)
         logical = numel * elsize
         if logical >= _U64:
             raise LimitError(f"'{p}': dataset '{display}' declares a size that overflows 64 "
@@ -1190,7 +1228,7 @@ class _Policy:
                              f"the per-tensor limit of {self.max_tensor_bytes} "
                              "(max_tensor_bytes)")
         if layout == h5d.CHUNKED:
-            chunk = elsize * int(np.prod(dcpl.get_chunk(), dtype=object))
+            chunk = elsize * math.prod(dcpl.get_chunk())
             if chunk >= _U64 or chunk > max(logical, 1 << 20) or chunk > self.max_tensor_bytes:
                 raise LimitError(f"'{p}': dataset '{display}' declares chunks of "
                                  f"{'too many' if chunk >= _U64 else 'so many'} bytes for "
@@ -1216,7 +1254,7 @@ class _Policy:
                     raise FormatError(f"'{p}': dataset '{display}': its {stored} bytes of data at "
                                       f"offset {offset} lie outside the file "
                                       f"({self.file_size} bytes; truncated or damaged)")
-        self._record((info.fileno, info.addr), offset, stored, logical, display)
+        self._record(obj, offset, stored, logical, display)
         return logical
 
     def _record(self, obj, offset, stored, logical, display):
@@ -1329,6 +1367,7 @@ class _Reader:
         self.path = os.fsdecode(os.fspath(path))
         self.file = None
         self.obj = "/"  # the object being judged or read, for messages
+        self.mtypes = {}
         opts = options if isinstance(options, LoadOptions) else \
             _load_options(options, {}, f"open '{self.path}'")
         if numpy is None:
@@ -1498,7 +1537,7 @@ class _Reader:
         return v[0]
 
     # links and objects -----------------------------------------------
-    def link(self, gid, b, display, hops=None, via=None):
+    def link(self, gid, b, display, hops=None, via=None, link_type=None):
         """(link type, open object) of the member named b (one component) of group gid.
 
         ("", None) when there is no such link. Hard links are opened by
@@ -1508,18 +1547,20 @@ class _Reader:
         allow external links. hops
         counts the soft links followed for the name being resolved (and
         names it); via
-        is (name, target) of the soft link being resolved, for messages.
+        is (name, target) of the soft link being resolved, for messages; link_type is the
+        link's type (h5l.TYPE_*) when the caller knows it already (from listing the group).
         """
         self.obj = display
         hops = [0, display] if hops is None else hops
         try:
-            if not gid.links.exists(b):
-                return "", None
-            info = gid.links.get_info(b)
+            if link_type is None:
+                if not gid.links.exists(b):
+                    return "", None
+                link_type = gid.links.get_info(b).type
         except (KeyError, OSError, RuntimeError, ValueError) as e:
             raise FormatError(f"'{self.path}': cannot inspect '{display}' ({_hdf5_cause(e)})") from None
-        self.policy.check_link(info, display, via)
-        if info.type == h5l.TYPE_SOFT:
+        self.policy.check_link(link_type, display, via)
+        if link_type == h5l.TYPE_SOFT:
             try:
                 target = gid.links.get_val(b)
             except (OSError, RuntimeError, KeyError) as e:
@@ -1533,7 +1574,7 @@ class _Reader:
             obj = h5o.open(gid, b)
         except (KeyError, OSError, RuntimeError, ValueError) as e:
             raise FormatError(f"'{self.path}': cannot inspect '{display}' ({_hdf5_cause(e)})") from None
-        return {h5l.TYPE_HARD: "hard", h5l.TYPE_EXTERNAL: "external"}.get(info.type, "user"), obj
+        return {h5l.TYPE_HARD: "hard", h5l.TYPE_EXTERNAL: "external"}.get(link_type, "user"), obj
 
     def follow(self, gid, target, display, hops):
         """The object the soft link display (in group gid, with the value target) points at."""
@@ -1584,12 +1625,15 @@ class _Reader:
             return "dataset", info
         return "other", info
 
-    def read_dataset(self, did, display):
-        """Read the open dataset did as (nnh5 dtype, array), after the load policy judged it."""
+    def read_dataset(self, did, display, obj=None):
+        """Read the open dataset did as (nnh5 dtype, array), after the load policy judged it.
+
+        obj: its (file number, object address), when known (check_dataset())."""
         self.obj = display
-        self.policy.check_dataset(did, display)
-        ftype = did.get_type()
-        dtname = _dtype_of(ftype)
+        desc = _describe(did)
+        self.policy.check_dataset(did, display, obj, desc)
+        ftype, cls, size, shape = desc
+        dtname = _dtype_of(ftype, cls, size)
         mtype = None
         if dtname is None and self._keras_bfloat16(did, ftype, display):
             dtname, mtype = "bfloat16", ftype
@@ -1597,11 +1641,9 @@ class _Reader:
             raise UnsupportedError(f"'{self.path}': dataset '{display}' has HDF5 type "
                                    f"{_describe_type(ftype)}, which nnh5 does not load as a "
                                    "tensor")
-        space = did.get_space()
-        if space.get_simple_extent_type() == h5s.NULL:
+        if shape is None:
             raise FormatError(f"'{self.path}': dataset '{display}' has a null (empty) "
                               "dataspace")
-        shape = space.shape
         if len(shape) > MAX_NDIM:
             raise FormatError(f"'{self.path}': dataset '{display}': rank {len(shape)} exceeds "
                               f"{MAX_NDIM}")
@@ -1612,7 +1654,7 @@ class _Reader:
                                 f"{shape} ({e})") from None
         if buf.size:
             try:  # straight into buf; HDF5 converts only other byte orders
-                did.read(h5s.ALL, h5s.ALL, buf, mtype=mtype or _h5_type(dtname))
+                did.read(h5s.ALL, h5s.ALL, buf, mtype=mtype or self.mem_type(dtname))
             except (OSError, RuntimeError, ValueError) as e:
                 raise FormatError(f"'{self.path}': reading dataset '{display}' failed "
                                   f"(HDF5: {e})") from None
@@ -1620,6 +1662,13 @@ class _Reader:
         if dtname == "bool":
             _check_bool(buf, f"'{self.path}': dataset '{display}'", FormatError)
         return dtname, buf
+
+    def mem_type(self, dtname):
+        """The memory type data of dtype dtname is read as (made once per file)."""
+        tid = self.mtypes.get(dtname)
+        if tid is None:
+            tid = self.mtypes[dtname] = _h5_type(dtname)
+        return tid
 
     def _keras_bfloat16(self, did, ftype, display):
         """Keras 3 writes bfloat16 through ml_dtypes, which h5py stores as a 2-byte opaque
@@ -1641,11 +1690,12 @@ class _Reader:
                                     "(attribute nnh5_xxh3) and checksums are required")
             return
         aid = h5a.open(did, b"nnh5_xxh3")
-        if aid.get_type().get_class() != h5t.INTEGER or aid.get_type().get_size() != 8 \
-                or aid.get_space().get_simple_extent_npoints() != 1:
+        atype, aspace = aid.get_type(), aid.get_space()
+        if atype.get_class() != h5t.INTEGER or atype.get_size() != 8 \
+                or aspace.get_simple_extent_npoints() != 1:
             raise FormatError(f"'{self.path}': dataset '{display}': attribute nnh5_xxh3 is not "
                               "one 64-bit integer")
-        stored = np.empty(aid.shape, dtype="<u8")
+        stored = np.empty(aspace.shape, dtype="<u8")
         aid.read(stored, mtype=h5t.STD_U64LE)
         stored = int(stored.reshape(()))
         if not self.verify or xxhash is None:
@@ -1683,8 +1733,8 @@ class _Reader:
                 getattr(torch, dtname))
         return torch.from_numpy(buf.astype(buf.dtype.newbyteorder("="), copy=False))
 
-    def tensor(self, did, display):
-        dtname, buf = self.read_dataset(did, display)
+    def tensor(self, did, display, obj=None):
+        dtname, buf = self.read_dataset(did, display, obj)
         return self.convert(dtname, buf, display)
 
     # containers ------------------------------------------------------
@@ -1727,19 +1777,21 @@ class _Reader:
             except (OSError, RuntimeError):
                 flags = 0
             idx = h5py.h5.INDEX_CRT_ORDER if flags & h5p.CRT_ORDER_INDEXED else h5py.h5.INDEX_NAME
-            names = []
-            try:
-                g.links.iterate(names.append, idx_type=idx)
+            links = []  # (name, link type, address or value size): what each link is
+            try:  # (h5py hands every call the same LinkInfo object: its fields are copied)
+                g.links.iterate(lambda nb, li: links.append((nb, li.type, li.u)), info=True,
+                                idx_type=idx)
             except (OSError, RuntimeError, KeyError, ValueError) as e:
                 raise FormatError(f"'{self.path}': cannot list group '{disp_g}' ({e})") from None
-            for nb in names:
+            fileno = ancestors[-1][0]  # g's file, where its hard links lead
+            for nb, ltype, addr in links:
                 if nb.startswith(b"nnh5_"):
                     continue  # reserved for the format: never part of a dict
                 pol.check_name(disp_g, nb)
                 comp = nb.decode("utf-8")
                 disp = disp_g.rstrip("/") + "/" + comp
                 k = key + [comp]
-                ltype, obj = self.link(g, nb, disp)
+                ltype, obj = self.link(g, nb, disp, link_type=ltype)
                 if isinstance(obj, h5d.DatasetID):
                     if len(found) >= pol.max_tensors:
                         raise LimitError(f"'{self.path}': group '{top}' holds more than "
@@ -1749,14 +1801,18 @@ class _Reader:
                         raise FormatError(f"'{self.path}': group '{top}': two datasets map to "
                                           f"the key '{joined}'")
                     keys_seen.add(joined)
-                    info = h5o.get_info(obj)
-                    first = firsts.get((info.fileno, info.addr))
+                    if ltype == "hard":  # the link holds the object's address
+                        where = (fileno, addr)
+                    else:
+                        info = h5o.get_info(obj)
+                        where = (info.fileno, info.addr)
+                    first = firsts.get(where)
                     if first is not None and not pol.copy_aliases:
                         # another name of a dataset loaded already: tied, counted once
                         found.append((joined, _share(first)))
                         continue
-                    value = self.tensor(obj, disp)
-                    firsts.setdefault((info.fileno, info.addr), value)
+                    value = self.tensor(obj, disp, where)
+                    firsts.setdefault(where, value)
                     found.append((joined, value))
                 elif isinstance(obj, h5g.GroupID):
                     if ltype == "soft":
