@@ -258,6 +258,99 @@ static void many_small_tensors(void **state)
 	nnh5_dict_free(sd);
 }
 
+/* Every object below the file's root, depth first, each group's links in creation order. */
+struct tree_names {
+	char *buf;
+	size_t len, cap;
+};
+
+static herr_t tree_cb(hid_t g, const char *name, const H5L_info_t *info, void *data)
+{
+	struct tree_names *t = data;
+	size_t n = strlen(name);
+	H5O_info_t oi;
+	(void)info;
+	if (t->len + n + 2 > t->cap) {
+		t->cap = 2 * (t->len + n + 2);
+		t->buf = realloc(t->buf, t->cap);
+		assert_non_null(t->buf);
+	}
+	memcpy(t->buf + t->len, name, n);
+	t->len += n;
+	t->buf[t->len++] = '\n';
+	assert_true(H5Oget_info_by_name2(g, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) >= 0);
+	if (oi.type == H5O_TYPE_GROUP) {
+		hid_t sub = H5Gopen2(g, name, H5P_DEFAULT);
+		assert_true(sub >= 0);
+		t->buf[t->len - 1] = '/';
+		assert_true(H5Literate(sub, H5_INDEX_CRT_ORDER, H5_ITER_INC, NULL, tree_cb, t) >= 0);
+		t->buf[t->len++] = '\n';
+		H5Gclose(sub);
+	}
+	return 0;
+}
+
+static char *tree_of(const char *path)
+{
+	struct tree_names t = { NULL, 0, 0 };
+	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	assert_true(fid >= 0);
+	assert_true(H5Literate(fid, H5_INDEX_CRT_ORDER, H5_ITER_INC, NULL, tree_cb, &t) >= 0);
+	H5Fclose(fid);
+	t.buf = realloc(t.buf, t.len + 1);
+	assert_non_null(t.buf);
+	t.buf[t.len] = '\0';
+	return t.buf;
+}
+
+/*
+ * An optimizer's state dict lists each parameter's tensors one after the
+ * other, so consecutive keys alternate between modules (model.layers.N.pK,
+ * optim.exp_avg.layers.N.pK, ...) and the groups "layers" get thousands of
+ * children. More groups than a state dict write keeps open at once (4,096)
+ * make it close them and reopen the parents by name. Each group's links must
+ * be in the order the keys first name them, exactly as writing the same
+ * tensors one call at a time with nnh5_file_write_tensor() lays them out.
+ */
+static void interleaved_modules_keep_creation_order(void **state)
+{
+	static const char *const prefix[] = { "model", "optim.exp_avg", "optim.exp_avg_sq" };
+	nnh5_dict *sd, *back;
+	nnh5_file *f;
+	char key[96], path[96];
+	(void)state;
+	ok(nnh5_dict_new(&sd));
+	for (int i = 0; i < 1700; i++)
+		for (int j = 0; j < 2; j++)
+			for (int k = 0; k < 3; k++) {
+				snprintf(key, sizeof key, "%s.layers.%d.p%d", prefix[k], i, j);
+				ok(nnh5_dict_set(sd, key, pattern(NNH5_FLOAT32, 1,
+								  (int64_t[]){ 1 + (i + j + k) % 9 },
+								  (uint64_t)(6 * i + 3 * j + k))));
+			}
+	ok(nnh5_save_state_dict(tu_path("interleaved.h5"), sd));
+	ok(nnh5_load_state_dict(&back, tu_path("interleaved.h5")));
+	check_same_dict(sd, back);
+	nnh5_dict_free(back);
+
+	ok(nnh5_file_open(&f, tu_path("one-by-one.h5"), NNH5_CREATE));
+	for (size_t i = 0; i < nnh5_dict_len(sd); i++) {
+		snprintf(path, sizeof path, "%s", nnh5_dict_key(sd, i));
+		for (char *c = path; *c; c++)
+			if (*c == '.')
+				*c = '/';
+		ok(nnh5_file_write_tensor(f, path, nnh5_dict_value(sd, i)));
+	}
+	ok(nnh5_file_close(f));
+	char *a = tree_of(tu_path("interleaved.h5")), *b = tree_of(tu_path("one-by-one.h5"));
+	assert_string_equal(a, b);
+	assert_non_null(strstr(a, "model/layers/0/p0\np1\n\n1/p0\np1\n\n2/"));
+	assert_non_null(strstr(a, "1699/p0\np1\n\n\n\noptim/exp_avg/layers/0/p0\n"));
+	free(a);
+	free(b);
+	nnh5_dict_free(sd);
+}
+
 /*
  * 20,000 keys: the key list attribute (320 KB of string references) is
  * larger than an object header message can hold, and HDF5 moves it to dense
@@ -431,6 +524,7 @@ int main(void)
 		cmocka_unit_test(state_dict_keys_and_order),
 		cmocka_unit_test(handle_many_objects_and_attrs),
 		cmocka_unit_test(many_small_tensors),
+		cmocka_unit_test(interleaved_modules_keep_creation_order),
 		cmocka_unit_test(many_keys_default_attribute_storage),
 		cmocka_unit_test(link_names_marked_utf8),
 		cmocka_unit_test(key_lists_checked_without_loading),
