@@ -5,11 +5,13 @@
  * memory a save takes (peak resident set during the save less the resident
  * set before it; Linux resets the peak through /proc/self/clear_refs):
  *
- *   save_instructions small12k FILE   (12,000 float32 tensors of 64..1,024
+ *   save_instructions small12k FILE [PARAMS]
+ *                                     (12,000 float32 tensors of 64..1,024
  *                                      elements: 4,000 parameters in modules
  *                                      of 10, with their two Adam moments,
  *                                      interleaved as an optimizer's
- *                                      state dict lists them)
+ *                                      state dict lists them; PARAMS
+ *                                      parameters instead of 4,000)
  *   save_instructions resnet50 FILE   (resnet50's 320 tensors, their names
  *                                      and shapes; int64 counters included)
  *   valgrind --tool=callgrind --toggle-collect=nnh5_save_state_dict \
@@ -45,13 +47,13 @@ static int put(nnh5_dict *sd, const char *key, nnh5_dtype dtype, size_t ndim,
 	return rc;
 }
 
-static int small12k(nnh5_dict *sd)
+static int small12k(nnh5_dict *sd, unsigned params)
 {
 	static const int64_t sizes[] = { 64, 128, 256, 512, 1024 };
 	static const char *const prefix[] = { "model.", "optim.exp_avg.", "optim.exp_avg_sq." };
 	int rc = NNH5_OK;
 
-	for (unsigned i = 0; !rc && i < 4000; i++)
+	for (unsigned i = 0; !rc && i < params; i++)
 		for (unsigned k = 0; !rc && k < 3; k++) {
 			char key[96];
 			snprintf(key, sizeof key, "%slayers.%u.p%u", prefix[k], i / 10, i % 10);
@@ -133,13 +135,16 @@ int main(int argc, char **argv)
 	nnh5_dict *sd = NULL;
 	int rc;
 
-	if (argc != 3 || (strcmp(argv[1], "small12k") && strcmp(argv[1], "resnet50"))) {
-		fprintf(stderr, "usage: save_instructions small12k|resnet50 FILE\n");
+	unsigned params = argc == 4 ? (unsigned)strtoul(argv[3], NULL, 10) : 4000;
+
+	if (argc < 3 || argc > 4 || (strcmp(argv[1], "small12k") && strcmp(argv[1], "resnet50")) ||
+	    (argc == 4 && (strcmp(argv[1], "small12k") || params == 0))) {
+		fprintf(stderr, "usage: save_instructions small12k FILE [PARAMS] | resnet50 FILE\n");
 		return 2;
 	}
 	rc = nnh5_dict_new(&sd);
 	if (!rc)
-		rc = strcmp(argv[1], "small12k") == 0 ? small12k(sd) : resnet50(sd);
+		rc = strcmp(argv[1], "small12k") == 0 ? small12k(sd, params) : resnet50(sd);
 	if (!rc) {
 		size_t bytes = 0;
 		for (size_t i = 0; i < nnh5_dict_len(sd); i++)
