@@ -382,6 +382,37 @@ static void metadata_cache_capped_per_mode(void **state)
 }
 
 /*
+ * A durable save starts the kernel's writeback of the temporary file every
+ * 8 MiB of tensor data, so the disk works while the save goes on; a
+ * non-durable one never does. The files read back the same either way.
+ */
+static void durable_saves_write_behind(void **state)
+{
+	nnh5_tensor *x = pattern(NNH5_FLOAT32, 2, (int64_t[]){ 1280, 1024 }, 9), *back; /* 5 MiB */
+	(void)state;
+	for (int durable = 0; durable < 2; durable++) {
+		nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+		nnh5_file *f;
+		o.durable = durable;
+		ok(nnh5_file_open_ext(&f, tu_path("behind.h5"), NNH5_CREATE, &o));
+		ok(nnh5_file_write_tensor(f, "a", x));
+		assert_int_equal(f->atomic.writebacks, 0);
+		ok(nnh5_file_write_tensor(f, "b", x));
+		assert_int_equal(f->atomic.writebacks, durable ? 1 : 0);
+		ok(nnh5_file_write_tensor(f, "c", x));
+		ok(nnh5_file_write_tensor(f, "d", x));
+		assert_int_equal(f->atomic.writebacks, durable ? 2 : 0);
+		ok(nnh5_file_close(f));
+		ok(nnh5_file_open(&f, tu_path("behind.h5"), NNH5_READ));
+		ok(nnh5_file_read_tensor(&back, f, "d"));
+		assert_true(nnh5_tensor_bitwise_equal(x, back));
+		nnh5_tensor_free(back);
+		ok(nnh5_file_close(f));
+	}
+	nnh5_tensor_free(x);
+}
+
+/*
  * 20,000 keys: the key list attribute (320 KB of string references) is
  * larger than an object header message can hold, and HDF5 moves it to dense
  * storage by itself. Groups keep HDF5's default attribute storage (compact
@@ -556,6 +587,7 @@ int main(void)
 		cmocka_unit_test(many_small_tensors),
 		cmocka_unit_test(interleaved_modules_keep_creation_order),
 		cmocka_unit_test(metadata_cache_capped_per_mode),
+		cmocka_unit_test(durable_saves_write_behind),
 		cmocka_unit_test(many_keys_default_attribute_storage),
 		cmocka_unit_test(link_names_marked_utf8),
 		cmocka_unit_test(key_lists_checked_without_loading),

@@ -139,6 +139,7 @@ static int write_data(nnh5_file *f, hid_t did, hid_t type, const nnh5_tensor *t,
 		if (err)
 			return nnh5__error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed: %s",
 					   f->path, display, strerror(err));
+		nnh5__atomic_wrote(&f->atomic, f->raw_fd, t->nbytes);
 		return NNH5_OK;
 	}
 	H5Eclear2(H5E_DEFAULT);
