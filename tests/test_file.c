@@ -350,6 +350,26 @@ static void interleaved_modules_keep_creation_order(void **state)
 	free(a);
 	free(b);
 	nnh5_dict_free(sd);
+
+	/* Deep keys: 30 new groups, then 41 more at once (the table grows as it fills). */
+	char deep[400] = "", *at = deep;
+	ok(nnh5_dict_new(&sd));
+	for (int i = 0; i < 30; i++)
+		at += sprintf(at, "m%d.", i);
+	strcpy(at, "w");
+	ok(nnh5_dict_set(sd, deep, pattern(NNH5_INT8, 1, (int64_t[]){ 3 }, 1)));
+	at = deep;
+	for (int i = 0; i < 41; i++)
+		at += sprintf(at, "n%d.", i);
+	strcpy(at, "w");
+	ok(nnh5_dict_set(sd, deep, pattern(NNH5_INT8, 1, (int64_t[]){ 3 }, 4)));
+	ok(nnh5_dict_set(sd, "other.w", pattern(NNH5_INT8, 1, (int64_t[]){ 3 }, 2)));
+	ok(nnh5_dict_set(sd, "m0.x.w", pattern(NNH5_INT8, 1, (int64_t[]){ 3 }, 3)));
+	ok(nnh5_save_state_dict(tu_path("deep.h5"), sd));
+	ok(nnh5_load_state_dict(&back, tu_path("deep.h5")));
+	check_same_dict(sd, back);
+	nnh5_dict_free(back);
+	nnh5_dict_free(sd);
 }
 
 /*

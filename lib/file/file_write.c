@@ -664,7 +664,7 @@ static int groups_get(hid_t *out, nnh5_file *f, struct group_table *t, const cha
 		*out = t->root;
 		return NNH5_OK;
 	}
-	if (2 * (t->len + 1) >= t->nslots && (rc = groups_grow(t)) != NNH5_OK)
+	if (t->nslots == 0 && (rc = groups_grow(t)) != NNH5_OK)
 		return rc;
 	e = groups_slot(t, path, n, h);
 	if (e->path && e->id >= 0) {
@@ -676,6 +676,9 @@ static int groups_get(hid_t *out, nnh5_file *f, struct group_table *t, const cha
 	slash = slash > path ? slash - 1 : NULL;
 	rc = groups_get(&parent, f, t, path, slash ? (size_t)(slash - path) : 0, key);
 	if (rc)
+		return rc;
+	/* Grown only here, just before an insertion, so the table never fills up. */
+	if (2 * (t->len + 1) >= t->nslots && (rc = groups_grow(t)) != NNH5_OK)
 		return rc;
 	/* The parent's lookup may have grown the table: find the slot again. */
 	e = groups_slot(t, path, n, h);
