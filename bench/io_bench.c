@@ -317,31 +317,6 @@ static double run(const workload *w, method m)
 /* ------------------------------------------------------------------ */
 /* Peak memory                                                         */
 
-static long status_kib(const char *field)
-{
-	char line[256];
-	long v = -1;
-	size_t n = strlen(field);
-	FILE *f = fopen("/proc/self/status", "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof line, f))
-		if (strncmp(line, field, n) == 0)
-			v = atol(line + n);
-	fclose(f);
-	return v;
-}
-
-/* Reset VmHWM to the current resident size; false if the kernel refuses. */
-static bool reset_peak(void)
-{
-	FILE *f = fopen("/proc/self/clear_refs", "w");
-	if (!f)
-		return false;
-	bool okay = fputs("5", f) >= 0;
-	return fclose(f) == 0 && okay;
-}
-
 /*
  * In a fresh process (this program, run with --measure): build w, then run m
  * once and print the resident bytes it added at its peak. A fresh process,
@@ -353,12 +328,12 @@ static int measure_main(const workload *w, method m)
 	double r = -1;
 
 	prepare(w, m);
-	if (reset_peak()) {
-		long before = status_kib("VmRSS:");
+	if (bench_reset_peak()) {
+		long before = bench_status_kib("VmRSS:");
 		void **bufs = NULL;
 		nnh5_dict *d = NULL;
 		perform(w, m, &bufs, &d);
-		r = (double)(status_kib("VmHWM:") - before) * 1024.0;
+		r = (double)(bench_status_kib("VmHWM:") - before) * 1024.0;
 	}
 	printf("%.0f\n", r);
 	return 0;

@@ -274,13 +274,21 @@ int nnh5__file_size(uint64_t *out, nnh5_file *f)
 }
 
 /*
- * Cap HDF5's metadata cache at 2 MiB (its default lets it grow to 32 MiB).
- * nnh5 visits each object header once per save or load, so a bigger cache
- * buys no hits; a compact dataset's header holds its data (and decoded, a
- * second copy), so on a load of 10,000 small tensors the default cache made
- * the peak memory twice as large and the load no faster.
+ * Cap HDF5's metadata cache at 2 MiB for reading (its default lets it grow
+ * to 32 MiB). nnh5 visits each object header once per save or load, so a
+ * bigger cache buys no hits; a compact dataset's header holds its data (and
+ * decoded, a second copy), so on a load of 10,000 small tensors the default
+ * cache made the peak memory twice as large and the load no faster.
+ *
+ * Writing gets 256 KiB: the cache counts the bytes of the headers as stored
+ * (a dataset's is a few hundred), but holds each with its decoded messages,
+ * several KiB more. With 2 MiB, a save of 12,000 small tensors kept some
+ * 8,000 headers, 37 MiB above the resident size it started from; with
+ * 256 KiB it takes 12 MiB and about 3% fewer instructions (fewer entries to
+ * index), and each header, finished when its dataset is closed, is still
+ * written once.
  */
-static int set_cache(hid_t fapl)
+static int set_cache(hid_t fapl, size_t max_size)
 {
 	H5AC_cache_config_t c;
 
@@ -288,7 +296,7 @@ static int set_cache(hid_t fapl)
 	if (H5Pget_mdc_config(fapl, &c) < 0)
 		return -1;
 	c.set_initial_size = true;
-	c.max_size = METADATA_CACHE;
+	c.max_size = max_size;
 	if (c.initial_size > c.max_size)
 		c.initial_size = c.max_size;
 	if (c.min_size > c.initial_size)
@@ -335,7 +343,8 @@ hid_t nnh5__file_fcpl(void)
 
 int nnh5__file_fapl_setup(hid_t fapl, nnh5_mode mode)
 {
-	if (H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 || set_cache(fapl) < 0)
+	if (H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
+	    set_cache(fapl, mode == NNH5_CREATE ? WRITE_METADATA_CACHE : METADATA_CACHE) < 0)
 		return -1;
 	if (mode == NNH5_CREATE && (H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
 				    H5Pset_alignment(fapl, ALIGNMENT, ALIGNMENT) < 0))

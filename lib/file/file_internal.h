@@ -67,8 +67,9 @@ bool nnh5__file_has_attr(nnh5_file *f, const char *obj, const char *name);
 #define FORMAT_VERSION 1
 /* Datasets of at least this size start on this boundary, so they can be mapped from disk. */
 #define ALIGNMENT 4096
-/* The most memory HDF5's metadata cache may take per open file. */
+/* The most memory HDF5's metadata cache may take per file open for reading, and for writing. */
 #define METADATA_CACHE ((size_t)2 << 20)
+#define WRITE_METADATA_CACHE ((size_t)256 << 10)
 /* Groups keep up to this many links in their object header (compact storage). */
 #define LINKS_COMPACT 32
 /* Deepest group nesting a writer creates (readers: the policy's max_depth). */

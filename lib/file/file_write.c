@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 /* ------------------------------------------------------------------ */
 /* Writing                                                             */
@@ -138,6 +139,7 @@ static int write_data(nnh5_file *f, hid_t did, hid_t type, const nnh5_tensor *t,
 		if (err)
 			return nnh5__error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed: %s",
 					   f->path, display, strerror(err));
+		nnh5__atomic_wrote(&f->atomic, f->raw_fd, t->nbytes);
 		return NNH5_OK;
 	}
 	H5Eclear2(H5E_DEFAULT);
@@ -389,27 +391,35 @@ static int container_group(hid_t *out, nnh5_file *f, const char *name, const cha
 	return rc;
 }
 
-static int write_keys_attr(nnh5_file *f, hid_t g, const nnh5_dict *d, const char *name)
+/* The attribute nnh5_keys: the n keys in their order. */
+static int write_key_list(nnh5_file *f, hid_t g, const char *const *keys, size_t n,
+			  const char *name)
 {
-	size_t n = nnh5_dict_len(d);
-	const char **keys = nnh5__calloc(n ? n : 1, sizeof *keys);
-	hid_t st;
+	hid_t st = nnh5__h5_vlen_utf8();
 	int rc = NNH5_OK;
 
-	if (!keys)
-		return nnh5__nomem();
-	for (size_t i = 0; i < n; i++)
-		keys[i] = nnh5_dict_key(d, i);
-	st = nnh5__h5_vlen_utf8();
 	if (st < 0 || nnh5__h5_attr_write(g, "nnh5_keys", st, keys, n, true) < 0)
 		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': object '%s': cannot write the key list",
 				    f->path, name);
 	if (st >= 0)
 		H5Tclose(st);
-	nnh5__free(keys);
 	return rc;
 }
 
+static int write_keys_attr(nnh5_file *f, hid_t g, const nnh5_dict *d, const char *name)
+{
+	size_t n = nnh5_dict_len(d);
+	const char **keys = nnh5__calloc(n ? n : 1, sizeof *keys);
+	int rc;
+
+	if (!keys)
+		return nnh5__nomem();
+	for (size_t i = 0; i < n; i++)
+		keys[i] = nnh5_dict_key(d, i);
+	rc = write_key_list(f, g, keys, n, name);
+	nnh5__free(keys);
+	return rc;
+}
 
 int nnh5_file_write_list(nnh5_file *f, const char *name, const nnh5_list *list)
 {
@@ -570,68 +580,166 @@ static int check_state_key(const nnh5_file *f, const char *name, const struct ke
 }
 
 /*
- * Groups opened along the current key's module path, reused while
- * consecutive keys share it (state dicts list a module's tensors together).
+ * The module groups of the state dict being written, by their path under
+ * the container ("optim/exp_avg/layers/3"), kept open for the whole write.
+ * An optimizer's state dict interleaves its modules (model.x.w,
+ * optim.exp_avg.x.w, optim.exp_avg_sq.x.w, ...): reopening the groups along
+ * each key's path cost more instructions than creating the dataset. The
+ * container is new, so a path not in the table does not exist yet and is
+ * created without asking HDF5. At most GROUPS_OPEN stay open; beyond that
+ * all are closed and reopened by name as needed.
  */
-struct group_stack {
-	hid_t ids[MAX_DEPTH + 1];
-	char names[MAX_DEPTH + 1][256];
-	size_t depth; /* ids[0] is the container */
+#define GROUPS_OPEN 4096
+
+struct group_entry {
+	char *path; /* NULL: empty slot */
+	uint64_t hash;
+	hid_t id;   /* -1 once closed */
 };
 
-static void stack_pop_to(struct group_stack *s, size_t depth)
+struct group_table {
+	hid_t root; /* the container (borrowed) */
+	struct group_entry *slots;
+	size_t nslots, len, open; /* nslots: a power of two, > 2 * len */
+};
+
+static void groups_close_all(struct group_table *t)
 {
-	while (s->depth > depth)
-		H5Gclose(s->ids[s->depth--]);
+	for (size_t i = 0; i < t->nslots; i++)
+		if (t->slots[i].path && t->slots[i].id >= 0) {
+			H5Gclose(t->slots[i].id);
+			t->slots[i].id = -1;
+		}
+	t->open = 0;
+}
+
+static void groups_free(struct group_table *t)
+{
+	groups_close_all(t);
+	for (size_t i = 0; i < t->nslots; i++)
+		nnh5__free(t->slots[i].path);
+	nnh5__free(t->slots);
+	t->slots = NULL;
+	t->nslots = t->len = 0;
+}
+
+static struct group_entry *groups_slot(const struct group_table *t, const char *path, size_t n,
+				       uint64_t h)
+{
+	for (size_t i = (size_t)h & (t->nslots - 1);; i = (i + 1) & (t->nslots - 1)) {
+		struct group_entry *e = &t->slots[i];
+		if (!e->path || (e->hash == h && strncmp(e->path, path, n) == 0 && !e->path[n]))
+			return e;
+	}
+}
+
+static int groups_grow(struct group_table *t)
+{
+	struct group_table bigger = *t;
+
+	bigger.nslots = t->nslots ? 2 * t->nslots : 64;
+	bigger.slots = nnh5__calloc(bigger.nslots, sizeof *bigger.slots);
+	if (!bigger.slots)
+		return nnh5__nomem();
+	for (size_t i = 0; i < t->nslots; i++)
+		if (t->slots[i].path)
+			*groups_slot(&bigger, t->slots[i].path, strlen(t->slots[i].path),
+				     t->slots[i].hash) = t->slots[i];
+	nnh5__free(t->slots);
+	*t = bigger;
+	return NNH5_OK;
+}
+
+/* The open group at the first n bytes of path (components separated by '/'), borrowed. */
+static int groups_get(hid_t *out, nnh5_file *f, struct group_table *t, const char *path, size_t n,
+		      const char *key)
+{
+	uint64_t h = XXH3_64bits(path, n);
+	struct group_entry *e;
+	const char *slash;
+	hid_t parent;
+	int rc;
+
+	if (n == 0) {
+		*out = t->root;
+		return NNH5_OK;
+	}
+	if (t->nslots == 0 && (rc = groups_grow(t)) != NNH5_OK)
+		return rc;
+	e = groups_slot(t, path, n, h);
+	if (e->path && e->id >= 0) {
+		*out = e->id;
+		return NNH5_OK;
+	}
+	for (slash = path + n; slash > path && slash[-1] != '/'; slash--)
+		;
+	slash = slash > path ? slash - 1 : NULL;
+	rc = groups_get(&parent, f, t, path, slash ? (size_t)(slash - path) : 0, key);
+	if (rc)
+		return rc;
+	/* Grown only here, just before an insertion, so the table never fills up. */
+	if (2 * (t->len + 1) >= t->nslots && (rc = groups_grow(t)) != NNH5_OK)
+		return rc;
+	/* The parent's lookup may have grown the table: find the slot again. */
+	e = groups_slot(t, path, n, h);
+	char leaf[256];
+	const char *name = slash ? slash + 1 : path;
+	snprintf(leaf, sizeof leaf, "%.*s", (int)(path + n - name), name);
+	hid_t g = e->path ? H5Gopen2(parent, leaf, nnh5__file_lapl(f)) : create_group(f, parent, leaf);
+	if (g < 0)
+		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot create group for key '%s'",
+				      f->path, key);
+	if (!e->path) {
+		e->path = nnh5__malloc(n + 1);
+		if (!e->path) {
+			H5Gclose(g);
+			return nnh5__nomem();
+		}
+		memcpy(e->path, path, n);
+		e->path[n] = '\0';
+		e->hash = h;
+		t->len++;
+	}
+	e->id = g;
+	t->open++;
+	*out = g;
+	return NNH5_OK;
 }
 
 /*
  * Write t at key (tie NULL), or a hard link to the dataset of the key tie
  * written before it.
  */
-static int write_state_tensor(nnh5_file *f, struct group_stack *s, const char *name,
+static int write_state_tensor(nnh5_file *f, struct group_table *groups, const char *name,
 			      const char *key, const nnh5_tensor *t, const char *tie)
 {
-	char comp[MAX_DEPTH + 1][256], disp[4200], rel[4096];
-	size_t ncomp = 0;
-	const char *p = key;
+	char disp[4200], rel[4096];
+	size_t ncomp = 1, len = strlen(key);
+	const char *p = key, *leaf = key;
+	hid_t g;
+	int rc;
 
-	for (;;) {
-		const char *dot = strchr(p, '.');
-		size_t len = dot ? (size_t)(dot - p) : strlen(p);
-		if (ncomp > MAX_DEPTH || len >= sizeof comp[0])
-			return nnh5__error(NNH5_ERR_INVALID,
-					   "'%s': state dict '%s': key '%s' is nested too deeply or "
-					   "has a component longer than 255 bytes",
-					   f->path, name, key);
-		memcpy(comp[ncomp], p, len);
-		comp[ncomp++][len] = '\0';
-		if (!dot)
+	for (const char *dot; (dot = strchr(p, '.')) != NULL; p = dot + 1, ncomp++)
+		if (dot - p >= 256)
 			break;
-		p = dot + 1;
-	}
-	snprintf(rel, sizeof rel, "%s", key);
+	if (ncomp > MAX_DEPTH + 1 || strlen(p) >= 256 || len >= sizeof rel)
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "'%s': state dict '%s': key '%s' is nested too deeply or "
+				   "has a component longer than 255 bytes",
+				   f->path, name, key);
+	memcpy(rel, key, len + 1);
 	for (char *c = rel; *c; c++)
-		if (*c == '.')
+		if (*c == '.') {
 			*c = '/';
+			leaf = key + (c - rel) + 1;
+		}
 	nnh5__file_display_name(disp, sizeof disp, name, rel);
-	/* Keep the common module prefix open; open or create the rest. */
-	size_t keep = 0;
-	while (keep < s->depth && keep < ncomp - 1 && strcmp(s->names[keep + 1], comp[keep]) == 0)
-		keep++;
-	stack_pop_to(s, keep);
-	for (size_t i = keep; i < ncomp - 1; i++) {
-		hid_t parent = s->ids[s->depth], g;
-		if (H5Lexists(parent, comp[i], nnh5__file_lapl(f)) > 0)
-			g = H5Gopen2(parent, comp[i], nnh5__file_lapl(f));
-		else
-			g = create_group(f, parent, comp[i]);
-		if (g < 0)
-			return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': cannot create group for key '%s'",
-					      f->path, key);
-		s->ids[++s->depth] = g;
-		snprintf(s->names[s->depth], sizeof s->names[0], "%s", comp[i]);
-	}
+	/* Bounded: closing everything now leaves no group of this key's path open. */
+	if (groups->open >= GROUPS_OPEN)
+		groups_close_all(groups);
+	rc = groups_get(&g, f, groups, rel, leaf == key ? 0 : (size_t)(leaf - key) - 1, key);
+	if (rc)
+		return rc;
 	if (tie) {
 		char target[4200];
 		snprintf(rel, sizeof rel, "%s", tie);
@@ -639,9 +747,9 @@ static int write_state_tensor(nnh5_file *f, struct group_stack *s, const char *n
 			if (*c == '.')
 				*c = '/';
 		nnh5__file_display_name(target, sizeof target, name, rel);
-		return write_tie(f, s->ids[s->depth], comp[ncomp - 1], target, disp);
+		return write_tie(f, g, leaf, target, disp);
 	}
-	return write_dataset(f, s->ids[s->depth], comp[ncomp - 1], t, disp, true);
+	return write_dataset(f, g, leaf, t, disp, true);
 }
 
 /*
@@ -653,9 +761,8 @@ static int write_state_stream(nnh5_file *f, const char *name, const char *const 
 			      nnh5_tensor_source_fn fetch, void *ctx, const char *kind,
 			      const size_t *ties)
 {
-	struct group_stack s;
+	struct group_table groups = { -1, NULL, 0, 0, 0 };
 	struct keyset ks = { NULL, n };
-	nnh5_dict *order = NULL;
 	hid_t g;
 	int rc = NNH5_OK;
 
@@ -671,29 +778,16 @@ static int write_state_stream(nnh5_file *f, const char *name, const char *const 
 	for (size_t i = 0; !rc && i < n; i++)
 		rc = check_state_key(f, name, &ks, keys[i]);
 	nnh5__free(ks.sorted);
-	/* The key list attribute is written from a dict of the keys (no tensors). */
-	if (!rc)
-		rc = nnh5_dict_new(&order);
-	for (size_t i = 0; !rc && i < n; i++) {
-		nnh5_tensor *none;
-		rc = nnh5_tensor_new(&none, NNH5_UINT8, 1, (const int64_t[]){ 0 });
-		if (!rc && (rc = nnh5_dict_set(order, keys[i], none)))
-			nnh5_tensor_free(none);
-	}
 	if (!rc)
 		rc = nnh5__file_note_write(f, container_group(&g, f, name, kind));
-	if (rc) {
-		nnh5_dict_free(order);
+	if (rc)
 		return rc;
-	}
-	rc = write_keys_attr(f, g, order, name);
-	nnh5_dict_free(order);
-	s.ids[0] = g;
-	s.depth = 0;
+	rc = write_key_list(f, g, keys, n, name);
+	groups.root = g;
 	for (size_t i = 0; !rc && i < n; i++) {
 		nnh5_tensor *t = NULL;
 		if (ties && ties[i] != SIZE_MAX) {
-			rc = write_state_tensor(f, &s, name, keys[i], NULL, keys[ties[i]]);
+			rc = write_state_tensor(f, &groups, name, keys[i], NULL, keys[ties[i]]);
 			continue;
 		}
 		rc = fetch(&t, i, ctx);
@@ -703,10 +797,10 @@ static int write_state_stream(nnh5_file *f, const char *name, const char *const 
 		if (!rc)
 			rc = nnh5__check_bool(t, NNH5_ERR_INVALID, f->path, "tensor", keys[i]);
 		if (!rc)
-			rc = write_state_tensor(f, &s, name, keys[i], t, NULL);
+			rc = write_state_tensor(f, &groups, name, keys[i], t, NULL);
 		nnh5_tensor_free(t);
 	}
-	stack_pop_to(&s, 0);
+	groups_free(&groups);
 	H5Gclose(g);
 	return nnh5__file_note_write(f, rc);
 }

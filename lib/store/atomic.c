@@ -6,6 +6,7 @@
  * writes the target itself. The rules for what may be replaced, and what the
  * new file inherits, are in atomic.h and doc/SAVING.md.
  */
+#define _GNU_SOURCE /* sync_file_range() */
 #include "store/atomic.h"
 #include "store/regular.h"
 
@@ -266,6 +267,19 @@ int nnh5__atomic_adopt(nnh5__atomic *a, int fd)
 	if (!a->existed || a->prepared)
 		return NNH5_OK;
 	return give_old_owner_and_mode(a, fd);
+}
+
+void nnh5__atomic_wrote(nnh5__atomic *a, int fd, uint64_t n)
+{
+	if (!a->durable)
+		return;
+	a->unsynced += n;
+	if (a->unsynced < NNH5__WRITE_BEHIND)
+		return;
+	a->unsynced = 0;
+	/* The whole file: HDF5's metadata written so far goes along. */
+	if (sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0)
+		a->writebacks++;
 }
 
 static int fsync_path(const char *path, int flags)

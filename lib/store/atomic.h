@@ -40,6 +40,10 @@ typedef struct nnh5__atomic {
 	mode_t mode;
 	uid_t uid;
 	gid_t gid;
+	/* Bytes written since writeback was last started (nnh5__atomic_wrote()). */
+	uint64_t unsynced;
+	/* How often writeback was started before the commit's fsync. */
+	unsigned writebacks;
 } nnh5__atomic;
 
 /*
@@ -58,6 +62,16 @@ int nnh5__atomic_begin(nnh5__atomic *a, const char *target, bool durable);
  * a->prepared. Errors: NNH5_ERR_IO.
  */
 int nnh5__atomic_adopt(nnh5__atomic *a, int fd);
+
+/*
+ * Note that n more bytes were written to the temporary file at fd. A durable
+ * save starts the kernel's writeback of the whole file (without waiting for
+ * it) every NNH5__WRITE_BEHIND bytes, so the disk writes while the save goes
+ * on and the commit's fsync waits only for the rest. A non-durable save
+ * never asks the disk for anything. Never fails: the fsync still decides.
+ */
+#define NNH5__WRITE_BEHIND ((uint64_t)8 << 20)
+void nnh5__atomic_wrote(nnh5__atomic *a, int fd, uint64_t n);
 
 /* fsync the temporary file, rename it over the target, fsync the folder.
  * On failure the temporary file is removed and the target is untouched. */
