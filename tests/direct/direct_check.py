@@ -30,7 +30,8 @@ from pycommon import check, h5py, np, path  # noqa: E402
 
 GEN, TOOL, SEED, COUNT, JS_SAMPLE = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), \
     int(sys.argv[6])
-JS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "js")
+JS_DIR = os.environ.get("NNH5_JS_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                                          "js")
 
 
 def h5dump(fname):
