@@ -521,8 +521,9 @@ int nnh5__h5w_layout(uint64_t *meta_size, uint64_t *file_size, nnh5__h5w *w, uin
 			o->data = UNDEF;
 			continue;
 		}
-		if (o->nbytes >= align)
-			at = (at + align - 1) / align * align;
+		/* Small data starts on a multiple of its element size, so a map can view it. */
+		uint64_t to = o->nbytes >= align ? align : (uint64_t)nnh5_dtype_size(o->dtype);
+		at = (at + to - 1) / to * to;
 		o->data = at;
 		at += o->nbytes;
 	}

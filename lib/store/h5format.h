@@ -77,7 +77,8 @@ size_t nnh5__h5w_strs_message_size(const char *name, size_t n);
 /*
  * Give every object, heap and dataset its address: the metadata (superblock,
  * object headers, global heaps) first, then the data, datasets of at least
- * align bytes aligned to align. *meta_size is the bytes of the metadata image,
+ * align bytes aligned to align, smaller ones to their element size (a lazy
+ * map views them in place). *meta_size is the bytes of the metadata image,
  * *file_size the whole file's. Errors: NNH5_ERR_OVERFLOW (an object header
  * larger than HDF5's metadata cache takes).
  */

@@ -14,7 +14,7 @@ writer, and loads each direct file back in C. Then, for every pair:
 and a sample of both files goes through jsfive and h5wasm (read_check.mjs,
 compared against h5py's description) when node and the npm packages are there.
 A state dict of 4,200 keys (its key list in dense attribute storage) is
-checked the same way.
+checked the same way, and with COUNT >= 1000 one of 9,000 bfloat16 tensors.
 
 Usage: direct_check.py SCRATCH_DIR DIRECT_GEN NNH5_TOOL SEED COUNT JS_SAMPLE
 """
@@ -129,19 +129,25 @@ def main():
             v = subprocess.run([TOOL, "verify", b], capture_output=True, text=True)
             check(v.returncode == 0, f"nnh5 verify {b}", v.stdout[-500:] + v.stderr[-500:])
     print(f"pairs: {COUNT} ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))})")
-    # A key list too large for an object header: HDF5 writes the root's attributes (dense).
-    big = {}
-    for mode in ("api", "direct"):
-        f = big[mode] = path(f"keys4200-{mode}.h5")
-        env = dict(os.environ)
-        if mode == "api":
-            env["NNH5_DIRECT_WRITE"] = "0"
-        p = subprocess.run([GEN, "keys", "4200", f], capture_output=True, text=True, env=env)
-        check(p.returncode == 0, f"direct_gen keys {mode}", p.stderr[-500:])
-    compare(big["api"], big["direct"], "4,200 keys")
+    # A key list too large for an object header: HDF5 writes the root's attributes (dense);
+    # the slow run adds 9,000 bfloat16 tensors (their strings fill two global heap collections).
+    cases = [("4200", "float32")] + ([("9000", "bfloat16")] if COUNT >= 1000 else [])
+    big = []
+    for n, dtype in cases:
+        pair = {}
+        for mode in ("api", "direct"):
+            f = pair[mode] = path(f"keys{n}-{dtype}-{mode}.h5")
+            env = dict(os.environ)
+            if mode == "api":
+                env["NNH5_DIRECT_WRITE"] = "0"
+            p = subprocess.run([GEN, "keys", n, f, dtype], capture_output=True, text=True,
+                               env=env)
+            check(p.returncode == 0, f"direct_gen keys {n} {dtype} {mode}", p.stderr[-500:])
+        compare(pair["api"], pair["direct"], f"{n} keys of {dtype}")
+        big += [pair["api"], pair["direct"]]
     sample = [os.path.join(d, f"{i}-{m}.h5") for i in list(kinds)[:JS_SAMPLE]
               for m in ("api", "direct")]
-    js_sample(sample + [big["api"], big["direct"]])
+    js_sample(sample + big[:2])
     print(f"summary: {pc.N_CHECKS} checks, {len(pc.FAILURES)} failed")
     return 0 if not pc.FAILURES else 1
 

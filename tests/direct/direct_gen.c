@@ -10,9 +10,11 @@
  *       DIR/i-direct.h5 through the direct writer, which must take it. The
  *       direct file is loaded back (checksums verified) and compared bit
  *       for bit with what was saved. Prints "i KIND" per pair.
- *   direct_gen keys N FILE
- *       a state dict of N one-byte tensors saved by nnh5_save_state_dict()
- *       (the root's key list goes to dense storage past ~4,090 keys).
+ *   direct_gen keys N FILE [DTYPE]
+ *       a state dict of N one-element tensors (float32 or DTYPE) saved by
+ *       nnh5_save_state_dict() (the root's key list goes to dense storage
+ *       past ~4,090 keys; past 8,192 bfloat16 tensors their nnh5_dtype
+ *       strings fill more than one global heap collection).
  *
  * Errors print "direct_gen: WHAT: message" on stderr and exit 1.
  */
@@ -135,6 +137,12 @@ static nnh5_dict *random_dict(bool state)
 			char a[64];
 			random_name(a, sizeof a, 1 + below(3));
 			snprintf(key, sizeof key, "%s%s", a, below(3) == 0 ? ".x" : "");
+			/* now and then a name past 255 bytes (a 2-byte length in the link) */
+			if (below(25) == 0) {
+				size_t len = 256 + below(250);
+				memset(key, 'n', len);
+				snprintf(key + len, sizeof key - len, "%zu", i);
+			}
 		}
 		if (conflicts(d, key))
 			continue;
@@ -187,7 +195,7 @@ static int save_d(const char *p, const void *o) { return nnh5_save_dict(p, o); }
 static int save_l(const char *p, const void *o) { return nnh5_save_list(p, o); }
 static int save_t(const char *p, const void *o) { return nnh5_save_tensor(p, o); }
 
-static int keys_file(size_t n, const char *path)
+static int keys_file(size_t n, const char *path, nnh5_dtype dtype)
 {
 	nnh5_dict *d;
 	char key[64];
@@ -197,7 +205,7 @@ static int keys_file(size_t n, const char *path)
 	for (size_t i = 0; i < n; i++) {
 		nnh5_tensor *t;
 		snprintf(key, sizeof key, "model.layers.%zu.p", i);
-		if (nnh5_tensor_new(&t, NNH5_FLOAT32, 1, (const int64_t[]){ 1 }) ||
+		if (nnh5_tensor_new(&t, dtype, 1, (const int64_t[]){ 1 }) ||
 		    nnh5_dict_set(d, key, t))
 			fail("tensor");
 	}
@@ -219,8 +227,12 @@ int main(int argc, char **argv)
 {
 	char a[4096], b[4096];
 
-	if (argc == 4 && !strcmp(argv[1], "keys"))
-		return keys_file((size_t)strtoull(argv[2], NULL, 10), argv[3]);
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "keys")) {
+		nnh5_dtype dt = NNH5_FLOAT32;
+		if (argc == 5 && nnh5_dtype_from_name(&dt, argv[4]))
+			return fail("dtype");
+		return keys_file((size_t)strtoull(argv[2], NULL, 10), argv[3], dt);
+	}
 	if (argc != 4) {
 		fprintf(stderr, "usage: direct_gen SEED COUNT DIR | direct_gen keys N FILE\n");
 		return 2;
