@@ -30,6 +30,16 @@
 
 /* Keys longer than the API path's buffers go there (it refuses them). */
 #define MAX_KEY 4000
+/*
+ * Every link of a group is a message in its object header here. HDF5 keeps
+ * reading such groups in linear time, but inserting into one later (h5py
+ * in "a" mode) moves all its links to dense storage at a cost that grows
+ * with the square of their number (0.6 s for 4,000 links): larger groups go
+ * through HDF5's API, which stores them dense from the start. A root that
+ * gets its attributes from HDF5 after the direct write is held to fewer.
+ */
+#define MAX_LINKS 4096
+#define MAX_LINKS_DEFERRED_ROOT 256
 
 struct job {
 	nnh5__h5w *w;
@@ -386,6 +396,9 @@ int nnh5__save_direct(bool *done, const char *path, nnh5__direct_what what, cons
 		rc = 1;
 	if (!rc)
 		rc = root_attrs(&j);
+	if (!rc && (nnh5__h5w_most_links(j.w) > MAX_LINKS ||
+		    (j.defer_root && nnh5__h5w_links(j.w, NNH5__H5W_ROOT) > MAX_LINKS_DEFERRED_ROOT)))
+		rc = 1;
 	if (!rc)
 		rc = nnh5__h5w_layout(&meta_size, &file_size, j.w, ALIGNMENT);
 	if (rc == NNH5_OK) {

@@ -420,6 +420,20 @@ static size_t attr_body(const struct attr *a)
 	return 9 + strlen(a->name) + 1 + dt + ds + data;
 }
 
+uint32_t nnh5__h5w_links(const nnh5__h5w *w, uint32_t obj)
+{
+	return w->o[obj].nchildren;
+}
+
+uint32_t nnh5__h5w_most_links(const nnh5__h5w *w)
+{
+	uint32_t most = 0;
+	for (size_t i = 0; i < w->n; i++)
+		if (w->o[i].nchildren > most)
+			most = w->o[i].nchildren;
+	return most;
+}
+
 size_t nnh5__h5w_strs_message_size(const char *name, size_t n)
 {
 	struct attr a = { .name = name, .type = A_STRS, .n = n };

@@ -71,6 +71,10 @@ int nnh5__h5w_attr_strs(nnh5__h5w *w, uint32_t obj, const char *name, const char
 			size_t n);
 void nnh5__h5w_set_u64(nnh5__h5w *w, size_t index, uint64_t v);
 
+/* The number of links of group obj, and the most links any group has. */
+uint32_t nnh5__h5w_links(const nnh5__h5w *w, uint32_t obj);
+uint32_t nnh5__h5w_most_links(const nnh5__h5w *w);
+
 /* Bytes of the attribute message of n strings named name (HDF5 stores it dense from 64 KiB). */
 size_t nnh5__h5w_strs_message_size(const char *name, size_t n);
 

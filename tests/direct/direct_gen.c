@@ -15,6 +15,13 @@
  *       nnh5_save_state_dict() (the root's key list goes to dense storage
  *       past ~4,090 keys; past 8,192 bfloat16 tensors their nnh5_dtype
  *       strings fill more than one global heap collection).
+ *   direct_gen declines DIR
+ *       saves the direct writer must leave to HDF5's API (tied tensors, a
+ *       bool byte other than 0/1, reserved, conflicting or over-long keys,
+ *       a group of 4,097 links, a root of 300 links whose key list is too
+ *       large for its object header) and ones it must take (4,096 links);
+ *       each is then saved by nnh5_save_*(), which must succeed or refuse
+ *       as the API path does. Prints "declines: N".
  *
  * Errors print "direct_gen: WHAT: message" on stderr and exit 1.
  */
@@ -223,6 +230,98 @@ static int keys_file(size_t n, const char *path, nnh5_dtype dtype)
 	return 0;
 }
 
+static nnh5_tensor *small_tensor(float v)
+{
+	nnh5_tensor *t;
+	if (nnh5_tensor_new(&t, NNH5_FLOAT32, 1, (const int64_t[]){ 2 }))
+		fail("tensor");
+	((float *)t->data)[0] = v;
+	return t;
+}
+
+/* Would the direct writer take d (as a state dict or a dict)? Also saves it through the API. */
+static bool taken(const char *dir, const char *name, nnh5_dict *d, bool state, int want_rc)
+{
+	char path[4096];
+	bool done;
+
+	snprintf(path, sizeof path, "%s/%s.h5", dir, name);
+	if (nnh5__save_direct(&done, path, state ? NNH5__DIRECT_STATE_DICT : NNH5__DIRECT_DICT, d))
+		fail(path);
+	int rc = state ? nnh5_save_state_dict(path, d) : nnh5_save_dict(path, d);
+	if (rc != want_rc) {
+		fprintf(stderr, "direct_gen: %s: nnh5_save_* returned %d, expected %d: %s\n", name, rc,
+			want_rc, nnh5_error_message());
+		exit(1);
+	}
+	nnh5_dict_free(d);
+	return done;
+}
+
+static nnh5_dict *flat(size_t n, const char *prefix)
+{
+	nnh5_dict *d;
+	char key[64];
+	if (nnh5_dict_new(&d))
+		fail("dict");
+	for (size_t i = 0; i < n; i++) {
+		snprintf(key, sizeof key, "%s%zu", prefix, i);
+		if (nnh5_dict_set(d, key, small_tensor((float)i)))
+			fail("dict set");
+	}
+	return d;
+}
+
+static int declines(const char *dir)
+{
+	int n = 0;
+	nnh5_dict *d;
+	nnh5_tensor *t, *tie;
+
+	d = flat(3, "a.w");
+	t = small_tensor(1);
+	if (nnh5_tensor_share(&tie, t) || nnh5_dict_set(d, "tied.a", t) ||
+	    nnh5_dict_set(d, "tied.b", tie))
+		fail("tie");
+	n += !taken(dir, "tied", d, true, NNH5_OK);
+	d = flat(2, "b.");
+	if (nnh5_tensor_new(&t, NNH5_BOOL, 1, (const int64_t[]){ 3 }))
+		fail("bool");
+	((unsigned char *)t->data)[1] = 7;
+	if (nnh5_dict_set(d, "bad_bool", t))
+		fail("bool");
+	n += !taken(dir, "bad-bool", d, true, NNH5_ERR_INVALID);
+	n += !taken(dir, "reserved", flat(2, "m.nnh5_x"), true, NNH5_ERR_INVALID);
+	d = flat(1, "a");
+	if (nnh5_dict_set(d, "a0.b", small_tensor(2)))
+		fail("conflict");
+	n += !taken(dir, "conflict", d, true, NNH5_ERR_INVALID);
+	char longkey[400];
+	memset(longkey, 'k', 300);
+	strcpy(longkey + 300, ".w");
+	d = flat(1, "x");
+	if (nnh5_dict_set(d, longkey, small_tensor(3)))
+		fail("long key");
+	n += !taken(dir, "long-component", d, true, NNH5_ERR_INVALID);
+	n += !taken(dir, "links-4097", flat(4097, "m.p"), true, NNH5_OK);
+	d = flat(300, "r");
+	for (size_t i = 0; i < 4000; i++) {
+		char key[64];
+		snprintf(key, sizeof key, "deep.g%zu.w", i);
+		if (nnh5_dict_set(d, key, small_tensor(0)))
+			fail("dict set");
+	}
+	n += !taken(dir, "deferred-root-300", d, true, NNH5_OK);
+	/* and what it takes */
+	if (!taken(dir, "links-4096", flat(4096, "m.p"), true, NNH5_OK) ||
+	    !taken(dir, "dict-4000", flat(4000, "k"), false, NNH5_OK)) {
+		fprintf(stderr, "direct_gen: the direct writer declined a save it writes\n");
+		return 1;
+	}
+	printf("declines: %d\n", n);
+	return n == 7 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	char a[4096], b[4096];
@@ -233,6 +332,8 @@ int main(int argc, char **argv)
 			return fail("dtype");
 		return keys_file((size_t)strtoull(argv[2], NULL, 10), argv[3], dt);
 	}
+	if (argc == 3 && !strcmp(argv[1], "declines"))
+		return declines(argv[2]);
 	if (argc != 4) {
 		fprintf(stderr, "usage: direct_gen SEED COUNT DIR | direct_gen keys N FILE\n");
 		return 2;
