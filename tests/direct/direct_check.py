@@ -102,8 +102,15 @@ def js_sample(files):
     sys.argv[1:] = [sys.argv[1]]
     sys.path.insert(0, JS_DIR)
     import js_check  # noqa: E402  (its describe(): h5py's view that read_check.mjs compares)
-    entries = [{"file": f, "name": os.path.basename(f), "objects": js_check.describe(f)}
-               for f in files]
+    entries, skipped = [], 0
+    for f in files:
+        try:
+            entries.append({"file": f, "name": os.path.basename(f),
+                            "objects": js_check.describe(f)})
+        except RuntimeError:  # h5py 3.7 fails on the storage size of an empty key list
+            skipped += 1
+    print(f"jsfive/h5wasm sample: {len(entries)} files ({skipped} with an empty key list "
+          "left out: js_check's h5py description fails on them, from either writer)")
     expected = path("expected.json")
     with open(expected, "w", encoding="utf-8") as fp:
         json.dump({"files": entries}, fp, ensure_ascii=False)
