@@ -3,6 +3,7 @@
  * Each save is a whole new file committed atomically by nnh5_file_close().
  */
 #include "file/file_internal.h"
+#include "file/save_direct.h"
 #include "file/walk.h"
 #include "nnh5/list.h"
 #include "nnh5/dict.h"
@@ -45,6 +46,7 @@ static int write_single_tensor(nnh5_file *f, const nnh5_tensor *t)
 
 int nnh5_save_tensor(const char *path, const nnh5_tensor *t)
 {
+	NNH5__SAVE_DIRECT(path, NNH5__DIRECT_TENSOR, t);
 	SAVE_BODY(path, write_single_tensor(f, t));
 }
 
@@ -106,6 +108,7 @@ int nnh5_load_tensor(nnh5_tensor **out, const char *path)
 
 int nnh5_save_list(const char *path, const nnh5_list *list)
 {
+	NNH5__SAVE_DIRECT(path, NNH5__DIRECT_LIST, list);
 	SAVE_BODY(path, nnh5_file_write_list(f, "/", list));
 }
 
@@ -117,6 +120,7 @@ int nnh5_load_list(nnh5_list **out, const char *path)
 
 int nnh5_save_dict(const char *path, const nnh5_dict *dict)
 {
+	NNH5__SAVE_DIRECT(path, NNH5__DIRECT_DICT, dict);
 	SAVE_BODY(path, nnh5_file_write_dict(f, "/", dict));
 }
 
@@ -128,6 +132,7 @@ int nnh5_load_dict(nnh5_dict **out, const char *path)
 
 int nnh5_save_state_dict(const char *path, const nnh5_dict *sd)
 {
+	NNH5__SAVE_DIRECT(path, NNH5__DIRECT_STATE_DICT, sd);
 	SAVE_BODY(path, nnh5_file_write_state_dict(f, "/", sd));
 }
 
