@@ -24,6 +24,10 @@ os.sync(), each save into a new file (the previous one is removed first,
 untimed); loads read from the page cache. Freeing what a load returned is
 not timed.
 
+The raw peers write() every tensor's bytes into one file and fsync it (the
+floor of a durable save; nnh5 also fsyncs the folder), and read() them back
+into a new buffer per tensor (the floor of a load from the page cache).
+
 Prints, per workload and operation, the median and the range over the rounds
 in milliseconds and the ratio torch / nnh5 (> 1: nnh5 is faster), then the
 peak memory of each operation measured once in a fresh process (this script
@@ -177,7 +181,39 @@ def status_kib(field):
 # The operations: (name, file suffix, a save?). The Python module's are left out
 # with --no-python.
 OPS = [("nnh5-save", ".h5", True), ("torch-save", ".pt", True), ("py-save", ".py.h5", True),
-       ("nnh5-load", ".h5", False), ("torch-load", ".pt", False), ("py-load", ".py.h5", False)]
+       ("raw-save", ".raw", True),
+       ("nnh5-load", ".h5", False), ("torch-load", ".pt", False), ("py-load", ".py.h5", False),
+       ("raw-load", ".raw", False)]
+
+
+def tensor_bytes(v):
+    """The bytes of tensor v as a flat uint8 numpy view (no copy)."""
+    return v.contiguous().reshape(-1).numpy().view(np.uint8)
+
+
+def raw_save(sd, path):
+    """The floor of a durable save: every tensor's bytes write()n into one file, fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for v in sd.values():
+            b = tensor_bytes(v)
+            done = 0
+            while done < b.nbytes:
+                done += os.write(fd, b[done:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def raw_load(sd, path):
+    """The floor of a load: each tensor's bytes read() into a new buffer."""
+    out = []
+    with open(path, "rb", buffering=0) as f:
+        for v in sd.values():
+            b = np.empty(v.numel() * v.element_size(), dtype=np.uint8)
+            f.readinto(b)
+            out.append(b)
+    return out
 
 
 def run_op(op, nn, sd, view, path):
@@ -188,6 +224,10 @@ def run_op(op, nn, sd, view, path):
         return torch_save(sd, path)
     if op == "py-save":
         return nnh5py.save_state_dict(sd, path)
+    if op == "raw-save":
+        return raw_save(sd, path)
+    if op == "raw-load":
+        return raw_load(sd, path)
     if op == "nnh5-load":
         return nn.load(path)
     if op == "torch-load":
@@ -292,6 +332,15 @@ def main():
                   f"{fmt(w, 'torch-save')} | {ratio(w, 'torch-save', p + '-save')} | "
                   f"{fmt(w, p + '-load')} | {fmt(w, 'torch-load')} | "
                   f"{ratio(w, 'torch-load', p + '-load')} |")
+    print()
+    print("C library against raw I/O in the same rounds (write()+fsync of the bytes into one "
+          "file; read() into a new buffer per tensor); ratio = raw time / nnh5 time:")
+    print("| workload | nnh5 save | raw write+fsync | ratio | nnh5 load | raw read | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for w in names:
+        print(f"| {w} | {fmt(w, 'nnh5-save')} | {fmt(w, 'raw-save')} | "
+              f"{ratio(w, 'raw-save', 'nnh5-save')} | {fmt(w, 'nnh5-load')} | "
+              f"{fmt(w, 'raw-load')} | {ratio(w, 'raw-load', 'nnh5-load')} |")
     print()
     print("Peak extra memory, MiB (x tensor bytes), each in a fresh process:")
     print("| workload | " + " | ".join(op.replace("-", " ") for op, _, _ in ops) + " |")
