@@ -21,6 +21,8 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <nnh5.h>
 
+#include "bench_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,33 +84,6 @@ static int write_small12k(const char *path)
 	return rc;
 }
 
-/* A field of /proc/self/status in bytes (VmRSS:, VmHWM:), or -1. */
-static long long status_bytes(const char *field)
-{
-	char line[256];
-	long long kib = -1;
-	FILE *fp = fopen("/proc/self/status", "r");
-
-	if (!fp)
-		return -1;
-	while (fgets(line, sizeof line, fp))
-		if (strncmp(line, field, strlen(field)) == 0)
-			kib = strtoll(line + strlen(field), NULL, 10);
-	fclose(fp);
-	return kib < 0 ? -1 : kib * 1024;
-}
-
-/* Reset VmHWM to the current resident size (Linux 4.0+). */
-static void reset_peak(void)
-{
-	FILE *fp = fopen("/proc/self/clear_refs", "w");
-
-	if (fp) {
-		fputs("5", fp);
-		fclose(fp);
-	}
-}
-
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -140,10 +115,10 @@ int main(int argc, char **argv)
 		int64_t one = 1;
 		if (nnh5_tensor_new(&warm, NNH5_FLOAT32, 1, &one) == NNH5_OK)
 			nnh5_tensor_free(warm);
-		reset_peak();
-		long long before = status_bytes("VmRSS:");
+		bench_reset_peak();
+		long long before = bench_status_kib("VmRSS:") * 1024LL;
 		rc = nnh5_load_state_dict(&sd, argv[2]);
-		long long peak = status_bytes("VmHWM:");
+		long long peak = bench_status_kib("VmHWM:") * 1024LL;
 		size_t bytes = 0;
 		for (size_t i = 0; !rc && i < nnh5_dict_len(sd); i++)
 			bytes += nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
