@@ -168,6 +168,20 @@ NNH5_API int nnh5_mpi_read_sharded(nnh5_tensor **out, nnh5_mpi_file *f, const ch
 				   const nnh5_mpi_sharding *s);
 
 /*
+ * Collective: nnh5_mpi_read_sharded() into dst, a tensor the caller owns
+ * and keeps (not NULL): the stored dtype and exactly this rank's piece's
+ * shape (nnh5_mpi_sharding_box()), writable. Its data is overwritten in
+ * place, nothing is allocated for the data, and the caller may reuse dst
+ * for the next load of the same piece (memory already touched loads
+ * faster than fresh memory). On failure dst's contents are unspecified
+ * (the bytes may have been read before a checksum mismatch was found).
+ * Errors: as nnh5_mpi_read_sharded(); NNH5_ERR_INVALID (dst read-only or
+ * of another dtype), NNH5_ERR_SHAPE (dst's shape is not the piece's).
+ */
+NNH5_API int nnh5_mpi_read_sharded_into(nnh5_tensor *dst, nnh5_mpi_file *f, const char *name,
+					const nnh5_mpi_sharding *s);
+
+/*
  * Collective: read this rank's pieces of the n tensors keys[i] of the state
  * dict name ("/" or NULL: the root), each under shardings[i], into a new
  * dict (keys in the order given; the same keys on every rank). The inverse

@@ -19,6 +19,7 @@
 #include "store/h5util.h"
 #include "store/regular.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -42,6 +43,22 @@ struct agg_piece {
 	uint64_t nbytes;
 };
 
+/*
+ * What every rank learns of every other rank's slab before a read, in one
+ * MPI_Allgather: whether the bytes can move in plain MPI-IO reads, how many
+ * rounds of at most 1 GiB each rank makes, and whether the slabs tile the
+ * tensor along dimension 0 (so the stored checksum can be verified by a
+ * hash chain although no rank holds the whole tensor).
+ */
+struct slab_info {
+	int64_t ok;     /* no failure so far, and this rank wants checksums verified */
+	int64_t run;    /* the slab's bytes are one run in the file (or it is empty) */
+	int64_t rows;   /* the slab holds whole rows: every dimension past 0 is full */
+	int64_t start0; /* its first row */
+	int64_t count0; /* its rows (0: an empty slab) */
+	int64_t rounds; /* its MPI-IO reads of at most 1 GiB */
+};
+
 struct nnh5_mpi_file {
 	nnh5_file *f;
 	MPI_Comm comm;
@@ -57,6 +74,8 @@ struct nnh5_mpi_file {
 	uint64_t agg_bytes;   /* of every rank's waiting pieces: the same on every rank */
 	uint64_t agg_tensors; /* how many tensors that is, on every rank */
 	nnh5_mpi_io_stats stats;
+	/* Every rank's slab of a read (one MPI_Allgather), m->size of them. */
+	struct slab_info *infos;
 };
 
 static void free_file(nnh5_mpi_file *m)
@@ -67,6 +86,7 @@ static void free_file(nnh5_mpi_file *m)
 		nnh5__free(m->pend[i].name);
 	nnh5__free(m->pend);
 	nnh5__free(m->agg);
+	nnh5__free(m->infos);
 	nnh5__free(m->tmp);
 	if (m->f)
 		nnh5__file_release(m->f);
@@ -102,6 +122,16 @@ static int new_handle(nnh5_mpi_file **out, MPI_Comm comm)
 	}
 	MPI_Comm_rank(m->comm, &m->rank);
 	MPI_Comm_size(m->comm, &m->size);
+	/*
+	 * Allocated here, where a failure is agreed on by the open: a read must
+	 * never fail alone between two collective calls it shares.
+	 */
+	m->infos = nnh5__calloc((size_t)m->size, sizeof *m->infos);
+	if (!m->infos) {
+		MPI_Comm_free(&m->comm);
+		nnh5__free(m);
+		return nnh5__nomem();
+	}
 	*out = m;
 	return NNH5_OK;
 }
@@ -236,9 +266,13 @@ int nnh5_mpi_file_open(nnh5_mpi_file **out, MPI_Comm comm, const char *path,
 	int rc;
 
 	*out = NULL;
-	rc = new_handle(&m, comm);
-	if (rc)
+	/* Agreed: a rank that could not make its handle leaves with the others. */
+	rc = nnh5__mpi_agree(comm, new_handle(&m, comm));
+	if (rc) {
+		if (m)
+			free_file(m);
 		return rc;
+	}
 	ENTER;
 	rc = nnh5__file_new(&m->f, path, NNH5_READ, opts);
 	/* Rank 0 judges the path: a FIFO or device would block or stream. */
@@ -884,23 +918,156 @@ struct slab {
 	size_t ndim;
 	const int64_t *start, *count;
 	const int64_t *shape; /* the stored shape the caller expects, or NULL */
+	nnh5_tensor *into;    /* the caller's tensor to fill, or NULL: a new one */
 };
+
+#define SLAB_INFO_WORDS (sizeof(struct slab_info) / sizeof(int64_t))
+#define READ_ROUND ((uint64_t)1 << 30)
+
+/*
+ * The byte offset of slab (start, count) from the start of a C-order array
+ * of shape, when its bytes are one run there: dimensions of count 1, then
+ * one of any count, then only full ones. An empty slab is a run of nothing.
+ */
+static bool slab_run(uint64_t *elem_offset, size_t ndim, const int64_t *shape,
+		     const int64_t *start, const int64_t *count)
+{
+	size_t d = 0;
+	uint64_t at = 0;
+
+	*elem_offset = 0;
+	if (!nonempty(ndim, count))
+		return true;
+	while (d < ndim && count[d] == 1)
+		d++;
+	for (size_t e = d + 1; e < ndim; e++)
+		if (count[e] != shape[e])
+			return false;
+	for (size_t e = 0; e < ndim; e++)
+		at = at * (uint64_t)shape[e] + (uint64_t)start[e];
+	*elem_offset = at;
+	return true;
+}
+
+/*
+ * This rank's bytes [off, off + nbytes) of the file into buf, in the same
+ * number of MPI_File_read_at_all calls as every other rank (rounds, the
+ * largest over the ranks; a rank with fewer bytes or that failed reads
+ * nothing in the rest), on HDF5's own MPI-IO handle. HDF5 keeps no raw
+ * data of contiguous datasets under the MPI-IO driver, so nothing it
+ * caches can differ from these bytes.
+ */
+static int read_run(nnh5_mpi_file *m, void *buf, uint64_t off, uint64_t nbytes, int64_t rounds,
+		    bool take_part, const char *display)
+{
+	MPI_File *fh = NULL;
+	int rc = NNH5_OK;
+	bool ended = false;
+
+	if (H5Fget_vfd_handle(m->f->fid, H5P_DEFAULT, (void **)&fh) < 0 || !fh)
+		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': no MPI-IO file handle", m->f->path);
+	for (int64_t i = 0; i < rounds; i++) {
+		uint64_t done = (uint64_t)i * READ_ROUND, k = 0;
+		if (take_part && !rc && done < nbytes)
+			k = nbytes - done < READ_ROUND ? nbytes - done : READ_ROUND;
+		MPI_Status st;
+		int got = 0;
+		if (MPI_File_read_at_all(*fh, (MPI_Offset)(off + done),
+					 k ? (char *)buf + done : NULL, (int)k, MPI_BYTE,
+					 &st) != MPI_SUCCESS) {
+			if (!rc)
+				rc = nnh5__error(NNH5_ERR_IO,
+						 "'%s': reading dataset '%s' with "
+						 "MPI_File_read_at_all failed",
+						 m->f->path, display);
+		} else if (k && (MPI_Get_count(&st, MPI_BYTE, &got) != MPI_SUCCESS ||
+				 (uint64_t)got != k)) {
+			ended = true;
+		}
+		if (ended && !rc)
+			rc = nnh5__error(NNH5_ERR_FORMAT,
+					 "'%s': dataset '%s': the file ends before its data does "
+					 "(truncated or damaged)",
+					 m->f->path, display);
+	}
+	return rc;
+}
+
+/* The caller's tensor for a slab: its dtype and shape, writable. */
+static int check_into(const nnh5_tensor *t, nnh5_file *f, const nnh5__dataset *ds,
+		      const struct slab *c, const char *display)
+{
+	if (t->readonly)
+		return nnh5__error(NNH5_ERR_INVALID, "'%s': tensor '%s': the destination is read-only",
+				   f->path, display);
+	if (t->dtype != ds->dtype)
+		return nnh5__error(NNH5_ERR_INVALID,
+				   "'%s': tensor '%s' is %s, the destination %s", f->path, display,
+				   nnh5_dtype_name(ds->dtype), nnh5_dtype_name(t->dtype));
+	if (t->ndim != c->ndim)
+		return nnh5__error(NNH5_ERR_SHAPE,
+				   "'%s': tensor '%s': the destination has %zu dimensions, the "
+				   "piece %zu",
+				   f->path, display, t->ndim, c->ndim);
+	for (size_t d = 0; d < c->ndim; d++)
+		if (t->shape[d] != c->count[d])
+			return nnh5__error(NNH5_ERR_SHAPE,
+					   "'%s': tensor '%s': the destination is %lld long in "
+					   "dimension %zu, the piece %lld",
+					   f->path, display, (long long)t->shape[d], d,
+					   (long long)c->count[d]);
+	return NNH5_OK;
+}
+
+/*
+ * After the transfer: the stored checksum, verified when this rank read
+ * the whole tensor. Partial slabs are not verified.
+ */
+static int verify_slab(nnh5_file *f, nnh5__dataset *ds, const nnh5_tensor *t, bool whole,
+		       const char *display)
+{
+	uint64_t stored;
+	int has;
+
+	if (!whole || !(f->verify_checksums || f->require_checksums))
+		return NNH5_OK;
+	has = nnh5__dataset_expected_checksum(&stored, f, ds, display);
+	if (has <= 0 || !f->verify_checksums)
+		return has < 0 ? has : NNH5_OK;
+	if (nnh5_tensor_checksum(t) != stored)
+		return nnh5__error(NNH5_ERR_CHECKSUM,
+				   "'%s': dataset '%s' is damaged: its data does not match the "
+				   "stored checksum",
+				   f->path, display);
+	return NNH5_OK;
+}
 
 /*
  * The load function the walk calls once it has described and judged the
  * dataset (lib/file/walk.c): a collective read of this rank's slab. A rank
  * whose slab is wrong still takes part in the transfer (selecting nothing)
  * and fails afterwards; the caller agrees.
+ *
+ * Data whose stored bytes are the tensor's bytes (the policy found it
+ * contiguous, unfiltered, in this file, of the memory type), read as one
+ * run per rank, moves in MPI_File_read_at_all on HDF5's own MPI-IO handle
+ * at the offset the policy checked: HDF5 1.10's collective H5Dread builds
+ * datatypes and runs its own collective set-up for every call, which cost
+ * more than the read itself (doc/MPI.md "Loads"). Everything else goes
+ * through H5Dread.
  */
 static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const char *display,
 		     void *ctx)
 {
 	struct slab *c = ctx;
+	nnh5_mpi_file *m = c->m;
 	nnh5_tensor *t = NULL;
-	bool any, whole = true;
+	struct slab_info me = { 0 }, *all = m->infos;
+	bool any, whole = true, direct;
 	int rc = NNH5_OK, lrc = NNH5_OK;
 	hid_t fspace = -1, mspace = -1;
 	char dummy = 0;
+	uint64_t elem_off = 0;
 
 	*out = NULL;
 	if (c->ndim != ds->ndim)
@@ -924,44 +1091,85 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 					  (long long)ds->shape[d]);
 		whole = whole && c->start[d] == 0 && c->count[d] == ds->shape[d];
 	}
-	if (!lrc)
+	if (!lrc && c->into) {
+		lrc = check_into(c->into, f, ds, c, display);
+		if (!lrc)
+			t = c->into;
+	} else if (!lrc) {
 		lrc = nnh5__tensor_alloc_header(&t, ds->dtype, c->ndim, c->count);
-	if (!lrc && t->nbytes) {
-		t->data = nnh5__malloc(t->nbytes);
-		t->owns = true;
-		if (!t->data)
-			lrc = nnh5__nomem();
+		/* No zeroing, huge pages: the read overwrites every byte (see nnh5__malloc_large). */
+		if (!lrc && t->nbytes) {
+			t->data = nnh5__malloc_large(t->nbytes);
+			t->owns = true;
+			if (!t->data)
+				lrc = nnh5__nomem();
+		}
 	}
 	any = !lrc && nonempty(c->ndim, c->count);
-	fspace = H5Dget_space(ds->id);
-	mspace = memory_space(c->ndim, c->count, any);
-	if (fspace < 0 || mspace < 0 || select_piece(fspace, c->ndim, c->start, c->count, any) < 0)
-		rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': selection", f->path, display);
-	else if (H5Dread(ds->id, ds->mtype, mspace, fspace, c->m->dxpl,
-			 any ? t->data : &dummy) < 0)
-		rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': reading dataset '%s' failed", f->path,
-				    display);
-	else
-		count_transfer(c->m);
+
+	if (!lrc) {
+		me.ok = f->verify_checksums;
+		me.run = slab_run(&elem_off, c->ndim, ds->shape, c->start, c->count);
+		me.rows = c->ndim > 0;
+		for (size_t d = 1; d < c->ndim; d++)
+			me.rows = me.rows && c->count[d] == ds->shape[d];
+		me.start0 = c->ndim > 0 && any ? c->start[0] : 0;
+		me.count0 = c->ndim > 0 && any ? c->count[0] : 0;
+		me.rounds = any ? (int64_t)((t->nbytes + READ_ROUND - 1) / READ_ROUND) : 0;
+	} else {
+		me.run = 1; /* takes part in a direct read with nothing */
+	}
+	if (MPI_Allgather(&me, (int)SLAB_INFO_WORDS, MPI_INT64_T, all, (int)SLAB_INFO_WORDS,
+			  MPI_INT64_T, m->comm) != MPI_SUCCESS) {
+		rc = nnh5__error(NNH5_ERR_IO, "'%s': MPI_Allgather failed", f->path);
+		goto done;
+	}
+	/* Decided from the file's description and the gathered infos: alike on every rank. */
+	direct = ds->raw && ds->offset != UINT64_MAX;
+	int64_t rounds = 0;
+	for (int r = 0; r < m->size; r++) {
+		direct = direct && all[r].run;
+		rounds = all[r].rounds > rounds ? all[r].rounds : rounds;
+	}
+
+	if (direct) {
+		size_t es = nnh5_dtype_size(ds->dtype);
+		int xrc = read_run(m, any ? t->data : NULL, ds->offset + elem_off * es,
+				   any ? t->nbytes : 0, rounds, any, display);
+		if (!lrc)
+			lrc = xrc;
+		m->stats.transfers++;
+		if (!lrc)
+			m->stats.collective++;
+	} else {
+		fspace = H5Dget_space(ds->id);
+		mspace = memory_space(c->ndim, c->count, any);
+		if (fspace < 0 || mspace < 0 ||
+		    select_piece(fspace, c->ndim, c->start, c->count, any) < 0)
+			rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': selection", f->path,
+					    display);
+		else if (H5Dread(ds->id, ds->mtype, mspace, fspace, m->dxpl,
+				 any ? t->data : &dummy) < 0)
+			rc = nnh5__h5_error(NNH5_ERR_FORMAT, "'%s': reading dataset '%s' failed",
+					    f->path, display);
+		else
+			count_transfer(m);
+	}
+	if (!rc && !lrc)
+		lrc = verify_slab(f, ds, t, whole, display);
 	if (!rc)
 		rc = lrc;
-	if (!rc && whole && (f->verify_checksums || f->require_checksums)) {
-		uint64_t stored;
-		int has = nnh5__dataset_expected_checksum(&stored, f, ds, display);
-		if (has < 0)
-			rc = has;
-		else if (has && f->verify_checksums && nnh5_tensor_checksum(t) != stored)
-			rc = nnh5__error(NNH5_ERR_CHECKSUM,
-					 "'%s': dataset '%s' is damaged: its data does not match "
-					 "the stored checksum",
-					 f->path, display);
-	}
 	if (!rc)
 		rc = nnh5__check_bool(t, NNH5_ERR_FORMAT, f->path, "dataset", display);
+done:
 	if (mspace >= 0)
 		H5Sclose(mspace);
 	if (fspace >= 0)
 		H5Sclose(fspace);
+	if (t == c->into) {
+		*out = rc ? NULL : t;
+		return rc;
+	}
 	if (rc) {
 		nnh5_tensor_free(t);
 		return rc;
@@ -971,9 +1179,10 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 }
 
 static int read_slab(nnh5_tensor **out, nnh5_mpi_file *m, const char *name, size_t ndim,
-		     const int64_t *start, const int64_t *count, const int64_t *shape)
+		     const int64_t *start, const int64_t *count, const int64_t *shape,
+		     nnh5_tensor *into)
 {
-	struct slab c = { m, ndim, start, count, shape };
+	struct slab c = { m, ndim, start, count, shape, into };
 	int rc;
 
 	*out = NULL;
@@ -982,7 +1191,8 @@ static int read_slab(nnh5_tensor **out, nnh5_mpi_file *m, const char *name, size
 				  : nnh5__file_read_one(out, m->f, name, load_slab, &c);
 	rc = nnh5__mpi_agree(m->comm, rc);
 	if (rc) {
-		nnh5_tensor_free(*out);
+		if (*out != into)
+			nnh5_tensor_free(*out);
 		*out = NULL;
 	}
 	return rc;
@@ -992,22 +1202,38 @@ int nnh5_mpi_read_slab(nnh5_tensor **out, nnh5_mpi_file *m, const char *name, si
 		       const int64_t *start, const int64_t *count)
 {
 	ENTER;
-	LEAVE(read_slab(out, m, name, ndim, start, count, NULL));
+	LEAVE(read_slab(out, m, name, ndim, start, count, NULL, NULL));
 }
 
-int nnh5_mpi_read_sharded(nnh5_tensor **out, nnh5_mpi_file *m, const char *name,
-			  const nnh5_mpi_sharding *s)
+static int read_sharded(nnh5_tensor **out, nnh5_mpi_file *m, const char *name,
+			const nnh5_mpi_sharding *s, nnh5_tensor *into)
 {
 	int64_t start[NNH5_MAX_NDIM], count[NNH5_MAX_NDIM];
 	bool whole;
 	int rc;
 
 	*out = NULL;
-	ENTER;
 	rc = nnh5__mpi_agree(m->comm, nnh5__mpi_box(start, count, &whole, s, m->f->path, name));
 	if (!rc)
-		rc = read_slab(out, m, name, s->ndim, start, count, s->shape);
-	LEAVE(rc);
+		rc = read_slab(out, m, name, s->ndim, start, count, s->shape, into);
+	return rc;
+}
+
+int nnh5_mpi_read_sharded(nnh5_tensor **out, nnh5_mpi_file *m, const char *name,
+			  const nnh5_mpi_sharding *s)
+{
+	ENTER;
+	LEAVE(read_sharded(out, m, name, s, NULL));
+}
+
+int nnh5_mpi_read_sharded_into(nnh5_tensor *dst, nnh5_mpi_file *m, const char *name,
+			       const nnh5_mpi_sharding *s)
+{
+	nnh5_tensor *got;
+
+	assert(dst);
+	ENTER;
+	LEAVE(read_sharded(&got, m, name, s, dst));
 }
 
 int nnh5_mpi_read_state_dict(nnh5_dict **out, nnh5_mpi_file *m, const char *name, size_t n,
