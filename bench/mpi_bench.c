@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -176,6 +177,33 @@ static MPI_Offset piece_at(MPI_Offset n, int i)
 	return n - done > ((MPI_Offset)1 << 30) ? (MPI_Offset)1 << 30 : n - done;
 }
 
+/*
+ * This process's page faults (minor and major) and CPU time (user, system)
+ * so far: figures that depend little on the machine's load.
+ */
+struct usage {
+	long faults;
+	double user_ms, sys_ms;
+};
+
+static struct usage usage_now(void)
+{
+	struct rusage ru;
+	struct usage u = { 0, 0, 0 };
+	if (getrusage(RUSAGE_SELF, &ru) == 0) {
+		u.faults = ru.ru_minflt + ru.ru_majflt;
+		u.user_ms = (double)ru.ru_utime.tv_sec * 1e3 + (double)ru.ru_utime.tv_usec / 1e3;
+		u.sys_ms = (double)ru.ru_stime.tv_sec * 1e3 + (double)ru.ru_stime.tv_usec / 1e3;
+	}
+	return u;
+}
+
+static struct usage usage_since(struct usage a)
+{
+	struct usage b = usage_now();
+	return (struct usage){ b.faults - a.faults, b.user_ms - a.user_ms, b.sys_ms - a.sys_ms };
+}
+
 /* The IOR-style read: n bytes at off of raw into buf, in rounds of at most 1 GiB. */
 static void baseline_read(const char *raw, void *buf, MPI_Offset off, MPI_Offset n, int rounds)
 {
@@ -198,6 +226,7 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 	nnh5_mpi_sharding s;
 	char path[4096], raw[4096];
 	double *t[6];
+	struct usage flt[6], f0;
 	nnh5_tensor *local, *back, *into;
 
 	if (rows < nranks) {
@@ -258,31 +287,39 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 		 * against the peer reading into one reused, warm buffer.
 		 */
 		PMPI_Barrier(MPI_COMM_WORLD);
+		f0 = usage_now();
 		t0 = bench_now_ms();
 		CHECK(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, NULL));
 		CHECK(nnh5_mpi_read_sharded(&back, f, "x", &s));
 		CHECK(nnh5_mpi_file_close(f));
 		t[2][r] = max_ms(bench_now_ms() - t0);
+		flt[2] = usage_since(f0);
 		nnh5_tensor_free(back);
 
 		PMPI_Barrier(MPI_COMM_WORLD);
+		f0 = usage_now();
 		t0 = bench_now_ms();
 		void *fresh = malloc(n ? (size_t)n : 1);
 		baseline_read(raw, fresh, off, n, rounds);
 		t[4][r] = max_ms(bench_now_ms() - t0);
+		flt[4] = usage_since(f0);
 		free(fresh);
 
 		PMPI_Barrier(MPI_COMM_WORLD);
+		f0 = usage_now();
 		t0 = bench_now_ms();
 		CHECK(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, NULL));
 		CHECK(nnh5_mpi_read_sharded_into(into, f, "x", &s));
 		CHECK(nnh5_mpi_file_close(f));
 		t[5][r] = max_ms(bench_now_ms() - t0);
+		flt[5] = usage_since(f0);
 
 		PMPI_Barrier(MPI_COMM_WORLD);
+		f0 = usage_now();
 		t0 = bench_now_ms();
 		baseline_read(raw, buf, off, n, rounds);
 		t[3][r] = max_ms(bench_now_ms() - t0);
+		flt[3] = usage_since(f0);
 	}
 	if (rank == 0) {
 		double gb = (double)rows * (double)cols * 4 / 1e9;
@@ -294,6 +331,12 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 		double lf = report("load read_at_all, fresh (baseline)", t[4], reps, gb);
 		double li = report("load nnh5 _into (reused)", t[5], reps, gb);
 		double lb = report("load read_at_all, reused (baseline)", t[3], reps, gb);
+		static const char *const lname[6] = { "", "", "load nnh5", "reused baseline",
+						      "fresh baseline", "nnh5 _into" };
+		for (int i = 2; i < 6; i++)
+			printf("usage rank 0, last round: %-16s %8ld page faults, %8.1f ms user, "
+			       "%8.1f ms system\n",
+			       lname[i], flt[i].faults, flt[i].user_ms, flt[i].sys_ms);
 		printf("ratio save nnh5/baseline throughput %.3f (target >= 0.8)\n", mb / ms);
 		printf("ratio load nnh5/baseline throughput %.3f (new tensor vs fresh buffer; target "
 		       ">= 0.8)\n",

@@ -453,6 +453,81 @@ static void test_whole_read_checks_checksum(void **state)
 	ok(nnh5_mpi_file_close(f));
 }
 
+/* Collective file reads of this process (PMPI), HDF5's and nnh5's. */
+static unsigned long read_at_all_calls;
+
+int MPI_File_read_at_all(MPI_File fh, MPI_Offset o, void *b, int n, MPI_Datatype t,
+			 MPI_Status *st)
+{
+	read_at_all_calls++;
+	return PMPI_File_read_at_all(fh, o, b, n, t, st);
+}
+
+/*
+ * nnh5_mpi_read_sharded_into fills the caller's tensor with the piece, and
+ * again on reuse; a split along dimension 0 of a plain float32 dataset
+ * moves in one MPI_File_read_at_all per rank and counts as one collective
+ * transfer. A destination of the wrong shape or dtype, or read-only, on one
+ * rank fails on every rank.
+ */
+static void test_read_into(void **state)
+{
+	char path[4096];
+	int64_t bounds[2][8], start[2], count[2];
+	nnh5_tensor *g = global_tensor(NNH5_FLOAT32, 2, gshape, 11), *dst, *want, *other;
+	nnh5_mpi_sharding s;
+	nnh5_mpi_file *f;
+	nnh5_mpi_io_stats st;
+	char rank_text[32];
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/into.h5", dir);
+	snprintf(rank_text, sizeof rank_text, "rank %d:", world_size - 1);
+	layout(&s, L_DIM0, world_size, world_rank, bounds);
+	ok(nnh5_mpi_sharding_box(start, count, &s));
+	want = box_of(g, start, count);
+	ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
+	ok(nnh5_mpi_write_sharded(f, "w", want, &s));
+	ok(nnh5_mpi_file_close(f));
+
+	ok(nnh5_tensor_full(&dst, NNH5_FLOAT32, 2, count, -1.0));
+	ok(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, NULL));
+	for (int round = 0; round < 2; round++) {
+		unsigned long before = read_at_all_calls;
+		ok(nnh5_mpi_read_sharded_into(dst, f, "w", &s));
+		assert_true(nnh5_tensor_bitwise_equal(dst, want));
+		assert_int_equal(read_at_all_calls - before, 1);
+		if (round == 0)
+			memset(nnh5_tensor_mutable_data(dst), 0x55, nnh5_tensor_nbytes(dst));
+	}
+	nnh5_mpi_file_io_stats(&st, f);
+	assert_int_equal(st.transfers, 2);
+	assert_int_equal(st.collective, 2);
+
+	/* The last rank's destination is wrong; every rank gets its error. */
+	int64_t wrong[2] = { count[0], count[1] + 1 };
+	ok(nnh5_tensor_zeros(&other, NNH5_FLOAT32, 2, world_rank == world_size - 1 ? wrong : count));
+	fails(NNH5_ERR_SHAPE, nnh5_mpi_read_sharded_into(other, f, "w", &s), rank_text,
+	      "destination");
+	nnh5_tensor_free(other);
+	ok(nnh5_tensor_zeros(&other, world_rank == world_size - 1 ? NNH5_INT32 : NNH5_FLOAT32, 2,
+			     count));
+	fails(NNH5_ERR_INVALID, nnh5_mpi_read_sharded_into(other, f, "w", &s), rank_text,
+	      "float32");
+	nnh5_tensor_free(other);
+	ok(nnh5_tensor_view_const(&other, NNH5_FLOAT32, 2, count, nnh5_tensor_data(want),
+				  nnh5_tensor_nbytes(want)));
+	fails(NNH5_ERR_INVALID, nnh5_mpi_read_sharded_into(other, f, "w", &s), "read-only");
+	nnh5_tensor_free(other);
+	/* The failures left the file usable. */
+	ok(nnh5_mpi_read_sharded_into(dst, f, "w", &s));
+	assert_true(nnh5_tensor_bitwise_equal(dst, want));
+	ok(nnh5_mpi_file_close(f));
+	nnh5_tensor_free(dst);
+	nnh5_tensor_free(want);
+	nnh5_tensor_free(g);
+}
+
 /*
  * A file written by h5py (mpi_run.py) reads sharded: little-endian data
  * collectively, big-endian data through HDF5's fallback to independent I/O
@@ -1135,6 +1210,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_reshard_matrix),
 		cmocka_unit_test(test_serial_file_reads_sharded),
 		cmocka_unit_test(test_whole_read_checks_checksum),
+		cmocka_unit_test(test_read_into),
 		cmocka_unit_test(test_h5py_file),
 		cmocka_unit_test(test_state_dict),
 		cmocka_unit_test(test_error_agreement),
