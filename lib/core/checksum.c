@@ -18,24 +18,34 @@ static bool host_is_little_endian(void)
 	return b == 1;
 }
 
-uint64_t nnh5__checksum(const void *data, size_t nbytes, size_t elsize)
+void nnh5__checksum_update(void *state, const void *data, size_t nbytes, size_t elsize)
 {
-	if (elsize <= 1 || host_is_little_endian())
-		return XXH3_64bits(data, nbytes);
+	if (elsize <= 1 || host_is_little_endian()) {
+		XXH3_64bits_update(state, data, nbytes);
+		return;
+	}
 	/* Big-endian host: hash the little-endian encoding, a block at a time. */
 	unsigned char block[4096];
 	const unsigned char *p = data;
-	XXH3_state_t state;
 	size_t per = sizeof block / elsize * elsize;
 
-	XXH3_64bits_reset(&state);
 	for (size_t off = 0; off < nbytes; off += per) {
 		size_t n = nbytes - off < per ? nbytes - off : per;
 		for (size_t i = 0; i < n; i += elsize)
 			for (size_t j = 0; j < elsize; j++)
 				block[i + j] = p[off + i + elsize - 1 - j];
-		XXH3_64bits_update(&state, block, n);
+		XXH3_64bits_update(state, block, n);
 	}
+}
+
+uint64_t nnh5__checksum(const void *data, size_t nbytes, size_t elsize)
+{
+	if (elsize <= 1 || host_is_little_endian())
+		return XXH3_64bits(data, nbytes);
+	XXH3_state_t state;
+
+	XXH3_64bits_reset(&state);
+	nnh5__checksum_update(&state, data, nbytes, elsize);
 	return XXH3_64bits_digest(&state);
 }
 

@@ -134,4 +134,12 @@ int nnh5__check_bool(const nnh5_tensor *t, int status, const char *file, const c
  */
 uint64_t nnh5__checksum(const void *data, size_t nbytes, size_t elsize);
 
+/*
+ * Add nbytes of elements of elsize bytes to an XXH3-64 streaming state
+ * (an XXH3_state_t *, reset with XXH3_64bits_reset) in their stored
+ * little-endian order: the pieces of one tensor hashed in order give
+ * nnh5__checksum() of the whole.
+ */
+void nnh5__checksum_update(void *state, const void *data, size_t nbytes, size_t elsize);
+
 #endif /* NNH5_INTERNAL_H */

@@ -13,6 +13,7 @@
  * runs lib/store/atomic.c's fsync and rename.
  */
 #include "mpi/mpi_internal.h"
+#include "mpi/hashchain.h"
 #include "file/file_internal.h"
 #include "file/walk.h"
 #include "store/atomic.h"
@@ -414,6 +415,7 @@ struct plan {
 	const nnh5_mpi_sharding *s;
 	int64_t start[NNH5_MAX_NDIM], count[NNH5_MAX_NDIM];
 	bool whole;
+	bool summed; /* cover[3] holds the checksum of the whole tensor (not taken at close) */
 	uint64_t digest;
 	uint64_t cover[4]; /* writers, sum of piece indices, of their squares, whole checksum */
 	char *record;
@@ -737,7 +739,7 @@ static int write_dataset(int *lrc, nnh5_mpi_file *m, const struct plan *p)
 							  false) < 0))
 		local_rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': sharding attribute",
 					  f->path, name);
-	if (!local_rc && whole && nnh5__file_put_checksum(f, did, whole_sum) < 0)
+	if (!local_rc && (whole || p->summed) && nnh5__file_put_checksum(f, did, whole_sum) < 0)
 		local_rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': checksum attribute",
 					  f->path, name);
 	if (!local_rc && injected_failure())
@@ -775,7 +777,7 @@ static int write_dataset(int *lrc, nnh5_mpi_file *m, const struct plan *p)
 		local_rc = nnh5__h5_error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed", f->path,
 					  name);
 	count_transfer(m);
-	if (!whole) {
+	if (!whole && !p->summed) {
 		haddr_t off = H5Dget_offset(did);
 		hsize_t nbytes = H5Dget_storage_size(did);
 		rc = off == HADDR_UNDEF && nbytes > 0
@@ -802,8 +804,126 @@ done:
 }
 
 /*
+ * Split along dimension 0 only: piece i's bytes follow piece i - 1's in
+ * the file, so the checksum chain (hashchain.h) hashes the tensor from the
+ * ranks' memory in file order; no read-back at close.
+ */
+static bool rows_split(const struct plan *p)
+{
+	const nnh5_mpi_sharding *s = p->s;
+
+	if (!s || s->ndim == 0 || s->ndim > NNH5_MAX_NDIM || s->parts[0] < 2)
+		return false;
+	for (size_t d = 1; d < s->ndim; d++)
+		if (s->parts[d] != 1)
+			return false;
+	return true;
+}
+
+/* The checksum chain's memory for the tensors split by rows of one write. */
+struct chain_work {
+	size_t n;               /* tensors split by rows */
+	nnh5__hashlink *links;  /* n */
+	uint64_t *sums;         /* n */
+	int *mine;              /* n: this rank's piece index of each, -1 for a replica */
+	int *all;               /* n x ranks: every rank's */
+	int *holder;            /* ranks: which rank writes piece i of one tensor */
+	uint64_t *len;          /* ranks: piece i's bytes */
+};
+
+static void chain_free(struct chain_work *w)
+{
+	nnh5__free(w->links);
+	nnh5__free(w->sums);
+	nnh5__free(w->mine);
+	nnh5__free(w->all);
+	nnh5__free(w->holder);
+	nnh5__free(w->len);
+}
+
+/*
+ * Allocated before the write's checks, so a rank without the memory fails
+ * in their agreement instead of leaving the others in the chain. A split of
+ * more pieces than ranks fails those checks, so ranks entries suffice.
+ */
+static int chain_alloc(struct chain_work *w, const struct plan *p, size_t n, int ranks)
+{
+	memset(w, 0, sizeof *w);
+	for (size_t i = 0; i < n; i++)
+		w->n += rows_split(&p[i]);
+	if (w->n == 0)
+		return NNH5_OK;
+	w->links = nnh5__calloc(w->n, sizeof *w->links);
+	w->sums = nnh5__calloc(w->n, sizeof *w->sums);
+	w->mine = nnh5__calloc(w->n, sizeof *w->mine);
+	w->all = nnh5__calloc(w->n * (size_t)ranks, sizeof *w->all);
+	w->holder = nnh5__calloc((size_t)ranks, sizeof *w->holder);
+	w->len = nnh5__calloc((size_t)ranks, sizeof *w->len);
+	if (!w->links || !w->sums || !w->mine || !w->all || !w->holder || !w->len)
+		return nnh5__nomem();
+	return NNH5_OK;
+}
+
+/*
+ * Collective, once every rank passed check_writes(): the checksums of the
+ * tensors split by rows, all in one chain pass. One MPI_Allgather tells
+ * every rank which rank writes which piece (the sharding gives only this
+ * rank's coordinate); the chain's final MPI_Allreduce gives every rank
+ * every checksum, written with the dataset as a whole tensor's is.
+ */
+static int chain_rows(nnh5_mpi_file *m, struct plan *p, size_t n, struct chain_work *w)
+{
+	size_t j = 0;
+
+	if (w->n == 0)
+		return NNH5_OK;
+	for (size_t i = 0; i < n; i++)
+		if (rows_split(&p[i]))
+			w->mine[j++] = p[i].s->replica == 0 ? p[i].s->coord[0] : -1;
+	if (MPI_Allgather(w->mine, (int)w->n, MPI_INT, w->all, (int)w->n, MPI_INT, m->comm) !=
+	    MPI_SUCCESS)
+		return nnh5__error(NNH5_ERR_IO, "'%s': MPI_Allgather failed", m->f->path);
+	j = 0;
+	for (size_t i = 0; i < n; i++) {
+		const nnh5_mpi_sharding *s = p[i].s;
+		const nnh5_tensor *local = p[i].local;
+		if (!rows_split(&p[i]))
+			continue;
+		int parts = s->parts[0];
+		uint64_t row = nnh5_dtype_size(local->dtype);
+		for (size_t d = 1; d < s->ndim; d++)
+			row *= (uint64_t)s->shape[d];
+		for (int k = 0; k < parts; k++) {
+			w->holder[k] = -1;
+			w->len[k] = (uint64_t)(nnh5__mpi_piece_start(s, 0, k + 1) -
+					       nnh5__mpi_piece_start(s, 0, k)) *
+				    row;
+		}
+		for (int r = 0; r < m->size; r++) {
+			int c = w->all[(size_t)r * w->n + j];
+			if (c >= 0 && c < parts)
+				w->holder[c] = r;
+		}
+		nnh5__hashlink *l = &w->links[j++];
+		nnh5__hashchain_place(l, m->rank, (size_t)parts, w->holder, w->len);
+		l->data = s->replica == 0 ? local->data : NULL;
+		l->nbytes = s->replica == 0 ? local->nbytes : 0;
+		l->elsize = nnh5_dtype_size(local->dtype);
+	}
+	int rc = nnh5__hashchain_run(w->sums, w->links, w->n, m->comm);
+	j = 0;
+	for (size_t i = 0; !rc && i < n; i++)
+		if (rows_split(&p[i])) {
+			p[i].cover[3] = w->sums[j++];
+			p[i].summed = true;
+		}
+	return rc;
+}
+
+/*
  * n tensors written collectively with three collective agreements whatever
- * n is (check_writes()' two, one at the end): a failure on one rank gives
+ * n is (check_writes()' two, one at the end; tensors split by rows add the
+ * checksum chain's MPI_Allgather and MPI_Allreduce): a failure on one rank gives
  * the same status on every rank, and marks the file failed (nothing is
  * committed) once anything may have been written. in_rc: this rank's
  * failure before the write (it still takes part in the agreement).
@@ -812,10 +932,17 @@ done:
 static int write_all(nnh5_mpi_file *m, struct plan *p, size_t n, int in_rc, const char *group,
 		     const char **keys)
 {
-	int rc = check_writes(p, n, m, in_rc), lrc = NNH5_OK;
+	struct chain_work w;
+	int rc = chain_alloc(&w, p, n, m->size), lrc = NNH5_OK;
 
-	if (rc == NNH5_ERR_INVALID || rc == NNH5_ERR_SHAPE)
+	rc = check_writes(p, n, m, in_rc ? in_rc : rc);
+	if (rc == NNH5_ERR_INVALID || rc == NNH5_ERR_SHAPE) {
+		chain_free(&w);
 		return rc; /* refused before anything was written */
+	}
+	if (!rc)
+		rc = chain_rows(m, p, n, &w);
+	chain_free(&w);
 	if (!rc && group)
 		rc = nnh5__file_create_group(m->f, group);
 	for (size_t i = 0; !rc && i < n; i++) {

@@ -31,6 +31,12 @@ int nnh5__mpi_box(int64_t *start, int64_t *count, bool *whole, const nnh5_mpi_sh
 		  const char *file, const char *name);
 
 /*
+ * Where piece i (0 <= i <= parts[d]) of dimension d starts under s, which
+ * nnh5__mpi_box() accepted: parts[d] gives the dimension's size.
+ */
+int64_t nnh5__mpi_piece_start(const nnh5_mpi_sharding *s, size_t d, int i);
+
+/*
  * A digest of what every rank must agree on for one write (the name, dtype,
  * global shape, parts, every piece's bounds): equal on two ranks iff they describe
  * the same split (up to XXH64 collisions).

@@ -36,6 +36,11 @@ static int64_t even_start(int64_t n, int p, int i)
 	return i * q + (i < r ? i : r);
 }
 
+int64_t nnh5__mpi_piece_start(const nnh5_mpi_sharding *s, size_t d, int i)
+{
+	return s->bounds[d] ? s->bounds[d][i] : even_start(s->shape[d], s->parts[d], i);
+}
+
 int nnh5__mpi_box(int64_t *start, int64_t *count, bool *whole, const nnh5_mpi_sharding *s,
 		  const char *file, const char *name)
 {
