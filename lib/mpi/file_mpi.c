@@ -75,8 +75,11 @@ struct nnh5_mpi_file {
 	uint64_t agg_bytes;   /* of every rank's waiting pieces: the same on every rank */
 	uint64_t agg_tensors; /* how many tensors that is, on every rank */
 	nnh5_mpi_io_stats stats;
-	/* Every rank's slab of a read (one MPI_Allgather), m->size of them. */
+	/* Every rank's slab of a read (one MPI_Allgather), and the checksum chain's scratch: m->size each. */
 	struct slab_info *infos;
+	const struct slab_info **order;
+	int *holder;
+	uint64_t *len;
 };
 
 static void free_file(nnh5_mpi_file *m)
@@ -88,6 +91,9 @@ static void free_file(nnh5_mpi_file *m)
 	nnh5__free(m->pend);
 	nnh5__free(m->agg);
 	nnh5__free(m->infos);
+	nnh5__free(m->order);
+	nnh5__free(m->holder);
+	nnh5__free(m->len);
 	nnh5__free(m->tmp);
 	if (m->f)
 		nnh5__file_release(m->f);
@@ -128,9 +134,11 @@ static int new_handle(nnh5_mpi_file **out, MPI_Comm comm)
 	 * never fail alone between two collective calls it shares.
 	 */
 	m->infos = nnh5__calloc((size_t)m->size, sizeof *m->infos);
-	if (!m->infos) {
-		MPI_Comm_free(&m->comm);
-		nnh5__free(m);
+	m->order = nnh5__calloc((size_t)m->size, sizeof *m->order);
+	m->holder = nnh5__calloc((size_t)m->size, sizeof *m->holder);
+	m->len = nnh5__calloc((size_t)m->size, sizeof *m->len);
+	if (!m->infos || !m->order || !m->holder || !m->len) {
+		free_file(m);
 		return nnh5__nomem();
 	}
 	*out = m;
@@ -1076,6 +1084,51 @@ static bool slab_run(uint64_t *elem_offset, size_t ndim, const int64_t *shape,
 	return true;
 }
 
+static int cmp_rows(const void *a, const void *b)
+{
+	const struct slab_info *x = *(const struct slab_info *const *)a;
+	const struct slab_info *y = *(const struct slab_info *const *)b;
+	return x->start0 < y->start0 ? -1 : x->start0 > y->start0;
+}
+
+/*
+ * Do the ranks' slabs tile the tensor along dimension 0: whole rows, every
+ * rank's rows following the previous piece's, nothing missing or read
+ * twice, and every rank asking for checksums to be verified? Then place
+ * this rank in the hash chain over the pieces in file order. Decided from
+ * the gathered infos only (m->infos), so alike on every rank.
+ */
+static bool tile_rows(nnh5__hashlink *link, nnh5_mpi_file *m, const nnh5__dataset *ds)
+{
+	const struct slab_info *all = m->infos;
+	size_t n = 0;
+	int64_t next = 0;
+	uint64_t row = nnh5_dtype_size(ds->dtype);
+	bool ok = ds->ndim > 0;
+
+	for (size_t d = 1; d < ds->ndim; d++)
+		row *= (uint64_t)ds->shape[d];
+	for (int r = 0; ok && r < m->size; r++) {
+		ok = all[r].ok && all[r].rows;
+		if (all[r].count0 > 0)
+			m->order[n++] = &all[r];
+	}
+	if (!ok || n == 0)
+		return false;
+	qsort(m->order, n, sizeof *m->order, cmp_rows);
+	for (size_t i = 0; i < n; i++) {
+		if (m->order[i]->start0 != next)
+			return false;
+		next = m->order[i]->start0 + m->order[i]->count0;
+		m->holder[i] = (int)(m->order[i] - all);
+		m->len[i] = (uint64_t)m->order[i]->count0 * row;
+	}
+	if (next != ds->shape[0])
+		return false;
+	nnh5__hashchain_place(link, m->rank, n, m->holder, m->len);
+	return true;
+}
+
 /*
  * This rank's bytes [off, off + nbytes) of the file into buf, in the same
  * number of MPI_File_read_at_all calls as every other rank (rounds, the
@@ -1147,21 +1200,38 @@ static int check_into(const nnh5_tensor *t, nnh5_file *f, const nnh5__dataset *d
 }
 
 /*
- * After the transfer: the stored checksum, verified when this rank read
- * the whole tensor. Partial slabs are not verified.
+ * After the transfer: the stored checksum, verified when the ranks' slabs
+ * tile the tensor along dimension 0 (tiles: the hash chain over the pieces
+ * in file order brings the whole tensor's XXH3 to every rank, and every
+ * rank compares it) or, otherwise, when this rank read the whole tensor.
+ * Other partial slabs are not verified. Every rank of a tiling calls this,
+ * whatever its own read did: the chain needs them all.
  */
 static int verify_slab(nnh5_file *f, nnh5__dataset *ds, const nnh5_tensor *t, bool whole,
-		       const char *display)
+		       bool tiles, nnh5__hashlink *link, MPI_Comm comm, const char *display)
 {
-	uint64_t stored;
-	int has;
+	uint64_t stored, sum;
+	int has, rc;
 
-	if (!whole || !(f->verify_checksums || f->require_checksums))
+	if (!tiles && !(whole && (f->verify_checksums || f->require_checksums)))
 		return NNH5_OK;
+	/* The same file on every rank: the ranks of a tiling all get the same answer. */
 	has = nnh5__dataset_expected_checksum(&stored, f, ds, display);
-	if (has <= 0 || !f->verify_checksums)
-		return has < 0 ? has : NNH5_OK;
-	if (nnh5_tensor_checksum(t) != stored)
+	if (has < 0)
+		return has;
+	if (has == 0 || !f->verify_checksums)
+		return NNH5_OK;
+	if (tiles) {
+		link->data = t->data;
+		link->nbytes = t->nbytes;
+		link->elsize = nnh5_dtype_size(t->dtype);
+		rc = nnh5__hashchain_run(&sum, link, 1, comm);
+		if (rc)
+			return rc;
+	} else {
+		sum = nnh5_tensor_checksum(t);
+	}
+	if (sum != stored)
 		return nnh5__error(NNH5_ERR_CHECKSUM,
 				   "'%s': dataset '%s' is damaged: its data does not match the "
 				   "stored checksum",
@@ -1190,7 +1260,8 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 	nnh5_mpi_file *m = c->m;
 	nnh5_tensor *t = NULL;
 	struct slab_info me = { 0 }, *all = m->infos;
-	bool any, whole = true, direct;
+	nnh5__hashlink link = { 0 };
+	bool any, whole = true, direct, tiles;
 	int rc = NNH5_OK, lrc = NNH5_OK;
 	hid_t fspace = -1, mspace = -1;
 	char dummy = 0;
@@ -1258,6 +1329,7 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 		direct = direct && all[r].run;
 		rounds = all[r].rounds > rounds ? all[r].rounds : rounds;
 	}
+	tiles = tile_rows(&link, m, ds);
 
 	if (direct) {
 		size_t es = nnh5_dtype_size(ds->dtype);
@@ -1282,8 +1354,11 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 		else
 			count_transfer(m);
 	}
-	if (!rc && !lrc)
-		lrc = verify_slab(f, ds, t, whole, display);
+	if (tiles || (!rc && !lrc)) {
+		int vrc = verify_slab(f, ds, t, whole, tiles, &link, m->comm, display);
+		if (!lrc)
+			lrc = vrc;
+	}
 	if (!rc)
 		rc = lrc;
 	if (!rc)

@@ -413,7 +413,10 @@ static void test_serial_file_reads_sharded(void **state)
 	nnh5_tensor_free(g);
 }
 
-/* A damaged tensor: a whole read fails its checksum on every rank; a partial slab is not checked. */
+/*
+ * A damaged tensor: a whole read, or slabs tiling it along dimension 0,
+ * fail the checksum on every rank; other partial slabs are not checked.
+ */
 static void test_whole_read_checks_checksum(void **state)
 {
 	char path[4096];
@@ -450,6 +453,44 @@ static void test_whole_read_checks_checksum(void **state)
 	fails(NNH5_ERR_CHECKSUM, nnh5_mpi_read_slab(&t, f, "/tensor", 1, zero, all), "rank 0:",
 	      "damaged");
 	ok(nnh5_mpi_read_slab(&t, f, "/tensor", 1, zero, some));
+	nnh5_tensor_free(t);
+
+	/*
+	 * Slabs that tile the tensor along dimension 0 are verified by the
+	 * checksum chain although no rank reads it whole: split evenly, in
+	 * reversed rank order, and unevenly with an empty piece. The damage
+	 * (element 2048) lies on a rank other than the first one of the chain.
+	 */
+	nnh5_mpi_sharding s;
+	int64_t bounds[9];
+	for (int kind = 0; kind < 3; kind++) {
+		ok(nnh5_mpi_sharding_init(&s, 1, shape));
+		s.parts[0] = world_size;
+		s.coord[0] = kind == 1 ? world_size - 1 - world_rank : world_rank;
+		if (kind == 2) {
+			/* piece 0 empty, then even pieces of the rest */
+			bounds[0] = bounds[1] = 0;
+			for (int i = 2; i <= world_size; i++)
+				bounds[i] = 4096 * (int64_t)(i - 1) / (world_size - 1);
+			s.bounds[0] = bounds;
+		}
+		fails(NNH5_ERR_CHECKSUM, nnh5_mpi_read_sharded(&t, f, "/tensor", &s), "damaged");
+		assert_null(t);
+	}
+	/* Slabs that overlap are not verified: every rank reads [0, 1024 + 512 * rank). */
+	int64_t most[1] = { 1024 + 512 * (int64_t)world_rank };
+	ok(nnh5_mpi_read_slab(&t, f, "/tensor", 1, zero, most));
+	nnh5_tensor_free(t);
+	ok(nnh5_mpi_file_close(f));
+
+	/* With verification off, the tiling reads the damaged data. */
+	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+	o.verify_checksums = false;
+	ok(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, &o));
+	ok(nnh5_mpi_sharding_init(&s, 1, shape));
+	s.parts[0] = world_size;
+	s.coord[0] = world_rank;
+	ok(nnh5_mpi_read_sharded(&t, f, "/tensor", &s));
 	nnh5_tensor_free(t);
 	ok(nnh5_mpi_file_close(f));
 }
