@@ -1164,12 +1164,22 @@ static int read_run(nnh5_mpi_file *m, void *buf, uint64_t off, uint64_t nbytes, 
 				 (uint64_t)got != k)) {
 			ended = true;
 		}
-		if (ended && !rc)
-			rc = nnh5__error(NNH5_ERR_FORMAT,
-					 "'%s': dataset '%s': the file ends before its data does "
-					 "(truncated or damaged)",
-					 m->f->path, display);
 	}
+	/*
+	 * Open MPI's MPI-IO reports a read past the end of the file as whole:
+	 * the file's size after the read says whether it was cut since the
+	 * policy judged it.
+	 */
+	MPI_Offset size;
+	if (!rc && take_part && nbytes &&
+	    (MPI_File_get_size(*fh, &size) != MPI_SUCCESS || size < 0 ||
+	     (uint64_t)size < off + nbytes))
+		ended = true;
+	if (ended && !rc)
+		rc = nnh5__error(NNH5_ERR_FORMAT,
+				 "'%s': dataset '%s': the file ends before its data does "
+				 "(truncated or damaged)",
+				 m->f->path, display);
 	return rc;
 }
 
