@@ -150,11 +150,18 @@ NNH5_API int nnh5_mpi_write_state_dict(nnh5_mpi_file *f, const char *name, const
  * Collective: read the hyperslab start[0..ndim), count[0..ndim) of the
  * tensor name into a new tensor of shape count (each rank its own slab;
  * any slab, a count of 0 included). Every dataset is described and judged
- * by the load policy before its data is read. The stored checksum is
- * compared when the slab is the whole tensor (and opts asked for it);
- * partial slabs are not checked (`nnh5 verify` checks the file).
+ * by the load policy before its data is read. With opts->verify_checksums
+ * (the default) the stored checksum is compared when the ranks' slabs tile
+ * the tensor along dimension 0 (whole rows, following each other from row
+ * 0 to the end, none read twice: a checksum chain over the ranks, the same
+ * verdict on every rank) or, otherwise, when this rank's slab is the whole
+ * tensor; other partial slabs are not checked (`nnh5 verify` checks the
+ * file). Plain contiguous data read as one run per rank moves in
+ * MPI_File_read_at_all (doc/MPI.md, "Collective I/O").
  * Errors: NNH5_ERR_NOT_FOUND, NNH5_ERR_SHAPE (ndim differs, the slab leaves
- * the tensor), the load errors of nnh5_file_read_tensor().
+ * the tensor), NNH5_ERR_CHECKSUM (a verified tensor is damaged),
+ * NNH5_ERR_FORMAT (also: the file was cut after the open), the load errors
+ * of nnh5_file_read_tensor().
  */
 NNH5_API int nnh5_mpi_read_slab(nnh5_tensor **out, nnh5_mpi_file *f, const char *name,
 				size_t ndim, const int64_t *start, const int64_t *count);
