@@ -415,6 +415,7 @@ static void bench_small(const char *dir, int n, int reps)
 	nnh5_dict *d = small_dict(n), *back;
 	char path[4096], ppath[4096], spath[4096], epath[4096], name[64];
 	double *t[7];
+	struct usage lu[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
 	unsigned long before[C_NCOUNT];
 	long empty_size = 0, coll_size = 0;
 	/* The same count of tensors split by rows over the ranks: each rank writes 1 KiB of each. */
@@ -497,16 +498,20 @@ static void bench_small(const char *dir, int n, int reps)
 		}
 
 		PMPI_Barrier(MPI_COMM_WORLD);
+		struct usage u0 = usage_now();
 		t0 = bench_now_ms();
 		CHECK(nnh5_mpi_load_state_dict(&back, MPI_COMM_WORLD, 0, path, "/"));
 		t[4][r] = max_ms(bench_now_ms() - t0);
+		lu[0] = usage_since(u0);
 		nnh5_dict_free(back);
 
 		PMPI_Barrier(MPI_COMM_WORLD);
 		if (rank == 0) {
+			u0 = usage_now();
 			t0 = bench_now_ms();
 			CHECK(nnh5_load_state_dict(&back, spath));
 			t[5][r] = bench_now_ms() - t0;
+			lu[1] = usage_since(u0);
 			nnh5_dict_free(back);
 		}
 	}
@@ -525,6 +530,16 @@ static void bench_small(const char *dir, int n, int reps)
 		printf("ratio save collective/serial time %.2f (target <= 3)\n", c / s);
 		printf("ratio save per-call/serial time %.2f\n", pc / s);
 		printf("ratio load collective/serial time %.2f\n", lc / ls);
+		/*
+		 * Each rank of the one-reader load walks the whole file image, as the
+		 * serial load does: with more ranks than cores that CPU work is
+		 * shared out over fewer cores, which the wall-clock ratio includes.
+		 */
+		for (int i = 0; i < 2; i++)
+			printf("usage rank 0, last round: %-28s %8ld page faults, %8.1f ms user, "
+			       "%8.1f ms system\n",
+			       i ? "load serial nnh5" : "load one reader + broadcast", lu[i].faults,
+			       lu[i].user_ms, lu[i].sys_ms);
 		printf("const c_ds %.1f us per dataset (np %d: (state dict save - empty save) / N)\n",
 		       (c - e) * 1e3 / n, nranks);
 		printf("const c_split %.1f us per split dataset (np %d: (split state dict save - "
