@@ -110,6 +110,12 @@ for path in sorted(glob.glob(os.path.join(folder, "diff-direct-*.h5"))):
     if a != b:
         diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
         sys.exit("%s and %s differ under h5py at %s" % (path, twin, diff[:5]))
+    # h5dump's text too, but for its first line (the file's name).
+    if shutil.which("h5dump"):
+        da, db = (subprocess.run(["h5dump", p], capture_output=True, text=True).stdout
+                  .split("\n", 1)[-1] for p in (path, twin))
+        if da != db or not da:
+            sys.exit("h5dump shows %s and %s differently" % (path, twin))
     pairs += 1
 if "test_direct_vs_api" in " ".join(rest) or not rest:
     if pairs == 0:
