@@ -670,8 +670,36 @@ static int write_pieces(MPI_File h, struct agg_piece *pc, size_t n, int rc, cons
 	bool typed = false;
 	char native[] = "native";
 
-	if (!rc && n > 0) {
+	bool sorted = true, plain = true;
+	for (size_t i = 0; i < n; i++) {
+		sorted = sorted && (i == 0 || pc[i - 1].offset <= pc[i].offset);
+		plain = plain && !pc[i].block && pc[i].nbytes <= (uint64_t)INT_MAX;
+	}
+	/* Direct writes give addresses in order: usually sorted already. */
+	if (!rc && n > 0 && !sorted)
 		qsort(pc, n, sizeof *pc, cmp_agg);
+	if (!rc && n > 0 && plain) {
+		/* Byte ranges only: one indexed type each way, no type per piece. */
+		fd = nnh5__calloc(n, sizeof *fd);
+		md = nnh5__calloc(n, sizeof *md);
+		bl = nnh5__calloc(n, sizeof *bl);
+		if (!fd || !md || !bl)
+			rc = nnh5__nomem();
+		for (size_t i = 0; !rc && i < n; i++) {
+			fd[i] = (MPI_Aint)pc[i].offset;
+			bl[i] = (int)pc[i].nbytes;
+			MPI_Get_address(pc[i].data, &md[i]);
+		}
+		if (!rc && (MPI_Type_create_hindexed((int)n, bl, fd, MPI_BYTE, &ftype) !=
+				    MPI_SUCCESS ||
+			    MPI_Type_create_hindexed((int)n, bl, md, MPI_BYTE, &mtype) !=
+				    MPI_SUCCESS ||
+			    MPI_Type_commit(&ftype) != MPI_SUCCESS ||
+			    MPI_Type_commit(&mtype) != MPI_SUCCESS))
+			rc = nnh5__error(NNH5_ERR_IO, "'%s': cannot describe the tensors' places",
+					 path);
+		typed = !rc;
+	} else if (!rc && n > 0) {
 		ft = nnh5__calloc(n, sizeof *ft);
 		mt = nnh5__calloc(n, sizeof *mt);
 		fd = nnh5__calloc(n, sizeof *fd);
