@@ -28,8 +28,8 @@
  * collective save <= 3x serial). Also counts (independent of machine load)
  * of the MPI calls each save makes, through PMPI wrappers. And the same
  * number of tensors split by rows over the ranks (1 KiB per rank each): the
- * per-dataset cost of a split tensor, which HDF5 1.10 writes with one
- * collective H5Dwrite each.
+ * per-dataset cost of a split tensor (with NNH5_DIRECT_WRITE=0, HDF5
+ * 1.10's path: one collective H5Dwrite each).
  *
  * Lines starting "const" are the model's constants (doc/MPI.md).
  * Every save is durable (fsync as in real use).
@@ -371,8 +371,8 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 		printf("const B_w %.3f GB/s (np %d, baseline write+sync)\n", gb / mb * 1e3, nranks);
 		printf("const B_r %.3f GB/s (np %d, baseline read, reused buffer)\n", gb / lb * 1e3,
 		       nranks);
-		printf("const b_nnh5_w %.3f GB/s (np %d, nnh5 save: write, checksum read-back, "
-		       "sync, commit)\n",
+		printf("const b_nnh5_w %.3f GB/s (np %d, nnh5 save: write, checksum chain, "
+		       "metadata, sync, commit)\n",
 		       gb / ms * 1e3, nranks);
 	}
 	free(buf);

@@ -17,12 +17,14 @@
 #include "file/file_internal.h"
 #include "file/walk.h"
 #include "store/atomic.h"
+#include "store/h5format.h"
 #include "store/h5util.h"
 #include "store/regular.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,13 +37,22 @@ struct pending {
 	char *name;
 	uint64_t offset; /* of its contiguous data in the file */
 	uint64_t nbytes;
+	size_t attr;     /* direct metadata: its checksum attribute in the tree */
 };
 
-/* A piece of a small tensor written whole by this rank: bytes at offset in the file. */
+struct plan;
+
+/*
+ * A piece of a tensor written by this rank: nbytes at offset in the file,
+ * or, for a block of a tensor split along another dimension than the
+ * first (block != NULL), its box of the global tensor whose data starts
+ * at offset.
+ */
 struct agg_piece {
 	uint64_t offset;
 	const void *data;
 	uint64_t nbytes;
+	const struct plan *block;
 };
 
 /*
@@ -80,10 +91,36 @@ struct nnh5_mpi_file {
 	const struct slab_info **order;
 	int *holder;
 	uint64_t *len;
+	/*
+	 * Direct metadata (below): the file is an MPI file, not yet an HDF5
+	 * one; every rank keeps the same tree of groups, datasets and
+	 * attributes, and rank 0 encodes it at the close.
+	 */
+	bool direct;
+	MPI_File fh;
+	nnh5__h5w *w;
+	uint64_t cursor;   /* the next free byte for data */
+	char **strs;       /* strings the tree borrows */
+	size_t nstrs, capstrs;
+	bool root_kind;    /* the root group has its nnh5_kind */
 };
+
+static void free_tree(nnh5_mpi_file *m)
+{
+	nnh5__h5w_free(m->w);
+	m->w = NULL;
+	for (size_t i = 0; i < m->nstrs; i++)
+		nnh5__free(m->strs[i]);
+	nnh5__free(m->strs);
+	m->strs = NULL;
+	m->nstrs = m->capstrs = 0;
+}
 
 static void free_file(nnh5_mpi_file *m)
 {
+	free_tree(m);
+	if (m->fh != MPI_FILE_NULL)
+		MPI_File_close(&m->fh);
 	if (m->dxpl > 0)
 		H5Pclose(m->dxpl);
 	for (size_t i = 0; i < m->npend; i++)
@@ -122,6 +159,7 @@ static int new_handle(nnh5_mpi_file **out, MPI_Comm comm)
 	if (!m)
 		return nnh5__nomem();
 	m->comm = MPI_COMM_NULL;
+	m->fh = MPI_FILE_NULL;
 	m->dxpl = -1;
 	if (MPI_Comm_dup(comm, &m->comm) != MPI_SUCCESS) {
 		nnh5__free(m);
@@ -185,6 +223,9 @@ static int bcast_string(char **s, MPI_Comm comm, int rank)
 	return NNH5_OK;
 }
 
+static bool direct_enabled(void);
+static int direct_create(nnh5_mpi_file *m, int prepared);
+
 int nnh5_mpi_file_create(nnh5_mpi_file **out, MPI_Comm comm, const char *path,
 			 const nnh5_open_options *opts)
 {
@@ -230,10 +271,16 @@ int nnh5_mpi_file_create(nnh5_mpi_file **out, MPI_Comm comm, const char *path,
 	rc = nnh5__mpi_agree(m->comm, rc);
 	if (rc)
 		goto fail;
-	m->f->fid = H5Fcreate(m->tmp, prepared ? H5F_ACC_TRUNC : H5F_ACC_EXCL, fcpl, fapl);
-	if (m->f->fid < 0)
-		rc = nnh5__h5_error(NNH5_ERR_IO, "save '%s': cannot create temporary file '%s'",
-				    path, m->tmp);
+	m->direct = direct_enabled();
+	if (m->direct) {
+		rc = direct_create(m, prepared);
+	} else {
+		m->f->fid = H5Fcreate(m->tmp, prepared ? H5F_ACC_TRUNC : H5F_ACC_EXCL, fcpl, fapl);
+		if (m->f->fid < 0)
+			rc = nnh5__h5_error(NNH5_ERR_IO,
+					    "save '%s': cannot create temporary file '%s'", path,
+					    m->tmp);
+	}
 	rc = nnh5__mpi_agree(m->comm, rc);
 	if (rc)
 		goto fail;
@@ -246,7 +293,7 @@ int nnh5_mpi_file_create(nnh5_mpi_file **out, MPI_Comm comm, const char *path,
 			close(fd);
 	}
 	rc = nnh5__mpi_agree(m->comm, rc);
-	if (!rc)
+	if (!rc && !m->direct)
 		rc = nnh5__mpi_agree(m->comm, nnh5__file_started(m->f));
 	if (rc)
 		goto fail;
@@ -501,7 +548,7 @@ static int check_writes(struct plan *p, size_t n, nnh5_mpi_file *m, int rc)
 	uint64_t *cover = NULL;
 	XXH64_state_t st;
 
-	if (!rc)
+	if (!rc && !m->direct)
 		rc = nnh5__file_check_writable(m->f, "write");
 	for (size_t i = 0; !rc && i < n; i++)
 		rc = check_local(&p[i], m);
@@ -610,7 +657,7 @@ static int add_agg(nnh5_mpi_file *m, uint64_t offset, const nnh5_tensor *t)
 	m->agg = arr;
 	if (rc)
 		return rc;
-	m->agg[m->nagg++] = (struct agg_piece){ offset, t->data, t->nbytes };
+	m->agg[m->nagg++] = (struct agg_piece){ offset, t->data, t->nbytes, NULL };
 	return NNH5_OK;
 }
 
@@ -620,73 +667,149 @@ static int cmp_agg(const void *a, const void *b)
 	return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
+/* n bytes as one datatype (counts are int: larger pieces are built of 1 GiB blocks). */
+static int bytes_type(MPI_Datatype *t, uint64_t n)
+{
+	const uint64_t giga = (uint64_t)1 << 30;
+	MPI_Datatype g, big, ts[2];
+	int bl[2], rc;
+	MPI_Aint d[2];
+
+	if (n <= (uint64_t)INT_MAX)
+		return MPI_Type_contiguous((int)n, MPI_BYTE, t);
+	if (n / giga > (uint64_t)INT_MAX)
+		return MPI_ERR_COUNT;
+	MPI_Type_contiguous((int)giga, MPI_BYTE, &g);
+	MPI_Type_contiguous((int)(n / giga), g, &big);
+	ts[0] = big;
+	ts[1] = MPI_BYTE;
+	bl[0] = 1;
+	bl[1] = (int)(n % giga);
+	d[0] = 0;
+	d[1] = (MPI_Aint)(n / giga * giga);
+	rc = MPI_Type_create_struct(2, bl, d, ts, t);
+	MPI_Type_free(&g);
+	MPI_Type_free(&big);
+	return rc;
+}
+
+/* The file places of one piece, from its tensor's data address on. */
+static int file_type(MPI_Datatype *t, const struct agg_piece *pc);
+
 /*
- * Collective: write every rank's waiting pieces in one MPI_File_write_at_all.
- * A rank that failed before (rc) takes part with nothing. Returns this
- * rank's outcome (the write's final agreement shares it).
+ * Collective: every rank's pieces in one MPI_File_write_at_all on h, with a
+ * file view of exactly their places (pieces of tensors split along another
+ * dimension than the first as MPI subarrays of their global tensor), then
+ * the byte view again. A rank that failed before (rc) takes part with
+ * nothing. Returns this rank's outcome.
+ */
+static int write_pieces(MPI_File h, struct agg_piece *pc, size_t n, int rc, const char *path)
+{
+	MPI_Datatype ftype = MPI_BYTE, mtype = MPI_BYTE, *ft = NULL, *mt = NULL;
+	MPI_Aint *fd = NULL, *md = NULL;
+	int *bl = NULL, mrc, vrc;
+	size_t made = 0;
+	bool typed = false;
+	char native[] = "native";
+
+	bool sorted = true, plain = true;
+	for (size_t i = 0; i < n; i++) {
+		sorted = sorted && (i == 0 || pc[i - 1].offset <= pc[i].offset);
+		plain = plain && !pc[i].block && pc[i].nbytes <= (uint64_t)INT_MAX;
+	}
+	/* Direct writes give addresses in order: usually sorted already. */
+	if (!rc && n > 0 && !sorted)
+		qsort(pc, n, sizeof *pc, cmp_agg);
+	if (!rc && n > 0 && plain) {
+		/* Byte ranges only: one indexed type each way, no type per piece. */
+		fd = nnh5__calloc(n, sizeof *fd);
+		md = nnh5__calloc(n, sizeof *md);
+		bl = nnh5__calloc(n, sizeof *bl);
+		if (!fd || !md || !bl)
+			rc = nnh5__nomem();
+		for (size_t i = 0; !rc && i < n; i++) {
+			fd[i] = (MPI_Aint)pc[i].offset;
+			bl[i] = (int)pc[i].nbytes;
+			MPI_Get_address(pc[i].data, &md[i]);
+		}
+		if (!rc && (MPI_Type_create_hindexed((int)n, bl, fd, MPI_BYTE, &ftype) !=
+				    MPI_SUCCESS ||
+			    MPI_Type_create_hindexed((int)n, bl, md, MPI_BYTE, &mtype) !=
+				    MPI_SUCCESS ||
+			    MPI_Type_commit(&ftype) != MPI_SUCCESS ||
+			    MPI_Type_commit(&mtype) != MPI_SUCCESS))
+			rc = nnh5__error(NNH5_ERR_IO, "'%s': cannot describe the tensors' places",
+					 path);
+		typed = !rc;
+	} else if (!rc && n > 0) {
+		ft = nnh5__calloc(n, sizeof *ft);
+		mt = nnh5__calloc(n, sizeof *mt);
+		fd = nnh5__calloc(n, sizeof *fd);
+		md = nnh5__calloc(n, sizeof *md);
+		bl = nnh5__calloc(n, sizeof *bl);
+		if (!ft || !mt || !fd || !md || !bl)
+			rc = nnh5__nomem();
+		for (; !rc && made < n; made++) {
+			fd[made] = (MPI_Aint)pc[made].offset;
+			bl[made] = 1;
+			MPI_Get_address(pc[made].data, &md[made]);
+			if (file_type(&ft[made], &pc[made]) != MPI_SUCCESS)
+				break;
+			if (bytes_type(&mt[made], pc[made].nbytes) != MPI_SUCCESS) {
+				MPI_Type_free(&ft[made]);
+				break;
+			}
+		}
+		if (!rc && (made < n ||
+			    MPI_Type_create_struct((int)n, bl, fd, ft, &ftype) != MPI_SUCCESS ||
+			    MPI_Type_create_struct((int)n, bl, md, mt, &mtype) != MPI_SUCCESS ||
+			    MPI_Type_commit(&ftype) != MPI_SUCCESS ||
+			    MPI_Type_commit(&mtype) != MPI_SUCCESS))
+			rc = nnh5__error(NNH5_ERR_IO, "'%s': cannot describe the tensors' places",
+					 path);
+		typed = !rc;
+	}
+	mrc = MPI_File_set_view(h, 0, MPI_BYTE, typed ? ftype : MPI_BYTE, native, MPI_INFO_NULL);
+	if (mrc == MPI_SUCCESS)
+		mrc = MPI_File_write_at_all(h, 0, typed ? MPI_BOTTOM : NULL, typed ? 1 : 0,
+					    typed ? mtype : MPI_BYTE, MPI_STATUS_IGNORE);
+	vrc = MPI_File_set_view(h, 0, MPI_BYTE, MPI_BYTE, native, MPI_INFO_NULL);
+	if (!rc && (mrc != MPI_SUCCESS || vrc != MPI_SUCCESS))
+		rc = nnh5__error(NNH5_ERR_IO,
+				 "'%s': writing %zu tensors' data with MPI_File_write_at_all failed",
+				 path, n);
+	for (size_t i = 0; i < made; i++) {
+		MPI_Type_free(&ft[i]);
+		MPI_Type_free(&mt[i]);
+	}
+	if (typed) {
+		MPI_Type_free(&ftype);
+		MPI_Type_free(&mtype);
+	}
+	nnh5__free(ft);
+	nnh5__free(mt);
+	nnh5__free(fd);
+	nnh5__free(md);
+	nnh5__free(bl);
+	return rc;
+}
+
+/*
+ * Collective: write every rank's waiting pieces in one MPI_File_write_at_all
+ * on HDF5's own MPI-IO handle. A rank that failed before (rc) takes part
+ * with nothing. Returns this rank's outcome (the write's final agreement
+ * shares it).
  */
 static int flush_agg(nnh5_mpi_file *m, int rc)
 {
-	MPI_Aint *disp = NULL, *mdisp = NULL;
-	int *len = NULL, n = 0, mrc;
-	MPI_Datatype ftype = MPI_BYTE, mtype = MPI_BYTE;
 	MPI_File *fh = NULL;
-	bool typed = false;
 
 	if (m->agg_tensors == 0)
 		return rc;
 	/* Fetched by every rank whatever happened before: all must take part below. */
 	if (H5Fget_vfd_handle(m->f->fid, H5P_DEFAULT, (void **)&fh) < 0 || !fh)
 		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': no MPI-IO file handle", m->f->path);
-	if (!rc && m->nagg > 0) {
-		qsort(m->agg, m->nagg, sizeof *m->agg, cmp_agg);
-		disp = nnh5__calloc(m->nagg, sizeof *disp);
-		mdisp = nnh5__calloc(m->nagg, sizeof *mdisp);
-		len = nnh5__calloc(m->nagg, sizeof *len);
-		if (!disp || !mdisp || !len)
-			rc = nnh5__nomem();
-		for (size_t i = 0; !rc && i < m->nagg; i++) {
-			disp[i] = (MPI_Aint)m->agg[i].offset;
-			len[i] = (int)m->agg[i].nbytes;
-			MPI_Get_address(m->agg[i].data, &mdisp[i]);
-		}
-		if (!rc && (MPI_Type_create_hindexed((int)m->nagg, len, disp, MPI_BYTE, &ftype) !=
-				    MPI_SUCCESS ||
-			    MPI_Type_create_hindexed((int)m->nagg, len, mdisp, MPI_BYTE, &mtype) !=
-				    MPI_SUCCESS ||
-			    MPI_Type_commit(&ftype) != MPI_SUCCESS ||
-			    MPI_Type_commit(&mtype) != MPI_SUCCESS))
-			rc = nnh5__error(NNH5_ERR_IO, "'%s': cannot describe the small tensors' places",
-					 m->f->path);
-		typed = !rc;
-		n = typed ? 1 : 0;
-	}
-	/*
-	 * Every rank calls the three collectives, those that failed too (with
-	 * nothing): HDF5's handle is left with the byte view it had.
-	 */
-	MPI_File h = *fh;
-	{
-		char native[] = "native";
-		mrc = MPI_File_set_view(h, 0, MPI_BYTE, typed ? ftype : MPI_BYTE, native,
-					MPI_INFO_NULL);
-		if (mrc == MPI_SUCCESS)
-			mrc = MPI_File_write_at_all(h, 0, typed ? MPI_BOTTOM : NULL, n,
-						    typed ? mtype : MPI_BYTE, MPI_STATUS_IGNORE);
-		int vrc = MPI_File_set_view(h, 0, MPI_BYTE, MPI_BYTE, native, MPI_INFO_NULL);
-		if (!rc && (mrc != MPI_SUCCESS || vrc != MPI_SUCCESS))
-			rc = nnh5__error(NNH5_ERR_IO,
-					 "'%s': writing %zu small tensors with MPI_File_write_at_all "
-					 "failed",
-					 m->f->path, m->nagg);
-	}
-	if (typed) {
-		MPI_Type_free(&ftype);
-		MPI_Type_free(&mtype);
-	}
-	nnh5__free(disp);
-	nnh5__free(mdisp);
-	nnh5__free(len);
+	rc = write_pieces(*fh, m->agg, m->nagg, rc, m->f->path);
 	m->stats.transfers += m->agg_tensors;
 	if (!rc)
 		m->stats.collective += m->agg_tensors;
@@ -780,11 +903,18 @@ static int write_dataset(int *lrc, nnh5_mpi_file *m, const struct plan *p)
 			*lrc = local_rc;
 		goto done;
 	}
-	if (H5Dwrite(did, type, mspace, fspace, m->dxpl,
-		     any && local->data ? local->data : &dummy) < 0 && !local_rc)
-		local_rc = nnh5__h5_error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed", f->path,
-					  name);
-	count_transfer(m);
+	/*
+	 * A tensor of no elements has no storage: HDF5 1.10's collective write
+	 * of nothing to its undefined address fails. Every rank skips alike
+	 * (the shape is agreed); there is no transfer to count.
+	 */
+	if (nonempty(s->ndim, s->shape)) {
+		if (H5Dwrite(did, type, mspace, fspace, m->dxpl,
+			     any && local->data ? local->data : &dummy) < 0 && !local_rc)
+			local_rc = nnh5__h5_error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed",
+						  f->path, name);
+		count_transfer(m);
+	}
 	if (!whole && !p->summed) {
 		haddr_t off = H5Dget_offset(did);
 		hsize_t nbytes = H5Dget_storage_size(did);
@@ -928,6 +1058,436 @@ static int chain_rows(nnh5_mpi_file *m, struct plan *p, size_t n, struct chain_w
 	return rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* Direct metadata                                                     */
+
+/*
+ * A collective save of HDF5 1.10 spends most of its time in Parallel
+ * HDF5's collective metadata work (a dataset create costs every rank
+ * collective rounds) and in one collective H5Dwrite per split dataset. As
+ * the serial direct writer (lib/file/save_direct.c), a created file is
+ * instead written in the HDF5 format by nnh5: every rank keeps the same
+ * tree of groups, datasets and attributes (store/h5format.h: the shapes,
+ * dtypes and names are agreed by check_writes(), so the trees are equal),
+ * data addresses are given out as tensors are written, each write moves
+ * every rank's pieces with one MPI_File_write_at_all on a plain MPI file,
+ * and at the close rank 0 encodes the metadata after the data and writes
+ * it and the superblock. What the tree does not take (big groups, names it
+ * does not write, objects that exist, state dicts written into an existing
+ * group), and any use of the file through lib/file (checkpoints' summary
+ * attributes, reads), switch the file to Parallel HDF5 first (to_hdf5()):
+ * the tree so far is written and synced, and every rank reopens the file
+ * with H5Fopen and goes on through the API path. NNH5_DIRECT_WRITE=0 keeps
+ * every file on the API path from its creation.
+ */
+int nnh5__mpi_direct_max_links = 4096;
+
+static int hash_pending(uint64_t *sums, nnh5_mpi_file *m);
+
+static bool direct_enabled(void)
+{
+	const char *e = getenv("NNH5_DIRECT_WRITE");
+	return !e || strcmp(e, "0") != 0;
+}
+
+static const char writer_name[] = "nnh5 " NNH5_VERSION_STRING;
+
+/* A copy of s that lives as long as the tree (NULL when out of memory). */
+static const char *keep(nnh5_mpi_file *m, const char *s)
+{
+	void *arr = m->strs;
+	char *c;
+
+	if (grow(&arr, &m->capstrs, m->nstrs, sizeof *m->strs))
+		return NULL;
+	m->strs = arr;
+	if (!(c = nnh5__strdup(s)))
+		return NULL;
+	m->strs[m->nstrs++] = c;
+	return c;
+}
+
+/* Collective: the temporary file opened as a plain MPI file, and the tree's root. */
+static int direct_create(nnh5_mpi_file *m, int prepared)
+{
+	int amode = MPI_MODE_WRONLY | MPI_MODE_CREATE | (prepared ? 0 : MPI_MODE_EXCL);
+	int rc = NNH5_OK;
+
+	if (MPI_File_open(m->comm, m->tmp, amode, MPI_INFO_NULL, &m->fh) != MPI_SUCCESS) {
+		m->fh = MPI_FILE_NULL;
+		return nnh5__error(NNH5_ERR_IO, "save '%s': cannot create temporary file '%s'",
+				   m->f->path, m->tmp);
+	}
+	if (prepared && MPI_File_set_size(m->fh, 0) != MPI_SUCCESS)
+		rc = nnh5__error(NNH5_ERR_IO, "save '%s': cannot truncate '%s'", m->f->path, m->tmp);
+	if (!rc)
+		rc = nnh5__h5w_new(&m->w);
+	/* The root's attributes, as nnh5__file_started() writes them. */
+	if (!rc)
+		rc = nnh5__h5w_attr_i64(m->w, NNH5__H5W_ROOT, "nnh5_format_version", FORMAT_VERSION);
+	if (!rc)
+		rc = nnh5__h5w_attr_str(m->w, NNH5__H5W_ROOT, "nnh5_writer", writer_name);
+	m->cursor = NNH5__H5W_SUPERBLOCK;
+	return rc;
+}
+
+/* The object at path (components separated by '/'), or NNH5__H5W_NONE; *is_group its kind. */
+static uint32_t tree_find(const nnh5__h5w *w, const char *path, bool *is_group)
+{
+	uint32_t g = NNH5__H5W_ROOT;
+
+	*is_group = true;
+	for (const char *p = path; *p;) {
+		const char *end = strchr(p, '/');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len) {
+			if (!*is_group)
+				return NNH5__H5W_NONE;
+			g = nnh5__h5w_child(w, g, p, len, is_group);
+			if (g == NNH5__H5W_NONE)
+				return g;
+		}
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	return g;
+}
+
+/* The group at path (kept: the tree borrows its names), made with its missing parents. */
+static int tree_group(uint32_t *out, nnh5_mpi_file *m, const char *path)
+{
+	uint32_t g = NNH5__H5W_ROOT;
+
+	for (const char *p = path; *p;) {
+		const char *end = strchr(p, '/');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		bool is_group = true;
+		if (len) {
+			uint32_t c = nnh5__h5w_child(m->w, g, p, len, &is_group);
+			if (c != NNH5__H5W_NONE && !is_group)
+				return nnh5__error(NNH5_ERR_EXISTS, "'%s': '%.*s' in '%s' exists and is "
+						   "not a group", m->f->path, (int)len, p, path);
+			if (c == NNH5__H5W_NONE) {
+				int rc = nnh5__h5w_group(&c, m->w, g, p, len);
+				if (rc)
+					return rc;
+			}
+			g = c;
+		}
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	*out = g;
+	return NNH5_OK;
+}
+
+/* strcmp with '/' below every other byte: "a" sorts just before "a/...". */
+static int cmp_path(const void *x, const void *y)
+{
+	const unsigned char *a = *(const unsigned char *const *)x;
+	const unsigned char *b = *(const unsigned char *const *)y;
+
+	while (*a == '/')
+		a++;
+	while (*b == '/')
+		b++;
+	for (; *a && *a == *b; a++, b++)
+		;
+	int ca = *a == '/' ? 1 : *a, cb = *b == '/' ? 1 : *b;
+	return ca - cb;
+}
+
+/*
+ * Can the tree take this write as the API path would write it? Decided
+ * from agreed values only (names, shapes, the tree), so alike on every
+ * rank. No: the write goes to the API path, which also reports objects
+ * that exist.
+ */
+static bool direct_accepts(nnh5_mpi_file *m, const struct plan *p, size_t n, const char *group,
+			   size_t nkeys)
+{
+	const char **names;
+	bool ok = true, is_group;
+
+	if (nnh5__h5w_most_links(m->w) + n + 2 > (uint32_t)nnh5__mpi_direct_max_links)
+		return false;
+	if (group) {
+		uint32_t g = tree_find(m->w, group, &is_group);
+		if (g != NNH5__H5W_NONE && (!is_group || g != NNH5__H5W_ROOT || m->root_kind))
+			return false;
+		if (nnh5__h5w_strs_message_size("nnh5_keys", nkeys) >= NNH5__H5W_MESG_MAX)
+			return false;
+	}
+	for (size_t i = 0; ok && i < n; i++) {
+		const nnh5_mpi_sharding *s = p[i].s;
+		for (size_t d = 0; d < s->ndim; d++)
+			ok = ok && s->shape[d] <= INT_MAX;
+		/* Names the serial direct writer writes; no object in the way. */
+		for (const char *c = p[i].name; ok && *c;) {
+			const char *end = strchr(c, '/');
+			size_t len = end ? (size_t)(end - c) : strlen(c);
+			ok = len < 256;
+			c = end ? end + 1 : c + len;
+		}
+		char parent[4096];
+		if (ok && strlen(p[i].name) < sizeof parent) {
+			const char *leaf = nnh5__file_split_leaf(parent, sizeof parent, p[i].name);
+			uint32_t g = tree_find(m->w, parent, &is_group);
+			ok = !(g != NNH5__H5W_NONE && !is_group) &&
+			     (g == NNH5__H5W_NONE ||
+			      nnh5__h5w_child(m->w, g, leaf, strlen(leaf), &is_group) ==
+				      NNH5__H5W_NONE);
+			/* A dataset where a parent group would go, further up. */
+			ok = ok && !(g == NNH5__H5W_NONE && tree_find(m->w, parent, &is_group) ==
+							      NNH5__H5W_NONE &&
+				     !is_group);
+		} else {
+			ok = false;
+		}
+	}
+	if (!ok || n < 2)
+		return ok;
+	/* Within the write: no name twice, none inside another. */
+	if (!(names = nnh5__malloc(n * sizeof *names))) {
+		nnh5_error_clear();
+		return false;
+	}
+	for (size_t i = 0; i < n; i++)
+		names[i] = p[i].name;
+	qsort(names, n, sizeof *names, cmp_path);
+	for (size_t i = 1; ok && i < n; i++) {
+		const char *a = names[i - 1], *b = names[i];
+		while (*a == '/')
+			a++;
+		while (*b == '/')
+			b++;
+		size_t la = strlen(a);
+		ok = strcmp(a, b) != 0 && !(strncmp(a, b, la) == 0 && b[la] == '/');
+	}
+	nnh5__free(names);
+	return ok;
+}
+
+static int file_type(MPI_Datatype *t, const struct agg_piece *pc)
+{
+	const struct plan *p = pc->block;
+	int sizes[NNH5_MAX_NDIM], sub[NNH5_MAX_NDIM], st[NNH5_MAX_NDIM], rc;
+	MPI_Datatype el;
+
+	if (!p)
+		return bytes_type(t, pc->nbytes);
+	for (size_t d = 0; d < p->s->ndim; d++) {
+		sizes[d] = (int)p->s->shape[d];
+		sub[d] = (int)p->count[d];
+		st[d] = (int)p->start[d];
+	}
+	MPI_Type_contiguous((int)nnh5_dtype_size(p->local->dtype), MPI_BYTE, &el);
+	rc = MPI_Type_create_subarray((int)p->s->ndim, sizes, sub, st, MPI_ORDER_C, el, t);
+	MPI_Type_free(&el);
+	return rc;
+}
+
+/*
+ * One tensor into the tree (every rank alike), its data address given out,
+ * and this rank's piece queued. Returns a failure of the tree (out of
+ * memory); *lrc keeps this rank's own failure.
+ */
+static int direct_dataset(int *lrc, nnh5_mpi_file *m, const struct plan *p)
+{
+	const nnh5_mpi_sharding *s = p->s;
+	const nnh5_tensor *local = p->local;
+	const char *name = keep(m, p->name), *rec = keep(m, p->record);
+	char parent[4096];
+	uint32_t g, ds;
+	size_t sum_attr;
+	uint64_t es = nnh5_dtype_size(local->dtype), nbytes = es;
+	int rc;
+
+	if (!name || !rec)
+		return nnh5__nomem();
+	for (size_t d = 0; d < s->ndim; d++)
+		nbytes *= (uint64_t)s->shape[d];
+	const char *leaf = nnh5__file_split_leaf(parent, sizeof parent, name);
+	const char *kept_parent = keep(m, parent);
+	rc = kept_parent ? tree_group(&g, m, kept_parent) : nnh5__nomem();
+	if (!rc)
+		rc = nnh5__h5w_dataset(&ds, m->w, g, leaf, strlen(leaf), local->dtype, s->ndim,
+				       s->shape, nbytes);
+	/* In the API path's order: the dtype's name, the sharding, the checksum. */
+	if (!rc && (local->dtype == NNH5_BFLOAT16 || local->dtype == NNH5_FLOAT8_E4M3FN ||
+		    local->dtype == NNH5_FLOAT8_E5M2))
+		rc = nnh5__h5w_attr_str(m->w, ds, "nnh5_dtype", nnh5_dtype_name((int)local->dtype));
+	if (!rc)
+		rc = nnh5__h5w_attr_str(m->w, ds, "nnh5_sharding", rec);
+	if (!rc)
+		rc = nnh5__h5w_attr_u64(&sum_attr, m->w, ds, NNH5__CHECKSUM_ATTR,
+					p->whole || p->summed ? p->cover[3] : 0);
+	if (rc)
+		return rc;
+	/* As the serial direct writer: large data aligned to 4 KiB, small to its element. */
+	uint64_t to = nbytes >= ALIGNMENT ? ALIGNMENT : es, addr;
+	addr = m->cursor = (m->cursor + to - 1) / to * to;
+	m->cursor += nbytes;
+	nnh5__h5w_set_data_addr(m->w, ds, addr);
+	if (!p->whole && !p->summed) {
+		rc = remember_pending(m, name, addr, nbytes);
+		if (rc)
+			return rc;
+		m->pend[m->npend - 1].attr = sum_attr;
+	}
+	if (!*lrc && injected_failure())
+		*lrc = nnh5__error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed: %s", m->f->path,
+				   name, strerror(EIO));
+	if (*lrc || s->replica != 0 || !nonempty(s->ndim, p->count) || local->nbytes == 0)
+		return NNH5_OK;
+	uint64_t off = addr;
+	if (!p->whole && p->summed) { /* rows: contiguous from its first row */
+		off += (uint64_t)p->start[0] * (local->nbytes / (uint64_t)p->count[0]);
+	}
+	void *arr = m->agg;
+	rc = grow(&arr, &m->capagg, m->nagg, sizeof *m->agg);
+	m->agg = arr;
+	if (!rc)
+		m->agg[m->nagg++] = (struct agg_piece){ off, local->data, local->nbytes,
+							p->whole || p->summed ? NULL : p };
+	if (rc && !*lrc)
+		*lrc = rc;
+	return NNH5_OK;
+}
+
+/* Collective: the write's tensors into the tree, their data in one MPI_File_write_at_all. */
+static int direct_write(int *lrc, nnh5_mpi_file *m, struct plan *p, size_t n, const char *group,
+			const char **keys)
+{
+	uint32_t g = NNH5__H5W_ROOT;
+	const char *kept = group ? keep(m, group) : NULL;
+	int rc = group && !kept ? nnh5__nomem() : kept ? tree_group(&g, m, kept) : NNH5_OK;
+
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = direct_dataset(lrc, m, &p[i]);
+	if (!rc && group) {
+		const char **kk = nnh5__calloc(n ? n : 1, sizeof *kk);
+		if (!kk)
+			rc = nnh5__nomem();
+		for (size_t i = 0; !rc && i < n; i++)
+			if (!(kk[i] = keep(m, keys[i])))
+				rc = nnh5__nomem();
+		if (!rc)
+			rc = nnh5__h5w_attr_str(m->w, g, "nnh5_kind", "state_dict");
+		/* The tree borrows the array too: kept as the strings are. */
+		if (!rc && grow((void **)&m->strs, &m->capstrs, m->nstrs, sizeof *m->strs))
+			rc = nnh5__nomem();
+		if (!rc) {
+			m->strs[m->nstrs++] = (char *)kk;
+			rc = nnh5__h5w_attr_strs(m->w, g, "nnh5_keys", kk, n);
+		} else {
+			nnh5__free(kk);
+		}
+		if (!rc && g == NNH5__H5W_ROOT)
+			m->root_kind = true;
+	}
+	/* Every rank takes part in the data's write, those that failed too. */
+	int wrc = write_pieces(m->fh, m->agg, m->nagg, rc ? rc : *lrc, m->f->path);
+	m->nagg = 0;
+	/* As the API path counts: each tensor with elements is one collective transfer. */
+	uint64_t moved = 0;
+	for (size_t i = 0; i < n; i++)
+		moved += nonempty(p[i].s->ndim, p[i].s->shape);
+	m->stats.transfers += moved;
+	if (!wrc)
+		m->stats.collective += moved;
+	if (!*lrc)
+		*lrc = wrc;
+	return rc;
+}
+
+/*
+ * Collective: the checksums of tensors split along other dimensions than
+ * the first (read back from the synced file, as hash_pending() does for
+ * the API path), rank 0's encoding of the metadata after the data, its
+ * writes of it and of the superblock, MPI_File_sync on every rank, and
+ * the MPI file's close. rc: an earlier failure (nothing is encoded; the
+ * file is still closed).
+ */
+static int direct_finish(nnh5_mpi_file *m, int rc)
+{
+	unsigned char sb[NNH5__H5W_SUPERBLOCK], *meta = NULL;
+	uint64_t *sums = NULL, meta_size = 0;
+
+	if (!rc && m->npend) {
+		sums = nnh5__calloc(m->npend, sizeof *sums);
+		rc = nnh5__mpi_agree(m->comm, sums ? NNH5_OK : nnh5__nomem());
+		if (!rc && MPI_File_sync(m->fh) != MPI_SUCCESS)
+			rc = nnh5__error(NNH5_ERR_IO, "'%s': MPI_File_sync failed", m->f->path);
+		rc = nnh5__mpi_agree(m->comm, rc);
+		if (!rc)
+			rc = nnh5__mpi_agree(m->comm, hash_pending(sums, m));
+		if (!rc && MPI_Allreduce(MPI_IN_PLACE, sums, (int)m->npend, MPI_UINT64_T, MPI_BOR,
+					 m->comm) != MPI_SUCCESS)
+			rc = nnh5__error(NNH5_ERR_IO, "'%s': MPI_Allreduce of checksums failed",
+					 m->f->path);
+		for (size_t i = 0; !rc && i < m->npend; i++)
+			nnh5__h5w_set_u64(m->w, m->pend[i].attr, sums[i]);
+		nnh5__free(sums);
+	}
+	for (size_t i = 0; i < m->npend; i++)
+		nnh5__free(m->pend[i].name);
+	m->npend = 0;
+	if (!rc && m->rank == 0) {
+		uint64_t base = (m->cursor + 7) / 8 * 8;
+		rc = nnh5__h5w_layout_after(&meta_size, m->w, base);
+		if (!rc && meta_size > (uint64_t)INT_MAX)
+			rc = nnh5__error(NNH5_ERR_OVERFLOW, "'%s': %llu bytes of metadata", m->f->path,
+					 (unsigned long long)meta_size);
+		if (!rc && !(meta = nnh5__calloc(meta_size, 1)))
+			rc = nnh5__nomem();
+		if (!rc)
+			rc = nnh5__h5w_encode_after(m->w, sb, meta, meta_size);
+		if (!rc && (MPI_File_write_at(m->fh, 0, sb, (int)sizeof sb, MPI_BYTE,
+					      MPI_STATUS_IGNORE) != MPI_SUCCESS ||
+			    MPI_File_write_at(m->fh, (MPI_Offset)base, meta, (int)meta_size,
+					      MPI_BYTE, MPI_STATUS_IGNORE) != MPI_SUCCESS))
+			rc = nnh5__error(NNH5_ERR_IO, "'%s': writing the metadata failed", m->f->path);
+		nnh5__free(meta);
+	}
+	/* Every rank's data and rank 0's metadata durable before any commit. */
+	if (MPI_File_sync(m->fh) != MPI_SUCCESS && !rc)
+		rc = nnh5__error(NNH5_ERR_IO, "'%s': MPI_File_sync failed", m->f->path);
+	if (MPI_File_close(&m->fh) != MPI_SUCCESS && !rc)
+		rc = nnh5__error(NNH5_ERR_IO, "'%s': closing the file failed", m->f->path);
+	m->fh = MPI_FILE_NULL;
+	m->direct = false;
+	free_tree(m);
+	return rc;
+}
+
+/*
+ * Collective: go on with Parallel HDF5 (the tree is written, synced and
+ * closed; every rank opens the file with H5Fopen). A failure marks the
+ * file failed: nothing will be committed.
+ */
+static int to_hdf5(nnh5_mpi_file *m)
+{
+	hid_t fapl = -1;
+	int rc = nnh5__mpi_agree(m->comm, direct_finish(m, NNH5_OK));
+
+	if (!rc) {
+		fapl = mpio_fapl(m, NNH5_CREATE);
+		m->f->fid = fapl < 0 ? -1 : H5Fopen(m->tmp, H5F_ACC_RDWR, fapl);
+		if (m->f->fid < 0)
+			rc = nnh5__h5_error(NNH5_ERR_IO, "'%s': cannot reopen '%s' with HDF5",
+					    m->f->path, m->tmp);
+		if (fapl >= 0)
+			H5Pclose(fapl);
+	}
+	rc = nnh5__mpi_agree(m->comm, rc);
+	if (rc)
+		m->f->failed = true;
+	return rc;
+}
+
 /*
  * n tensors written collectively with three collective agreements whatever
  * n is (check_writes()' two, one at the end; tensors split by rows add the
@@ -951,6 +1511,13 @@ static int write_all(nnh5_mpi_file *m, struct plan *p, size_t n, int in_rc, cons
 	if (!rc)
 		rc = chain_rows(m, p, n, &w);
 	chain_free(&w);
+	if (!rc && m->direct && !direct_accepts(m, p, n, group, n))
+		rc = to_hdf5(m);
+	if (!rc && m->direct) {
+		rc = direct_write(&lrc, m, p, n, group, keys);
+		rc = nnh5__mpi_agree(m->comm, rc ? rc : lrc);
+		return nnh5__file_note_write(m->f, rc);
+	}
 	if (!rc && group)
 		rc = nnh5__file_create_group(m->f, group);
 	for (size_t i = 0; !rc && i < n; i++) {
@@ -1398,6 +1965,8 @@ static int read_slab(nnh5_tensor **out, nnh5_mpi_file *m, const char *name, size
 	int rc;
 
 	*out = NULL;
+	if (m->direct && (rc = to_hdf5(m)) != NNH5_OK)
+		return rc;
 	rc = ndim > NNH5_MAX_NDIM ? nnh5__error(NNH5_ERR_SHAPE, "'%s': a slab of %zu dimensions",
 						 m->f->path, ndim)
 				  : nnh5__file_read_one(out, m->f, name, load_slab, &c);
@@ -1480,6 +2049,8 @@ int nnh5_mpi_read_state_dict(nnh5_dict **out, nnh5_mpi_file *m, const char *name
 
 nnh5_file *nnh5__mpi_file_handle(nnh5_mpi_file *m)
 {
+	if (m->direct)
+		to_hdf5(m);
 	return m->f;
 }
 
@@ -1593,12 +2164,19 @@ int nnh5_mpi_file_close(nnh5_mpi_file *m)
 				 "previous file is unchanged): %s",
 				 m->f->path, why);
 	}
-	if (!rc)
-		rc = finish_checksums(m);
-	/* The mpio driver syncs (MPI_File_sync) on flush, not on close. */
-	if (!rc && H5Fflush(m->f->fid, H5F_SCOPE_GLOBAL) < 0)
-		rc = nnh5__h5_error(NNH5_ERR_IO, "'%s': writing the file failed", m->f->path);
-	int crc = close_hdf5(m);
+	int crc = NNH5_OK;
+	if (m->direct) {
+		/* Metadata by rank 0, MPI_File_sync on every rank, then the same agreement. */
+		crc = direct_finish(m, rc);
+	} else {
+		if (!rc)
+			rc = finish_checksums(m);
+		/* The mpio driver syncs (MPI_File_sync) on flush, not on close. */
+		if (!rc && H5Fflush(m->f->fid, H5F_SCOPE_GLOBAL) < 0)
+			rc = nnh5__h5_error(NNH5_ERR_IO, "'%s': writing the file failed",
+					    m->f->path);
+		crc = close_hdf5(m);
+	}
 	H5Eclear2(H5E_DEFAULT);
 	rc = nnh5__mpi_agree(m->comm, rc ? rc : crc);
 	if (rc) {

@@ -58,6 +58,13 @@ nnh5_file *nnh5__mpi_file_handle(nnh5_mpi_file *f);
 extern int nnh5__mpi_fail_transfer;
 
 /*
+ * The most links a group of a collectively created file may hold in the
+ * direct metadata tree (file_mpi.c); a write that would pass it goes on
+ * through Parallel HDF5. Lowered by tests/mpi only.
+ */
+extern int nnh5__mpi_direct_max_links;
+
+/*
  * How many agreements this process made (nnh5__mpi_agree*() calls and the
  * coverage reduction of a write): tests/mpi checks that a write of T
  * tensors needs a number independent of T. Atomic: a background saving

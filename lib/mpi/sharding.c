@@ -124,13 +124,30 @@ uint64_t nnh5__mpi_sharding_digest(const nnh5_mpi_sharding *s, nnh5_dtype dtype,
  * uneven dimensions only, their bounds; O(sum of parts), never a box per
  * rank.
  */
+/* sep, then v in decimal: the record is made for every tensor of a save, printf costs. */
+static void put_int(nnh5__strbuf *sb, const char *sep, long long v)
+{
+	char buf[24], *p = buf + sizeof buf;
+	unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
+
+	*--p = '\0';
+	do
+		*--p = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		*--p = '-';
+	nnh5__strbuf_puts(sb, sep);
+	nnh5__strbuf_puts(sb, p);
+}
+
 char *nnh5__mpi_sharding_record(const nnh5_mpi_sharding *s, int nranks)
 {
 	nnh5__strbuf sb = { 0 };
 
-	nnh5__strbuf_printf(&sb, "{\"ranks\":%d,\"parts\":[", nranks);
+	put_int(&sb, "{\"ranks\":", nranks);
+	nnh5__strbuf_puts(&sb, ",\"parts\":[");
 	for (size_t d = 0; d < s->ndim; d++)
-		nnh5__strbuf_printf(&sb, "%s%d", d ? "," : "", s->parts[d]);
+		put_int(&sb, d ? "," : "", s->parts[d]);
 	nnh5__strbuf_puts(&sb, "],\"bounds\":[");
 	for (size_t d = 0; d < s->ndim; d++) {
 		bool even = true;
@@ -142,8 +159,7 @@ char *nnh5__mpi_sharding_record(const nnh5_mpi_sharding *s, int nranks)
 			continue;
 		}
 		for (int i = 0; i <= s->parts[d]; i++)
-			nnh5__strbuf_printf(&sb, "%s%lld", i ? "," : "[",
-					    (long long)s->bounds[d][i]);
+			put_int(&sb, i ? "," : "[", (long long)s->bounds[d][i]);
 		nnh5__strbuf_puts(&sb, "]");
 	}
 	nnh5__strbuf_puts(&sb, "]}");

@@ -59,6 +59,7 @@ struct nnh5__h5w {
 	uint64_t *heap_size;
 	size_t ncoll;
 	uint64_t meta_size, file_size;
+	uint64_t meta_base; /* address of the image's first byte after the superblock's (0: one image) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -476,9 +477,9 @@ static unsigned size_bytes(uint64_t chunk)
 	return chunk < 256 ? 1 : chunk < 65536 ? 2 : chunk < ((uint64_t)1 << 32) ? 4 : 8;
 }
 
-int nnh5__h5w_layout(uint64_t *meta_size, uint64_t *file_size, nnh5__h5w *w, uint64_t align)
+/* Object headers and global heaps from address at on; returns where they end. */
+static int layout_meta(uint64_t *end, nnh5__h5w *w, uint64_t at)
 {
-	uint64_t at = 48; /* after the superblock */
 	size_t nstr = 0, coll;
 
 	/* Object headers in creation order: the root first. */
@@ -500,6 +501,9 @@ int nnh5__h5w_layout(uint64_t *meta_size, uint64_t *file_size, nnh5__h5w *w, uin
 	}
 	w->nheap = nstr;
 	w->ncoll = (nstr + HEAP_OBJECTS - 1) / HEAP_OBJECTS;
+	nnh5__free(w->heap_addr);
+	nnh5__free(w->heap_size);
+	w->heap_addr = w->heap_size = NULL;
 	if (w->ncoll) {
 		w->heap_addr = nnh5__calloc(w->ncoll, sizeof *w->heap_addr);
 		w->heap_size = nnh5__calloc(w->ncoll, sizeof *w->heap_size);
@@ -525,6 +529,18 @@ int nnh5__h5w_layout(uint64_t *meta_size, uint64_t *file_size, nnh5__h5w *w, uin
 			at += w->heap_size[i];
 		}
 	}
+	*end = at;
+	return NNH5_OK;
+}
+
+int nnh5__h5w_layout(uint64_t *meta_size, uint64_t *file_size, nnh5__h5w *w, uint64_t align)
+{
+	uint64_t at;
+	int rc = layout_meta(&at, w, 48); /* after the superblock */
+
+	if (rc)
+		return rc;
+	w->meta_base = 0;
 	w->meta_size = at;
 	*meta_size = at;
 	for (uint32_t i = 0; i < w->n; i++) {
@@ -548,6 +564,25 @@ int nnh5__h5w_layout(uint64_t *meta_size, uint64_t *file_size, nnh5__h5w *w, uin
 uint64_t nnh5__h5w_data_addr(const nnh5__h5w *w, uint32_t obj)
 {
 	return w->o[obj].data;
+}
+
+void nnh5__h5w_set_data_addr(nnh5__h5w *w, uint32_t obj, uint64_t addr)
+{
+	w->o[obj].data = w->o[obj].nbytes ? addr : UNDEF;
+}
+
+int nnh5__h5w_layout_after(uint64_t *meta_size, nnh5__h5w *w, uint64_t base)
+{
+	uint64_t at;
+	int rc = layout_meta(&at, w, base);
+
+	if (rc)
+		return rc;
+	w->meta_base = base;
+	w->meta_size = at - base;
+	*meta_size = at - base;
+	w->file_size = at;
+	return NNH5_OK;
 }
 
 /* ------------------------------------------------------------------ */
@@ -701,7 +736,8 @@ static uint8_t *encode_dataset(uint8_t *p, const nnh5__h5w *w, uint32_t i)
 	return p;
 }
 
-static void encode_heaps(uint8_t *base, const nnh5__h5w *w)
+/* The global heaps into buf, whose first byte is at address origin. */
+static void encode_heaps(uint8_t *buf, uint64_t origin, const nnh5__h5w *w)
 {
 	uint8_t *p = NULL, *end = NULL;
 	size_t coll = SIZE_MAX;
@@ -716,7 +752,7 @@ static void encode_heaps(uint8_t *base, const nnh5__h5w *w)
 				if (p)
 					put(put(p, 0, 8), (uint64_t)(end - p), 8);
 				coll = g / HEAP_OBJECTS;
-				p = base + w->heap_addr[coll];
+				p = buf + (w->heap_addr[coll] - origin);
 				end = p + w->heap_size[coll];
 				memset(p, 0, w->heap_size[coll]);
 				p = put_bytes(p, "GCOL", 4);
@@ -736,12 +772,11 @@ static void encode_heaps(uint8_t *base, const nnh5__h5w *w)
 		put(put(p, 0, 8), (uint64_t)(end - p), 8);
 }
 
-int nnh5__h5w_encode(const nnh5__h5w *w, unsigned char *buf, size_t cap)
+/* The superblock (48 bytes). */
+static void encode_superblock(uint8_t *buf, const nnh5__h5w *w)
 {
 	uint8_t *p = buf;
 
-	if (cap < w->meta_size)
-		return nnh5__error(NNH5_ERR_INVALID, "metadata buffer too small");
 	/* Superblock version 2: 8-byte offsets and lengths, no extension. */
 	p = put_bytes(p, "\211HDF\r\n\032\n", 8);
 	*p++ = 2;
@@ -753,9 +788,16 @@ int nnh5__h5w_encode(const nnh5__h5w *w, unsigned char *buf, size_t cap)
 	p = put(p, w->file_size, 8);
 	p = put(p, w->o[0].addr, 8);
 	put(p, nnh5__h5_checksum(buf, (size_t)(p - buf)), 4);
+}
+
+/* Object headers and heaps into buf, whose first byte is at address origin. */
+static void encode_meta(uint8_t *buf, uint64_t origin, const nnh5__h5w *w)
+{
+	uint8_t *p;
+
 	for (uint32_t i = 0; i < w->n; i++) {
 		const struct obj *o = &w->o[i];
-		uint8_t *start = buf + o->addr;
+		uint8_t *start = buf + (o->addr - origin);
 		uint64_t m = o->msize;
 		unsigned sb = size_bytes(m);
 
@@ -767,6 +809,24 @@ int nnh5__h5w_encode(const nnh5__h5w *w, unsigned char *buf, size_t cap)
 		p = o->group ? encode_group(p, w, i) : encode_dataset(p, w, i);
 		put(p, nnh5__h5_checksum(start, (size_t)(p - start)), 4);
 	}
-	encode_heaps(buf, w);
+	encode_heaps(buf, origin, w);
+}
+
+int nnh5__h5w_encode(const nnh5__h5w *w, unsigned char *buf, size_t cap)
+{
+	if (cap < w->meta_size || w->meta_base != 0)
+		return nnh5__error(NNH5_ERR_INVALID, "metadata buffer too small");
+	encode_superblock(buf, w);
+	encode_meta(buf, 0, w);
+	return NNH5_OK;
+}
+
+int nnh5__h5w_encode_after(const nnh5__h5w *w, unsigned char *superblock, unsigned char *buf,
+			   size_t cap)
+{
+	if (cap < w->meta_size || w->meta_base == 0)
+		return nnh5__error(NNH5_ERR_INVALID, "metadata buffer too small");
+	encode_superblock(superblock, w);
+	encode_meta(buf, w->meta_base, w);
 	return NNH5_OK;
 }

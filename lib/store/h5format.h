@@ -97,6 +97,24 @@ uint64_t nnh5__h5w_data_addr(const nnh5__h5w *w, uint32_t obj);
  */
 int nnh5__h5w_encode(const nnh5__h5w *w, unsigned char *buf, size_t cap);
 
+/*
+ * The other layout, for files whose data is written before their metadata
+ * is known (collective saves, lib/mpi): the caller gives each dataset's
+ * data address (nnh5__h5w_set_data_addr(), any time before the layout),
+ * leaving bytes [0, 48) of the file for the superblock;
+ * nnh5__h5w_layout_after() places the object headers and global heaps from
+ * base on (base >= 48, past all data), *meta_size bytes, the file ending at
+ * base + *meta_size. nnh5__h5w_encode_after() encodes the 48 superblock
+ * bytes (for offset 0) and the rest (for offset base, cap >= *meta_size).
+ * A builder may be laid out more than once (each layout replaces the last).
+ * Errors as nnh5__h5w_layout() and nnh5__h5w_encode().
+ */
+#define NNH5__H5W_SUPERBLOCK 48u
+void nnh5__h5w_set_data_addr(nnh5__h5w *w, uint32_t obj, uint64_t addr);
+int nnh5__h5w_layout_after(uint64_t *meta_size, nnh5__h5w *w, uint64_t base);
+int nnh5__h5w_encode_after(const nnh5__h5w *w, unsigned char *superblock, unsigned char *buf,
+			   size_t cap);
+
 /* HDF5's metadata checksum (Jenkins lookup3, H5_checksum_metadata with seed 0). */
 uint32_t nnh5__h5_checksum(const void *data, size_t n);
 

@@ -73,6 +73,84 @@ for path in sorted(glob.glob(os.path.join(folder, "w*-*.h5"))):
     if uneven != (("uneven" in name or "empty" in name) and writers > 1):
         sys.exit("%s: nnh5_sharding is %s" % (name, record))
     checked += 1
+
+
+def walk(path):
+    """Every object of the file with h5py: kind, shape, type, data bytes, attributes."""
+    out = {}
+
+    def attrs(obj):
+        a = {}
+        for k in obj.attrs:
+            v = obj.attrs[k]
+            a[k] = v.tolist() if hasattr(v, "tolist") else v
+        return a
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            tid = obj.id.get_type()
+            buf = np.empty(obj.shape, dtype="V%d" % tid.get_size())
+            if obj.size:
+                obj.id.read(h5py.h5s.ALL, h5py.h5s.ALL, buf, mtype=tid)
+            out[name] = ("dataset", obj.shape, tid.encode(), buf.tobytes(), attrs(obj))
+        else:
+            out[name] = ("group", list(obj.keys()), attrs(obj))
+
+    with h5py.File(path, "r") as f:
+        visit("/", f)
+        f.visititems(visit)
+    return out
+
+
+# Direct metadata against Parallel HDF5 (test_direct_vs_api): the same objects.
+pairs = 0
+for path in sorted(glob.glob(os.path.join(folder, "diff-direct-*.h5"))):
+    twin = path.replace("diff-direct-", "diff-api-")
+    a, b = walk(path), walk(twin)
+    if a != b:
+        diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        sys.exit("%s and %s differ under h5py at %s" % (path, twin, diff[:5]))
+    # h5dump's text too, but for its first line (the file's name).
+    if shutil.which("h5dump"):
+        da, db = (subprocess.run(["h5dump", p], capture_output=True, text=True).stdout
+                  .split("\n", 1)[-1] for p in (path, twin))
+        if da != db or not da:
+            sys.exit("h5dump shows %s and %s differently" % (path, twin))
+    pairs += 1
+if "test_direct_vs_api" in " ".join(rest) or not rest:
+    if pairs == 0:
+        sys.exit("no direct/API file pairs were written")
+
+
+def js_sample(files):
+    """The direct files through jsfive and h5wasm, compared with h5py's view."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    js_dir = os.path.join(here, "..", "js")
+    node = shutil.which("node") or shutil.which("nodejs")
+    if not files or not node or not all(
+            os.path.isfile(os.path.join(js_dir, "node_modules", m, "package.json"))
+            for m in ("jsfive", "h5wasm")):
+        print("jsfive/h5wasm: not installed (tools/bootstrap.sh --test): sample not read")
+        return
+    # js_check's helpers take (and empty) a scratch folder from argv[1].
+    scratch = os.path.join(folder, "js")
+    sys.argv[1:] = [scratch]
+    sys.path.insert(0, js_dir)
+    import js_check  # noqa: E402
+    os.makedirs(scratch, exist_ok=True)
+    entries = [{"file": f, "name": os.path.basename(f), "objects": js_check.describe(f)}
+               for f in files]
+    expected = os.path.join(scratch, "expected.json")
+    with open(expected, "w", encoding="utf-8") as fp:
+        json.dump({"files": entries}, fp, ensure_ascii=False)
+    p = subprocess.run([node, os.path.join(js_dir, "read_check.mjs"), expected], cwd=js_dir,
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit("jsfive/h5wasm read the direct files otherwise than h5py:\n" + p.stdout[-3000:])
+    print("jsfive/h5wasm: %d direct files read as h5py reads them" % len(files))
+
+
+js_sample(sorted(glob.glob(os.path.join(folder, "diff-direct-*.h5"))))
 # Left out: files of nnh5_save_tensor (`nnh5 verify` refuses a root of kind
 # tensor), the file damaged on purpose, and h5py's own.
 for path in sorted(glob.glob(os.path.join(folder, "*.h5"))):
@@ -97,7 +175,8 @@ if os.path.isdir(ckpts):
     r = subprocess.run([tool, "ls", ckpts], capture_output=True, text=True)
     if r.returncode != 0 or "2 checkpoints" not in r.stdout:
         sys.exit("nnh5 ls %s: %s%s" % (ckpts, r.stdout, r.stderr))
-print("h5py read %d sharded files as their serial twins; nnh5 verify accepted all" % checked)
+print("h5py read %d sharded files as their serial twins and %d direct files as their API"
+      " twins; nnh5 verify accepted all" % (checked, pairs))
 if not rest and checked == 0:
     sys.exit("no sharded files were written")
 shutil.rmtree(folder)

@@ -574,6 +574,8 @@ static void test_read_into(void **state)
 	nnh5_mpi_file *f2;
 	nover.verify_checksums = false;
 	ok(nnh5_mpi_file_open(&f2, MPI_COMM_WORLD, path, &nover));
+	/* Its metadata read now: a file's tree may lie after the data (cut too). */
+	ok(nnh5_mpi_read_sharded_into(dst, f2, "w", &s));
 	MPI_Barrier(MPI_COMM_WORLD);
 	if (world_rank == 0) {
 		size_t n;
@@ -943,6 +945,205 @@ static void test_hashchain(void **state)
 }
 
 /*
+ * Direct metadata against Parallel HDF5 (NNH5_DIRECT_WRITE=0): random
+ * rounds of tensors (dtypes of the matrix, 0 to 3 dimensions, sizes 0 to
+ * 9) under random layouts (split by rows evenly or at random bounds with
+ * empty pieces, along the last dimension, a 2-D grid, replicated, whole on
+ * one rank), written as single tensors in nested groups and as state
+ * dicts (named and at the root), each round into two files, one per path.
+ * Round 4 holds the direct path to 8 links per group, so its state dict
+ * goes on through Parallel HDF5 after the tensors written directly; round
+ * 5 uses the file through lib/file in the middle (a user attribute), which
+ * switches it too. Rank 0 loads both files serially (checksums verified):
+ * every tensor equals the global one. mpi_run.py walks each pair with h5py
+ * (equal objects, types, data and attributes) and runs nnh5 verify.
+ */
+struct rt {
+	nnh5_tensor *g;
+	nnh5_mpi_sharding s;
+	int64_t bounds[2][8];
+};
+
+static void random_tensor(struct rt *t, uint64_t seed)
+{
+	static const nnh5_dtype dts[] = { NNH5_FLOAT32, NNH5_BFLOAT16, NNH5_FLOAT16, NNH5_INT64,
+					  NNH5_BOOL };
+	uint64_t r = mix(seed);
+	size_t ndim = (size_t)(r % 4);
+	int64_t shape[3];
+	int P = world_size;
+
+	for (size_t d = 0; d < ndim; d++)
+		shape[d] = (int64_t)(mix(r + d + 1) % 10);
+	t->g = global_tensor(dts[(r >> 8) % 5], ndim, shape, seed);
+	ok(nnh5_mpi_sharding_init(&t->s, ndim, shape));
+	int which = (int)((r >> 16) % 6);
+	if (ndim == 0 && which < 4)
+		which = 4;
+	if (ndim < 2 && which == 2)
+		which = 0;
+	if (ndim < 2 && which == 3)
+		which = 1;
+	switch (which) {
+	case 0: /* rows, even */
+		t->s.parts[0] = P;
+		t->s.coord[0] = world_rank;
+		break;
+	case 1: /* rows at random bounds, some pieces empty */
+		t->s.parts[0] = P;
+		t->s.coord[0] = world_rank;
+		t->bounds[0][0] = 0;
+		for (int i = 1; i < P; i++)
+			t->bounds[0][i] = (int64_t)(mix(r + 100 + (uint64_t)i) % (uint64_t)(shape[0] + 1));
+		t->bounds[0][P] = shape[0];
+		for (int i = 1; i < P; i++)
+			for (int j = i; j > 1 && t->bounds[0][j - 1] > t->bounds[0][j]; j--) {
+				int64_t x = t->bounds[0][j];
+				t->bounds[0][j] = t->bounds[0][j - 1];
+				t->bounds[0][j - 1] = x;
+			}
+		t->s.bounds[0] = t->bounds[0];
+		break;
+	case 2: /* along the last dimension */
+		t->s.parts[ndim - 1] = P;
+		t->s.coord[ndim - 1] = world_rank;
+		break;
+	case 3: /* a grid over the first two dimensions */
+		t->s.parts[0] = P % 2 == 0 ? 2 : 1;
+		t->s.parts[1] = P / t->s.parts[0];
+		t->s.coord[0] = world_rank / t->s.parts[1];
+		t->s.coord[1] = world_rank % t->s.parts[1];
+		break;
+	case 4: /* replicated */
+		t->s.replica = world_rank;
+		break;
+	default: /* whole, written by the last rank */
+		t->s.replica = world_rank == P - 1 ? 0 : world_rank + 1;
+		break;
+	}
+}
+
+static nnh5_tensor *piece_of(const struct rt *t)
+{
+	int64_t start[3] = { 0 }, count[3] = { 0 };
+
+	ok(nnh5_mpi_sharding_box(start, count, &t->s));
+	/* Element by element, any number of dimensions (the tensors are small). */
+	size_t nd = nnh5_tensor_ndim(t->g), es = nnh5_dtype_size(nnh5_tensor_dtype(t->g));
+	const int64_t *shape = nnh5_tensor_shape(t->g);
+	nnh5_tensor *b;
+	ok(nnh5_tensor_zeros(&b, nnh5_tensor_dtype(t->g), nd, count));
+	const unsigned char *src = nnh5_tensor_data(t->g);
+	unsigned char *dst = nnh5_tensor_mutable_data(b);
+	size_t n = nnh5_tensor_numel(b);
+	for (size_t e = 0; e < n; e++) {
+		size_t rest = e, at = 0, stride = 1;
+		for (size_t d = nd; d-- > 0;) {
+			size_t i = rest % (size_t)count[d];
+			rest /= (size_t)count[d];
+			at += ((size_t)start[d] + i) * stride;
+			stride *= (size_t)shape[d];
+		}
+		memcpy(dst + e * es, src + at * es, es);
+	}
+	return b;
+}
+
+static void check_tensor(nnh5_file *f, const char *name, const nnh5_tensor *g)
+{
+	nnh5_tensor *t;
+
+	ok(nnh5_file_read_tensor(&t, f, name));
+	if (!nnh5_tensor_bitwise_equal(t, g))
+		fail_msg("'%s': the serial reader sees another tensor", name);
+	nnh5_tensor_free(t);
+}
+
+static void test_direct_vs_api(void **state)
+{
+	enum { ROUNDS = 6, SINGLE = 5, KEYS = 10 };
+	(void)state;
+
+	for (int round = 0; round < ROUNDS; round++) {
+		struct rt single[SINGLE], sd[KEYS];
+		nnh5_mpi_sharding shs[KEYS];
+		char names[SINGLE][64], keys[KEYS][64], path[2][4096];
+		nnh5_dict *d;
+		/* A state dict at the root is the file's only content: no single tensors then. */
+		const char *group = round == 1 || round == 3 ? "/" : "model";
+		const int nsingle = group[0] == '/' ? 0 : SINGLE;
+
+		for (int i = 0; i < SINGLE; i++) {
+			random_tensor(&single[i], 1000u * (uint64_t)round + (uint64_t)i);
+			snprintf(names[i], sizeof names[i], i % 2 ? "w%d/sub%d/t%d" : "top%d_%d", round,
+				 i / 2, i);
+		}
+		ok(nnh5_dict_new(&d));
+		for (int k = 0; k < KEYS; k++) {
+			random_tensor(&sd[k], 1000u * (uint64_t)round + 500u + (uint64_t)k);
+			snprintf(keys[k], sizeof keys[k], "layer%d.%s", k / 2, k % 2 ? "bias" : "weight");
+			shs[k] = sd[k].s;
+			ok(nnh5_dict_set(d, keys[k], piece_of(&sd[k])));
+		}
+		for (int api = 0; api < 2; api++) {
+			nnh5_mpi_file *f;
+			snprintf(path[api], sizeof path[api], "%s/diff-%s-%d.h5", dir,
+				 api ? "api" : "direct", round);
+			if (api)
+				setenv("NNH5_DIRECT_WRITE", "0", 1);
+			if (round == 4 && !api)
+				nnh5__mpi_direct_max_links = 8;
+			ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path[api], NULL));
+			for (int i = 0; i < nsingle; i++) {
+				nnh5_tensor *pc = piece_of(&single[i]);
+				ok(nnh5_mpi_write_sharded(f, names[i], pc, &single[i].s));
+				nnh5_tensor_free(pc);
+				if (round == 5 && i == 2)
+					ok(nnh5_file_set_attr_string(nnh5__mpi_file_handle(f), "/",
+								     "note", "switched"));
+			}
+			ok(nnh5_mpi_write_state_dict(f, group, d, shs));
+			nnh5_mpi_io_stats st;
+			nnh5_mpi_file_io_stats(&st, f);
+			/* Every tensor with elements moved collectively (no storage, no transfer). */
+			unsigned long long moved = 0;
+			for (int i = 0; i < nsingle; i++)
+				moved += nnh5_tensor_numel(single[i].g) > 0;
+			for (int k = 0; k < KEYS; k++)
+				moved += nnh5_tensor_numel(sd[k].g) > 0;
+			assert_int_equal(st.transfers, moved);
+			assert_int_equal(st.collective, moved);
+			ok(nnh5_mpi_file_close(f));
+			nnh5__mpi_direct_max_links = 4096;
+			unsetenv("NNH5_DIRECT_WRITE");
+		}
+		if (world_rank == 0) {
+			for (int api = 0; api < 2; api++) {
+				nnh5_file *f;
+				nnh5_dict *back;
+				ok(nnh5_file_open(&f, path[api], NNH5_READ));
+				for (int i = 0; i < nsingle; i++)
+					check_tensor(f, names[i], single[i].g);
+				ok(nnh5_file_read_state_dict(&back, f, group));
+				assert_int_equal(nnh5_dict_len(back), KEYS);
+				for (int k = 0; k < KEYS; k++)
+					if (!nnh5_tensor_bitwise_equal(nnh5_dict_get(back, keys[k]),
+								       sd[k].g))
+						fail_msg("%s: key '%s' differs", path[api], keys[k]);
+				nnh5_dict_free(back);
+				ok(nnh5_file_close(f));
+			}
+		}
+		for (int i = 0; i < SINGLE; i++)
+			nnh5_tensor_free(single[i].g);
+		for (int k = 0; k < KEYS; k++)
+			nnh5_tensor_free(sd[k].g);
+		nnh5_dict_free(d);
+		MPI_Barrier(MPI_COMM_WORLD);
+	}
+}
+
+/*
  * A save of T tensors makes a number of agreements that does not grow with
  * T (validation of all tensors up front, one at the end, the commit's); a
  * failing transfer in the middle of a large state dict still gives every
@@ -956,8 +1157,25 @@ static void test_agreements_per_save(void **state)
 
 	snprintf(path, sizeof path, "%s/many.h5", dir);
 	unsigned long w8, w64;
+	/*
+	 * Direct metadata (the default): every write moves all its tensors'
+	 * data in one MPI_File_write_at_all, whatever T; rank 0 writes the
+	 * metadata at the close with MPI_File_write_at.
+	 */
 	unsigned long a8 = agreements_of_save(path, 8, &coll8, &w8);
 	unsigned long a64 = agreements_of_save(path, 64, &coll64, &w64);
+	assert_true(coll8 && coll64);
+	assert_int_equal(a8, a64);
+	assert_int_equal(w8, 1);
+	assert_int_equal(w64, 1);
+	/* create 4, the write 3, close 2 (close, commit) */
+	assert_true(a64 <= 9);
+
+	/* Parallel HDF5 (NNH5_DIRECT_WRITE=0). */
+	setenv("NNH5_DIRECT_WRITE", "0", 1);
+	a8 = agreements_of_save(path, 8, &coll8, &w8);
+	a64 = agreements_of_save(path, 64, &coll64, &w64);
+	unsetenv("NNH5_DIRECT_WRITE");
 	assert_true(coll8 && coll64);
 	assert_int_equal(a8, a64);
 	/*
@@ -974,42 +1192,48 @@ static void test_agreements_per_save(void **state)
 	 */
 	assert_true(a64 <= 10);
 
-	/* The 40th transfer fails on the last rank: same error everywhere, nothing committed. */
-	nnh5_mpi_sharding sh[64];
-	int64_t bounds[64][2][8];
-	nnh5_dict *d = many_tensors(sh, bounds, 64, 300);
-	nnh5_mpi_file *f;
-	char rank_text[32];
-	snprintf(rank_text, sizeof rank_text, "rank %d:", world_size - 1);
-	ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
-	if (world_rank == world_size - 1)
-		nnh5__mpi_fail_transfer = 40;
-	fails(NNH5_ERR_IO, nnh5_mpi_write_state_dict(f, "model", d, sh), rank_text,
-	      "writing dataset 'model/block3/t39' failed");
-	nnh5__mpi_fail_transfer = 0;
-	fails(NNH5_ERR_IO, nnh5_mpi_file_close(f), "not committed");
-	/* One rank's key of another shape: refused before anything is created. */
-	ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
-	if (world_rank == world_size - 1) {
-		nnh5_tensor *odd;
-		int64_t six[1] = { 6 };
-		ok(nnh5_tensor_zeros(&odd, NNH5_INT64, 1, six));
-		ok(nnh5_dict_set(d, "block6.t61", odd));
+	/* Both paths: direct metadata, then Parallel HDF5. */
+	for (int api = 0; api < 2; api++) {
+		if (api)
+			setenv("NNH5_DIRECT_WRITE", "0", 1);
+		/* The 40th transfer fails on the last rank: same error everywhere, nothing committed. */
+		nnh5_mpi_sharding sh[64];
+		int64_t bounds[64][2][8];
+		nnh5_dict *d = many_tensors(sh, bounds, 64, 300);
+		nnh5_mpi_file *f;
+		char rank_text[32];
+		snprintf(rank_text, sizeof rank_text, "rank %d:", world_size - 1);
+		ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
+		if (world_rank == world_size - 1)
+			nnh5__mpi_fail_transfer = 40;
+		fails(NNH5_ERR_IO, nnh5_mpi_write_state_dict(f, "model", d, sh), rank_text,
+		      "writing dataset 'model/block3/t39' failed");
+		nnh5__mpi_fail_transfer = 0;
+		fails(NNH5_ERR_IO, nnh5_mpi_file_close(f), "not committed");
+		/* One rank's key of another shape: refused before anything is created. */
+		ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
+		if (world_rank == world_size - 1) {
+			nnh5_tensor *odd;
+			int64_t six[1] = { 6 };
+			ok(nnh5_tensor_zeros(&odd, NNH5_INT64, 1, six));
+			ok(nnh5_dict_set(d, "block6.t61", odd));
+		}
+		fails(NNH5_ERR_SHAPE, nnh5_mpi_write_state_dict(f, "model", d, sh), rank_text,
+		      "model/block6/t61");
+		nnh5_mpi_file_discard(f);
+		if (world_rank == 0) {
+			/* Still the first file of 64 tensors seeded from 100. */
+			nnh5_dict *back;
+			int64_t bshape[1] = { 5 };
+			nnh5_tensor *g = global_tensor(NNH5_INT64, 1, bshape, 100 + 39);
+			ok(load_state_dict_at(&back, path, "model"));
+			assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "block3.t39"), g));
+			nnh5_tensor_free(g);
+			nnh5_dict_free(back);
+		}
+		nnh5_dict_free(d);
+		unsetenv("NNH5_DIRECT_WRITE");
 	}
-	fails(NNH5_ERR_SHAPE, nnh5_mpi_write_state_dict(f, "model", d, sh), rank_text,
-	      "model/block6/t61");
-	nnh5_mpi_file_discard(f);
-	if (world_rank == 0) {
-		/* Still the first file of 64 tensors seeded from 100. */
-		nnh5_dict *back;
-		int64_t bshape[1] = { 5 };
-		nnh5_tensor *g = global_tensor(NNH5_INT64, 1, bshape, 100 + 39);
-		ok(load_state_dict_at(&back, path, "model"));
-		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "block3.t39"), g));
-		nnh5_tensor_free(g);
-		nnh5_dict_free(back);
-	}
-	nnh5_dict_free(d);
 }
 
 /* N ranks, one open of the file; the model runs forward on every rank. */
@@ -1375,6 +1599,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_state_dict),
 		cmocka_unit_test(test_error_agreement),
 		cmocka_unit_test(test_agreements_per_save),
+		cmocka_unit_test(test_direct_vs_api),
 		cmocka_unit_test(test_shared_open),
 		cmocka_unit_test(test_checkpoints),
 		cmocka_unit_test(test_async_checkpoints),
