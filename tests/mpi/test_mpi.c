@@ -835,6 +835,29 @@ static void test_shared_open(void **state)
 }
 
 /* Save a checkpoint of step: W (13 x 10) split by rows, a replicated bias. */
+/* An allocator counting the bytes the calling thread asks for while counting is set. */
+static _Thread_local bool counting;
+static size_t counted_bytes;
+
+static void *counting_malloc(size_t n)
+{
+	if (counting)
+		counted_bytes += n;
+	return malloc(n);
+}
+
+static void *counting_realloc(void *p, size_t n)
+{
+	if (counting)
+		counted_bytes += n;
+	return realloc(p, n);
+}
+
+static void counting_free(void *p)
+{
+	free(p);
+}
+
 static int save_step(nnh5_mpi_checkpoints *ck, int64_t step, const nnh5_tensor *w,
 		     const nnh5_tensor *b)
 {
@@ -1064,6 +1087,40 @@ static void test_async_checkpoints(void **state)
 	nnh5_tensor_free(want);
 	nnh5_dict_free(back);
 	nnh5_dict_free(local);
+
+	/*
+	 * Staging reuses one buffer: a second save of the same shapes allocates
+	 * far less than the shard's bytes in the caller's thread (a copy per
+	 * tensor allocated them all again).
+	 */
+	{
+		int64_t bshape2[1] = { 16384 };
+		nnh5_tensor *big;
+		nnh5_dict *d2;
+		nnh5_mpi_sharding rs;
+		nnh5_checkpoint *s2;
+		ok(nnh5_tensor_full(&big, NNH5_FLOAT32, 1, bshape2, 3.0));
+		ok(nnh5_dict_new(&d2));
+		ok(nnh5_dict_set(d2, "big", big));
+		ok(nnh5_mpi_sharding_init(&rs, 1, bshape2));
+		rs.replica = world_rank;
+		nnh5_mpi_section sec2 = { "model", d2, &rs };
+		nnh5_set_allocator(counting_malloc, counting_realloc, counting_free);
+		for (int64_t s = 5; s <= 6; s++) {
+			ok(nnh5_checkpoint_new(&s2, s));
+			ok(nnh5_mpi_checkpoints_wait(as));
+			counted_bytes = 0;
+			counting = true;
+			ok(nnh5_mpi_checkpoints_save(as, s2, 1, &sec2));
+			counting = false;
+			nnh5_checkpoint_free(s2);
+			ok(nnh5_mpi_checkpoints_wait(as));
+			if (s == 6)
+				assert_true(counted_bytes < nnh5_tensor_nbytes(big) / 4);
+		}
+		nnh5_set_allocator(NULL, NULL, NULL);
+		nnh5_dict_free(d2);
+	}
 
 	/* The last rank's background write fails: the save returned, the wait reports it everywhere. */
 	char rank_text[32];
