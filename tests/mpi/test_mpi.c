@@ -820,6 +820,34 @@ static void test_shared_open(void **state)
 	nnh5_tensor_free(y);
 	nnh5_model_free(back);
 
+	/* nnh5_mpi_load_model: the same in one call, one open, the same output. */
+	snprintf(counted_path, sizeof counted_path, "%s", path);
+	counted_opens = 0;
+	ok(nnh5_mpi_load_model(&back, MPI_COMM_WORLD, 0, path));
+	mine = counted_opens;
+	counted_path[0] = '\0';
+	MPI_Allreduce(&mine, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+	assert_int_equal(total, 1);
+	x = global_tensor(NNH5_FLOAT32, 2, xs, 99);
+	ok(nnh5_model_forward(&y, back, x));
+	assert_memory_equal(nnh5_tensor_data(y), mine_y, sizeof mine_y);
+	nnh5_tensor_free(x);
+	nnh5_tensor_free(y);
+	nnh5_model_free(back);
+	/* A file that is not a model: the same error everywhere, no model. */
+	char notmodel[4200];
+	snprintf(notmodel, sizeof notmodel, "%s/notmodel.h5", dir);
+	if (world_rank == 0) {
+		nnh5_dict *sd;
+		ok(nnh5_dict_new(&sd));
+		ok(nnh5_save_state_dict(notmodel, sd));
+		nnh5_dict_free(sd);
+	}
+	MPI_Barrier(MPI_COMM_WORLD);
+	back = (nnh5_model *)&back;
+	assert_int_not_equal(nnh5_mpi_load_model(&back, MPI_COMM_WORLD, 0, notmodel), NNH5_OK);
+	assert_null(back);
+
 	/* A file larger than max_load_bytes is refused on every rank. */
 	nnh5_open_options small = NNH5_OPEN_OPTIONS_INIT;
 	small.max_load_bytes = 100;
@@ -834,7 +862,6 @@ static void test_shared_open(void **state)
 	assert_null(f);
 }
 
-/* Save a checkpoint of step: W (13 x 10) split by rows, a replicated bias. */
 /* An allocator counting the bytes the calling thread asks for while counting is set. */
 static _Thread_local bool counting;
 static size_t counted_bytes;
@@ -858,6 +885,7 @@ static void counting_free(void *p)
 	free(p);
 }
 
+/* Save a checkpoint of step: W (13 x 10) split by rows, a replicated bias. */
 static int save_step(nnh5_mpi_checkpoints *ck, int64_t step, const nnh5_tensor *w,
 		     const nnh5_tensor *b)
 {
