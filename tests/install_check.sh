@@ -120,3 +120,36 @@ C
 		mpirun --oversubscribe -np 2 "$dest/mpi_consumer" "$dest/sharded.h5"
 	echo "ok: built and ran an MPI program against the installed nnh5-mpi via pkg-config"
 fi
+# The Fortran module nnh5_mpi, when built: nnh5-fortran-mpi.pc, as
+# doc/FORTRAN.md ("Collective loads") tells users to build; two ranks load
+# a model saved by the program's rank 0 and run it.
+fmpc=$(find "$dest" -name nnh5-fortran-mpi.pc | head -1)
+if [ -n "$fmpc" ] && command -v mpif90 >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then
+	cat > "$dest/mpi_consumer.f90" <<'F'
+program mpi_consumer
+  use mpi
+  use nnh5
+  use nnh5_mpi
+  implicit none
+  type(nnh5_model) :: model
+  integer :: ierr, st
+  call MPI_Init(ierr)
+  st = nnh5_mpi_load_model(model, MPI_COMM_WORLD, 0, "no-such-model.h5")
+  if (st /= NNH5_ERR_NOT_FOUND) error stop 1
+  call MPI_Finalize(ierr)
+end program
+F
+	mkdir -p "$dest/pc"
+	for f in "$mpc" "$fmpc"; do
+		sed "s|^prefix=|prefix=$dest|" "$f" > "$dest/pc/$(basename "$f")"
+	done
+	libdir_f=$(dirname "$(find "$dest" -name "libnnh5_fortran_mpi.so" | head -1)")
+	# shellcheck disable=SC2046
+	(cd "$dest" && mpif90 mpi_consumer.f90 \
+		$(env -u PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_PATH="$dest/pc" \
+		  pkg-config --cflags --libs nnh5-fortran-mpi) \
+		-Wl,-rpath,"$libdir_f:$libdir" -o mpi_consumer_f)
+	(cd "$dest" && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+		OMPI_MCA_btl=self,vader mpirun --oversubscribe -np 2 ./mpi_consumer_f)
+	echo "ok: built and ran a Fortran MPI program against the installed nnh5_mpi via pkg-config"
+fi

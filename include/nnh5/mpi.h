@@ -34,6 +34,7 @@
 #include "checkpoint.h"
 #include "dict.h"
 #include "file.h"
+#include "nn.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -254,6 +255,15 @@ NNH5_API int nnh5_mpi_file_open_shared(nnh5_file **out, MPI_Comm comm, int root,
  */
 NNH5_API int nnh5_mpi_load_state_dict(nnh5_dict **out, MPI_Comm comm, int root, const char *path,
 				      const char *name);
+
+/*
+ * Collective: nnh5_load_model() of path on every rank through
+ * nnh5_mpi_file_open_shared() (one open, root reads): a model every rank
+ * can run. *out is the caller's (nnh5_model_free()); NULL on failure.
+ * Every rank returns the same status (a failure on any rank fails all).
+ * Errors: those of nnh5_mpi_file_open_shared() and nnh5_file_read_model().
+ */
+NNH5_API int nnh5_mpi_load_model(nnh5_model **out, MPI_Comm comm, int root, const char *path);
 
 /* ------------------------------------------------------------------ */
 /* Collective checkpoints                                              */

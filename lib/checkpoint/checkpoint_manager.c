@@ -236,7 +236,7 @@ int nnh5_checkpoint_manager_save(nnh5_checkpoint_manager *m, const nnh5_checkpoi
 	if (!m || !c)
 		return nnh5__error(NNH5_ERR_INVALID, "checkpoint save: %s is NULL",
 				   m ? "checkpoint" : "manager");
-	return m->worker_started ? nnh5__ckpt_save_async(m, c) : nnh5__ckpt_save_now(m, c);
+	return m->bg.started ? nnh5__ckpt_save_async(m, c) : nnh5__ckpt_save_now(m, c);
 }
 
 int nnh5_checkpoint_manager_wait(nnh5_checkpoint_manager *m)

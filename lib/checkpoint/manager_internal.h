@@ -5,7 +5,7 @@
  *   lock.c        the folder lock (and why a forked child does not hold it);
  *   retention.c   what retention keeps, the best checkpoint by a metric;
  *   index.c       the index file (index.h5), derived from the entries;
- *   worker.c      saving in a background thread;
+ *   worker.c      saving in a background thread (background.c runs it);
  *   checkpoint_manager.c  the public API: open, save, latest, close.
  *
  * What the folder holds is the truth; the entries mirror it. While a save
@@ -15,10 +15,9 @@
 #ifndef NNH5_CHECKPOINT_MANAGER_INTERNAL_H
 #define NNH5_CHECKPOINT_MANAGER_INTERNAL_H
 
+#include "checkpoint/background.h"
 #include "core/internal.h"
 #include "nnh5/checkpoint.h"
-
-#include <pthread.h>
 
 #define NNH5__CKPT_LOCK_NAME ".nnh5-lock"
 /* Index columns of metrics: "metrics.<name>" (nnh5_checkpoint_index_metric()). */
@@ -38,18 +37,10 @@ struct nnh5_checkpoint_manager {
 	size_t n, cap;
 	size_t leftovers;
 
-	/* asynchronous saving (worker.c) */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	pthread_t worker;
-	bool worker_started;
-	bool stop;
-	nnh5_checkpoint *job; /* staged, waiting or being written; NULL when idle */
-	int bg_rc;            /* failure of the last background save, not yet reported */
-	char bg_msg[1536];
+	/* asynchronous saving (worker.c): jobs are nnh5_checkpoint, staged */
+	nnh5__background bg;
 	unsigned char *arena; /* staging buffer */
 	size_t arena_size;
-	bool hold; /* tests: the worker waits before writing while set */
 };
 
 /* folder.c */
@@ -96,15 +87,6 @@ int nnh5__ckpt_write_index(const nnh5_checkpoint_manager *m);
 
 /* Start the background thread. Errors: NNH5_ERR_NOMEM. */
 int nnh5__ckpt_start_worker(nnh5_checkpoint_manager *m);
-
-/*
- * A saving thread running fn(arg), with its mutex and condition variable
- * (lib/mpi's collective manager has one too); dir names the folder in
- * messages. Stop: set *stop under mu, wake it, join it, destroy mu and cv.
- */
-int nnh5__ckpt_thread_start(pthread_t *t, pthread_mutex_t *mu, pthread_cond_t *cv,
-			    void *(*fn)(void *), void *arg, const char *dir);
-void nnh5__ckpt_thread_stop(pthread_t t, pthread_mutex_t *mu, pthread_cond_t *cv, bool *stop);
 
 /* Wait for the save in flight, stop the thread. */
 void nnh5__ckpt_stop_worker(nnh5_checkpoint_manager *m);

@@ -16,7 +16,6 @@
 #include "checkpoint/manager_internal.h"
 #include "file/file_internal.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,21 +44,14 @@ struct nnh5_mpi_checkpoints {
 	bool async;
 	nnh5_busy_policy busy;
 	MPI_Comm bg_comm;
-	pthread_t worker;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool worker_started, stop;
-	struct job *job;
-	int bg_rc; /* agreed on every rank by the save itself */
-	char bg_msg[1024];
-	int64_t bg_step;
+	nnh5__background bg; /* jobs are struct job; a failure is agreed by the save itself */
+	unsigned char *arena; /* staging buffer: reused, grown only for a bigger save */
+	size_t arena_size;
 };
 
 static int save_now(nnh5_mpi_checkpoints *m, MPI_Comm comm, const nnh5_checkpoint *summary,
 		    size_t nsections, const nnh5_mpi_section *sections);
 static int start_worker(nnh5_mpi_checkpoints *m);
-static void stop_worker(nnh5_mpi_checkpoints *m);
-static int wait_idle(nnh5_mpi_checkpoints *m);
 
 int nnh5_mpi_checkpoints_open(nnh5_mpi_checkpoints **out, MPI_Comm comm, const char *dir,
 			      const nnh5_checkpoint_options *opts)
@@ -126,8 +118,8 @@ int nnh5_mpi_checkpoints_close(nnh5_mpi_checkpoints *m)
 	if (!m)
 		return NNH5_OK;
 	/* A background save finishes first; its unreported failure is the close's. */
-	int bg = wait_idle(m);
-	stop_worker(m);
+	int bg = nnh5__background_wait(&m->bg);
+	nnh5__background_stop(&m->bg);
 	rc = nnh5_checkpoint_manager_close(m->serial);
 	if (m->comm != MPI_COMM_NULL) {
 		rc = nnh5__mpi_agree(m->comm, rc);
@@ -136,7 +128,8 @@ int nnh5_mpi_checkpoints_close(nnh5_mpi_checkpoints *m)
 	if (m->bg_comm != MPI_COMM_NULL)
 		MPI_Comm_free(&m->bg_comm);
 	if (bg)
-		rc = nnh5__error(bg, "%s", m->bg_msg);
+		rc = nnh5__error(bg, "%s", m->bg.msg);
+	nnh5__free(m->arena);
 	nnh5__free(m->dir);
 	nnh5__free(m);
 	return rc;
@@ -229,8 +222,10 @@ static int save_now(nnh5_mpi_checkpoints *m, MPI_Comm comm, const nnh5_checkpoin
 /* ------------------------------------------------------------------ */
 /* Asynchronous saves                                                  */
 
-static void job_free(struct job *j)
+static void job_free(void *job)
 {
+	struct job *j = job;
+
 	if (!j)
 		return;
 	nnh5_checkpoint_free(j->summary);
@@ -246,27 +241,46 @@ static void job_free(struct job *j)
 	nnh5__free(j);
 }
 
+/* Staged tensors start on 64-byte boundaries in the staging buffer. */
+#define STAGE_ALIGN ((size_t)64)
+
 /*
- * Copy everything a save reads (the summary, every shard, the shardings and
- * their bounds) so that the caller may change or free its tensors as soon
- * as nnh5_mpi_checkpoints_save() returns.
+ * Copy everything a save reads (the summary, every shard into the staging
+ * buffer, the shardings and their bounds) so that the caller may change or
+ * free its tensors as soon as nnh5_mpi_checkpoints_save() returns. The
+ * background thread is idle: the buffer is free to grow and fill.
  */
-static int stage(struct job **out, const nnh5_checkpoint *summary, size_t nsec,
-		 const nnh5_mpi_section *secs)
+static int stage(struct job **out, nnh5_mpi_checkpoints *m, const nnh5_checkpoint *summary,
+		 size_t nsec, const nnh5_mpi_section *secs)
 {
 	struct job *j = nnh5__calloc(1, sizeof *j);
-	size_t nkeys = 0, nbounds = 0, k = 0, b = 0;
+	size_t nkeys = 0, nbounds = 0, k = 0, b = 0, need = 0, off = 0;
 	int rc = j ? NNH5_OK : nnh5__nomem();
 
 	*out = NULL;
 	for (size_t i = 0; !rc && i < nsec; i++)
 		for (size_t t = 0; t < nnh5_dict_len(secs[i].local); t++) {
 			const nnh5_mpi_sharding *s = &secs[i].shardings[t];
+			const nnh5_tensor *v = nnh5_dict_value(secs[i].local, t);
+			size_t n = v ? nnh5_tensor_nbytes(v) : 0;
 			nkeys++;
+			if (n > SIZE_MAX - need - STAGE_ALIGN)
+				rc = nnh5__error(NNH5_ERR_OVERFLOW,
+						 "checkpoint: section '%s' is too large to stage",
+						 secs[i].name);
+			need += (n + STAGE_ALIGN - 1) & ~(STAGE_ALIGN - 1);
 			for (size_t d = 0; d < s->ndim && d < NNH5_MAX_NDIM; d++)
 				if (s->bounds[d])
 					nbounds += (size_t)s->parts[d] + 1;
 		}
+	if (!rc && need > m->arena_size) {
+		nnh5__free(m->arena);
+		m->arena_size = 0;
+		if (!(m->arena = nnh5__malloc(need)))
+			rc = nnh5__nomem();
+		else
+			m->arena_size = need;
+	}
 	if (!rc) {
 		j->nsec = nsec;
 		j->secs = nnh5__calloc(nsec ? nsec : 1, sizeof *j->secs);
@@ -291,19 +305,27 @@ static int stage(struct job **out, const nnh5_checkpoint *summary, size_t nsec,
 		for (size_t t = 0; !rc && t < n; t++, k++) {
 			nnh5_tensor *c = NULL;
 			const nnh5_tensor *v = nnh5_dict_value(secs[i].local, t);
-			rc = v ? nnh5_tensor_clone(&c, v)
-			       : nnh5__error(NNH5_ERR_INVALID, "checkpoint: section '%s': key %zu has no tensor",
-					     secs[i].name, t);
+			size_t nb = v ? nnh5_tensor_nbytes(v) : 0;
+			if (!v)
+				rc = nnh5__error(NNH5_ERR_INVALID,
+						 "checkpoint: section '%s': key %zu has no tensor",
+						 secs[i].name, t);
+			if (!rc && nb)
+				memcpy(m->arena + off, nnh5_tensor_data(v), nb);
+			if (!rc)
+				rc = nnh5_tensor_view(&c, nnh5_tensor_dtype(v), nnh5_tensor_ndim(v),
+						      nnh5_tensor_shape(v), m->arena + off, nb);
+			off += (nb + STAGE_ALIGN - 1) & ~(STAGE_ALIGN - 1);
 			if (!rc && (rc = nnh5_dict_set(j->dicts[i], nnh5_dict_key(secs[i].local, t), c)))
 				nnh5_tensor_free(c);
 			j->shardings[k] = secs[i].shardings[t];
 			for (size_t d = 0; !rc && d < j->shardings[k].ndim && d < NNH5_MAX_NDIM; d++) {
 				if (!j->shardings[k].bounds[d])
 					continue;
-				size_t nb = (size_t)j->shardings[k].parts[d] + 1;
-				memcpy(&j->bounds[b], j->shardings[k].bounds[d], nb * sizeof *j->bounds);
+				size_t nbd = (size_t)j->shardings[k].parts[d] + 1;
+				memcpy(&j->bounds[b], j->shardings[k].bounds[d], nbd * sizeof *j->bounds);
 				j->shardings[k].bounds[d] = &j->bounds[b];
-				b += nb;
+				b += nbd;
 			}
 		}
 	}
@@ -316,90 +338,44 @@ static int stage(struct job **out, const nnh5_checkpoint *summary, size_t nsec,
 }
 
 /*
- * The background thread: while a save is in flight it makes every HDF5 call
- * of the process and its collective MPI calls go over bg_comm, so they
+ * The background thread's save: while it is in flight it makes every HDF5
+ * call of the process and its collective MPI calls go over bg_comm, so they
  * never mix with the caller's on the manager's or the caller's own
  * communicator. The save ends in an agreement, so its outcome is the same
  * on every rank.
  */
-static void *worker_main(void *arg)
+static int run_save(void *owner, void *job)
 {
-	nnh5_mpi_checkpoints *m = arg;
+	nnh5_mpi_checkpoints *m = owner;
+	struct job *j = job;
+	int rc = save_now(m, m->bg_comm, j->summary, j->nsec, j->secs);
 
-	pthread_mutex_lock(&m->mu);
-	for (;;) {
-		while (!m->job && !m->stop)
-			pthread_cond_wait(&m->cv, &m->mu);
-		if (!m->job)
-			break;
-		struct job *j = m->job;
-		pthread_mutex_unlock(&m->mu);
-		int rc = save_now(m, m->bg_comm, j->summary, j->nsec, j->secs);
-		char msg[sizeof m->bg_msg];
-		msg[0] = '\0';
-		if (rc)
-			snprintf(msg, sizeof msg, "background save of step %lld failed: %s",
-				 (long long)nnh5_checkpoint_step(j->summary), nnh5_error_message());
-		pthread_mutex_lock(&m->mu);
-		job_free(j);
-		m->job = NULL;
-		if (rc) {
-			m->bg_rc = rc;
-			memcpy(m->bg_msg, msg, sizeof msg);
-		}
-		pthread_cond_broadcast(&m->cv);
-	}
-	pthread_mutex_unlock(&m->mu);
-	return NULL;
+	return rc ? nnh5__error_wrap(rc, "background save of step %lld failed",
+				     (long long)nnh5_checkpoint_step(j->summary))
+		  : NNH5_OK;
 }
 
 static int start_worker(nnh5_mpi_checkpoints *m)
 {
-	int rc = nnh5__ckpt_thread_start(&m->worker, &m->mu, &m->cv, worker_main, m, m->dir);
-
-	m->worker_started = rc == NNH5_OK;
-	return rc;
+	return nnh5__background_start(&m->bg, run_save, job_free, m, m->dir);
 }
 
-static void stop_worker(nnh5_mpi_checkpoints *m)
-{
-	if (!m->worker_started)
-		return;
-	nnh5__ckpt_thread_stop(m->worker, &m->mu, &m->cv, &m->stop);
-	m->worker_started = false;
-}
-
-/*
- * Wait until this rank's background save is done and take its failure
- * (once; the message stays in bg_msg). Local, yet the same on every rank:
- * the save agreed on its outcome.
- */
-static int wait_idle(nnh5_mpi_checkpoints *m)
-{
-	int rc;
-
-	if (!m->worker_started)
-		return NNH5_OK;
-	pthread_mutex_lock(&m->mu);
-	while (m->job)
-		pthread_cond_wait(&m->cv, &m->mu);
-	rc = m->bg_rc;
-	m->bg_rc = NNH5_OK;
-	pthread_mutex_unlock(&m->mu);
-	return rc;
-}
-
-/* wait_idle() with the background failure as this call's error. */
+/* Wait for this rank's background save; its failure (agreed by the save) is this call's error. */
 static int wait_report(nnh5_mpi_checkpoints *m)
 {
-	int rc = wait_idle(m);
+	int rc = nnh5__background_wait(&m->bg);
 
-	return rc ? nnh5__error(rc, "%s", m->bg_msg) : NNH5_OK;
+	return rc ? nnh5__error(rc, "%s", m->bg.msg) : NNH5_OK;
 }
 
 int nnh5_mpi_checkpoints_wait(nnh5_mpi_checkpoints *m)
 {
 	return wait_report(m);
+}
+
+static void peek_step(const void *job, void *arg)
+{
+	*(uint64_t *)arg = (uint64_t)nnh5_checkpoint_step(((const struct job *)job)->summary);
 }
 
 static int save_async(nnh5_mpi_checkpoints *m, const nnh5_checkpoint *summary, size_t nsections,
@@ -411,12 +387,7 @@ static int save_async(nnh5_mpi_checkpoints *m, const nnh5_checkpoint *summary, s
 	/* Skipped on every rank if a save is still in flight on any. */
 	if (m->busy == NNH5_BUSY_SKIP) {
 		uint64_t busy[2] = { 0, 0 };
-		pthread_mutex_lock(&m->mu);
-		if (m->job) {
-			busy[0] = 1;
-			busy[1] = (uint64_t)nnh5_checkpoint_step(m->job->summary);
-		}
-		pthread_mutex_unlock(&m->mu);
+		busy[0] = nnh5__background_peek(&m->bg, peek_step, &busy[1]);
 		rc = nnh5__mpi_agree_max(m->comm, rc, busy, 2);
 		if (!rc && busy[0])
 			return nnh5__error(NNH5_ERR_BUSY,
@@ -432,16 +403,13 @@ static int save_async(nnh5_mpi_checkpoints *m, const nnh5_checkpoint *summary, s
 	if (bg)
 		return bg;
 	if (!rc)
-		rc = stage(&j, summary, nsections, sections);
+		rc = stage(&j, m, summary, nsections, sections);
 	rc = nnh5__mpi_agree(m->comm, rc);
 	if (rc) {
 		job_free(j);
 		return rc;
 	}
-	pthread_mutex_lock(&m->mu);
-	m->job = j;
-	pthread_cond_broadcast(&m->cv);
-	pthread_mutex_unlock(&m->mu);
+	nnh5__background_submit(&m->bg, j);
 	return NNH5_OK;
 }
 

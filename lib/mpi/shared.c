@@ -121,3 +121,22 @@ int nnh5_mpi_load_state_dict(nnh5_dict **out, MPI_Comm comm, int root, const cha
 	}
 	return rc;
 }
+
+int nnh5_mpi_load_model(nnh5_model **out, MPI_Comm comm, int root, const char *path)
+{
+	nnh5_file *f;
+	int rc;
+
+	*out = NULL;
+	rc = nnh5_mpi_file_open_shared(&f, comm, root, path, NULL);
+	if (rc)
+		return rc;
+	rc = nnh5_file_read_model(out, f, "/");
+	nnh5_file_close(f);
+	rc = nnh5__mpi_agree(comm, rc);
+	if (rc) {
+		nnh5_model_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}

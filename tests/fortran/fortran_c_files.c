@@ -7,6 +7,7 @@
  *   fortran_c_files check DIR P        DIR/P_<type>_<tag>.h5 and DIR/P_sd.h5
  *                                      bitwise equal to what write writes
  *   fortran_c_files forward MODEL X Y  Y = the forward pass of X (nnh5_model_forward)
+ *   fortran_c_files mlp MODEL          a small float32 MLP (4 -> 8 -> 2) saved to MODEL
  */
 #include <nnh5.h>
 
@@ -180,6 +181,17 @@ static int forward(const char *model, const char *xpath, const char *ypath)
 	return 0;
 }
 
+static int mlp(const char *path)
+{
+	nnh5_model *m;
+	if (nnh5_model_new(&m, NNH5_FLOAT32, 7) || nnh5_model_add_linear(m, "fc1", 4, 8, true) ||
+	    nnh5_model_add_relu(m, "act") || nnh5_model_add_linear(m, "fc2", 8, 2, true) ||
+	    nnh5_save_model(path, m, NULL))
+		return fail("mlp");
+	nnh5_model_free(m);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "write"))
@@ -188,6 +200,9 @@ int main(int argc, char **argv)
 		return check_all(argv[2], argv[3]);
 	if (argc == 5 && !strcmp(argv[1], "forward"))
 		return forward(argv[2], argv[3], argv[4]);
-	fprintf(stderr, "usage: fortran_c_files write DIR | check DIR PREFIX | forward MODEL X Y\n");
+	if (argc == 3 && !strcmp(argv[1], "mlp"))
+		return mlp(argv[2]);
+	fprintf(stderr, "usage: fortran_c_files write DIR | check DIR PREFIX | forward MODEL X Y | "
+			"mlp MODEL\n");
 	return 2;
 }

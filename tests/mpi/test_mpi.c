@@ -1278,6 +1278,34 @@ static void test_shared_open(void **state)
 	nnh5_tensor_free(y);
 	nnh5_model_free(back);
 
+	/* nnh5_mpi_load_model: the same in one call, one open, the same output. */
+	snprintf(counted_path, sizeof counted_path, "%s", path);
+	counted_opens = 0;
+	ok(nnh5_mpi_load_model(&back, MPI_COMM_WORLD, 0, path));
+	mine = counted_opens;
+	counted_path[0] = '\0';
+	MPI_Allreduce(&mine, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+	assert_int_equal(total, 1);
+	x = global_tensor(NNH5_FLOAT32, 2, xs, 99);
+	ok(nnh5_model_forward(&y, back, x));
+	assert_memory_equal(nnh5_tensor_data(y), mine_y, sizeof mine_y);
+	nnh5_tensor_free(x);
+	nnh5_tensor_free(y);
+	nnh5_model_free(back);
+	/* A file that is not a model: the same error everywhere, no model. */
+	char notmodel[4200];
+	snprintf(notmodel, sizeof notmodel, "%s/notmodel.h5", dir);
+	if (world_rank == 0) {
+		nnh5_dict *sd;
+		ok(nnh5_dict_new(&sd));
+		ok(nnh5_save_state_dict(notmodel, sd));
+		nnh5_dict_free(sd);
+	}
+	MPI_Barrier(MPI_COMM_WORLD);
+	back = (nnh5_model *)&back;
+	assert_int_not_equal(nnh5_mpi_load_model(&back, MPI_COMM_WORLD, 0, notmodel), NNH5_OK);
+	assert_null(back);
+
 	/* A file larger than max_load_bytes is refused on every rank. */
 	nnh5_open_options small = NNH5_OPEN_OPTIONS_INIT;
 	small.max_load_bytes = 100;
@@ -1290,6 +1318,29 @@ static void test_shared_open(void **state)
 	fails(NNH5_ERR_NOT_FOUND, nnh5_mpi_file_open_shared(&f, MPI_COMM_WORLD, 0, path, NULL),
 	      "rank 0:");
 	assert_null(f);
+}
+
+/* An allocator counting the bytes the calling thread asks for while counting is set. */
+static _Thread_local bool counting;
+static size_t counted_bytes;
+
+static void *counting_malloc(size_t n)
+{
+	if (counting)
+		counted_bytes += n;
+	return malloc(n);
+}
+
+static void *counting_realloc(void *p, size_t n)
+{
+	if (counting)
+		counted_bytes += n;
+	return realloc(p, n);
+}
+
+static void counting_free(void *p)
+{
+	free(p);
 }
 
 /* Save a checkpoint of step: W (13 x 10) split by rows, a replicated bias. */
@@ -1522,6 +1573,40 @@ static void test_async_checkpoints(void **state)
 	nnh5_tensor_free(want);
 	nnh5_dict_free(back);
 	nnh5_dict_free(local);
+
+	/*
+	 * Staging reuses one buffer: a second save of the same shapes allocates
+	 * far less than the shard's bytes in the caller's thread (a copy per
+	 * tensor allocated them all again).
+	 */
+	{
+		int64_t bshape2[1] = { 16384 };
+		nnh5_tensor *big;
+		nnh5_dict *d2;
+		nnh5_mpi_sharding rs;
+		nnh5_checkpoint *s2;
+		ok(nnh5_tensor_full(&big, NNH5_FLOAT32, 1, bshape2, 3.0));
+		ok(nnh5_dict_new(&d2));
+		ok(nnh5_dict_set(d2, "big", big));
+		ok(nnh5_mpi_sharding_init(&rs, 1, bshape2));
+		rs.replica = world_rank;
+		nnh5_mpi_section sec2 = { "model", d2, &rs };
+		nnh5_set_allocator(counting_malloc, counting_realloc, counting_free);
+		for (int64_t s = 5; s <= 6; s++) {
+			ok(nnh5_checkpoint_new(&s2, s));
+			ok(nnh5_mpi_checkpoints_wait(as));
+			counted_bytes = 0;
+			counting = true;
+			ok(nnh5_mpi_checkpoints_save(as, s2, 1, &sec2));
+			counting = false;
+			nnh5_checkpoint_free(s2);
+			ok(nnh5_mpi_checkpoints_wait(as));
+			if (s == 6)
+				assert_true(counted_bytes < nnh5_tensor_nbytes(big) / 4);
+		}
+		nnh5_set_allocator(NULL, NULL, NULL);
+		nnh5_dict_free(d2);
+	}
 
 	/* The last rank's background write fails: the save returned, the wait reports it everywhere. */
 	char rank_text[32];
