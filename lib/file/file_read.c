@@ -72,18 +72,9 @@ int nnh5__dataset_read(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const
 			return has;
 		verify = has && f->verify_checksums;
 	}
-	rc = nnh5__tensor_alloc_header(&t, ds->dtype, ds->ndim, ds->shape);
+	rc = nnh5__tensor_alloc_loaded(&t, f->arena, ds->dtype, ds->ndim, ds->shape);
 	if (rc)
 		return nnh5__error_wrap(rc, "'%s': dataset '%s'", f->path, display);
-	/* No zeroing: the read overwrites every byte. */
-	if (t->nbytes) {
-		t->data = nnh5__malloc_large(t->nbytes);
-		if (!t->data) {
-			nnh5__free(t);
-			return nnh5__nomem();
-		}
-	}
-	t->owns = true;
 	if (t->nbytes && ds->raw && ds->offset != UINT64_MAX && f->raw_fd >= 0) {
 		rc = read_raw(f, ds, t, verify ? &actual : NULL, display);
 	} else {
@@ -470,7 +461,12 @@ int nnh5__file_read_group(nnh5_dict **out, nnh5_file *f, const char *name, char 
 	w.load = load;
 	w.ctx = ctx;
 	w.tie = o.tie_aliases;
+	/* The group's small tensors share blocks (lib/core/arena.c). */
+	nnh5__arena arena = NNH5__ARENA_INIT, *outer = f->arena;
+	f->arena = &arena;
 	rc = nnh5__walk(f, name, &o, collect_cb, &w);
+	f->arena = outer;
+	nnh5__arena_end(&arena);
 	if (!rc)
 		rc = restore_ties(&w);
 	if (!rc)
