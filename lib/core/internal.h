@@ -139,6 +139,17 @@ int nnh5__tensor_alloc_header(nnh5_tensor **out, nnh5_dtype dtype, size_t ndim,
 			      const int64_t *shape);
 
 /*
+ * For loaders that know how many keys come (lib/file/file_read.c): room
+ * for n entries in all, so the dict holds no spare capacity; and
+ * nnh5_dict_set() of a new key (not in d) that d takes over instead of
+ * copying (allocated with nnh5__malloc(); the caller's again on failure).
+ * Errors: NNH5_ERR_NOMEM, d unchanged.
+ */
+struct nnh5_dict;
+int nnh5__dict_reserve(struct nnh5_dict *d, size_t n);
+int nnh5__dict_adopt(struct nnh5_dict *d, char *key, nnh5_tensor *t);
+
+/*
  * Loaded tensors packed into shared blocks (lib/core/arena.c). A load of
  * many small tensors would otherwise make two allocations per tensor, its
  * header and its data, each paying the allocator's header and rounding: a
