@@ -14,15 +14,22 @@
  *   load_instructions peak FILE        (one load; prints the tensor bytes,
  *                                       the peak resident bytes it added
  *                                       (VmHWM) and their ratio)
+ *   load_instructions peak-alloc FILE  (one load through a counting
+ *                                       allocator, nnh5_set_allocator():
+ *                                       the peak of what nnh5 itself had
+ *                                       allocated, malloc's 8-byte header
+ *                                       and rounding included, beside the
+ *                                       tensor bytes, per tensor)
  *
  * It uses the public API only, so it builds against older nnh5 releases too:
  * doc/SPEED.md, "Small-tensor loads", interleaves two builds' `time` runs.
  */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#define _GNU_SOURCE /* clock_gettime, malloc_usable_size */
 #include <nnh5.h>
 
 #include "bench_util.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +91,43 @@ static int write_small12k(const char *path)
 	return rc;
 }
 
+/* A counting allocator: live and peak bytes as malloc holds them (8-byte header included). */
+static size_t live_bytes, peak_bytes;
+
+static size_t held(void *p)
+{
+	return p ? malloc_usable_size(p) + sizeof(size_t) : 0;
+}
+
+static void count(size_t add, size_t sub)
+{
+	live_bytes = live_bytes + add - sub;
+	if (live_bytes > peak_bytes)
+		peak_bytes = live_bytes;
+}
+
+static void *count_malloc(size_t n)
+{
+	void *p = malloc(n);
+	count(held(p), 0);
+	return p;
+}
+
+static void *count_realloc(void *old, size_t n)
+{
+	size_t was = held(old);
+	void *p = realloc(old, n);
+	if (p)
+		count(held(p), was);
+	return p;
+}
+
+static void count_free(void *p)
+{
+	count(0, held(p));
+	free(p);
+}
+
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -99,16 +143,29 @@ int main(int argc, char **argv)
 
 	if (argc < 3 || argc > 4 || n <= 0 ||
 	    (strcmp(argv[1], "write") && strcmp(argv[1], "load") && strcmp(argv[1], "time") &&
-	     strcmp(argv[1], "write-small12k") && strcmp(argv[1], "peak")) ||
+	     strcmp(argv[1], "write-small12k") && strcmp(argv[1], "peak") &&
+	     strcmp(argv[1], "peak-alloc")) ||
 	    (argc == 4 && strcmp(argv[1], "write"))) {
 		fprintf(stderr, "usage: load_instructions write FILE [N] | write-small12k FILE | "
-				"load FILE | time FILE | peak FILE\n");
+				"load FILE | time FILE | peak FILE | peak-alloc FILE\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "write") == 0) {
 		rc = write_file(argv[2], n);
 	} else if (strcmp(argv[1], "write-small12k") == 0) {
 		rc = write_small12k(argv[2]);
+	} else if (strcmp(argv[1], "peak-alloc") == 0) {
+		nnh5_set_allocator(count_malloc, count_realloc, count_free);
+		rc = nnh5_load_state_dict(&sd, argv[2]);
+		size_t bytes = 0, count_t = rc ? 0 : nnh5_dict_len(sd);
+		for (size_t i = 0; i < count_t; i++)
+			bytes += nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
+		if (!rc && count_t)
+			printf("tensors %zu bytes %zu alloc_peak %zu beside_per_tensor %.1f\n", count_t,
+			       bytes, peak_bytes,
+			       ((double)peak_bytes - (double)bytes) / (double)count_t);
+		nnh5_dict_free(sd);
+		nnh5_set_allocator(NULL, NULL, NULL);
 	} else if (strcmp(argv[1], "peak") == 0) {
 		/* The library's and HDF5's one-time set-up is not the load's. */
 		nnh5_tensor *warm;
