@@ -115,6 +115,12 @@ static void loads_bitwise_equal(void **state)
 	assert_false(big->in_arena);
 	nnh5_dict_free(back);
 	ok(nnh5_file_open(&f, tu_path("mixed.h5"), NNH5_READ));
+	/* A tensor read on its own has memory of its own. */
+	ok(nnh5_file_read_tensor(&t, f, "layers/0/p0"));
+	assert_false(t->in_arena);
+	assert_memory_equal(nnh5_tensor_data(t), nnh5_tensor_data(nnh5_dict_get(sd, "layers.0.p0")),
+			    nnh5_tensor_nbytes(t));
+	nnh5_tensor_free(t);
 	ok(nnh5_file_read_tensor(&t, f, "big/half"));
 	assert_memory_equal(nnh5_tensor_data(t), nnh5_tensor_data(nnh5_dict_get(sd, "big.half")),
 			    nnh5_tensor_nbytes(t));
