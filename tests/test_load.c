@@ -18,7 +18,7 @@
 
 #define SMALL 3000
 /* The bytes beside its data a small tensor may cost at a load's peak (small_tensor_peak). */
-#define PEAK_PER_TENSOR 600
+#define PEAK_PER_TENSOR 560
 
 /* A state dict of SMALL small float32 tensors in groups of 10, plus extra. */
 static nnh5_dict *small_dict(bool large)
@@ -396,7 +396,7 @@ static long long load_peak_extra(const char *path, size_t *bytes)
  * What a load of many small tensors keeps per tensor beside its data at
  * its peak (the tensor's header, its dict entry and key, the walk's and
  * the policy's records, the allocator's rounding), HDF5's fixed cost of an
- * open file (a one-tensor load's) left out: 800 bytes when each tensor had
+ * open file (a one-tensor load's) left out: 819 bytes when each tensor had
  * a 320-byte header and allocations of its own, and the key list stayed in
  * HDF5's metadata cache (doc/SPEED.md, "Load peak memory").
  */
