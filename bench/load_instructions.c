@@ -11,18 +11,29 @@
  *   load_instructions write-small12k FILE  (bench/workloads.py's small12k:
  *                                       12,000 float32 tensors of 64..1,024
  *                                       elements, a model and Adam moments)
- *   load_instructions peak FILE        (one load; prints the tensor bytes,
+ *   load_instructions peak FILE [FIRST] (one load; prints the tensor bytes,
  *                                       the peak resident bytes it added
- *                                       (VmHWM) and their ratio)
+ *                                       (VmHWM) and their ratio; with FIRST,
+ *                                       after a load of FIRST, freed and
+ *                                       trimmed: HDF5's one-time set-up and
+ *                                       the code's pages left out)
+ *   load_instructions peak-alloc FILE  (one load through a counting
+ *                                       allocator, nnh5_set_allocator():
+ *                                       the peak of what nnh5 itself had
+ *                                       allocated, malloc's 8-byte header
+ *                                       and rounding included, beside the
+ *                                       tensor bytes, per tensor; and what
+ *                                       it still holds after the load)
  *
  * It uses the public API only, so it builds against older nnh5 releases too:
  * doc/SPEED.md, "Small-tensor loads", interleaves two builds' `time` runs.
  */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#define _GNU_SOURCE /* clock_gettime, malloc_usable_size */
 #include <nnh5.h>
 
 #include "bench_util.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +95,43 @@ static int write_small12k(const char *path)
 	return rc;
 }
 
+/* A counting allocator: live and peak bytes as malloc holds them (8-byte header included). */
+static size_t live_bytes, peak_bytes;
+
+static size_t held(void *p)
+{
+	return p ? malloc_usable_size(p) + sizeof(size_t) : 0;
+}
+
+static void count(size_t add, size_t sub)
+{
+	live_bytes = live_bytes + add - sub;
+	if (live_bytes > peak_bytes)
+		peak_bytes = live_bytes;
+}
+
+static void *count_malloc(size_t n)
+{
+	void *p = malloc(n);
+	count(held(p), 0);
+	return p;
+}
+
+static void *count_realloc(void *old, size_t n)
+{
+	size_t was = held(old);
+	void *p = realloc(old, n);
+	if (p)
+		count(held(p), was);
+	return p;
+}
+
+static void count_free(void *p)
+{
+	count(0, held(p));
+	free(p);
+}
+
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -94,27 +142,47 @@ static double now_ms(void)
 int main(int argc, char **argv)
 {
 	nnh5_dict *sd = NULL;
-	long n = argc == 4 ? strtol(argv[3], NULL, 10) : N_DEFAULT;
+	long n = argc == 4 && strcmp(argv[1], "peak") ? strtol(argv[3], NULL, 10) : N_DEFAULT;
 	int rc;
 
 	if (argc < 3 || argc > 4 || n <= 0 ||
 	    (strcmp(argv[1], "write") && strcmp(argv[1], "load") && strcmp(argv[1], "time") &&
-	     strcmp(argv[1], "write-small12k") && strcmp(argv[1], "peak")) ||
-	    (argc == 4 && strcmp(argv[1], "write"))) {
+	     strcmp(argv[1], "write-small12k") && strcmp(argv[1], "peak") &&
+	     strcmp(argv[1], "peak-alloc")) ||
+	    (argc == 4 && strcmp(argv[1], "write") && strcmp(argv[1], "peak"))) {
 		fprintf(stderr, "usage: load_instructions write FILE [N] | write-small12k FILE | "
-				"load FILE | time FILE | peak FILE\n");
+				"load FILE | time FILE | peak FILE [FIRST] | peak-alloc FILE\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "write") == 0) {
 		rc = write_file(argv[2], n);
 	} else if (strcmp(argv[1], "write-small12k") == 0) {
 		rc = write_small12k(argv[2]);
+	} else if (strcmp(argv[1], "peak-alloc") == 0) {
+		nnh5_set_allocator(count_malloc, count_realloc, count_free);
+		rc = nnh5_load_state_dict(&sd, argv[2]);
+		size_t bytes = 0, count_t = rc ? 0 : nnh5_dict_len(sd);
+		for (size_t i = 0; i < count_t; i++)
+			bytes += nnh5_tensor_nbytes(nnh5_dict_value(sd, i));
+		if (!rc && count_t)
+			printf("tensors %zu bytes %zu alloc_peak %zu beside_per_tensor %.1f "
+			       "after_load_beside_per_tensor %.1f\n",
+			       count_t, bytes, peak_bytes,
+			       ((double)peak_bytes - (double)bytes) / (double)count_t,
+			       ((double)live_bytes - (double)bytes) / (double)count_t);
+		nnh5_dict_free(sd);
+		nnh5_set_allocator(NULL, NULL, NULL);
 	} else if (strcmp(argv[1], "peak") == 0) {
 		/* The library's and HDF5's one-time set-up is not the load's. */
 		nnh5_tensor *warm;
 		int64_t one = 1;
 		if (nnh5_tensor_new(&warm, NNH5_FLOAT32, 1, &one) == NNH5_OK)
 			nnh5_tensor_free(warm);
+		if (argc == 4 && nnh5_load_state_dict(&sd, argv[3]) == NNH5_OK) {
+			nnh5_dict_free(sd);
+			sd = NULL;
+			malloc_trim(0); /* what it freed goes back: this load's pages count */
+		}
 		bench_reset_peak();
 		long long before = bench_status_kib("VmRSS:") * 1024LL;
 		rc = nnh5_load_state_dict(&sd, argv[2]);

@@ -22,6 +22,12 @@
 
 #include <cmocka.h>
 
+/* Room for a header of any rank: the struct's shape is a flexible array member. */
+typedef union {
+	struct nnh5_tensor h;
+	unsigned char room[sizeof(struct nnh5_tensor) + NNH5_MAX_NDIM * sizeof(int64_t)];
+} header;
+
 /*
  * A tensor header around caller memory, built directly so these tests
  * depend on nothing but the formatter (and dtype.c for 16-bit floats).
@@ -31,9 +37,9 @@ static void make(struct nnh5_tensor *t, nnh5_dtype dtype, size_t ndim, const int
 {
 	size_t d;
 
-	memset(t, 0, sizeof *t);
-	t->dtype = dtype;
-	t->ndim = ndim;
+	memset(t, 0, sizeof(header));
+	t->dtype = (uint8_t)dtype;
+	t->ndim = (uint8_t)ndim;
 	t->numel = 1;
 	for (d = 0; d < ndim; d++) {
 		t->shape[d] = shape[d];
@@ -57,7 +63,7 @@ static void expect(const struct nnh5_tensor *t, const char *want)
 
 static void test_float32_basic(void **state)
 {
-	struct nnh5_tensor t;
+	header t;
 	const float v4[] = {0, 1, 2, 3};
 	const float m[] = {1, 2, 3, 4};
 	const float s3 = 3;
@@ -68,46 +74,46 @@ static void test_float32_basic(void **state)
 	int64_t shape[3] = {4};
 
 	(void)state;
-	make(&t, NNH5_FLOAT32, 1, shape, v4);
-	expect(&t, "tensor([0., 1., 2., 3.])");
-	make(&t, NNH5_FLOAT32, 0, NULL, &s3);
-	expect(&t, "tensor(3.)");
+	make(&t.h, NNH5_FLOAT32, 1, shape, v4);
+	expect(&t.h, "tensor([0., 1., 2., 3.])");
+	make(&t.h, NNH5_FLOAT32, 0, NULL, &s3);
+	expect(&t.h, "tensor(3.)");
 	shape[0] = 2;
 	shape[1] = 2;
-	make(&t, NNH5_FLOAT32, 2, shape, m);
-	expect(&t, "tensor([[1., 2.],\n        [3., 4.]])");
+	make(&t.h, NNH5_FLOAT32, 2, shape, m);
+	expect(&t.h, "tensor([[1., 2.],\n        [3., 4.]])");
 	shape[2] = 2;
-	make(&t, NNH5_FLOAT32, 3, shape, cube);
-	expect(&t, "tensor([[[0., 1.],\n         [2., 3.]],\n\n        [[4., 5.],\n"
+	make(&t.h, NNH5_FLOAT32, 3, shape, cube);
+	expect(&t.h, "tensor([[[0., 1.],\n         [2., 3.]],\n\n        [[4., 5.],\n"
 		   "         [6., 7.]]])");
-	make(&t, NNH5_FLOAT32, 1, shape, big);
-	expect(&t, "tensor([1.0000e+10, 1.0000e+00])");
-	make(&t, NNH5_FLOAT32, 1, shape, tiny);
-	expect(&t, "tensor([1.0000e-05, 1.0000e+00])");
+	make(&t.h, NNH5_FLOAT32, 1, shape, big);
+	expect(&t.h, "tensor([1.0000e+10, 1.0000e+00])");
+	make(&t.h, NNH5_FLOAT32, 1, shape, tiny);
+	expect(&t.h, "tensor([1.0000e-05, 1.0000e+00])");
 	shape[0] = 3;
-	make(&t, NNH5_FLOAT32, 1, shape, odd);
-	expect(&t, "tensor([0.5000,    nan,   -inf])");
+	make(&t.h, NNH5_FLOAT32, 1, shape, odd);
+	expect(&t.h, "tensor([0.5000,    nan,   -inf])");
 }
 
 static void test_empty(void **state)
 {
-	struct nnh5_tensor t;
+	header t;
 	int64_t shape[2] = {0, 3};
 
 	(void)state;
-	make(&t, NNH5_FLOAT32, 1, shape, NULL);
-	expect(&t, "tensor([])");
-	make(&t, NNH5_FLOAT32, 2, shape, NULL);
-	expect(&t, "tensor([], size=(0, 3))");
+	make(&t.h, NNH5_FLOAT32, 1, shape, NULL);
+	expect(&t.h, "tensor([])");
+	make(&t.h, NNH5_FLOAT32, 2, shape, NULL);
+	expect(&t.h, "tensor([], size=(0, 3))");
 	shape[0] = 2;
 	shape[1] = 0;
-	make(&t, NNH5_INT64, 2, shape, NULL);
-	expect(&t, "tensor([], size=(2, 0), dtype=torch.int64)");
+	make(&t.h, NNH5_INT64, 2, shape, NULL);
+	expect(&t.h, "tensor([], size=(2, 0), dtype=torch.int64)");
 }
 
 static void test_other_dtypes(void **state)
 {
-	struct nnh5_tensor t;
+	header t;
 	const int32_t i32[] = {1, 2};
 	const int8_t i8[] = {-1, 10, -100};
 	const int64_t s = -7;
@@ -118,27 +124,27 @@ static void test_other_dtypes(void **state)
 	int64_t shape[2] = {2};
 
 	(void)state;
-	make(&t, NNH5_INT32, 1, shape, i32);
-	expect(&t, "tensor([1, 2], dtype=torch.int32)");
-	make(&t, NNH5_INT64, 0, NULL, &s);
-	expect(&t, "tensor(-7)");
-	make(&t, NNH5_FLOAT64, 1, shape, f64);
-	expect(&t, "tensor([0.1000, 0.2500], dtype=torch.float64)");
-	make(&t, NNH5_BOOL, 1, shape, bb);
-	expect(&t, "tensor([True, True])");
+	make(&t.h, NNH5_INT32, 1, shape, i32);
+	expect(&t.h, "tensor([1, 2], dtype=torch.int32)");
+	make(&t.h, NNH5_INT64, 0, NULL, &s);
+	expect(&t.h, "tensor(-7)");
+	make(&t.h, NNH5_FLOAT64, 1, shape, f64);
+	expect(&t.h, "tensor([0.1000, 0.2500], dtype=torch.float64)");
+	make(&t.h, NNH5_BOOL, 1, shape, bb);
+	expect(&t.h, "tensor([True, True])");
 	shape[0] = 1;
 	shape[1] = 2;
-	make(&t, NNH5_BOOL, 2, shape, b);
-	expect(&t, "tensor([[ True, False]])");
+	make(&t.h, NNH5_BOOL, 2, shape, b);
+	expect(&t.h, "tensor([[ True, False]])");
 	shape[0] = 3;
-	make(&t, NNH5_INT8, 1, shape, i8);
-	expect(&t, "tensor([  -1,   10, -100], dtype=torch.int8)");
+	make(&t.h, NNH5_INT8, 1, shape, i8);
+	expect(&t.h, "tensor([  -1,   10, -100], dtype=torch.int8)");
 	/* float16 1.5 and -2.0 (exact, so the test does not depend on rounding). */
 	f16[0] = 0x3E00;
 	f16[1] = 0xC000;
 	shape[0] = 2;
-	make(&t, NNH5_FLOAT16, 1, shape, f16);
-	expect(&t, "tensor([ 1.5000, -2.0000], dtype=torch.float16)");
+	make(&t.h, NNH5_FLOAT16, 1, shape, f16);
+	expect(&t.h, "tensor([ 1.5000, -2.0000], dtype=torch.float16)");
 }
 
 /*
@@ -147,22 +153,22 @@ static void test_other_dtypes(void **state)
  */
 static void test_unsigned_beyond_torch(void **state)
 {
-	struct nnh5_tensor t;
+	header t;
 	const uint64_t u64[] = {UINT64_MAX, 0};
 	const uint32_t u32[] = {UINT32_MAX};
 	int64_t shape[1] = {2};
 
 	(void)state;
-	make(&t, NNH5_UINT64, 1, shape, u64);
-	expect(&t, "tensor([18446744073709551615,                    0], dtype=uint64)");
+	make(&t.h, NNH5_UINT64, 1, shape, u64);
+	expect(&t.h, "tensor([18446744073709551615,                    0], dtype=uint64)");
 	shape[0] = 1;
-	make(&t, NNH5_UINT32, 1, shape, u32);
-	expect(&t, "tensor([4294967295], dtype=uint32)");
+	make(&t.h, NNH5_UINT32, 1, shape, u32);
+	expect(&t.h, "tensor([4294967295], dtype=uint32)");
 }
 
 static void test_summarised(void **state)
 {
-	struct nnh5_tensor t;
+	header t;
 	int64_t *v = malloc(1001 * sizeof *v);
 	int64_t shape[1] = {1001};
 	int64_t i;
@@ -171,8 +177,8 @@ static void test_summarised(void **state)
 	assert_non_null(v);
 	for (i = 0; i < 1001; i++)
 		v[i] = i;
-	make(&t, NNH5_INT64, 1, shape, v);
-	expect(&t, "tensor([   0,    1,    2,  ...,  998,  999, 1000])");
+	make(&t.h, NNH5_INT64, 1, shape, v);
+	expect(&t.h, "tensor([   0,    1,    2,  ...,  998,  999, 1000])");
 	free(v);
 }
 
@@ -192,7 +198,7 @@ static void *failing_realloc(void *p, size_t n)
 /* Every allocation failure is reported as NOMEM, leaves *out NULL and leaks nothing. */
 static void test_nomem(void **state)
 {
-	struct nnh5_tensor t;
+	header t;
 	float *v = malloc(3000 * sizeof *v);
 	int64_t shape[1] = {300};
 	bool ok = false;
@@ -203,14 +209,14 @@ static void test_nomem(void **state)
 	assert_non_null(v);
 	for (i = 0; i < 3000; i++)
 		v[i] = (float)i * 0.37f;
-	make(&t, NNH5_FLOAT32, 1, shape, v);
+	make(&t.h, NNH5_FLOAT32, 1, shape, v);
 	for (budget = 0; budget < 64 && !ok; budget++) {
 		char *s = (char *)&t; /* anything but NULL, to see it reset */
 		int rc;
 
 		alloc_budget = budget;
 		nnh5_set_allocator(failing_malloc, failing_realloc, free);
-		rc = nnh5_tensor_format(&s, &t);
+		rc = nnh5_tensor_format(&s, &t.h);
 		nnh5_set_allocator(NULL, NULL, NULL);
 		if (rc == NNH5_OK) {
 			assert_non_null(s);
@@ -240,7 +246,7 @@ static int hexval(int c)
 /* One "--cases" line; returns 0 or prints why the line is bad and returns 1. */
 static int run_case(char *line, unsigned long lineno)
 {
-	struct nnh5_tensor t;
+	header t;
 	int64_t shape[NNH5_MAX_NDIM];
 	char *tok, *save = NULL, *s = NULL;
 	unsigned char *bytes = NULL;
@@ -276,10 +282,10 @@ static int run_case(char *line, unsigned long lineno)
 			goto bad;
 		bytes[i] = (unsigned char)(hi * 16 + lo);
 	}
-	make(&t, dtype, ndim, shape, bytes);
-	if (t.nbytes != n)
+	make(&t.h, dtype, ndim, shape, bytes);
+	if (t.h.nbytes != n)
 		goto bad;
-	rc = nnh5_tensor_format(&s, &t);
+	rc = nnh5_tensor_format(&s, &t.h);
 	if (rc != NNH5_OK) {
 		fprintf(stderr, "line %lu: %s\n", lineno, nnh5_status_name(rc));
 		free(bytes);

@@ -21,7 +21,12 @@ struct nnh5_dict {
 	struct entry *entries;
 	size_t len;
 	size_t cap;
-	size_t *slots; /* index + 1 into entries; 0 = empty */
+	/*
+	 * index + 1 into entries; 0 = empty. 32 bits: a dict of 2^32 keys would
+	 * need 100 GiB of entries and tensors, and a load of 12,000 tensors
+	 * keeps 11 bytes a key here instead of 22.
+	 */
+	uint32_t *slots;
 	size_t nslots; /* power of two, > 2 * len */
 };
 
@@ -68,16 +73,44 @@ static size_t find_slot(const nnh5_dict *d, const char *key, uint64_t h)
 
 static int rebuild_slots(nnh5_dict *d, size_t nslots)
 {
-	size_t *slots = nnh5__calloc(nslots, sizeof *slots);
+	uint32_t *slots;
 
-	if (!slots)
+	if (nslots / 2 >= UINT32_MAX || !(slots = nnh5__calloc(nslots, sizeof *slots)))
 		return nnh5__nomem();
 	nnh5__free(d->slots);
 	d->slots = slots;
 	d->nslots = nslots;
 	for (size_t i = 0; i < d->len; i++)
-		d->slots[find_slot(d, d->entries[i].key, d->entries[i].hash)] = i + 1;
+		d->slots[find_slot(d, d->entries[i].key, d->entries[i].hash)] = (uint32_t)(i + 1);
 	return NNH5_OK;
+}
+
+static int grow_entries(nnh5_dict *d, size_t n)
+{
+	size_t bytes;
+	struct entry *e;
+
+	if (!nnh5__mul_size(n, sizeof *e, &bytes) || !(e = nnh5__realloc(d->entries, bytes)))
+		return nnh5__nomem();
+	d->entries = e;
+	d->cap = n;
+	return NNH5_OK;
+}
+
+/* Room for n entries in all; a failure leaves the content unchanged. */
+static int reserve(nnh5_dict *d, size_t n)
+{
+	size_t nslots = d->nslots ? d->nslots : 16;
+	int rc = n > d->cap ? grow_entries(d, n) : NNH5_OK;
+
+	while (!rc && nslots <= 2 * n)
+		nslots *= 2;
+	return !rc && nslots != d->nslots ? rebuild_slots(d, nslots) : rc;
+}
+
+int nnh5__dict_reserve(nnh5_dict *d, size_t n)
+{
+	return n > d->len ? reserve(d, n) : NNH5_OK;
 }
 
 static long lookup(const nnh5_dict *d, const char *key)
@@ -107,31 +140,28 @@ int nnh5_dict_set(nnh5_dict *d, const char *key, nnh5_tensor *t)
 			t->held = true;
 		return NNH5_OK;
 	}
-	/* Grow everything first so that a failure leaves the dict unchanged. */
-	if (d->len == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 8, bytes;
-		struct entry *e;
-		if (!nnh5__mul_size(cap, sizeof *e, &bytes))
-			return nnh5__nomem();
-		e = nnh5__realloc(d->entries, bytes);
-		if (!e)
-			return nnh5__nomem();
-		d->entries = e;
-		d->cap = cap;
-	}
-	if (2 * (d->len + 1) >= d->nslots) {
-		int rc = rebuild_slots(d, d->nslots ? d->nslots * 2 : 16);
-		if (rc)
-			return rc;
-	}
 	k = nnh5__strdup(key);
 	if (!k)
 		return nnh5__nomem();
+	int rc = nnh5__dict_adopt(d, k, t);
+	if (rc)
+		nnh5__free(k);
+	return rc;
+}
+
+int nnh5__dict_adopt(nnh5_dict *d, char *key, nnh5_tensor *t)
+{
+	/* Grow everything first so that a failure leaves the dict unchanged. */
+	int rc = d->len < d->cap ? NNH5_OK : grow_entries(d, d->cap ? d->cap * 2 : 8);
+	if (!rc && 2 * (d->len + 1) >= d->nslots)
+		rc = rebuild_slots(d, d->nslots ? d->nslots * 2 : 16);
+	if (rc)
+		return rc;
 	uint64_t h = key_hash(key);
-	d->entries[d->len] = (struct entry){ k, t, h };
+	d->entries[d->len] = (struct entry){ key, t, h };
 	if (t)
 		t->held = true;
-	d->slots[find_slot(d, key, h)] = d->len + 1;
+	d->slots[find_slot(d, key, h)] = (uint32_t)(d->len + 1);
 	d->len++;
 	return NNH5_OK;
 }
@@ -153,7 +183,7 @@ int nnh5_dict_take(nnh5_tensor **out, nnh5_dict *d, const char *key)
 	/* Indices after 'at' shifted: re-index (no allocation needed, same size). */
 	memset(d->slots, 0, d->nslots * sizeof d->slots[0]);
 	for (size_t i = 0; i < d->len; i++)
-		d->slots[find_slot(d, d->entries[i].key, d->entries[i].hash)] = i + 1;
+		d->slots[find_slot(d, d->entries[i].key, d->entries[i].hash)] = (uint32_t)(i + 1);
 	return NNH5_OK;
 }
 

@@ -18,19 +18,29 @@
 #define NNH5_PRINTF(a, b)
 #endif
 
+/*
+ * A tensor is this header and, unless it is a view, its data. The shape is
+ * stored inline at its exact rank (a flexible array member: 8 bytes a
+ * dimension, 48 bytes for a 1-d tensor), so a header is never declared as
+ * an object or copied by value: it comes from nnh5__tensor_alloc_header()
+ * or nnh5__tensor_alloc_loaded() (lib/core/arena.c), the only allocators
+ * that know its size.
+ */
 struct nnh5_tensor {
-	nnh5_dtype dtype;
-	size_t ndim;
-	int64_t shape[NNH5_MAX_NDIM];
+	void *data;    /* NULL only when nbytes == 0 */
 	size_t numel;
 	size_t nbytes;
-	void *data;    /* NULL only when nbytes == 0 */
-	bool owns;     /* data was allocated with nnh5__malloc and is freed with the tensor */
 	/*
 	 * Owned data shared by tied tensors (nnh5_tensor_share()): the number
 	 * of tensors that own it, freed with the last; NULL while only one does.
+	 * For a tensor in a load's arena (in_arena) it is the count at the
+	 * start of the arena block holding its data, and the block is what the
+	 * last owner frees.
 	 */
 	size_t *refs;
+	uint8_t dtype; /* nnh5_dtype */
+	uint8_t ndim;  /* <= NNH5_MAX_NDIM */
+	bool owns;     /* data was allocated with nnh5__malloc and is freed with the tensor */
 	bool readonly; /* a const view */
 	/*
 	 * Held by a dict or a list, which frees it: a second container taking
@@ -38,7 +48,16 @@ struct nnh5_tensor {
 	 * refuse a tensor that is held already; nnh5_dict_take() releases it.
 	 */
 	bool held;
+	bool in_arena;      /* the data lies in an arena block (refs is the block) */
+	bool header_in_arena; /* this header too: freed with the block, not alone */
+	int64_t shape[];    /* ndim entries */
 };
+
+/* The bytes of a tensor header of rank ndim (<= NNH5_MAX_NDIM). */
+static inline size_t nnh5__tensor_header_bytes(size_t ndim)
+{
+	return sizeof(struct nnh5_tensor) + ndim * sizeof(int64_t);
+}
 
 /* Allocation through the allocator chosen with nnh5_set_allocator(). */
 void *nnh5__malloc(size_t size);
@@ -112,9 +131,60 @@ void nnh5__strbuf_putn(nnh5__strbuf *sb, const char *s, size_t n);
 void nnh5__strbuf_puts(nnh5__strbuf *sb, const char *s);
 void nnh5__strbuf_printf(nnh5__strbuf *sb, const char *fmt, ...) NNH5_PRINTF(2, 3);
 
+/* Fill a header of rank ndim (shape validated, sizes computed): no data, nothing owned. */
+void nnh5__tensor_header_init(nnh5_tensor *t, nnh5_dtype dtype, size_t ndim, const int64_t *shape,
+			      size_t numel, size_t nbytes);
 /* A tensor struct without data yet (shape validated); data set by the caller. */
 int nnh5__tensor_alloc_header(nnh5_tensor **out, nnh5_dtype dtype, size_t ndim,
 			      const int64_t *shape);
+
+/*
+ * For loaders that know how many keys come (lib/file/file_read.c): room
+ * for n entries in all, so the dict holds no spare capacity; and
+ * nnh5_dict_set() of a new key (not in d) that d takes over instead of
+ * copying (allocated with nnh5__malloc(); the caller's again on failure).
+ * Errors: NNH5_ERR_NOMEM, d unchanged.
+ */
+struct nnh5_dict;
+int nnh5__dict_reserve(struct nnh5_dict *d, size_t n);
+int nnh5__dict_adopt(struct nnh5_dict *d, char *key, nnh5_tensor *t);
+
+/*
+ * Loaded tensors packed into shared blocks (lib/core/arena.c). A load of
+ * many small tensors would otherwise make two allocations per tensor, its
+ * header and its data, each paying the allocator's header and rounding: a
+ * load's arena carves both from blocks of up to NNH5__ARENA_BLOCK bytes
+ * instead. A block counts the tensors in it (and the arena, while it is
+ * filling it); each tensor still frees on its own (nnh5_tensor_free(),
+ * from any thread, in any order), and the last one frees the block. Tied
+ * copies (nnh5_tensor_share()) count as holders too. Every data pointer
+ * is aligned as malloc's are (alignof(max_align_t)). The blocks come from
+ * the allocator set with nnh5_set_allocator() and go back to it.
+ * Zero-initialise (NNH5__ARENA_INIT); nnh5__arena_end() drops the arena's
+ * hold when the load is over (the tensors keep theirs).
+ */
+typedef struct nnh5__arena {
+	char *block;       /* the block being filled; NULL before the first */
+	size_t used, cap;  /* bytes of block handed out, and its size */
+} nnh5__arena;
+#define NNH5__ARENA_INIT { NULL, 0, 0 }
+/* Blocks grow from 32 KiB (a load of a few tensors keeps little) to this. */
+#define NNH5__ARENA_BLOCK ((size_t)256 << 10)
+/* A tensor whose header and data take more than this is allocated alone. */
+#define NNH5__ARENA_MAX ((size_t)16 << 10)
+
+/*
+ * An owning tensor of this shape whose data (uninitialised: a read
+ * overwrites every byte) comes from arena (NULL: no arena): the one
+ * allocator of loaded tensors, for every reader. Small tensors lie in
+ * arena's block, header and data together; larger ones, or any without an
+ * arena, get a header of their own and data from nnh5__malloc_large().
+ * Errors: those of nnh5__shape_size(), NNH5_ERR_NOMEM.
+ */
+int nnh5__tensor_alloc_loaded(nnh5_tensor **out, nnh5__arena *arena, nnh5_dtype dtype,
+			      size_t ndim, const int64_t *shape);
+/* Drop arena's hold on its block (freed now if no tensor lies in it). NULL-safe. */
+void nnh5__arena_end(nnh5__arena *arena);
 
 /*
  * The bool rule (doc/FORMAT.md, "bool"), the one place it is checked: every

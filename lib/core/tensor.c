@@ -59,6 +59,18 @@ const char *nnh5__shape_str(char *buf, size_t n, size_t ndim, const int64_t *sha
 	return buf;
 }
 
+void nnh5__tensor_header_init(nnh5_tensor *t, nnh5_dtype dtype, size_t ndim, const int64_t *shape,
+			      size_t numel, size_t nbytes)
+{
+	memset(t, 0, nnh5__tensor_header_bytes(ndim));
+	t->dtype = (uint8_t)dtype;
+	t->ndim = (uint8_t)ndim;
+	if (ndim)
+		memcpy(t->shape, shape, ndim * sizeof *shape);
+	t->numel = numel;
+	t->nbytes = nbytes;
+}
+
 int nnh5__tensor_alloc_header(nnh5_tensor **out, nnh5_dtype dtype, size_t ndim,
 			      const int64_t *shape)
 {
@@ -70,15 +82,10 @@ int nnh5__tensor_alloc_header(nnh5_tensor **out, nnh5_dtype dtype, size_t ndim,
 	rc = nnh5__shape_size(dtype, ndim, shape, &numel, &nbytes);
 	if (rc)
 		return rc;
-	t = nnh5__calloc(1, sizeof *t);
+	t = nnh5__malloc(nnh5__tensor_header_bytes(ndim));
 	if (!t)
 		return nnh5__nomem();
-	t->dtype = dtype;
-	t->ndim = ndim;
-	if (ndim)
-		memcpy(t->shape, shape, ndim * sizeof *shape);
-	t->numel = numel;
-	t->nbytes = nbytes;
+	nnh5__tensor_header_init(t, dtype, ndim, shape, numel, nbytes);
 	*out = t;
 	return NNH5_OK;
 }
@@ -267,12 +274,20 @@ void nnh5_tensor_free(nnh5_tensor *t)
 {
 	if (!t)
 		return;
-	/* Tied tensors may be freed from different threads: the count is atomic. */
+	bool header_in_arena = t->header_in_arena;
+
+	/*
+	 * Tied tensors, and the tensors of one arena block, may be freed from
+	 * different threads: the count is atomic. A header inside the block is
+	 * freed with it, so it is read before the count drops.
+	 */
 	if (t->owns && (!t->refs || __atomic_sub_fetch(t->refs, 1, __ATOMIC_ACQ_REL) == 0)) {
-		nnh5__free(t->data);
+		if (!t->in_arena)
+			nnh5__free(t->data);
 		nnh5__free(t->refs);
 	}
-	nnh5__free(t);
+	if (!header_in_arena)
+		nnh5__free(t);
 }
 
 int nnh5_tensor_share(nnh5_tensor **out, nnh5_tensor *t)
@@ -296,6 +311,7 @@ int nnh5_tensor_share(nnh5_tensor **out, nnh5_tensor *t)
 	s->data = t->data;
 	s->owns = t->owns && t->refs;
 	s->refs = t->refs;
+	s->in_arena = t->in_arena;
 	s->readonly = t->readonly;
 	*out = s;
 	return NNH5_OK;

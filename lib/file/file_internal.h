@@ -107,6 +107,12 @@ struct nnh5_file {
 	 * options allow them (0 until first used: nnh5__file_lapl()).
 	 */
 	hid_t lapl;
+	/*
+	 * Reading a group: the arena its tensors are loaded into
+	 * (nnh5__file_read_group()); NULL otherwise, so tensors read one by one
+	 * never share a block.
+	 */
+	nnh5__arena *arena;
 };
 
 /*

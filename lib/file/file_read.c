@@ -72,18 +72,9 @@ int nnh5__dataset_read(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const
 			return has;
 		verify = has && f->verify_checksums;
 	}
-	rc = nnh5__tensor_alloc_header(&t, ds->dtype, ds->ndim, ds->shape);
+	rc = nnh5__tensor_alloc_loaded(&t, f->arena, ds->dtype, ds->ndim, ds->shape);
 	if (rc)
 		return nnh5__error_wrap(rc, "'%s': dataset '%s'", f->path, display);
-	/* No zeroing: the read overwrites every byte. */
-	if (t->nbytes) {
-		t->data = nnh5__malloc_large(t->nbytes);
-		if (!t->data) {
-			nnh5__free(t);
-			return nnh5__nomem();
-		}
-	}
-	t->owns = true;
 	if (t->nbytes && ds->raw && ds->offset != UINT64_MAX && f->raw_fd >= 0) {
 		rc = read_raw(f, ds, t, verify ? &actual : NULL, display);
 	} else {
@@ -235,13 +226,16 @@ int nnh5_file_kind(nnh5_kind *out, nnh5_file *f, const char *name)
  * then they are put in the stored key order.
  */
 
-/* One tensor found by a group walk, already loaded. */
+/*
+ * One tensor found by a group walk, already loaded. Nothing else is kept
+ * per tensor (a load of many small tensors peaks at its end, with these
+ * beside every tensor): the key goes on into the dict as it is.
+ */
 struct found {
 	char *key;
-	size_t order; /* position in the walk */
+	size_t order;   /* position in the walk */
 	nnh5_tensor *t;
-	char *path;     /* where the walk met it (the alias_of of its later names) */
-	char *alias_of; /* a later name of a tensor loaded once: tied to it after the walk */
+	char *alias_of; /* a later name of a tensor loaded once: the path of its first name */
 };
 
 struct collect {
@@ -251,9 +245,21 @@ struct collect {
 	nnh5__load_fn load;
 	void *ctx;
 	bool tie; /* aliases are tied to their first name (the walk's tie_aliases) */
+	size_t prefix; /* the start's part of a path met below it, with the '/' after it */
 	struct found *items;
 	size_t len, cap;
 };
+
+/* A path below the start in key form: '/' becomes sep. */
+static char *path_key(const char *rel, char sep)
+{
+	char *key = nnh5__strdup(rel);
+
+	for (char *c = key; c && *c; c++)
+		if (*c == '/')
+			*c = sep;
+	return key;
+}
 
 static int collect_cb(const nnh5__item *it, void *p)
 {
@@ -277,34 +283,34 @@ static int collect_cb(const nnh5__item *it, void *p)
 	}
 	struct found *item = &w->items[w->len];
 	bool tie = it->e->alias_of && w->tie;
-	item->key = nnh5__strdup(it->rel);
+	/* Every path the walk meets starts with the start's: rel is what follows. */
+	w->prefix = strlen(it->e->path) - strlen(it->rel);
+	item->key = path_key(it->rel, w->sep);
 	item->order = w->len;
 	item->t = NULL;
-	item->path = tie ? NULL : nnh5__strdup(it->e->path);
 	item->alias_of = tie ? nnh5__strdup(it->e->alias_of) : NULL;
-	if (!item->key || (!item->path && !item->alias_of)) {
+	if (!item->key || (tie && !item->alias_of)) {
 		nnh5__free(item->key);
-		nnh5__free(item->path);
 		nnh5__free(item->alias_of);
 		return nnh5__nomem();
 	}
-	for (char *c = item->key; *c; c++)
-		if (*c == '/')
-			*c = w->sep;
 	w->len++;
 	/* No loader: only the keys are wanted (nnh5_file_check_keys). */
 	return w->load && !tie ? w->load(&item->t, w->f, it->ds, it->display, w->ctx) : NNH5_OK;
 }
 
-static int cmp_found_path(const void *a, const void *b)
+static int cmp_found_ptr_key(const void *a, const void *b)
 {
 	const struct found *x = *(const struct found *const *)a, *y = *(const struct found *const *)b;
-	return strcmp(x->path, y->path);
+	return strcmp(x->key, y->key);
 }
 
 /*
  * Give each later name of a dataset the tensor of its first name, tied
- * (nnh5_tensor_share()): one buffer, as the policy counted it.
+ * (nnh5_tensor_share()): one buffer, as the policy counted it. The first
+ * name is found by its key (its path below the start in key form): two
+ * datasets with one key are refused when the dict is made, so a key names
+ * one tensor of a load that succeeds.
  */
 static int restore_ties(struct collect *w)
 {
@@ -320,19 +326,27 @@ static int restore_ties(struct collect *w)
 		return nnh5__nomem();
 	n = 0;
 	for (size_t i = 0; i < w->len; i++)
-		if (w->items[i].path)
+		if (!w->items[i].alias_of)
 			firsts[n++] = &w->items[i];
-	qsort(firsts, n, sizeof *firsts, cmp_found_path);
+	qsort(firsts, n, sizeof *firsts, cmp_found_ptr_key);
 	for (size_t i = 0; !rc && i < w->len; i++) {
-		struct found probe = { NULL, 0, NULL, w->items[i].alias_of, NULL }, *pp = &probe, **hit;
-		if (!probe.path)
+		const char *first = w->items[i].alias_of;
+		struct found probe = { NULL, 0, NULL, NULL }, *pp = &probe, **hit = NULL;
+		if (!first)
 			continue;
-		hit = bsearch(&pp, firsts, n, sizeof *firsts, cmp_found_path);
+		probe.key = strlen(first) > w->prefix ? path_key(first + w->prefix, w->sep) : NULL;
+		if (strlen(first) > w->prefix && !probe.key) {
+			rc = nnh5__nomem();
+			break;
+		}
+		if (probe.key)
+			hit = bsearch(&pp, firsts, n, sizeof *firsts, cmp_found_ptr_key);
+		nnh5__free(probe.key);
 		/* The walk meets a name first before its aliases, and loads every tensor it meets. */
 		if (!hit || !(*hit)->t)
 			rc = nnh5__error(NNH5_ERR_FORMAT, "'%s': group '%s': '%s' is another name of "
 					 "'%s', which this load did not load",
-					 w->f->path, w->group, w->items[i].key, probe.path);
+					 w->f->path, w->group, w->items[i].key, first);
 		else
 			rc = nnh5_tensor_share(&w->items[i].t, (*hit)->t);
 	}
@@ -349,6 +363,38 @@ static int cmp_found_order(const void *a, const void *b)
 {
 	size_t x = ((const struct found *)a)->order, y = ((const struct found *)b)->order;
 	return x < y ? -1 : x > y;
+}
+
+/*
+ * The stored key list of group name, read with HDF5's metadata cache
+ * capped at 64 KiB. The list's strings live in global heap collections,
+ * which the cache keeps decoded (1.4 MiB for 12,000 keys) until it needs
+ * the room, and a load's object headers leave it as they close: without
+ * the cap the list would stay cached, on top of every tensor loaded, until
+ * the file is closed.
+ */
+static int read_key_list(char ***keys, size_t *nkeys, nnh5_file *f, const char *name)
+{
+	H5AC_cache_config_t was, small;
+	bool capped = false;
+	int rc;
+
+	was.version = H5AC__CURR_CACHE_CONFIG_VERSION;
+	if (H5Fget_mdc_config(f->fid, &was) >= 0) {
+		small = was;
+		small.set_initial_size = true;
+		small.initial_size = small.min_size = small.max_size = (size_t)64 << 10;
+		capped = H5Fset_mdc_config(f->fid, &small) >= 0;
+	}
+	H5Eclear2(H5E_DEFAULT);
+	rc = nnh5__file_attr_get_strings(keys, nkeys, f, name, "nnh5_keys", false);
+	if (capped) {
+		was.set_initial_size = true;
+		was.initial_size = was.max_size;
+		H5Fset_mdc_config(f->fid, &was);
+		H5Eclear2(H5E_DEFAULT);
+	}
+	return rc;
 }
 
 /*
@@ -371,14 +417,14 @@ static int apply_key_order(struct collect *w, const char *name)
 
 	if (w->len == 0 || !nnh5__file_has_attr(w->f, name, "nnh5_keys"))
 		return NNH5_OK;
-	rc = nnh5__file_attr_get_strings(&keys, &nkeys, w->f, name, "nnh5_keys", false);
+	rc = read_key_list(&keys, &nkeys, w->f, name);
 	if (rc)
 		return rc;
 	qsort(w->items, w->len, sizeof *w->items, cmp_found_key);
 	for (size_t i = 0; i < w->len; i++)
 		w->items[i].order += nkeys; /* unlisted ones go after the listed */
 	for (size_t i = 0; i < nkeys; i++) {
-		struct found probe = { keys[i], 0, NULL, NULL, NULL };
+		struct found probe = { keys[i], 0, NULL, NULL };
 		struct found *hit = bsearch(&probe, w->items, w->len, sizeof *w->items, cmp_found_key);
 		if (hit && hit->order >= nkeys)
 			hit->order = next++;
@@ -410,7 +456,6 @@ static void collect_free(struct collect *w)
 {
 	for (size_t i = 0; i < w->len; i++) {
 		nnh5__free(w->items[i].key);
-		nnh5__free(w->items[i].path);
 		nnh5__free(w->items[i].alias_of);
 		nnh5_tensor_free(w->items[i].t);
 	}
@@ -470,22 +515,30 @@ int nnh5__file_read_group(nnh5_dict **out, nnh5_file *f, const char *name, char 
 	w.load = load;
 	w.ctx = ctx;
 	w.tie = o.tie_aliases;
+	/* The group's small tensors share blocks (lib/core/arena.c). */
+	nnh5__arena arena = NNH5__ARENA_INIT, *outer = f->arena;
+	f->arena = &arena;
 	rc = nnh5__walk(f, name, &o, collect_cb, &w);
+	f->arena = outer;
+	nnh5__arena_end(&arena);
 	if (!rc)
 		rc = restore_ties(&w);
 	if (!rc)
 		rc = apply_key_order(&w, w.group);
 	if (!rc)
 		rc = nnh5_dict_new(&d);
+	if (!rc)
+		rc = nnh5__dict_reserve(d, w.len);
 	for (size_t i = 0; !rc && i < w.len; i++) {
 		if (nnh5_dict_get(d, w.items[i].key))
 			rc = nnh5__error(NNH5_ERR_FORMAT,
 					 "'%s': group '%s': two datasets map to the key '%s'", f->path,
 					 w.group, w.items[i].key);
-		if (!rc) {
-			rc = nnh5_dict_set(d, w.items[i].key, w.items[i].t);
-			if (!rc)
-				w.items[i].t = NULL; /* the dict owns it now */
+		if (!rc)
+			rc = nnh5__dict_adopt(d, w.items[i].key, w.items[i].t);
+		if (!rc) { /* the dict owns both now */
+			w.items[i].key = NULL;
+			w.items[i].t = NULL;
 		}
 	}
 	collect_free(&w);

@@ -174,7 +174,7 @@ static int write_dataset_as(nnh5_file *f, hid_t loc, const char *leaf, const nnh
 		if (space >= 0)
 			H5Sclose(space);
 		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': object '%s': cannot describe %s %zu-d",
-				      f->path, display, nnh5_dtype_name((int)t->dtype), t->ndim);
+				      f->path, display, nnh5_dtype_name((int)t->dtype), (size_t)t->ndim);
 	}
 	hid_t dcpl = -1;
 	rc = nnh5__filters_dcpl(&dcpl, profile, t->ndim, dims,

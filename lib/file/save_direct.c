@@ -84,7 +84,7 @@ static bool name_ok(const char *s, size_t len)
 
 static bool tensor_ok(const nnh5_tensor *t)
 {
-	if (!t || (int)t->dtype < 0 || t->dtype >= NNH5_DTYPE_COUNT || t->ndim > NNH5_MAX_NDIM)
+	if (!t || t->dtype >= NNH5_DTYPE_COUNT || t->ndim > NNH5_MAX_NDIM)
 		return false;
 	if (nnh5__check_bool(t, NNH5_ERR_INVALID, "", "tensor", "")) {
 		nnh5_error_clear();

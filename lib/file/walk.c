@@ -167,11 +167,19 @@ static int describe(nnh5__dataset *ds, nnh5_file *f, const nnh5__policy *p, cons
 /* ------------------------------------------------------------------ */
 /* Walking                                                             */
 
-/* An object met by a walk, by address, with the path it was first met under. */
+/*
+ * An object met by a walk, by address, with the path it was first met
+ * under. A load of many small tensors ends its walk with every tensor
+ * loaded and one of these for each object beside them, so they are small:
+ * 16 bytes, the file as an index into the walk's few file numbers and the
+ * path as an offset into one buffer of paths, found through a table of
+ * 32-bit indices (a walk stops at max_tensors + max_groups objects, far
+ * below 2^32).
+ */
 struct met {
-	unsigned long fileno;
 	haddr_t addr;
-	char *path; /* NULL: an empty slot */
+	uint32_t file; /* index into filenos */
+	uint32_t path; /* offset of the NUL-terminated path in paths */
 };
 
 struct walk {
@@ -190,6 +198,12 @@ struct walk {
 	bool reserved; /* the group being listed is reserved (or below one) */
 	struct met *met;
 	size_t n_met, cap_met;
+	uint32_t *slots; /* index + 1 into met; 0 = empty; a power of two > 2 * n_met */
+	size_t n_slots;
+	char *paths;     /* moves as it grows: a path found is used before the next is added */
+	size_t paths_len, paths_cap;
+	unsigned long *filenos;
+	size_t n_filenos;
 	/*
 	 * The member being resolved: used before the walk descends below it, so
 	 * one copy serves every level (frames stay small however deep the walk).
@@ -201,54 +215,92 @@ struct walk {
 	int rc;
 };
 
-static size_t met_hash(unsigned long fileno, haddr_t addr, size_t cap)
+static size_t met_hash(uint32_t file, haddr_t addr, size_t cap)
 {
-	uint64_t h = ((uint64_t)addr ^ ((uint64_t)fileno << 48)) * UINT64_C(0x9E3779B97F4A7C15);
+	uint64_t h = ((uint64_t)addr ^ ((uint64_t)file << 48)) * UINT64_C(0x9E3779B97F4A7C15);
 	return (size_t)(h >> 20) & (cap - 1);
+}
+
+/* The index of fileno among the walk's file numbers; UINT32_MAX if new. */
+static uint32_t met_file(const struct walk *w, unsigned long fileno)
+{
+	for (size_t i = 0; i < w->n_filenos; i++)
+		if (w->filenos[i] == fileno)
+			return (uint32_t)i;
+	return UINT32_MAX;
 }
 
 /* The path under which the walk met (fileno, addr) first, or NULL. */
 static const char *met_find(const struct walk *w, unsigned long fileno, haddr_t addr)
 {
-	if (!w->cap_met)
+	uint32_t file = met_file(w, fileno);
+
+	if (!w->n_slots || file == UINT32_MAX)
 		return NULL;
-	for (size_t i = met_hash(fileno, addr, w->cap_met);; i = (i + 1) & (w->cap_met - 1)) {
-		const struct met *m = &w->met[i];
-		if (!m->path)
+	for (size_t i = met_hash(file, addr, w->n_slots);; i = (i + 1) & (w->n_slots - 1)) {
+		uint32_t at = w->slots[i];
+		if (!at)
 			return NULL;
-		if (m->fileno == fileno && m->addr == addr)
-			return m->path;
+		if (w->met[at - 1].file == file && w->met[at - 1].addr == addr)
+			return w->paths + w->met[at - 1].path;
 	}
+}
+
+/* Make room for n more items of elsize in *arr (of *cap); false when out of memory. */
+static bool met_grow(void **arr, size_t *cap, size_t len, size_t n, size_t elsize)
+{
+	size_t ncap = *cap ? *cap : 256, bytes;
+	void *q;
+
+	if (len + n <= *cap)
+		return true;
+	while (ncap < len + n)
+		ncap *= 2;
+	if (!nnh5__mul_size(ncap, elsize, &bytes) || !(q = nnh5__realloc(*arr, bytes)))
+		return false;
+	*arr = q;
+	*cap = ncap;
+	return true;
 }
 
 static int met_add(struct walk *w, unsigned long fileno, haddr_t addr, const char *path)
 {
-	if (2 * (w->n_met + 1) > w->cap_met) {
-		size_t cap = w->cap_met ? 2 * w->cap_met : 256;
-		struct met *old = w->met, *n = nnh5__calloc(cap, sizeof *n);
-		if (!n)
-			return nnh5__nomem();
-		for (size_t i = 0; i < w->cap_met; i++) {
-			if (!old[i].path)
-				continue;
-			size_t j = met_hash(old[i].fileno, old[i].addr, cap);
-			while (n[j].path)
-				j = (j + 1) & (cap - 1);
-			n[j] = old[i];
-		}
-		nnh5__free(old);
-		w->met = n;
-		w->cap_met = cap;
-	}
-	size_t i = met_hash(fileno, addr, w->cap_met);
-	while (w->met[i].path)
-		i = (i + 1) & (w->cap_met - 1);
-	w->met[i].path = nnh5__strdup(path[0] ? path : "/");
-	if (!w->met[i].path)
+	uint32_t file = met_file(w, fileno);
+	size_t plen = strlen(path[0] ? path : "/") + 1, cap_filenos = w->n_filenos;
+
+	if (w->n_met >= UINT32_MAX / 2 || w->paths_len + plen > UINT32_MAX)
 		return nnh5__nomem();
-	w->met[i].fileno = fileno;
-	w->met[i].addr = addr;
-	w->n_met++;
+	if (file == UINT32_MAX) {
+		if (!met_grow((void **)&w->filenos, &cap_filenos, w->n_filenos, 1, sizeof *w->filenos))
+			return nnh5__nomem();
+		w->filenos[w->n_filenos] = fileno;
+		file = (uint32_t)w->n_filenos++;
+	}
+	if (!met_grow((void **)&w->met, &w->cap_met, w->n_met, 1, sizeof *w->met) ||
+	    !met_grow((void **)&w->paths, &w->paths_cap, w->paths_len, plen, 1))
+		return nnh5__nomem();
+	if (2 * (w->n_met + 1) >= w->n_slots) {
+		size_t n = w->n_slots ? 2 * w->n_slots : 512;
+		uint32_t *slots = nnh5__calloc(n, sizeof *slots);
+		if (!slots)
+			return nnh5__nomem();
+		for (size_t k = 0; k < w->n_met; k++) {
+			size_t j = met_hash(w->met[k].file, w->met[k].addr, n);
+			while (slots[j])
+				j = (j + 1) & (n - 1);
+			slots[j] = (uint32_t)(k + 1);
+		}
+		nnh5__free(w->slots);
+		w->slots = slots;
+		w->n_slots = n;
+	}
+	size_t i = met_hash(file, addr, w->n_slots);
+	while (w->slots[i])
+		i = (i + 1) & (w->n_slots - 1);
+	memcpy(w->paths + w->paths_len, path[0] ? path : "/", plen);
+	w->met[w->n_met] = (struct met){ addr, file, (uint32_t)w->paths_len };
+	w->paths_len += plen;
+	w->slots[i] = (uint32_t)++w->n_met;
 	return NNH5_OK;
 }
 
@@ -634,9 +686,10 @@ int nnh5__walk(nnh5_file *f, const char *name, const nnh5__walk_options *o, nnh5
 	w.reserved = e.reserved;
 	visit(&w, &e, &obj);
 	H5Oclose(obj.id);
-	for (size_t i = 0; i < w.cap_met; i++)
-		nnh5__free(w.met[i].path);
 	nnh5__free(w.met);
+	nnh5__free(w.slots);
+	nnh5__free(w.paths);
+	nnh5__free(w.filenos);
 	return w.rc;
 }
 

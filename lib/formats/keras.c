@@ -574,10 +574,8 @@ static int build_dense(nnh5_model *m, int64_t *features, size_t *n_keys, nnh5_fi
 				   f->path, name, bias ? "true" : "false", b ? "a bias" : "no bias");
 	if (w->shape[0] != (int64_t)units || (*features >= 0 && w->shape[1] != *features)) {
 		int64_t in = *features >= 0 ? *features : w->shape[1];
-		nnh5_tensor t = *w;
-		t.shape[0] = w->shape[1];
-		t.shape[1] = w->shape[0];
-		shape_str(s, sizeof s, &t);
+		/* The kernel as the file stores it: (in, out). */
+		snprintf(s, sizeof s, "(%lld, %lld)", (long long)w->shape[1], (long long)w->shape[0]);
 		return nnh5__error(NNH5_ERR_FORMAT,
 				   "'%s': Keras layer '%s' (class Dense): kernel of shape %s, expected "
 				   "(%lld, %lld) from units and the layer before",

@@ -501,7 +501,7 @@ static int check_local(struct plan *p, nnh5_mpi_file *m)
 		rc = nnh5__error(NNH5_ERR_SHAPE,
 				 "'%s': tensor '%s': the local shard has %zu dimensions, the "
 				 "sharding %zu",
-				 path, name, local->ndim, s->ndim);
+				 path, name, (size_t)local->ndim, s->ndim);
 	for (size_t d = 0; !rc && d < s->ndim; d++)
 		if (local->shape[d] != p->count[d])
 			rc = nnh5__error(NNH5_ERR_SHAPE,

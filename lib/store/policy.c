@@ -547,7 +547,7 @@ static int record(nnh5__storage *s, nnh5__policy *p, const char *path, const cha
 		if (!grow((void **)&p->ext, &p->cap_ext, p->n_ext, sizeof *p->ext))
 			return nnh5__nomem();
 		memmove(&p->ext[i + 1], &p->ext[i], (p->n_ext - i) * sizeof *p->ext);
-		p->ext[i] = (struct nnh5__extent){ s->fileno, s->addr, start, end };
+		p->ext[i] = (struct nnh5__extent){ start, end };
 		p->n_ext++;
 	}
 	if (!grow((void **)&p->seen, &p->cap_seen, p->n_seen, sizeof *p->seen))

@@ -33,10 +33,11 @@
 /* Compressed chunks may always expand to this, whatever the ratio says. */
 #define NNH5__RATIO_SLACK (UINT64_C(64) << 10)
 
-/* A contiguous extent [start, end) read through a handle, and its dataset. */
+/*
+ * A contiguous extent [start, end) read through a handle (one per tensor
+ * of a load, kept to its end: no more than the overlap check reads).
+ */
 struct nnh5__extent {
-	unsigned long fileno;
-	haddr_t obj;
 	uint64_t start, end;
 };
 
