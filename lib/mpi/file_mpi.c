@@ -1765,7 +1765,7 @@ static int check_into(const nnh5_tensor *t, nnh5_file *f, const nnh5__dataset *d
 		return nnh5__error(NNH5_ERR_SHAPE,
 				   "'%s': tensor '%s': the destination has %zu dimensions, the "
 				   "piece %zu",
-				   f->path, display, t->ndim, c->ndim);
+				   f->path, display, (size_t)t->ndim, c->ndim);
 	for (size_t d = 0; d < c->ndim; d++)
 		if (t->shape[d] != c->count[d])
 			return nnh5__error(NNH5_ERR_SHAPE,
