@@ -2070,7 +2070,10 @@ class _CSave:
                 raise _c_error(lib, rc)
             return t
         if _is_torch_tensor(value):  # its memory as it is: bfloat16 and float8 as their bits
-            name, _, a = _torch_dense(value)
+            if value.is_cpu and value.is_contiguous():  # (detach() costs more than the rest)
+                name, a = _torch_dtypes(sys.modules["torch"])[value.dtype], value
+            else:
+                name, _, a = _torch_dense(value)
             shape, nbytes = tuple(a.shape), a.numel() * a.element_size()
             addr = a.data_ptr() if nbytes else None
         else:

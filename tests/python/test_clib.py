@@ -115,6 +115,25 @@ def calls_counted():
     nnh5.save_state_dict(sd, path("calls_z.h5"), compression="fast")
     got = {k: nnh5.calls[k] - before[k] for k in before}
     check(got == {"libnnh5": 0, "h5py": 3}, "attrs, durable=False, compression: h5py", str(got))
+    # two values on one memory, dtype and shape but other strides: the C library would tie
+    # them, the module does not (doc/PYTHON.md, "Tied weights"): h5py writes the file
+    a = np.arange(5.0).reshape(1, 5)
+    b = np.lib.stride_tricks.as_strided(a, (1, 5), (8, 8))
+    before = dict(nnh5.calls)
+    nnh5.save({"a": a, "b": b}, path("calls_strides.h5"))
+    got = {k: nnh5.calls[k] - before[k] for k in before}
+    check(got == {"libnnh5": 0, "h5py": 1}, "same memory, other strides: h5py", str(got))
+    check(hard_links(path("calls_strides.h5")) == [], "... and two datasets, not tied",
+          str(hard_links(path("calls_strides.h5"))))
+    # a tensor file from another writer: its only dataset (the h5py code's rule)
+    with h5py.File(path("calls_one.h5"), "w") as h:
+        h["x"] = np.arange(3.0)
+        h.attrs["nnh5_kind"] = "tensor"
+    before = dict(nnh5.calls)
+    t = nnh5.load(path("calls_one.h5"), numpy=True)
+    got = {k: nnh5.calls[k] - before[k] for k in before}
+    check(got == {"libnnh5": 0, "h5py": 1} and t.tolist() == [0.0, 1.0, 2.0],
+          "a tensor file without /tensor: its one dataset, through h5py", f"{got} {t}")
 
 
 def walk(f):
