@@ -379,7 +379,9 @@ def _torch_dense(value):
     t = value.detach()
     if t.device.type != "cpu":
         t = t.cpu()
-    return _torch_dtypes(torch)[value.dtype], torch, t.contiguous()
+    # a lazily conjugated or negated view (x.conj(), x.conj().imag): its values, not its memory
+    return _torch_dtypes(torch)[value.dtype], torch, \
+        t.resolve_conj().resolve_neg().contiguous()
 
 
 def _to_buffer(value):
@@ -2070,7 +2072,8 @@ class _CSave:
                 raise _c_error(lib, rc)
             return t
         if _is_torch_tensor(value):  # its memory as it is: bfloat16 and float8 as their bits
-            if value.is_cpu and value.is_contiguous():  # (detach() costs more than the rest)
+            if value.is_cpu and value.is_contiguous() and not value.is_conj() \
+                    and not value.is_neg():  # (detach() costs more than the rest)
                 name, a = _torch_dtypes(sys.modules["torch"])[value.dtype], value
             else:
                 name, _, a = _torch_dense(value)
