@@ -1978,6 +1978,13 @@ class _CLib:
             "nnh5_save_dict": (ci, [cs, vp]), "nnh5_save_state_dict": (ci, [cs, vp]),
             "nnh5_file_open_ext": (ci, [out, cs, ci, ctypes.POINTER(_COpenOptions)]),
             "nnh5_file_close": (ci, [vp]), "nnh5_file_has": (ctypes.c_bool, [vp, cs]),
+            "nnh5_file_discard": (None, [vp]),
+            "nnh5_file_write_list": (ci, [vp, cs, vp]),
+            "nnh5_file_write_dict": (ci, [vp, cs, vp]),
+            "nnh5_file_write_state_dict": (ci, [vp, cs, vp]),
+            "nnh5_file_set_attr_string": (ci, [vp, cs, cs, cs]),
+            "nnh5_file_set_attr_int": (ci, [vp, cs, cs, ctypes.c_int64]),
+            "nnh5_file_set_attr_float": (ci, [vp, cs, cs, ctypes.c_double]),
             "nnh5_file_get_attr_string": (ci, [ctypes.POINTER(vp), vp, cs, cs]),
             "nnh5_free": (None, [vp]),
             "nnh5_file_read_tensor": (ci, [out, vp, cs]),
@@ -2099,9 +2106,10 @@ class _CSave:
             self.ties[key] = t.value
         return t
 
-    def run(self, kind, obj, path):
+    def run(self, kind, obj, path, attrs=None, durable=True, compression="none"):
         """Save obj (kind: "tensor", "list", "dict" or "state_dict") to path; False when the
-        C library does not take it (nothing written: the caller saves through h5py)."""
+        C library does not take it (nothing written: the caller saves through h5py).
+        attrs, durable=False or compression: through a file handle (not for a tensor)."""
         lib = self.lib
         _AtomicPath.check(path)  # the same refusals, as the same exceptions
         cpath = os.fsencode(path)
@@ -2132,6 +2140,8 @@ class _CSave:
                         lib.tensor_free(t)
                         raise _c_error(lib, rc)
                 save = lib.save_dict if kind == "dict" else lib.save_state_dict
+            if attrs or not durable or compression != "none":
+                save = functools.partial(self.save_ext, kind, attrs, durable, compression)
             with _HDF5_LOCK:
                 rc = save(cpath, box)
             if rc in (-1, -6):  # refused what the h5py code takes: it says so, or saves
@@ -2147,13 +2157,43 @@ class _CSave:
             self.keep = None
 
 
+    def save_ext(self, kind, attrs, durable, compression, cpath, box):
+        """nnh5_save_*() through a file handle: open with the options, the container at the
+        root, the attributes after it (as the h5py code orders them), commit. A status."""
+        lib = self.lib
+        o = _c_options(LoadOptions(), True, False)
+        o.durable, o.compression = durable, COMPRESSION.index(compression)
+        f = ctypes.c_void_p()
+        rc = lib.file_open_ext(ctypes.byref(f), cpath, 1, ctypes.byref(o))
+        if rc:
+            return rc
+        write = {"list": lib.file_write_list, "dict": lib.file_write_dict}.get(
+            kind, lib.file_write_state_dict)
+        rc = write(f, b"/", box)
+        for name, v in (attrs or {}).items():
+            if rc:
+                break
+            b = name.encode("utf-8")
+            if isinstance(v, str):
+                rc = lib.file_set_attr_string(f, b"/", b, v.encode("utf-8"))
+            elif isinstance(v, (int, np.integer)):
+                rc = lib.file_set_attr_int(f, b"/", b, int(v))
+            else:
+                rc = lib.file_set_attr_float(f, b"/", b, float(v))
+        if rc:
+            lib.file_discard(f)
+            return rc
+        return lib.file_close(f)
+
+
 def _c_save(kind, obj, path, attrs, durable, compression):
     """Save through the C library when it writes this file as the h5py code would."""
     lib = _clib()
-    if lib is None or attrs or not durable or compression != "none":
-        calls["h5py"] += 1
-        return False
-    done = _CSave(lib).run(kind, obj, path)
+    if lib is None or compression not in COMPRESSION or (
+            kind == "tensor" and (attrs or not durable or compression != "none")):
+        calls["h5py"] += 1  # (the kind of a one-tensor file is set by nnh5_save_tensor only;
+        return False        # the h5py code refuses an unknown profile)
+    done = _CSave(lib).run(kind, obj, path, attrs, durable, compression)
     calls["libnnh5" if done else "h5py"] += 1
     return done
 

@@ -313,9 +313,9 @@ def main():
     try:
         with pc.pure():  # os.fsync is the h5py code's; C's fsync: test_clib.py (strace)
             nnh5.save_state_dict(other, target)
-        durable = list(synced)
-        synced.clear()
-        nnh5.save_state_dict(other, os.path.join(d, "fast.h5"), durable=False)
+            durable = list(synced)
+            synced.clear()
+            nnh5.save_state_dict(other, os.path.join(d, "fast.h5"), durable=False)
     finally:
         os.fsync = real_fsync
     check(len(durable) == 2 and nnh5.TMP_MARK in os.path.basename(durable[0])
