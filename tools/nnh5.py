@@ -1919,8 +1919,8 @@ def _convert(dtname, buf, numpy, torch, path, display):
 
 # Saves and loads of tensors, lists, dicts and state dicts go through libnnh5
 # (ctypes) when it can be used: the same files and values as the h5py code
-# above, an order of magnitude fewer instructions per tensor (doc/PYTHON.md,
-# "The C library"). Which library: $NNH5_LIBRARY (a path) when set, else the
+# above, less than half the instructions per tensor (doc/PYTHON.md, "The C
+# library"; doc/SPEED.md, "Python module"). Which library: $NNH5_LIBRARY (a path) when set, else the
 # installed soname through the dynamic loader; NNH5_PYTHON_PURE=1 uses h5py
 # only. A library that cannot be loaded, or whose version or dtype table is not
 # the one these bindings were written for, is not used (backend() says why).
@@ -1931,8 +1931,6 @@ _C_STATUS = {-1: InvalidError, -2: NoMemoryError, -3: FileError, -4: NotFoundErr
              -5: FormatError, -6: UnsupportedError, -7: ShapeError, -8: LimitError,
              -9: HDF5Error, -10: InvalidError, -11: ChecksumError, -12: UnsafeError,
              -13: FileError}
-_C_KINDS = {1: "tensor", 2: "list", 3: "dict", 4: "state_dict", 5: None, 6: "model",
-            7: "checkpoint"}
 # How many saves and loads took each path (tests check that the C library was used).
 calls = {"libnnh5": 0, "h5py": 0}
 
