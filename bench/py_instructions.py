@@ -12,7 +12,10 @@ at N) / (M - N): the instructions executed and the calls of each public
 HDF5 function (H5Dcreate2, H5Oget_info, ...). The start-up cost of Python,
 h5py and the file cancels out. Instruction and call counts do not depend
 on the machine's load: this one may run beside other work. --tools picks
-the nnh5.py to measure (default: this checkout's tools/).
+the nnh5.py to measure (default: this checkout's tools/). The module's
+backend is its usual choice (doc/PYTHON.md, "The C library"): set
+NNH5_LIBRARY=build/lib/libnnh5.so to measure it over the C library,
+NNH5_PYTHON_PURE=1 over h5py alone; the first line printed says which.
 """
 import argparse
 import collections
@@ -76,6 +79,9 @@ def main():
         child(a.tools, a.child[0], int(a.child[1]), a.child[2])
         return
     os.makedirs(a.dir, exist_ok=True)
+    sys.path.insert(0, a.tools)
+    import nnh5
+    print("tools/nnh5.py over %s (%s)" % nnh5.backend())
     for op in ("save", "load"):
         res = []
         for n in (a.small, a.large):

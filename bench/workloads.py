@@ -2,7 +2,7 @@
 """bench/workloads.py - nnh5 against torch.save/torch.load on three workloads.
 
     /usr/bin/python3 bench/workloads.py LIBNNH5_SO [--reps N] [--dir DIR] [--only NAME]
-                                       [--no-python]
+                                       [--no-python] [--tiny]
 
 The workloads (built with torch, float32 unless the model has other types):
   resnet50   torchvision's resnet50, randomly initialised: 320 tensors, its
@@ -15,9 +15,12 @@ nnh5 is called through its C one-call API (ctypes over LIBNNH5_SO):
 nnh5_save_state_dict() of read-only views of the same memory torch saves
 (durable: nnh5 fsyncs the file and its folder) and nnh5_load_state_dict()
 (checksums verified). The Python module tools/nnh5.py is measured in the same
-rounds (unless --no-python): nnh5.save_state_dict() of the same state dict
-(durable, checksummed) and nnh5.load_state_dict() (torch tensors, checksums
-verified, the load policy applied). Their peer is torch.save() followed by
+rounds (unless --no-python), in both of its modes: over LIBNNH5_SO through
+ctypes (pyc-save, pyc-load: the module's default when it finds the library)
+and over h5py alone (py-save, py-load: NNH5_PYTHON_PURE=1), each
+nnh5.save_state_dict() of the same state dict (durable, checksummed) and
+nnh5.load_state_dict() (torch tensors, checksums verified, the load policy
+applied). Their peer is torch.save() followed by
 fsync of the file, and torch.load(). Each round runs the six operations of
 every workload in turn (the order reverses between rounds), each after
 os.sync(), each save into a new file (the previous one is removed first,
@@ -34,6 +37,9 @@ peak memory of each operation measured once in a fresh process (this script
 with --measure): the peak resident size during the operation (VmHWM, reset
 through /proc/self/clear_refs) minus the resident size before it, against the
 workload's tensor bytes (the file a load reads is written by another process).
+
+--tiny shrinks gpt2 and small12k (two layers of a GPT-2 eighth the width;
+1,200 small tensors) for a smoke run of the script itself.
 
 Run on a quiet machine only (no build or test beside it): doc/SPEED.md.
 """
@@ -65,13 +71,17 @@ def resnet50():
     return torchvision.models.resnet50(weights=None).state_dict()
 
 
+TINY = False  # --tiny
+
+
 def gpt2():
     g = torch.Generator().manual_seed(0)
+    div = 8 if TINY else 1
 
     def t(*shape):
-        return torch.empty(*shape).normal_(0, 0.02, generator=g)
+        return torch.empty(*(d // div for d in shape)).normal_(0, 0.02, generator=g)
     sd = {"wte.weight": t(50257, 768), "wpe.weight": t(1024, 768)}
-    for i in range(12):
+    for i in range(2 if TINY else 12):
         p = f"h.{i}."
         sd.update({p + "ln_1.weight": t(768), p + "ln_1.bias": t(768),
                    p + "attn.c_attn.weight": t(768, 2304), p + "attn.c_attn.bias": t(2304),
@@ -88,7 +98,7 @@ def small12k():
     g = torch.Generator().manual_seed(0)
     sizes = [64, 128, 256, 512, 1024]
     sd = {}
-    for i in range(4000):
+    for i in range(400 if TINY else 4000):
         n = sizes[i % len(sizes)]
         name = f"layers.{i // 10}.p{i % 10}"
         sd["model." + name] = torch.empty(n).normal_(0, 0.02, generator=g)
@@ -180,10 +190,16 @@ def status_kib(field):
 
 # The operations: (name, file suffix, a save?). The Python module's are left out
 # with --no-python.
-OPS = [("nnh5-save", ".h5", True), ("torch-save", ".pt", True), ("py-save", ".py.h5", True),
-       ("raw-save", ".raw", True),
-       ("nnh5-load", ".h5", False), ("torch-load", ".pt", False), ("py-load", ".py.h5", False),
-       ("raw-load", ".raw", False)]
+OPS = [("nnh5-save", ".h5", True), ("torch-save", ".pt", True), ("pyc-save", ".pyc.h5", True),
+       ("py-save", ".py.h5", True), ("raw-save", ".raw", True),
+       ("nnh5-load", ".h5", False), ("torch-load", ".pt", False), ("pyc-load", ".pyc.h5", False),
+       ("py-load", ".py.h5", False), ("raw-load", ".raw", False)]
+PY_LIB = None  # the module's libnnh5 (nnh5py._clib()), set in main()
+
+
+def py_mode(op):
+    """Point the Python module at libnnh5 (pyc-*) or at h5py alone (py-*) for op."""
+    nnh5py._CLIB = PY_LIB if op.startswith("pyc-") else False
 
 
 def tensor_bytes(v):
@@ -222,7 +238,9 @@ def run_op(op, nn, sd, view, path):
         return nn.save(view, path)
     if op == "torch-save":
         return torch_save(sd, path)
-    if op == "py-save":
+    if op.startswith("py"):
+        py_mode(op)
+    if op in ("py-save", "pyc-save"):
         return nnh5py.save_state_dict(sd, path)
     if op == "raw-save":
         return raw_save(sd, path)
@@ -251,7 +269,8 @@ def measure(args, nn):
         # the file to load, written by another process: memory a save freed but kept in
         # this process's heap would hide part of the load's peak
         subprocess.run([sys.executable, __file__, args.lib, "--dir", args.dir, "--only",
-                        args.only, "--measure", op.replace("load", "save")],
+                        args.only, "--measure", op.replace("load", "save")]
+                       + ["--tiny"] * args.tiny,
                        check=True, stdout=subprocess.DEVNULL)
     else:
         remove(path)
@@ -272,15 +291,26 @@ def main():
     ap.add_argument("--only", choices=list(WORKLOADS))
     ap.add_argument("--no-python", action="store_true",
                     help="leave out the Python module (tools/nnh5.py)")
+    ap.add_argument("--tiny", action="store_true",
+                    help="small sizes, for a smoke run of this script (no figures)")
     ap.add_argument("--measure", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global TINY, PY_LIB
+    TINY = args.tiny
+    if not args.no_python:
+        os.environ["NNH5_LIBRARY"] = os.path.abspath(args.lib)  # for the module's pyc-* ops
+        os.environ.pop("NNH5_PYTHON_PURE", None)
+        PY_LIB = nnh5py._clib()
+        if PY_LIB is None:
+            sys.exit(f"bench/workloads.py: tools/nnh5.py does not use {args.lib}: "
+                     f"{nnh5py.backend()[1]}")
     os.makedirs(args.dir, exist_ok=True)
     nn = Nnh5(args.lib)
     torch.set_num_threads(1)
     if args.measure:
         measure(args, nn)
         return
-    ops = [o for o in OPS if not (args.no_python and o[0].startswith("py-"))]
+    ops = [o for o in OPS if not (args.no_python and o[0].startswith("py"))]
     names = [args.only] if args.only else list(WORKLOADS)
     sds = {w: WORKLOADS[w]() for w in names}
     views = {w: nn.views(sds[w]) for w in names}
@@ -319,7 +349,9 @@ def main():
     print(f"{args.reps} rounds, medians in ms (range), ratio = torch / nnh5 (> 1: nnh5 faster)")
     tables = [("C library (nnh5_save_state_dict, nnh5_load_state_dict)", "nnh5")]
     if not args.no_python:
-        tables.append(("Python module (tools/nnh5.py: save_state_dict, load_state_dict)", "py"))
+        tables.append(("Python module over libnnh5 (tools/nnh5.py through ctypes: "
+                       "save_state_dict, load_state_dict)", "pyc"))
+        tables.append(("Python module over h5py alone (NNH5_PYTHON_PURE=1)", "py"))
     for title, p in tables:
         print()
         print(title + ":")
@@ -350,7 +382,7 @@ def main():
         row = []
         for op, _, _ in ops:
             out = subprocess.run([sys.executable, __file__, args.lib, "--dir", args.dir,
-                                  "--only", w, "--measure", op],
+                                  "--only", w, "--measure", op] + ["--tiny"] * args.tiny,
                                  capture_output=True, text=True, check=True).stdout
             peak = int(out.split()[-1])
             row.append(f"{peak / 2**20:.1f} ({peak / nbytes:.2f}x)")

@@ -36,6 +36,7 @@ data are refused (UnsafeError), sizes and counts past the caps too
 import bisect
 import collections
 import collections.abc
+import ctypes
 import errno
 import functools
 import math
@@ -50,6 +51,11 @@ import warnings
 import numpy as np
 import h5py
 from h5py import h5a, h5d, h5f, h5g, h5l, h5o, h5p, h5s, h5t, h5z
+try:  # h5py's lock around HDF5: the C library's HDF5 calls take it too
+    from h5py._objects import phil as _HDF5_LOCK
+except ImportError:  # pragma: no cover
+    import threading
+    _HDF5_LOCK = threading.RLock()
 
 try:
     import xxhash
@@ -62,7 +68,7 @@ __all__ = ["save_state_dict", "load_state_dict", "save_model", "load_model", "sa
            "UnsupportedError", "InvalidError", "ShapeError", "LimitError", "NotFoundError",
            "NoMemoryError", "FileError", "HDF5Error", "HAVE_XXHASH", "LAYER_TYPES",
            "float8_array", "FLOAT8",
-           "COMPRESSION", "compression_filters"]
+           "COMPRESSION", "compression_filters", "backend", "calls"]
 
 FORMAT_VERSION = 1
 HAVE_XXHASH = xxhash is not None
@@ -366,15 +372,22 @@ def _check_value(value, where):
                            "(torch.Tensor or numpy arrays)")
 
 
+def _torch_dense(value):
+    """(nnh5 dtype, torch, the tensor's data on the CPU, contiguous: value's own memory when
+    it is so already) of a checked torch tensor."""
+    torch = sys.modules["torch"]
+    t = value.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    # a lazily conjugated or negated view (x.conj(), x.conj().imag): its values, not its memory
+    return _torch_dtypes(torch)[value.dtype], torch, \
+        t.resolve_conj().resolve_neg().contiguous()
+
+
 def _to_buffer(value):
     """(nnh5 dtype, C-contiguous little-endian numpy buffer) of a checked tensor or array."""
     if _is_torch_tensor(value):
-        torch = sys.modules["torch"]
-        name = _torch_dtypes(torch)[value.dtype]
-        t = value.detach()
-        if t.device.type != "cpu":
-            t = t.cpu()
-        t = t.contiguous()
+        name, torch, t = _torch_dense(value)
         if name == "bfloat16":
             t = t.view(torch.int16)
         if name in FLOAT8:
@@ -591,15 +604,9 @@ class _AtomicPath:
     """
 
     def __init__(self, path, durable=True):
-        self.shown = os.fspath(path)
-        if isinstance(self.shown, bytes):
-            self.shown = os.fsdecode(self.shown)
+        old = self.judge(path)
         self.durable = durable
-        self.target = self._follow_links(self.shown)
         folder, base = os.path.split(self.target)
-        if not base:
-            raise InvalidError(f"save '{self.shown}': the path names a folder")
-        old = self._check_target()
         self.folder = folder or "."
         # a name too long for the temporary name is cut there (NAME_MAX is 255 bytes)
         short = os.fsencode(base)[:_TMP_BASE_MAX]
@@ -629,6 +636,23 @@ class _AtomicPath:
             os.close(fd)
             return
         raise OSError(errno.EEXIST, f"save '{self.shown}': no free temporary file name")
+
+    def judge(self, path):
+        """Follow path's links to the file a save replaces and refuse what may not be
+        replaced (the checks of __init__ before anything is created; the C library's save
+        makes the same ones, but this way both paths raise the same exceptions)."""
+        self.shown = os.fspath(path)
+        if isinstance(self.shown, bytes):
+            self.shown = os.fsdecode(self.shown)
+        self.target = self._follow_links(self.shown)
+        if not os.path.split(self.target)[1]:
+            raise InvalidError(f"save '{self.shown}': the path names a folder")
+        return self._check_target()
+
+    @classmethod
+    def check(cls, path):
+        """judge() path without creating anything."""
+        cls.__new__(cls).judge(path)
 
     def _follow_links(self, path):
         cur = path
@@ -977,6 +1001,8 @@ def save_state_dict(state_dict, path, attrs=None, durable=True, compression="non
     for k in keys:
         _check_value(state_dict[k], f"{where}: key '{k}'")
     _check_attrs(attrs, where)
+    if _c_save("state_dict", state_dict, path, attrs, durable, compression):
+        return
     with _Writer(path, durable, compression) as w:
         w.state_dict("/", state_dict, "state_dict")
         w.user_attrs(w.root, attrs)
@@ -997,6 +1023,8 @@ def save(obj, path, attrs=None, durable=True, compression="none"):
         _check_dict_keys(keys, where + ": dict")
         for k in keys:
             _check_value(obj[k], f"{where}: dict key '{k}'")
+        if _c_save("dict", obj, path, attrs, durable, compression):
+            return
         with _Writer(path, durable, compression) as w:
             g = w.container("/", "dict")
             w.strs_attr(g, "nnh5_keys", keys)
@@ -1006,6 +1034,8 @@ def save(obj, path, attrs=None, durable=True, compression="none"):
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             _check_value(v, f"{where}: list item {i}")
+        if _c_save("list", obj, path, attrs, durable, compression):
+            return
         with _Writer(path, durable, compression) as w:
             g = w.container("/", "list")
             w.int_attr(g, "nnh5_length", len(obj))
@@ -1014,6 +1044,8 @@ def save(obj, path, attrs=None, durable=True, compression="none"):
             w.user_attrs(w.root, attrs)
     else:
         _check_value(obj, where)
+        if _c_save("tensor", obj, path, attrs, durable, compression):
+            return
         with _Writer(path, durable, compression) as w:
             w.str_attr(w.root, "nnh5_kind", "tensor")
             w.dataset(w.root, "tensor", obj)
@@ -1707,31 +1739,7 @@ class _Reader:
 
     def convert(self, dtname, buf, display):
         """The loaded value: a torch tensor, or a numpy array (bfloat16 widened to float32)."""
-        if self.numpy:
-            if dtname == "bool":
-                return buf.view(np.bool_)
-            if dtname == "bfloat16":  # exact: the bits of the top half of a float32
-                wide = buf.astype("<u4")
-                wide <<= np.uint32(16)
-                return wide.view("<f4")
-            if dtname in FLOAT8:  # no numpy float8: the bits, marked
-                return float8_array(buf, dtname)
-            return buf.astype(buf.dtype.newbyteorder("="), copy=False)
-        torch = self.torch
-        if dtname == "bool":
-            return torch.from_numpy(buf.view(np.bool_))
-        if dtname == "bfloat16":
-            return torch.from_numpy(buf.view("=i2")).view(torch.bfloat16)
-        if dtname in FLOAT8 and hasattr(torch, dtname):
-            return torch.from_numpy(buf).view(getattr(torch, dtname))
-        if dtname in ("uint16", "uint32", "uint64") + FLOAT8 and not hasattr(torch, dtname):
-            raise UnsupportedError(f"'{self.path}': dataset '{display}' is {dtname}, which "
-                                   f"torch {torch.__version__} has no dtype for (load with "
-                                   "numpy=True)")
-        if dtname in ("uint16", "uint32", "uint64"):
-            return torch.from_numpy(buf.view(buf.dtype.str.replace("u", "i"))).view(
-                getattr(torch, dtname))
-        return torch.from_numpy(buf.astype(buf.dtype.newbyteorder("="), copy=False))
+        return _convert(dtname, buf, self.numpy, self.torch, self.path, display)
 
     def tensor(self, did, display, obj=None):
         dtname, buf = self.read_dataset(did, display, obj)
@@ -1878,6 +1886,467 @@ class _Reader:
         return self.tensor(*datasets[0])
 
 
+def _convert(dtname, buf, numpy, torch, path, display):
+    """The loaded value of buf (the little-endian data of dtype dtname): a torch tensor on
+    buf's memory, or a numpy array (bfloat16 widened to float32, float8 marked)."""
+    if numpy:
+        if dtname == "bool":
+            return buf.view(np.bool_)
+        if dtname == "bfloat16":  # exact: the bits of the top half of a float32
+            wide = buf.astype("<u4")
+            wide <<= np.uint32(16)
+            return wide.view("<f4")
+        if dtname in FLOAT8:  # no numpy float8: the bits, marked
+            return float8_array(buf, dtname)
+        return buf.astype(buf.dtype.newbyteorder("="), copy=False)
+    if dtname == "bool":
+        return torch.from_numpy(buf.view(np.bool_))
+    if dtname == "bfloat16":
+        return torch.from_numpy(buf.view("=i2")).view(torch.bfloat16)
+    if dtname in FLOAT8 and hasattr(torch, dtname):
+        return torch.from_numpy(buf).view(getattr(torch, dtname))
+    if dtname in ("uint16", "uint32", "uint64") + FLOAT8 and not hasattr(torch, dtname):
+        raise UnsupportedError(f"'{path}': dataset '{display}' is {dtname}, which "
+                               f"torch {torch.__version__} has no dtype for (load with "
+                               "numpy=True)")
+    if dtname in ("uint16", "uint32", "uint64"):
+        return torch.from_numpy(buf.view(buf.dtype.str.replace("u", "i"))).view(
+            getattr(torch, dtname))
+    return torch.from_numpy(buf.astype(buf.dtype.newbyteorder("="), copy=False))
+
+
+# ------------------------------------------------------------- the C library
+
+# Saves and loads of tensors, lists, dicts and state dicts go through libnnh5
+# (ctypes) when it can be used: the same files and values as the h5py code
+# above, less than half the instructions per tensor (doc/PYTHON.md, "The C
+# library"; doc/SPEED.md, "Python module"). Which library: $NNH5_LIBRARY (a path) when set, else the
+# installed soname through the dynamic loader; NNH5_PYTHON_PURE=1 uses h5py
+# only. A library that cannot be loaded, or whose version or dtype table is not
+# the one these bindings were written for, is not used (backend() says why).
+
+_LIB_SONAME = "libnnh5.so.0"
+_LIB_ABI = "0.1."   # nnh5_version() must start with this
+_C_STATUS = {-1: InvalidError, -2: NoMemoryError, -3: FileError, -4: NotFoundError,
+             -5: FormatError, -6: UnsupportedError, -7: ShapeError, -8: LimitError,
+             -9: HDF5Error, -10: InvalidError, -11: ChecksumError, -12: UnsafeError,
+             -13: FileError}
+# How many saves and loads took each path (tests check that the C library was used).
+calls = {"libnnh5": 0, "h5py": 0}
+
+
+class _COpenOptions(ctypes.Structure):
+    """struct nnh5_open_options (include/nnh5/file.h), NNH5_OPEN_OPTIONS_VERSION 1."""
+    _fields_ = [("version", ctypes.c_uint), ("durable", ctypes.c_bool),
+                ("verify_checksums", ctypes.c_bool), ("require_checksums", ctypes.c_bool),
+                ("allow_external", ctypes.c_bool), ("allow_filter_plugins", ctypes.c_bool)] + \
+        [(n, ctypes.c_uint64) for n in _LIMIT_DEFAULTS] + \
+        [("copy_aliases", ctypes.c_bool), ("compression", ctypes.c_int)]
+
+
+class _CLib:
+    """libnnh5's functions these bindings call, with their C types."""
+
+    def __init__(self, path):
+        vp, sz, i64p = ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_int64)
+        out = ctypes.POINTER(vp)
+        cs, ci = ctypes.c_char_p, ctypes.c_int
+        lib = ctypes.CDLL(path)
+        self.path = path
+        lib.nnh5_version.restype, lib.nnh5_version.argtypes = cs, []
+        self.version = lib.nnh5_version().decode()
+        if not self.version.startswith(_LIB_ABI):  # before any other symbol is looked up
+            raise OSError(f"libnnh5 {self.version} is not {_LIB_ABI}x, the version these "
+                          "bindings call")
+        sigs = {  # name: (result, arguments)
+            "nnh5_error_message": (cs, []),
+            "nnh5_dtype_name": (cs, [ci]),
+            "nnh5_tensor_view_const": (ci, [out, ci, sz, i64p, vp, sz]),
+            "nnh5_tensor_share": (ci, [out, vp]), "nnh5_tensor_free": (None, [vp]),
+            "nnh5_tensor_dtype": (ci, [vp]), "nnh5_tensor_ndim": (sz, [vp]),
+            "nnh5_tensor_shape": (i64p, [vp]), "nnh5_tensor_nbytes": (sz, [vp]),
+            "nnh5_tensor_data": (vp, [vp]),
+            "nnh5_dict_new": (ci, [out]), "nnh5_dict_free": (None, [vp]),
+            "nnh5_dict_set": (ci, [vp, cs, vp]), "nnh5_dict_len": (sz, [vp]),
+            "nnh5_dict_key": (cs, [vp, sz]), "nnh5_dict_value": (vp, [vp, sz]),
+            "nnh5_list_new": (ci, [out]), "nnh5_list_free": (None, [vp]),
+            "nnh5_list_append": (ci, [vp, vp]), "nnh5_list_len": (sz, [vp]),
+            "nnh5_list_get": (vp, [vp, sz]),
+            "nnh5_save_tensor": (ci, [cs, vp]), "nnh5_save_list": (ci, [cs, vp]),
+            "nnh5_save_dict": (ci, [cs, vp]), "nnh5_save_state_dict": (ci, [cs, vp]),
+            "nnh5_file_open_ext": (ci, [out, cs, ci, ctypes.POINTER(_COpenOptions)]),
+            "nnh5_file_close": (ci, [vp]), "nnh5_file_has": (ctypes.c_bool, [vp, cs]),
+            "nnh5_file_discard": (None, [vp]),
+            "nnh5_file_write_list": (ci, [vp, cs, vp]),
+            "nnh5_file_write_dict": (ci, [vp, cs, vp]),
+            "nnh5_file_write_state_dict": (ci, [vp, cs, vp]),
+            "nnh5_file_set_attr_string": (ci, [vp, cs, cs, cs]),
+            "nnh5_file_set_attr_int": (ci, [vp, cs, cs, ctypes.c_int64]),
+            "nnh5_file_set_attr_float": (ci, [vp, cs, cs, ctypes.c_double]),
+            "nnh5_file_get_attr_string": (ci, [ctypes.POINTER(vp), vp, cs, cs]),
+            "nnh5_free": (None, [vp]),
+            "nnh5_file_read_tensor": (ci, [out, vp, cs]),
+            "nnh5_file_read_list": (ci, [out, vp, cs]),
+            "nnh5_file_read_dict": (ci, [out, vp, cs]),
+            "nnh5_file_read_state_dict": (ci, [out, vp, cs]),
+        }
+        for name, (res, args) in sigs.items():
+            fn = getattr(lib, name)  # AttributeError: a library without it
+            fn.restype, fn.argtypes = res, args
+            setattr(self, name[5:], fn)
+        # the dtype enum, as the library numbers it (include/nnh5/dtype.h)
+        names = [self.dtype_name(i).decode() for i in range(len(DTYPES))]
+        if sorted(names) != sorted(DTYPES):
+            raise OSError(f"libnnh5 {self.version} numbers other dtypes: {names}")
+        self.dtype_of = names                                    # enum -> name
+        self.enum_of = {n: i for i, n in enumerate(names)}       # name -> enum
+        self.typestr = [np.dtype(_BUF[n]).str for n in names]    # enum -> numpy buffer
+
+
+_CLIB = None          # the _CLib in use, False when h5py is used
+_CLIB_REASON = ""     # why (not): the library's path, or why it is not used
+
+
+def _clib():
+    """The C library, or None when saves and loads go through h5py (decided once)."""
+    global _CLIB, _CLIB_REASON
+    if _CLIB is None:
+        _CLIB, _CLIB_REASON = False, ""
+        explicit = os.environ.get("NNH5_LIBRARY")
+        if os.environ.get("NNH5_PYTHON_PURE", "") not in ("", "0"):
+            _CLIB_REASON = "NNH5_PYTHON_PURE is set"
+        elif xxhash is None:  # the C library would write and verify checksums h5py cannot
+            _CLIB_REASON = "python3-xxhash is not installed"
+        elif sys.byteorder != "little":
+            _CLIB_REASON = "the C path passes memory as it is: little-endian machines only"
+        else:
+            try:
+                _CLIB = _CLib(explicit or _LIB_SONAME)
+                _CBuffer.free = _CLIB.tensor_free
+                _CLIB_REASON = explicit or _LIB_SONAME
+            except (OSError, AttributeError, UnicodeDecodeError) as e:
+                _CLIB_REASON = f"{explicit or _LIB_SONAME}: {e}"
+                if explicit:
+                    warnings.warn(f"nnh5: NNH5_LIBRARY={explicit} is not used ({e}): saving "
+                                  "and loading through h5py", RuntimeWarning, stacklevel=3)
+    return _CLIB or None
+
+
+def backend():
+    """("libnnh5", path) when saves and loads call the C library, else ("h5py", why not)."""
+    lib = _clib()
+    return ("libnnh5", lib.path) if lib else ("h5py", _CLIB_REASON)
+
+
+def _c_error(lib, rc):
+    """The nnh5.Error for status rc with the C library's message (file, object, problem)."""
+    msg = lib.error_message().decode("utf-8", "backslashreplace")
+    cls = _C_STATUS.get(rc, HDF5Error)
+    if cls is NotFoundError:
+        return NotFoundError(errno.ENOENT, msg)
+    if cls is FileError:  # the C message says what failed in strerror's words
+        code = next((c for c in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                                 errno.EPERM, errno.EFBIG, errno.ENOENT, errno.ENOTDIR,
+                                 errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST)
+                     if os.strerror(c) in msg), errno.EIO)
+        return FileError(code, msg)
+    return cls(msg)
+
+
+class _CFallback(Exception):
+    """This call goes to the h5py code: the C library would not write the same file."""
+
+
+class _CSave:
+    """One save through the C library: views of the caller's memory, tied as _tie_key ties."""
+
+    def __init__(self, lib):
+        self.lib = lib
+        self.keep = []     # what the views point into: alive until the save returns
+        self.ties = {}     # _tie_key -> C tensor of the first name
+        self.ptrs = {}     # (address, dtype, shape) -> _tie_key: what C would call tied
+
+    def view(self, value):
+        """A new C tensor (a read-only view) of value; the caller owns it."""
+        lib = self.lib
+        key = _tie_key(value)
+        if key is not None and key in self.ties:
+            t = ctypes.c_void_p()
+            rc = lib.tensor_share(ctypes.byref(t), self.ties[key])
+            if rc:
+                raise _c_error(lib, rc)
+            return t
+        if _is_torch_tensor(value):  # its memory as it is: bfloat16 and float8 as their bits
+            if value.is_cpu and value.is_contiguous() and not value.is_conj() \
+                    and not value.is_neg():  # (detach() costs more than the rest)
+                name, a = _torch_dtypes(sys.modules["torch"])[value.dtype], value
+            else:
+                name, _, a = _torch_dense(value)
+            shape, nbytes = tuple(a.shape), a.numel() * a.element_size()
+            addr = a.data_ptr() if nbytes else None
+        else:
+            name, a = _to_buffer(value)
+            shape, nbytes = a.shape, a.nbytes
+            addr = a.__array_interface__["data"][0] if nbytes else None
+        self.keep.append(a)
+        dt = lib.enum_of[name]
+        if nbytes:  # C ties by address, dtype and shape; Python also by strides
+            ckey = (addr, dt, shape)
+            if self.ptrs.setdefault(ckey, key) != key:
+                raise _CFallback()
+        t = ctypes.c_void_p()
+        rc = lib.tensor_view_const(ctypes.byref(t), dt, len(shape),
+                                   (ctypes.c_int64 * len(shape))(*shape) if shape else None,
+                                   addr, nbytes)
+        if rc:
+            raise _c_error(lib, rc)
+        if key is not None:
+            self.ties[key] = t.value
+        return t
+
+    def run(self, kind, obj, path, attrs=None, durable=True, compression="none"):
+        """Save obj (kind: "tensor", "list", "dict" or "state_dict") to path; False when the
+        C library does not take it (nothing written: the caller saves through h5py).
+        attrs, durable=False or compression: through a file handle (not for a tensor)."""
+        lib = self.lib
+        _AtomicPath.check(path)  # the same refusals, as the same exceptions
+        cpath = os.fsencode(path)
+        box = ctypes.c_void_p()
+        try:
+            if kind == "tensor":
+                box = self.view(obj)
+                save = lib.save_tensor
+            elif kind == "list":
+                rc = lib.list_new(ctypes.byref(box))
+                if rc:
+                    raise _c_error(lib, rc)
+                for v in obj:
+                    t = self.view(v)
+                    rc = lib.list_append(box, t)
+                    if rc:
+                        lib.tensor_free(t)
+                        raise _c_error(lib, rc)
+                save = lib.save_list
+            else:
+                rc = lib.dict_new(ctypes.byref(box))
+                if rc:
+                    raise _c_error(lib, rc)
+                for k, v in obj.items():
+                    t = self.view(v)
+                    rc = lib.dict_set(box, k.encode("utf-8"), t)
+                    if rc:
+                        lib.tensor_free(t)
+                        raise _c_error(lib, rc)
+                save = lib.save_dict if kind == "dict" else lib.save_state_dict
+            if attrs or not durable or compression != "none":
+                save = functools.partial(self.save_ext, kind, attrs, durable, compression)
+            with _HDF5_LOCK:
+                rc = save(cpath, box)
+            if rc in (-1, -6):  # refused what the h5py code takes: it says so, or saves
+                return False
+            if rc:
+                raise _c_error(lib, rc)
+            return True
+        except _CFallback:
+            return False
+        finally:
+            (lib.tensor_free if kind == "tensor" else lib.list_free if kind == "list"
+             else lib.dict_free)(box)
+            self.keep = None
+
+
+    def save_ext(self, kind, attrs, durable, compression, cpath, box):
+        """nnh5_save_*() through a file handle: open with the options, the container at the
+        root, the attributes after it (as the h5py code orders them), commit. A status."""
+        lib = self.lib
+        o = _c_options(LoadOptions(), True, False)
+        o.durable, o.compression = durable, COMPRESSION.index(compression)
+        f = ctypes.c_void_p()
+        rc = lib.file_open_ext(ctypes.byref(f), cpath, 1, ctypes.byref(o))
+        if rc:
+            return rc
+        write = {"list": lib.file_write_list, "dict": lib.file_write_dict}.get(
+            kind, lib.file_write_state_dict)
+        rc = write(f, b"/", box)
+        for name, v in (attrs or {}).items():
+            if rc:
+                break
+            b = name.encode("utf-8")
+            if isinstance(v, str):
+                rc = lib.file_set_attr_string(f, b"/", b, v.encode("utf-8"))
+            elif isinstance(v, (int, np.integer)):
+                rc = lib.file_set_attr_int(f, b"/", b, int(v))
+            else:
+                rc = lib.file_set_attr_float(f, b"/", b, float(v))
+        if rc:
+            lib.file_discard(f)
+            return rc
+        return lib.file_close(f)
+
+
+def _c_save(kind, obj, path, attrs, durable, compression):
+    """Save through the C library when it writes this file as the h5py code would."""
+    lib = _clib()
+    if lib is None or compression not in COMPRESSION or (
+            kind == "tensor" and (attrs or not durable or compression != "none")):
+        calls["h5py"] += 1  # (the kind of a one-tensor file is set by nnh5_save_tensor only;
+        return False        # the h5py code refuses an unknown profile)
+    done = _CSave(lib).run(kind, obj, path, attrs, durable, compression)
+    calls["libnnh5" if done else "h5py"] += 1
+    return done
+
+
+class _CBuffer:
+    """A loaded tensor's memory as numpy sees it: frees the C tensor when the last array
+    (or torch tensor) over it goes."""
+    __slots__ = ("t", "__array_interface__")
+    free = None
+
+    def __init__(self, t, shape, typestr, addr):
+        self.t = t
+        self.__array_interface__ = {"version": 3, "shape": shape, "typestr": typestr,
+                                    "data": (addr, False)}
+
+    def __del__(self):
+        self.free(self.t)
+
+
+def _c_options(opts, verify, require):
+    o = _COpenOptions(version=1, durable=True, verify_checksums=verify,
+                      require_checksums=require, allow_external=opts.allow_external,
+                      allow_filter_plugins=opts.allow_filter_plugins,
+                      copy_aliases=opts.copy_aliases, compression=0)
+    for name in _LIMIT_DEFAULTS:
+        setattr(o, name, getattr(opts, name))
+    return o
+
+
+class _CLoad:
+    """One load through the C library; values handed to numpy/torch without a copy."""
+
+    def __init__(self, lib, path, numpy, verify, require, opts):
+        self.lib = lib
+        self.path = os.fsdecode(os.fspath(path))
+        self.numpy = _torch() is None if numpy is None else numpy
+        self.torch = None if self.numpy else _torch("loading torch tensors")
+        self.firsts = {}  # address -> value: tied tensors come back tied
+        self.opts = _c_options(opts, verify, require)
+
+    def value(self, t, display):
+        """The value of C tensor t (borrowed: a share of it is kept)."""
+        lib = self.lib
+        dt = lib.tensor_dtype(t)
+        name = lib.dtype_of[dt]
+        shape = tuple(lib.tensor_shape(t)[:lib.tensor_ndim(t)])
+        nbytes = lib.tensor_nbytes(t)
+        if not nbytes:
+            buf = np.empty(shape, dtype=_BUF[name])
+        else:
+            addr = lib.tensor_data(t)
+            first = self.firsts.get(addr)
+            if first is not None:
+                return _share(first)
+            s = ctypes.c_void_p()
+            rc = lib.tensor_share(ctypes.byref(s), t)
+            if rc:
+                raise _c_error(lib, rc)
+            buf = np.asarray(_CBuffer(s.value, shape, lib.typestr[dt], addr))
+        v = _convert(name, buf, self.numpy, self.torch, self.path, display)
+        if nbytes:
+            self.firsts[addr] = v
+        return v
+
+    def kind(self, f):
+        """The root's nnh5_kind (None when it has none), as _Reader.kind() reads it."""
+        lib = self.lib
+        text = ctypes.c_void_p()
+        rc = lib.file_get_attr_string(ctypes.byref(text), f, b"/", b"nnh5_kind")
+        if rc == -4:
+            return None
+        if rc:
+            raise FormatError(f"'{self.path}': object '/': attribute 'nnh5_kind' is not one "
+                              f"string ({lib.error_message().decode('utf-8', 'replace')})")
+        try:
+            kind = ctypes.string_at(text.value).decode("utf-8", "backslashreplace")
+        finally:
+            lib.free(text)
+        if kind not in ("list", "dict", "state_dict", "model", "checkpoint", "tensor"):
+            raise FormatError(f"'{self.path}': object '/' has unknown nnh5_kind '{kind}'")
+        return kind
+
+    def run(self, what, group="/"):
+        """what: "state_dict" (the state dict at group) or "any" (as load() reads)."""
+        lib = self.lib
+        f = ctypes.c_void_p()
+        with _HDF5_LOCK:
+            rc = lib.file_open_ext(ctypes.byref(f), os.fsencode(self.path), 0,
+                                   ctypes.byref(self.opts))
+            if rc:
+                raise _c_error(lib, rc)
+            try:
+                kind = "state_dict"
+                if what == "any":
+                    kind = self.kind(f)
+                    if kind == "checkpoint":
+                        raise UnsupportedError(
+                            f"load '{self.path}': the file holds a training checkpoint: load "
+                            "its sections with load_state_dict(path, group='model'), "
+                            "group='optimizer', ...")
+                    if kind == "tensor" and not lib.file_has(f, b"tensor"):
+                        raise _CFallback()  # the one-dataset rule of the h5py code
+                box = ctypes.c_void_p()
+                cgroup = group.encode("utf-8", "surrogateescape")
+                read, free = {
+                    "tensor": (lambda: lib.file_read_tensor(ctypes.byref(box), f, b"tensor"),
+                               lib.tensor_free),
+                    "list": (lambda: lib.file_read_list(ctypes.byref(box), f, b"/"),
+                             lib.list_free),
+                    "state_dict": (lambda: lib.file_read_state_dict(ctypes.byref(box), f,
+                                                                     cgroup), lib.dict_free),
+                    "model": (lambda: lib.file_read_state_dict(ctypes.byref(box), f, b"/"),
+                              lib.dict_free),
+                }.get(kind, (lambda: lib.file_read_dict(ctypes.byref(box), f, b"/"),
+                             lib.dict_free))
+                rc = read()
+                if rc == -4 and group.strip("/"):  # as the h5py code words a missing group
+                    raise FormatError(f"'{self.path}': object '/{group.strip('/')}' not found "
+                                      f"({lib.error_message().decode('utf-8', 'replace')})")
+                if rc:
+                    raise _c_error(lib, rc)
+            finally:
+                lib.file_close(f)
+        try:
+            if kind == "tensor":
+                return self.value(box, "/tensor")
+            if kind == "list":
+                return [self.value(lib.list_get(box, i), f"/{i}")
+                        for i in range(lib.list_len(box))]
+            out = collections.OrderedDict()
+            sep = "." if kind in ("state_dict", "model") else "/"
+            top = "/" + group.strip("/") if kind == "state_dict" and group.strip("/") else ""
+            for i in range(lib.dict_len(box)):
+                k = lib.dict_key(box, i).decode("utf-8")
+                out[k] = self.value(lib.dict_value(box, i), top + "/" + k.replace(sep, "/"))
+            return out if sep == "." else dict(out)
+        finally:
+            free(box)
+
+
+def _c_load(what, path, numpy, verify, require, opts, group="/"):
+    """Load through the C library; None when the h5py code is to load this file."""
+    lib = _clib()
+    if lib is None:
+        calls["h5py"] += 1
+        return None
+    try:
+        value = _CLoad(lib, path, numpy, verify, require, opts).run(what, group)
+    except _CFallback:
+        calls["h5py"] += 1
+        return None
+    calls["libnnh5"] += 1
+    return value
+
+
 _LOAD_OPTIONS_DOC = """
     Load policy (doc/PYTHON.md, as the C library's nnh5_open_options):
     options=LoadOptions(...) or a mapping, and/or the same names as keyword
@@ -1911,6 +2380,9 @@ def load_state_dict(path, numpy=None, verify_checksums=True, require_checksums=F
     UnsafeError, LimitError, UnsupportedError.
     """
     opts = _load_options(options, limits, f"load_state_dict '{os.fspath(path)}'")
+    value = _c_load("state_dict", path, numpy, verify_checksums, require_checksums, opts, group)
+    if value is not None:
+        return value
     with _Reader(path, numpy, verify_checksums, require_checksums, opts) as r:
         return r.read_walk(group, ".")
 
@@ -1926,6 +2398,9 @@ def load(path, numpy=None, verify_checksums=True, require_checksums=False, optio
     member paths joined with '/'.
     """
     opts = _load_options(options, limits, f"load '{os.fspath(path)}'")
+    value = _c_load("any", path, numpy, verify_checksums, require_checksums, opts)
+    if value is not None:
+        return value
     with _Reader(path, numpy, verify_checksums, require_checksums, opts) as r:
         kind = r.kind(r.root, "/")
         if kind == "tensor":

@@ -33,6 +33,21 @@ N_CHECKS = 0
 FAILURES = []
 
 
+C_MODE = nnh5.backend()[0] == "libnnh5"  # saves and loads call libnnh5 (ctypes)
+
+
+class pure:
+    """with pure(): saves and loads inside go through h5py, in either mode (for tests of
+    the h5py code's own internals, which replace its functions)."""
+
+    def __enter__(self):
+        self.saved = nnh5._CLIB
+        nnh5._CLIB = False
+
+    def __exit__(self, *exc):
+        nnh5._CLIB = self.saved
+
+
 def need_torch():
     try:
         import torch
@@ -247,5 +262,12 @@ def run_parts(*parts):
 
 
 def finish(name):
+    want = os.environ.get("NNH5_TEST_BACKEND")
+    if want:  # meson runs every script in both modes: each must have run in its own
+        got = nnh5.backend()
+        check(got[0] == want, f"backend is {want}", f"nnh5.backend() = {got}")
+        if want == "h5py":
+            check(nnh5.calls["libnnh5"] == 0, "no call took the C library", str(nnh5.calls))
+        print(f"backend {got[0]}: calls {nnh5.calls}")
     print(f"{name}: {N_CHECKS} checks, {len(FAILURES)} failed")
     sys.exit(1 if FAILURES else 0)
