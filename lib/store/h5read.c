@@ -107,6 +107,7 @@ static const unsigned char *view(nnh5__h5r *r, uint64_t at, uint64_t len)
 			want = at + len + READ_AHEAD;
 		if (want > r->file_size)
 			want = r->file_size;
+		r->moves++;
 		if (!grow((void **)&r->pre, &r->pre_cap, (size_t)want, 1) ||
 		    !read_at(r->fd, r->pre + r->pre_len, (size_t)want - r->pre_len, r->pre_len))
 			return NULL;
@@ -116,6 +117,7 @@ static const unsigned char *view(nnh5__h5r *r, uint64_t at, uint64_t len)
 	uint64_t want = len < 4096 ? 4096 : len;
 	if (want > r->file_size - at)
 		want = r->file_size - at;
+	r->moves++;
 	if (!grow((void **)&r->far, &r->far_cap, (size_t)want, 1) ||
 	    !read_at(r->fd, r->far, (size_t)want, at)) {
 		r->far_len = 0;
@@ -189,8 +191,11 @@ static int load_heap(nnh5__h5r *r, uint64_t addr)
 	    p[5] || p[6] || p[7])
 		return DECLINE;
 	size = get(p + 8, 8);
-	if (size < 4096 || size > MAX_HEAP || addr > r->file_size || size > r->file_size - addr)
+	/* Collections do not overlap (checked at the end): together they fit in the file. */
+	if (size < 4096 || size > MAX_HEAP || addr > r->file_size || size > r->file_size - addr ||
+	    size > r->file_size - r->heap_bytes)
 		return DECLINE;
+	r->heap_bytes += size;
 	if (!grow((void **)&r->heaps, &r->heaps_cap, r->nheaps + 1, sizeof *r->heaps))
 		return DECLINE;
 	h = &r->heaps[r->nheaps];
@@ -295,16 +300,22 @@ static int parse_space(unsigned *ndim, int64_t *dims, const unsigned char *b, si
 	return NNH5_OK;
 }
 
+/* The n heap references at d; their collections are loaded after (loading moves d's bytes). */
 static int add_strings(nnh5__h5r *r, const unsigned char *d, uint64_t n)
 {
+	size_t first = r->nstrs;
+
 	if (!grow((void **)&r->strs, &r->strs_cap, r->nstrs + (size_t)n, sizeof *r->strs))
 		return DECLINE;
 	for (uint64_t i = 0; i < n; i++, d += 16) {
 		nnh5__h5r_str s = { get(d + 4, 8), (uint32_t)get(d + 12, 4), (uint32_t)get(d, 4) };
-		if (s.index == 0 || load_heap(r, s.coll))
+		if (s.index == 0)
 			return DECLINE;
 		r->strs[r->nstrs++] = s;
 	}
+	for (size_t i = first; i < r->nstrs; i++)
+		if (load_heap(r, r->strs[i].coll))
+			return DECLINE;
 	return NNH5_OK;
 }
 
@@ -467,7 +478,7 @@ static int parse_header(struct parse *ps, struct header *h, uint64_t addr, bool 
 	    !add_ext(r, addr, total))
 		return DECLINE;
 	const unsigned char *m = p + 6 + sb, *end = m + chunk;
-	size_t mh = flags & 0x04 ? 6 : 4;
+	size_t mh = flags & 0x04 ? 6 : 4, moves;
 	while ((size_t)(end - m) >= mh) {
 		unsigned type = m[0], mflags = m[3];
 		size_t size = (size_t)get(m + 1, 2);
@@ -476,6 +487,7 @@ static int parse_header(struct parse *ps, struct header *h, uint64_t addr, bool 
 		if ((size_t)(end - b) < size || (mflags & ~0x05u))
 			return DECLINE; /* shared messages and the like */
 		m = b + size;
+		size_t next_off = (size_t)(m - p);
 		switch (type) {
 		case 0x00: break; /* NIL: free space */
 		case 0x01:
@@ -512,15 +524,15 @@ static int parse_header(struct parse *ps, struct header *h, uint64_t addr, bool 
 			h->ginfo = true;
 			break;
 		case 0x0c:
+			moves = r->moves;
 			rc = parse_attr(r, h, root, b, size);
-			/* parse_attr may have moved the bytes: find them again */
-			if (!rc) {
-				size_t off = (size_t)(m - p);
+			/* Loading a heap moved the bytes: find them again (read again: check again). */
+			if (!rc && r->moves != moves) {
 				if (!(p = view(r, addr, total)) ||
 				    nnh5__h5_checksum(p, (size_t)(total - 4)) !=
 					    (uint32_t)get(p + total - 4, 4))
 					return DECLINE;
-				m = p + off;
+				m = p + next_off;
 				end = p + 6 + sb + chunk;
 			}
 			break;

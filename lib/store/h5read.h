@@ -87,6 +87,8 @@ typedef struct nnh5__h5r {
 	size_t next, ext_cap;
 	struct nnh5__h5r_heap *heaps;
 	size_t nheaps, heaps_cap;
+	uint64_t heap_bytes;
+	size_t moves;            /* times pre or far were reallocated or refilled */
 	size_t max_depth;
 } nnh5__h5r;
 

@@ -205,9 +205,14 @@ static int corrupt(int kind, const char *path, size_t step)
 	char tmp[4200];
 
 	snprintf(tmp, sizeof tmp, "%s.corrupt", path);
+	struct result first;
 	load(&orig, kind, path, false);
-	if (orig.rc || !direct_only(&orig, kind, path)) {
-		fprintf(stderr, "read_check: %s does not load directly\n", path);
+	bool took_first = direct_only(&first, kind, path);
+	const char *why = took_first ? differ(&first, &orig) : "status";
+	release(&first);
+	if (orig.rc || why) {
+		fprintf(stderr, "read_check: %s does not load directly as through the API (%s)\n",
+			path, why);
 		return 1;
 	}
 	for (int pass = 0; pass < 2; pass++) {
