@@ -66,6 +66,9 @@ struct load {
 	nnh5__strbuf keys; /* every object's key, NUL-terminated */
 	size_t *key_of;    /* per object */
 	size_t *plen;      /* per object: its path's length in the walk */
+	char **hkeys;      /* a dense root's key list, read through HDF5 */
+	size_t nhkeys;
+	bool has_hkeys;
 };
 
 static const char *key(const struct load *l, const struct item *it)
@@ -203,7 +206,10 @@ static int order(struct load *l)
 	struct item *tmp;
 	int rc = NNH5_OK;
 
-	if (l->n < 2 && !l->r.root.has_keys)
+	bool has_keys = l->r.root.dense_attrs ? l->has_hkeys : l->r.root.has_keys;
+	size_t nkeys = l->r.root.dense_attrs ? l->nhkeys : l->r.root.nkeys;
+
+	if (l->n < 2 && !has_keys)
 		return NNH5_OK;
 	if (!(tmp = nnh5__malloc((l->n ? l->n : 1) * sizeof *tmp)))
 		return DECLINE;
@@ -211,22 +217,28 @@ static int order(struct load *l)
 	for (size_t i = 1; i < l->n && !rc; i++)
 		if (strcmp(key(l, &l->items[i - 1]), key(l, &l->items[i])) == 0)
 			rc = DECLINE;
-	if (!rc && l->r.root.has_keys) {
-		if (l->r.root.nkeys != l->n)
+	if (!rc && has_keys) {
+		if (nkeys != l->n)
 			rc = DECLINE;
 		for (size_t i = 0; i < l->n && !rc; i++)
 			l->items[i].order = SIZE_MAX;
-		for (size_t i = 0; i < l->r.root.nkeys && !rc; i++) {
-			const nnh5__h5r_str *s = &l->r.strs[l->r.root.keys + i];
-			const char *bytes;
-			size_t lo = 0, hi = l->n;
-			if (nnh5__h5r_string(&bytes, &l->r, s))
-				rc = DECLINE;
+		for (size_t i = 0; i < nkeys && !rc; i++) {
+			const char *bytes = NULL;
+			size_t len = 0, lo = 0, hi = l->n;
+			if (l->r.root.dense_attrs) {
+				bytes = l->hkeys[i];
+				len = strlen(bytes);
+			} else {
+				const nnh5__h5r_str *s = &l->r.strs[l->r.root.keys + i];
+				len = s->len;
+				if (nnh5__h5r_string(&bytes, &l->r, s))
+					rc = DECLINE;
+			}
 			while (!rc && lo < hi) {
 				size_t mid = lo + (hi - lo) / 2;
 				const char *k = key(l, &l->items[mid]);
-				int c = strncmp(bytes, k, s->len);
-				if (c == 0 && k[s->len])
+				int c = strncmp(bytes, k, len);
+				if (c == 0 && k[len])
 					c = -1;
 				if (c == 0) {
 					lo = mid;
@@ -333,6 +345,31 @@ static int build(struct load *l, void *out, nnh5__direct_what what)
 	return NNH5_OK;
 }
 
+/*
+ * A root with its attributes in dense storage (a key list too large for an
+ * object header): they are read through HDF5's API, as the API path reads
+ * them (its open checks nnh5_format_version), from the file judged.
+ */
+static int dense_root(struct load *l, const nnh5__regular *reg)
+{
+	nnh5__h5quiet q;
+	nnh5_file *f;
+	int rc;
+
+	if (nnh5_file_open(&f, l->path, NNH5_READ))
+		return DECLINE;
+	nnh5__h5_quiet_begin(&q);
+	rc = nnh5__regular_same(reg, f->raw_fd, l->path, "open") ? DECLINE : NNH5_OK;
+	if (!rc && nnh5__file_has_attr(f, "/", "nnh5_keys")) {
+		l->has_hkeys = true;
+		if (nnh5__file_attr_get_strings(&l->hkeys, &l->nhkeys, f, "/", "nnh5_keys", false))
+			rc = DECLINE;
+	}
+	nnh5__h5_quiet_end(&q);
+	nnh5_file_close(f);
+	return rc;
+}
+
 /* The key strings of the root attributes a load reads, and the format version rule's range. */
 static int check_root(struct load *l, nnh5__direct_what what)
 {
@@ -381,7 +418,8 @@ int nnh5__load_direct(bool *done, void *out, const char *path, nnh5__direct_what
 	l.p.file_size = (uint64_t)st.st_size;
 	if (nnh5__h5r_open(&l.r, reg.fd, l.p.file_size, (size_t)l.p.max_depth))
 		goto out;
-	if (check_root(&l, what) || visit(&l, sep, what == NNH5__DIRECT_TENSOR) || order(&l) ||
+	if ((l.r.root.dense_attrs && dense_root(&l, &reg)) || check_root(&l, what) ||
+	    visit(&l, sep, what == NNH5__DIRECT_TENSOR) || order(&l) ||
 	    read_all(&l, reg.fd) || build(&l, out, what))
 		goto out;
 	rc = NNH5_OK;
@@ -393,6 +431,7 @@ out:
 	nnh5__free(l.items);
 	nnh5__free(l.key_of);
 	nnh5__free(l.plen);
+	nnh5__strings_free(l.hkeys, l.nhkeys);
 	nnh5__free(l.keys.p);
 	nnh5__h5r_free(&l.r);
 	nnh5__policy_free(&l.p);

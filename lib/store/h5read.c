@@ -20,6 +20,8 @@
 #define MAX_HEADER ((uint64_t)16 << 20)
 #define MAX_HEAP ((uint64_t)64 << 20)
 #define MAX_RANK 32
+/* Continuation chunks of one object header followed at most. */
+#define MAX_CHUNKS 16
 /* Bytes read ahead at once. */
 #define READ_AHEAD (64u << 10)
 
@@ -40,6 +42,7 @@ struct nnh5__h5r_heap {
 struct link {
 	size_t name, namelen;
 	uint64_t addr;
+	uint64_t order; /* creation order: the walk's order */
 };
 
 struct parse {
@@ -265,7 +268,6 @@ static const char *const attr_names[AT_COUNT] = { "nnh5_format_version", "nnh5_w
 struct header {
 	bool group, linfo, ginfo, space, type, fill, layout, ainfo;
 	bool tracked; /* links in creation order */
-	uint64_t next_order;
 	unsigned attrs; /* bit per AT_ */
 	int dtype;
 	unsigned ndim;
@@ -273,6 +275,8 @@ struct header {
 	uint64_t data_addr, data_size;
 	bool has_sum;
 	uint64_t sum;
+	uint64_t cont[MAX_CHUNKS][2]; /* continuation chunks: address, length */
+	unsigned nconts;
 };
 
 /* A version-2 dataspace: scalar, or simple with maximum dimensions equal to the dimensions. */
@@ -392,8 +396,11 @@ static bool all_undef(const unsigned char *b, size_t n)
 	return true;
 }
 
-/* Link info and attribute info: compact storage only (no heap or B-tree addresses). */
-static int parse_info(struct header *h, bool links, const unsigned char *b, size_t n)
+/*
+ * Link info and attribute info: compact storage (no heap or B-tree
+ * addresses), except that the root's attributes may be dense (*dense).
+ */
+static int parse_info(struct header *h, bool links, bool *dense, const unsigned char *b, size_t n)
 {
 	unsigned flags;
 	size_t orderlen = links ? 8 : 2;
@@ -401,8 +408,13 @@ static int parse_info(struct header *h, bool links, const unsigned char *b, size
 	if (n < 2 || b[0] != 0 || ((flags = b[1]) & ~3u))
 		return DECLINE;
 	size_t want = 2 + (flags & 1 ? orderlen : 0) + 16 + (flags & 2 ? 8 : 0);
-	if (n != want || !all_undef(b + 2 + (flags & 1 ? orderlen : 0), want - 2 - (flags & 1 ? orderlen : 0)))
+	if (n != want)
 		return DECLINE;
+	if (!all_undef(b + 2 + (flags & 1 ? orderlen : 0), want - 2 - (flags & 1 ? orderlen : 0))) {
+		if (!dense)
+			return DECLINE;
+		*dense = true;
+	}
 	if (links)
 		h->tracked = flags & 1;
 	return NNH5_OK;
@@ -418,10 +430,11 @@ static int parse_link(struct parse *ps, struct header *h, const unsigned char *b
 
 	if (n < 2 || b[0] != 1 || ((flags = b[1]) & ~0x1fu) || (flags & 0x08))
 		return DECLINE; /* bit 3: a link type other than hard may follow */
+	uint64_t order = 0;
 	if (flags & 0x04) {
-		if (n < at + 8 || !h->tracked || get(b + at, 8) != h->next_order)
+		if (n < at + 8 || !h->tracked)
 			return DECLINE;
-		h->next_order++;
+		order = get(b + at, 8);
 		at += 8;
 	} else if (h->tracked) {
 		return DECLINE;
@@ -445,40 +458,26 @@ static int parse_link(struct parse *ps, struct header *h, const unsigned char *b
 		return DECLINE;
 	memcpy(r->names + r->names_len, b + at, (size_t)len);
 	r->names[r->names_len + len] = '\0';
-	ps->links[ps->nlinks++] = (struct link){ r->names_len, (size_t)len, get(b + at + len, 8) };
+	ps->links[ps->nlinks++] = (struct link){ r->names_len, (size_t)len, get(b + at + len, 8), order };
 	r->names_len += (size_t)len + 1;
 	return NNH5_OK;
 }
 
-/* Parse the object header at addr: its messages into h, its links onto ps->links. */
-static int parse_header(struct parse *ps, struct header *h, uint64_t addr, bool root)
+/*
+ * The messages of one chunk of an object header: the chunk is total bytes
+ * at addr (its checksum last, checked by the caller), its messages from
+ * offset first, each with a header of mh bytes.
+ */
+static int parse_chunk(struct parse *ps, struct header *h, bool root, uint64_t addr,
+		       uint64_t total, size_t first, size_t mh)
 {
 	nnh5__h5r *r = ps->r;
-	const unsigned char *p;
-	unsigned flags, sb;
-	uint64_t chunk, total;
+	const unsigned char *p = view(r, addr, total);
+	size_t moves;
 
-	memset(h, 0, sizeof *h);
-	h->dtype = -1;
-	h->data_addr = UNDEF;
-	if (addr < 48 || !(p = view(r, addr, 6)) || memcmp(p, "OHDR", 4) != 0 || p[4] != 2)
+	if (!p)
 		return DECLINE;
-	flags = p[5];
-	if (flags & ~0x0fu)
-		return DECLINE; /* times or non-default phase changes: not nnh5's */
-	sb = 1u << (flags & 3);
-	if (!(p = view(r, addr, 6 + sb)))
-		return DECLINE;
-	chunk = get(p + 6, sb);
-	if (chunk > MAX_HEADER)
-		return DECLINE;
-	total = 6 + sb + chunk + 4;
-	if (!(p = view(r, addr, total)) ||
-	    nnh5__h5_checksum(p, (size_t)(total - 4)) != (uint32_t)get(p + total - 4, 4) ||
-	    !add_ext(r, addr, total))
-		return DECLINE;
-	const unsigned char *m = p + 6 + sb, *end = m + chunk;
-	size_t mh = flags & 0x04 ? 6 : 4, moves;
+	const unsigned char *m = p + first, *end = p + total - 4;
 	while ((size_t)(end - m) >= mh) {
 		unsigned type = m[0], mflags = m[3];
 		size_t size = (size_t)get(m + 1, 2);
@@ -511,11 +510,11 @@ static int parse_header(struct parse *ps, struct header *h, uint64_t addr, bool 
 			h->layout = true;
 			break;
 		case 0x15:
-			rc = h->ainfo || parse_info(h, false, b, size);
+			rc = h->ainfo || parse_info(h, false, root ? &r->root.dense_attrs : NULL, b, size);
 			h->ainfo = true;
 			break;
 		case 0x02:
-			rc = h->linfo || parse_info(h, true, b, size);
+			rc = h->linfo || parse_info(h, true, NULL, b, size);
 			h->linfo = true;
 			break;
 		case 0x0a: /* group info */
@@ -533,11 +532,18 @@ static int parse_header(struct parse *ps, struct header *h, uint64_t addr, bool 
 					    (uint32_t)get(p + total - 4, 4))
 					return DECLINE;
 				m = p + next_off;
-				end = p + 6 + sb + chunk;
+				end = p + total - 4;
 			}
 			break;
 		case 0x06:
 			rc = !h->linfo || parse_link(ps, h, b, size);
+			break;
+		case 0x10: /* continuation: another chunk of this header */
+			rc = size != 16 || h->nconts >= MAX_CHUNKS;
+			if (!rc) {
+				h->cont[h->nconts][0] = get(b, 8);
+				h->cont[h->nconts++][1] = get(b + 8, 8);
+			}
 			break;
 		default:
 			return DECLINE;
@@ -545,7 +551,57 @@ static int parse_header(struct parse *ps, struct header *h, uint64_t addr, bool 
 		if (rc)
 			return DECLINE;
 	}
+	return NNH5_OK;
+}
+
+/* A chunk at addr of total bytes whose checksum (its last 4 bytes) holds. */
+static const unsigned char *checked(nnh5__h5r *r, uint64_t addr, uint64_t total)
+{
+	const unsigned char *p = total >= 8 ? view(r, addr, total) : NULL;
+
+	if (!p || nnh5__h5_checksum(p, (size_t)(total - 4)) != (uint32_t)get(p + total - 4, 4) ||
+	    !add_ext(r, addr, total))
+		return NULL;
+	return p;
+}
+
+/* Parse the object header at addr: its messages into h, its links onto ps->links. */
+static int parse_header(struct parse *ps, struct header *h, uint64_t addr, bool root)
+{
+	nnh5__h5r *r = ps->r;
+	const unsigned char *p;
+	unsigned flags, sb;
+	uint64_t chunk, total;
+	size_t mh;
+
+	memset(h, 0, sizeof *h);
+	h->dtype = -1;
+	h->data_addr = UNDEF;
+	if (addr < 48 || !(p = view(r, addr, 6)) || memcmp(p, "OHDR", 4) != 0 || p[4] != 2)
+		return DECLINE;
+	flags = p[5];
+	if (flags & ~0x0fu)
+		return DECLINE; /* times or non-default phase changes: not nnh5's */
+	sb = 1u << (flags & 3);
+	mh = flags & 0x04 ? 6 : 4;
+	if (!(p = view(r, addr, 6 + sb)))
+		return DECLINE;
+	chunk = get(p + 6, sb);
+	if (chunk > MAX_HEADER)
+		return DECLINE;
+	total = 6 + sb + chunk + 4;
+	if (!checked(r, addr, total) || parse_chunk(ps, h, root, addr, total, 6 + sb, mh))
+		return DECLINE;
+	/* Continuation chunks ("OCHK", messages, checksum), as HDF5 adds when a header grows. */
+	for (unsigned c = 0; c < h->nconts; c++) {
+		uint64_t at = h->cont[c][0], len = h->cont[c][1];
+		if (len < 8 || len > MAX_HEADER || !(p = checked(r, at, len)) ||
+		    memcmp(p, "OCHK", 4) != 0 || parse_chunk(ps, h, root, at, len, 4, mh))
+			return DECLINE;
+	}
 	h->group = h->linfo;
+	if (root && r->root.dense_attrs && h->attrs)
+		return DECLINE;
 	if (h->group)
 		return h->ginfo && !h->space && !h->type && !h->layout && !h->fill ? NNH5_OK : DECLINE;
 	if (!h->space || !h->type || !h->layout || h->ginfo)
@@ -553,6 +609,12 @@ static int parse_header(struct parse *ps, struct header *h, uint64_t addr, bool 
 	if (h->attrs & ~((1u << AT_SUM) | (1u << AT_DTYPE)))
 		return DECLINE;
 	return NNH5_OK;
+}
+
+static int cmp_link(const void *a, const void *b)
+{
+	uint64_t x = ((const struct link *)a)->order, y = ((const struct link *)b)->order;
+	return x < y ? -1 : x > y;
 }
 
 /* Parse object idx (already appended, its header at r->o[idx].addr) and below it. */
@@ -591,6 +653,16 @@ static int parse_obj(struct parse *ps, uint32_t idx)
 	if (r->o[idx].depth > r->max_depth)
 		return DECLINE;
 	last = ps->nlinks;
+	/* HDF5 lists links by creation order, wherever their messages are: distinct values. */
+	bool sorted = true;
+	for (size_t i = first + 1; i < last && sorted; i++)
+		sorted = ps->links[i - 1].order < ps->links[i].order;
+	if (!sorted) {
+		qsort(ps->links + first, last - first, sizeof *ps->links, cmp_link);
+		for (size_t i = first + 1; i < last; i++)
+			if (ps->links[i - 1].order == ps->links[i].order)
+				return DECLINE;
+	}
 	for (size_t i = first; i < last; i++) {
 		uint32_t c;
 		if (r->n >= INT32_MAX ||

@@ -5,12 +5,13 @@
  *
  * Accepted, and nothing else: superblock version 2 or 3 (8-byte offsets and
  * lengths, no extension, flags 0, end-of-file address equal to the file's
- * size); version-2 object headers in one chunk with valid lookup3 checksums,
- * no times and no continuation; groups whose links are hard links stored
- * compactly as link messages in creation order; contiguous datasets of
+ * size); version-2 object headers with valid lookup3 checksums and no
+ * times, in one chunk or with continuation chunks; groups whose links are
+ * hard links stored compactly as link messages (listed in creation order); contiguous datasets of
  * nnh5's dtypes (the exact datatype bytes h5format.c writes) with a version-2
  * dataspace; compact attributes (version 3) that are scalar 64-bit integers
- * or variable-length UTF-8 strings held in global heap collections. Every
+ * or variable-length UTF-8 strings held in global heap collections (the
+ * root's may be in dense storage: see nnh5__h5r_root). Every
  * length, count, offset and address is checked against what was read and
  * the file's size; object headers, heaps and data must not overlap; an
  * object reached twice (an alias or a cycle) is refused.
@@ -54,8 +55,14 @@ typedef struct nnh5__h5r_obj {
 	uint64_t sum;            /* nnh5_xxh3 */
 } nnh5__h5r_obj;
 
-/* The root group's nnh5 attributes. */
+/*
+ * The root group's nnh5 attributes. With dense_attrs they are in dense
+ * storage (a fractal heap and B-trees: a key list too large for an object
+ * header), which this reader does not parse: the caller reads them through
+ * HDF5's API, and the other fields are unset.
+ */
 typedef struct nnh5__h5r_root {
+	bool dense_attrs;
 	bool has_version, has_kind, has_keys;
 	int64_t version;
 	nnh5__h5r_str kind;

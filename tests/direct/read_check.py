@@ -84,6 +84,12 @@ def main():
     n_api = sum(taken[f] == "taken" for f in api)
     print(f"pairs: {COUNT}; direct writer's files taken: {len(direct) - len(missed)} of "
           f"{len(direct)}; API writer's: {n_api} of {len(api)}")
+    # A key list past an object header's message size: the root's attributes are dense.
+    big = path("keys4096.h5")
+    p = subprocess.run([GEN, "keys", "4096", big], capture_output=True, text=True)
+    check(p.returncode == 0, "direct_gen keys 4096", p.stderr[-500:])
+    check(compare("state_dict", [big])[big] == "taken",
+          "the direct reader takes a root whose attributes are dense")
     # A file of one kind loaded as another: the same both ways.
     for k, other in (("state_dict", "dict"), ("dict", "state_dict"), ("list", "dict"),
                      ("state_dict", "list")):
