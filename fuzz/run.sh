@@ -61,7 +61,7 @@ blame() { # log file -> "HDF5 <function>" | "nnh5 <function>" | "unknown"
 
 status=0
 total_execs=0
-for t in fuzz_load fuzz_model fuzz_safetensors; do
+for t in fuzz_load fuzz_model fuzz_safetensors fuzz_direct; do
 	corpus=$work/corpus-$t
 	art=$work/artifacts-$t
 	mkdir -p "$corpus" "$art"

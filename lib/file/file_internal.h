@@ -277,4 +277,7 @@ int nnh5__file_attr_get_strings(char ***out, size_t *n, nnh5_file *f, const char
 int nnh5__attr_get_strings_on(char ***out, size_t *n, nnh5_file *f, hid_t oid,
 			      const char *display, const char *name, bool want_scalar);
 
+/* "12" -> 12; false for anything but a canonical decimal number (a list's member names). */
+bool nnh5__parse_index(const char *s, size_t *out);
+
 #endif /* NNH5_FILE_INTERNAL_H */

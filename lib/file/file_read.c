@@ -567,8 +567,7 @@ int nnh5_file_read_state_dict(nnh5_dict **out, nnh5_file *f, const char *name)
 	LEAVE(read_walk(out, f, name, '.'));
 }
 
-/* "12" -> 12; false for anything but a canonical decimal number. */
-static bool parse_index(const char *s, size_t *out)
+bool nnh5__parse_index(const char *s, size_t *out)
 {
 	size_t v = 0;
 
@@ -603,7 +602,7 @@ int nnh5_file_read_list(nnh5_list **out, nnh5_file *f, const char *name)
 	for (size_t i = 0; !rc && i < n; i++) {
 		size_t at;
 		const char *key = nnh5_dict_key(d, i);
-		if (!parse_index(key, &at) || at >= n || slots[at])
+		if (!nnh5__parse_index(key, &at) || at >= n || slots[at])
 			rc = nnh5__error(NNH5_ERR_FORMAT,
 					 "'%s': list '%s': member '%s' is not an index 0..%zu", f->path,
 					 name, key, n ? n - 1 : 0);

@@ -3,6 +3,7 @@
  * Each save is a whole new file committed atomically by nnh5_file_close().
  */
 #include "file/file_internal.h"
+#include "file/load_direct.h"
 #include "file/save_direct.h"
 #include "file/walk.h"
 #include "nnh5/list.h"
@@ -103,6 +104,7 @@ static int read_single_tensor(nnh5_tensor **out, nnh5_file *f)
 int nnh5_load_tensor(nnh5_tensor **out, const char *path)
 {
 	*out = NULL;
+	NNH5__LOAD_DIRECT(path, NNH5__DIRECT_TENSOR, out);
 	LOAD_BODY(path, read_single_tensor(out, f));
 }
 
@@ -115,6 +117,7 @@ int nnh5_save_list(const char *path, const nnh5_list *list)
 int nnh5_load_list(nnh5_list **out, const char *path)
 {
 	*out = NULL;
+	NNH5__LOAD_DIRECT(path, NNH5__DIRECT_LIST, out);
 	LOAD_BODY(path, nnh5_file_read_list(out, f, "/"));
 }
 
@@ -127,6 +130,7 @@ int nnh5_save_dict(const char *path, const nnh5_dict *dict)
 int nnh5_load_dict(nnh5_dict **out, const char *path)
 {
 	*out = NULL;
+	NNH5__LOAD_DIRECT(path, NNH5__DIRECT_DICT, out);
 	LOAD_BODY(path, nnh5_file_read_dict(out, f, "/"));
 }
 
@@ -139,5 +143,6 @@ int nnh5_save_state_dict(const char *path, const nnh5_dict *sd)
 int nnh5_load_state_dict(nnh5_dict **out, const char *path)
 {
 	*out = NULL;
+	NNH5__LOAD_DIRECT(path, NNH5__DIRECT_STATE_DICT, out);
 	LOAD_BODY(path, nnh5_file_read_state_dict(out, f, "/"));
 }

@@ -383,12 +383,9 @@ static int visit_dataset(struct walk *w, nnh5_entry *e, const nnh5__obj *obj)
 	nnh5__dataset ds;
 	int rc;
 
-	if (++w->datasets > w->p->max_tensors)
-		return refuse(w, e,
-			      nnh5__error(NNH5_ERR_OVERFLOW,
-					  "'%s': group '%s' holds more than %llu datasets (max_tensors)",
-					  w->f->path, w->start,
-					  (unsigned long long)w->p->max_tensors));
+	rc = nnh5__policy_count_dataset(w->p, &w->datasets, w->f->path, w->start);
+	if (rc)
+		return refuse(w, e, rc);
 	rc = describe(&ds, w->f, w->p, obj, display);
 	if (!rc && ds.tensor && w->o->materialise)
 		rc = nnh5__policy_count(&ds.st, w->p, w->f->path, display, e->alias_of,
@@ -465,20 +462,10 @@ static int visit_group(struct walk *w, nnh5_entry *e, const nnh5__obj *obj)
 							  "ancestor (a cycle)",
 							  w->f->path,
 							  nnh5__escape(esc, sizeof esc, display)));
-		if (e->depth > w->p->max_depth)
-			return refuse(w, e,
-				      nnh5__error(NNH5_ERR_OVERFLOW,
-						  "'%s': '%s' is nested deeper than %llu groups "
-						  "(max_depth)",
-						  w->f->path, nnh5__escape(esc, sizeof esc, display),
-						  (unsigned long long)w->p->max_depth));
-		if (++w->groups > w->p->max_groups)
-			return refuse(w, e,
-				      nnh5__error(NNH5_ERR_OVERFLOW,
-						  "'%s': group '%s' holds more than %llu groups "
-						  "(max_groups)",
-						  w->f->path, w->start,
-						  (unsigned long long)w->p->max_groups));
+		rc = nnh5__policy_count_group(w->p, &w->groups, e->depth, w->f->path, w->start,
+					      display);
+		if (rc)
+			return refuse(w, e, rc);
 	}
 	if (w->o->kinds) {
 		rc = nnh5__group_kind(&e->kind, w->f, obj->id, display);

@@ -11,6 +11,7 @@
  * collections (III.E).
  */
 #include "store/h5format.h"
+#include "store/h5read.h"
 
 #include <string.h>
 
@@ -165,6 +166,22 @@ static const uint8_t *dtype_bytes(int dtype, size_t *n)
 	default: *n = 0; return NULL;
 	}
 #undef R
+}
+
+int nnh5__h5_dtype_of_bytes(const unsigned char *b, size_t n)
+{
+	for (int d = 0; d < NNH5_DTYPE_COUNT; d++) {
+		size_t len;
+		const uint8_t *x = dtype_bytes(d, &len);
+		if (x && len == n && memcmp(x, b, n) == 0)
+			return d;
+	}
+	return -1;
+}
+
+bool nnh5__h5_is_vlen_utf8(const unsigned char *b, size_t n)
+{
+	return n == sizeof DT_VSTR && memcmp(b, DT_VSTR, n) == 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -593,6 +593,33 @@ int nnh5__policy_count(nnh5__storage *s, nnh5__policy *p, const char *path, cons
 	return NNH5_OK;
 }
 
+int nnh5__policy_count_dataset(const nnh5__policy *p, uint64_t *datasets, const char *path,
+				const char *start)
+{
+	if (++*datasets > p->max_tensors)
+		return nnh5__error(NNH5_ERR_OVERFLOW,
+				   "'%s': group '%s' holds more than %llu datasets (max_tensors)", path,
+				   start, (unsigned long long)p->max_tensors);
+	return NNH5_OK;
+}
+
+int nnh5__policy_count_group(const nnh5__policy *p, uint64_t *groups, uint64_t depth,
+			     const char *path, const char *start, const char *display)
+{
+	char esc[512];
+
+	if (depth > p->max_depth)
+		return nnh5__error(NNH5_ERR_OVERFLOW,
+				   "'%s': '%s' is nested deeper than %llu groups (max_depth)", path,
+				   nnh5__escape(esc, sizeof esc, display),
+				   (unsigned long long)p->max_depth);
+	if (++*groups > p->max_groups)
+		return nnh5__error(NNH5_ERR_OVERFLOW,
+				   "'%s': group '%s' holds more than %llu groups (max_groups)", path,
+				   start, (unsigned long long)p->max_groups);
+	return NNH5_OK;
+}
+
 void nnh5__policy_scratch(nnh5__policy *out, const nnh5__policy *p)
 {
 	*out = *p;

@@ -154,6 +154,18 @@ int nnh5__policy_count(nnh5__storage *s, nnh5__policy *p, const char *path, cons
 		       const char *alias_of, bool tied, uint64_t *alias_bytes);
 
 /*
+ * The limits on what a walk visits below its start (named start in
+ * messages): one more dataset against max_tensors (*datasets counts them),
+ * one more group at depth (the start is 0) against max_depth and
+ * max_groups (*groups counts them; display names it). Errors:
+ * NNH5_ERR_OVERFLOW.
+ */
+int nnh5__policy_count_dataset(const nnh5__policy *p, uint64_t *datasets, const char *path,
+				const char *start);
+int nnh5__policy_count_group(const nnh5__policy *p, uint64_t *groups, uint64_t depth,
+			     const char *path, const char *start, const char *display);
+
+/*
  * A policy with p's limits and file but nothing counted yet (walks that
  * report what a load would do, without counting for this handle). Free
  * with nnh5__policy_free().
