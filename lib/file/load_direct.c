@@ -261,34 +261,42 @@ static int order(struct load *l)
 	return rc;
 }
 
-/* Read the datasets as file_read.c does: allocated the same way, hashed while read. */
-static int read_all(struct load *l, int fd)
+/*
+ * Read the datasets as file_read.c does: allocated by the one allocator of
+ * loaded tensors (small ones of a list or dict packed into the load's
+ * arena, a single tensor alone), hashed while read.
+ */
+static int read_all(struct load *l, int fd, bool pack)
 {
-	for (size_t i = 0; i < l->n; i++) {
+	nnh5__arena arena = NNH5__ARENA_INIT;
+	int rc = NNH5_OK;
+
+	for (size_t i = 0; !rc && i < l->n; i++) {
 		struct item *it = &l->items[i];
 		const nnh5__h5r_obj *o = &l->r.o[it->obj];
 		bool verify = l->verify && o->has_sum;
 		uint64_t actual = 0;
 		nnh5_tensor *t;
 
-		if (nnh5__tensor_alloc_header(&t, (nnh5_dtype)o->dtype, o->ndim,
-					      nnh5__h5r_shape(&l->r, it->obj)))
-			return DECLINE;
+		if (nnh5__tensor_alloc_loaded(&t, pack ? &arena : NULL, (nnh5_dtype)o->dtype, o->ndim,
+					      nnh5__h5r_shape(&l->r, it->obj))) {
+			rc = DECLINE;
+			break;
+		}
 		it->t = t;
-		t->owns = true;
 		if (t->nbytes) {
-			if (!(t->data = nnh5__malloc_large(t->nbytes)) ||
-			    nnh5__raw_read(fd, t->data, t->nbytes, o->data_addr,
+			if (nnh5__raw_read(fd, t->data, t->nbytes, o->data_addr,
 					   verify ? &actual : NULL) != 0)
-				return DECLINE;
+				rc = DECLINE;
 		} else if (verify) {
 			actual = nnh5_tensor_checksum(t);
 		}
-		if ((verify && actual != o->sum) ||
-		    nnh5__check_bool(t, NNH5_ERR_FORMAT, l->path, "dataset", key(l, it)))
-			return DECLINE;
+		if (!rc && ((verify && actual != o->sum) ||
+			    nnh5__check_bool(t, NNH5_ERR_FORMAT, l->path, "dataset", key(l, it))))
+			rc = DECLINE;
 	}
-	return NNH5_OK;
+	nnh5__arena_end(&arena);
+	return rc;
 }
 
 static int build(struct load *l, void *out, nnh5__direct_what what)
@@ -419,8 +427,20 @@ int nnh5__load_direct(bool *done, void *out, const char *path, nnh5__direct_what
 	if (nnh5__h5r_open(&l.r, reg.fd, l.p.file_size, (size_t)l.p.max_depth))
 		goto out;
 	if ((l.r.root.dense_attrs && dense_root(&l, &reg)) || check_root(&l, what) ||
-	    visit(&l, sep, what == NNH5__DIRECT_TENSOR) || order(&l) ||
-	    read_all(&l, reg.fd) || build(&l, out, what))
+	    visit(&l, sep, what == NNH5__DIRECT_TENSOR) || order(&l))
+		goto out;
+	/* What only the parse and the key order needed goes before the tensors come. */
+	nnh5__h5r_release(&l.r);
+	nnh5__free(l.key_of);
+	nnh5__free(l.plen);
+	nnh5__strings_free(l.hkeys, l.nhkeys);
+	l.key_of = l.plen = NULL;
+	l.hkeys = NULL;
+	l.nhkeys = 0;
+	if (read_all(&l, reg.fd, what != NNH5__DIRECT_TENSOR))
+		goto out;
+	nnh5__h5r_free(&l.r);
+	if (build(&l, out, what))
 		goto out;
 	rc = NNH5_OK;
 	*done = true;

@@ -728,11 +728,8 @@ done:
 	return rc;
 }
 
-void nnh5__h5r_free(nnh5__h5r *r)
+void nnh5__h5r_release(nnh5__h5r *r)
 {
-	nnh5__free(r->o);
-	nnh5__free(r->names);
-	nnh5__free(r->shapes);
 	nnh5__free(r->strs);
 	nnh5__free(r->pre);
 	nnh5__free(r->far);
@@ -744,6 +741,24 @@ void nnh5__h5r_free(nnh5__h5r *r)
 		nnh5__free(r->heaps[i].len);
 	}
 	nnh5__free(r->heaps);
+	r->strs = NULL;
+	r->nstrs = r->strs_cap = 0;
+	r->pre = r->far = NULL;
+	r->pre_len = r->pre_cap = r->far_len = r->far_cap = 0;
+	r->seen = NULL;
+	r->seen_cap = r->nseen = 0;
+	r->ext = NULL;
+	r->next = r->ext_cap = 0;
+	r->heaps = NULL;
+	r->nheaps = r->heaps_cap = 0;
+}
+
+void nnh5__h5r_free(nnh5__h5r *r)
+{
+	nnh5__h5r_release(r);
+	nnh5__free(r->o);
+	nnh5__free(r->names);
+	nnh5__free(r->shapes);
 	memset(r, 0, sizeof *r);
 }
 

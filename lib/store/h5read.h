@@ -110,6 +110,14 @@ int nnh5__h5r_open(nnh5__h5r *r, int fd, uint64_t file_size, size_t max_depth);
 void nnh5__h5r_free(nnh5__h5r *r);
 
 /*
+ * Free what only the parse and nnh5__h5r_string() need (the file's bytes
+ * read so far, the heaps, the extent and address tables), keeping the
+ * objects, names and shapes: a load drops them before it allocates its
+ * tensors. nnh5__h5r_string() declines afterwards.
+ */
+void nnh5__h5r_release(nnh5__h5r *r);
+
+/*
  * The bytes of a heap string (not NUL-terminated, without NUL bytes),
  * borrowed from r. Returns 1 when the string is not there as
  * this reader takes it (a missing object, a length that differs, ...).
