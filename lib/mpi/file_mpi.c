@@ -1199,6 +1199,47 @@ static int cmp_path(const void *x, const void *y)
 	return ca - cb;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * At most how many links the write adds to any one group: the most tensors
+ * sharing a parent, plus one per distinct parent (each may be a new group
+ * under the same parent). n + 1 when memory runs out (no direct write).
+ */
+static uint64_t write_links_bound(const struct plan *p, size_t n)
+{
+	char **parents = nnh5__calloc(n ? n : 1, sizeof *parents);
+	uint64_t most = 0, distinct = 0, run = 0;
+	bool ok = parents != NULL;
+
+	for (size_t i = 0; ok && i < n; i++) {
+		const char *slash = strrchr(p[i].name, '/');
+		size_t len = slash ? (size_t)(slash - p[i].name) : 0;
+		ok = (parents[i] = nnh5__malloc(len + 1)) != NULL;
+		if (ok) {
+			memcpy(parents[i], p[i].name, len);
+			parents[i][len] = '\0';
+		}
+	}
+	if (ok)
+		qsort(parents, n, sizeof *parents, cmp_str);
+	for (size_t i = 0; ok && i < n; i++) {
+		if (i == 0 || strcmp(parents[i], parents[i - 1]) != 0) {
+			distinct++;
+			run = 0;
+		}
+		if (++run > most)
+			most = run;
+	}
+	for (size_t i = 0; parents && i < n; i++)
+		nnh5__free(parents[i]);
+	nnh5__free(parents);
+	return ok ? most + distinct : (uint64_t)n + 1 + (uint64_t)nnh5__mpi_direct_max_links;
+}
+
 /*
  * Can the tree take this write as the API path would write it? Decided
  * from agreed values only (names, shapes, the tree), so alike on every
@@ -1211,7 +1252,8 @@ static bool direct_accepts(nnh5_mpi_file *m, const struct plan *p, size_t n, con
 	const char **names;
 	bool ok = true, is_group;
 
-	if (nnh5__h5w_most_links(m->w) + n + 2 > (uint32_t)nnh5__mpi_direct_max_links)
+	if (nnh5__h5w_most_links(m->w) + write_links_bound(p, n) + 2 >
+	    (uint64_t)nnh5__mpi_direct_max_links)
 		return false;
 	if (group) {
 		uint32_t g = tree_find(m->w, group, &is_group);
@@ -1357,7 +1399,11 @@ static int direct_dataset(int *lrc, nnh5_mpi_file *m, const struct plan *p)
 	return NNH5_OK;
 }
 
-/* Collective: the write's tensors into the tree, their data in one MPI_File_write_at_all. */
+/*
+ * Collective: the write's tensors into the tree, their data in one
+ * MPI_File_write_at_all. keys NULL: the group's key list is left to the
+ * caller (written through HDF5 after the switch).
+ */
 static int direct_write(int *lrc, nnh5_mpi_file *m, struct plan *p, size_t n, const char *group,
 			const char **keys)
 {
@@ -1367,7 +1413,9 @@ static int direct_write(int *lrc, nnh5_mpi_file *m, struct plan *p, size_t n, co
 
 	for (size_t i = 0; !rc && i < n; i++)
 		rc = direct_dataset(lrc, m, &p[i]);
-	if (!rc && group) {
+	if (!rc && group && !keys)
+		rc = nnh5__h5w_attr_str(m->w, g, "nnh5_kind", "state_dict");
+	if (!rc && group && keys) {
 		const char **kk = nnh5__calloc(n ? n : 1, sizeof *kk);
 		if (!kk)
 			rc = nnh5__nomem();
@@ -1511,11 +1559,22 @@ static int write_all(nnh5_mpi_file *m, struct plan *p, size_t n, int in_rc, cons
 	if (!rc)
 		rc = chain_rows(m, p, n, &w);
 	chain_free(&w);
-	if (!rc && m->direct && !direct_accepts(m, p, n, group, n))
+	/*
+	 * A key list too large for an object header (HDF5 keeps it in dense
+	 * storage, which the tree does not encode): the tensors still go
+	 * direct, and the list is written through HDF5 after the switch, as
+	 * the serial direct writer leaves such a root's attributes to HDF5.
+	 */
+	bool defer_keys = !rc && m->direct && group &&
+			  nnh5__h5w_strs_message_size("nnh5_keys", n) >= NNH5__H5W_MESG_MAX;
+	if (!rc && m->direct && !direct_accepts(m, p, n, group, defer_keys ? 0 : n))
 		rc = to_hdf5(m);
 	if (!rc && m->direct) {
-		rc = direct_write(&lrc, m, p, n, group, keys);
+		rc = direct_write(&lrc, m, p, n, group, defer_keys ? NULL : keys);
 		rc = nnh5__mpi_agree(m->comm, rc ? rc : lrc);
+		if (!rc && defer_keys && (rc = to_hdf5(m)) == NNH5_OK)
+			rc = nnh5__mpi_agree(m->comm, nnh5__file_set_attr_strings(m->f, group,
+										  "nnh5_keys", keys, n));
 		return nnh5__file_note_write(m->f, rc);
 	}
 	if (!rc && group)

@@ -1171,6 +1171,21 @@ static void test_agreements_per_save(void **state)
 	/* create 4, the write 3, close 2 (close, commit) */
 	assert_true(a64 <= 9);
 
+	/*
+	 * 5,000 tensors in groups of 10: more tensors than one group may hold,
+	 * and a key list too large for an object header (written through
+	 * HDF5 after the switch). The data still moves in one call; either
+	 * alone sent the whole write through Parallel HDF5 (2,500 collective
+	 * writes of split tensors).
+	 */
+	unsigned long w5k;
+	bool coll5k;
+	unsigned long a5k = agreements_of_save(path, 5000, &coll5k, &w5k);
+	assert_true(coll5k);
+	print_message("5,000 tensors: %lu MPI_File_write_at_all, %lu agreements\n", w5k, a5k);
+	assert_true(w5k <= 3);
+	assert_true(a5k <= 16);
+
 	/* Parallel HDF5 (NNH5_DIRECT_WRITE=0). */
 	setenv("NNH5_DIRECT_WRITE", "0", 1);
 	a8 = agreements_of_save(path, 8, &coll8, &w8);
