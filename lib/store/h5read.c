@@ -634,7 +634,8 @@ static int parse_obj(struct parse *ps, uint32_t idx)
 		o->dtype = h.dtype;
 		o->ndim = h.ndim;
 		o->dims = r->nshapes;
-		memcpy(r->shapes + r->nshapes, h.dims, h.ndim * sizeof *h.dims);
+		if (h.ndim) /* a 0-d dataset may meet shapes still unallocated */
+			memcpy(r->shapes + r->nshapes, h.dims, h.ndim * sizeof *h.dims);
 		r->nshapes += h.ndim;
 		o->data_addr = h.data_addr;
 		o->data_size = h.data_size;
@@ -769,5 +770,5 @@ const char *nnh5__h5r_name(const nnh5__h5r *r, uint32_t i)
 
 const int64_t *nnh5__h5r_shape(const nnh5__h5r *r, uint32_t i)
 {
-	return r->shapes + r->o[i].dims;
+	return r->shapes ? r->shapes + r->o[i].dims : NULL; /* NULL: only 0-d datasets so far */
 }
