@@ -100,8 +100,13 @@ for trial in range(trials):
         try:
             p.communicate(timeout=120)
         except subprocess.TimeoutExpired:
+            # what hung, for the report: the processes left and what they printed
+            ps = subprocess.run(["ps", "-o", "pid,ppid,stat,wchan:20,etime,args", "-s",
+                                 str(p.pid)], capture_output=True, text=True).stdout
             os.killpg(p.pid, signal.SIGKILL)
-            sys.exit("trial %d: survivors did not exit within 120 s" % trial)
+            out, _ = p.communicate()
+            sys.exit("trial %d (%d ranks, killed %s): survivors did not exit within 120 s\n"
+                     "processes:\n%s\noutput:\n%s" % (trial, p_ranks, victims, ps, out[-3000:]))
     # What was committed is whole: each checkpoint equals the reference's.
     for step in committed(folder):
         with h5py.File(os.path.join(folder, "ckpt-%012d.h5" % step), "r") as f:
