@@ -217,6 +217,17 @@ nnh5_tensor *nnh5_dict_value(const nnh5_dict *d, size_t i)
 	return i < d->len ? d->entries[i].value : NULL;
 }
 
+int nnh5_dict_export(nnh5_tensor_export *out, size_t n, nnh5_dict *d)
+{
+	int rc = nnh5__tensor_export_check(out, n, d->len);
+
+	for (size_t i = 0; !rc && i < d->len; i++)
+		rc = nnh5__tensor_export(&out[i], d->entries[i].value, d->entries[i].key);
+	if (rc)
+		nnh5__tensor_export_undo(out, d->len <= n ? d->len : 0);
+	return rc;
+}
+
 int nnh5_dict_tie(nnh5_dict *d, const char *key, const char *target)
 {
 	nnh5_tensor *t, *s;
