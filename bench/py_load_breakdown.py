@@ -18,7 +18,9 @@ each operation:
 With --faults, instead: in a fresh process per operation (no valgrind), the
 minor page faults and the peak resident growth of one load of a file of
 8 tensors of B MiB (default 32), against the tensor bytes; page faults do not
-depend on the machine's load. Counts, not timings: this may run beside other
+depend on the machine's load. --gpt2 loads bench/workloads.py's GPT-2-small
+shapes instead (torch needed), --repeat K loads K times in a row in that
+process (each freed before the next) and prints the faults of each. Counts, not timings: this may run beside other
 work. The file is written by the C library (nnh5_save_state_dict through the
 module).
 """
@@ -87,22 +89,34 @@ def load(op, path):
     return d
 
 
-def child(op, path):
-    """In a fresh process: load, then print minor faults and the resident growth."""
+def free(op, value):
+    if not op.startswith("py-"):
+        lib = ctypes.CDLL(os.environ["NNH5_LIBRARY"])
+        lib.nnh5_dict_free.argtypes = [ctypes.c_void_p]
+        lib.nnh5_dict_free(value)
+
+
+def child(op, path, repeat):
+    """In a fresh process: load (repeat times), then print each load's minor faults and
+    the first one's resident growth."""
     if op.startswith("py-"):
         nnh5 = nnh5_module()
         import numpy  # noqa: F401  (imported before the counts start)
         if op == "py-torch":
             import torch  # noqa: F401
         nnh5.backend()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    rss = memory_kib()["VmRSS"]
-    flt = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    value = load(op, path)
-    flt = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - flt
-    print(flt, (memory_kib()["VmHWM"] - rss) * 1024)
-    del value
+    faults, peak = [], 0
+    for i in range(int(repeat)):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        rss = memory_kib()["VmRSS"]
+        flt = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        value = load(op, path)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - flt)
+        peak = peak or (memory_kib()["VmHWM"] - rss) * 1024
+        free(op, value)
+        del value
+    print(peak, *faults)
 
 
 def instructions(out):
@@ -121,7 +135,9 @@ def main():
     ap.add_argument("--large", type=int, default=900)
     ap.add_argument("--faults", action="store_true")
     ap.add_argument("--big-mib", type=int, default=32)
-    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--gpt2", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--load-only", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -138,16 +154,22 @@ def main():
     ops = a.ops.split(",")
     if a.faults:
         path = os.path.join(a.dir, "big.h5")
-        sd = state_dict(0, a.big_mib << 20)
+        if a.gpt2:
+            sys.path.insert(0, HERE)
+            import workloads
+            sd = {k: v.numpy() for k, v in workloads.gpt2().items()}
+        else:
+            sd = state_dict(0, a.big_mib << 20)
         nbytes = sum(v.nbytes for v in sd.values())
         nnh5.save_state_dict(sd, path)
-        print(f"one load of {len(sd)} tensors, {nbytes / 2**20:.0f} MiB "
-              f"({nbytes // 4096} pages of 4 KiB):")
+        print(f"{a.repeat} load(s) of {len(sd)} tensors, {nbytes / 2**20:.1f} MiB "
+              f"({nbytes // 4096} pages of 4 KiB), each process fresh:")
         for op in ops:
-            out = subprocess.run([sys.executable, __file__, "--child", op, path],
+            out = subprocess.run([sys.executable, __file__, "--child", op, path,
+                                  str(a.repeat)],
                                  check=True, capture_output=True, text=True).stdout.split()
-            flt, peak = int(out[0]), int(out[1])
-            print(f"  {op:10} {flt:8d} minor faults, peak growth {peak / nbytes:.3f}x "
+            peak, flts = int(out[0]), " / ".join(out[1:])
+            print(f"  {op:10} minor faults {flts}; peak growth {peak / nbytes:.3f}x "
                   "the tensor bytes")
         return
     res = {op: [] for op in ops}
