@@ -155,8 +155,8 @@ static void double_ownership_refused(void **state)
 
 /*
  * nnh5_dict_export() and nnh5_list_export(): one record per value, in order,
- * with a share that keeps the memory after the container is freed; too
- * little room is refused with nothing left over.
+ * with a share that keeps the memory after the container is freed; pages
+ * from a given value; a start past the end refused with nothing left over.
  */
 static void export_outlives_container(void **state)
 {
@@ -173,10 +173,19 @@ static void export_outlives_container(void **state)
 	nnh5_tensor *copy, *ref;
 	ok(nnh5_tensor_clone(&copy, w));
 	ok(nnh5_tensor_clone(&ref, w));
-	assert_int_equal(nnh5_dict_export(small, 2, d), NNH5_ERR_INVALID);
+	/* a page from value 1: two records, each a share freed here */
+	ok(nnh5_dict_export(small, 2, d, 1));
+	assert_string_equal(small[0].key, "tied");
+	assert_string_equal(small[1].key, "empty");
+	assert_ptr_equal(small[0].data, nnh5_tensor_data(w));
+	nnh5_tensor_free(small[0].tensor);
+	nnh5_tensor_free(small[1].tensor);
+	ok(nnh5_dict_export(small, 2, d, 3)); /* past the last value: nothing */
+	assert_null(small[0].tensor);
+	assert_int_equal(nnh5_dict_export(small, 2, d, 4), NNH5_ERR_INVALID);
 	assert_null(small[0].tensor);
 	assert_null(small[1].tensor);
-	ok(nnh5_dict_export(e, 4, d));
+	ok(nnh5_dict_export(e, 4, d, 0));
 	assert_null(e[3].tensor);
 	assert_string_equal(e[0].key, "w");
 	assert_string_equal(e[1].key, "tied");
@@ -200,7 +209,7 @@ static void export_outlives_container(void **state)
 	nnh5_tensor_free(e[2].tensor);
 	ok(nnh5_list_new(&l));
 	ok(nnh5_list_append(l, copy));
-	ok(nnh5_list_export(e, 4, l));
+	ok(nnh5_list_export(e, 4, l, 0));
 	assert_null(e[0].key);
 	assert_ptr_equal(e[0].data, nnh5_tensor_data(copy));
 	nnh5_list_free(l);
@@ -208,7 +217,8 @@ static void export_outlives_container(void **state)
 	nnh5_tensor_free(e[0].tensor);
 	nnh5_tensor_free(ref);
 	ok(nnh5_list_new(&l));
-	assert_int_equal(nnh5_list_export(small, 0, l), NNH5_OK);
+	assert_int_equal(nnh5_list_export(small, 0, l, 0), NNH5_OK);
+	assert_int_equal(nnh5_list_export(small, 2, l, 1), NNH5_ERR_INVALID);
 	nnh5_list_free(l);
 }
 

@@ -1992,7 +1992,8 @@ class _CLib:
             "nnh5_load_list_ext": (ci, [out, cs, ctypes.POINTER(_COpenOptions)]),
             "nnh5_load_dict_ext": (ci, [out, cs, ctypes.POINTER(_COpenOptions)]),
             "nnh5_load_state_dict_ext": (ci, [out, cs, ctypes.POINTER(_COpenOptions)]),
-            "nnh5_dict_export": (ci, [vp, sz, vp]), "nnh5_list_export": (ci, [vp, sz, vp]),
+            "nnh5_dict_export": (ci, [vp, sz, vp, sz]),
+            "nnh5_list_export": (ci, [vp, sz, vp, sz]),
         }
         for name, (res, args) in sigs.items():
             fn = getattr(lib, name)  # AttributeError: a library without it
@@ -2229,6 +2230,11 @@ class _CBuffer:
         self.free(self.t)
 
 
+# How many tensors one nnh5_dict_export call describes: the records (296 bytes each)
+# and the Python lists made of them stay small beside a load of many small tensors.
+_EXPORT_PAGE = 256
+
+
 class _CExport(ctypes.Structure):
     """struct nnh5_tensor_export (include/nnh5/tensor.h)."""
     _fields_ = [("tensor", ctypes.c_void_p), ("key", ctypes.c_void_p),
@@ -2257,58 +2263,69 @@ class _CLoad:
         self.torch = None if self.numpy else _torch("loading torch tensors")
         self.opts = _c_options(opts, verify, require)
 
-    def values(self, box, is_list, display):
-        """The values of the C dict (or list) box, in order, as [(key, value)]: one
-        nnh5_dict_export call for every tensor's description and a share of its memory,
-        which numpy (and torch) then hold; display(key) names a tensor in a message."""
+    def values(self, box, is_list, display, out):
+        """The values of the C dict (or list) box, in order, into out (a list: appended;
+        a dict: out[key] = value): one
+        nnh5_dict_export call per _EXPORT_PAGE tensors for their descriptions and a share
+        of each one's memory, which numpy (and torch) then hold; display(key) names a
+        tensor in a message."""
         lib, free = self.lib, _CBuffer.free
         n = lib.list_len(box) if is_list else lib.dict_len(box)
-        recs = (_CExport * n)()
-        rc = (lib.list_export if is_list else lib.dict_export)(recs, n, box)
-        if rc:
-            raise _c_error(lib, rc)
-        done = 0  # the shares of recs[:done] are held by a _CBuffer or freed
-        try:
-            a = np.frombuffer(memoryview(recs).cast("B"), dtype=lib.export_dtype)
-            keys = (list(range(n)) if is_list else
-                    [ctypes.string_at(k).decode("utf-8") for k in a["key"].tolist()])
-            rows = zip(a["tensor"].tolist(), keys, a["data"].tolist(), a["nbytes"].tolist(),
-                       a["dtype"].tolist(), a["ndim"].tolist(), a["shape"].tolist())
-            # per dtype enum: the numpy typestr the memory is shown as, and whether that
-            # array (or torch.from_numpy of it) is the value; else _convert() makes it
-            plain = lib.plain_numpy if self.numpy else lib.plain_torch
-            typestr = lib.view_typestr
-            from_numpy = None if self.numpy else self.torch.from_numpy
-            firsts = {}  # address -> value: tied tensors come back tied
-            out = []
-            for t, key, addr, nbytes, dt, ndim, shape in rows:
-                shape = tuple(shape[:ndim])
-                if not nbytes:
-                    free(t)
-                    done += 1
-                    name = lib.dtype_of[dt]
-                    v = _convert(name, np.empty(shape, dtype=_BUF[name]), self.numpy,
-                                 self.torch, self.path, display(key))
-                elif addr in firsts:
-                    free(t)
-                    done += 1
-                    v = _share(firsts[addr])
-                else:
-                    buf = _CBuffer(t, shape, typestr[dt], addr)
-                    done += 1
-                    buf = np.asarray(buf)
-                    if plain[dt]:
-                        v = buf if from_numpy is None else from_numpy(buf)
+        export = lib.list_export if is_list else lib.dict_export
+        page = max(1, min(n, _EXPORT_PAGE))
+        recs = (_CExport * page)()
+        view = np.frombuffer(memoryview(recs).cast("B"), dtype=lib.export_dtype)
+        # per dtype enum: the numpy typestr the memory is shown as, and whether that array
+        # (or torch.from_numpy of it) is the value; else _convert() makes it
+        plain = lib.plain_numpy if self.numpy else lib.plain_torch
+        typestr = lib.view_typestr
+        from_numpy = None if self.numpy else self.torch.from_numpy
+        firsts = {}  # address -> value: tied tensors come back tied
+        put = out.append if is_list else out.__setitem__
+        for first in range(0, n, page):
+            rc = export(recs, page, box, first)
+            if rc:
+                raise _c_error(lib, rc)
+            k = min(page, n - first)
+            done = 0  # the shares of recs[:done] are held by a _CBuffer or freed
+            try:
+                a = view[:k]
+                keys = (range(first, first + k) if is_list else
+                        [ctypes.string_at(p).decode("utf-8") for p in a["key"].tolist()])
+                ndims = a["ndim"].tolist()
+                rows = zip(a["tensor"].tolist(), keys, a["data"].tolist(),
+                           a["nbytes"].tolist(), a["dtype"].tolist(), ndims,
+                           a["shape"][:, :max(ndims)].tolist())
+                for t, key, addr, nbytes, dt, ndim, shape in rows:
+                    shape = tuple(shape[:ndim])
+                    if not nbytes:
+                        free(t)
+                        done += 1
+                        name = lib.dtype_of[dt]
+                        v = _convert(name, np.empty(shape, dtype=_BUF[name]), self.numpy,
+                                     self.torch, self.path, display(key))
+                    elif addr in firsts:
+                        free(t)
+                        done += 1
+                        v = _share(firsts[addr])
                     else:
-                        v = _convert(lib.dtype_of[dt], buf, self.numpy, self.torch, self.path,
-                                     display(key))
-                    firsts[addr] = v
-                out.append((key, v))
-        except BaseException:
-            for i in range(done, n):
-                free(recs[i].tensor)
-            raise
-        return out
+                        buf = _CBuffer(t, shape, typestr[dt], addr)
+                        done += 1
+                        buf = np.asarray(buf)
+                        if plain[dt]:
+                            v = buf if from_numpy is None else from_numpy(buf)
+                        else:
+                            v = _convert(lib.dtype_of[dt], buf, self.numpy, self.torch,
+                                         self.path, display(key))
+                        firsts[addr] = v
+                    if is_list:
+                        put(v)
+                    else:
+                        put(key, v)
+            except BaseException:
+                for i in range(done, k):
+                    free(recs[i].tensor)
+                raise
 
     def kind(self, f):
         """The root's nnh5_kind (None when it has none), as _Reader.kind() reads it."""
@@ -2405,17 +2422,14 @@ class _CLoad:
             box = one
         is_list = kind in ("list", "tensor")
         sep = "." if kind in ("state_dict", "model") else "/"
+        out = [] if is_list else collections.OrderedDict() if sep == "." else {}
         try:
-            items = self.values(box, is_list,
-                                lambda k: "/tensor" if kind == "tensor" else f"/{k}" if is_list
-                                else top + "/" + k.replace(sep, "/"))
+            self.values(box, is_list,
+                        lambda k: "/tensor" if kind == "tensor" else f"/{k}" if is_list
+                        else top + "/" + k.replace(sep, "/"), out)
         finally:
             (lib.list_free if is_list else lib.dict_free)(box)
-        if kind == "tensor":
-            return items[0][1]
-        if is_list:
-            return [v for _, v in items]
-        return collections.OrderedDict(items) if sep == "." else dict(items)
+        return out[0] if kind == "tensor" else out
 
 
 def _c_load(what, path, numpy, verify, require, opts, group="/"):

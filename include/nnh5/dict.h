@@ -67,14 +67,17 @@ NNH5_API const char *nnh5_dict_key(const nnh5_dict *dict, size_t i);
 NNH5_API nnh5_tensor *nnh5_dict_value(const nnh5_dict *dict, size_t i);
 
 /*
- * Fill out[0 .. nnh5_dict_len(dict) - 1] (n entries of room) with the keys and
- * values in order, each value as a new nnh5_tensor_share() the caller frees
- * with nnh5_tensor_free(): the memory of each stays alive after the dict is
- * freed, until its last share is freed. Tied values export their one
- * memory (the same data). On failure no share is left and out[i].tensor
- * is NULL. Errors: NNH5_ERR_INVALID (n smaller than the dict), NNH5_ERR_NOMEM.
+ * Fill out[0 .. k - 1] with the keys and values first .. first + k - 1 in
+ * order, k = min(n, nnh5_dict_len(dict) - first) (a binding pages through a
+ * large dict with a small out), each value as a new nnh5_tensor_share() the
+ * caller frees with nnh5_tensor_free(): its memory stays alive after the
+ * dict is freed, until its last share is freed. Tied values export their
+ * one memory (the same data). out[k .. n - 1].tensor is NULL, and so is
+ * every out[i].tensor on failure (no share is left).
+ * Errors: NNH5_ERR_INVALID (first > nnh5_dict_len(dict)), NNH5_ERR_NOMEM.
  */
-NNH5_API int nnh5_dict_export(nnh5_tensor_export *out, size_t n, nnh5_dict *dict);
+NNH5_API int nnh5_dict_export(nnh5_tensor_export *out, size_t n, nnh5_dict *dict,
+			      size_t first);
 
 #ifdef __cplusplus
 }

@@ -217,14 +217,16 @@ nnh5_tensor *nnh5_dict_value(const nnh5_dict *d, size_t i)
 	return i < d->len ? d->entries[i].value : NULL;
 }
 
-int nnh5_dict_export(nnh5_tensor_export *out, size_t n, nnh5_dict *d)
+int nnh5_dict_export(nnh5_tensor_export *out, size_t n, nnh5_dict *d, size_t first)
 {
-	int rc = nnh5__tensor_export_check(out, n, d->len);
+	int rc;
+	size_t k = nnh5__tensor_export_check(&rc, out, n, d->len, first);
 
-	for (size_t i = 0; !rc && i < d->len; i++)
-		rc = nnh5__tensor_export(&out[i], d->entries[i].value, d->entries[i].key);
+	for (size_t i = 0; !rc && i < k; i++)
+		rc = nnh5__tensor_export(&out[i], d->entries[first + i].value,
+					 d->entries[first + i].key);
 	if (rc)
-		nnh5__tensor_export_undo(out, d->len <= n ? d->len : 0);
+		nnh5__tensor_export_undo(out, k);
 	return rc;
 }
 

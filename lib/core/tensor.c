@@ -329,13 +329,17 @@ int nnh5__tensor_export(nnh5_tensor_export *e, nnh5_tensor *t, const char *key)
 	return nnh5_tensor_share(&e->tensor, t);
 }
 
-int nnh5__tensor_export_check(nnh5_tensor_export *out, size_t n, size_t len)
+size_t nnh5__tensor_export_check(int *rc, nnh5_tensor_export *out, size_t n, size_t len,
+				 size_t first)
 {
 	for (size_t i = 0; i < n; i++)
 		out[i].tensor = NULL;
-	return len > n ? nnh5__error(NNH5_ERR_INVALID, "export of %zu values into room for %zu",
-				     len, n)
-		       : NNH5_OK;
+	if (first > len) {
+		*rc = nnh5__error(NNH5_ERR_INVALID, "export from value %zu of %zu", first, len);
+		return 0;
+	}
+	*rc = NNH5_OK;
+	return len - first < n ? len - first : n;
 }
 
 void nnh5__tensor_export_undo(nnh5_tensor_export *out, size_t len)

@@ -427,6 +427,8 @@ class _CountFrees:
                 addrs.append(addr)
                 super().__init__(t, shape, typestr, addr)
         nnh5._CBuffer = Recorded
+        self.page = nnh5._EXPORT_PAGE
+        nnh5._EXPORT_PAGE = 3  # many pages of records per load
         if self.real is not None:
             def free(t, real=self.real, freed=self.freed):
                 freed.append(t)
@@ -435,6 +437,7 @@ class _CountFrees:
         return self
 
     def __exit__(self, *exc):
+        nnh5._EXPORT_PAGE = self.page
         nnh5._CBuffer = self.cls
         nnh5._CBuffer.free = self.real
 
@@ -532,9 +535,9 @@ def ownership():
                          nnh5.UnsupportedError, ["'/b'", "numpy=True"],
                          "ownership: uint32 into torch")
             gc.collect()
-            if pc.C_MODE:
-                check(len(c.freed) - before == 4, "ownership: a failed load frees every share",
-                      f"{len(c.freed) - before} of 4")
+            if pc.C_MODE:  # pages of 3: 'd' was never exported
+                check(len(c.freed) - before == 3, "ownership: a failed load frees every share",
+                      f"{len(c.freed) - before} of 3")
 
 
 pc.run_parts(calls_counted, ownership, library_rule, same_files, errors, peak_memory, fsyncs)
