@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		void *out = what == NNH5__DIRECT_TENSOR ? (void *)&t
 			    : what == NNH5__DIRECT_LIST ? (void *)&l : (void *)&d;
 		bool done = false;
-		int rc = nnh5__load_direct(&done, out, path, (nnh5__direct_what)what);
+		int rc = nnh5__load_direct(&done, out, path, NULL, (nnh5__direct_what)what);
 		if (rc || (!done && (t || l || d || nnh5_error_status() != NNH5_OK)))
 			abort();
 		nnh5_tensor_free(t);

@@ -153,6 +153,75 @@ static void double_ownership_refused(void **state)
 	nnh5_list_free(l); /* frees t once */
 }
 
+/*
+ * nnh5_dict_export() and nnh5_list_export(): one record per value, in order,
+ * with a share that keeps the memory after the container is freed; pages
+ * from a given value; a start past the end refused with nothing left over.
+ */
+static void export_outlives_container(void **state)
+{
+	nnh5_dict *d;
+	nnh5_list *l;
+	nnh5_tensor_export e[4], small[2];
+	int64_t shape[3] = { 2, 3, 4 }, empty[2] = { 5, 0 };
+	(void)state;
+	ok(nnh5_dict_new(&d));
+	nnh5_tensor *w = tu_seq(NNH5_FLOAT32, 3, shape, 0.5, 1);
+	ok(nnh5_dict_set(d, "w", w));
+	ok(nnh5_dict_tie(d, "tied", "w"));
+	ok(nnh5_dict_set(d, "empty", tu_seq(NNH5_INT64, 2, empty, 1, 0)));
+	nnh5_tensor *copy, *ref;
+	ok(nnh5_tensor_clone(&copy, w));
+	ok(nnh5_tensor_clone(&ref, w));
+	/* a page from value 1: two records, each a share freed here */
+	ok(nnh5_dict_export(small, 2, d, 1));
+	assert_string_equal(small[0].key, "tied");
+	assert_string_equal(small[1].key, "empty");
+	assert_ptr_equal(small[0].data, nnh5_tensor_data(w));
+	nnh5_tensor_free(small[0].tensor);
+	nnh5_tensor_free(small[1].tensor);
+	ok(nnh5_dict_export(small, 2, d, 3)); /* past the last value: nothing */
+	assert_null(small[0].tensor);
+	assert_int_equal(nnh5_dict_export(small, 2, d, 4), NNH5_ERR_INVALID);
+	assert_null(small[0].tensor);
+	assert_null(small[1].tensor);
+	ok(nnh5_dict_export(e, 4, d, 0));
+	assert_null(e[3].tensor);
+	assert_string_equal(e[0].key, "w");
+	assert_string_equal(e[1].key, "tied");
+	assert_ptr_equal(e[0].data, nnh5_tensor_data(w));
+	assert_ptr_equal(e[1].data, e[0].data);
+	assert_int_equal(e[0].ndim, 3);
+	assert_int_equal(e[0].shape[2], 4);
+	assert_int_equal(e[0].shape[3], 0);
+	assert_int_equal(e[0].nbytes, 96);
+	assert_int_equal(e[0].dtype, NNH5_FLOAT32);
+	assert_null(e[2].data);
+	assert_int_equal(e[2].nbytes, 0);
+	assert_int_equal(e[2].shape[1], 0);
+	assert_int_equal(e[2].dtype, NNH5_INT64);
+	nnh5_dict_free(d);
+	/* The shares hold the memory now: freed with the last of them. */
+	assert_memory_equal(e[1].data, nnh5_tensor_data(copy), 96);
+	nnh5_tensor_free(e[1].tensor);
+	assert_memory_equal(nnh5_tensor_data(e[0].tensor), nnh5_tensor_data(copy), 96);
+	nnh5_tensor_free(e[0].tensor);
+	nnh5_tensor_free(e[2].tensor);
+	ok(nnh5_list_new(&l));
+	ok(nnh5_list_append(l, copy));
+	ok(nnh5_list_export(e, 4, l, 0));
+	assert_null(e[0].key);
+	assert_ptr_equal(e[0].data, nnh5_tensor_data(copy));
+	nnh5_list_free(l);
+	assert_memory_equal(e[0].data, nnh5_tensor_data(ref), 96);
+	nnh5_tensor_free(e[0].tensor);
+	nnh5_tensor_free(ref);
+	ok(nnh5_list_new(&l));
+	assert_int_equal(nnh5_list_export(small, 0, l, 0), NNH5_OK);
+	assert_int_equal(nnh5_list_export(small, 2, l, 1), NNH5_ERR_INVALID);
+	nnh5_list_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -163,6 +232,7 @@ int main(void)
 		cmocka_unit_test(null_key_and_free_null),
 		cmocka_unit_test(list_order),
 		cmocka_unit_test(double_ownership_refused),
+		cmocka_unit_test(export_outlives_container),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

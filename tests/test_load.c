@@ -8,6 +8,7 @@
 #define _DEFAULT_SOURCE
 #include "testutil.h"
 #include "core/internal.h" /* in_arena: which tensors share a block */
+#include "file/load_direct.h" /* nnh5__load_direct_taken */
 
 #include <hdf5.h>
 #include <malloc.h>
@@ -436,6 +437,118 @@ static void small_tensor_peak(void **state)
 	assert_true(per < PEAK_PER_TENSOR);
 }
 
+/* The API path's result for path with opts: its status, and its dict when it loads. */
+static int api_load(nnh5_dict **out, const char *path, const nnh5_open_options *opts)
+{
+	nnh5_file *f;
+	int rc = nnh5_file_open_ext(&f, path, NNH5_READ, opts);
+	*out = NULL;
+	if (rc)
+		return rc;
+	rc = nnh5_file_read_state_dict(out, f, "/");
+	nnh5_file_close(f);
+	return rc;
+}
+
+/* nnh5_load_*_ext with opts and the API path with opts give the same status and values. */
+static void expect_ext(const char *path, const nnh5_open_options *opts, int status,
+		       bool direct)
+{
+	nnh5_dict *a, *b;
+	uint64_t taken = nnh5__load_direct_taken();
+	assert_int_equal(nnh5_load_state_dict_ext(&a, path, opts), status);
+	assert_int_equal(nnh5__load_direct_taken() - taken, direct ? 1 : 0);
+	assert_int_equal(api_load(&b, path, opts), status);
+	if (!status)
+		assert_same_dicts(a, b);
+	else
+		assert_null(a);
+	nnh5_dict_free(a);
+	nnh5_dict_free(b);
+}
+
+/*
+ * The one-call loads with options take the direct reader whatever the limits
+ * and checksum switches, refuse what the options refuse as the API path does,
+ * and leave loads that may reach other files or copy aliases to the API path.
+ */
+static void load_ext_options(void **state)
+{
+	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+	const char *path = tu_path("ext.h5");
+	nnh5_dict *sd, *back;
+	nnh5_list *list, *lback;
+	(void)state;
+	ok(nnh5_dict_new(&sd));
+	for (int i = 0; i < 30; i++) {
+		char key[32];
+		int64_t n = 16 + i;
+		snprintf(key, sizeof key, "layers.%d.p%d", i / 10, i % 10);
+		ok(nnh5_dict_set(sd, key, tu_seq(NNH5_FLOAT32, 1, &n, 0.5, i)));
+	}
+	ok(nnh5_save_state_dict(path, sd));
+	expect_ext(path, NULL, NNH5_OK, true);
+	o.max_tensors = 100;
+	o.max_load_bytes = 1 << 20;
+	expect_ext(path, &o, NNH5_OK, true);
+	o.max_tensors = 29;
+	expect_ext(path, &o, NNH5_ERR_OVERFLOW, false);
+	o.max_tensors = 0;
+	o.max_load_bytes = 1000;
+	expect_ext(path, &o, NNH5_ERR_OVERFLOW, false);
+	o.max_load_bytes = 0;
+	o.copy_aliases = true; /* the API path's */
+	expect_ext(path, &o, NNH5_OK, false);
+	o.copy_aliases = false;
+	o.compression = 7;
+	expect_ext(path, &o, NNH5_ERR_INVALID, false);
+	o.compression = NNH5_COMPRESSION_NONE;
+	o.version = 99;
+	expect_ext(path, &o, NNH5_ERR_INVALID, false);
+	o.version = NNH5_OPEN_OPTIONS_VERSION;
+	/* A damaged tensor: refused when verified, loaded as it is when not. */
+	tu_flip_byte(path, tu_data_offset(path, "layers/1/p3"), 0x10);
+	expect_ext(path, &o, NNH5_ERR_CHECKSUM, false);
+	o.verify_checksums = false;
+	expect_ext(path, &o, NNH5_OK, true);
+	ok(nnh5_load_state_dict_ext(&back, path, &o));
+	assert_memory_not_equal(nnh5_tensor_data(nnh5_dict_get(back, "layers.1.p3")),
+				nnh5_tensor_data(nnh5_dict_get(sd, "layers.1.p3")),
+				nnh5_tensor_nbytes(nnh5_dict_get(sd, "layers.1.p3")));
+	nnh5_dict_free(back);
+	/* A dict and a list, with a limit each passes and one each fails. */
+	ok(nnh5_save_dict(path, sd));
+	o.verify_checksums = true;
+	o.max_tensors = 30;
+	uint64_t taken = nnh5__load_direct_taken();
+	ok(nnh5_load_dict_ext(&back, path, &o));
+	assert_int_equal(nnh5__load_direct_taken() - taken, 1);
+	assert_non_null(nnh5_dict_get(back, "layers.2.p9"));
+	nnh5_dict_free(back);
+	o.max_tensors = 29;
+	assert_int_equal(nnh5_load_dict_ext(&back, path, &o), NNH5_ERR_OVERFLOW);
+	assert_null(back);
+	ok(nnh5_list_new(&list));
+	for (int i = 0; i < 5; i++) {
+		int64_t n = 16 + i;
+		ok(nnh5_list_append(list, tu_seq(NNH5_FLOAT32, 1, &n, 0.5, i)));
+	}
+	ok(nnh5_save_list(path, list));
+	o.max_tensors = 5;
+	taken = nnh5__load_direct_taken();
+	ok(nnh5_load_list_ext(&lback, path, &o));
+	assert_int_equal(nnh5__load_direct_taken() - taken, 1);
+	assert_int_equal(nnh5_list_len(lback), 5);
+	assert_memory_equal(nnh5_tensor_data(nnh5_list_get(lback, 4)),
+			    nnh5_tensor_data(nnh5_dict_value(sd, 4)), nnh5_tensor_nbytes(nnh5_dict_value(sd, 4)));
+	nnh5_list_free(lback);
+	o.max_tensors = 4;
+	assert_int_equal(nnh5_load_list_ext(&lback, path, &o), NNH5_ERR_OVERFLOW);
+	assert_null(lback);
+	nnh5_list_free(list);
+	nnh5_dict_free(sd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -445,6 +558,7 @@ int main(void)
 		cmocka_unit_test(arena_tensors_free_in_any_order),
 		cmocka_unit_test(tied_loads_in_arena),
 		cmocka_unit_test(small_tensor_peak),
+		cmocka_unit_test(load_ext_options),
 	};
 	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1989,6 +1989,11 @@ class _CLib:
             "nnh5_file_read_list": (ci, [out, vp, cs]),
             "nnh5_file_read_dict": (ci, [out, vp, cs]),
             "nnh5_file_read_state_dict": (ci, [out, vp, cs]),
+            "nnh5_load_list_ext": (ci, [out, cs, ctypes.POINTER(_COpenOptions)]),
+            "nnh5_load_dict_ext": (ci, [out, cs, ctypes.POINTER(_COpenOptions)]),
+            "nnh5_load_state_dict_ext": (ci, [out, cs, ctypes.POINTER(_COpenOptions)]),
+            "nnh5_dict_export": (ci, [vp, sz, vp, sz]),
+            "nnh5_list_export": (ci, [vp, sz, vp, sz]),
         }
         for name, (res, args) in sigs.items():
             fn = getattr(lib, name)  # AttributeError: a library without it
@@ -2001,6 +2006,20 @@ class _CLib:
         self.dtype_of = names                                    # enum -> name
         self.enum_of = {n: i for i, n in enumerate(names)}       # name -> enum
         self.typestr = [np.dtype(_BUF[n]).str for n in names]    # enum -> numpy buffer
+        # A load shows each tensor's memory to numpy as view_typestr (bool as numpy's
+        # bool: the library refused bytes other than 0 and 1); where plain_numpy (or
+        # plain_torch) is true, that array (torch.from_numpy of it) is the value as is.
+        self.view_typestr = ["|b1" if n == "bool" else t for n, t in zip(names, self.typestr)]
+        self.plain_numpy = [n not in ("bfloat16",) + FLOAT8 for n in names]
+        self.plain_torch = [n not in ("bfloat16", "uint16", "uint32", "uint64") + FLOAT8
+                            for n in names]
+        # struct nnh5_tensor_export as numpy reads an array of them in a few calls
+        fields = [(f, getattr(_CExport, f)) for f, _ in _CExport._fields_]
+        self.export_dtype = np.dtype({
+            "names": [f for f, _ in fields],
+            "formats": [{"shape": ("<i8", (32,)), "dtype": "<i4", "ndim": "<u4"}.get(
+                f, f"<u{d.size}") for f, d in fields],
+            "offsets": [d.offset for _, d in fields], "itemsize": ctypes.sizeof(_CExport)})
 
 
 _CLIB = None          # the _CLib in use, False when h5py is used
@@ -2197,10 +2216,10 @@ def _c_save(kind, obj, path, attrs, durable, compression):
 
 
 class _CBuffer:
-    """A loaded tensor's memory as numpy sees it: frees the C tensor when the last array
-    (or torch tensor) over it goes."""
+    """A loaded tensor's memory as numpy sees it: frees the C tensor (a share of the loaded
+    one) when the last array (or torch tensor) over it goes."""
     __slots__ = ("t", "__array_interface__")
-    free = None
+    free = None  # nnh5_tensor_free, set with the library
 
     def __init__(self, t, shape, typestr, addr):
         self.t = t
@@ -2209,6 +2228,19 @@ class _CBuffer:
 
     def __del__(self):
         self.free(self.t)
+
+
+# How many tensors one nnh5_dict_export call describes: the records (296 bytes each)
+# and the Python lists made of them stay small beside a load of many small tensors.
+_EXPORT_PAGE = 256
+
+
+class _CExport(ctypes.Structure):
+    """struct nnh5_tensor_export (include/nnh5/tensor.h)."""
+    _fields_ = [("tensor", ctypes.c_void_p), ("key", ctypes.c_void_p),
+                ("data", ctypes.c_void_p), ("nbytes", ctypes.c_uint64),
+                ("dtype", ctypes.c_int32), ("ndim", ctypes.c_uint32),
+                ("shape", ctypes.c_int64 * 32)]
 
 
 def _c_options(opts, verify, require):
@@ -2229,32 +2261,71 @@ class _CLoad:
         self.path = os.fsdecode(os.fspath(path))
         self.numpy = _torch() is None if numpy is None else numpy
         self.torch = None if self.numpy else _torch("loading torch tensors")
-        self.firsts = {}  # address -> value: tied tensors come back tied
         self.opts = _c_options(opts, verify, require)
 
-    def value(self, t, display):
-        """The value of C tensor t (borrowed: a share of it is kept)."""
-        lib = self.lib
-        dt = lib.tensor_dtype(t)
-        name = lib.dtype_of[dt]
-        shape = tuple(lib.tensor_shape(t)[:lib.tensor_ndim(t)])
-        nbytes = lib.tensor_nbytes(t)
-        if not nbytes:
-            buf = np.empty(shape, dtype=_BUF[name])
-        else:
-            addr = lib.tensor_data(t)
-            first = self.firsts.get(addr)
-            if first is not None:
-                return _share(first)
-            s = ctypes.c_void_p()
-            rc = lib.tensor_share(ctypes.byref(s), t)
+    def values(self, box, is_list, display, out):
+        """The values of the C dict (or list) box, in order, into out (a list: appended;
+        a dict: out[key] = value): one
+        nnh5_dict_export call per _EXPORT_PAGE tensors for their descriptions and a share
+        of each one's memory, which numpy (and torch) then hold; display(key) names a
+        tensor in a message."""
+        lib, free = self.lib, _CBuffer.free
+        n = lib.list_len(box) if is_list else lib.dict_len(box)
+        export = lib.list_export if is_list else lib.dict_export
+        page = max(1, min(n, _EXPORT_PAGE))
+        recs = (_CExport * page)()
+        view = np.frombuffer(memoryview(recs).cast("B"), dtype=lib.export_dtype)
+        # per dtype enum: the numpy typestr the memory is shown as, and whether that array
+        # (or torch.from_numpy of it) is the value; else _convert() makes it
+        plain = lib.plain_numpy if self.numpy else lib.plain_torch
+        typestr = lib.view_typestr
+        from_numpy = None if self.numpy else self.torch.from_numpy
+        firsts = {}  # address -> value: tied tensors come back tied
+        put = out.append if is_list else out.__setitem__
+        for first in range(0, n, page):
+            rc = export(recs, page, box, first)
             if rc:
                 raise _c_error(lib, rc)
-            buf = np.asarray(_CBuffer(s.value, shape, lib.typestr[dt], addr))
-        v = _convert(name, buf, self.numpy, self.torch, self.path, display)
-        if nbytes:
-            self.firsts[addr] = v
-        return v
+            k = min(page, n - first)
+            done = 0  # the shares of recs[:done] are held by a _CBuffer or freed
+            try:
+                a = view[:k]
+                keys = (range(first, first + k) if is_list else
+                        [ctypes.string_at(p).decode("utf-8") for p in a["key"].tolist()])
+                ndims = a["ndim"].tolist()
+                rows = zip(a["tensor"].tolist(), keys, a["data"].tolist(),
+                           a["nbytes"].tolist(), a["dtype"].tolist(), ndims,
+                           a["shape"][:, :max(ndims)].tolist())
+                for t, key, addr, nbytes, dt, ndim, shape in rows:
+                    shape = tuple(shape[:ndim])
+                    if not nbytes:
+                        free(t)
+                        done += 1
+                        name = lib.dtype_of[dt]
+                        v = _convert(name, np.empty(shape, dtype=_BUF[name]), self.numpy,
+                                     self.torch, self.path, display(key))
+                    elif addr in firsts:
+                        free(t)
+                        done += 1
+                        v = _share(firsts[addr])
+                    else:
+                        buf = _CBuffer(t, shape, typestr[dt], addr)
+                        done += 1
+                        buf = np.asarray(buf)
+                        if plain[dt]:
+                            v = buf if from_numpy is None else from_numpy(buf)
+                        else:
+                            v = _convert(lib.dtype_of[dt], buf, self.numpy, self.torch,
+                                         self.path, display(key))
+                        firsts[addr] = v
+                    if is_list:
+                        put(v)
+                    else:
+                        put(key, v)
+            except BaseException:
+                for i in range(done, k):
+                    free(recs[i].tensor)
+                raise
 
     def kind(self, f):
         """The root's nnh5_kind (None when it has none), as _Reader.kind() reads it."""
@@ -2274,62 +2345,91 @@ class _CLoad:
             raise FormatError(f"'{self.path}': object '/' has unknown nnh5_kind '{kind}'")
         return kind
 
-    def run(self, what, group="/"):
-        """what: "state_dict" (the state dict at group) or "any" (as load() reads)."""
+    def read_open(self, kind, group):
+        """A one-tensor file, or the state dict at a group: read through a file handle.
+        Returns the C tensor or dict (the caller's)."""
         lib = self.lib
+        cpath = os.fsencode(self.path)
         f = ctypes.c_void_p()
-        with _HDF5_LOCK:
-            rc = lib.file_open_ext(ctypes.byref(f), os.fsencode(self.path), 0,
-                                   ctypes.byref(self.opts))
-            if rc:
-                raise _c_error(lib, rc)
-            try:
-                kind = "state_dict"
-                if what == "any":
-                    kind = self.kind(f)
-                    if kind == "checkpoint":
-                        raise UnsupportedError(
-                            f"load '{self.path}': the file holds a training checkpoint: load "
-                            "its sections with load_state_dict(path, group='model'), "
-                            "group='optimizer', ...")
-                    if kind == "tensor" and not lib.file_has(f, b"tensor"):
-                        raise _CFallback()  # the one-dataset rule of the h5py code
-                box = ctypes.c_void_p()
-                cgroup = group.encode("utf-8", "surrogateescape")
-                read, free = {
-                    "tensor": (lambda: lib.file_read_tensor(ctypes.byref(box), f, b"tensor"),
-                               lib.tensor_free),
-                    "list": (lambda: lib.file_read_list(ctypes.byref(box), f, b"/"),
-                             lib.list_free),
-                    "state_dict": (lambda: lib.file_read_state_dict(ctypes.byref(box), f,
-                                                                     cgroup), lib.dict_free),
-                    "model": (lambda: lib.file_read_state_dict(ctypes.byref(box), f, b"/"),
-                              lib.dict_free),
-                }.get(kind, (lambda: lib.file_read_dict(ctypes.byref(box), f, b"/"),
-                             lib.dict_free))
-                rc = read()
-                if rc == -4 and group.strip("/"):  # as the h5py code words a missing group
-                    raise FormatError(f"'{self.path}': object '/{group.strip('/')}' not found "
-                                      f"({lib.error_message().decode('utf-8', 'replace')})")
-                if rc:
-                    raise _c_error(lib, rc)
-            finally:
-                lib.file_close(f)
+        rc = lib.file_open_ext(ctypes.byref(f), cpath, 0, ctypes.byref(self.opts))
+        if rc:
+            raise _c_error(lib, rc)
+        box = ctypes.c_void_p()
         try:
             if kind == "tensor":
-                return self.value(box, "/tensor")
-            if kind == "list":
-                return [self.value(lib.list_get(box, i), f"/{i}")
-                        for i in range(lib.list_len(box))]
-            out = collections.OrderedDict()
-            sep = "." if kind in ("state_dict", "model") else "/"
-            top = "/" + group.strip("/") if kind == "state_dict" and group.strip("/") else ""
-            for i in range(lib.dict_len(box)):
-                k = lib.dict_key(box, i).decode("utf-8")
-                out[k] = self.value(lib.dict_value(box, i), top + "/" + k.replace(sep, "/"))
-            return out if sep == "." else dict(out)
+                if not lib.file_has(f, b"tensor"):
+                    raise _CFallback()  # the one-dataset rule of the h5py code
+                rc = lib.file_read_tensor(ctypes.byref(box), f, b"tensor")
+            else:
+                rc = lib.file_read_state_dict(ctypes.byref(box), f,
+                                              group.encode("utf-8", "surrogateescape"))
+                if rc == -4:  # as the h5py code words a missing group
+                    raise FormatError(f"'{self.path}': object '/{group.strip('/')}' not found "
+                                      f"({lib.error_message().decode('utf-8', 'replace')})")
+            if rc:
+                raise _c_error(lib, rc)
         finally:
-            free(box)
+            lib.file_close(f)
+        return box
+
+    def file_kind(self):
+        """load()'s kind of the file: its root's nnh5_kind, read through a file handle."""
+        lib = self.lib
+        f = ctypes.c_void_p()
+        rc = lib.file_open_ext(ctypes.byref(f), os.fsencode(self.path), 0,
+                               ctypes.byref(self.opts))
+        if rc:
+            raise _c_error(lib, rc)
+        try:
+            kind = self.kind(f)
+        finally:
+            lib.file_close(f)
+        if kind == "checkpoint":
+            raise UnsupportedError(
+                f"load '{self.path}': the file holds a training checkpoint: load "
+                "its sections with load_state_dict(path, group='model'), "
+                "group='optimizer', ...")
+        return kind
+
+    def run(self, what, group="/"):
+        """what: "state_dict" (the state dict at group) or "any" (as load() reads).
+
+        Whole files go through the one-call loads with the options (nnh5_load_*_ext:
+        the direct reader for files as nnh5 writes them); a one-tensor file and a
+        group inside a file through a file handle. load() reads the root's kind
+        first, through a file handle of its own."""
+        lib = self.lib
+        cpath = os.fsencode(self.path)
+        top = "/" + group.strip("/") if group.strip("/") else ""
+        with _HDF5_LOCK:
+            kind = self.file_kind() if what == "any" else "state_dict"
+            if kind == "tensor" or top:
+                box = self.read_open(kind, group)
+            else:
+                box = ctypes.c_void_p()
+                load = {"list": lib.load_list_ext, "state_dict": lib.load_state_dict_ext,
+                        "model": lib.load_state_dict_ext}.get(kind, lib.load_dict_ext)
+                rc = load(ctypes.byref(box), cpath, ctypes.byref(self.opts))
+                if rc:
+                    raise _c_error(lib, rc)
+        if kind == "tensor":  # handed on as a list of one
+            one = ctypes.c_void_p()
+            rc = lib.list_new(ctypes.byref(one)) or lib.list_append(one, box)
+            if rc:
+                lib.tensor_free(box)
+                lib.list_free(one)
+                raise _c_error(lib, rc)
+            box = one
+        is_list = kind in ("list", "tensor")
+        sep = "." if kind in ("state_dict", "model") else "/"
+        out = [] if is_list else collections.OrderedDict() if sep == "." else {}
+        try:
+            self.values(box, is_list,
+                        lambda k: "/tensor" if kind == "tensor" else f"/{k}" if is_list
+                        else top + "/" + k.replace(sep, "/"), out)
+        finally:
+            (lib.list_free if is_list else lib.dict_free)(box)
+        return out[0] if kind == "tensor" else out
 
 
 def _c_load(what, path, numpy, verify, require, opts, group="/"):

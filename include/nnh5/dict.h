@@ -66,6 +66,19 @@ NNH5_API const char *nnh5_dict_key(const nnh5_dict *dict, size_t i);
 /* The i-th tensor in order (borrowed); NULL if i >= len. */
 NNH5_API nnh5_tensor *nnh5_dict_value(const nnh5_dict *dict, size_t i);
 
+/*
+ * Fill out[0 .. k - 1] with the keys and values first .. first + k - 1 in
+ * order, k = min(n, nnh5_dict_len(dict) - first) (a binding pages through a
+ * large dict with a small out), each value as a new nnh5_tensor_share() the
+ * caller frees with nnh5_tensor_free(): its memory stays alive after the
+ * dict is freed, until its last share is freed. Tied values export their
+ * one memory (the same data). out[k .. n - 1].tensor is NULL, and so is
+ * every out[i].tensor on failure (no share is left).
+ * Errors: NNH5_ERR_INVALID (first > nnh5_dict_len(dict)), NNH5_ERR_NOMEM.
+ */
+NNH5_API int nnh5_dict_export(nnh5_tensor_export *out, size_t n, nnh5_dict *dict,
+			      size_t first);
+
 #ifdef __cplusplus
 }
 #endif

@@ -31,6 +31,10 @@ NNH5_API size_t nnh5_list_len(const nnh5_list *list);
 /* Element i (borrowed, lives as long as the list); NULL if i >= len. */
 NNH5_API nnh5_tensor *nnh5_list_get(const nnh5_list *list, size_t i);
 
+/* nnh5_dict_export() for a list: keys are NULL. Errors: those of nnh5_dict_export(). */
+NNH5_API int nnh5_list_export(nnh5_tensor_export *out, size_t n, nnh5_list *list,
+			      size_t first);
+
 #ifdef __cplusplus
 }
 #endif

@@ -37,6 +37,24 @@ NNH5_API int nnh5_load_dict(nnh5_dict **out, const char *path);
 NNH5_API int nnh5_save_state_dict(const char *path, const nnh5_dict *sd);
 NNH5_API int nnh5_load_state_dict(nnh5_dict **out, const char *path);
 
+/*
+ * nnh5_load_list(), nnh5_load_dict() and nnh5_load_state_dict() with open
+ * options (nnh5/file.h; NULL: the defaults): the same result or error as
+ * nnh5_file_open_ext(path, NNH5_READ, opts) followed by
+ * nnh5_file_read_list/dict/state_dict(f, "/") and nnh5_file_close(), with
+ * the load policy's limits and the checksum switches of opts. Files as nnh5
+ * writes them are read in bulk around HDF5's object layer (doc/SPEED.md,
+ * "Direct HDF5 reader") unless opts allows external links, filter plugins
+ * or copied aliases. *out is the caller's (nnh5_list_free/nnh5_dict_free).
+ * Errors: those of nnh5_file_open_ext() and of the read.
+ */
+NNH5_API int nnh5_load_list_ext(nnh5_list **out, const char *path,
+				const nnh5_open_options *opts);
+NNH5_API int nnh5_load_dict_ext(nnh5_dict **out, const char *path,
+				const nnh5_open_options *opts);
+NNH5_API int nnh5_load_state_dict_ext(nnh5_dict **out, const char *path,
+				      const nnh5_open_options *opts);
+
 #ifdef __cplusplus
 }
 #endif

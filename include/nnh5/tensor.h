@@ -138,6 +138,22 @@ NNH5_API bool nnh5_tensor_tied(const nnh5_tensor *a, const nnh5_tensor *b);
 /* Free a tensor (and its elements if it owns them). NULL is a no-op. */
 NNH5_API void nnh5_tensor_free(nnh5_tensor *t);
 
+/*
+ * One tensor of a dict or list as nnh5_dict_export() and nnh5_list_export()
+ * hand it to a binding (the Python module gives numpy the memory at data):
+ * everything it needs in one record, so that it makes one call per container
+ * instead of several per tensor.
+ */
+typedef struct nnh5_tensor_export {
+	nnh5_tensor *tensor; /* nnh5_tensor_share() of the value: the caller's to free */
+	const char *key;     /* the dict's key (borrowed, lives as long as the dict); NULL in a list */
+	void *data;          /* the elements, as nnh5_tensor_data(); NULL when nbytes is 0 */
+	uint64_t nbytes;
+	int32_t dtype;       /* nnh5_dtype */
+	uint32_t ndim;
+	int64_t shape[NNH5_MAX_NDIM]; /* ndim entries set, the rest 0 */
+} nnh5_tensor_export;
+
 NNH5_API nnh5_dtype nnh5_tensor_dtype(const nnh5_tensor *t);
 NNH5_API size_t nnh5_tensor_ndim(const nnh5_tensor *t);
 /* The shape, ndim entries, borrowed from t (NULL-free pointer even for ndim 0). */

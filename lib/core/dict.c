@@ -217,6 +217,19 @@ nnh5_tensor *nnh5_dict_value(const nnh5_dict *d, size_t i)
 	return i < d->len ? d->entries[i].value : NULL;
 }
 
+int nnh5_dict_export(nnh5_tensor_export *out, size_t n, nnh5_dict *d, size_t first)
+{
+	int rc;
+	size_t k = nnh5__tensor_export_check(&rc, out, n, d->len, first);
+
+	for (size_t i = 0; !rc && i < k; i++)
+		rc = nnh5__tensor_export(&out[i], d->entries[first + i].value,
+					 d->entries[first + i].key);
+	if (rc)
+		nnh5__tensor_export_undo(out, k);
+	return rc;
+}
+
 int nnh5_dict_tie(nnh5_dict *d, const char *key, const char *target)
 {
 	nnh5_tensor *t, *s;

@@ -79,6 +79,17 @@ char *nnh5__strdup(const char *s);
 void *nnh5__malloc_large(size_t size);
 
 /*
+ * nnh5_dict_export() and nnh5_list_export(): _check clears out (room for n),
+ * sets *rc (NNH5_ERR_INVALID for first > len) and returns how many values
+ * from first go into out; _export fills e with t and key and a share of t;
+ * _undo frees the shares of out[0 .. len - 1] after a failure.
+ */
+size_t nnh5__tensor_export_check(int *rc, nnh5_tensor_export *out, size_t n, size_t len,
+				 size_t first);
+int nnh5__tensor_export(nnh5_tensor_export *e, nnh5_tensor *t, const char *key);
+void nnh5__tensor_export_undo(nnh5_tensor_export *out, size_t len);
+
+/*
  * Record a failure for the calling thread and return status, so that
  * callers write: return nnh5__error(NNH5_ERR_INVALID, "...", ...);
  */

@@ -57,3 +57,15 @@ nnh5_tensor *nnh5_list_get(const nnh5_list *list, size_t i)
 {
 	return i < list->len ? list->items[i] : NULL;
 }
+
+int nnh5_list_export(nnh5_tensor_export *out, size_t n, nnh5_list *list, size_t first)
+{
+	int rc;
+	size_t k = nnh5__tensor_export_check(&rc, out, n, list->len, first);
+
+	for (size_t i = 0; !rc && i < k; i++)
+		rc = nnh5__tensor_export(&out[i], list->items[first + i], NULL);
+	if (rc)
+		nnh5__tensor_export_undo(out, k);
+	return rc;
+}

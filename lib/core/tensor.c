@@ -317,6 +317,39 @@ int nnh5_tensor_share(nnh5_tensor **out, nnh5_tensor *t)
 	return NNH5_OK;
 }
 
+int nnh5__tensor_export(nnh5_tensor_export *e, nnh5_tensor *t, const char *key)
+{
+	e->key = key;
+	e->data = t->nbytes ? t->data : NULL;
+	e->nbytes = t->nbytes;
+	e->dtype = t->dtype;
+	e->ndim = t->ndim;
+	memset(e->shape, 0, sizeof e->shape);
+	memcpy(e->shape, t->shape, t->ndim * sizeof t->shape[0]);
+	return nnh5_tensor_share(&e->tensor, t);
+}
+
+size_t nnh5__tensor_export_check(int *rc, nnh5_tensor_export *out, size_t n, size_t len,
+				 size_t first)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i].tensor = NULL;
+	if (first > len) {
+		*rc = nnh5__error(NNH5_ERR_INVALID, "export from value %zu of %zu", first, len);
+		return 0;
+	}
+	*rc = NNH5_OK;
+	return len - first < n ? len - first : n;
+}
+
+void nnh5__tensor_export_undo(nnh5_tensor_export *out, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		nnh5_tensor_free(out[i].tensor);
+		out[i].tensor = NULL;
+	}
+}
+
 bool nnh5_tensor_tied(const nnh5_tensor *a, const nnh5_tensor *b)
 {
 	return a && b && a->nbytes && a->data == b->data && a->dtype == b->dtype &&

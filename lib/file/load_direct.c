@@ -398,7 +398,8 @@ static int check_root(struct load *l, nnh5__direct_what what)
 	return NNH5_OK;
 }
 
-int nnh5__load_direct(bool *done, void *out, const char *path, nnh5__direct_what what)
+int nnh5__load_direct(bool *done, void *out, const char *path, const nnh5_open_options *opts,
+		      nnh5__direct_what what)
 {
 	nnh5_open_options defaults = NNH5_OPEN_OPTIONS_INIT;
 	nnh5__regular reg = { -1, 0, 0 };
@@ -412,9 +413,15 @@ int nnh5__load_direct(bool *done, void *out, const char *path, nnh5__direct_what
 		return NNH5_OK;
 	memset(&l, 0, sizeof l);
 	l.path = path;
-	l.verify = defaults.verify_checksums;
-	l.require = defaults.require_checksums;
-	if (nnh5__policy_init(&l.p, &defaults, path) || l.p.allow_external ||
+	if (!opts)
+		opts = &defaults;
+	/* An options version this reader does not know is the API path's to refuse. */
+	if (opts->version != NNH5_OPEN_OPTIONS_VERSION || opts->compression < NNH5_COMPRESSION_NONE ||
+	    opts->compression > NNH5_COMPRESSION_ARCHIVE)
+		return NNH5_OK;
+	l.verify = opts->verify_checksums;
+	l.require = opts->require_checksums;
+	if (nnh5__policy_init(&l.p, opts, path) || l.p.allow_external ||
 	    l.p.allow_filter_plugins || l.p.copy_aliases)
 		goto out;
 	if (nnh5__regular_open(&reg, path, "open"))

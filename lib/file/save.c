@@ -28,10 +28,10 @@
 		return nnh5_file_close(f);                            \
 	} while (0)
 
-#define LOAD_BODY(path, read_call)                                    \
+#define LOAD_BODY(path, opts, read_call)                              \
 	do {                                                          \
 		nnh5_file *f;                                         \
-		int rc = nnh5_file_open(&f, (path), NNH5_READ);       \
+		int rc = nnh5_file_open_ext(&f, (path), NNH5_READ, (opts)); \
 		if (rc)                                               \
 			return rc;                                    \
 		rc = (read_call);                                     \
@@ -104,8 +104,8 @@ static int read_single_tensor(nnh5_tensor **out, nnh5_file *f)
 int nnh5_load_tensor(nnh5_tensor **out, const char *path)
 {
 	*out = NULL;
-	NNH5__LOAD_DIRECT(path, NNH5__DIRECT_TENSOR, out);
-	LOAD_BODY(path, read_single_tensor(out, f));
+	NNH5__LOAD_DIRECT(path, NULL, NNH5__DIRECT_TENSOR, out);
+	LOAD_BODY(path, NULL, read_single_tensor(out, f));
 }
 
 int nnh5_save_list(const char *path, const nnh5_list *list)
@@ -116,9 +116,14 @@ int nnh5_save_list(const char *path, const nnh5_list *list)
 
 int nnh5_load_list(nnh5_list **out, const char *path)
 {
+	return nnh5_load_list_ext(out, path, NULL);
+}
+
+int nnh5_load_list_ext(nnh5_list **out, const char *path, const nnh5_open_options *opts)
+{
 	*out = NULL;
-	NNH5__LOAD_DIRECT(path, NNH5__DIRECT_LIST, out);
-	LOAD_BODY(path, nnh5_file_read_list(out, f, "/"));
+	NNH5__LOAD_DIRECT(path, opts, NNH5__DIRECT_LIST, out);
+	LOAD_BODY(path, opts, nnh5_file_read_list(out, f, "/"));
 }
 
 int nnh5_save_dict(const char *path, const nnh5_dict *dict)
@@ -129,9 +134,14 @@ int nnh5_save_dict(const char *path, const nnh5_dict *dict)
 
 int nnh5_load_dict(nnh5_dict **out, const char *path)
 {
+	return nnh5_load_dict_ext(out, path, NULL);
+}
+
+int nnh5_load_dict_ext(nnh5_dict **out, const char *path, const nnh5_open_options *opts)
+{
 	*out = NULL;
-	NNH5__LOAD_DIRECT(path, NNH5__DIRECT_DICT, out);
-	LOAD_BODY(path, nnh5_file_read_dict(out, f, "/"));
+	NNH5__LOAD_DIRECT(path, opts, NNH5__DIRECT_DICT, out);
+	LOAD_BODY(path, opts, nnh5_file_read_dict(out, f, "/"));
 }
 
 int nnh5_save_state_dict(const char *path, const nnh5_dict *sd)
@@ -142,7 +152,12 @@ int nnh5_save_state_dict(const char *path, const nnh5_dict *sd)
 
 int nnh5_load_state_dict(nnh5_dict **out, const char *path)
 {
+	return nnh5_load_state_dict_ext(out, path, NULL);
+}
+
+int nnh5_load_state_dict_ext(nnh5_dict **out, const char *path, const nnh5_open_options *opts)
+{
 	*out = NULL;
-	NNH5__LOAD_DIRECT(path, NNH5__DIRECT_STATE_DICT, out);
-	LOAD_BODY(path, nnh5_file_read_state_dict(out, f, "/"));
+	NNH5__LOAD_DIRECT(path, opts, NNH5__DIRECT_STATE_DICT, out);
+	LOAD_BODY(path, opts, nnh5_file_read_state_dict(out, f, "/"));
 }

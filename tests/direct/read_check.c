@@ -169,7 +169,7 @@ static bool direct_only(struct result *r, int kind, const char *path)
 
 	memset(r, 0, sizeof *r);
 	nnh5_error_clear();
-	r->rc = nnh5__load_direct(&done, out, path, whats[kind]);
+	r->rc = nnh5__load_direct(&done, out, path, NULL, whats[kind]);
 	if (!done && (r->rc || r->t || r->l || r->d || nnh5_error_status() != NNH5_OK)) {
 		fprintf(stderr, "read_check: %s: the direct reader declined but left a result or error\n",
 			path);

@@ -409,5 +409,136 @@ def traced_save(strace, d, durable):
     return events
 
 
-pc.run_parts(calls_counted, library_rule, same_files, errors, peak_memory, fsyncs)
+class _CountFrees:
+    """with _CountFrees() as c: every share of a C tensor the module frees, in c.freed, and
+    the address of every C buffer handed to numpy, in c.addrs (over libnnh5; nothing is
+    counted over h5py)."""
+
+    def __enter__(self):
+        self.freed, addrs = [], []
+        self.addrs = addrs
+        self.real = nnh5._CBuffer.free
+        self.cls = nnh5._CBuffer
+
+        class Recorded(nnh5._CBuffer):
+            __slots__ = ()
+
+            def __init__(self, t, shape, typestr, addr):
+                addrs.append(addr)
+                super().__init__(t, shape, typestr, addr)
+        nnh5._CBuffer = Recorded
+        self.page = nnh5._EXPORT_PAGE
+        nnh5._EXPORT_PAGE = 3  # many pages of records per load
+        if self.real is not None:
+            def free(t, real=self.real, freed=self.freed):
+                freed.append(t)
+                real(t)
+            nnh5._CBuffer.free = staticmethod(free)
+        return self
+
+    def __exit__(self, *exc):
+        nnh5._EXPORT_PAGE = self.page
+        nnh5._CBuffer = self.cls
+        nnh5._CBuffer.free = self.real
+
+
+def _buffer_of(v):
+    """The _CBuffer at the end of numpy array v's base chain; None if there is none."""
+    b = v
+    while isinstance(b, np.ndarray):
+        b = b.base
+    return b if isinstance(b, nnh5._CBuffer) else None
+
+
+def ownership():
+    """A load hands each C buffer to numpy and torch without a copy, and frees every share
+    exactly once: when the last array or tensor over it goes, when the dict goes but one
+    tensor stays, and when a load fails half-way through its values."""
+    import gc
+    rng = np.random.default_rng(11)
+    sd = collections.OrderedDict()
+    for name in ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16",
+                 "float32", "float64"):
+        for i, shape in enumerate([(), (0,), (3, 0), (7,), (4, 5)]):
+            sd[f"{name}.s{i}"] = pc.torch_of(name, pc.random_bits(rng, name, shape))
+    sd["big.w"] = torch.randn(1 << 20)  # 4 MiB: its own (huge-page) allocation
+    sd["tied.w"] = sd["float32.s4"]
+    f = path("own.h5")
+    nnh5.save_state_dict(sd, f)
+    with pc.pure():
+        want_torch = nnh5.load_state_dict(f)
+        want_numpy = nnh5.load_state_dict(f, numpy=True)
+    nonempty = [k for k, v in sd.items() if v.numel()]
+    bufs = view = None
+    with _CountFrees() as c:
+        got = nnh5.load_state_dict(f)
+        pc.same_tensors(want_torch, got, "ownership: torch values as over h5py")
+        check(all(got[k].dtype == want_torch[k].dtype for k in sd), "ownership: torch dtypes")
+        got_np = nnh5.load_state_dict(f, numpy=True)
+        pc.same_tensors(want_numpy, got_np, "ownership: numpy values as over h5py")
+        check(all(got_np[k].dtype == want_numpy[k].dtype for k in sd),
+              "ownership: numpy dtypes (bfloat16 widened, bool as bool)",
+              str([(k, got_np[k].dtype, want_numpy[k].dtype) for k in sd
+                   if got_np[k].dtype != want_numpy[k].dtype][:3]))
+        check(got["tied.w"].data_ptr() == got["float32.s4"].data_ptr()
+              and np.shares_memory(got_np["tied.w"], got_np["float32.s4"]),
+              "ownership: tied names load on one memory")
+        if pc.C_MODE:
+            plain = [k for k in nonempty if not k.startswith("bfloat16")]
+            bufs = {k: _buffer_of(got_np[k]) for k in plain}
+            check(all(b is not None for b in bufs.values()),
+                  "ownership: every numpy array's base is the C buffer (no copy)",
+                  str([k for k, b in bufs.items() if b is None][:4]))
+            check(all(not got_np[k].flags.owndata for k in plain),
+                  "ownership: no numpy array owns a copy of its data")
+            view = got_np["big.w"][1:]
+            check(np.shares_memory(view, got_np["big.w"])
+                  and got_np["big.w"].ctypes.data == bufs["big.w"].__array_interface__[
+                      "data"][0], "ownership: the array is the C memory itself")
+            # torch: from_numpy over the C buffers (bfloat16 and bool too), one per dataset
+            torch_ptrs = {got[k].data_ptr() for k in nonempty}
+            check(torch_ptrs == set(c.addrs[:len(nonempty) - 1]),
+                  "ownership: every torch tensor is over the C library's memory (no copy)",
+                  f"{len(torch_ptrs & set(c.addrs))} of {len(torch_ptrs)}")
+            held = len(nonempty) - 1  # the tied key's share goes at once, as empty ones do
+            # (numpy widens bfloat16 into new memory: those shares go at once too)
+            widened = sum(1 for k in nonempty if k.startswith("bfloat16"))
+            check(len(c.freed) == 2 * (len(sd) - held) + widened,
+                  "ownership: while the values live, only the shares no array holds are freed",
+                  f"{len(c.freed)} freed, {2 * (len(sd) - held) + widened} expected")
+        # drop everything but one tensor (and a view of it): the rest is freed, it stays
+        keep, keep_np = got["big.w"], got_np["big.w"][5:]
+        expect = sd["big.w"].clone()
+        del got, got_np, bufs, view
+        gc.collect()
+        shares = len(sd)  # one share per key and load
+        if pc.C_MODE:
+            check(len(c.freed) == 2 * shares - 2, "ownership: all but the two kept shares freed",
+                  f"{len(c.freed)} of {2 * shares}")
+        # memory the freed tensors had is reused by a new load; the kept one is untouched
+        again = nnh5.load_state_dict(f)
+        check(torch.equal(keep, expect) and np.array_equal(keep_np, expect.numpy()[5:]),
+              "ownership: a kept tensor keeps its values after the dict and others go")
+        del keep, keep_np, again
+        gc.collect()
+        if pc.C_MODE:
+            check(len(c.freed) == 3 * shares,
+                  "ownership: every share of three loads freed once when the last value goes",
+                  f"{len(c.freed)} frees of {3 * shares}")
+        # a load that fails half-way (torch has no uint32 in 1.13): every share is freed
+        bad = collections.OrderedDict([("a", np.arange(4.0)), ("b", np.arange(3, dtype="<u4")),
+                                       ("c", np.arange(6.0)), ("d", np.zeros(0))])
+        nnh5.save_state_dict(bad, path("own_bad.h5"))
+        before = len(c.freed)
+        if not hasattr(torch, "uint32"):
+            expect_error(lambda: nnh5.load_state_dict(path("own_bad.h5")),
+                         nnh5.UnsupportedError, ["'/b'", "numpy=True"],
+                         "ownership: uint32 into torch")
+            gc.collect()
+            if pc.C_MODE:  # pages of 3: 'd' was never exported
+                check(len(c.freed) - before == 3, "ownership: a failed load frees every share",
+                      f"{len(c.freed) - before} of 3")
+
+
+pc.run_parts(calls_counted, ownership, library_rule, same_files, errors, peak_memory, fsyncs)
 pc.finish("test_clib")
