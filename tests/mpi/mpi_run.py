@@ -168,6 +168,9 @@ for path in sorted(glob.glob(os.path.join(folder, "blk-*.h5"))):
     want = [xxhash.xxh3_64_intdigest(data[i:i + b]) for i in range(0, len(data), b)]
     if b != 16 << 20 or table != want:
         sys.exit("%s: block table %s (B %d), xxhash says %s" % (path, table, b, want))
+    r = subprocess.run([tool, "verify", path], capture_output=True, text=True)
+    if r.returncode != 0 or "block checksums ok" not in r.stdout:
+        sys.exit("nnh5 verify %s did not check the block table: %s" % (path, r.stdout))
     blocks += 1
 bad = os.path.join(folder, "blkbad-entry.h5")
 if os.path.exists(bad):
