@@ -281,6 +281,20 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 		t[0][r] = max_ms(bench_now_ms() - t0);
 		if (r == 0)
 			print_counts("bytes: nnh5 save", before, 1);
+		if (r == 0 && rank == 0) {
+			/* Which verification the verified loads below run (doc/MPI.md, "When loads are verified"). */
+			nnh5_file *sf;
+			int64_t bb = 0;
+			CHECK(nnh5_file_open(&sf, path, NNH5_READ));
+			if (nnh5_file_get_attr_int(&bb, sf, "x", "nnh5_xxh3_block_bytes") == NNH5_OK)
+				printf("bytes: block checksums of %lld bytes: verified loads hash each "
+				       "rank's own blocks\n",
+				       (long long)bb);
+			else
+				printf("bytes: no block checksums (32 MiB or less): verified loads run "
+				       "the whole-tensor chain\n");
+			nnh5_file_close(sf);
+		}
 
 		if (rank == 0)
 			unlink(raw);
@@ -376,7 +390,7 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 		       ">= 0.8)\n",
 		       lb / li);
 		printf("ratio load nnh5-into-unverified/baseline-reused throughput %.3f (the "
-		       "checksum chain's share)\n",
+		       "verification's share)\n",
 		       lb / lv);
 		printf("const B_w %.3f GB/s (np %d, baseline write+sync)\n", gb / mb * 1e3, nranks);
 		printf("const B_r %.3f GB/s (np %d, baseline read, reused buffer)\n", gb / lb * 1e3,

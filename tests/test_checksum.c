@@ -201,6 +201,103 @@ static void missing_checksums_load_unless_required(void **state)
 	nnh5_file_discard(f);
 }
 
+/* Dataset "x" of n uint8 bytes (i * 7 % 251) with block attributes as given (btype < 0: none). */
+#define BLK ((uint64_t)16 << 20)
+static void write_blocks_file(const char *path, size_t n, hid_t btype, uint64_t b, hid_t ttype,
+			      const uint64_t *table, hsize_t count)
+{
+	unsigned char *v = malloc(n);
+	hsize_t dims[] = { n };
+	assert_non_null(v);
+	for (size_t i = 0; i < n; i++)
+		v[i] = (unsigned char)(i * 7 % 251);
+	hid_t fid = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+	hid_t sp = H5Screate_simple(1, dims, NULL), s1 = H5Screate(H5S_SCALAR);
+	hid_t did = H5Dcreate2(fid, "x", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	assert_true(H5Dwrite(did, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+	if (btype >= 0) {
+		hid_t a = H5Acreate2(did, "nnh5_xxh3_block_bytes", btype, s1, H5P_DEFAULT, H5P_DEFAULT);
+		assert_true(H5Awrite(a, H5T_NATIVE_UINT64, &b) >= 0);
+		H5Aclose(a);
+	}
+	if (ttype >= 0) {
+		hid_t ts = H5Screate_simple(1, &count, NULL);
+		hid_t a = H5Acreate2(did, "nnh5_xxh3_blocks", ttype, ts, H5P_DEFAULT, H5P_DEFAULT);
+		assert_true(H5Awrite(a, H5T_NATIVE_UINT64, table) >= 0);
+		H5Aclose(a);
+		H5Sclose(ts);
+	}
+	H5Dclose(did);
+	H5Sclose(s1);
+	H5Sclose(sp);
+	H5Fclose(fid);
+	free(v);
+}
+
+/* nnh5_file_check_blocks() on the table's outcomes (the file stays open until blocks_done()). */
+static nnh5_file *bf;
+static nnh5_tensor *bt;
+
+static int check_blocks_of(bool *present, const char *path)
+{
+	ok(nnh5_file_open(&bf, path, NNH5_READ));
+	ok(nnh5_file_read_tensor(&bt, bf, "x")); /* serial loads do not read the table */
+	return nnh5_file_check_blocks(present, bf, "x", bt);
+}
+
+static void blocks_done(void)
+{
+	nnh5_tensor_free(bt);
+	nnh5_file_close(bf);
+	bt = NULL;
+	bf = NULL;
+}
+
+static void block_checksums_checked_on_request(void **state)
+{
+	const char *path = tu_path("blocks.h5");
+	const size_t n = (size_t)(2 * BLK + 4099);
+	uint64_t table[4];
+	bool present = true;
+	(void)state;
+
+	unsigned char *v = malloc(n);
+	assert_non_null(v);
+	for (size_t i = 0; i < n; i++)
+		v[i] = (unsigned char)(i * 7 % 251);
+	for (int i = 0; i < 3; i++)
+		table[i] = XXH3_64bits(v + (size_t)i * BLK, i < 2 ? (size_t)BLK : n - 2 * (size_t)BLK);
+	free(v);
+	write_blocks_file(path, n, -1, 0, -1, NULL, 0);
+	ok(check_blocks_of(&present, path));
+	blocks_done();
+	assert_false(present);
+	write_blocks_file(path, n, H5T_STD_U64LE, BLK, H5T_STD_U64LE, table, 3);
+	ok(check_blocks_of(&present, path));
+	blocks_done();
+	assert_true(present);
+	table[2] ^= 4;
+	write_blocks_file(path, n, H5T_STD_U64LE, BLK, H5T_STD_U64LE, table, 3);
+	fails(NNH5_ERR_CHECKSUM, check_blocks_of(&present, path), "'x'", "block 2 ",
+	      "33554432");
+	blocks_done();
+	table[2] ^= 4;
+	write_blocks_file(path, n, H5T_STD_U64LE, 2 * BLK, H5T_STD_U64LE, table, 3);
+	fails(NNH5_ERR_FORMAT, check_blocks_of(&present, path), "'x'",
+	      "nnh5_xxh3_block_bytes", "16 MiB");
+	blocks_done();
+	write_blocks_file(path, n, H5T_STD_U64LE, BLK, H5T_STD_U64LE, table, 4);
+	fails(NNH5_ERR_FORMAT, check_blocks_of(&present, path), "nnh5_xxh3_blocks",
+	      "one entry per block");
+	blocks_done();
+	write_blocks_file(path, n, H5T_STD_U64LE, BLK, H5T_STD_I64LE, table, 3);
+	fails(NNH5_ERR_FORMAT, check_blocks_of(&present, path), "nnh5_xxh3_blocks", "uint64");
+	blocks_done();
+	write_blocks_file(path, n, H5T_STD_U64LE, BLK, -1, NULL, 0);
+	fails(NNH5_ERR_FORMAT, check_blocks_of(&present, path), "nnh5_xxh3_blocks", "missing");
+	blocks_done();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -209,6 +306,7 @@ int main(void)
 		cmocka_unit_test(flipped_data_is_reported_not_loaded),
 		cmocka_unit_test(flipped_small_data_is_an_error),
 		cmocka_unit_test(missing_checksums_load_unless_required),
+		cmocka_unit_test(block_checksums_checked_on_request),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

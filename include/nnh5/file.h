@@ -290,6 +290,19 @@ NNH5_API int nnh5_file_check_keys(bool *listed, nnh5_file *f, const char *name);
 NNH5_API int nnh5_file_stored_checksum(uint64_t *sum, bool *present, nnh5_file *f,
 				       const char *name);
 
+/*
+ * Check t, the tensor read from the dataset at name, against the
+ * dataset's block checksums (doc/FORMAT.md, "Block checksums"), which
+ * serial reads do not consult: *present is false for a dataset without a
+ * table (nothing is compared). t is borrowed.
+ * Errors: NNH5_ERR_CHECKSUM (a block of t does not match its entry; the
+ * message names the dataset and the block index), NNH5_ERR_FORMAT (a
+ * malformed table, not a dataset), NNH5_ERR_INVALID (t does not have the
+ * dataset's dtype and size), NNH5_ERR_NOT_FOUND.
+ */
+NNH5_API int nnh5_file_check_blocks(bool *present, nnh5_file *f, const char *name,
+				    const nnh5_tensor *t);
+
 /* Write list as the group name: datasets "0", "1", ... Errors as write_tensor. */
 NNH5_API int nnh5_file_write_list(nnh5_file *f, const char *name, const nnh5_list *list);
 

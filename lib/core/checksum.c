@@ -55,3 +55,39 @@ uint64_t nnh5_tensor_checksum(const nnh5_tensor *t)
 		return 0;
 	return nnh5__checksum(t->data, t->nbytes, nnh5_dtype_size(t->dtype));
 }
+
+uint64_t nnh5__block_bytes(uint64_t nbytes)
+{
+	uint64_t b = NNH5__BLOCK_MIN;
+
+	if (nbytes <= b)
+		return 0;
+	while ((nbytes - 1) / b + 1 > NNH5__BLOCKS_MAX)
+		b <<= 1;
+	return b;
+}
+
+bool nnh5__block_size_valid(uint64_t *count, uint64_t block_bytes, uint64_t nbytes)
+{
+	uint64_t k = block_bytes / NNH5__BLOCK_MIN;
+
+	*count = 0;
+	if (block_bytes < NNH5__BLOCK_MIN || block_bytes % NNH5__BLOCK_MIN || (k & (k - 1)))
+		return false;
+	*count = nbytes ? (nbytes - 1) / block_bytes + 1 : 0;
+	return *count <= NNH5__BLOCKS_MAX;
+}
+
+int64_t nnh5__blocks_mismatch(const uint64_t *table, uint64_t count, uint64_t block_bytes,
+			      const void *data, uint64_t nbytes, size_t elsize)
+{
+	const unsigned char *p = data;
+
+	for (uint64_t i = 0; i < count; i++) {
+		uint64_t at = i * block_bytes;
+		uint64_t n = nbytes - at < block_bytes ? nbytes - at : block_bytes;
+		if (nnh5__checksum(p + at, (size_t)n, elsize) != table[i])
+			return (int64_t)i;
+	}
+	return -1;
+}

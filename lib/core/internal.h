@@ -223,4 +223,32 @@ uint64_t nnh5__checksum(const void *data, size_t nbytes, size_t elsize);
  */
 void nnh5__checksum_update(void *state, const void *data, size_t nbytes, size_t elsize);
 
+/*
+ * Block checksums (doc/FORMAT.md, "Block checksums"): XXH3-64 of each
+ * block of B bytes of a tensor's stored bytes, B a power-of-two multiple
+ * of 16 MiB giving at most 4096 blocks, so that ranks holding different
+ * parts of a tensor can verify them in parallel.
+ */
+#define NNH5__BLOCKS_ATTR "nnh5_xxh3_blocks"
+#define NNH5__BLOCK_BYTES_ATTR "nnh5_xxh3_block_bytes"
+#define NNH5__BLOCK_MIN ((uint64_t)16 << 20)
+#define NNH5__BLOCKS_MAX 4096u
+
+/* The B writers use for a tensor of nbytes: 0 when it has fewer than 2 blocks (no table). */
+uint64_t nnh5__block_bytes(uint64_t nbytes);
+
+/*
+ * Whether B is a block size a table may have for nbytes (16 MiB times a
+ * power of two, at most 4096 blocks); *count receives ceil(nbytes / B).
+ */
+bool nnh5__block_size_valid(uint64_t *count, uint64_t block_bytes, uint64_t nbytes);
+
+/*
+ * The index of the first block of data (nbytes of elements of elsize, in
+ * blocks of block_bytes) whose checksum differs from table[0..count), or
+ * -1 when all match. count must be ceil(nbytes / block_bytes).
+ */
+int64_t nnh5__blocks_mismatch(const uint64_t *table, uint64_t count, uint64_t block_bytes,
+			      const void *data, uint64_t nbytes, size_t elsize);
+
 #endif /* NNH5_INTERNAL_H */

@@ -146,6 +146,9 @@ void nnh5__file_release(nnh5_file *f);
 int nnh5__file_open_group(hid_t *out, nnh5_file *f, const char *path);
 hid_t nnh5__file_type(nnh5_file *f, nnh5_dtype dtype);
 int nnh5__file_put_checksum(nnh5_file *f, hid_t did, uint64_t sum);
+/* The block checksum table of a dataset: its block size, then count entries (0 or -1 as above). */
+int nnh5__file_put_block_table(nnh5_file *f, hid_t did, const uint64_t *table, uint64_t count,
+			       uint64_t block_bytes);
 int nnh5__file_put_dtype_attr(nnh5_file *f, hid_t did, nnh5_dtype dtype, const char *display);
 /* Split the object path name into its parent path (into buf of n bytes) and leaf (returned). */
 const char *nnh5__file_split_leaf(char *buf, size_t n, const char *name);
@@ -227,6 +230,19 @@ int nnh5__dataset_read(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const
  */
 int nnh5__dataset_expected_checksum(uint64_t *sum, nnh5_file *f, nnh5__dataset *ds,
 				    const char *display);
+
+/*
+ * The block checksum table of ds (doc/FORMAT.md, "Block checksums"): 1
+ * with *table (count entries, freed by the caller with nnh5__free) and
+ * *block_bytes; 0 when ds has neither attribute; NNH5_ERR_FORMAT naming
+ * the file, the dataset and the problem when it is malformed (one
+ * attribute without the other, not uint64, a block size other than the
+ * one nnh5__block_bytes() gives for ds's bytes, a length other than
+ * the blocks of ds's bytes). Nothing is allocated before the length
+ * passed these checks.
+ */
+int nnh5__dataset_block_table(uint64_t **table, uint64_t *count, uint64_t *block_bytes,
+			      nnh5_file *f, const nnh5__dataset *ds, const char *display);
 
 /*
  * NNH5_ERR_FORMAT unless ds's contiguous data lies inside the file as it is

@@ -11,6 +11,7 @@
 #include "nnh5/dict.h"
 #include "nnh5/file.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,56 @@ int nnh5_file_stored_checksum(uint64_t *sum, bool *present, nnh5_file *f, const 
 	rc = nnh5__walk(f, name, &o, checksum_cb, &c);
 	*sum = rc ? 0 : c.sum;
 	*present = !rc && c.present;
+	LEAVE(rc);
+}
+
+struct blocks_check {
+	nnh5_file *f;
+	const nnh5_tensor *t;
+	bool present;
+};
+
+static int blocks_cb(const nnh5__item *it, void *p)
+{
+	struct blocks_check *c = p;
+	nnh5_file *f = c->f;
+	uint64_t *table = NULL, count = 0, b = 0;
+	int rc = nnh5__dataset_block_table(&table, &count, &b, f, it->ds, it->display);
+
+	if (rc <= 0)
+		return rc;
+	rc = NNH5_OK;
+	c->present = true;
+	if (c->t->dtype != it->ds->dtype || c->t->nbytes != it->ds->nbytes)
+		rc = nnh5__error(NNH5_ERR_INVALID,
+				 "'%s': dataset '%s': the tensor given is not the dataset's data",
+				 f->path, it->display);
+	int64_t bad = rc ? -1
+			 : nnh5__blocks_mismatch(table, count, b, c->t->data, c->t->nbytes,
+						 nnh5_dtype_size(c->t->dtype));
+	if (bad >= 0)
+		rc = nnh5__error(NNH5_ERR_CHECKSUM,
+				 "'%s': dataset '%s' is damaged: block %lld (bytes %llu to %llu) "
+				 "does not match its block checksum",
+				 f->path, it->display, (long long)bad,
+				 (unsigned long long)((uint64_t)bad * b),
+				 (unsigned long long)((uint64_t)bad * b + b < c->t->nbytes
+							      ? (uint64_t)bad * b + b
+							      : (uint64_t)c->t->nbytes));
+	nnh5__free(table);
+	return rc;
+}
+
+int nnh5_file_check_blocks(bool *present, nnh5_file *f, const char *name, const nnh5_tensor *t)
+{
+	nnh5__walk_options o = { false, false, false, false, false, false, false, H5O_TYPE_DATASET, NULL };
+	struct blocks_check c = { f, t, false };
+	int rc;
+
+	assert(t);
+	ENTER;
+	rc = nnh5__walk(f, name, &o, blocks_cb, &c);
+	*present = c.present;
 	LEAVE(rc);
 }
 

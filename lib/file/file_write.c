@@ -104,6 +104,30 @@ int nnh5__file_put_checksum(nnh5_file *f, hid_t did, uint64_t sum)
 	return H5Aclose(attr) < 0 || st < 0 ? -1 : 0;
 }
 
+int nnh5__file_put_block_table(nnh5_file *f, hid_t did, const uint64_t *table, uint64_t count,
+			       uint64_t block_bytes)
+{
+	hsize_t dim = (hsize_t)count;
+	hid_t space = H5Screate_simple(1, &dim, NULL), attr = -1;
+	herr_t st = -1;
+
+	attr = H5Acreate2(did, NNH5__BLOCK_BYTES_ATTR, H5T_STD_U64LE, f->scalar_space, H5P_DEFAULT,
+			  H5P_DEFAULT);
+	if (attr >= 0)
+		st = H5Awrite(attr, H5T_NATIVE_UINT64, &block_bytes);
+	if (attr >= 0 && H5Aclose(attr) < 0)
+		st = -1;
+	attr = st < 0 || space < 0 ? -1
+				   : H5Acreate2(did, NNH5__BLOCKS_ATTR, H5T_STD_U64LE, space,
+						H5P_DEFAULT, H5P_DEFAULT);
+	st = attr < 0 ? -1 : H5Awrite(attr, H5T_NATIVE_UINT64, table);
+	if (attr >= 0 && H5Aclose(attr) < 0)
+		st = -1;
+	if (space >= 0)
+		H5Sclose(space);
+	return st < 0 ? -1 : 0;
+}
+
 int nnh5__file_put_dtype_attr(nnh5_file *f, hid_t did, nnh5_dtype dtype, const char *display)
 {
 	/* Types h5py has no numpy dtype for are named for readers (doc/FORMAT.md). */

@@ -65,6 +65,79 @@ int nnh5__dataset_expected_checksum(uint64_t *sum, nnh5_file *f, nnh5__dataset *
 	return has;
 }
 
+/* Attribute name of ds as count uint64 values (1: scalar) into out; a message names the problem. */
+static const char *read_u64s(uint64_t *out, hid_t id, const char *name, uint64_t count, bool scalar)
+{
+	hid_t attr = H5Aopen(id, name, H5P_DEFAULT), type = -1, space = -1;
+	const char *bad = NULL;
+	hsize_t dim = 0;
+
+	if (attr < 0)
+		return "cannot be opened";
+	type = H5Aget_type(attr);
+	space = H5Aget_space(attr);
+	if (type < 0 || space < 0 || H5Tget_class(type) != H5T_INTEGER || H5Tget_size(type) != 8 ||
+	    H5Tget_sign(type) != H5T_SGN_NONE)
+		bad = "is not of type uint64";
+	else if (scalar ? H5Sget_simple_extent_type(space) != H5S_SCALAR
+			: H5Sget_simple_extent_ndims(space) != 1 ||
+				  H5Sget_simple_extent_dims(space, &dim, NULL) != 1)
+		bad = scalar ? "is not a scalar" : "is not one-dimensional";
+	else if (!scalar && dim != count)
+		bad = "does not have one entry per block of the data";
+	else if (H5Aget_storage_size(attr) != 8 * count || H5Aread(attr, H5T_NATIVE_UINT64, out) < 0)
+		bad = "cannot be read";
+	if (space >= 0)
+		H5Sclose(space);
+	if (type >= 0)
+		H5Tclose(type);
+	H5Aclose(attr);
+	return bad;
+}
+
+int nnh5__dataset_block_table(uint64_t **table, uint64_t *count, uint64_t *block_bytes,
+			      nnh5_file *f, const nnh5__dataset *ds, const char *display)
+{
+	htri_t has_b = H5Aexists(ds->id, NNH5__BLOCK_BYTES_ATTR);
+	htri_t has_t = H5Aexists(ds->id, NNH5__BLOCKS_ATTR);
+	const char *bad = NULL, *which = NNH5__BLOCK_BYTES_ATTR;
+	char esc[512];
+	uint64_t b = 0, n = 0, *t = NULL;
+
+	*table = NULL;
+	*count = *block_bytes = 0;
+	if (has_b < 0 || has_t < 0) {
+		bad = "cannot be looked up";
+	} else if (!has_b && !has_t) {
+		return 0;
+	} else if (!has_b || !has_t) {
+		which = has_b ? NNH5__BLOCKS_ATTR : NNH5__BLOCK_BYTES_ATTR;
+		bad = "is missing (the other block attribute is present)";
+	} else if ((bad = read_u64s(&b, ds->id, NNH5__BLOCK_BYTES_ATTR, 1, true)) == NULL) {
+		if (!nnh5__block_size_valid(&n, b, (uint64_t)ds->nbytes) ||
+		    b != nnh5__block_bytes((uint64_t)ds->nbytes)) {
+			bad = "is not 16 MiB times the smallest power of two giving at most 4096 "
+			      "blocks of the data";
+		} else {
+			which = NNH5__BLOCKS_ATTR;
+			if (!(t = nnh5__malloc((size_t)(n ? n : 1) * sizeof *t)))
+				return nnh5__nomem();
+			bad = read_u64s(t, ds->id, NNH5__BLOCKS_ATTR, n, false);
+		}
+	}
+	if (bad) {
+		nnh5__free(t);
+		H5Eclear2(H5E_DEFAULT);
+		return nnh5__error(NNH5_ERR_FORMAT,
+				   "'%s': dataset '%s': block checksum attribute %s %s (damaged)",
+				   f->path, nnh5__escape(esc, sizeof esc, display), which, bad);
+	}
+	*table = t;
+	*count = n;
+	*block_bytes = b;
+	return 1;
+}
+
 int nnh5__dataset_not_tensor(nnh5_file *f, const nnh5__dataset *ds, const char *display)
 {
 	if (ds->st.space == H5S_NULL)

@@ -471,6 +471,9 @@ struct plan {
 	int64_t start[NNH5_MAX_NDIM], count[NNH5_MAX_NDIM];
 	bool whole;
 	bool summed; /* cover[3] holds the checksum of the whole tensor (not taken at close) */
+	/* Its block checksums (doc/FORMAT.md), when it gets a table: nblocks entries, borrowed. */
+	const uint64_t *blocks;
+	uint64_t nblocks, block_bytes;
 	uint64_t digest;
 	uint64_t cover[4]; /* writers, sum of piece indices, of their squares, whole checksum */
 	char *record;
@@ -873,6 +876,11 @@ static int write_dataset(int *lrc, nnh5_mpi_file *m, const struct plan *p)
 	if (!local_rc && (whole || p->summed) && nnh5__file_put_checksum(f, did, whole_sum) < 0)
 		local_rc = nnh5__h5_error(NNH5_ERR_HDF5, "'%s': dataset '%s': checksum attribute",
 					  f->path, name);
+	if (!local_rc && p->blocks &&
+	    nnh5__file_put_block_table(f, did, p->blocks, p->nblocks, p->block_bytes) < 0)
+		local_rc = nnh5__h5_error(NNH5_ERR_HDF5,
+					  "'%s': dataset '%s': block checksum attributes", f->path,
+					  name);
 	if (!local_rc && injected_failure())
 		local_rc = nnh5__error(NNH5_ERR_IO, "'%s': writing dataset '%s' failed: %s",
 				       f->path, name, strerror(EIO));
@@ -958,11 +966,15 @@ static bool rows_split(const struct plan *p)
 	return true;
 }
 
-/* The checksum chain's memory for the tensors split by rows of one write. */
+/*
+ * The checksum chain's memory for the tensors split by rows of one write,
+ * and the chains of the block checksums of every tensor of 32 MiB or more.
+ */
 struct chain_work {
 	size_t n;               /* tensors split by rows */
-	nnh5__hashlink *links;  /* n */
-	uint64_t *sums;         /* n */
+	size_t nb;              /* blocks of the tensors large enough for a table */
+	nnh5__hashlink *links;  /* n, then nb */
+	uint64_t *sums;         /* n, then nb */
 	int *mine;              /* n: this rank's piece index of each, -1 for a replica */
 	int *all;               /* n x ranks: every rank's */
 	int *holder;            /* ranks: which rank writes piece i of one tensor */
@@ -984,17 +996,45 @@ static void chain_free(struct chain_work *w)
  * in their agreement instead of leaving the others in the chain. A split of
  * more pieces than ranks fails those checks, so ranks entries suffice.
  */
+/*
+ * The blocks of p's table and their size (0: none), from its global shape
+ * and dtype: agreed by check_writes(), so alike on every rank after it.
+ */
+static uint64_t plan_blocks(uint64_t *block_bytes, const struct plan *p)
+{
+	const nnh5_mpi_sharding *s = p->s;
+	uint64_t nbytes, count = 0;
+
+	*block_bytes = 0;
+	if (!s || !p->local || s->ndim > NNH5_MAX_NDIM)
+		return 0;
+	nbytes = nnh5_dtype_size(p->local->dtype);
+	for (size_t d = 0; d < s->ndim; d++) {
+		if (s->shape[d] < 0 || (s->shape[d] && nbytes > UINT64_MAX / (uint64_t)s->shape[d]))
+			return 0;
+		nbytes *= (uint64_t)s->shape[d];
+	}
+	*block_bytes = nnh5__block_bytes(nbytes);
+	if (!*block_bytes || !nnh5__block_size_valid(&count, *block_bytes, nbytes))
+		*block_bytes = count = 0;
+	return count;
+}
+
 static int chain_alloc(struct chain_work *w, const struct plan *p, size_t n, int ranks)
 {
+	uint64_t b;
+
 	memset(w, 0, sizeof *w);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		w->n += rows_split(&p[i]);
-	if (w->n == 0)
+		w->nb += (size_t)plan_blocks(&b, &p[i]);
+	}
+	if (w->n + w->nb == 0)
 		return NNH5_OK;
-	w->links = nnh5__calloc(w->n, sizeof *w->links);
-	w->sums = nnh5__calloc(w->n, sizeof *w->sums);
-	w->mine = nnh5__calloc(w->n, sizeof *w->mine);
-	w->all = nnh5__calloc(w->n * (size_t)ranks, sizeof *w->all);
+	w->links = nnh5__calloc(w->n + w->nb, sizeof *w->links);
+	w->sums = nnh5__calloc(w->n + w->nb, sizeof *w->sums);
+	w->mine = nnh5__calloc(w->n ? w->n : 1, sizeof *w->mine);
+	w->all = nnh5__calloc((w->n ? w->n : 1) * (size_t)ranks, sizeof *w->all);
 	w->holder = nnh5__calloc((size_t)ranks, sizeof *w->holder);
 	w->len = nnh5__calloc((size_t)ranks, sizeof *w->len);
 	if (!w->links || !w->sums || !w->mine || !w->all || !w->holder || !w->len)
@@ -1004,27 +1044,46 @@ static int chain_alloc(struct chain_work *w, const struct plan *p, size_t n, int
 
 /*
  * Collective, once every rank passed check_writes(): the checksums of the
- * tensors split by rows, all in one chain pass. One MPI_Allgather tells
- * every rank which rank writes which piece (the sharding gives only this
- * rank's coordinate); the chain's final MPI_Allreduce gives every rank
- * every checksum, written with the dataset as a whole tensor's is.
+ * tensors split by rows, and the block checksums of the tensors of at
+ * least two blocks written whole by one rank or split by rows, all in one
+ * chain pass. One MPI_Allgather tells every rank which rank writes which
+ * piece (the sharding gives only this rank's coordinate); the chain's
+ * final MPI_Allreduce gives every rank every checksum, written with the
+ * dataset as a whole tensor's is. Each rank hashes the blocks inside its
+ * piece while the whole tensor's state travels; blocks straddling two
+ * pieces are chains of their own. Tensors of other splits get no table.
  */
 static int chain_rows(nnh5_mpi_file *m, struct plan *p, size_t n, struct chain_work *w)
 {
-	size_t j = 0;
+	size_t j = 0, at = w->n;
 
-	if (w->n == 0)
+	if (w->n + w->nb == 0)
 		return NNH5_OK;
 	for (size_t i = 0; i < n; i++)
 		if (rows_split(&p[i]))
 			w->mine[j++] = p[i].s->replica == 0 ? p[i].s->coord[0] : -1;
-	if (MPI_Allgather(w->mine, (int)w->n, MPI_INT, w->all, (int)w->n, MPI_INT, m->comm) !=
-	    MPI_SUCCESS)
+	if (w->n && MPI_Allgather(w->mine, (int)w->n, MPI_INT, w->all, (int)w->n, MPI_INT,
+				  m->comm) != MPI_SUCCESS)
 		return nnh5__error(NNH5_ERR_IO, "'%s': MPI_Allgather failed", m->f->path);
 	j = 0;
 	for (size_t i = 0; i < n; i++) {
 		const nnh5_mpi_sharding *s = p[i].s;
 		const nnh5_tensor *local = p[i].local;
+		uint64_t bb, nblocks = plan_blocks(&bb, &p[i]);
+		if (nblocks && p[i].whole) {
+			/* One piece: its writer alone hashes every block. */
+			w->holder[0] = s->replica == 0 ? m->rank : -1;
+			w->len[0] = local->nbytes;
+			nnh5__hashchain_place_blocks(&w->links[at], 0, nblocks, bb, m->rank, 1, w->holder,
+						     w->len, s->replica == 0 ? local->data : NULL,
+						     nnh5_dtype_size(local->dtype));
+		}
+		if (nblocks && (p[i].whole || rows_split(&p[i]))) {
+			p[i].blocks = &w->sums[at];
+			p[i].nblocks = nblocks;
+			p[i].block_bytes = bb;
+		}
+		at += (size_t)nblocks;
 		if (!rows_split(&p[i]))
 			continue;
 		int parts = s->parts[0];
@@ -1047,8 +1106,12 @@ static int chain_rows(nnh5_mpi_file *m, struct plan *p, size_t n, struct chain_w
 		l->data = s->replica == 0 ? local->data : NULL;
 		l->nbytes = s->replica == 0 ? local->nbytes : 0;
 		l->elsize = nnh5_dtype_size(local->dtype);
+		if (nblocks)
+			nnh5__hashchain_place_blocks(&w->links[at - (size_t)nblocks], 0, nblocks, bb, m->rank,
+						     (size_t)parts, w->holder, w->len, l->data,
+						     l->elsize);
 	}
-	int rc = nnh5__hashchain_run(w->sums, w->links, w->n, m->comm);
+	int rc = nnh5__hashchain_run(w->sums, w->links, w->n + w->nb, m->comm);
 	j = 0;
 	for (size_t i = 0; !rc && i < n; i++)
 		if (rows_split(&p[i])) {
@@ -1366,6 +1429,20 @@ static int direct_dataset(int *lrc, nnh5_mpi_file *m, const struct plan *p)
 	if (!rc)
 		rc = nnh5__h5w_attr_u64(&sum_attr, m->w, ds, NNH5__CHECKSUM_ATTR,
 					p->whole || p->summed ? p->cover[3] : 0);
+	if (!rc && p->blocks) {
+		/* The tree borrows the table: kept with the strings, as the chain's memory goes. */
+		uint64_t *table = nnh5__malloc((size_t)p->nblocks * sizeof *table);
+		if (!table || grow((void **)&m->strs, &m->capstrs, m->nstrs, sizeof *m->strs)) {
+			nnh5__free(table);
+			return nnh5__nomem();
+		}
+		memcpy(table, p->blocks, (size_t)p->nblocks * sizeof *table);
+		m->strs[m->nstrs++] = (char *)table;
+		rc = nnh5__h5w_attr_u64(NULL, m->w, ds, NNH5__BLOCK_BYTES_ATTR, p->block_bytes);
+		if (!rc)
+			rc = nnh5__h5w_attr_u64s(m->w, ds, NNH5__BLOCKS_ATTR, table,
+						 (size_t)p->nblocks);
+	}
 	if (rc)
 		return rc;
 	/* As the serial direct writer: large data aligned to 4 KiB, small to its element. */
@@ -1545,11 +1622,14 @@ static int to_hdf5(nnh5_mpi_file *m)
  * failure before the write (it still takes part in the agreement).
  * group: a state dict's group, created first (NULL: none).
  */
+static int write_checked(nnh5_mpi_file *m, struct plan *p, size_t n, int rc, const char *group,
+			 const char **keys);
+
 static int write_all(nnh5_mpi_file *m, struct plan *p, size_t n, int in_rc, const char *group,
 		     const char **keys)
 {
 	struct chain_work w;
-	int rc = chain_alloc(&w, p, n, m->size), lrc = NNH5_OK;
+	int rc = chain_alloc(&w, p, n, m->size);
 
 	rc = check_writes(p, n, m, in_rc ? in_rc : rc);
 	if (rc == NNH5_ERR_INVALID || rc == NNH5_ERR_SHAPE) {
@@ -1558,7 +1638,18 @@ static int write_all(nnh5_mpi_file *m, struct plan *p, size_t n, int in_rc, cons
 	}
 	if (!rc)
 		rc = chain_rows(m, p, n, &w);
+	/* The plans borrow their block tables from the chain's memory. */
+	rc = write_checked(m, p, n, rc, group, keys);
 	chain_free(&w);
+	return rc;
+}
+
+/* write_all() once the checks and the chain are done (rc: their outcome). */
+static int write_checked(nnh5_mpi_file *m, struct plan *p, size_t n, int rc, const char *group,
+			 const char **keys)
+{
+	int lrc = NNH5_OK;
+
 	/*
 	 * A key list too large for an object header (HDF5 keeps it in dense
 	 * storage, which the tree does not encode): the tensors still go
@@ -1724,7 +1815,8 @@ static int cmp_rows(const void *a, const void *b)
  * this rank in the hash chain over the pieces in file order. Decided from
  * the gathered infos only (m->infos), so alike on every rank.
  */
-static bool tile_rows(nnh5__hashlink *link, nnh5_mpi_file *m, const nnh5__dataset *ds)
+static bool tile_rows(nnh5__hashlink *link, size_t *npieces, nnh5_mpi_file *m,
+		      const nnh5__dataset *ds)
 {
 	const struct slab_info *all = m->infos;
 	size_t n = 0;
@@ -1752,6 +1844,7 @@ static bool tile_rows(nnh5__hashlink *link, nnh5_mpi_file *m, const nnh5__datase
 	if (next != ds->shape[0])
 		return false;
 	nnh5__hashchain_place(link, m->rank, n, m->holder, m->len);
+	*npieces = n;
 	return true;
 }
 
@@ -1836,17 +1929,85 @@ static int check_into(const nnh5_tensor *t, nnh5_file *f, const nnh5__dataset *d
 }
 
 /*
- * After the transfer: the stored checksum, verified when the ranks' slabs
- * tile the tensor along dimension 0 (tiles: the hash chain over the pieces
- * in file order brings the whole tensor's XXH3 to every rank, and every
- * rank compares it) or, otherwise, when this rank read the whole tensor.
- * Other partial slabs are not verified. Every rank of a tiling calls this,
- * whatever its own read did: the chain needs them all.
+ * A tiling's blocks (doc/FORMAT.md, "Block checksums"), each rank its own
+ * slab's: the blocks inside it hashed here, the two it shares with the
+ * ranks before and after (head, tail) by chains restricted to them. This
+ * rank's tail goes first, so the next rank's wait is short; then the
+ * blocks inside, then the head. A mismatch is this rank's
+ * NNH5_ERR_CHECKSUM naming the block; the read's agreement gives it to
+ * every rank.
  */
-static int verify_slab(nnh5_file *f, nnh5__dataset *ds, const nnh5_tensor *t, bool whole,
-		       bool tiles, nnh5__hashlink *link, MPI_Comm comm, const char *display)
+static int verify_blocks(nnh5_mpi_file *m, const nnh5_tensor *t, size_t npieces,
+			 const uint64_t *table, uint64_t bb, const char *display)
 {
-	uint64_t stored, sum;
+	nnh5__hashlink l[2];
+	uint64_t start = 0, end = 0, first, last, total = 0;
+	size_t es = nnh5_dtype_size(t->dtype);
+	int64_t bad = -1;
+	int rc;
+
+	bool mine = false;
+	for (size_t i = 0; i < npieces; i++) {
+		if (!mine && m->holder[i] == m->rank) {
+			mine = true;
+			end = start + m->len[i];
+		} else if (!mine) {
+			start += m->len[i];
+		}
+		total += m->len[i];
+	}
+	if (!mine || end == start) /* no bytes here: the chains pass this rank by */
+		return NNH5_OK;
+	first = start / bb;
+	last = (end - 1) / bb;
+	nnh5__hashchain_place_blocks(&l[0], last, 1, bb, m->rank, npieces, m->holder, m->len,
+				     t->data, es);
+	nnh5__hashchain_place_blocks(&l[1], first, 1, bb, m->rank, npieces, m->holder, m->len,
+				     t->data, es);
+	/* The tail's state leaves in the chain's first pass; the blocks inside come before the head's wait. */
+	rc = nnh5__hashchain_run(NULL, &l[0], 1, m->comm);
+	for (uint64_t b = first + 1; bad < 0 && b < last; b++)
+		if (nnh5__checksum((const unsigned char *)t->data + (b * bb - start), (size_t)bb,
+				   es) != table[b])
+			bad = (int64_t)b;
+	if (last != first) {
+		int hrc = nnh5__hashchain_run(NULL, &l[1], 1, m->comm);
+		rc = rc ? rc : hrc;
+	}
+	if (l[0].last && l[0].sum != table[last])
+		bad = (int64_t)last;
+	if (last != first && l[1].last && l[1].sum != table[first])
+		bad = (int64_t)first;
+	if (rc)
+		return rc;
+	if (bad >= 0)
+		return nnh5__error(NNH5_ERR_CHECKSUM,
+				   "'%s': dataset '%s' is damaged: block %lld of its data (bytes "
+				   "%llu to %llu) does not match its block checksum",
+				   m->f->path, display, (long long)bad,
+				   (unsigned long long)((uint64_t)bad * bb),
+				   (unsigned long long)((uint64_t)(bad + 1) * bb < total
+								? (uint64_t)(bad + 1) * bb
+								: total));
+	return NNH5_OK;
+}
+
+/*
+ * After the transfer: the stored checksum, verified when the ranks' slabs
+ * tile the tensor along dimension 0 or, otherwise, when this rank read the
+ * whole tensor. A tiling of a tensor with a block table checks its blocks
+ * (verify_blocks(): each rank its own bytes, at once); without one, the
+ * hash chain over the pieces in file order brings the whole tensor's XXH3
+ * to every rank, and every rank compares it. A malformed table is a
+ * damaged file. Other partial slabs are not verified. Every rank of a
+ * tiling calls this, whatever its own read did: the chains need them all.
+ */
+static int verify_slab(nnh5_mpi_file *m, nnh5__dataset *ds, const nnh5_tensor *t, bool whole,
+		       bool tiles, nnh5__hashlink *link, size_t npieces, const char *display)
+{
+	nnh5_file *f = m->f;
+	MPI_Comm comm = m->comm;
+	uint64_t stored, sum, *table = NULL, count = 0, bb = 0;
 	int has, rc;
 
 	if (!tiles && !(whole && (f->verify_checksums || f->require_checksums)))
@@ -1855,7 +2016,19 @@ static int verify_slab(nnh5_file *f, nnh5__dataset *ds, const nnh5_tensor *t, bo
 	has = nnh5__dataset_expected_checksum(&stored, f, ds, display);
 	if (has < 0)
 		return has;
-	if (has == 0 || !f->verify_checksums)
+	if (!f->verify_checksums)
+		return NNH5_OK;
+	if (tiles) {
+		int hb = nnh5__dataset_block_table(&table, &count, &bb, f, ds, display);
+		if (hb < 0)
+			return hb;
+		if (hb > 0) {
+			rc = verify_blocks(m, t, npieces, table, bb, display);
+			nnh5__free(table);
+			return rc;
+		}
+	}
+	if (has == 0)
 		return NNH5_OK;
 	if (tiles) {
 		link->data = t->data;
@@ -1897,6 +2070,7 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 	nnh5_tensor *t = NULL;
 	struct slab_info me = { 0 }, *all = m->infos;
 	nnh5__hashlink link = { 0 };
+	size_t npieces = 0;
 	bool any, whole = true, direct, tiles;
 	int rc = NNH5_OK, lrc = NNH5_OK;
 	hid_t fspace = -1, mspace = -1;
@@ -1965,7 +2139,7 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 		direct = direct && all[r].run;
 		rounds = all[r].rounds > rounds ? all[r].rounds : rounds;
 	}
-	tiles = tile_rows(&link, m, ds);
+	tiles = tile_rows(&link, &npieces, m, ds);
 
 	if (direct) {
 		size_t es = nnh5_dtype_size(ds->dtype);
@@ -1991,7 +2165,7 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 			count_transfer(m);
 	}
 	if (tiles || (!rc && !lrc)) {
-		int vrc = verify_slab(f, ds, t, whole, tiles, &link, m->comm, display);
+		int vrc = verify_slab(m, ds, t, whole, tiles, &link, npieces, display);
 		if (!lrc)
 			lrc = vrc;
 	}

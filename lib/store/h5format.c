@@ -22,12 +22,13 @@
 /* HDF5's metadata cache refuses entries above 32 MiB; stay well below. */
 #define MAX_HEADER ((uint64_t)16 << 20)
 
-enum { A_I64, A_U64, A_STR, A_STRS };
+enum { A_I64, A_U64, A_STR, A_STRS, A_U64S };
 
 struct attr {
 	const char *name;
 	const char *const *strs; /* A_STRS; A_STR uses str */
 	const char *str;
+	const uint64_t *vals; /* A_U64S */
 	uint64_t bits;
 	size_t n;
 	size_t heap; /* first heap object (ordinal over the file) */
@@ -410,6 +411,17 @@ int nnh5__h5w_attr_str(nnh5__h5w *w, uint32_t obj, const char *name, const char 
 	return rc;
 }
 
+int nnh5__h5w_attr_u64s(nnh5__h5w *w, uint32_t obj, const char *name, const uint64_t *v, size_t n)
+{
+	struct attr *a;
+	int rc = add_attr(&a, w, obj, name, A_U64S);
+	if (!rc) {
+		a->vals = v;
+		a->n = n;
+	}
+	return rc;
+}
+
 int nnh5__h5w_attr_strs(nnh5__h5w *w, uint32_t obj, const char *name, const char *const *v,
 			size_t n)
 {
@@ -432,9 +444,10 @@ static const char *attr_string(const struct attr *a, size_t i)
 
 static size_t attr_body(const struct attr *a)
 {
-	size_t dt = a->type == A_I64 || a->type == A_U64 ? sizeof DT_I64 : sizeof DT_VSTR;
-	size_t ds = a->type == A_STRS ? 20 : 4;
-	size_t data = a->type == A_I64 || a->type == A_U64 ? 8 : 16 * a->n;
+	bool num = a->type == A_I64 || a->type == A_U64 || a->type == A_U64S;
+	size_t dt = num ? sizeof DT_I64 : sizeof DT_VSTR;
+	size_t ds = a->type == A_STRS || a->type == A_U64S ? 20 : 4;
+	size_t data = a->type == A_I64 || a->type == A_U64 ? 8 : a->type == A_U64S ? 8 * a->n : 16 * a->n;
 	return 9 + strlen(a->name) + 1 + dt + ds + data;
 }
 
@@ -634,8 +647,8 @@ static uint8_t *attr_msg(uint8_t *p, const nnh5__h5w *w, const struct attr *a, b
 			 unsigned crt)
 {
 	size_t nl = strlen(a->name) + 1;
-	bool num = a->type == A_I64 || a->type == A_U64;
-	const uint8_t *dt = a->type == A_I64 ? DT_I64 : a->type == A_U64 ? DT_U64 : DT_VSTR;
+	bool num = a->type == A_I64 || a->type == A_U64 || a->type == A_U64S;
+	const uint8_t *dt = a->type == A_I64 ? DT_I64 : num ? DT_U64 : DT_VSTR;
 	size_t dtn = num ? sizeof DT_I64 : sizeof DT_VSTR;
 
 	p = msg(p, 0x0c, attr_body(a), 0, corder, crt);
@@ -643,11 +656,11 @@ static uint8_t *attr_msg(uint8_t *p, const nnh5__h5w *w, const struct attr *a, b
 	*p++ = 0;
 	p = put(p, nl, 2);
 	p = put(p, dtn, 2);
-	p = put(p, a->type == A_STRS ? 20 : 4, 2);
+	p = put(p, a->type == A_STRS || a->type == A_U64S ? 20 : 4, 2);
 	*p++ = 0; /* the name is ASCII */
 	p = put_bytes(p, a->name, nl);
 	p = put_bytes(p, dt, dtn);
-	if (a->type == A_STRS) {
+	if (a->type == A_STRS || a->type == A_U64S) {
 		*p++ = 2;
 		*p++ = 1;
 		*p++ = 1; /* maximum dimensions present */
@@ -656,6 +669,11 @@ static uint8_t *attr_msg(uint8_t *p, const nnh5__h5w *w, const struct attr *a, b
 		p = put(p, a->n, 8);
 	} else {
 		p = put(p, 2, 4); /* version 2, scalar */
+	}
+	if (a->type == A_U64S) {
+		for (size_t k = 0; k < a->n; k++)
+			p = put(p, a->vals[k], 8);
+		return p;
 	}
 	if (num)
 		return put(p, a->bits, 8);

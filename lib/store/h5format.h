@@ -2,8 +2,8 @@
  * lib/store/h5format.h - encode the metadata of a new HDF5 file directly in
  * the HDF5 file format (specification version 3.0), without HDF5's object
  * layer, for the simple layout nnh5 saves (doc/FORMAT.md, "Direct HDF5
- * writer"): groups and contiguous datasets, scalar numeric attributes and
- * variable-length UTF-8 string attributes.
+ * writer"): groups and contiguous datasets, scalar numeric attributes, 1-d
+ * uint64 array attributes and variable-length UTF-8 string attributes.
  *
  * What is encoded is what HDF5 1.10 writes with libver bounds (V18, V18)
  * and nnh5's property lists: superblock version 2, version-2 object headers
@@ -61,9 +61,11 @@ uint32_t nnh5__h5w_child(const nnh5__h5w *w, uint32_t parent, const char *name, 
 /*
  * Attributes of object obj, in creation order: a scalar int64, uint64
  * (*index receives its handle for nnh5__h5w_set_u64(); may be NULL), a
- * scalar variable-length UTF-8 string, or a 1-d array of n of them.
+ * scalar variable-length UTF-8 string, or a 1-d array of n of them; a
+ * 1-d array of n uint64 (v borrowed, as strings are).
  * Errors: NNH5_ERR_NOMEM.
  */
+int nnh5__h5w_attr_u64s(nnh5__h5w *w, uint32_t obj, const char *name, const uint64_t *v, size_t n);
 int nnh5__h5w_attr_i64(nnh5__h5w *w, uint32_t obj, const char *name, int64_t v);
 int nnh5__h5w_attr_u64(size_t *index, nnh5__h5w *w, uint32_t obj, const char *name, uint64_t v);
 int nnh5__h5w_attr_str(nnh5__h5w *w, uint32_t obj, const char *name, const char *v);

@@ -259,10 +259,30 @@ int nnh5__h5r_string(const char **out, nnh5__h5r *r, const nnh5__h5r_str *s)
 /* Messages                                                            */
 
 /* Known attributes and where they may be. */
-enum { AT_VERSION, AT_WRITER, AT_KIND, AT_LENGTH, AT_KEYS, AT_SUM, AT_DTYPE, AT_COUNT };
+enum {
+	AT_VERSION,
+	AT_WRITER,
+	AT_KIND,
+	AT_LENGTH,
+	AT_KEYS,
+	AT_SUM,
+	AT_DTYPE,
+	AT_BLOCKS,
+	AT_BLOCK_BYTES,
+	AT_SHARDING,
+	AT_COUNT
+};
 static const char *const attr_names[AT_COUNT] = { "nnh5_format_version", "nnh5_writer",
 						  "nnh5_kind", "nnh5_length", "nnh5_keys",
-						  "nnh5_xxh3", "nnh5_dtype" };
+						  "nnh5_xxh3", "nnh5_dtype", NNH5__BLOCKS_ATTR,
+						  NNH5__BLOCK_BYTES_ATTR, "nnh5_sharding" };
+/*
+ * What a dataset may carry. Loads leave the block table and the sharding
+ * record of collective saves unread (collective loads check the table).
+ */
+#define DATASET_ATTRS                                                                      \
+	((1u << AT_SUM) | (1u << AT_DTYPE) | (1u << AT_BLOCKS) | (1u << AT_BLOCK_BYTES) |   \
+	 (1u << AT_SHARDING))
 
 /* What one object header holds. */
 struct header {
@@ -353,6 +373,13 @@ static int parse_attr(nnh5__h5r *r, struct header *h, bool root, const unsigned 
 	h->attrs |= 1u << which;
 	size_t left = n - (size_t)(data - b);
 	int num = nnh5__h5_dtype_of_bytes(dt, dl);
+	if (which == AT_BLOCKS || which == AT_BLOCK_BYTES) {
+		uint64_t count = which == AT_BLOCKS && ndim == 1 ? (uint64_t)dims[0] : 1;
+		if (num != NNH5_UINT64 || ndim != (which == AT_BLOCKS ? 1u : 0u) ||
+		    count > left / 8 || left != count * 8)
+			return DECLINE;
+		return NNH5_OK;
+	}
 	if (which == AT_VERSION || which == AT_LENGTH || which == AT_SUM) {
 		int want = which == AT_SUM ? NNH5_UINT64 : NNH5_INT64;
 		if (num != want || ndim != 0 || left != 8)
@@ -606,7 +633,7 @@ static int parse_header(struct parse *ps, struct header *h, uint64_t addr, bool 
 		return h->ginfo && !h->space && !h->type && !h->layout && !h->fill ? NNH5_OK : DECLINE;
 	if (!h->space || !h->type || !h->layout || h->ginfo)
 		return DECLINE;
-	if (h->attrs & ~((1u << AT_SUM) | (1u << AT_DTYPE)))
+	if (h->attrs & ~DATASET_ATTRS)
 		return DECLINE;
 	return NNH5_OK;
 }
@@ -648,7 +675,7 @@ static int parse_obj(struct parse *ps, uint32_t idx)
 			return DECLINE;
 		return NNH5_OK;
 	}
-	if ((h.attrs & ((1u << AT_SUM) | (1u << AT_DTYPE))) || (idx != 0 && h.attrs))
+	if ((h.attrs & DATASET_ATTRS) || (idx != 0 && h.attrs))
 		return DECLINE;
 	/* The walk refuses groups deeper than max_depth; this also bounds the recursion. */
 	if (r->o[idx].depth > r->max_depth)

@@ -25,6 +25,12 @@
 #include <nnh5/mpi.h>
 #include "mpi/mpi_internal.h"
 #include "mpi/hashchain.h"
+#include "file/load_direct.h"
+#include "file/save_direct.h"
+
+#include <hdf5.h>
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -1687,6 +1693,373 @@ static void test_async_needs_thread_multiple(void **state)
 	ok(nnh5_mpi_checkpoints_close(ck));
 }
 
+/* ------------------------------------------------------------------ */
+/* Block checksums (doc/FORMAT.md, "Block checksums")                 */
+
+/*
+ * int32 tensors of BLK_ROWS x BLK_COLS (both prime: 4084-byte rows, so
+ * block boundaries at multiples of 16 MiB fall inside rows and inside the
+ * ranks' pieces): 36.8 MB, three blocks, the last one short.
+ */
+#define BLK_ROWS 9007
+#define BLK_COLS 1021
+#define BLK_B ((uint64_t)16 << 20)
+
+/* Rows [row0, row0 + rows) of the block test tensor of seed. */
+static nnh5_tensor *blk_rows(int64_t row0, int64_t rows, uint32_t seed)
+{
+	nnh5_tensor *t;
+	int64_t shape[2] = { rows, BLK_COLS };
+
+	ok(nnh5_tensor_zeros(&t, NNH5_INT32, 2, shape));
+	uint32_t *p = nnh5_tensor_mutable_data(t);
+	for (int64_t i = 0; i < rows * BLK_COLS; i++)
+		p[i] = (uint32_t)mix((uint64_t)seed << 40 | (uint64_t)(row0 * BLK_COLS + i));
+	return t;
+}
+
+enum { BL_EVEN, BL_UNEVEN, BL_EMPTY, BL_WHOLE, BL_COUNT };
+static const char *const blk_layouts[BL_COUNT] = { "even", "uneven", "empty", "whole" };
+
+/* Rank r of p's sharding of the block tensor in layout l (bounds: room for p + 1). */
+static void blk_sharding(nnh5_mpi_sharding *s, int l, int p, int r, int64_t *bounds)
+{
+	int64_t shape[2] = { BLK_ROWS, BLK_COLS };
+
+	ok(nnh5_mpi_sharding_init(s, 2, shape));
+	if (l == BL_WHOLE) {
+		s->replica = r; /* rank 0 writes it whole */
+		return;
+	}
+	s->parts[0] = p;
+	s->coord[0] = r;
+	if (l == BL_EVEN || p == 1)
+		return;
+	/* Prime cuts (uneven), or piece 1 empty and even pieces of the rest. */
+	static const int64_t primes[] = { 0, 1013, 4999, 7001, BLK_ROWS };
+	bounds[0] = 0;
+	for (int i = 1; i < p; i++)
+		bounds[i] = l == BL_UNEVEN ? primes[i * 4 / p] : BLK_ROWS * (int64_t)(i - 1) / (p - 1);
+	if (l == BL_EMPTY)
+		bounds[1] = 0;
+	bounds[p] = BLK_ROWS;
+	s->bounds[0] = bounds;
+}
+
+/* Write the block tensor of seed over comm in layout l; path on every rank. */
+static void blk_write(MPI_Comm comm, const char *path, int l, uint32_t seed)
+{
+	int64_t bounds[8], start[2], count[2];
+	nnh5_mpi_sharding s;
+	nnh5_mpi_file *f;
+	int p, r;
+	nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+
+	o.durable = false;
+	MPI_Comm_size(comm, &p);
+	MPI_Comm_rank(comm, &r);
+	blk_sharding(&s, l, p, r, bounds);
+	ok(nnh5_mpi_sharding_box(start, count, &s));
+	nnh5_tensor *local = blk_rows(start[0], count[0], seed);
+	ok(nnh5_mpi_file_create(&f, comm, path, &o));
+	ok(nnh5_mpi_write_sharded(f, "tensor", local, &s));
+	ok(nnh5_mpi_file_close(f));
+	nnh5_tensor_free(local);
+}
+
+/* Read path in layout l over comm (verified); the status every rank got. */
+static int blk_read(MPI_Comm comm, const char *path, int l, uint32_t seed)
+{
+	int64_t bounds[8], start[2], count[2];
+	nnh5_mpi_sharding s;
+	nnh5_mpi_file *f;
+	nnh5_tensor *t = NULL;
+	int p, r, rc;
+
+	MPI_Comm_size(comm, &p);
+	MPI_Comm_rank(comm, &r);
+	blk_sharding(&s, l, p, r, bounds);
+	ok(nnh5_mpi_sharding_box(start, count, &s));
+	ok(nnh5_mpi_file_open(&f, comm, path, NULL));
+	rc = nnh5_mpi_read_sharded(&t, f, "tensor", &s);
+	if (rc == NNH5_OK) {
+		nnh5_tensor *want = blk_rows(start[0], count[0], seed);
+		if (!nnh5_tensor_bitwise_equal(t, want))
+			fail_msg("%s: rank %d read other bytes", path, r);
+		nnh5_tensor_free(want);
+	}
+	nnh5_tensor_free(t);
+	/* Keep the read's message for the caller past the close. */
+	char msg[1024];
+	snprintf(msg, sizeof msg, "%s", nnh5_error_message());
+	ok(nnh5_mpi_file_close(f));
+	if (rc)
+		nnh5__error(rc, "%s", msg);
+	return rc;
+}
+
+/* The dataset's data offset and the two block attributes, with serial HDF5 calls (rank 0). */
+static uint64_t blk_offset(const char *path)
+{
+	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	hid_t did = H5Dopen2(fid, "tensor", H5P_DEFAULT);
+	haddr_t off = H5Dget_offset(did);
+	H5Dclose(did);
+	H5Fclose(fid);
+	assert_true(off != HADDR_UNDEF);
+	return (uint64_t)off;
+}
+
+/* Rank 0: the table as stored, checked against libxxhash over the data read serially. */
+static void blk_check_table(const char *path, uint32_t seed)
+{
+	uint64_t want[4] = { 0 }, got[4] = { 0 }, b = 0;
+	nnh5_tensor *t = blk_rows(0, BLK_ROWS, seed);
+	const unsigned char *d = nnh5_tensor_data(t);
+	uint64_t n = nnh5_tensor_nbytes(t), nb = (n + BLK_B - 1) / BLK_B;
+
+	assert_int_equal(nb, 3);
+	for (uint64_t i = 0; i < nb; i++)
+		want[i] = XXH3_64bits(d + i * BLK_B, (size_t)(n - i * BLK_B < BLK_B ? n - i * BLK_B : BLK_B));
+	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	hid_t did = H5Dopen2(fid, "tensor", H5P_DEFAULT);
+	hid_t a = H5Aopen(did, "nnh5_xxh3_block_bytes", H5P_DEFAULT);
+	assert_true(a >= 0);
+	assert_true(H5Aread(a, H5T_NATIVE_UINT64, &b) >= 0);
+	H5Aclose(a);
+	a = H5Aopen(did, "nnh5_xxh3_blocks", H5P_DEFAULT);
+	assert_true(a >= 0);
+	hid_t sp = H5Aget_space(a);
+	hsize_t dim = 0;
+	assert_int_equal(H5Sget_simple_extent_dims(sp, &dim, NULL), 1);
+	assert_int_equal(dim, nb);
+	assert_true(H5Aread(a, H5T_NATIVE_UINT64, got) >= 0);
+	H5Sclose(sp);
+	H5Aclose(a);
+	uint64_t whole = 0;
+	a = H5Aopen(did, "nnh5_xxh3", H5P_DEFAULT);
+	assert_true(a >= 0 && H5Aread(a, H5T_NATIVE_UINT64, &whole) >= 0);
+	H5Aclose(a);
+	H5Dclose(did);
+	H5Fclose(fid);
+	assert_int_equal(b, BLK_B);
+	for (uint64_t i = 0; i < nb; i++)
+		if (got[i] != want[i])
+			fail_msg("%s: block %llu is %016llx, libxxhash says %016llx", path,
+				 (unsigned long long)i, (unsigned long long)got[i],
+				 (unsigned long long)want[i]);
+	assert_true(whole == XXH3_64bits(d, (size_t)n)); /* the whole-tensor checksum as before */
+	/* The serial direct reader takes the file (it does not fall back to HDF5's API). */
+	bool done = false;
+	nnh5_tensor *back = NULL;
+	ok(nnh5__load_direct(&done, &back, path, NNH5__DIRECT_TENSOR));
+	assert_true(done);
+	nnh5_tensor_free(back);
+	nnh5_file *f;
+	bool present = false;
+	ok(nnh5_file_open(&f, path, NNH5_READ));
+	ok(nnh5_file_check_blocks(&present, f, "tensor", t));
+	assert_true(present);
+	nnh5_file_close(f);
+	nnh5_tensor_free(t);
+}
+
+/*
+ * Collective saves write the block table of a tensor split by rows
+ * (evenly, at prime bounds, with an empty piece) or written whole by one
+ * rank, on 1 to 4 ranks, direct and through Parallel HDF5: equal to
+ * libxxhash over the data; tiled loads on every rank count verify it.
+ * Files blk-*.h5 stay for mpi_run.py (h5py + Python xxhash, nnh5 verify).
+ */
+static void test_block_checksums(void **state)
+{
+	char path[4096];
+	(void)state;
+
+	for (int p = 1; p <= world_size && p <= 4; p++) {
+		MPI_Comm c = first_ranks(p);
+		for (int l = 0; l < BL_COUNT; l++) {
+			for (int api = 0; api < 2; api++) {
+				/* Through Parallel HDF5: the largest communicator only. */
+				if (api && (p != (world_size < 4 ? world_size : 4) || l == BL_EMPTY))
+					continue;
+				snprintf(path, sizeof path, "%s/blk-%d-%s%s.h5", dir, p, blk_layouts[l],
+					 api ? "-api" : "");
+				if (c != MPI_COMM_NULL) {
+					if (api)
+						setenv("NNH5_DIRECT_WRITE", "0", 1);
+					blk_write(c, path, l, (uint32_t)(p * 10 + l));
+					unsetenv("NNH5_DIRECT_WRITE");
+					if (world_rank == 0)
+						blk_check_table(path, (uint32_t)(p * 10 + l));
+				}
+				MPI_Barrier(MPI_COMM_WORLD);
+				/* Read back over all ranks, split by rows (even, uneven) */
+				ok(blk_read(MPI_COMM_WORLD, path, BL_EVEN, (uint32_t)(p * 10 + l)));
+				ok(blk_read(MPI_COMM_WORLD, path, BL_EMPTY, (uint32_t)(p * 10 + l)));
+				/* Only a sample of the files stays (each is 37 MB). */
+				if (world_rank == 0 && !(p == world_size && l == BL_UNEVEN))
+					unlink(path);
+			}
+		}
+		if (c != MPI_COMM_NULL)
+			MPI_Comm_free(&c);
+	}
+}
+
+/* Rank 0 xors byte at (offset) of path with x. */
+static void blk_flip(const char *path, uint64_t at, int x)
+{
+	if (world_rank == 0) {
+		FILE *fp = fopen(path, "r+b");
+		assert_non_null(fp);
+		fseek(fp, (long)at, SEEK_SET);
+		int c = fgetc(fp);
+		fseek(fp, (long)at, SEEK_SET);
+		fputc(c ^ x, fp);
+		fclose(fp);
+	}
+	MPI_Barrier(MPI_COMM_WORLD);
+}
+
+/* Rank 0 replaces the block attributes: B of type btype (or none), a table of n entries (or none). */
+static void blk_set_attrs(const char *path, hid_t btype, uint64_t b, const uint64_t *table,
+			  hsize_t n)
+{
+	if (world_rank == 0) {
+		H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* deleting what is not there is fine */
+		hid_t fid = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+		hid_t did = H5Dopen2(fid, "tensor", H5P_DEFAULT);
+		H5Adelete(did, "nnh5_xxh3_block_bytes");
+		H5Adelete(did, "nnh5_xxh3_blocks");
+		if (btype >= 0) {
+			hid_t sp = H5Screate(H5S_SCALAR);
+			hid_t a = H5Acreate2(did, "nnh5_xxh3_block_bytes", btype, sp, H5P_DEFAULT,
+					     H5P_DEFAULT);
+			double d = (double)b;
+			assert_true(H5Awrite(a, H5Tget_class(btype) == H5T_FLOAT ? H5T_NATIVE_DOUBLE
+										 : H5T_NATIVE_UINT64,
+					     H5Tget_class(btype) == H5T_FLOAT ? (void *)&d
+									      : (void *)&b) >= 0);
+			H5Aclose(a);
+			H5Sclose(sp);
+		}
+		if (table) {
+			hid_t sp = H5Screate_simple(1, &n, NULL);
+			hid_t a = H5Acreate2(did, "nnh5_xxh3_blocks", H5T_STD_U64LE, sp, H5P_DEFAULT,
+					     H5P_DEFAULT);
+			assert_true(H5Awrite(a, H5T_NATIVE_UINT64, table) >= 0);
+			H5Aclose(a);
+			H5Sclose(sp);
+		}
+		H5Dclose(did);
+		H5Fclose(fid);
+	}
+	MPI_Barrier(MPI_COMM_WORLD);
+}
+
+/*
+ * One damaged byte in the first block, in a block straddling two ranks'
+ * pieces, or in the last block fails a tiled load with NNH5_ERR_CHECKSUM
+ * on every rank, naming the block; so does a damaged table entry. A
+ * malformed table (wrong length, B = 0, B not 16 MiB times a power of two,
+ * B not an integer, one attribute without the other) is NNH5_ERR_FORMAT on
+ * every rank; serial loads, which do not read the table, still load.
+ */
+static void test_block_damage(void **state)
+{
+	char path[4096], bad[4096];
+	uint64_t table[4] = { 0 }, n = (uint64_t)BLK_ROWS * BLK_COLS * 4;
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/blkdamage.h5", dir);
+	blk_write(MPI_COMM_WORLD, path, BL_EVEN, 7);
+	uint64_t off = world_rank == 0 ? blk_offset(path) : 0;
+	const uint64_t at[3] = { 100, BLK_B + 5000000, n - 100 };
+	const char *const which[3] = { "block 0 ", "block 1 ", "block 2 " };
+	for (int i = 0; i < 3; i++) {
+		blk_flip(path, off + at[i], 0x10);
+		for (int l = BL_EVEN; l <= BL_EMPTY; l++)
+			fails(NNH5_ERR_CHECKSUM, blk_read(MPI_COMM_WORLD, path, l, 7), "damaged",
+			      which[i]);
+		blk_flip(path, off + at[i], 0x10);
+	}
+	ok(blk_read(MPI_COMM_WORLD, path, BL_UNEVEN, 7));
+
+	/* The table's entries, then one of them flipped (a file for nnh5 verify too). */
+	if (world_rank == 0) {
+		hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+		hid_t did = H5Dopen2(fid, "tensor", H5P_DEFAULT);
+		hid_t a = H5Aopen(did, "nnh5_xxh3_blocks", H5P_DEFAULT);
+		assert_true(H5Aread(a, H5T_NATIVE_UINT64, table) >= 0);
+		H5Aclose(a);
+		H5Dclose(did);
+		H5Fclose(fid);
+	}
+	MPI_Bcast(table, 4, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+	table[1] ^= 1;
+	blk_set_attrs(path, H5T_STD_U64LE, BLK_B, table, 3);
+	fails(NNH5_ERR_CHECKSUM, blk_read(MPI_COMM_WORLD, path, BL_EVEN, 7), "block 1 ");
+	if (world_rank == 0) {
+		snprintf(bad, sizeof bad, "%s/blkbad-entry.h5", dir);
+		char *bytes;
+		size_t len;
+		bytes = tu_slurp(path, &len);
+		FILE *fp = fopen(bad, "wb");
+		assert_non_null(fp);
+		assert_int_equal(fwrite(bytes, 1, len, fp), len);
+		fclose(fp);
+		free(bytes);
+		/* Serial loads do not read the table; nnh5_file_check_blocks names the block. */
+		nnh5_tensor *t = NULL;
+		nnh5_file *f;
+		bool present = false;
+		ok(nnh5_load_tensor(&t, path));
+		ok(nnh5_file_open(&f, path, NNH5_READ));
+		fails(NNH5_ERR_CHECKSUM, nnh5_file_check_blocks(&present, f, "tensor", t), "tensor'",
+		      "block 1 ");
+		nnh5_file_close(f);
+		nnh5_tensor_free(t);
+	}
+	table[1] ^= 1;
+
+	/* Malformed tables: a damaged file, never trusted. */
+	struct {
+		hid_t btype;
+		uint64_t b;
+		bool table;
+		hsize_t n;
+		const char *needle;
+	} m[] = {
+		{ H5T_STD_U64LE, BLK_B, true, 4, "one entry per block" },
+		{ H5T_STD_U64LE, BLK_B, true, 2, "one entry per block" },
+		{ H5T_STD_U64LE, 0, true, 3, "power of two" },
+		{ H5T_STD_U64LE, 24 << 20, true, 3, "power of two" },
+		{ H5T_STD_U64LE, (uint64_t)1 << 62, true, 3, "power of two" },
+		{ H5T_IEEE_F64LE, BLK_B, true, 3, "uint64" },
+		{ -1, 0, true, 3, "missing" },
+		{ H5T_STD_U64LE, BLK_B, false, 0, "missing" },
+	};
+	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+		blk_set_attrs(path, m[i].btype, m[i].b, m[i].table ? table : NULL, m[i].n);
+		fails(NNH5_ERR_FORMAT, blk_read(MPI_COMM_WORLD, path, BL_EVEN, 7), "tensor'",
+		      "block checksum attribute", m[i].needle);
+		if (world_rank == 0) {
+			nnh5_tensor *t = NULL;
+			ok(nnh5_load_tensor(&t, path));
+			nnh5_tensor_free(t);
+		}
+	}
+	/* Without a table, the tiling goes back to the whole-tensor chain. */
+	blk_set_attrs(path, -1, 0, NULL, 0);
+	ok(blk_read(MPI_COMM_WORLD, path, BL_EVEN, 7));
+	blk_flip(path, off + at[1], 0x10);
+	fails(NNH5_ERR_CHECKSUM, blk_read(MPI_COMM_WORLD, path, BL_EVEN, 7), "damaged",
+	      "stored checksum");
+	if (world_rank == 0)
+		unlink(path);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1694,6 +2067,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_reshard_matrix),
 		cmocka_unit_test(test_serial_file_reads_sharded),
 		cmocka_unit_test(test_whole_read_checks_checksum),
+		cmocka_unit_test(test_block_checksums),
+		cmocka_unit_test(test_block_damage),
 		cmocka_unit_test(test_read_into),
 		cmocka_unit_test(test_h5py_file),
 		cmocka_unit_test(test_state_dict),
