@@ -1852,7 +1852,7 @@ static void blk_check_table(const char *path, uint32_t seed)
 	/* The serial direct reader takes the file (it does not fall back to HDF5's API). */
 	bool done = false;
 	nnh5_tensor *back = NULL;
-	ok(nnh5__load_direct(&done, &back, path, NNH5__DIRECT_TENSOR));
+	ok(nnh5__load_direct(&done, &back, path, NULL, NNH5__DIRECT_TENSOR));
 	assert_true(done);
 	nnh5_tensor_free(back);
 	nnh5_file *f;
