@@ -56,26 +56,17 @@ uint64_t nnh5_tensor_checksum(const nnh5_tensor *t)
 	return nnh5__checksum(t->data, t->nbytes, nnh5_dtype_size(t->dtype));
 }
 
-uint64_t nnh5__block_bytes(uint64_t nbytes)
+uint64_t nnh5__block_bytes(uint64_t *count, uint64_t nbytes)
 {
 	uint64_t b = NNH5__BLOCK_MIN;
 
+	*count = 0;
 	if (nbytes <= b)
 		return 0;
 	while ((nbytes - 1) / b + 1 > NNH5__BLOCKS_MAX)
 		b <<= 1;
+	*count = (nbytes - 1) / b + 1;
 	return b;
-}
-
-bool nnh5__block_size_valid(uint64_t *count, uint64_t block_bytes, uint64_t nbytes)
-{
-	uint64_t k = block_bytes / NNH5__BLOCK_MIN;
-
-	*count = 0;
-	if (block_bytes < NNH5__BLOCK_MIN || block_bytes % NNH5__BLOCK_MIN || (k & (k - 1)))
-		return false;
-	*count = nbytes ? (nbytes - 1) / block_bytes + 1 : 0;
-	return *count <= NNH5__BLOCKS_MAX;
 }
 
 int64_t nnh5__blocks_mismatch(const uint64_t *table, uint64_t count, uint64_t block_bytes,

@@ -234,14 +234,12 @@ void nnh5__checksum_update(void *state, const void *data, size_t nbytes, size_t 
 #define NNH5__BLOCK_MIN ((uint64_t)16 << 20)
 #define NNH5__BLOCKS_MAX 4096u
 
-/* The B writers use for a tensor of nbytes: 0 when it has fewer than 2 blocks (no table). */
-uint64_t nnh5__block_bytes(uint64_t nbytes);
-
 /*
- * Whether B is a block size a table may have for nbytes (16 MiB times a
- * power of two, at most 4096 blocks); *count receives ceil(nbytes / B).
+ * The one block size B a table of a tensor of nbytes has (writers use it,
+ * readers accept no other), and in *count its number of blocks; 0 (and
+ * *count 0) when the tensor has fewer than 2 blocks: no table.
  */
-bool nnh5__block_size_valid(uint64_t *count, uint64_t block_bytes, uint64_t nbytes);
+uint64_t nnh5__block_bytes(uint64_t *count, uint64_t nbytes);
 
 /*
  * The index of the first block of data (nbytes of elements of elsize, in

@@ -114,8 +114,7 @@ int nnh5__dataset_block_table(uint64_t **table, uint64_t *count, uint64_t *block
 		which = has_b ? NNH5__BLOCKS_ATTR : NNH5__BLOCK_BYTES_ATTR;
 		bad = "is missing (the other block attribute is present)";
 	} else if ((bad = read_u64s(&b, ds->id, NNH5__BLOCK_BYTES_ATTR, 1, true)) == NULL) {
-		if (!nnh5__block_size_valid(&n, b, (uint64_t)ds->nbytes) ||
-		    b != nnh5__block_bytes((uint64_t)ds->nbytes)) {
+		if (!b || b != nnh5__block_bytes(&n, (uint64_t)ds->nbytes)) {
 			bad = "is not 16 MiB times the smallest power of two giving at most 4096 "
 			      "blocks of the data";
 		} else {

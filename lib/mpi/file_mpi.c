@@ -1014,9 +1014,7 @@ static uint64_t plan_blocks(uint64_t *block_bytes, const struct plan *p)
 			return 0;
 		nbytes *= (uint64_t)s->shape[d];
 	}
-	*block_bytes = nnh5__block_bytes(nbytes);
-	if (!*block_bytes || !nnh5__block_size_valid(&count, *block_bytes, nbytes))
-		*block_bytes = count = 0;
+	*block_bytes = nnh5__block_bytes(&count, nbytes);
 	return count;
 }
 
