@@ -11,7 +11,11 @@ rank's process from outside at a random moment, saves included), check
 that the newest checkpoint loads with h5py and equals what the run
 reaches at that step, then resume on Q != P ranks and compare final.h5
 with the reference, byte for byte. A killed rank must bring the job down
-within the timeout (mpirun terminates the survivors).
+within the timeout (mpirun terminates the survivors): a trial fails if a
+rank's process is alive 120 s after the kill. When every rank has exited
+but mpirun has not (a deadlock of Open MPI 4.1's launcher after a rank dies
+during start-up; doc/MPI.md), mpirun is killed, the trial goes on and its
+number is printed.
 
 --async: the killed runs checkpoint asynchronously (a background thread
 writes while training goes on, so kills land in background saves too); the
@@ -78,6 +82,7 @@ for step in committed(ref_dir):
         ref_weights[step] = f["model/weight"][()].tobytes()
 
 rng = random.Random(1234)
+launcher_hangs = []
 for trial in range(trials):
     folder = os.path.join(top, "t%d" % trial)
     p_ranks = rng.choice([2, 3, 4]) if trial else 3
@@ -100,13 +105,20 @@ for trial in range(trials):
         try:
             p.communicate(timeout=120)
         except subprocess.TimeoutExpired:
-            # what hung, for the report: the processes left and what they printed
+            # What is left: the ranks (children of mpirun) and mpirun itself.
             ps = subprocess.run(["ps", "-o", "pid,ppid,stat,wchan:20,etime,args", "-s",
                                  str(p.pid)], capture_output=True, text=True).stdout
+            live = [line for line in ps.splitlines()[1:]
+                    if int(line.split()[0]) != p.pid and "Z" not in line.split()[2]]
             os.killpg(p.pid, signal.SIGKILL)
             out, _ = p.communicate()
-            sys.exit("trial %d (%d ranks, killed %s): survivors did not exit within 120 s\n"
-                     "processes:\n%s\noutput:\n%s" % (trial, p_ranks, victims, ps, out[-3000:]))
+            if live:
+                sys.exit("trial %d (%d ranks, killed %s): survivors did not exit within 120 s\n"
+                         "processes:\n%s\noutput:\n%s"
+                         % (trial, p_ranks, victims, ps, out[-3000:]))
+            # Every rank exited; mpirun itself did not (Open MPI 4.1's launcher can
+            # deadlock when a rank dies during start-up: doc/MPI.md, "A rank killed").
+            launcher_hangs.append(trial)
     # What was committed is whole: each checkpoint equals the reference's.
     for step in committed(folder):
         with h5py.File(os.path.join(folder, "ckpt-%012d.h5" % step), "r") as f:
@@ -126,4 +138,7 @@ for trial in range(trials):
     shutil.rmtree(folder)
 print("%d trial(s)%s: killed runs resumed on another rank count end bitwise as the reference"
       % (trials, " (async saves)" if ASYNC else ""))
+if launcher_hangs:
+    print("mpirun hung after every rank had exited in trial(s) %s (killed by this script)"
+          % ", ".join(map(str, launcher_hangs)))
 shutil.rmtree(top)
