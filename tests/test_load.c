@@ -1,7 +1,8 @@
 /*
  * tests/test_load.c - the load path's fast ways must load what the slow
  * ones did: bitwise equal tensors from state dicts of many small and a few
- * large tensors, large tensors in huge-page-advised memory, files open
+ * large tensors, large tensors on 2 MiB boundaries (advised for huge pages
+ * only after nnh5_set_huge_pages), new tensors too, files open
  * elsewhere in the process still loading, and the memory a load of many
  * small tensors takes (HDF5 evicts each object header as it is closed).
  */
@@ -104,13 +105,25 @@ static void loads_bitwise_equal(void **state)
 	ok(nnh5_load_state_dict(&back, tu_path("mixed.h5")));
 	assert_same_dicts(sd, back);
 	assert_string_equal(nnh5_dict_key(back, 0), "layers.0.p0"); /* the saved order */
-	/* The large tensors start on a 2 MiB boundary, advised for huge pages. */
+	/* The large tensors start on a 2 MiB boundary, not advised for huge pages by default. */
 	const nnh5_tensor *big = nnh5_dict_get(back, "big.weight");
 	assert_int_equal((uintptr_t)nnh5_tensor_data(big) % ((uintptr_t)2 << 20), 0);
 	assert_int_equal((uintptr_t)nnh5_tensor_data(nnh5_dict_get(back, "big.steps")) %
 				 ((uintptr_t)2 << 20), 0);
 	if (kernel_has_thp())
+		assert_int_equal(advised_huge(nnh5_tensor_data(big)), 0);
+	nnh5_dict_free(back);
+	/* After nnh5_set_huge_pages(true) they are; small ones never. */
+	nnh5_set_huge_pages(true);
+	ok(nnh5_load_state_dict(&back, tu_path("mixed.h5")));
+	nnh5_set_huge_pages(false);
+	assert_same_dicts(sd, back);
+	big = nnh5_dict_get(back, "big.weight");
+	assert_int_equal((uintptr_t)nnh5_tensor_data(big) % ((uintptr_t)2 << 20), 0);
+	if (kernel_has_thp()) {
 		assert_int_equal(advised_huge(nnh5_tensor_data(big)), 1);
+		assert_int_equal(advised_huge(nnh5_tensor_data(nnh5_dict_get(back, "layers.0.p0"))), 0);
+	}
 	/* Small ones share blocks of the load's arena; large ones have their own memory. */
 	assert_true(nnh5_dict_get(back, "layers.0.p0")->in_arena);
 	assert_false(big->in_arena);
@@ -137,6 +150,38 @@ static void loads_bitwise_equal(void **state)
  * the large tensors' own) comes from it, and goes back to it, all of it.
  */
 #define APP_MAX 65536
+/*
+ * New large tensors start on a 2 MiB boundary too (a copy into them, such as
+ * nnh5_mpi_read_sharded_into's, runs faster than into malloc's memory 16
+ * bytes past a page) and are zeroed; below 4 MiB they come from calloc.
+ */
+static void new_tensors_aligned(void **state)
+{
+	int64_t big[1] = {(int64_t)3 << 20}, small[1] = {1000};
+	nnh5_tensor *z, *o, *s;
+	(void)state;
+	ok(nnh5_tensor_zeros(&z, NNH5_FLOAT32, 1, big)); /* 12 MiB */
+	ok(nnh5_tensor_ones(&o, NNH5_INT8, 1, big)); /* 3 MiB: under the threshold */
+	ok(nnh5_tensor_zeros(&s, NNH5_FLOAT64, 1, small));
+	assert_int_equal((uintptr_t)nnh5_tensor_data(z) % ((uintptr_t)2 << 20), 0);
+	const float *zf = nnh5_tensor_data(z);
+	for (int64_t i = 0; i < big[0]; i++)
+		if (zf[i] != 0.0f)
+			fail_msg("element %lld of a new tensor is %g, not 0", (long long)i, (double)zf[i]);
+	const int8_t *oi = nnh5_tensor_data(o);
+	for (int64_t i = 0; i < big[0]; i++)
+		if (oi[i] != 1)
+			fail_msg("element %lld of ones is %d", (long long)i, oi[i]);
+	const double *sd = nnh5_tensor_data(s);
+	for (int64_t i = 0; i < small[0]; i++)
+		assert_true(sd[i] == 0.0);
+	if (kernel_has_thp())
+		assert_int_equal(advised_huge(zf), 0);
+	nnh5_tensor_free(z);
+	nnh5_tensor_free(o);
+	nnh5_tensor_free(s);
+}
+
 static void *app_live[APP_MAX];
 static size_t app_size[APP_MAX], app_allocs, app_frees;
 
@@ -553,6 +598,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(loads_bitwise_equal),
+		cmocka_unit_test(new_tensors_aligned),
 		cmocka_unit_test(application_allocator),
 		cmocka_unit_test(file_open_elsewhere),
 		cmocka_unit_test(arena_tensors_free_in_any_order),

@@ -95,6 +95,22 @@ typedef void *(*nnh5_realloc_fn)(void *ptr, size_t size);
 typedef void (*nnh5_free_fn)(void *ptr);
 NNH5_API void nnh5_set_allocator(nnh5_malloc_fn m, nnh5_realloc_fn r, nnh5_free_fn f);
 
+/*
+ * Whether loaded tensors of 4 MiB and more are advised MADV_HUGEPAGE
+ * (transparent huge pages), for the whole process; off by default. Such
+ * tensors always start on a 2 MiB boundary; with the advice, filling them
+ * takes one page fault per 2 MiB instead of one per 4 KiB. That is faster
+ * where the kernel has free huge pages at hand, and slower where each new
+ * huge page must first be backed by a hypervisor: in virtual machines that
+ * hand freed memory back to their host (virtio-balloon free page
+ * reporting), a 512 MiB read into fresh huge pages measured 0.5 to 3.5
+ * times the time into 4 KiB pages (doc/SPEED.md, "Huge pages"). Turn it on
+ * where it measures faster. Has no effect with an allocator set by
+ * nnh5_set_allocator() or where the kernel has no transparent huge pages.
+ * Thread-safe; applies to allocations made after the call.
+ */
+NNH5_API void nnh5_set_huge_pages(bool enable);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,7 @@
 #define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
 #include "core/internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -13,12 +14,18 @@
 static nnh5_malloc_fn alloc_malloc = malloc;
 static nnh5_realloc_fn alloc_realloc = realloc;
 static nnh5_free_fn alloc_free = free;
+static atomic_bool huge_pages; /* nnh5_set_huge_pages(); off */
 
 void nnh5_set_allocator(nnh5_malloc_fn m, nnh5_realloc_fn r, nnh5_free_fn f)
 {
 	alloc_malloc = m ? m : malloc;
 	alloc_realloc = r ? r : realloc;
 	alloc_free = f ? f : free;
+}
+
+void nnh5_set_huge_pages(bool enable)
+{
+	atomic_store_explicit(&huge_pages, enable, memory_order_relaxed);
 }
 
 void *nnh5__malloc(size_t size)
@@ -55,8 +62,21 @@ void *nnh5__malloc_large(size_t size)
 		return NULL;
 #ifdef MADV_HUGEPAGE
 	/* Before the first touch: each fault then maps 2 MiB instead of 4 KiB. */
-	madvise(p, size / NNH5__HUGE_PAGE * NNH5__HUGE_PAGE, MADV_HUGEPAGE);
+	if (atomic_load_explicit(&huge_pages, memory_order_relaxed))
+		madvise(p, size / NNH5__HUGE_PAGE * NNH5__HUGE_PAGE, MADV_HUGEPAGE);
 #endif
+	return p;
+}
+
+void *nnh5__calloc_large(size_t size)
+{
+	void *p;
+
+	if (size < NNH5__LARGE_BYTES || alloc_malloc != malloc || alloc_free != free)
+		return nnh5__calloc(1, size);
+	p = nnh5__malloc_large(size);
+	if (p)
+		memset(p, 0, size);
 	return p;
 }
 
