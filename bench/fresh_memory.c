@@ -1,8 +1,8 @@
 /*
  * bench/fresh_memory.c - what a large load's new memory costs: a file's
  * bytes read from the page cache into memory allocated for the read, by
- * the kind of memory, and nnh5_load_tensor() with and without
- * nnh5_set_huge_pages(). It is the evidence behind nnh5's defaults (doc/
+ * the kind of memory, and nnh5_load_tensor() with and without huge pages
+ * (nnh5_set_huge_pages()). It is the evidence behind nnh5's defaults (doc/
  * SPEED.md, "New memory for large tensors").
  *
  *   build/bench/fresh_memory --dir /path [--mib 512] [--rounds 7] [--pause 4]
@@ -15,8 +15,9 @@
  *   read, page-aligned    read() into aligned_alloc(4096) memory
  *   read, huge pages      read() into 2 MiB-aligned memory advised
  *                         MADV_HUGEPAGE
- *   nnh5_load_tensor      the one-call load (checksum verified), default
- *   nnh5 huge pages       the same after nnh5_set_huge_pages(true)
+ *   nnh5, 4 KiB pages     the one-call load (checksum verified) after
+ *                         nnh5_set_huge_pages(NNH5_HUGE_PAGES_OFF)
+ *   nnh5, huge pages      the same after NNH5_HUGE_PAGES_ON
  * Each method's memory is freed before the next one starts, and the
  * process sleeps PAUSE seconds after each: a virtual machine with
  * free page reporting hands freed 2 MiB blocks back to its host within
@@ -41,8 +42,8 @@
 enum { READ_MALLOC, READ_PAGE, READ_HUGE, NNH5_DEFAULT, NNH5_HUGE, NMETHODS };
 
 static const char *const names[NMETHODS] = {
-	"read, malloc", "read, page-aligned", "read, huge pages", "nnh5_load_tensor",
-	"nnh5 huge pages",
+	"read, malloc", "read, page-aligned", "read, huge pages", "nnh5, 4 KiB pages",
+	"nnh5, huge pages",
 };
 
 static void die(const char *what)
@@ -83,12 +84,12 @@ static double run(int method, const char *path, int fd, size_t n, off_t off)
 			madvise(buf, n, MADV_HUGEPAGE);
 		break;
 	default:
-		nnh5_set_huge_pages(method == NNH5_HUGE);
+		nnh5_set_huge_pages(method == NNH5_HUGE ? NNH5_HUGE_PAGES_ON : NNH5_HUGE_PAGES_OFF);
 		if (nnh5_load_tensor(&x, path))
 			die(nnh5_error_message());
 		t = bench_now_ms() - t0;
 		nnh5_tensor_free(x);
-		nnh5_set_huge_pages(false);
+		nnh5_set_huge_pages(NNH5_HUGE_PAGES_AUTO);
 		return t;
 	}
 	if (!buf)

@@ -15,7 +15,8 @@
  * nnh5_mpi_read_sharded (a new tensor) against the baseline reading into a
  * page-aligned buffer allocated that round, and nnh5_mpi_read_sharded_into
  * (a tensor the caller keeps) against the baseline reading into one reused
- * buffer. --huge-pages: nnh5_set_huge_pages(true) first. All
+ * buffer. --huge-pages: nnh5_set_huge_pages(NNH5_HUGE_PAGES_ON) first (by
+ * default the library decides, NNH5_HUGE_PAGES_AUTO). All
  * run interleaved, round by round, in an order that turns each round (the
  * saves, then the loads). Reports medians and ranges and the
  * ratios of throughputs nnh5 / baseline (the issue's target: >= 0.8).
@@ -658,7 +659,7 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *v = i + 1 < argc ? argv[i + 1] : "";
 		if (strcmp(argv[i], "--huge-pages") == 0)
-			nnh5_set_huge_pages(true);
+			nnh5_set_huge_pages(NNH5_HUGE_PAGES_ON);
 		else if (strcmp(argv[i], "--dir") == 0 && ++i)
 			dir = v;
 		else if (strcmp(argv[i], "--bytes") == 0 && ++i)

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #define SMALL 3000
 /* The bytes beside its data a small tensor may cost at a load's peak (small_tensor_peak). */
@@ -105,25 +106,34 @@ static void loads_bitwise_equal(void **state)
 	ok(nnh5_load_state_dict(&back, tu_path("mixed.h5")));
 	assert_same_dicts(sd, back);
 	assert_string_equal(nnh5_dict_key(back, 0), "layers.0.p0"); /* the saved order */
-	/* The large tensors start on a 2 MiB boundary, not advised for huge pages by default. */
+	/*
+	 * The large tensors start on a 2 MiB boundary; by default advised for
+	 * huge pages unless this machine reports free pages to a hypervisor.
+	 */
 	const nnh5_tensor *big = nnh5_dict_get(back, "big.weight");
 	assert_int_equal((uintptr_t)nnh5_tensor_data(big) % ((uintptr_t)2 << 20), 0);
 	assert_int_equal((uintptr_t)nnh5_tensor_data(nnh5_dict_get(back, "big.steps")) %
 				 ((uintptr_t)2 << 20), 0);
+	bool reporting = nnh5__free_page_reporting("/sys/bus/virtio/drivers/virtio_balloon");
 	if (kernel_has_thp())
-		assert_int_equal(advised_huge(nnh5_tensor_data(big)), 0);
+		assert_int_equal(advised_huge(nnh5_tensor_data(big)), !reporting);
 	nnh5_dict_free(back);
-	/* After nnh5_set_huge_pages(true) they are; small ones never. */
-	nnh5_set_huge_pages(true);
-	ok(nnh5_load_state_dict(&back, tu_path("mixed.h5")));
-	nnh5_set_huge_pages(false);
-	assert_same_dicts(sd, back);
-	big = nnh5_dict_get(back, "big.weight");
-	assert_int_equal((uintptr_t)nnh5_tensor_data(big) % ((uintptr_t)2 << 20), 0);
-	if (kernel_has_thp()) {
-		assert_int_equal(advised_huge(nnh5_tensor_data(big)), 1);
-		assert_int_equal(advised_huge(nnh5_tensor_data(nnh5_dict_get(back, "layers.0.p0"))), 0);
+	/* NNH5_HUGE_PAGES_ON and _OFF decide whatever the machine; small tensors never. */
+	for (int on = 0; on < 2; on++) {
+		nnh5_set_huge_pages(on ? NNH5_HUGE_PAGES_ON : NNH5_HUGE_PAGES_OFF);
+		ok(nnh5_load_state_dict(&back, tu_path("mixed.h5")));
+		nnh5_set_huge_pages(NNH5_HUGE_PAGES_AUTO);
+		assert_same_dicts(sd, back);
+		big = nnh5_dict_get(back, "big.weight");
+		assert_int_equal((uintptr_t)nnh5_tensor_data(big) % ((uintptr_t)2 << 20), 0);
+		if (kernel_has_thp()) {
+			assert_int_equal(advised_huge(nnh5_tensor_data(big)), on);
+			assert_int_equal(
+				advised_huge(nnh5_tensor_data(nnh5_dict_get(back, "layers.0.p0"))), 0);
+		}
+		nnh5_dict_free(back);
 	}
+	ok(nnh5_load_state_dict(&back, tu_path("mixed.h5")));
 	/* Small ones share blocks of the load's arena; large ones have their own memory. */
 	assert_true(nnh5_dict_get(back, "layers.0.p0")->in_arena);
 	assert_false(big->in_arena);
@@ -175,11 +185,48 @@ static void new_tensors_aligned(void **state)
 	const double *sd = nnh5_tensor_data(s);
 	for (int64_t i = 0; i < small[0]; i++)
 		assert_true(sd[i] == 0.0);
-	if (kernel_has_thp())
-		assert_int_equal(advised_huge(zf), 0);
 	nnh5_tensor_free(z);
 	nnh5_tensor_free(o);
 	nnh5_tensor_free(s);
+}
+
+/*
+ * NNH5_HUGE_PAGES_AUTO's test reads a virtio-balloon device's feature bits
+ * from sysfs: bit 5 (free page reporting) set means no huge pages. Fake
+ * driver folders stand in for sysfs.
+ */
+static void fake_device(const char *dir, const char *name, const char *bits)
+{
+	char path[4096];
+	FILE *fp;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof path, "%s/%s/features", dir, name);
+	assert_non_null(fp = fopen(path, "w"));
+	fprintf(fp, "%s\n", bits);
+	fclose(fp);
+}
+
+static void huge_pages_auto_reads_balloon_features(void **state)
+{
+	char with[4096], without[4096], none[4096];
+	(void)state;
+	snprintf(with, sizeof with, "%s", tu_path("balloon_with"));
+	snprintf(without, sizeof without, "%s", tu_path("balloon_without"));
+	snprintf(none, sizeof none, "%s", tu_path("balloon_none"));
+	assert_int_equal(mkdir(with, 0700), 0);
+	assert_int_equal(mkdir(without, 0700), 0);
+	assert_int_equal(mkdir(none, 0700), 0);
+	/* As read off a virtual machine that reports: bits 1, 2, 5 and 7 set. */
+	fake_device(with, "virtio0", "0110010100000000000000000000000010000000");
+	fake_device(without, "virtio3", "0110000100000000000000000000000010000000");
+	fake_device(without, "virtio4", "11111"); /* too short to tell: not reporting */
+	fake_device(none, "other0", "0000010000");  /* not a virtio device's folder */
+	assert_true(nnh5__free_page_reporting(with));
+	assert_false(nnh5__free_page_reporting(without));
+	assert_false(nnh5__free_page_reporting(none));
+	assert_false(nnh5__free_page_reporting(tu_path("no_such_folder")));
 }
 
 static void *app_live[APP_MAX];
@@ -599,6 +646,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(loads_bitwise_equal),
 		cmocka_unit_test(new_tensors_aligned),
+		cmocka_unit_test(huge_pages_auto_reads_balloon_features),
 		cmocka_unit_test(application_allocator),
 		cmocka_unit_test(file_open_elsewhere),
 		cmocka_unit_test(arena_tensors_free_in_any_order),

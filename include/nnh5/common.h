@@ -96,20 +96,30 @@ typedef void (*nnh5_free_fn)(void *ptr);
 NNH5_API void nnh5_set_allocator(nnh5_malloc_fn m, nnh5_realloc_fn r, nnh5_free_fn f);
 
 /*
- * Whether loaded tensors of 4 MiB and more are advised MADV_HUGEPAGE
- * (transparent huge pages), for the whole process; off by default. Such
- * tensors always start on a 2 MiB boundary; with the advice, filling them
- * takes one page fault per 2 MiB instead of one per 4 KiB. That is faster
- * where the kernel has free huge pages at hand, and slower where each new
- * huge page must first be backed by a hypervisor: in virtual machines that
- * hand freed memory back to their host (virtio-balloon free page
- * reporting), a 512 MiB read into fresh huge pages measured 0.5 to 3.5
- * times the time into 4 KiB pages (doc/SPEED.md, "Huge pages"). Turn it on
- * where it measures faster. Has no effect with an allocator set by
- * nnh5_set_allocator() or where the kernel has no transparent huge pages.
- * Thread-safe; applies to allocations made after the call.
+ * Whether the library's tensors of 4 MiB and more (loaded, or new from
+ * nnh5_tensor_new() and the constructors over it) are advised MADV_HUGEPAGE
+ * (transparent huge pages), for the whole process. Such tensors always
+ * start on a 2 MiB boundary; with the advice, filling them takes one page
+ * fault per 2 MiB instead of one per 4 KiB.
+ *
+ * NNH5_HUGE_PAGES_AUTO (the default) advises them unless the machine is a
+ * virtual machine that reports free memory to its host (a virtio-balloon
+ * device with free page reporting, read once from
+ * /sys/bus/virtio/drivers/virtio_balloon). There the host takes back freed
+ * 2 MiB blocks, each new huge page must be backed again, and a 512 MiB
+ * load into huge pages after a pause of 4 s took 2.1x-2.6x the time of
+ * 4 KiB pages; loaded again at once, 0.4x (doc/SPEED.md, "New memory for
+ * large tensors"). NNH5_HUGE_PAGES_ON and _OFF decide without looking.
+ * Has no effect with an allocator set by nnh5_set_allocator() or where the
+ * kernel has no transparent huge pages. Thread-safe; applies to
+ * allocations made after the call. An unknown mode is taken as AUTO.
  */
-NNH5_API void nnh5_set_huge_pages(bool enable);
+typedef enum nnh5_huge_pages {
+	NNH5_HUGE_PAGES_AUTO = 0,
+	NNH5_HUGE_PAGES_OFF = 1,
+	NNH5_HUGE_PAGES_ON = 2,
+} nnh5_huge_pages;
+NNH5_API void nnh5_set_huge_pages(nnh5_huge_pages mode);
 
 #ifdef __cplusplus
 }

@@ -6,7 +6,10 @@
 #define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
 #include "core/internal.h"
 
+#include <dirent.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -14,7 +17,7 @@
 static nnh5_malloc_fn alloc_malloc = malloc;
 static nnh5_realloc_fn alloc_realloc = realloc;
 static nnh5_free_fn alloc_free = free;
-static atomic_bool huge_pages; /* nnh5_set_huge_pages(); off */
+static atomic_int huge_mode; /* nnh5_set_huge_pages(); NNH5_HUGE_PAGES_AUTO */
 
 void nnh5_set_allocator(nnh5_malloc_fn m, nnh5_realloc_fn r, nnh5_free_fn f)
 {
@@ -23,9 +26,53 @@ void nnh5_set_allocator(nnh5_malloc_fn m, nnh5_realloc_fn r, nnh5_free_fn f)
 	alloc_free = f ? f : free;
 }
 
-void nnh5_set_huge_pages(bool enable)
+void nnh5_set_huge_pages(nnh5_huge_pages mode)
 {
-	atomic_store_explicit(&huge_pages, enable, memory_order_relaxed);
+	atomic_store_explicit(&huge_mode, (int)mode, memory_order_relaxed);
+}
+
+bool nnh5__free_page_reporting(const char *driver_dir)
+{
+	/* VIRTIO_BALLOON_F_REPORTING: feature bit 5, shown as the 6th of sysfs's '0'/'1' string. */
+	enum { REPORTING_BIT = 5 };
+	DIR *d = opendir(driver_dir);
+	struct dirent *e;
+	bool found = false;
+
+	if (!d)
+		return false;
+	while (!found && (e = readdir(d)) != NULL) {
+		char path[4096], bits[64];
+		FILE *fp;
+		if (strncmp(e->d_name, "virtio", 6) != 0 ||
+		    snprintf(path, sizeof path, "%s/%s/features", driver_dir, e->d_name) >=
+			    (int)sizeof path ||
+		    !(fp = fopen(path, "re")))
+			continue;
+		if (fgets(bits, sizeof bits, fp) && strlen(bits) > REPORTING_BIT)
+			found = bits[REPORTING_BIT] == '1';
+		fclose(fp);
+	}
+	closedir(d);
+	return found;
+}
+
+static bool reporting_here;
+static void look_for_reporting(void)
+{
+	reporting_here = nnh5__free_page_reporting("/sys/bus/virtio/drivers/virtio_balloon");
+}
+
+/* Whether a large allocation gets the huge-page advice now. */
+static bool advise_huge(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	int mode = atomic_load_explicit(&huge_mode, memory_order_relaxed);
+
+	if (mode == NNH5_HUGE_PAGES_ON || mode == NNH5_HUGE_PAGES_OFF)
+		return mode == NNH5_HUGE_PAGES_ON;
+	pthread_once(&once, look_for_reporting);
+	return !reporting_here;
 }
 
 void *nnh5__malloc(size_t size)
@@ -62,7 +109,7 @@ void *nnh5__malloc_large(size_t size)
 		return NULL;
 #ifdef MADV_HUGEPAGE
 	/* Before the first touch: each fault then maps 2 MiB instead of 4 KiB. */
-	if (atomic_load_explicit(&huge_pages, memory_order_relaxed))
+	if (advise_huge())
 		madvise(p, size / NNH5__HUGE_PAGE * NNH5__HUGE_PAGE, MADV_HUGEPAGE);
 #endif
 	return p;

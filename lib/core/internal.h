@@ -71,13 +71,20 @@ char *nnh5__strdup(const char *s);
  * tensor's data), released with nnh5__free(). From NNH5__LARGE_BYTES up,
  * and with the default allocator, it starts on a 2 MiB boundary (a copy
  * into page-aligned memory is faster than into malloc's, 16 bytes past a
- * page) and, after nnh5_set_huge_pages(true), is advised MADV_HUGEPAGE.
+ * page) and is advised MADV_HUGEPAGE as nnh5_set_huge_pages() says.
  */
 #define NNH5__HUGE_PAGE ((size_t)2 << 20)
 #define NNH5__LARGE_BYTES ((size_t)4 << 20)
 void *nnh5__malloc_large(size_t size);
 /* The same, zeroed: a new tensor's data (nnh5_tensor_new()). */
 void *nnh5__calloc_large(size_t size);
+
+/*
+ * Whether a virtio-balloon device under driver_dir (sysfs's
+ * /sys/bus/virtio/drivers/virtio_balloon) offers free page reporting:
+ * NNH5_HUGE_PAGES_AUTO's test. False when nothing can be read.
+ */
+bool nnh5__free_page_reporting(const char *driver_dir);
 
 /*
  * nnh5_dict_export() and nnh5_list_export(): _check clears out (room for n),
