@@ -1840,7 +1840,12 @@ class _Reader:
                     visit(obj, disp, k, ancestors + [(info.fileno, info.addr)])
 
         info = h5o.get_info(gid)
-        visit(gid, top, [], [(info.fileno, info.addr)])
+        try:
+            visit(gid, top, [], [(info.fileno, info.addr)])
+        finally:
+            # visit calls itself through its closure, a reference cycle that holds found
+            # and firsts, so every loaded array, until the cyclic collector runs: broken here
+            visit = None
         self.obj = top
         keys = self.attr_strs(gid, top, "nnh5_keys")
         if keys and found:

@@ -596,6 +596,43 @@ def newer_hdf5():
           "the C library says the same of it", c.stdout + c.stderr)
 
 
+def freed_without_gc():
+    """A load's arrays go when the caller drops them, with the cyclic collector off: no
+    reference cycle of the loader's holds them (the h5py walk's recursive closure did,
+    so memory stayed until gc ran)."""
+    import gc
+    import weakref
+    sd = collections.OrderedDict()
+    for i in range(3):
+        sd[f"layers.{i}.weight"] = np.full((64, 32), i, dtype=np.float32)
+        sd[f"layers.{i}.sub.bias"] = np.arange(32, dtype=np.float64)
+    p = path("freed.h5")
+    nnh5.save_state_dict(sd, p)
+    lp = path("freed_list.h5")
+    nnh5.save([np.ones(8, dtype=np.int64), np.zeros(3, dtype=np.float32)], lp)
+    loads = [("load_state_dict, numpy", lambda: nnh5.load_state_dict(p, numpy=True)),
+             ("load_state_dict, torch", lambda: nnh5.load_state_dict(p, numpy=False)),
+             ("load", lambda: nnh5.load(p, numpy=True)),
+             ("load_state_dict of a group", lambda: nnh5.load_state_dict(p, numpy=True,
+                                                                         group="layers")),
+             ("load of a list", lambda: nnh5.load(lp, numpy=True))]
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        for what, fn in loads:
+            got = fn()
+            values = list(got.values()) if isinstance(got, dict) else list(got)
+            check(len(values) > 0, f"{what}: loaded something")
+            refs = [weakref.ref(v) for v in values]
+            del got, values
+            alive = sum(r() is not None for r in refs)
+            check(alive == 0, f"{what}: every loaded value is freed once dropped, without gc",
+                  f"{alive} of {len(refs)} still alive")
+    finally:
+        if was:
+            gc.enable()
+
+
 def main():
     print(f"nnh5.py {nnh5.__version__}, h5py {h5py.version.version}, HDF5 "
           f"{h5py.version.hdf5_version}, torch {torch.__version__}, xxhash {nnh5.HAVE_XXHASH}")
@@ -604,7 +641,7 @@ def main():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         pc.run_parts(python_only, conformance, crossing, checksums, plain_h5py, bool_rule,
-                     special_files, newer_hdf5)
+                     special_files, newer_hdf5, freed_without_gc)
     pc.finish("test_tensors")
 
 
