@@ -107,9 +107,9 @@ NNH5_API void nnh5_set_allocator(nnh5_malloc_fn m, nnh5_realloc_fn r, nnh5_free_
  * device with free page reporting, read once from
  * /sys/bus/virtio/drivers/virtio_balloon). There the host takes back freed
  * 2 MiB blocks, each new huge page must be backed again, and a 512 MiB
- * load into huge pages after a pause of 4 s took 2.1x-2.6x the time of
- * 4 KiB pages; loaded again at once, 0.4x (doc/SPEED.md, "New memory for
- * large tensors"). NNH5_HUGE_PAGES_ON and _OFF decide without looking.
+ * load into huge pages after a pause of 4 s took 2.1x-2.2x the time of
+ * 4 KiB pages; loaded again at once, 0.33x-0.45x (doc/SPEED.md, "New
+ * memory for large tensors"). NNH5_HUGE_PAGES_ON and _OFF decide without looking.
  * Has no effect with an allocator set by nnh5_set_allocator() or where the
  * kernel has no transparent huge pages. Thread-safe; applies to
  * allocations made after the call. An unknown mode is taken as AUTO.

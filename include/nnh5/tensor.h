@@ -30,7 +30,9 @@ typedef struct nnh5_tensor nnh5_tensor;
 
 /*
  * A new owning tensor of the given dtype and shape, all elements zero.
- * shape may be NULL when ndim is 0 (a scalar).
+ * shape may be NULL when ndim is 0 (a scalar). Data of 4 MiB and more
+ * starts on a 2 MiB boundary and is zeroed at once, so all of it is
+ * resident on return (smaller data comes from calloc).
  * Errors: NNH5_ERR_INVALID (unknown dtype, ndim > NNH5_MAX_NDIM, negative
  * dimension), NNH5_ERR_OVERFLOW (element count or byte size overflows),
  * NNH5_ERR_NOMEM. *out is set to NULL on failure.
