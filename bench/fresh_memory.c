@@ -52,20 +52,20 @@ static void die(const char *what)
 	exit(1);
 }
 
-/* The tensor's bytes from the file at off into buf (read() until done). */
-static void read_all(int fd, char *buf, size_t n, off_t off)
+/* The plain file's n bytes into buf (pread until done). */
+static void read_all(int fd, char *buf, size_t n)
 {
 	size_t done = 0;
 
 	while (done < n) {
-		ssize_t r = pread(fd, buf + done, n - done, off + (off_t)done);
+		ssize_t r = pread(fd, buf + done, n - done, (off_t)done);
 		if (r <= 0)
 			die("pread failed or the file is short");
 		done += (size_t)r;
 	}
 }
 
-static double run(int method, const char *path, int fd, size_t n, off_t off)
+static double run(int method, const char *path, int fd, size_t n)
 {
 	double t0 = bench_now_ms(), t;
 	char *buf = NULL;
@@ -94,7 +94,7 @@ static double run(int method, const char *path, int fd, size_t n, off_t off)
 	}
 	if (!buf)
 		die("out of memory");
-	read_all(fd, buf, n, off);
+	read_all(fd, buf, n);
 	t = bench_now_ms() - t0;
 	free(buf);
 	return t;
@@ -153,7 +153,7 @@ int main(int argc, char **argv)
 	for (int r = 0; r < rounds; r++)
 		for (int k = 0; k < NMETHODS; k++) {
 			int m = (k + r) % NMETHODS;
-			ms[m * rounds + r] = run(m, path, fd, n, 0);
+			ms[m * rounds + r] = run(m, path, fd, n);
 			sleep((unsigned)pause);
 		}
 	close(fd);

@@ -94,15 +94,22 @@ void *nnh5__calloc(size_t n, size_t size)
 	return p;
 }
 
+/*
+ * Whether size bytes take the large path (aligned, maybe advised): from
+ * NNH5__LARGE_BYTES up and only with the default allocator, since an
+ * application's allocator is used as it is and aligned_alloc() memory is
+ * released by free(), which is the default allocator's.
+ */
+static bool large_path(size_t size)
+{
+	return size >= NNH5__LARGE_BYTES && alloc_malloc == malloc && alloc_free == free;
+}
+
 void *nnh5__malloc_large(size_t size)
 {
 	void *p;
 
-	/*
-	 * An application's own allocator is used as it is; aligned_alloc()
-	 * memory is released by free(), which is the default allocator's.
-	 */
-	if (size < NNH5__LARGE_BYTES || alloc_malloc != malloc || alloc_free != free)
+	if (!large_path(size))
 		return nnh5__malloc(size);
 	p = aligned_alloc(NNH5__HUGE_PAGE, (size + NNH5__HUGE_PAGE - 1) / NNH5__HUGE_PAGE * NNH5__HUGE_PAGE);
 	if (!p)
@@ -119,7 +126,7 @@ void *nnh5__calloc_large(size_t size)
 {
 	void *p;
 
-	if (size < NNH5__LARGE_BYTES || alloc_malloc != malloc || alloc_free != free)
+	if (!large_path(size))
 		return nnh5__calloc(1, size);
 	p = nnh5__malloc_large(size);
 	if (p)
