@@ -264,9 +264,10 @@ static int order(struct load *l)
 /*
  * Read the datasets as file_read.c does: allocated by the one allocator of
  * loaded tensors (small ones of a list or dict packed into the load's
- * arena, a single tensor alone), hashed while read.
+ * arena, a single tensor alone), hashed while read, from the file open as
+ * fd or from its image in memory (image not NULL: l->p.file_size bytes).
  */
-static int read_all(struct load *l, int fd, bool pack)
+static int read_all(struct load *l, int fd, const unsigned char *image, bool pack)
 {
 	nnh5__arena arena = NNH5__ARENA_INIT;
 	int rc = NNH5_OK;
@@ -284,7 +285,13 @@ static int read_all(struct load *l, int fd, bool pack)
 			break;
 		}
 		it->t = t;
-		if (t->nbytes) {
+		if (t->nbytes && image) {
+			if (o->data_addr > l->p.file_size || t->nbytes > l->p.file_size - o->data_addr)
+				rc = DECLINE;
+			else
+				nnh5__raw_copy(t->data, image + o->data_addr, t->nbytes,
+					       verify ? &actual : NULL);
+		} else if (t->nbytes) {
 			if (nnh5__raw_read(fd, t->data, t->nbytes, o->data_addr,
 					   verify ? &actual : NULL) != 0)
 				rc = DECLINE;
@@ -356,18 +363,20 @@ static int build(struct load *l, void *out, nnh5__direct_what what)
 /*
  * A root with its attributes in dense storage (a key list too large for an
  * object header): they are read through HDF5's API, as the API path reads
- * them (its open checks nnh5_format_version), from the file judged.
+ * them (its open checks nnh5_format_version), from the file judged (reg)
+ * or from the image.
  */
-static int dense_root(struct load *l, const nnh5__regular *reg)
+static int dense_root(struct load *l, const nnh5__regular *reg, const unsigned char *image)
 {
 	nnh5__h5quiet q;
 	nnh5_file *f;
 	int rc;
 
-	if (nnh5_file_open(&f, l->path, NNH5_READ))
+	if (image ? nnh5_file_open_image(&f, image, (size_t)l->p.file_size, l->path, NULL)
+		  : nnh5_file_open(&f, l->path, NNH5_READ))
 		return DECLINE;
 	nnh5__h5_quiet_begin(&q);
-	rc = nnh5__regular_same(reg, f->raw_fd, l->path, "open") ? DECLINE : NNH5_OK;
+	rc = reg && nnh5__regular_same(reg, f->raw_fd, l->path, "open") ? DECLINE : NNH5_OK;
 	if (!rc && nnh5__file_has_attr(f, "/", "nnh5_keys")) {
 		l->has_hkeys = true;
 		if (nnh5__file_attr_get_strings(&l->hkeys, &l->nhkeys, f, "/", "nnh5_keys", false))
@@ -398,72 +407,106 @@ static int check_root(struct load *l, nnh5__direct_what what)
 	return NNH5_OK;
 }
 
-int nnh5__load_direct(bool *done, void *out, const char *path, const nnh5_open_options *opts,
-		      nnh5__direct_what what)
+/*
+ * Options this reader takes, and the policy made from them; false leaves
+ * the load to the API path.
+ */
+static bool begin(struct load *l, const char *path, const nnh5_open_options *opts)
 {
-	nnh5_open_options defaults = NNH5_OPEN_OPTIONS_INIT;
-	nnh5__regular reg = { -1, 0, 0 };
-	struct load l;
-	struct stat st;
-	char sep = what == NNH5__DIRECT_STATE_DICT ? '.' : '/';
-	int rc = DECLINE;
+	static const nnh5_open_options defaults = NNH5_OPEN_OPTIONS_INIT;
 
-	*done = false;
+	memset(l, 0, sizeof *l);
+	l->path = path;
 	if (!enabled() || !path || !*path)
-		return NNH5_OK;
-	memset(&l, 0, sizeof l);
-	l.path = path;
+		return false;
 	if (!opts)
 		opts = &defaults;
 	/* An options version this reader does not know is the API path's to refuse. */
 	if (opts->version != NNH5_OPEN_OPTIONS_VERSION || opts->compression < NNH5_COMPRESSION_NONE ||
 	    opts->compression > NNH5_COMPRESSION_ARCHIVE)
-		return NNH5_OK;
-	l.verify = opts->verify_checksums;
-	l.require = opts->require_checksums;
-	if (nnh5__policy_init(&l.p, opts, path) || l.p.allow_external ||
-	    l.p.allow_filter_plugins || l.p.copy_aliases)
-		goto out;
-	if (nnh5__regular_open(&reg, path, "open"))
-		goto out;
-	/* HDF5 takes a shared lock to read: a file being written in place is its to refuse. */
-	if ((flock(reg.fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK) ||
-	    fstat(reg.fd, &st) < 0 || st.st_size <= 0)
-		goto out;
-	l.p.file_size = (uint64_t)st.st_size;
-	if (nnh5__h5r_open(&l.r, reg.fd, l.p.file_size, (size_t)l.p.max_depth))
-		goto out;
-	if ((l.r.root.dense_attrs && dense_root(&l, &reg)) || check_root(&l, what) ||
-	    visit(&l, sep, what == NNH5__DIRECT_TENSOR) || order(&l))
-		goto out;
+		return false;
+	l->verify = opts->verify_checksums;
+	l->require = opts->require_checksums;
+	return !nnh5__policy_init(&l->p, opts, path) && !l->p.allow_external &&
+	       !l->p.allow_filter_plugins && !l->p.copy_aliases;
+}
+
+/*
+ * The load once r is parsed: names, policy and keys, then the tensors,
+ * from reg's file or from image. DECLINE on anything not taken.
+ */
+static int finish(struct load *l, void *out, nnh5__direct_what what, const nnh5__regular *reg,
+		  const unsigned char *image)
+{
+	char sep = what == NNH5__DIRECT_STATE_DICT ? '.' : '/';
+
+	if ((l->r.root.dense_attrs && dense_root(l, reg, image)) || check_root(l, what) ||
+	    visit(l, sep, what == NNH5__DIRECT_TENSOR) || order(l))
+		return DECLINE;
 	/* What only the parse and the key order needed goes before the tensors come. */
-	nnh5__h5r_release(&l.r);
-	nnh5__free(l.key_of);
-	nnh5__free(l.plen);
-	nnh5__strings_free(l.hkeys, l.nhkeys);
-	l.key_of = l.plen = NULL;
-	l.hkeys = NULL;
-	l.nhkeys = 0;
-	if (read_all(&l, reg.fd, what != NNH5__DIRECT_TENSOR))
-		goto out;
-	nnh5__h5r_free(&l.r);
-	if (build(&l, out, what))
-		goto out;
-	rc = NNH5_OK;
-	*done = true;
+	nnh5__h5r_release(&l->r);
+	nnh5__free(l->key_of);
+	nnh5__free(l->plen);
+	nnh5__strings_free(l->hkeys, l->nhkeys);
+	l->key_of = l->plen = NULL;
+	l->hkeys = NULL;
+	l->nhkeys = 0;
+	if (read_all(l, reg ? reg->fd : -1, image, what != NNH5__DIRECT_TENSOR))
+		return DECLINE;
+	nnh5__h5r_free(&l->r);
+	if (build(l, out, what))
+		return DECLINE;
 	atomic_fetch_add(&taken, 1);
-out:
-	for (size_t i = 0; i < l.n; i++)
-		nnh5_tensor_free(l.items[i].t);
-	nnh5__free(l.items);
-	nnh5__free(l.key_of);
-	nnh5__free(l.plen);
-	nnh5__strings_free(l.hkeys, l.nhkeys);
-	nnh5__free(l.keys.p);
-	nnh5__h5r_free(&l.r);
-	nnh5__policy_free(&l.p);
-	nnh5__regular_close(&reg);
+	return NNH5_OK;
+}
+
+/* Free what a load holds; the error state a declined load left is cleared. */
+static void end(struct load *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		nnh5_tensor_free(l->items[i].t);
+	nnh5__free(l->items);
+	nnh5__free(l->key_of);
+	nnh5__free(l->plen);
+	nnh5__strings_free(l->hkeys, l->nhkeys);
+	nnh5__free(l->keys.p);
+	nnh5__h5r_free(&l->r);
+	nnh5__policy_free(&l->p);
 	nnh5_error_clear();
-	(void)rc;
+}
+
+int nnh5__load_direct(bool *done, void *out, const char *path, const nnh5_open_options *opts,
+		      nnh5__direct_what what)
+{
+	nnh5__regular reg = { -1, 0, 0 };
+	struct load l;
+	struct stat st;
+
+	*done = false;
+	if (begin(&l, path, opts) && !nnh5__regular_open(&reg, path, "open") &&
+	    /* HDF5 takes a shared lock to read: a file being written in place is its to refuse. */
+	    !(flock(reg.fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK) &&
+	    fstat(reg.fd, &st) == 0 && st.st_size > 0) {
+		l.p.file_size = (uint64_t)st.st_size;
+		*done = !nnh5__h5r_open(&l.r, reg.fd, l.p.file_size, (size_t)l.p.max_depth) &&
+			!finish(&l, out, what, &reg, NULL);
+	}
+	end(&l);
+	nnh5__regular_close(&reg);
+	return NNH5_OK;
+}
+
+int nnh5__load_direct_image(bool *done, void *out, const void *image, size_t size,
+			    const char *name, const nnh5_open_options *opts, nnh5__direct_what what)
+{
+	struct load l;
+
+	*done = false;
+	if (begin(&l, name, opts) && image && size > 0) {
+		l.p.file_size = (uint64_t)size;
+		*done = !nnh5__h5r_open_image(&l.r, image, l.p.file_size, (size_t)l.p.max_depth) &&
+			!finish(&l, out, what, NULL, image);
+	}
+	end(&l);
 	return NNH5_OK;
 }

@@ -3,12 +3,14 @@
  * needs the same model or state dict, N opens of one file (each reading
  * the superblock, every object header, every attribute) are the metadata
  * storm a parallel file system falls over under. Here one rank opens the
- * file, reads its bytes with pread and broadcasts them; every rank opens
- * the bytes as an in-memory image, so every object is still described and
- * judged by the walk and the load policy on every rank (lib/file/walk.c),
- * exactly as a load from disk.
+ * file, reads its bytes with pread and broadcasts them; every rank reads
+ * the bytes as a load from disk reads the file, so every object is still
+ * described and judged by the load policy on every rank: a state dict
+ * nnh5 wrote by the direct reader (lib/file/load_direct.c), anything else
+ * through HDF5's API on an in-memory image and the walk (lib/file/walk.c).
  */
 #include "mpi/mpi_internal.h"
+#include "file/load_direct.h"
 #include "store/policy.h"
 #include "store/regular.h"
 #include "nnh5/save.h"
@@ -59,16 +61,20 @@ static int read_whole(unsigned char **out, uint64_t *size, const char *path, uin
 	return NNH5_OK;
 }
 
-int nnh5_mpi_file_open_shared(nnh5_file **out, MPI_Comm comm, int root, const char *path,
-			      const nnh5_open_options *opts)
+/*
+ * Root reads the file at path (at most cap bytes) and broadcasts its bytes:
+ * every rank gets them in *out (the caller frees them) or the same error.
+ */
+static int bcast_whole(unsigned char **out, uint64_t *size, MPI_Comm comm, int root,
+		       const char *path, uint64_t cap)
 {
 	/* MPI counts are int: broadcast 1 GiB at a time. */
 	const uint64_t piece = (uint64_t)1 << 30;
 	unsigned char *buf = NULL;
-	uint64_t size = 0, cap;
 	int rank, nranks, rc = NNH5_OK;
 
 	*out = NULL;
+	*size = 0;
 	MPI_Comm_rank(comm, &rank);
 	MPI_Comm_size(comm, &nranks);
 	if (root < 0 || root >= nranks)
@@ -76,23 +82,47 @@ int nnh5_mpi_file_open_shared(nnh5_file **out, MPI_Comm comm, int root, const ch
 				   path ? path : "(null)", root, nranks);
 	if (!path || !*path)
 		return nnh5__error(NNH5_ERR_INVALID, "open: empty path");
-	cap = opts && opts->max_load_bytes ? opts->max_load_bytes : NNH5__DEFAULT_MAX_LOAD_BYTES;
 	if (rank == root)
-		rc = read_whole(&buf, &size, path, cap);
+		rc = read_whole(&buf, size, path, cap);
 	rc = nnh5__mpi_agree(comm, rc);
 	if (rc)
 		return rc;
-	MPI_Bcast(&size, 1, MPI_UINT64_T, root, comm);
-	if (rank != root && size > 0 && !(buf = nnh5__malloc((size_t)size)))
+	MPI_Bcast(size, 1, MPI_UINT64_T, root, comm);
+	if (rank != root && *size > 0 && !(buf = nnh5__malloc((size_t)*size)))
 		rc = nnh5__nomem();
 	rc = nnh5__mpi_agree(comm, rc);
-	for (uint64_t done = 0; !rc && done < size; done += piece) {
-		uint64_t n = size - done < piece ? size - done : piece;
+	for (uint64_t done = 0; !rc && done < *size; done += piece) {
+		uint64_t n = *size - done < piece ? *size - done : piece;
 		if (MPI_Bcast(buf + done, (int)n, MPI_BYTE, root, comm) != MPI_SUCCESS)
 			rc = nnh5__error(NNH5_ERR_IO, "open '%s': MPI_Bcast failed", path);
 	}
-	if (!rc)
-		rc = nnh5_file_open_image(out, buf, (size_t)size, path, opts);
+	rc = nnh5__mpi_agree(comm, rc);
+	if (rc) {
+		nnh5__free(buf);
+		*size = 0;
+		return rc;
+	}
+	*out = buf;
+	return NNH5_OK;
+}
+
+static uint64_t load_cap(const nnh5_open_options *opts)
+{
+	return opts && opts->max_load_bytes ? opts->max_load_bytes : NNH5__DEFAULT_MAX_LOAD_BYTES;
+}
+
+int nnh5_mpi_file_open_shared(nnh5_file **out, MPI_Comm comm, int root, const char *path,
+			      const nnh5_open_options *opts)
+{
+	unsigned char *buf;
+	uint64_t size;
+	int rc;
+
+	*out = NULL;
+	rc = bcast_whole(&buf, &size, comm, root, path, load_cap(opts));
+	if (rc)
+		return rc;
+	rc = nnh5_file_open_image(out, buf, (size_t)size, path, opts);
 	nnh5__free(buf);
 	rc = nnh5__mpi_agree(comm, rc);
 	if (rc) {
@@ -105,15 +135,32 @@ int nnh5_mpi_file_open_shared(nnh5_file **out, MPI_Comm comm, int root, const ch
 int nnh5_mpi_load_state_dict(nnh5_dict **out, MPI_Comm comm, int root, const char *path,
 			     const char *name)
 {
+	unsigned char *buf;
+	uint64_t size;
 	nnh5_file *f;
+	bool done = false;
 	int rc;
 
 	*out = NULL;
-	rc = nnh5_mpi_file_open_shared(&f, comm, root, path, NULL);
+	rc = bcast_whole(&buf, &size, comm, root, path, load_cap(NULL));
 	if (rc)
 		return rc;
-	rc = nnh5_file_read_state_dict(out, f, name ? name : "/");
-	nnh5_file_close(f);
+	/*
+	 * A whole file nnh5 wrote is read from the image as nnh5_load_state_dict
+	 * reads it from disk (lib/file/load_direct.c), with the same policy;
+	 * anything else, or a group in it, goes through HDF5's API.
+	 */
+	if (!name || strcmp(name, "/") == 0)
+		nnh5__load_direct_image(&done, out, buf, (size_t)size, path, NULL,
+					NNH5__DIRECT_STATE_DICT);
+	if (!done) {
+		rc = nnh5_file_open_image(&f, buf, (size_t)size, path, NULL);
+		if (!rc) {
+			rc = nnh5_file_read_state_dict(out, f, name ? name : "/");
+			nnh5_file_close(f);
+		}
+	}
+	nnh5__free(buf);
 	rc = nnh5__mpi_agree(comm, rc);
 	if (rc) {
 		nnh5_dict_free(*out);

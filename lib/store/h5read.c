@@ -78,8 +78,15 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem)
 	return true;
 }
 
-static bool read_at(int fd, unsigned char *buf, size_t n, uint64_t at)
+/* Bytes [at, at + n) of the file, which view() or the caller checked lie in it. */
+static bool read_at(const nnh5__h5r *r, unsigned char *buf, size_t n, uint64_t at)
 {
+	int fd = r->fd;
+
+	if (r->image) {
+		memcpy(buf, r->image + at, n);
+		return true;
+	}
 	for (size_t k = 0; k < n;) {
 		ssize_t got = pread(fd, buf + k, n - k, (off_t)(at + k));
 		if (got < 0 && errno == EINTR)
@@ -100,6 +107,8 @@ static const unsigned char *view(nnh5__h5r *r, uint64_t at, uint64_t len)
 {
 	if (at > r->file_size || len > r->file_size - at || len > MAX_HEAP)
 		return NULL;
+	if (r->image)
+		return r->image + at;
 	if (at + len <= r->pre_len)
 		return r->pre + at;
 	if (r->far && at >= r->far_at && at + len <= r->far_at + r->far_len)
@@ -112,7 +121,7 @@ static const unsigned char *view(nnh5__h5r *r, uint64_t at, uint64_t len)
 			want = r->file_size;
 		r->moves++;
 		if (!grow((void **)&r->pre, &r->pre_cap, (size_t)want, 1) ||
-		    !read_at(r->fd, r->pre + r->pre_len, (size_t)want - r->pre_len, r->pre_len))
+		    !read_at(r, r->pre + r->pre_len, (size_t)want - r->pre_len, r->pre_len))
 			return NULL;
 		r->pre_len = (size_t)want;
 		return r->pre + at;
@@ -122,7 +131,7 @@ static const unsigned char *view(nnh5__h5r *r, uint64_t at, uint64_t len)
 		want = r->file_size - at;
 	r->moves++;
 	if (!grow((void **)&r->far, &r->far_cap, (size_t)want, 1) ||
-	    !read_at(r->fd, r->far, (size_t)want, at)) {
+	    !read_at(r, r->far, (size_t)want, at)) {
 		r->far_len = 0;
 		return NULL;
 	}
@@ -205,7 +214,7 @@ static int load_heap(nnh5__h5r *r, uint64_t addr)
 	memset(h, 0, sizeof *h);
 	h->addr = addr;
 	h->size = size;
-	if (!(h->buf = nnh5__malloc((size_t)size)) || !read_at(r->fd, h->buf, (size_t)size, addr) ||
+	if (!(h->buf = nnh5__malloc((size_t)size)) || !read_at(r, h->buf, (size_t)size, addr) ||
 	    !add_ext(r, addr, size)) {
 		nnh5__free(h->buf);
 		return DECLINE;
@@ -717,13 +726,12 @@ static int cmp_ext(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-int nnh5__h5r_open(nnh5__h5r *r, int fd, uint64_t file_size, size_t max_depth)
+static int parse_file(nnh5__h5r *r, uint64_t file_size, size_t max_depth)
 {
 	struct parse ps = { r, NULL, 0, 0 };
 	const unsigned char *p;
 	int rc = DECLINE;
 
-	r->fd = fd;
 	r->file_size = file_size;
 	r->max_depth = max_depth;
 	/* Superblock version 2 or 3: 8-byte offsets and lengths, flags 0, no extension, base 0. */
@@ -754,6 +762,20 @@ int nnh5__h5r_open(nnh5__h5r *r, int fd, uint64_t file_size, size_t max_depth)
 done:
 	nnh5__free(ps.links);
 	return rc;
+}
+
+int nnh5__h5r_open(nnh5__h5r *r, int fd, uint64_t file_size, size_t max_depth)
+{
+	r->fd = fd;
+	r->image = NULL;
+	return parse_file(r, file_size, max_depth);
+}
+
+int nnh5__h5r_open_image(nnh5__h5r *r, const void *image, uint64_t size, size_t max_depth)
+{
+	r->fd = -1;
+	r->image = image;
+	return image ? parse_file(r, size, max_depth) : DECLINE;
 }
 
 void nnh5__h5r_release(nnh5__h5r *r)

@@ -62,6 +62,7 @@ program mpi_load
     call expect(size(got) == 5, "the state dict's tensor has its shape")
     if (size(got) == 5) call expect(all(transfer(got, bits, 5) == transfer(w, bits, 5)), &
                                     "the state dict's tensor on every rank, bitwise")
+    deallocate(got)
   end if
   call nnh5_state_dict_free(back)
 

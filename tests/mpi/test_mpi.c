@@ -27,6 +27,7 @@
 #include "mpi/hashchain.h"
 #include "file/load_direct.h"
 #include "file/save_direct.h"
+#include "store/h5read.h"
 
 #include <hdf5.h>
 #define XXH_STATIC_LINKING_ONLY
@@ -1341,6 +1342,110 @@ static void test_shared_open(void **state)
 	assert_null(f);
 }
 
+/*
+ * nnh5_mpi_load_state_dict of a file nnh5 wrote: one open in the job, and
+ * every rank reads the broadcast image with the direct reader (as
+ * nnh5_load_state_dict reads from disk), bitwise, keys in order. What that
+ * reader declines goes through HDF5's API on the image, with the same
+ * result or error on every rank: a group of the file, a damaged tensor.
+ */
+static void test_shared_state_dict(void **state)
+{
+	char path[4096], name[64];
+	const nnh5_dtype dtypes[] = { NNH5_FLOAT32, NNH5_BFLOAT16, NNH5_INT64, NNH5_BOOL, NNH5_FLOAT64 };
+	nnh5_dict *sd, *back;
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/shared_sd.h5", dir);
+	ok(nnh5_dict_new(&sd));
+	for (int i = 0; i < 40; i++) {
+		int64_t shape[2] = { 1 + i % 7, 3 + i % 5 };
+		snprintf(name, sizeof name, "block%d.layer%d.%s", i / 8, i % 8, i % 2 ? "bias" : "weight");
+		ok(nnh5_dict_set(sd, name, tu_seq(dtypes[i % 5], (size_t)(1 + i % 2), shape,
+						  0.25 * (i + 1), (uint64_t)i)));
+	}
+	if (world_rank == 0)
+		ok(nnh5_save_state_dict(path, sd));
+	MPI_Barrier(MPI_COMM_WORLD);
+
+	uint64_t taken = nnh5__load_direct_taken();
+	snprintf(counted_path, sizeof counted_path, "%s", path);
+	counted_opens = 0;
+	ok(nnh5_mpi_load_state_dict(&back, MPI_COMM_WORLD, 0, path, NULL));
+	int mine = counted_opens, total = 0;
+	counted_path[0] = '\0';
+	MPI_Allreduce(&mine, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+	assert_int_equal(total, 1);
+	assert_int_equal(nnh5__load_direct_taken(), taken + 1);
+	assert_int_equal(nnh5_dict_len(back), nnh5_dict_len(sd));
+	for (size_t i = 0; i < nnh5_dict_len(sd); i++) {
+		assert_string_equal(nnh5_dict_key(back, i), nnh5_dict_key(sd, i));
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_value(back, i), nnh5_dict_value(sd, i)));
+	}
+	nnh5_dict_free(back);
+
+	/* A key list too large for the root's header (dense attributes): still the direct reader. */
+	char many[4200];
+	nnh5_dict *big;
+	snprintf(many, sizeof many, "%s/shared_many.h5", dir);
+	ok(nnh5_dict_new(&big));
+	for (int i = 0; i < 6000; i++) {
+		int64_t one = 1;
+		snprintf(name, sizeof name, "g%d.p%d", i / 100, i);
+		ok(nnh5_dict_set(big, name, tu_seq(NNH5_FLOAT32, 1, &one, 1.0, i)));
+	}
+	if (world_rank == 0) {
+		ok(nnh5_save_state_dict(many, big));
+		int fd = open(many, O_RDONLY);
+		struct stat st;
+		nnh5__h5r r;
+		assert_true(fd >= 0 && fstat(fd, &st) == 0);
+		memset(&r, 0, sizeof r);
+		assert_int_equal(nnh5__h5r_open(&r, fd, (uint64_t)st.st_size, 64), NNH5_OK);
+		assert_true(r.root.dense_attrs);
+		nnh5__h5r_free(&r);
+		close(fd);
+	}
+	MPI_Barrier(MPI_COMM_WORLD);
+	taken = nnh5__load_direct_taken();
+	ok(nnh5_mpi_load_state_dict(&back, MPI_COMM_WORLD, 0, many, "/"));
+	assert_int_equal(nnh5__load_direct_taken(), taken + 1);
+	assert_int_equal(nnh5_dict_len(back), 6000);
+	for (size_t i = 0; i < 6000; i += 599) {
+		assert_string_equal(nnh5_dict_key(back, i), nnh5_dict_key(big, i));
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_value(back, i), nnh5_dict_value(big, i)));
+	}
+	nnh5_dict_free(back);
+	nnh5_dict_free(big);
+
+	/* A group of the file: HDF5's API on the image, the same tensors. */
+	taken = nnh5__load_direct_taken();
+	ok(nnh5_mpi_load_state_dict(&back, MPI_COMM_WORLD, 0, path, "/block1"));
+	assert_int_equal(nnh5__load_direct_taken(), taken);
+	assert_int_equal(nnh5_dict_len(back), 8);
+	assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "layer3.bias"),
+					      nnh5_dict_get(sd, "block1.layer3.bias")));
+	nnh5_dict_free(back);
+
+	/* A damaged tensor: the direct reader declines, every rank gets the API path's error. */
+	if (world_rank == 0) {
+		long off = tu_data_offset(path, "/block2/layer4/weight");
+		assert_true(off > 0);
+		tu_flip_byte(path, off + 1, 0x10);
+	}
+	MPI_Barrier(MPI_COMM_WORLD);
+	taken = nnh5__load_direct_taken();
+	back = (nnh5_dict *)&back;
+	fails(NNH5_ERR_CHECKSUM, nnh5_mpi_load_state_dict(&back, MPI_COMM_WORLD, 0, path, "/"),
+	      "block2/layer4/weight");
+	assert_null(back);
+	assert_int_equal(nnh5__load_direct_taken(), taken);
+	MPI_Barrier(MPI_COMM_WORLD);
+	if (world_rank == 0)
+		assert_int_equal(unlink(path), 0); /* damaged on purpose: not for mpi_run.py's verify */
+	nnh5_dict_free(sd);
+}
+
 /* An allocator counting the bytes the calling thread asks for while counting is set. */
 static _Thread_local bool counting;
 static size_t counted_bytes;
@@ -2076,6 +2181,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_agreements_per_save),
 		cmocka_unit_test(test_direct_vs_api),
 		cmocka_unit_test(test_shared_open),
+		cmocka_unit_test(test_shared_state_dict),
 		cmocka_unit_test(test_checkpoints),
 		cmocka_unit_test(test_async_checkpoints),
 		cmocka_unit_test(test_async_needs_thread_multiple),
