@@ -6,8 +6,7 @@
 #include "core/internal.h"
 
 #include <string.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
+#include "core/xxh.h"
 
 static bool host_is_little_endian(void)
 {

@@ -9,7 +9,7 @@
 #include "nnh5/dict.h"
 
 #include <string.h>
-#include <xxhash.h>
+#include "core/xxh.h"
 
 struct entry {
 	char *key;

@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
+#include "core/xxh.h"
 
 /* ------------------------------------------------------------------ */
 /* Writing                                                             */

@@ -29,8 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
+#include "core/xxh.h"
 
 /* A tensor split over ranks: its checksum is taken from the file at close. */
 struct pending {

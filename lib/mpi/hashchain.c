@@ -13,8 +13,7 @@
 #include "mpi/hashchain.h"
 
 #include <string.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t's layout */
-#include <xxhash.h>
+#include "core/xxh.h"
 
 void nnh5__hashchain_place(nnh5__hashlink *l, int rank, size_t npieces, const int *holder,
 			   const uint64_t *len)

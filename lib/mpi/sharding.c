@@ -8,7 +8,7 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <xxhash.h>
+#include "core/xxh.h"
 
 int nnh5_mpi_sharding_init(nnh5_mpi_sharding *s, size_t ndim, const int64_t *shape)
 {

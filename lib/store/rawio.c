@@ -21,11 +21,7 @@
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
-#ifdef NNH5_XXH_DISPATCH
-#include <xxh_x86dispatch.h> /* XXH3_64bits_update: the fastest code for this CPU */
-#endif
+#include "core/xxh.h"
 
 /* Syscalls cost nothing at this size, and a piece still fits in the cache. */
 #define PIECE ((size_t)2 << 20)

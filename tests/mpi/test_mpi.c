@@ -2082,13 +2082,28 @@ static void test_block_damage(void **state)
 	uint64_t off = world_rank == 0 ? blk_offset(path) : 0;
 	const uint64_t at[3] = { 100, BLK_B + 5000000, n - 100 };
 	const char *const which[3] = { "block 0 ", "block 1 ", "block 2 " };
+	/*
+	 * Pairs of ranks in the empty layout (one rank holds the whole tensor)
+	 * and one rank alone: slabs spanning all three blocks, whose inner
+	 * block is hashed as the read's rounds bring it (its bytes straddle
+	 * rounds); the other layouts at np 4 have none.
+	 */
+	MPI_Comm pair;
+	MPI_Comm_split(MPI_COMM_WORLD, world_rank / 2, world_rank, &pair);
+	ok(blk_read(pair, path, BL_EMPTY, 7));
+	ok(blk_read(MPI_COMM_SELF, path, BL_EVEN, 7));
 	for (int i = 0; i < 3; i++) {
 		blk_flip(path, off + at[i], 0x10);
 		for (int l = BL_EVEN; l <= BL_EMPTY; l++)
 			fails(NNH5_ERR_CHECKSUM, blk_read(MPI_COMM_WORLD, path, l, 7), "damaged",
 			      which[i]);
+		fails(NNH5_ERR_CHECKSUM, blk_read(pair, path, BL_EMPTY, 7), "damaged", which[i]);
+		fails(NNH5_ERR_CHECKSUM, blk_read(MPI_COMM_SELF, path, BL_EVEN, 7), "damaged",
+		      which[i]);
+		MPI_Barrier(MPI_COMM_WORLD);
 		blk_flip(path, off + at[i], 0x10);
 	}
+	MPI_Comm_free(&pair);
 	ok(blk_read(MPI_COMM_WORLD, path, BL_UNEVEN, 7));
 
 	/* The table's entries, then one of them flipped (a file for nnh5 verify too). */
