@@ -5,9 +5,10 @@
  * dispatcher (Debian's does; lib/meson.build checks and defines
  * NNH5_XXH_DISPATCH), XXH3_64bits and XXH3_64bits_update become their
  * _dispatch forms, which pick the AVX2 or AVX-512 code at run time: about
- * twice the speed of the default code here (doc/SPEED.md). Same hashes,
- * same files. tests/symbols.sh fails a build with dispatch whose library
- * still imports the default XXH3_64bits or XXH3_64bits_update.
+ * twice the speed of the default code here (doc/MPI.md, "Runs of
+ * 2026-12-04"). Same hashes, same files. tests/symbols.sh fails a build
+ * with dispatch whose library still imports the default XXH3_64bits or
+ * XXH3_64bits_update.
  */
 #ifndef NNH5_CORE_XXH_H
 #define NNH5_CORE_XXH_H

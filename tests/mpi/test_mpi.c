@@ -2085,8 +2085,8 @@ static void test_block_damage(void **state)
 	/*
 	 * Pairs of ranks in the empty layout (one rank holds the whole tensor)
 	 * and one rank alone: slabs spanning all three blocks, whose inner
-	 * block is hashed as the read's rounds bring it (its bytes straddle
-	 * rounds); the other layouts at np 4 have none.
+	 * block the rank checks by itself, outside any chain; the other
+	 * layouts at np 4 have none.
 	 */
 	MPI_Comm pair;
 	MPI_Comm_split(MPI_COMM_WORLD, world_rank / 2, world_rank, &pair);
