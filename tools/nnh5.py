@@ -2222,7 +2222,9 @@ def _c_save(kind, obj, path, attrs, durable, compression):
 
 class _CBuffer:
     """A loaded tensor's memory as numpy sees it: frees the C tensor (a share of the loaded
-    one) when the last array (or torch tensor) over it goes."""
+    one) when the last array (or torch tensor) over it goes. Once numpy has made the array,
+    the loader sets __array_interface__ to None: the dict and its tuples would otherwise stay,
+    three more objects per tensor for Python's cyclic garbage collector to walk."""
     __slots__ = ("t", "__array_interface__")
     free = None  # nnh5_tensor_free, set with the library
 
@@ -2314,9 +2316,10 @@ class _CLoad:
                         done += 1
                         v = _share(firsts[addr])
                     else:
-                        buf = _CBuffer(t, shape, typestr[dt], addr)
+                        owner = _CBuffer(t, shape, typestr[dt], addr)
                         done += 1
-                        buf = np.asarray(buf)
+                        buf = np.asarray(owner)
+                        owner.__array_interface__ = None
                         if plain[dt]:
                             v = buf if from_numpy is None else from_numpy(buf)
                         else:

@@ -493,8 +493,8 @@ def ownership():
                   "ownership: no numpy array owns a copy of its data")
             view = got_np["big.w"][1:]
             check(np.shares_memory(view, got_np["big.w"])
-                  and got_np["big.w"].ctypes.data == bufs["big.w"].__array_interface__[
-                      "data"][0], "ownership: the array is the C memory itself")
+                  and got_np["big.w"].ctypes.data == nnh5._clib().tensor_data(bufs["big.w"].t),
+                  "ownership: the array is the C memory itself")
             # torch: from_numpy over the C buffers (bfloat16 and bool too), one per dataset
             torch_ptrs = {got[k].data_ptr() for k in nonempty}
             check(torch_ptrs == set(c.addrs[:len(nonempty) - 1]),
@@ -540,5 +540,38 @@ def ownership():
                       f"{len(c.freed) - before} of 3")
 
 
-pc.run_parts(calls_counted, ownership, library_rule, same_files, errors, peak_memory, fsyncs)
+def tracked_objects():
+    """A load leaves as few objects for Python's cyclic garbage collector as torch.load
+    does: per tensor, the torch tensor and the owner of its C memory (one for numpy).
+    Each tracked object counts toward the collections that walk all of a program's
+    objects (doc/SPEED.md, "Python loads and the garbage collector"); the numpy array
+    interface the owner shows numpy is dropped once numpy has read it."""
+    import gc
+    n = 3000
+    sd = collections.OrderedDict((f"layers.{i // 10}.p{i % 10}", torch.full((16 + i % 5,), i,
+                                  dtype=torch.float32)) for i in range(n))
+    f = path("tracked.h5")
+    nnh5.save_state_dict(sd, f)
+    if not pc.C_MODE:
+        return
+    for numpy, per in ((False, 2), (True, 1)):
+        gc.collect()
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            before = len(gc.get_objects())
+            got = nnh5.load_state_dict(f, numpy=numpy)
+            added = len(gc.get_objects()) - before
+        finally:
+            if was:
+                gc.enable()
+        check(added <= per * n + 100, f"tracked objects: a load of {n} tensors "
+              f"({'numpy' if numpy else 'torch'}) leaves at most {per} per tensor",
+              f"{added} added")
+        check(all(int(got[k][0]) == i for i, k in enumerate(sd)),
+              "tracked objects: the values load")
+        del got
+
+
+pc.run_parts(calls_counted, ownership, tracked_objects, library_rule, same_files, errors, peak_memory, fsyncs)
 pc.finish("test_clib")
