@@ -11,6 +11,7 @@
 #include "testutil.h"
 
 #include "store/atomic.h"
+#include "file/save_direct.h" /* nnh5__save_direct_taken */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +41,16 @@ mode_t umask(mode_t mask)
 {
 	umask_calls++;
 	return (mode_t)syscall(SYS_umask, mask);
+}
+
+/* Every fsync() the library makes lands here too. */
+static volatile int fsync_calls;
+
+int fsync(int fd);
+int fsync(int fd)
+{
+	fsync_calls++;
+	return (int)syscall(SYS_fsync, fd);
 }
 
 static nnh5_tensor *small(double v)
@@ -485,6 +496,126 @@ static void names_obey_the_load_rule(void **state)
 	nnh5_file_discard(f);
 }
 
+/* The file at path, its bytes and size; asserted to exist. */
+static char *bytes_of(const char *path, size_t *n)
+{
+	char *b = tu_slurp(path, n);
+	assert_non_null(b);
+	return b;
+}
+
+enum ext_kind { EXT_TENSOR, EXT_LIST, EXT_DICT, EXT_STATE_DICT };
+
+static int save_kind(enum ext_kind k, const char *path, const void *obj,
+		     const nnh5_open_options *o, bool ext)
+{
+	switch (k) {
+	case EXT_TENSOR:
+		return ext ? nnh5_save_tensor_ext(path, obj, o) : nnh5_save_tensor(path, obj);
+	case EXT_LIST:
+		return ext ? nnh5_save_list_ext(path, obj, o) : nnh5_save_list(path, obj);
+	case EXT_DICT:
+		return ext ? nnh5_save_dict_ext(path, obj, o) : nnh5_save_dict(path, obj);
+	default:
+		return ext ? nnh5_save_state_dict_ext(path, obj, o)
+			   : nnh5_save_state_dict(path, obj);
+	}
+}
+
+/*
+ * nnh5_save_*_ext(): without compression the direct writer takes the save,
+ * durable (fsyncs) or not (none), and writes the file the call without
+ * options writes, byte for byte; with compression the API path writes a
+ * file that loads back equal; invalid options are refused with no file left.
+ */
+static void save_ext_options(void **state)
+{
+	const char *a = tu_path("ext_default.h5"), *b = tu_path("ext_options.h5");
+	nnh5_dict *sd, *d;
+	nnh5_list *list;
+	int64_t shape[] = { 3, 50 };
+	nnh5_tensor *one = tu_seq(NNH5_FLOAT64, 2, shape, 0.5, 1.0);
+	(void)state;
+	ok(nnh5_dict_new(&sd));
+	ok(nnh5_dict_new(&d));
+	ok(nnh5_list_new(&list));
+	for (int i = 0; i < 200; i++) {
+		char key[40];
+		int64_t n = 16 + i % 7 * 40;
+		snprintf(key, sizeof key, "layer%d.block%d.w", i / 10, i % 10);
+		ok(nnh5_dict_set(sd, key, tu_seq(NNH5_FLOAT32, 1, &n, 0.25, i)));
+		snprintf(key, sizeof key, "entry%d", i);
+		ok(nnh5_dict_set(d, key, tu_seq(NNH5_INT64, 1, &n, 1.0, i)));
+		if (i < 40)
+			ok(nnh5_list_append(list, tu_seq(NNH5_FLOAT16, 1, &n, 0.5, i)));
+	}
+	const void *objs[] = { one, list, d, sd };
+	for (int k = EXT_TENSOR; k <= EXT_STATE_DICT; k++) {
+		nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+		size_t na, nb;
+		uint64_t taken = nnh5__save_direct_taken();
+		int syncs = fsync_calls;
+
+		ok(save_kind(k, a, objs[k], NULL, false));
+		assert_true(fsync_calls - syncs >= 2); /* the file, then its folder */
+		/* durable: the direct writer, fsyncs as the call without options */
+		syncs = fsync_calls;
+		ok(save_kind(k, b, objs[k], &o, true));
+		assert_true(fsync_calls - syncs >= 2);
+		o.durable = false;
+		syncs = fsync_calls;
+		ok(save_kind(k, b, objs[k], &o, true));
+		assert_int_equal(fsync_calls - syncs, 0);
+		assert_int_equal(nnh5__save_direct_taken() - taken, 3);
+		char *fa = bytes_of(a, &na), *fb = bytes_of(b, &nb);
+		assert_int_equal(na, nb);
+		assert_memory_equal(fa, fb, na);
+		free(fa);
+		free(fb);
+		/* NULL options: the defaults, through the direct writer */
+		ok(save_kind(k, b, objs[k], NULL, true));
+		assert_int_equal(nnh5__save_direct_taken() - taken, 4);
+
+		/* compression: HDF5's API path; loads back equal */
+		o.compression = NNH5_COMPRESSION_FAST;
+		ok(save_kind(k, b, objs[k], &o, true));
+		assert_int_equal(nnh5__save_direct_taken() - taken, 4);
+		if (k == EXT_STATE_DICT || k == EXT_DICT) {
+			nnh5_dict *back;
+			ok(k == EXT_DICT ? nnh5_load_dict(&back, b) : nnh5_load_state_dict(&back, b));
+			assert_int_equal(nnh5_dict_len(back), 200);
+			for (size_t i = 0; i < 200; i++) {
+				const nnh5_dict *want = objs[k];
+				assert_string_equal(nnh5_dict_key(back, i), nnh5_dict_key(want, i));
+				assert_true(nnh5_tensor_equal(nnh5_dict_value(back, i),
+							      nnh5_dict_value(want, i)));
+			}
+			nnh5_dict_free(back);
+		}
+
+		/* refused options: NNH5_ERR_INVALID, the previous file left as it was */
+		o = (nnh5_open_options)NNH5_OPEN_OPTIONS_INIT;
+		o.version = 999;
+		fails(NNH5_ERR_INVALID, save_kind(k, b, objs[k], &o, true), "options version 999");
+		o = (nnh5_open_options)NNH5_OPEN_OPTIONS_INIT;
+		o.compression = 77;
+		o.durable = false;
+		fails(NNH5_ERR_INVALID, save_kind(k, b, objs[k], &o, true), b,
+		      "compression profile 77");
+		assert_int_equal(nnh5__save_direct_taken() - taken, 4);
+		assert_true(tu_exists(b));
+	}
+	nnh5_tensor *back;
+	ok(nnh5_save_tensor_ext(b, one, &(nnh5_open_options)NNH5_OPEN_OPTIONS_INIT));
+	ok(nnh5_load_tensor(&back, b));
+	assert_true(nnh5_tensor_equal(back, one));
+	nnh5_tensor_free(back);
+	nnh5_tensor_free(one);
+	nnh5_list_free(list);
+	nnh5_dict_free(d);
+	nnh5_dict_free(sd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -500,6 +631,7 @@ int main(void)
 		cmocka_unit_test(long_names_fit),
 		cmocka_unit_test(names_obey_the_load_rule),
 		cmocka_unit_test(umask_race),
+		cmocka_unit_test(save_ext_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1997,6 +1997,10 @@ class _CLib:
             "nnh5_load_list_ext": (ci, [out, cs, ctypes.POINTER(_COpenOptions)]),
             "nnh5_load_dict_ext": (ci, [out, cs, ctypes.POINTER(_COpenOptions)]),
             "nnh5_load_state_dict_ext": (ci, [out, cs, ctypes.POINTER(_COpenOptions)]),
+            "nnh5_save_tensor_ext": (ci, [cs, vp, ctypes.POINTER(_COpenOptions)]),
+            "nnh5_save_list_ext": (ci, [cs, vp, ctypes.POINTER(_COpenOptions)]),
+            "nnh5_save_dict_ext": (ci, [cs, vp, ctypes.POINTER(_COpenOptions)]),
+            "nnh5_save_state_dict_ext": (ci, [cs, vp, ctypes.POINTER(_COpenOptions)]),
             "nnh5_dict_export": (ci, [vp, sz, vp, sz]),
             "nnh5_list_export": (ci, [vp, sz, vp, sz]),
         }
@@ -2162,8 +2166,14 @@ class _CSave:
                         lib.tensor_free(t)
                         raise _c_error(lib, rc)
                 save = lib.save_dict if kind == "dict" else lib.save_state_dict
-            if attrs or not durable or compression != "none":
+            if attrs:  # written after the container, through a file handle
                 save = functools.partial(self.save_ext, kind, attrs, durable, compression)
+            elif not durable or compression != "none":  # the direct writer when uncompressed
+                o = _c_options(LoadOptions(), True, False)
+                o.durable, o.compression = durable, COMPRESSION.index(compression)
+                save_opts = {"tensor": lib.save_tensor_ext, "list": lib.save_list_ext,
+                             "dict": lib.save_dict_ext}.get(kind, lib.save_state_dict_ext)
+                save = lambda p, b: save_opts(p, b, ctypes.byref(o))  # noqa: E731
             with _HDF5_LOCK:
                 rc = save(cpath, box)
             if rc in (-1, -6):  # refused what the h5py code takes: it says so, or saves
@@ -2212,7 +2222,7 @@ def _c_save(kind, obj, path, attrs, durable, compression):
     """Save through the C library when it writes this file as the h5py code would."""
     lib = _clib()
     if lib is None or compression not in COMPRESSION or (
-            kind == "tensor" and (attrs or not durable or compression != "none")):
+            kind == "tensor" and (attrs or compression != "none")):
         calls["h5py"] += 1  # (the kind of a one-tensor file is set by nnh5_save_tensor only;
         return False        # the h5py code refuses an unknown profile)
     done = _CSave(lib).run(kind, obj, path, attrs, durable, compression)

@@ -38,6 +38,30 @@ NNH5_API int nnh5_save_state_dict(const char *path, const nnh5_dict *sd);
 NNH5_API int nnh5_load_state_dict(nnh5_dict **out, const char *path);
 
 /*
+ * nnh5_save_tensor(), nnh5_save_list(), nnh5_save_dict() and
+ * nnh5_save_state_dict() with open options (nnh5/file.h; NULL: the
+ * defaults): the same file and result as nnh5_file_open_ext(path,
+ * NNH5_CREATE, opts), nnh5_file_write_*() of obj at the root (a tensor as
+ * "/tensor") and nnh5_file_close(). Two options apply to a save:
+ * opts->durable (false: no fsync of the file or its folder; the save stays
+ * atomic against a process crash, but a power cut may lose it) and
+ * opts->compression (a profile other than NNH5_COMPRESSION_NONE writes
+ * through HDF5's API). The rest are load options and are ignored. Without
+ * compression the file is written directly in the HDF5 format, durable or
+ * not, as by the calls without options (doc/SPEED.md, "Direct HDF5
+ * writer"). Errors: those of nnh5_file_open_ext() (NNH5_ERR_INVALID for an
+ * unknown options version or compression profile) and of the write.
+ */
+NNH5_API int nnh5_save_tensor_ext(const char *path, const nnh5_tensor *t,
+				  const nnh5_open_options *opts);
+NNH5_API int nnh5_save_list_ext(const char *path, const nnh5_list *list,
+				const nnh5_open_options *opts);
+NNH5_API int nnh5_save_dict_ext(const char *path, const nnh5_dict *dict,
+				const nnh5_open_options *opts);
+NNH5_API int nnh5_save_state_dict_ext(const char *path, const nnh5_dict *sd,
+				      const nnh5_open_options *opts);
+
+/*
  * nnh5_load_list(), nnh5_load_dict() and nnh5_load_state_dict() with open
  * options (nnh5/file.h; NULL: the defaults): the same result or error as
  * nnh5_file_open_ext(path, NNH5_READ, opts) followed by

@@ -13,11 +13,11 @@
 
 #include <string.h>
 
-/* Open path for writing, run write(), commit; discard on any failure. */
-#define SAVE_BODY(path, write_call)                                   \
+/* Open path for writing with opts, run write(), commit; discard on any failure. */
+#define SAVE_BODY(path, opts, write_call)                             \
 	do {                                                          \
 		nnh5_file *f;                                         \
-		int rc = nnh5_file_open(&f, (path), NNH5_CREATE);     \
+		int rc = nnh5_file_open_ext(&f, (path), NNH5_CREATE, (opts)); \
 		if (rc)                                               \
 			return rc;                                    \
 		rc = (write_call);                                    \
@@ -26,6 +26,19 @@
 			return rc;                                    \
 		}                                                     \
 		return nnh5_file_close(f);                            \
+	} while (0)
+
+/*
+ * The direct writer takes a save whose options it writes as the API path
+ * would: the defaults, or valid options without compression (durable or
+ * not). Anything else goes to nnh5_file_open_ext(), which refuses invalid
+ * options and compresses.
+ */
+#define SAVE_DIRECT(path, what, obj, opts)                                            \
+	do {                                                                          \
+		if (!(opts) || ((opts)->version == NNH5_OPEN_OPTIONS_VERSION &&      \
+				(opts)->compression == NNH5_COMPRESSION_NONE))       \
+			NNH5__SAVE_DIRECT((path), (what), (obj), !(opts) || (opts)->durable); \
 	} while (0)
 
 #define LOAD_BODY(path, opts, read_call)                              \
@@ -47,8 +60,13 @@ static int write_single_tensor(nnh5_file *f, const nnh5_tensor *t)
 
 int nnh5_save_tensor(const char *path, const nnh5_tensor *t)
 {
-	NNH5__SAVE_DIRECT(path, NNH5__DIRECT_TENSOR, t);
-	SAVE_BODY(path, write_single_tensor(f, t));
+	return nnh5_save_tensor_ext(path, t, NULL);
+}
+
+int nnh5_save_tensor_ext(const char *path, const nnh5_tensor *t, const nnh5_open_options *opts)
+{
+	SAVE_DIRECT(path, NNH5__DIRECT_TENSOR, t, opts);
+	SAVE_BODY(path, opts, write_single_tensor(f, t));
 }
 
 /* The root's datasets, for a file from another writer: the first one's path, and how many. */
@@ -110,8 +128,13 @@ int nnh5_load_tensor(nnh5_tensor **out, const char *path)
 
 int nnh5_save_list(const char *path, const nnh5_list *list)
 {
-	NNH5__SAVE_DIRECT(path, NNH5__DIRECT_LIST, list);
-	SAVE_BODY(path, nnh5_file_write_list(f, "/", list));
+	return nnh5_save_list_ext(path, list, NULL);
+}
+
+int nnh5_save_list_ext(const char *path, const nnh5_list *list, const nnh5_open_options *opts)
+{
+	SAVE_DIRECT(path, NNH5__DIRECT_LIST, list, opts);
+	SAVE_BODY(path, opts, nnh5_file_write_list(f, "/", list));
 }
 
 int nnh5_load_list(nnh5_list **out, const char *path)
@@ -128,8 +151,13 @@ int nnh5_load_list_ext(nnh5_list **out, const char *path, const nnh5_open_option
 
 int nnh5_save_dict(const char *path, const nnh5_dict *dict)
 {
-	NNH5__SAVE_DIRECT(path, NNH5__DIRECT_DICT, dict);
-	SAVE_BODY(path, nnh5_file_write_dict(f, "/", dict));
+	return nnh5_save_dict_ext(path, dict, NULL);
+}
+
+int nnh5_save_dict_ext(const char *path, const nnh5_dict *dict, const nnh5_open_options *opts)
+{
+	SAVE_DIRECT(path, NNH5__DIRECT_DICT, dict, opts);
+	SAVE_BODY(path, opts, nnh5_file_write_dict(f, "/", dict));
 }
 
 int nnh5_load_dict(nnh5_dict **out, const char *path)
@@ -146,8 +174,13 @@ int nnh5_load_dict_ext(nnh5_dict **out, const char *path, const nnh5_open_option
 
 int nnh5_save_state_dict(const char *path, const nnh5_dict *sd)
 {
-	NNH5__SAVE_DIRECT(path, NNH5__DIRECT_STATE_DICT, sd);
-	SAVE_BODY(path, nnh5_file_write_state_dict(f, "/", sd));
+	return nnh5_save_state_dict_ext(path, sd, NULL);
+}
+
+int nnh5_save_state_dict_ext(const char *path, const nnh5_dict *sd, const nnh5_open_options *opts)
+{
+	SAVE_DIRECT(path, NNH5__DIRECT_STATE_DICT, sd, opts);
+	SAVE_BODY(path, opts, nnh5_file_write_state_dict(f, "/", sd));
 }
 
 int nnh5_load_state_dict(nnh5_dict **out, const char *path)

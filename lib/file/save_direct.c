@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,13 @@ struct job {
 };
 
 static const char writer_name[] = "nnh5 " NNH5_VERSION_STRING;
+
+static atomic_uint_fast64_t taken;
+
+uint64_t nnh5__save_direct_taken(void)
+{
+	return (uint64_t)atomic_load(&taken);
+}
 
 static bool enabled(void)
 {
@@ -319,13 +327,13 @@ static int put_root_attrs_hdf5(const struct job *j, const char *shown, const cha
 }
 
 /* Write the laid-out file into the atomic save's temporary file and commit it. */
-static int write_file(struct job *j, const char *path, uint64_t meta_size)
+static int write_file(struct job *j, const char *path, uint64_t meta_size, bool durable)
 {
 	nnh5__atomic a;
 	unsigned char *meta = NULL;
 	int fd = -1, err = 0, rc;
 
-	rc = nnh5__atomic_begin(&a, path, true);
+	rc = nnh5__atomic_begin(&a, path, durable);
 	if (rc)
 		return rc;
 	/* As HDF5 creates it (file.c): anew, unless the placeholder was prepared. */
@@ -376,7 +384,8 @@ fail:
 	return rc;
 }
 
-int nnh5__save_direct(bool *done, const char *path, nnh5__direct_what what, const void *obj)
+int nnh5__save_direct(bool *done, const char *path, nnh5__direct_what what, const void *obj,
+		      bool durable)
 {
 	struct job j;
 	uint64_t meta_size, file_size;
@@ -403,7 +412,8 @@ int nnh5__save_direct(bool *done, const char *path, nnh5__direct_what what, cons
 		rc = nnh5__h5w_layout(&meta_size, &file_size, j.w, ALIGNMENT);
 	if (rc == NNH5_OK) {
 		*done = true;
-		rc = write_file(&j, path, meta_size);
+		atomic_fetch_add(&taken, 1);
+		rc = write_file(&j, path, meta_size, durable);
 	} else {
 		/* Declined (or out of memory building): the API path saves and reports. */
 		nnh5_error_clear();

@@ -6,6 +6,7 @@
 #define NNH5_SAVE_DIRECT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* What a one-call save holds. */
 typedef enum nnh5__direct_what {
@@ -18,7 +19,8 @@ typedef enum nnh5__direct_what {
 /*
  * Save obj (an nnh5_tensor, nnh5_list or nnh5_dict, as what says) to path
  * as a new file written directly in the HDF5 format, committed through the
- * atomic save (store/atomic.h) like every save. *done is false when the
+ * atomic save (store/atomic.h) like every save, with the fsyncs of a
+ * durable save when durable is true. *done is false when the
  * direct writer does not take this save (it is turned off with the
  * environment variable NNH5_DIRECT_WRITE=0, or obj holds anything it does
  * not write exactly as the API path would: ties, names the API path would
@@ -26,15 +28,19 @@ typedef enum nnh5__direct_what {
  * saves through the HDF5 API. When *done is true the result is the save's
  * status: NNH5_OK, or an I/O error with the previous file unchanged.
  */
-int nnh5__save_direct(bool *done, const char *path, nnh5__direct_what what, const void *obj);
+int nnh5__save_direct(bool *done, const char *path, nnh5__direct_what what, const void *obj,
+		      bool durable);
 
 /* Try the direct writer first; return its result when it took the save. */
-#define NNH5__SAVE_DIRECT(path, what, obj)                                   \
+#define NNH5__SAVE_DIRECT(path, what, obj, durable)                          \
 	do {                                                                 \
 		bool done_;                                                  \
-		int rc_ = nnh5__save_direct(&done_, (path), (what), (obj)); \
+		int rc_ = nnh5__save_direct(&done_, (path), (what), (obj), (durable)); \
 		if (done_)                                                   \
 			return rc_;                                          \
 	} while (0)
+
+/* How many saves the direct writer took in this process (for tests). */
+uint64_t nnh5__save_direct_taken(void);
 
 #endif /* NNH5_SAVE_DIRECT_H */

@@ -189,7 +189,7 @@ static void save_api(int (*fn)(const char *, const void *), const char *path, co
 static void save_direct(const char *path, nnh5__direct_what what, const void *obj)
 {
 	bool done;
-	if (nnh5__save_direct(&done, path, what, obj))
+	if (nnh5__save_direct(&done, path, what, obj, true))
 		fail(path);
 	if (!done) {
 		fprintf(stderr, "direct_gen: %s: the direct writer declined\n", path);
@@ -246,7 +246,8 @@ static bool taken(const char *dir, const char *name, nnh5_dict *d, bool state, i
 	bool done;
 
 	snprintf(path, sizeof path, "%s/%s.h5", dir, name);
-	if (nnh5__save_direct(&done, path, state ? NNH5__DIRECT_STATE_DICT : NNH5__DIRECT_DICT, d))
+	if (nnh5__save_direct(&done, path, state ? NNH5__DIRECT_STATE_DICT : NNH5__DIRECT_DICT, d,
+			      true))
 		fail(path);
 	int rc = state ? nnh5_save_state_dict(path, d) : nnh5_save_dict(path, d);
 	if (rc != want_rc) {

@@ -113,10 +113,21 @@ def calls_counted():
     # what the C library does not do as the h5py code does goes to h5py, in either mode
     before = dict(nnh5.calls)
     nnh5.save(torch.ones(2), path("calls_tensor_attrs.h5"), attrs={"epoch": 3})
-    nnh5.save(torch.ones(2), path("calls_tensor_fast.h5"), durable=False)
+    nnh5.save(torch.ones(2), path("calls_tensor_fast.h5"), compression="fast")
     got = {k: nnh5.calls[k] - before[k] for k in before}
-    check(got == {"libnnh5": 0, "h5py": 2}, "one tensor with attrs, durable=False: h5py",
+    check(got == {"libnnh5": 0, "h5py": 2}, "one tensor with attrs, compressed: h5py",
           str(got))
+    # durable=False: the C library's saves with options (nnh5_save_*_ext), a tensor too
+    before = dict(nnh5.calls)
+    nnh5.save(torch.ones(2), path("calls_tensor_nd.h5"), durable=False)
+    nnh5.save_state_dict({"a.w": torch.ones(3)}, path("calls_sd_nd.h5"), durable=False)
+    nnh5.save([torch.ones(3)], path("calls_list_nd.h5"), durable=False)
+    got = {k: nnh5.calls[k] - before[k] for k in before}
+    check(got == ({"libnnh5": 3, "h5py": 0} if pc.C_MODE else {"libnnh5": 0, "h5py": 3}),
+          f"durable=False saves through {mode}", str(got))
+    check(torch.equal(nnh5.load(path("calls_tensor_nd.h5")), torch.ones(2))
+          and nnh5.load(path("calls_list_nd.h5"))[0].tolist() == [1.0] * 3,
+          "durable=False saves load back")
     # two values on one memory, dtype and shape but other strides: the C library would tie
     # them, the module does not (doc/PYTHON.md, "Tied weights"): h5py writes the file
     a = np.arange(5.0).reshape(1, 5)
@@ -198,13 +209,16 @@ def same_files():
             "list": ("save", [sd["bfloat16.t4"], sd["bool.t3"], sd["bfloat16.t4"]]),
             "dict": ("save", {"x": nd["complex64.x"], "y.z": sd["int8.t5"]}),
             "tensor": ("save", sd["float16.t6"]), "np_tensor": ("save", nd["uint64.x"])}
-    # attributes, durable=False and compression: through a C file handle
+    # attributes: through a C file handle; durable=False and compression: the C saves
+    # with options (uncompressed: the direct writer)
     opts = {"sd": {"attrs": {"epoch": 7, "lr": 0.5, "note": "é"}},
             "list": {"durable": False, "compression": "fast"},
             "dict": {"compression": "archive", "attrs": {"n": np.int64(-2)}},
-            "np_sd": {"compression": "fast", "durable": False}}
+            "np_sd": {"compression": "fast", "durable": False},
+            "tensor": {"durable": False}}
     for name, kw in opts.items():
         objs[name + "_opts"] = objs[name] + (kw,)
+    objs["np_sd_nondurable"] = objs["np_sd"] + ({"durable": False},)
     for name, (how, obj, *kw) in objs.items():
         kw = kw[0] if kw else {}
         files = {}
