@@ -4,13 +4,14 @@
     git show REV:tools/nnh5.py > /tmp/nnh5_before.py
     MALLOC_MMAP_THRESHOLD_=131072 NNH5_LIBRARY=build/lib/libnnh5.so \\
         /usr/bin/python3 bench/py_module_ab.py /tmp/nnh5_before.py tools/nnh5.py \\
-        [--op load|save-nondurable] [--reps 8]
+        [--op load|save|save-nondurable] [--reps 8]
 
 bench/workloads.py's small12k state dict (12,000 float32 tensors of 64 to 1,024
 elements), with each module file and with torch, interleaved round by round (a warm-up
 round first, not counted): --op load (the default) times load_state_dict() against
-torch.load; --op save-nondurable times save_state_dict(..., durable=False) against
-torch.save (neither fsyncs). Prints the median and range of each in ms and each
+torch.load; --op save times save_state_dict() (durable) against torch.save + fsync
+(bench/workloads.py's peer); --op save-nondurable times save_state_dict(...,
+durable=False) against torch.save (neither fsyncs). Prints the median and range of each in ms and each
 module's ratio torch / module. MALLOC_MMAP_THRESHOLD_ as bench/workloads.py sets it:
 fresh memory for every operation. Quiet machine only.
 """
@@ -36,7 +37,7 @@ def main():
     ap.add_argument("before")
     ap.add_argument("after")
     ap.add_argument("--reps", type=int, default=8)
-    ap.add_argument("--op", choices=["load", "save-nondurable"], default="load")
+    ap.add_argument("--op", choices=["load", "save", "save-nondurable"], default="load")
     ap.add_argument("--dir", default="/tmp/nnh5-workloads")
     args = ap.parse_args()
     sys.argv = sys.argv[:1]  # bench/workloads.py parses nothing at import
@@ -54,6 +55,10 @@ def main():
         ops = [("before", lambda: mods["before"].load_state_dict(h5)),
                ("after", lambda: mods["after"].load_state_dict(h5)),
                ("torch.load", lambda: torch.load(pt))]
+    elif args.op == "save":
+        ops = [("before", lambda: mods["before"].save_state_dict(sd, h5)),
+               ("after", lambda: mods["after"].save_state_dict(sd, h5)),
+               ("torch.save+fsync", lambda: workloads.torch_save(sd, pt))]
     else:
         ops = [("before", lambda: mods["before"].save_state_dict(sd, h5, durable=False)),
                ("after", lambda: mods["after"].save_state_dict(sd, h5, durable=False)),

@@ -2086,24 +2086,25 @@ class _CFallback(Exception):
 
 
 class _CSave:
-    """One save through the C library: views of the caller's memory, tied as _tie_key ties."""
+    """One save through the C library: views of the caller's memory, tied as _tie_key ties.
+
+    Ties are looked for only among values on one memory: per value the save keeps ints
+    (its address, its C tensor) and no object Python's cyclic garbage collector tracks;
+    the tie keys (tuples) are made for the values at an address met twice."""
 
     def __init__(self, lib):
         self.lib = lib
         self.keep = []     # what the views point into: alive until the save returns
-        self.ties = {}     # _tie_key -> C tensor of the first name
+        self.vals = []     # the values viewed, in order (a tie found later needs the first)
+        self.views = []    # their C tensors, in order
+        self.first = {}    # the value's own memory address -> index of the first value there
+        self.ties = {}     # _tie_key -> C tensor of the first name (addresses met twice)
         self.ptrs = {}     # (address, dtype, shape) -> _tie_key: what C would call tied
 
-    def view(self, value):
-        """A new C tensor (a read-only view) of value; the caller owns it."""
-        lib = self.lib
-        key = _tie_key(value)
-        if key is not None and key in self.ties:
-            t = ctypes.c_void_p()
-            rc = lib.tensor_share(ctypes.byref(t), self.ties[key])
-            if rc:
-                raise _c_error(lib, rc)
-            return t
+    @staticmethod
+    def _dense(value):
+        """(nnh5 dtype name, the memory C views, shape, bytes, its address or None, the
+        value's own address or None: what ties compare)."""
         if _is_torch_tensor(value):  # its memory as it is: bfloat16 and float8 as their bits
             if value.is_cpu and value.is_contiguous() and not value.is_conj() \
                     and not value.is_neg():  # (detach() costs more than the rest)
@@ -2111,25 +2112,62 @@ class _CSave:
             else:
                 name, _, a = _torch_dense(value)
             shape, nbytes = tuple(a.shape), a.numel() * a.element_size()
-            addr = a.data_ptr() if nbytes else None
-        else:
-            name, a = _to_buffer(value)
-            shape, nbytes = a.shape, a.nbytes
-            addr = a.__array_interface__["data"][0] if nbytes else None
-        self.keep.append(a)
+            if not nbytes:
+                return name, a, shape, 0, None, None
+            addr = a.data_ptr()
+            return name, a, shape, nbytes, addr, addr if a is value else value.data_ptr()
+        name, a = _to_buffer(value)
+        shape, nbytes = a.shape, a.nbytes
+        if not nbytes:
+            return name, a, shape, 0, None, None
+        addr = a.__array_interface__["data"][0]
+        own = value.__array_interface__["data"][0] if isinstance(value, np.ndarray) else None
+        return name, a, shape, nbytes, addr, own
+
+    def _register(self, i):
+        """Index value i (the first at its address) for ties as every later one there is."""
+        value, t = self.vals[i], self.views[i]
+        name, _, shape, _, addr, _ = self._dense(value)
+        key = _tie_key(value)
+        self.ptrs[(addr, self.lib.enum_of[name], shape)] = key
+        if key is not None:
+            self.ties[key] = t
+
+    def view(self, value):
+        """A new C tensor (a read-only view) of value; the caller owns it."""
+        lib = self.lib
+        name, a, shape, nbytes, addr, own = self._dense(value)
         dt = lib.enum_of[name]
-        if nbytes:  # C ties by address, dtype and shape; Python also by strides
-            ckey = (addr, dt, shape)
-            if self.ptrs.setdefault(ckey, key) != key:
+        again = own is not None and own in self.first
+        if again:  # a second value on this memory: compare tie keys (rare)
+            i = self.first[own]
+            if i >= 0:
+                self._register(i)
+                self.first[own] = -1
+            key = _tie_key(value)
+            if key is not None and key in self.ties:
+                t = ctypes.c_void_p()
+                rc = lib.tensor_share(ctypes.byref(t), self.ties[key])
+                if rc:
+                    raise _c_error(lib, rc)
+                return t
+            # C ties by address, dtype and shape; Python also by strides
+            if self.ptrs.setdefault((addr, dt, shape), key) != key:
                 raise _CFallback()
+        self.keep.append(a)
         t = ctypes.c_void_p()
         rc = lib.tensor_view_const(ctypes.byref(t), dt, len(shape),
                                    (ctypes.c_int64 * len(shape))(*shape) if shape else None,
                                    addr, nbytes)
         if rc:
             raise _c_error(lib, rc)
-        if key is not None:
-            self.ties[key] = t.value
+        if again:
+            if key is not None:
+                self.ties[key] = t.value
+        elif own is not None:
+            self.first[own] = len(self.views)
+            self.vals.append(value)
+            self.views.append(t.value)
         return t
 
     def run(self, kind, obj, path, attrs=None, durable=True, compression="none"):
@@ -2186,7 +2224,7 @@ class _CSave:
         finally:
             (lib.tensor_free if kind == "tensor" else lib.list_free if kind == "list"
              else lib.dict_free)(box)
-            self.keep = None
+            self.keep = self.vals = None
 
 
     def save_ext(self, kind, attrs, durable, compression, cpath, box):
