@@ -2127,7 +2127,8 @@ class _CSave:
     def _register(self, i):
         """Index value i (the first at its address) for ties as every later one there is."""
         value, t = self.vals[i], self.views[i]
-        name, _, shape, _, addr, _ = self._dense(value)
+        name, _, shape, _, _, _ = self._dense(value)
+        addr = self.lib.tensor_data(t)  # what C views (a copy _dense() makes again is not it)
         key = _tie_key(value)
         self.ptrs[(addr, self.lib.enum_of[name], shape)] = key
         if key is not None:
