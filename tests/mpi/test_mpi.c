@@ -1887,16 +1887,23 @@ static int blk_read(MPI_Comm comm, const char *path, int l, uint32_t seed)
 	ok(nnh5_mpi_sharding_box(start, count, &s));
 	ok(nnh5_mpi_file_open(&f, comm, path, NULL));
 	rc = nnh5_mpi_read_sharded(&t, f, "tensor", &s);
-	if (rc == NNH5_OK) {
-		nnh5_tensor *want = blk_rows(start[0], count[0], seed);
-		if (!nnh5_tensor_bitwise_equal(t, want))
-			fail_msg("%s: rank %d read other bytes", path, r);
-		nnh5_tensor_free(want);
-	}
+	nnh5_tensor *want = blk_rows(start[0], count[0], seed);
+	if (rc == NNH5_OK && !nnh5_tensor_bitwise_equal(t, want))
+		fail_msg("%s: rank %d read other bytes", path, r);
 	nnh5_tensor_free(t);
 	/* Keep the read's message for the caller past the close. */
 	char msg[1024];
 	snprintf(msg, sizeof msg, "%s", nnh5_error_message());
+	/* The same read into the caller's memory: the same status and message. */
+	nnh5_tensor *into;
+	ok(nnh5_tensor_full(&into, NNH5_INT32, 2, count, -1.0));
+	int rc_into = nnh5_mpi_read_sharded_into(into, f, "tensor", &s);
+	if (rc_into != rc || (rc && strcmp(msg, nnh5_error_message()) != 0))
+		fail_msg("%s: rank %d: into the caller's memory: %s (%s), into a new tensor: %s (%s)",
+			 path, r, nnh5_status_name(rc_into), nnh5_error_message(),
+			 nnh5_status_name(rc), msg);
+	nnh5_tensor_free(into);
+	nnh5_tensor_free(want);
 	ok(nnh5_mpi_file_close(f));
 	if (rc)
 		nnh5__error(rc, "%s", msg);
@@ -2015,6 +2022,8 @@ static void test_block_checksums(void **state)
 /* Rank 0 xors byte at (offset) of path with x. */
 static void blk_flip(const char *path, uint64_t at, int x)
 {
+	/* Every rank's reads before the flip are over: none may see it half-way. */
+	MPI_Barrier(MPI_COMM_WORLD);
 	if (world_rank == 0) {
 		FILE *fp = fopen(path, "r+b");
 		assert_non_null(fp);
