@@ -57,7 +57,7 @@ struct agg_piece {
 /*
  * What every rank learns of every other rank's slab before a read, in one
  * MPI_Allgather: whether the bytes can move in plain MPI-IO reads, how many
- * rounds of at most 1 GiB each rank makes, and whether the slabs tile the
+ * bytes each rank reads (so the count of rounds), and whether the slabs tile the
  * tensor along dimension 0 (so the stored checksum can be verified by a
  * hash chain although no rank holds the whole tensor).
  */
@@ -67,7 +67,8 @@ struct slab_info {
 	int64_t rows;   /* the slab holds whole rows: every dimension past 0 is full */
 	int64_t start0; /* its first row */
 	int64_t count0; /* its rows (0: an empty slab) */
-	int64_t rounds; /* its MPI-IO reads of at most 1 GiB */
+	int64_t nbytes; /* its bytes (0: an empty slab or a failure) */
+	int64_t into;   /* read into the caller's memory (decides the way of the read) */
 };
 
 struct nnh5_mpi_file {
@@ -1772,6 +1773,13 @@ struct slab {
 
 #define SLAB_INFO_WORDS (sizeof(struct slab_info) / sizeof(int64_t))
 #define READ_ROUND ((uint64_t)1 << 30)
+/*
+ * The independent reads of a verified tiling read into the caller's memory:
+ * small enough that the bytes of one read are still in the cache when they
+ * are hashed (the 32 MiB L3 here is shared by the ranks of a node), large
+ * enough that the calls cost little (doc/MPI.md, "Hashed while read").
+ */
+#define HASH_ROUND ((uint64_t)4 << 20)
 
 /*
  * The byte offset of slab (start, count) from the start of a C-order array
@@ -1846,15 +1854,111 @@ static bool tile_rows(nnh5__hashlink *link, size_t *npieces, nnh5_mpi_file *m,
 }
 
 /*
- * This rank's bytes [off, off + nbytes) of the file into buf, in the same
- * number of MPI_File_read_at_all calls as every other rank (rounds, the
- * largest over the ranks; a rank with fewer bytes or that failed reads
- * nothing in the rest), on HDF5's own MPI-IO handle. HDF5 keeps no raw
- * data of contiguous datasets under the MPI-IO driver, so nothing it
- * caches can differ from these bytes.
+ * The blocks inside this rank's slab of a tiling with a block table (all
+ * but the first and the last block it touches, which verify_blocks()
+ * hashes with the chains shared with the ranks beside it), hashed as
+ * read_run()'s independent reads bring their bytes, while those are still
+ * in the cache: a second pass over the slab after the read ran at memory
+ * speed.
  */
-static int read_run(nnh5_mpi_file *m, void *buf, uint64_t off, uint64_t nbytes, int64_t rounds,
-		    bool take_part, const char *display)
+struct inner_hash {
+	bool read;                 /* inner_begin() ran: hb and table are the dataset's */
+	int hb;                    /* nnh5__dataset_block_table()'s result */
+	bool on;                   /* a tiling with a table, and this rank has inner blocks */
+	uint64_t *table, bb;       /* the block table (owned) and its block bytes */
+	const unsigned char *data; /* the slab's bytes */
+	uint64_t lo, hi;           /* the inner blocks' bytes in the slab */
+	uint64_t block;            /* the block being hashed */
+	uint64_t fed;              /* its bytes hashed so far */
+	size_t es;
+	int64_t bad;               /* the first inner block that did not match, or -1 */
+	XXH3_state_t st;
+};
+
+/* This rank's bytes [*start, *end) of a tiling's npieces pieces, of *total; false: none. */
+static bool my_bytes(uint64_t *start, uint64_t *end, uint64_t *total, const nnh5_mpi_file *m,
+		     size_t npieces)
+{
+	bool mine = false;
+
+	*start = *end = *total = 0;
+	for (size_t i = 0; i < npieces; i++) {
+		if (!mine && m->holder[i] == m->rank) {
+			mine = true;
+			*end = *start + m->len[i];
+		} else if (!mine) {
+			*start += m->len[i];
+		}
+		*total += m->len[i];
+	}
+	return mine && *end > *start;
+}
+
+/*
+ * Before the read, on every rank of the tiling (HDF5 reads metadata
+ * collectively): the dataset's block table, and where this rank's inner
+ * blocks lie in its slab t (NULL: this rank failed before the read).
+ * verify_slab() reports a missing or malformed table.
+ */
+static void inner_begin(struct inner_hash *h, nnh5_mpi_file *m, nnh5__dataset *ds,
+			const nnh5_tensor *t, size_t npieces, const char *display)
+{
+	uint64_t start, end, total, count, first, last;
+
+	h->on = false;
+	h->table = NULL;
+	h->bad = -1;
+	h->read = true;
+	h->hb = nnh5__dataset_block_table(&h->table, &count, &h->bb, m->f, ds, display);
+	if (h->hb <= 0 || !t || !my_bytes(&start, &end, &total, m, npieces))
+		return;
+	first = start / h->bb;
+	last = (end - 1) / h->bb;
+	if (last < first + 2)
+		return; /* no block inside: the table waits for verify_blocks() */
+	h->on = true;
+	h->data = t->data;
+	h->lo = (first + 1) * h->bb - start;
+	h->hi = last * h->bb - start;
+	h->block = first + 1;
+	h->fed = 0;
+	h->es = nnh5_dtype_size(t->dtype);
+	XXH3_64bits_reset(&h->st);
+}
+
+/* The slab's bytes [from, from + n) have just been read (rounds come in order). */
+static void inner_feed(struct inner_hash *h, uint64_t from, uint64_t n)
+{
+	uint64_t a = from > h->lo ? from : h->lo, b = from + n < h->hi ? from + n : h->hi;
+
+	while (a < b) {
+		uint64_t take = h->bb - h->fed < b - a ? h->bb - h->fed : b - a;
+		nnh5__checksum_update(&h->st, h->data + a, (size_t)take, h->es);
+		a += take;
+		h->fed += take;
+		if (h->fed == h->bb) {
+			if (h->bad < 0 && XXH3_64bits_digest(&h->st) != h->table[h->block])
+				h->bad = (int64_t)h->block;
+			h->block++;
+			h->fed = 0;
+			XXH3_64bits_reset(&h->st);
+		}
+	}
+}
+
+/*
+ * This rank's bytes [off, off + nbytes) of the file into buf, on HDF5's own
+ * MPI-IO handle. With rounds >= 0: in the same number of
+ * MPI_File_read_at_all calls of at most round bytes as every other rank
+ * (rounds, the largest over the ranks; a rank with fewer bytes or that
+ * failed reads nothing in the rest). With rounds < 0: independent
+ * MPI_File_read_at calls of at most round bytes, each one's bytes handed to
+ * h (when on) as soon as they are in, while they are still in the cache.
+ * HDF5 keeps no raw data of contiguous datasets under the MPI-IO driver, so
+ * nothing it caches can differ from these bytes.
+ */
+static int read_run(nnh5_mpi_file *m, void *buf, uint64_t off, uint64_t nbytes, uint64_t round,
+		    int64_t rounds, bool take_part, struct inner_hash *h, const char *display)
 {
 	MPI_File *fh = NULL;
 	int rc = NNH5_OK;
@@ -1862,10 +1966,25 @@ static int read_run(nnh5_mpi_file *m, void *buf, uint64_t off, uint64_t nbytes, 
 
 	if (H5Fget_vfd_handle(m->f->fid, H5P_DEFAULT, (void **)&fh) < 0 || !fh)
 		return nnh5__h5_error(NNH5_ERR_HDF5, "'%s': no MPI-IO file handle", m->f->path);
+	for (uint64_t done = 0, k; rounds < 0 && take_part && !rc && !ended && done < nbytes;
+	     done += k) {
+		MPI_Status st;
+		int got = 0;
+		k = nbytes - done < round ? nbytes - done : round;
+		if (MPI_File_read_at(*fh, (MPI_Offset)(off + done), (char *)buf + done, (int)k,
+				     MPI_BYTE, &st) != MPI_SUCCESS)
+			rc = nnh5__error(NNH5_ERR_IO,
+					 "'%s': reading dataset '%s' with MPI_File_read_at failed",
+					 m->f->path, display);
+		else if (MPI_Get_count(&st, MPI_BYTE, &got) != MPI_SUCCESS || (uint64_t)got != k)
+			ended = true;
+		else if (h && h->on)
+			inner_feed(h, done, k);
+	}
 	for (int64_t i = 0; i < rounds; i++) {
-		uint64_t done = (uint64_t)i * READ_ROUND, k = 0;
-		if (take_part && !rc && done < nbytes)
-			k = nbytes - done < READ_ROUND ? nbytes - done : READ_ROUND;
+		uint64_t done = (uint64_t)i * round, k = 0;
+		if (take_part && !rc && !ended && done < nbytes)
+			k = nbytes - done < round ? nbytes - done : round;
 		MPI_Status st;
 		int got = 0;
 		if (MPI_File_read_at_all(*fh, (MPI_Offset)(off + done),
@@ -1927,7 +2046,8 @@ static int check_into(const nnh5_tensor *t, nnh5_file *f, const nnh5__dataset *d
 
 /*
  * A tiling's blocks (doc/FORMAT.md, "Block checksums"), each rank its own
- * slab's: the blocks inside it hashed here, the two it shares with the
+ * slab's: the blocks inside it hashed here (or already, as they were read:
+ * h), the two it shares with the
  * ranks before and after (head, tail) by chains restricted to them. This
  * rank's tail goes first, so the next rank's wait is short; then the
  * blocks inside, then the head. A mismatch is this rank's
@@ -1935,25 +2055,16 @@ static int check_into(const nnh5_tensor *t, nnh5_file *f, const nnh5__dataset *d
  * every rank.
  */
 static int verify_blocks(nnh5_mpi_file *m, const nnh5_tensor *t, size_t npieces,
-			 const uint64_t *table, uint64_t bb, const char *display)
+			 const uint64_t *table, uint64_t bb, const struct inner_hash *h,
+			 const char *display)
 {
 	nnh5__hashlink l[2];
-	uint64_t start = 0, end = 0, first, last, total = 0;
+	uint64_t start, end, first, last, total;
 	size_t es = nnh5_dtype_size(t->dtype);
-	int64_t bad = -1;
+	int64_t bad = h->on ? h->bad : -1;
 	int rc;
 
-	bool mine = false;
-	for (size_t i = 0; i < npieces; i++) {
-		if (!mine && m->holder[i] == m->rank) {
-			mine = true;
-			end = start + m->len[i];
-		} else if (!mine) {
-			start += m->len[i];
-		}
-		total += m->len[i];
-	}
-	if (!mine || end == start) /* no bytes here: the chains pass this rank by */
+	if (!my_bytes(&start, &end, &total, m, npieces)) /* the chains pass this rank by */
 		return NNH5_OK;
 	first = start / bb;
 	last = (end - 1) / bb;
@@ -1963,7 +2074,7 @@ static int verify_blocks(nnh5_mpi_file *m, const nnh5_tensor *t, size_t npieces,
 				     t->data, es);
 	/* The tail's state leaves in the chain's first pass; the blocks inside come before the head's wait. */
 	rc = nnh5__hashchain_run(NULL, &l[0], 1, m->comm);
-	for (uint64_t b = first + 1; bad < 0 && b < last; b++)
+	for (uint64_t b = first + 1; !h->on && bad < 0 && b < last; b++)
 		if (nnh5__checksum((const unsigned char *)t->data + (b * bb - start), (size_t)bb,
 				   es) != table[b])
 			bad = (int64_t)b;
@@ -2000,7 +2111,8 @@ static int verify_blocks(nnh5_mpi_file *m, const nnh5_tensor *t, size_t npieces,
  * tiling calls this, whatever its own read did: the chains need them all.
  */
 static int verify_slab(nnh5_mpi_file *m, nnh5__dataset *ds, const nnh5_tensor *t, bool whole,
-		       bool tiles, nnh5__hashlink *link, size_t npieces, const char *display)
+		       bool tiles, nnh5__hashlink *link, size_t npieces, const struct inner_hash *h,
+		       const char *display)
 {
 	nnh5_file *f = m->f;
 	MPI_Comm comm = m->comm;
@@ -2016,11 +2128,13 @@ static int verify_slab(nnh5_mpi_file *m, nnh5__dataset *ds, const nnh5_tensor *t
 	if (!f->verify_checksums)
 		return NNH5_OK;
 	if (tiles) {
-		int hb = nnh5__dataset_block_table(&table, &count, &bb, f, ds, display);
+		int hb = h->read ? h->hb
+				 : nnh5__dataset_block_table(&table, &count, &bb, f, ds, display);
 		if (hb < 0)
 			return hb;
 		if (hb > 0) {
-			rc = verify_blocks(m, t, npieces, table, bb, display);
+			rc = verify_blocks(m, t, npieces, h->read ? h->table : table,
+					   h->read ? h->bb : bb, h, display);
 			nnh5__free(table);
 			return rc;
 		}
@@ -2067,6 +2181,7 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 	nnh5_tensor *t = NULL;
 	struct slab_info me = { 0 }, *all = m->infos;
 	nnh5__hashlink link = { 0 };
+	struct inner_hash h = { .read = false, .on = false, .table = NULL, .bad = -1 };
 	size_t npieces = 0;
 	bool any, whole = true, direct, tiles;
 	int rc = NNH5_OK, lrc = NNH5_OK;
@@ -2120,7 +2235,8 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 			me.rows = me.rows && c->count[d] == ds->shape[d];
 		me.start0 = c->ndim > 0 && any ? c->start[0] : 0;
 		me.count0 = c->ndim > 0 && any ? c->count[0] : 0;
-		me.rounds = any ? (int64_t)((t->nbytes + READ_ROUND - 1) / READ_ROUND) : 0;
+		me.nbytes = any ? (int64_t)t->nbytes : 0;
+		me.into = c->into != NULL;
 	} else {
 		me.run = 1; /* takes part in a direct read with nothing */
 	}
@@ -2131,22 +2247,39 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 	}
 	/* Decided from the file's description and the gathered infos: alike on every rank. */
 	direct = ds->raw && ds->offset != UINT64_MAX;
-	int64_t rounds = 0;
-	for (int r = 0; r < m->size; r++) {
+	for (int r = 0; r < m->size; r++)
 		direct = direct && all[r].run;
-		rounds = all[r].rounds > rounds ? all[r].rounds : rounds;
-	}
 	tiles = tile_rows(&link, &npieces, m, ds);
 
 	if (direct) {
 		size_t es = nnh5_dtype_size(ds->dtype);
+		/*
+		 * A verified tiling read into the caller's memory: each rank reads its
+		 * run independently in pieces, its inner blocks hashed as they come in
+		 * (a second pass over the run after one read ran at memory speed).
+		 * Into a new tensor the fresh pages' faults dominate: one collective
+		 * read, hashed after (doc/MPI.md, "Hashed while read").
+		 */
+		bool own = tiles && f->verify_checksums;
+		for (int r = 0; r < m->size; r++)
+			own = own && all[r].into; /* alike on every rank, whatever each one called */
+		uint64_t round = own ? HASH_ROUND : READ_ROUND;
+		int64_t rounds = own ? -1 : 0;
+		for (int r = 0; !own && r < m->size; r++) {
+			int64_t k = (int64_t)(((uint64_t)all[r].nbytes + round - 1) / round);
+			rounds = k > rounds ? k : rounds;
+		}
+		if (own)
+			inner_begin(&h, m, ds, any && !lrc ? t : NULL, npieces, display);
 		int xrc = read_run(m, any ? t->data : NULL, ds->offset + elem_off * es,
-				   any ? t->nbytes : 0, rounds, any, display);
+				   any ? t->nbytes : 0, round, rounds, any, &h, display);
 		if (!lrc)
 			lrc = xrc;
-		m->stats.transfers++;
-		if (!lrc)
-			m->stats.collective++;
+		if (!own) {
+			m->stats.transfers++;
+			if (!lrc)
+				m->stats.collective++;
+		}
 	} else {
 		fspace = H5Dget_space(ds->id);
 		mspace = memory_space(c->ndim, c->count, any);
@@ -2162,7 +2295,7 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 			count_transfer(m);
 	}
 	if (tiles || (!rc && !lrc)) {
-		int vrc = verify_slab(m, ds, t, whole, tiles, &link, npieces, display);
+		int vrc = verify_slab(m, ds, t, whole, tiles, &link, npieces, &h, display);
 		if (!lrc)
 			lrc = vrc;
 	}
@@ -2171,6 +2304,7 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 	if (!rc)
 		rc = nnh5__check_bool(t, NNH5_ERR_FORMAT, f->path, "dataset", display);
 done:
+	nnh5__free(h.table);
 	if (mspace >= 0)
 		H5Sclose(mspace);
 	if (fspace >= 0)

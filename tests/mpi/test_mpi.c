@@ -502,8 +502,20 @@ static void test_whole_read_checks_checksum(void **state)
 	ok(nnh5_mpi_file_close(f));
 }
 
-/* Collective file reads of this process (PMPI), HDF5's and nnh5's. */
-static unsigned long read_at_all_calls;
+/*
+ * Collective file reads of this process (PMPI), HDF5's and nnh5's, and the
+ * independent ones into [watch_lo, watch_hi) (HDF5 reads metadata with
+ * independent calls too).
+ */
+static unsigned long read_at_all_calls, read_at_calls;
+static const char *watch_lo, *watch_hi;
+
+int MPI_File_read_at(MPI_File fh, MPI_Offset o, void *b, int n, MPI_Datatype t, MPI_Status *st)
+{
+	if ((const char *)b >= watch_lo && (const char *)b < watch_hi)
+		read_at_calls++;
+	return PMPI_File_read_at(fh, o, b, n, t, st);
+}
 
 int MPI_File_read_at_all(MPI_File fh, MPI_Offset o, void *b, int n, MPI_Datatype t,
 			 MPI_Status *st)
@@ -515,8 +527,9 @@ int MPI_File_read_at_all(MPI_File fh, MPI_Offset o, void *b, int n, MPI_Datatype
 /*
  * nnh5_mpi_read_sharded_into fills the caller's tensor with the piece, and
  * again on reuse; a split along dimension 0 of a plain float32 dataset
- * moves in one MPI_File_read_at_all per rank and counts as one collective
- * transfer. A destination of the wrong shape or dtype, or read-only, on one
+ * moves, verified, in independent MPI_File_read_at calls hashed as they
+ * come in, and unverified in one MPI_File_read_at_all per rank, counted as
+ * one collective transfer. A destination of the wrong shape or dtype, or read-only, on one
  * rank fails on every rank.
  */
 static void test_read_into(void **state)
@@ -540,18 +553,34 @@ static void test_read_into(void **state)
 	ok(nnh5_mpi_file_close(f));
 
 	ok(nnh5_tensor_full(&dst, NNH5_FLOAT32, 2, count, -1.0));
-	ok(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, NULL));
-	for (int round = 0; round < 2; round++) {
-		unsigned long before = read_at_all_calls;
-		ok(nnh5_mpi_read_sharded_into(dst, f, "w", &s));
-		assert_true(nnh5_tensor_bitwise_equal(dst, want));
-		assert_int_equal(read_at_all_calls - before, 1);
-		if (round == 0)
+	watch_lo = nnh5_tensor_data(dst);
+	watch_hi = watch_lo + nnh5_tensor_nbytes(dst);
+	/*
+	 * Verified (the default): each rank reads its run with independent
+	 * MPI_File_read_at calls of at most 4 MiB (one here), hashed as they come
+	 * in; no collective transfer. Unverified: one MPI_File_read_at_all.
+	 */
+	for (int verify = 0; verify <= 1; verify++) {
+		nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
+		o.verify_checksums = verify;
+		ok(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, &o));
+		for (int round = 0; round < 2; round++) {
+			unsigned long before = read_at_all_calls, before_ind = read_at_calls;
+			ok(nnh5_mpi_read_sharded_into(dst, f, "w", &s));
+			assert_true(nnh5_tensor_bitwise_equal(dst, want));
+			assert_int_equal(read_at_all_calls - before, verify ? 0 : 1);
+			assert_int_equal(read_at_calls - before_ind,
+					 verify && nnh5_tensor_nbytes(dst) ? 1 : 0);
 			memset(nnh5_tensor_mutable_data(dst), 0x55, nnh5_tensor_nbytes(dst));
+		}
+		nnh5_mpi_file_io_stats(&st, f);
+		assert_int_equal(st.transfers, verify ? 0 : 2);
+		assert_int_equal(st.collective, verify ? 0 : 2);
+		if (!verify)
+			ok(nnh5_mpi_file_close(f));
 	}
-	nnh5_mpi_file_io_stats(&st, f);
-	assert_int_equal(st.transfers, 2);
-	assert_int_equal(st.collective, 2);
+	watch_lo = watch_hi = NULL;
+	/* On the verified handle: a wrong destination on one rank fails on every rank. */
 
 	/* The last rank's destination is wrong; every rank gets its error. */
 	int64_t wrong[2] = { count[0], count[1] + 1 };
@@ -572,10 +601,32 @@ static void test_read_into(void **state)
 	ok(nnh5_mpi_read_sharded_into(dst, f, "w", &s));
 	assert_true(nnh5_tensor_bitwise_equal(dst, want));
 	/*
+	 * Rank 0 reads into its memory, the others into new tensors: the way of
+	 * the read is decided alike on every rank (one collective read), not by
+	 * each rank's own call, which would leave rank 0 reading alone while the
+	 * others wait in MPI_File_read_at_all.
+	 */
+	{
+		unsigned long before = read_at_all_calls, before_ind = read_at_calls;
+		nnh5_tensor *mixed = NULL;
+		watch_lo = nnh5_tensor_data(dst);
+		watch_hi = watch_lo + nnh5_tensor_nbytes(dst);
+		if (world_rank == 0)
+			ok(nnh5_mpi_read_sharded_into(dst, f, "w", &s));
+		else
+			ok(nnh5_mpi_read_sharded(&mixed, f, "w", &s));
+		assert_true(nnh5_tensor_bitwise_equal(world_rank == 0 ? dst : mixed, want));
+		assert_int_equal(read_at_all_calls - before, 1);
+		assert_int_equal(read_at_calls - before_ind, 0);
+		watch_lo = watch_hi = NULL;
+		nnh5_tensor_free(mixed);
+	}
+	/*
 	 * A file cut after the open, inside the last row (the policy judged it
-	 * whole): the last rank's read comes back short. Verified, the chain
-	 * finds the tensor damaged on every rank; unverified, the short read
-	 * itself is refused on every rank.
+	 * whole): the last rank's read comes back short, and is refused on
+	 * every rank, verified (independent reads: the short read itself) or
+	 * not (the collective read reports whole bytes; the file's size after it
+	 * says it was cut).
 	 */
 	nnh5_open_options nover = NNH5_OPEN_OPTIONS_INIT;
 	nnh5_mpi_file *f2;
@@ -594,7 +645,8 @@ static void test_read_into(void **state)
 		free(bytes);
 	}
 	MPI_Barrier(MPI_COMM_WORLD);
-	fails(NNH5_ERR_CHECKSUM, nnh5_mpi_read_sharded_into(dst, f, "w", &s), "damaged");
+	fails(NNH5_ERR_FORMAT, nnh5_mpi_read_sharded_into(dst, f, "w", &s), rank_text,
+	      "file ends");
 	fails(NNH5_ERR_FORMAT, nnh5_mpi_read_sharded_into(dst, f2, "w", &s), rank_text,
 	      "file ends");
 	ok(nnh5_mpi_file_close(f2));
@@ -1894,7 +1946,11 @@ static int blk_read(MPI_Comm comm, const char *path, int l, uint32_t seed)
 	/* Keep the read's message for the caller past the close. */
 	char msg[1024];
 	snprintf(msg, sizeof msg, "%s", nnh5_error_message());
-	/* The same read into the caller's memory: the same status and message. */
+	/*
+	 * The same read into the caller's memory: each rank reads its run in
+	 * pieces and hashes its inner blocks as they come in (file_mpi.c,
+	 * read_run): the same status and message.
+	 */
 	nnh5_tensor *into;
 	ok(nnh5_tensor_full(&into, NNH5_INT32, 2, count, -1.0));
 	int rc_into = nnh5_mpi_read_sharded_into(into, f, "tensor", &s);
@@ -1902,6 +1958,8 @@ static int blk_read(MPI_Comm comm, const char *path, int l, uint32_t seed)
 		fail_msg("%s: rank %d: into the caller's memory: %s (%s), into a new tensor: %s (%s)",
 			 path, r, nnh5_status_name(rc_into), nnh5_error_message(),
 			 nnh5_status_name(rc), msg);
+	if (rc == NNH5_OK && !nnh5_tensor_bitwise_equal(into, want))
+		fail_msg("%s: rank %d read other bytes into the caller's memory", path, r);
 	nnh5_tensor_free(into);
 	nnh5_tensor_free(want);
 	ok(nnh5_mpi_file_close(f));
