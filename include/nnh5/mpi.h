@@ -209,6 +209,13 @@ typedef struct nnh5_mpi_io_stats {
 	 * that fell back to independent I/O (0 if none did).
 	 */
 	uint32_t last_cause;
+	/*
+	 * Reads made on purpose with independent MPI-IO calls, not counted in
+	 * transfers: verified reads of splits along dimension 0 whose slabs
+	 * are disjoint runs of the file, each rank hashing its bytes as they
+	 * come in (doc/MPI.md, "Collective I/O").
+	 */
+	uint64_t independent;
 } nnh5_mpi_io_stats;
 
 /*

@@ -2254,28 +2254,38 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 	if (direct) {
 		size_t es = nnh5_dtype_size(ds->dtype);
 		/*
-		 * A verified tiling read into the caller's memory: each rank reads its
-		 * run independently in pieces, its inner blocks hashed as they come in
-		 * (a second pass over the run after one read ran at memory speed).
-		 * Into a new tensor the fresh pages' faults dominate: one collective
-		 * read, hashed after (doc/MPI.md, "Hashed while read").
+		 * A verified tiling: each rank reads its run independently in
+		 * pieces, its inner blocks hashed as they come in (a second pass
+		 * over the run after one read ran at memory speed), when every
+		 * rank reads into its own memory or the tensor has a block table.
+		 * Otherwise one collective read, hashed after (doc/MPI.md, "Hashed
+		 * while read"). Decided from the file and the gathered infos:
+		 * alike on every rank, whatever each one called.
 		 */
-		bool own = tiles && f->verify_checksums;
-		for (int r = 0; r < m->size; r++)
-			own = own && all[r].into; /* alike on every rank, whatever each one called */
+		bool own = false;
+		if (tiles && f->verify_checksums) {
+			inner_begin(&h, m, ds, any && !lrc ? t : NULL, npieces, display);
+			/* A table that failed to read (hb < 0) fails after the read, on every rank. */
+			own = h.hb != 0;
+			bool every_into = true;
+			for (int r = 0; r < m->size; r++)
+				every_into = every_into && all[r].into;
+			own = own || every_into;
+			h.on = h.on && own;
+		}
 		uint64_t round = own ? HASH_ROUND : READ_ROUND;
 		int64_t rounds = own ? -1 : 0;
 		for (int r = 0; !own && r < m->size; r++) {
 			int64_t k = (int64_t)(((uint64_t)all[r].nbytes + round - 1) / round);
 			rounds = k > rounds ? k : rounds;
 		}
-		if (own)
-			inner_begin(&h, m, ds, any && !lrc ? t : NULL, npieces, display);
 		int xrc = read_run(m, any ? t->data : NULL, ds->offset + elem_off * es,
 				   any ? t->nbytes : 0, round, rounds, any, &h, display);
 		if (!lrc)
 			lrc = xrc;
-		if (!own) {
+		if (own) {
+			m->stats.independent++;
+		} else {
 			m->stats.transfers++;
 			if (!lrc)
 				m->stats.collective++;

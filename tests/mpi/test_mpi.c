@@ -576,6 +576,7 @@ static void test_read_into(void **state)
 		nnh5_mpi_file_io_stats(&st, f);
 		assert_int_equal(st.transfers, verify ? 0 : 2);
 		assert_int_equal(st.collective, verify ? 0 : 2);
+		assert_int_equal(st.independent, verify ? 2 : 0);
 		if (!verify)
 			ok(nnh5_mpi_file_close(f));
 	}
@@ -1924,6 +1925,9 @@ static void blk_write(MPI_Comm comm, const char *path, int l, uint32_t seed)
 	nnh5_tensor_free(local);
 }
 
+/* The block test file has no block table (blk_read()'s expected ways of reading). */
+static bool blk_no_table;
+
 /* Read path in layout l over comm (verified); the status every rank got. */
 static int blk_read(MPI_Comm comm, const char *path, int l, uint32_t seed)
 {
@@ -1939,6 +1943,15 @@ static int blk_read(MPI_Comm comm, const char *path, int l, uint32_t seed)
 	ok(nnh5_mpi_sharding_box(start, count, &s));
 	ok(nnh5_mpi_file_open(&f, comm, path, NULL));
 	rc = nnh5_mpi_read_sharded(&t, f, "tensor", &s);
+	nnh5_mpi_io_stats st;
+	/*
+	 * A tiling with a block table (even a malformed one): independent
+	 * reads, hashed as they come in; without one, one collective read.
+	 */
+	nnh5_mpi_file_io_stats(&st, f);
+	if (st.independent != (blk_no_table ? 0 : 1) || st.transfers != (blk_no_table ? 1 : 0))
+		fail_msg("%s: rank %d: %llu independent reads, %llu transfers", path, r,
+			 (unsigned long long)st.independent, (unsigned long long)st.transfers);
 	nnh5_tensor *want = blk_rows(start[0], count[0], seed);
 	if (rc == NNH5_OK && !nnh5_tensor_bitwise_equal(t, want))
 		fail_msg("%s: rank %d read other bytes", path, r);
@@ -1960,6 +1973,10 @@ static int blk_read(MPI_Comm comm, const char *path, int l, uint32_t seed)
 			 nnh5_status_name(rc), msg);
 	if (rc == NNH5_OK && !nnh5_tensor_bitwise_equal(into, want))
 		fail_msg("%s: rank %d read other bytes into the caller's memory", path, r);
+	nnh5_mpi_file_io_stats(&st, f);
+	if (st.independent != (blk_no_table ? 1 : 2) || st.transfers != (blk_no_table ? 1 : 0))
+		fail_msg("%s: rank %d: %llu independent reads, %llu transfers", path, r,
+			 (unsigned long long)st.independent, (unsigned long long)st.transfers);
 	nnh5_tensor_free(into);
 	nnh5_tensor_free(want);
 	ok(nnh5_mpi_file_close(f));
@@ -2239,10 +2256,12 @@ static void test_block_damage(void **state)
 	}
 	/* Without a table, the tiling goes back to the whole-tensor chain. */
 	blk_set_attrs(path, -1, 0, NULL, 0);
+	blk_no_table = true;
 	ok(blk_read(MPI_COMM_WORLD, path, BL_EVEN, 7));
 	blk_flip(path, off + at[1], 0x10);
 	fails(NNH5_ERR_CHECKSUM, blk_read(MPI_COMM_WORLD, path, BL_EVEN, 7), "damaged",
 	      "stored checksum");
+	blk_no_table = false;
 	if (world_rank == 0)
 		unlink(path);
 }
