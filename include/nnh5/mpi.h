@@ -13,8 +13,10 @@
  * Collective means: every rank of the communicator makes the call, in the
  * same order, with the same name (and, for writes, a consistent sharding).
  * Every collective function returns the same status on every rank, with
- * the message of the lowest rank that failed ("rank R: ..."); a failure on
- * one rank never leaves the others waiting.
+ * the message of the lowest rank that failed ("rank R: ..."), a rank whose
+ * failure is not NNH5_ERR_CHECKSUM first (a mismatch can be the
+ * consequence of another rank's failed read); a failure on one rank never
+ * leaves the others waiting.
  *
  * Parallel HDF5 (Debian's 1.10 build) is not thread-safe: in each rank one
  * thread makes every nnh5 and HDF5 call. doc/MPI.md describes the whole.
@@ -211,9 +213,9 @@ typedef struct nnh5_mpi_io_stats {
 	uint32_t last_cause;
 	/*
 	 * Reads made on purpose with independent MPI-IO calls, not counted in
-	 * transfers: verified reads of splits along dimension 0 whose slabs
-	 * are disjoint runs of the file, each rank hashing its bytes as they
-	 * come in (doc/MPI.md, "Collective I/O").
+	 * transfers: reads of slabs that tile the tensor along dimension 0
+	 * (disjoint runs of the file), verified ones hashing each rank's bytes
+	 * as they come in (doc/MPI.md, "Collective I/O").
 	 */
 	uint64_t independent;
 } nnh5_mpi_io_stats;

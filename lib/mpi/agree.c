@@ -26,10 +26,16 @@ int nnh5__mpi_agree_max(MPI_Comm comm, int rc, uint64_t *vals, int n)
 		return nnh5__error(NNH5_ERR_INVALID, "MPI: %d values to agree on (at most 8)", n);
 	if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS)
 		return nnh5__error(NNH5_ERR_INVALID, "MPI: not a valid communicator");
-	/* The lowest failing rank has the largest key: size - rank. */
+	/*
+	 * The lowest failing rank has the largest key: size - rank; a rank
+	 * whose failure is not a checksum mismatch comes before every rank
+	 * whose failure is (key + size): a mismatch is often the consequence of
+	 * another rank's failure (its short read fed a shared checksum chain),
+	 * never its cause.
+	 */
 	for (int i = 0; i < n; i++)
 		buf[i] = vals[i];
-	buf[n] = rc ? (uint64_t)(size - rank) : 0;
+	buf[n] = rc ? (uint64_t)(size - rank) + (rc == NNH5_ERR_CHECKSUM ? 0 : (uint64_t)size) : 0;
 	nnh5__mpi_agreements++;
 	if (MPI_Allreduce(MPI_IN_PLACE, buf, n + 1, MPI_UINT64_T, MPI_MAX, comm) != MPI_SUCCESS)
 		return nnh5__error(NNH5_ERR_IO, "MPI_Allreduce failed");
@@ -37,7 +43,7 @@ int nnh5__mpi_agree_max(MPI_Comm comm, int rc, uint64_t *vals, int n)
 		vals[i] = buf[i];
 	if (buf[n] == 0)
 		return NNH5_OK;
-	first = size - (int)buf[n];
+	first = size - (int)(buf[n] > (uint64_t)size ? buf[n] - (uint64_t)size : buf[n]);
 	memset(&m, 0, sizeof m);
 	if (rank == first) {
 		m.status = rc;

@@ -62,6 +62,7 @@ struct agg_piece {
  * hash chain although no rank holds the whole tensor).
  */
 struct slab_info {
+	int64_t fine;   /* no failure so far */
 	int64_t ok;     /* no failure so far, and this rank wants checksums verified */
 	int64_t run;    /* the slab's bytes are one run in the file (or it is empty) */
 	int64_t rows;   /* the slab holds whole rows: every dimension past 0 is full */
@@ -1816,23 +1817,26 @@ static int cmp_rows(const void *a, const void *b)
 /*
  * Do the ranks' slabs tile the tensor along dimension 0: whole rows, every
  * rank's rows following the previous piece's, nothing missing or read
- * twice, and every rank asking for checksums to be verified? Then place
- * this rank in the hash chain over the pieces in file order. Decided from
- * the gathered infos only (m->infos), so alike on every rank.
+ * twice, and no rank failed so far (*tiled)? And is every rank asking for
+ * checksums to be verified (the result)? Then place this rank in the hash
+ * chain over the pieces in file order. Decided from the gathered infos
+ * only (m->infos), so alike on every rank.
  */
-static bool tile_rows(nnh5__hashlink *link, size_t *npieces, nnh5_mpi_file *m,
+static bool tile_rows(bool *tiled, nnh5__hashlink *link, size_t *npieces, nnh5_mpi_file *m,
 		      const nnh5__dataset *ds)
 {
 	const struct slab_info *all = m->infos;
 	size_t n = 0;
 	int64_t next = 0;
 	uint64_t row = nnh5_dtype_size(ds->dtype);
-	bool ok = ds->ndim > 0;
+	bool ok = ds->ndim > 0, verify = true;
 
+	*tiled = false;
 	for (size_t d = 1; d < ds->ndim; d++)
 		row *= (uint64_t)ds->shape[d];
 	for (int r = 0; ok && r < m->size; r++) {
-		ok = all[r].ok && all[r].rows;
+		ok = all[r].fine && all[r].rows;
+		verify = verify && all[r].ok;
 		if (all[r].count0 > 0)
 			m->order[n++] = &all[r];
 	}
@@ -1848,8 +1852,11 @@ static bool tile_rows(nnh5__hashlink *link, size_t *npieces, nnh5_mpi_file *m,
 	}
 	if (next != ds->shape[0])
 		return false;
-	nnh5__hashchain_place(link, m->rank, n, m->holder, m->len);
+	*tiled = true;
 	*npieces = n;
+	if (!verify)
+		return false;
+	nnh5__hashchain_place(link, m->rank, n, m->holder, m->len);
 	return true;
 }
 
@@ -2183,7 +2190,7 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 	nnh5__hashlink link = { 0 };
 	struct inner_hash h = { .read = false, .on = false, .table = NULL, .bad = -1 };
 	size_t npieces = 0;
-	bool any, whole = true, direct, tiles;
+	bool any, whole = true, direct, tiles, tiled;
 	int rc = NNH5_OK, lrc = NNH5_OK;
 	hid_t fspace = -1, mspace = -1;
 	char dummy = 0;
@@ -2228,6 +2235,7 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 	any = !lrc && nonempty(c->ndim, c->count);
 
 	if (!lrc) {
+		me.fine = 1;
 		me.ok = f->verify_checksums;
 		me.run = slab_run(&elem_off, c->ndim, ds->shape, c->start, c->count);
 		me.rows = c->ndim > 0;
@@ -2249,7 +2257,7 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 	direct = ds->raw && ds->offset != UINT64_MAX;
 	for (int r = 0; r < m->size; r++)
 		direct = direct && all[r].run;
-	tiles = tile_rows(&link, &npieces, m, ds);
+	tiles = tile_rows(&tiled, &link, &npieces, m, ds);
 
 	if (direct) {
 		size_t es = nnh5_dtype_size(ds->dtype);
@@ -2258,11 +2266,14 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 		 * pieces, its inner blocks hashed as they come in (a second pass
 		 * over the run after one read ran at memory speed), when every
 		 * rank reads into its own memory or the tensor has a block table.
-		 * Otherwise one collective read, hashed after (doc/MPI.md, "Hashed
-		 * while read"). Decided from the file and the gathered infos:
-		 * alike on every rank, whatever each one called.
+		 * An unverified tiling (no rank verifies): each rank reads its run
+		 * independently. Otherwise one collective read, hashed after
+		 * (doc/MPI.md, "Hashed while read"). Decided from the file and the
+		 * gathered infos: alike on every rank, whatever each one called.
 		 */
-		bool own = false;
+		bool own = tiled;
+		for (int r = 0; r < m->size; r++)
+			own = own && !all[r].ok;
 		if (tiles && f->verify_checksums) {
 			inner_begin(&h, m, ds, any && !lrc ? t : NULL, npieces, display);
 			/* A table that failed to read (hb < 0) fails after the read, on every rank. */
@@ -2273,7 +2284,7 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 			own = own || every_into;
 			h.on = h.on && own;
 		}
-		uint64_t round = own ? HASH_ROUND : READ_ROUND;
+		uint64_t round = own && h.on ? HASH_ROUND : READ_ROUND;
 		int64_t rounds = own ? -1 : 0;
 		for (int r = 0; !own && r < m->size; r++) {
 			int64_t k = (int64_t)(((uint64_t)all[r].nbytes + round - 1) / round);
@@ -2305,9 +2316,19 @@ static int load_slab(nnh5_tensor **out, nnh5_file *f, nnh5__dataset *ds, const c
 			count_transfer(m);
 	}
 	if (tiles || (!rc && !lrc)) {
+		/*
+		 * A rank whose read failed still runs the chains the tiling shares;
+		 * what they report (a mismatch its own short read caused) must not
+		 * replace its message.
+		 */
+		char why[1024];
+		if (lrc)
+			snprintf(why, sizeof why, "%s", nnh5_error_message());
 		int vrc = verify_slab(m, ds, t, whole, tiles, &link, npieces, &h, display);
 		if (!lrc)
 			lrc = vrc;
+		else if (vrc)
+			nnh5__error(lrc, "%s", why);
 	}
 	if (!rc)
 		rc = lrc;

@@ -11,7 +11,8 @@
 
 /*
  * Collective: every rank passes its own status; all return the status of
- * the lowest rank that failed, with that rank's message prefixed by
+ * the lowest rank that failed (a rank whose status is not
+ * NNH5_ERR_CHECKSUM before any whose is), with that rank's message prefixed by
  * "rank R: " on every rank (NNH5_OK when none failed). One MPI_Allreduce;
  * one MPI_Bcast more when a rank failed.
  */

@@ -556,9 +556,9 @@ static void test_read_into(void **state)
 	watch_lo = nnh5_tensor_data(dst);
 	watch_hi = watch_lo + nnh5_tensor_nbytes(dst);
 	/*
-	 * Verified (the default): each rank reads its run with independent
-	 * MPI_File_read_at calls of at most 4 MiB (one here), hashed as they come
-	 * in; no collective transfer. Unverified: one MPI_File_read_at_all.
+	 * A tiling: each rank reads its run with independent MPI_File_read_at
+	 * calls (one here), verified (the default: of at most 4 MiB, hashed as
+	 * they come in) or not; no collective transfer.
 	 */
 	for (int verify = 0; verify <= 1; verify++) {
 		nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
@@ -568,17 +568,33 @@ static void test_read_into(void **state)
 			unsigned long before = read_at_all_calls, before_ind = read_at_calls;
 			ok(nnh5_mpi_read_sharded_into(dst, f, "w", &s));
 			assert_true(nnh5_tensor_bitwise_equal(dst, want));
-			assert_int_equal(read_at_all_calls - before, verify ? 0 : 1);
-			assert_int_equal(read_at_calls - before_ind,
-					 verify && nnh5_tensor_nbytes(dst) ? 1 : 0);
+			assert_int_equal(read_at_all_calls - before, 0);
+			assert_int_equal(read_at_calls - before_ind, nnh5_tensor_nbytes(dst) ? 1 : 0);
 			memset(nnh5_tensor_mutable_data(dst), 0x55, nnh5_tensor_nbytes(dst));
 		}
 		nnh5_mpi_file_io_stats(&st, f);
-		assert_int_equal(st.transfers, verify ? 0 : 2);
-		assert_int_equal(st.collective, verify ? 0 : 2);
-		assert_int_equal(st.independent, verify ? 2 : 0);
-		if (!verify)
+		assert_int_equal(st.transfers, 0);
+		assert_int_equal(st.collective, 0);
+		assert_int_equal(st.independent, 2);
+		if (!verify) {
+			/*
+			 * Every rank the whole tensor (runs that overlap, not a
+			 * tiling): one MPI_File_read_at_all per rank, one collective
+			 * transfer.
+			 */
+			nnh5_mpi_sharding whole;
+			nnh5_tensor *all = NULL;
+			unsigned long before = read_at_all_calls;
+			ok(nnh5_mpi_sharding_init(&whole, 2, gshape));
+			ok(nnh5_mpi_read_sharded(&all, f, "w", &whole));
+			assert_true(nnh5_tensor_bitwise_equal(all, g));
+			assert_int_equal(read_at_all_calls - before, 1);
+			nnh5_mpi_file_io_stats(&st, f);
+			assert_int_equal(st.transfers, 1);
+			assert_int_equal(st.collective, 1);
+			nnh5_tensor_free(all);
 			ok(nnh5_mpi_file_close(f));
+		}
 	}
 	watch_lo = watch_hi = NULL;
 	/* On the verified handle: a wrong destination on one rank fails on every rank. */
@@ -622,12 +638,27 @@ static void test_read_into(void **state)
 		watch_lo = watch_hi = NULL;
 		nnh5_tensor_free(mixed);
 	}
+	/* Rank 0 verifies, the others do not: one collective read too. */
+	{
+		nnh5_open_options half = NNH5_OPEN_OPTIONS_INIT;
+		nnh5_mpi_file *fh;
+		unsigned long before;
+		half.verify_checksums = world_rank == 0;
+		ok(nnh5_mpi_file_open(&fh, MPI_COMM_WORLD, path, &half));
+		before = read_at_all_calls;
+		ok(nnh5_mpi_read_sharded_into(dst, fh, "w", &s));
+		assert_true(nnh5_tensor_bitwise_equal(dst, want));
+		assert_int_equal(read_at_all_calls - before, 1);
+		nnh5_mpi_file_io_stats(&st, fh);
+		assert_int_equal(st.independent, 0);
+		ok(nnh5_mpi_file_close(fh));
+	}
 	/*
 	 * A file cut after the open, inside the last row (the policy judged it
 	 * whole): the last rank's read comes back short, and is refused on
-	 * every rank, verified (independent reads: the short read itself) or
-	 * not (the collective read reports whole bytes; the file's size after it
-	 * says it was cut).
+	 * every rank, verified or not (independent reads: the short read
+	 * itself), and in a collective read (mixed calls: it reports whole
+	 * bytes; the file's size after it says it was cut).
 	 */
 	nnh5_open_options nover = NNH5_OPEN_OPTIONS_INIT;
 	nnh5_mpi_file *f2;
@@ -650,6 +681,18 @@ static void test_read_into(void **state)
 	      "file ends");
 	fails(NNH5_ERR_FORMAT, nnh5_mpi_read_sharded_into(dst, f2, "w", &s), rank_text,
 	      "file ends");
+	{
+		nnh5_tensor *mixed = NULL;
+		unsigned long before = read_at_all_calls;
+		if (world_rank == 0)
+			fails(NNH5_ERR_FORMAT, nnh5_mpi_read_sharded_into(dst, f, "w", &s),
+			      rank_text, "file ends");
+		else
+			fails(NNH5_ERR_FORMAT, nnh5_mpi_read_sharded(&mixed, f, "w", &s),
+			      rank_text, "file ends");
+		assert_int_equal(read_at_all_calls - before, 1);
+		assert_null(mixed);
+	}
 	ok(nnh5_mpi_file_close(f2));
 	MPI_Barrier(MPI_COMM_WORLD);
 	if (world_rank == 0)
