@@ -16,7 +16,8 @@
  * page-aligned buffer allocated that round, and nnh5_mpi_read_sharded_into
  * (a tensor the caller keeps) against the baseline reading into one reused
  * buffer. --huge-pages: nnh5_set_huge_pages(NNH5_HUGE_PAGES_ON) first (by
- * default the library decides, NNH5_HUGE_PAGES_AUTO). All
+ * default the library decides, NNH5_HUGE_PAGES_AUTO). --rounds: every
+ * round's time after each median, in the order run. All
  * run interleaved, round by round, in an order that turns each round (the
  * saves, then the loads). Reports medians and ranges and the
  * ratios of throughputs nnh5 / baseline (the issue's target: >= 0.8).
@@ -161,12 +162,17 @@ static double vmax(const double *v, int n)
 }
 
 /* "label  median ms [min, max]  GB/s" for times t of moving gb gigabytes (gb 0: no rate). */
+/* --rounds: every round's time after the median, in the order run. */
+static bool show_rounds;
+
 static double report(const char *label, const double *t, int reps, double gb)
 {
 	double med = bench_median(t, (size_t)reps);
 	printf("%-34s %10.2f ms [%.2f, %.2f]", label, med, vmin(t, reps), vmax(t, reps));
 	if (gb > 0)
 		printf(" %8.3f GB/s", gb / med * 1e3);
+	for (int i = 0; show_rounds && i < reps; i++)
+		printf("%s%.0f", i ? " " : "  rounds: ", t[i]);
 	printf("\n");
 	return med;
 }
@@ -252,7 +258,7 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 		MPI_Abort(MPI_COMM_WORLD, 2);
 	}
 	for (int i = 0; i < 7; i++)
-		t[i] = calloc((size_t)reps, sizeof(double));
+		t[i] = calloc((size_t)reps + 1, sizeof(double)); /* [reps]: the warm-up round */
 	/* What the checksum chain costs: the same load with verification off. */
 	nover.verify_checksums = false;
 	CHECK(nnh5_mpi_sharding_init(&s, 2, shape));
@@ -277,7 +283,8 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 	int rounds = (int)((n + ((MPI_Offset)1 << 30) - 1) >> 30), most;
 	PMPI_Allreduce(&rounds, &most, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
 	rounds = most > 0 ? most : 1;
-	for (int r = 0; r < reps; r++) {
+	for (int r = -1; r < reps; r++) {
+		int slot = r < 0 ? reps : r; /* round -1 warms up, untimed in the medians */
 		nnh5_mpi_file *f;
 		MPI_File fh;
 		double t0;
@@ -295,7 +302,7 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 		 * and the memory's state, so no method always comes first.
 		 */
 		for (int o = 0; o < 2; o++) {
-			if ((o + r) % 2 == 0) {
+			if ((o + r + 2) % 2 == 0) {
 				if (rank == 0)
 					unlink(path);
 				memcpy(before, counts, sizeof before);
@@ -304,10 +311,10 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 				CHECK(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
 				CHECK(nnh5_mpi_write_sharded(f, "x", local, &s));
 				CHECK(nnh5_mpi_file_close(f));
-				t[0][r] = max_ms(bench_now_ms() - t0);
-				if (r == 0)
+				t[0][slot] = max_ms(bench_now_ms() - t0);
+				if (r < 0)
 					print_counts("bytes: nnh5 save", before, 1);
-				if (r == 0 && rank == 0) {
+				if (r < 0 && rank == 0) {
 					/* Which verification the verified loads below run (doc/MPI.md, "When loads are verified"). */
 					nnh5_file *sf;
 					int64_t bb = 0;
@@ -335,7 +342,7 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 				}
 				MPI_File_sync(fh);
 				MPI_File_close(&fh);
-				t[1][r] = max_ms(bench_now_ms() - t0);
+				t[1][slot] = max_ms(bench_now_ms() - t0);
 			}
 		}
 
@@ -346,7 +353,7 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 		 * against the peer reading into one reused, warm buffer.
 		 */
 		for (int o = 0; o < 5; o++) {
-			switch ((o + r) % 5) {
+			switch ((o + r + 5) % 5) {
 			case 0: {
 				PMPI_Barrier(MPI_COMM_WORLD);
 				f0 = usage_now();
@@ -354,7 +361,7 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 				CHECK(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, NULL));
 				CHECK(nnh5_mpi_read_sharded(&back, f, "x", &s));
 				CHECK(nnh5_mpi_file_close(f));
-				t[2][r] = max_ms(bench_now_ms() - t0);
+				t[2][slot] = max_ms(bench_now_ms() - t0);
 				flt[2] = usage_since(f0);
 				nnh5_tensor_free(back);
 				break;
@@ -365,7 +372,7 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 				t0 = bench_now_ms();
 				void *fresh = page_alloc((size_t)n);
 				baseline_read(raw, fresh, off, n, rounds);
-				t[4][r] = max_ms(bench_now_ms() - t0);
+				t[4][slot] = max_ms(bench_now_ms() - t0);
 				flt[4] = usage_since(f0);
 				free(fresh);
 				break;
@@ -377,7 +384,7 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 				CHECK(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, NULL));
 				CHECK(nnh5_mpi_read_sharded_into(into, f, "x", &s));
 				CHECK(nnh5_mpi_file_close(f));
-				t[5][r] = max_ms(bench_now_ms() - t0);
+				t[5][slot] = max_ms(bench_now_ms() - t0);
 				flt[5] = usage_since(f0);
 				break;
 			}
@@ -388,7 +395,7 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 				CHECK(nnh5_mpi_file_open(&f, MPI_COMM_WORLD, path, &nover));
 				CHECK(nnh5_mpi_read_sharded_into(into, f, "x", &s));
 				CHECK(nnh5_mpi_file_close(f));
-				t[6][r] = max_ms(bench_now_ms() - t0);
+				t[6][slot] = max_ms(bench_now_ms() - t0);
 				flt[6] = usage_since(f0);
 				break;
 			}
@@ -397,7 +404,7 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 				f0 = usage_now();
 				t0 = bench_now_ms();
 				baseline_read(raw, buf, off, n, rounds);
-				t[3][r] = max_ms(bench_now_ms() - t0);
+				t[3][slot] = max_ms(bench_now_ms() - t0);
 				flt[3] = usage_since(f0);
 				break;
 			}
@@ -408,6 +415,15 @@ static void bench_bytes(const char *dir, uint64_t bytes, int reps)
 		double gb = (double)rows * (double)cols * 4 / 1e9;
 		printf("bytes: np %d, %.3f GB, %d reps interleaved (median [min, max])\n", nranks, gb,
 		       reps);
+		/*
+		 * The warm-up round: the first saves and whichever load runs first
+		 * after them pay one-time costs of the process and the file system
+		 * (doc/MPI.md, "Speed: the benchmark").
+		 */
+		printf("bytes: warm-up round, not in the medians: saves %.0f / %.0f ms, loads %.0f / %.0f "
+		       "/ %.0f / %.0f / %.0f ms (in the order below)\n",
+		       t[0][reps], t[1][reps], t[2][reps], t[4][reps], t[5][reps], t[3][reps],
+		       t[6][reps]);
 		double ms = report("save nnh5", t[0], reps, gb);
 		double mb = report("save write_at_all+sync (baseline)", t[1], reps, gb);
 		double ls = report("load nnh5 (new tensor)", t[2], reps, gb);
@@ -660,6 +676,8 @@ int main(int argc, char **argv)
 		const char *v = i + 1 < argc ? argv[i + 1] : "";
 		if (strcmp(argv[i], "--huge-pages") == 0)
 			nnh5_set_huge_pages(NNH5_HUGE_PAGES_ON);
+		else if (strcmp(argv[i], "--rounds") == 0)
+			show_rounds = true;
 		else if (strcmp(argv[i], "--dir") == 0 && ++i)
 			dir = v;
 		else if (strcmp(argv[i], "--bytes") == 0 && ++i)
@@ -679,7 +697,7 @@ int main(int argc, char **argv)
 		bench_small(dir, small, reps);
 	if (!bytes && small <= 0 && rank == 0)
 		fprintf(stderr, "usage: mpirun -np P mpi_bench --dir DIR [--bytes N] [--small N] [--reps R] "
-				"[--huge-pages]\n");
+				"[--huge-pages] [--rounds]\n");
 	MPI_Finalize();
 	return 0;
 }
