@@ -618,6 +618,26 @@ static void test_read_into(void **state)
 	ok(nnh5_mpi_read_sharded_into(dst, f, "w", &s));
 	assert_true(nnh5_tensor_bitwise_equal(dst, want));
 	/*
+	 * A split along dimension 1 goes through HDF5's collective H5Dread,
+	 * which sets a file view of its own on the handle the direct reads
+	 * share: the next direct read (byte offsets) must still read its rows.
+	 */
+	{
+		nnh5_mpi_sharding s1;
+		int64_t b1[2][8], st1[2], ct1[2];
+		nnh5_tensor *cols = NULL, *want1;
+		layout(&s1, L_DIM1, world_size, world_rank, b1);
+		ok(nnh5_mpi_sharding_box(st1, ct1, &s1));
+		ok(nnh5_mpi_read_sharded(&cols, f, "w", &s1));
+		want1 = box_of(g, st1, ct1);
+		assert_true(nnh5_tensor_bitwise_equal(cols, want1));
+		memset(nnh5_tensor_mutable_data(dst), 0x55, nnh5_tensor_nbytes(dst));
+		ok(nnh5_mpi_read_sharded_into(dst, f, "w", &s));
+		assert_true(nnh5_tensor_bitwise_equal(dst, want));
+		nnh5_tensor_free(cols);
+		nnh5_tensor_free(want1);
+	}
+	/*
 	 * Rank 0 reads into its memory, the others into new tensors: the way of
 	 * the read is decided alike on every rank (one collective read), not by
 	 * each rank's own call, which would leave rank 0 reading alone while the
