@@ -57,9 +57,10 @@ struct agg_piece {
 /*
  * What every rank learns of every other rank's slab before a read, in one
  * MPI_Allgather: whether the bytes can move in plain MPI-IO reads, how many
- * bytes each rank reads (so the count of rounds), and whether the slabs tile the
- * tensor along dimension 0 (so the stored checksum can be verified by a
- * hash chain although no rank holds the whole tensor).
+ * bytes each rank reads (so the count of rounds), whether the slabs tile
+ * the tensor along dimension 0 (so the stored checksum can be verified by
+ * a hash chain although no rank holds the whole tensor, and the ranks can
+ * read their runs independently), and into whose memory.
  */
 struct slab_info {
 	int64_t fine;   /* no failure so far */
