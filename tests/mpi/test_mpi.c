@@ -527,10 +527,12 @@ int MPI_File_read_at_all(MPI_File fh, MPI_Offset o, void *b, int n, MPI_Datatype
 /*
  * nnh5_mpi_read_sharded_into fills the caller's tensor with the piece, and
  * again on reuse; a split along dimension 0 of a plain float32 dataset
- * moves, verified, in independent MPI_File_read_at calls hashed as they
- * come in, and unverified in one MPI_File_read_at_all per rank, counted as
- * one collective transfer. A destination of the wrong shape or dtype, or read-only, on one
- * rank fails on every rank.
+ * moves in independent MPI_File_read_at calls, verified or not (counted in
+ * io_stats' independent), and read whole by every rank in one
+ * MPI_File_read_at_all per rank (one collective transfer); mixed calls and
+ * mixed verification read collectively. A destination of the wrong shape
+ * or dtype, or read-only, on one rank fails on every rank. (Reads hashed
+ * as they come in, of tensors with a block table: test_block_damage.)
  */
 static void test_read_into(void **state)
 {
@@ -557,8 +559,9 @@ static void test_read_into(void **state)
 	watch_hi = watch_lo + nnh5_tensor_nbytes(dst);
 	/*
 	 * A tiling: each rank reads its run with independent MPI_File_read_at
-	 * calls (one here), verified (the default: of at most 4 MiB, hashed as
-	 * they come in) or not; no collective transfer.
+	 * calls (one here, of up to 1 GiB: this small tensor has no block
+	 * table, and a verified read runs the whole-tensor chain after it),
+	 * verified (the default) or not; no collective transfer.
 	 */
 	for (int verify = 0; verify <= 1; verify++) {
 		nnh5_open_options o = NNH5_OPEN_OPTIONS_INIT;
