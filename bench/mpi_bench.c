@@ -25,7 +25,9 @@
  * --small N: a state dict of N tensors of 256 float32 each, replicated
  * (rank 0 writes, every rank takes part): the collective save
  * (nnh5_mpi_write_state_dict), the same through N calls of
- * nnh5_mpi_write_sharded, and rank 0 saving the same dict with the serial
+ * nnh5_mpi_write_sharded, the same dict as the one section of a durable
+ * collective checkpoint (nnh5_mpi_checkpoints_save: summary, commit,
+ * retention), and rank 0 saving the same dict with the serial
  * nnh5_save_state_dict of the same library; loads: every rank its copy
  * through one reader and a broadcast (nnh5_mpi_load_state_dict), against
  * rank 0's serial nnh5_load_state_dict. Ratios against serial (target: the
@@ -497,8 +499,11 @@ static void bench_small(const char *dir, int n, int reps)
 	nnh5_mpi_sharding *sh = calloc((size_t)n, sizeof *sh);
 	nnh5_dict *d = small_dict(n), *back;
 	char path[4096], ppath[4096], spath[4096], epath[4096], name[64];
-	double *t[7];
+	double *t[8];
 	struct usage lu[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
+	char cdir[4096];
+	nnh5_mpi_checkpoints *ck;
+	nnh5_checkpoint_options co = NNH5_CHECKPOINT_OPTIONS_INIT;
 	unsigned long before[C_NCOUNT];
 	long empty_size = 0, coll_size = 0;
 	/* The same count of tensors split by rows over the ranks: each rank writes 1 KiB of each. */
@@ -519,8 +524,12 @@ static void bench_small(const char *dir, int n, int reps)
 		CHECK(nnh5_dict_set(sd, name, piece));
 	}
 	snprintf(xpath, sizeof xpath, "%s/mpi_bench_split.h5", dir);
-	for (int i = 0; i < 7; i++)
+	for (int i = 0; i < 8; i++)
 		t[i] = calloc((size_t)reps, sizeof(double));
+	/* The collective checkpoint folder (durable, the default), two kept. */
+	snprintf(cdir, sizeof cdir, "%s/mpi_bench_ckpts", dir);
+	co.keep_last = 2;
+	CHECK(nnh5_mpi_checkpoints_open(&ck, MPI_COMM_WORLD, cdir, &co));
 	for (int i = 0; i < n; i++) {
 		CHECK(nnh5_mpi_sharding_init(&sh[i], 1, shape));
 		sh[i].replica = rank;
@@ -580,6 +589,19 @@ static void bench_small(const char *dir, int n, int reps)
 			t[3][r] = bench_now_ms() - t0;
 		}
 
+		/* The same dict as a collective checkpoint's one section (summary, commit, retention). */
+		{
+			nnh5_checkpoint *summary;
+			nnh5_mpi_section sec = { "model", d, sh };
+			CHECK(nnh5_checkpoint_new(&summary, r + 1));
+			CHECK(nnh5_checkpoint_set_metric(summary, "loss", 1.0 / (r + 1)));
+			PMPI_Barrier(MPI_COMM_WORLD);
+			t0 = bench_now_ms();
+			CHECK(nnh5_mpi_checkpoints_save(ck, summary, 1, &sec));
+			t[7][r] = max_ms(bench_now_ms() - t0);
+			nnh5_checkpoint_free(summary);
+		}
+
 		PMPI_Barrier(MPI_COMM_WORLD);
 		struct usage u0 = usage_now();
 		t0 = bench_now_ms();
@@ -607,11 +629,13 @@ static void bench_small(const char *dir, int n, int reps)
 		double c = report("save collective state dict", t[1], reps, 0);
 		double pc = report("save per-call write_sharded", t[2], reps, 0);
 		double sp = report("save split state dict", t[6], reps, 0);
+		double ck_ms = report("save collective checkpoint", t[7], reps, 0);
 		double s = report("save serial nnh5 (rank 0)", t[3], reps, 0);
 		double lc = report("load one reader + broadcast", t[4], reps, 0);
 		double ls = report("load serial nnh5 (rank 0)", t[5], reps, 0);
 		printf("ratio save collective/serial time %.2f (target <= 3)\n", c / s);
 		printf("ratio save per-call/serial time %.2f\n", pc / s);
+		printf("ratio save checkpoint/serial time %.2f\n", ck_ms / s);
 		printf("ratio load collective/serial time %.2f\n", lc / ls);
 		/*
 		 * Each rank of the one-reader load walks the whole file image, as the
@@ -638,11 +662,18 @@ static void bench_small(const char *dir, int n, int reps)
 		unlink(epath);
 		unlink(xpath);
 	}
+	CHECK(nnh5_mpi_checkpoints_close(ck));
+	if (rank == 0) {
+		char cmd[4200];
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", cdir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", cdir);
+	}
 	nnh5_dict_free(d);
 	nnh5_dict_free(sd);
 	free(sh);
 	free(ssh);
-	for (int i = 0; i < 7; i++)
+	for (int i = 0; i < 8; i++)
 		free(t[i]);
 }
 

@@ -147,14 +147,19 @@ static int write_sections(nnh5_mpi_file *f, const nnh5_checkpoint *summary, size
 	const char **names = nnh5__calloc(nsec ? nsec : 1, sizeof *names);
 	int rc = names ? NNH5_OK : nnh5__nomem();
 
-	/* The root's attributes and metrics as the serial writer writes them (no sections yet). */
-	if (!rc)
-		rc = nnh5__checkpoint_write(nnh5__mpi_file_handle(f), summary);
+	/*
+	 * The sections first, on the direct path ("Direct metadata" in
+	 * doc/MPI.md); then the root's attributes and metrics as the serial
+	 * writer writes them, through lib/file, which switches the file to the
+	 * API path once, after the tensors.
+	 */
 	rc = nnh5__mpi_agree(comm, rc);
 	for (size_t i = 0; !rc && i < nsec; i++) {
 		names[i] = secs[i].name;
 		rc = nnh5_mpi_write_state_dict(f, secs[i].name, secs[i].local, secs[i].shardings);
 	}
+	if (!rc)
+		rc = nnh5__mpi_agree(comm, nnh5__checkpoint_write(nnh5__mpi_file_handle(f), summary));
 	if (!rc)
 		rc = nnh5__mpi_agree(comm, nnh5__file_set_attr_strings(nnh5__mpi_file_handle(f), "/",
 								       "nnh5_sections", names, nsec));

@@ -1645,6 +1645,70 @@ static void test_no_serial_hdf5(void **state)
 	assert_false(serial);
 }
 
+/*
+ * A checkpoint's sections take the direct path ("Direct metadata"): the
+ * collective writes of a save do not grow with its tensors. Before the
+ * sections came first, the summary's attributes switched the file to the
+ * API path, and each tensor split by rows cost a collective H5Dwrite.
+ */
+static void test_checkpoint_sections_direct(void **state)
+{
+	char folder[4096];
+	int64_t bounds[2][8], start[2], count[2];
+	nnh5_tensor *w = global_tensor(NNH5_FLOAT32, 2, gshape, 23);
+	nnh5_checkpoint_options co = NNH5_CHECKPOINT_OPTIONS_INIT;
+	nnh5_mpi_checkpoints *ck;
+	unsigned long writes[2];
+	(void)state;
+
+	snprintf(folder, sizeof folder, "%s/ckpts-direct", dir);
+	co.durable = false;
+	ok(nnh5_mpi_checkpoints_open(&ck, MPI_COMM_WORLD, folder, &co));
+	for (int k = 0; k < 2; k++) {
+		size_t n = k ? 48 : 4;
+		nnh5_mpi_sharding *sh = calloc(n, sizeof *sh);
+		nnh5_dict *local;
+		nnh5_checkpoint *summary;
+		char key[48];
+		assert_non_null(sh);
+		ok(nnh5_dict_new(&local));
+		for (size_t i = 0; i < n; i++) {
+			layout(&sh[i], L_DIM0, world_size, world_rank, bounds);
+			ok(nnh5_mpi_sharding_box(start, count, &sh[i]));
+			snprintf(key, sizeof key, "layer%zu.weight", i);
+			ok(nnh5_dict_set(local, key, box_of(w, start, count)));
+		}
+		ok(nnh5_checkpoint_new(&summary, k + 1));
+		ok(nnh5_checkpoint_set_metric(summary, "loss", 0.5));
+		nnh5_mpi_section sec = { "model", local, sh };
+		unsigned long w0 = write_at_all_calls;
+		ok(nnh5_mpi_checkpoints_save(ck, summary, 1, &sec));
+		writes[k] = write_at_all_calls - w0;
+		nnh5_checkpoint_free(summary);
+		nnh5_dict_free(local);
+		free(sh);
+	}
+	/* The same count for 4 and 48 tensors (3 here: the data, HDF5's metadata). */
+	assert_int_equal(writes[1], writes[0]);
+	assert_true(writes[1] <= 4);
+	if (world_rank == 0) {
+		char path[4200];
+		nnh5_checkpoint *c;
+		double loss;
+		snprintf(path, sizeof path, "%s/ckpt-000000000002.h5", folder);
+		ok(nnh5_checkpoint_load(&c, path));
+		ok(nnh5_checkpoint_metric(&loss, c, "loss"));
+		assert_true(loss == 0.5);
+		const nnh5_dict *m = nnh5_checkpoint_state(c, "model");
+		assert_non_null(m);
+		assert_int_equal(nnh5_dict_len(m), 48);
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(m, "layer47.weight"), w));
+		nnh5_checkpoint_free(c);
+	}
+	ok(nnh5_mpi_checkpoints_close(ck));
+	nnh5_tensor_free(w);
+}
+
 static void test_checkpoints(void **state)
 {
 	char folder[4096];
@@ -2350,6 +2414,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_shared_open),
 		cmocka_unit_test(test_shared_state_dict),
 		cmocka_unit_test(test_checkpoints),
+		cmocka_unit_test(test_checkpoint_sections_direct),
 		cmocka_unit_test(test_async_checkpoints),
 		cmocka_unit_test(test_async_needs_thread_multiple),
 		cmocka_unit_test(test_no_serial_hdf5),
