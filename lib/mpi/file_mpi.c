@@ -1870,7 +1870,7 @@ static bool tile_rows(bool *tiled, nnh5__hashlink *link, size_t *npieces, nnh5_m
  * speed.
  */
 struct inner_hash {
-	bool read;                 /* inner_begin() ran: hb and table are the dataset's */
+	bool read;                 /* block_table() ran: hb, table and bb are the dataset's */
 	int hb;                    /* nnh5__dataset_block_table()'s result */
 	bool on;                   /* a tiling with a table, and this rank has inner blocks */
 	uint64_t *table, bb;       /* the block table (owned) and its block bytes */
@@ -1902,22 +1902,32 @@ static bool my_bytes(uint64_t *start, uint64_t *end, uint64_t *total, const nnh5
 	return mine && *end > *start;
 }
 
+/* The dataset's block table into h, once (on every rank of a tiling: HDF5 reads metadata collectively). */
+static void block_table(struct inner_hash *h, nnh5_mpi_file *m, nnh5__dataset *ds,
+			const char *display)
+{
+	uint64_t count;
+
+	if (h->read)
+		return;
+	h->read = true;
+	h->hb = nnh5__dataset_block_table(&h->table, &count, &h->bb, m->f, ds, display);
+}
+
 /*
- * Before the read, on every rank of the tiling (HDF5 reads metadata
- * collectively): the dataset's block table, and where this rank's inner
- * blocks lie in its slab t (NULL: this rank failed before the read).
- * verify_slab() reports a missing or malformed table.
+ * Before the read, on every rank of the tiling: the dataset's block table,
+ * and where this rank's inner blocks lie in its slab t (NULL: this rank
+ * failed before the read). verify_slab() reports a missing or malformed
+ * table.
  */
 static void inner_begin(struct inner_hash *h, nnh5_mpi_file *m, nnh5__dataset *ds,
 			const nnh5_tensor *t, size_t npieces, const char *display)
 {
-	uint64_t start, end, total, count, first, last;
+	uint64_t start, end, total, first, last;
 
 	h->on = false;
-	h->table = NULL;
 	h->bad = -1;
-	h->read = true;
-	h->hb = nnh5__dataset_block_table(&h->table, &count, &h->bb, m->f, ds, display);
+	block_table(h, m, ds, display);
 	if (h->hb <= 0 || !t || !my_bytes(&start, &end, &total, m, npieces))
 		return;
 	first = start / h->bb;
@@ -2063,10 +2073,10 @@ static int check_into(const nnh5_tensor *t, nnh5_file *f, const nnh5__dataset *d
  * every rank.
  */
 static int verify_blocks(nnh5_mpi_file *m, const nnh5_tensor *t, size_t npieces,
-			 const uint64_t *table, uint64_t bb, const struct inner_hash *h,
-			 const char *display)
+			 const struct inner_hash *h, const char *display)
 {
 	nnh5__hashlink l[2];
+	const uint64_t *table = h->table, bb = h->bb;
 	uint64_t start, end, first, last, total;
 	size_t es = nnh5_dtype_size(t->dtype);
 	int64_t bad = h->on ? h->bad : -1;
@@ -2119,12 +2129,12 @@ static int verify_blocks(nnh5_mpi_file *m, const nnh5_tensor *t, size_t npieces,
  * tiling calls this, whatever its own read did: the chains need them all.
  */
 static int verify_slab(nnh5_mpi_file *m, nnh5__dataset *ds, const nnh5_tensor *t, bool whole,
-		       bool tiles, nnh5__hashlink *link, size_t npieces, const struct inner_hash *h,
+		       bool tiles, nnh5__hashlink *link, size_t npieces, struct inner_hash *h,
 		       const char *display)
 {
 	nnh5_file *f = m->f;
 	MPI_Comm comm = m->comm;
-	uint64_t stored, sum, *table = NULL, count = 0, bb = 0;
+	uint64_t stored, sum;
 	int has, rc;
 
 	if (!tiles && !(whole && (f->verify_checksums || f->require_checksums)))
@@ -2136,16 +2146,11 @@ static int verify_slab(nnh5_mpi_file *m, nnh5__dataset *ds, const nnh5_tensor *t
 	if (!f->verify_checksums)
 		return NNH5_OK;
 	if (tiles) {
-		int hb = h->read ? h->hb
-				 : nnh5__dataset_block_table(&table, &count, &bb, f, ds, display);
-		if (hb < 0)
-			return hb;
-		if (hb > 0) {
-			rc = verify_blocks(m, t, npieces, h->read ? h->table : table,
-					   h->read ? h->bb : bb, h, display);
-			nnh5__free(table);
-			return rc;
-		}
+		block_table(h, m, ds, display);
+		if (h->hb < 0)
+			return h->hb;
+		if (h->hb > 0)
+			return verify_blocks(m, t, npieces, h, display);
 	}
 	if (has == 0)
 		return NNH5_OK;
