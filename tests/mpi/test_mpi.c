@@ -600,9 +600,8 @@ static void test_read_into(void **state)
 		}
 	}
 	watch_lo = watch_hi = NULL;
-	/* On the verified handle: a wrong destination on one rank fails on every rank. */
 
-	/* The last rank's destination is wrong; every rank gets its error. */
+	/* On the verified handle: the last rank's destination is wrong; every rank gets its error. */
 	int64_t wrong[2] = { count[0], count[1] + 1 };
 	ok(nnh5_tensor_zeros(&other, NNH5_FLOAT32, 2, world_rank == world_size - 1 ? wrong : count));
 	fails(NNH5_ERR_SHAPE, nnh5_mpi_read_sharded_into(other, f, "w", &s), rank_text,
