@@ -2,9 +2,10 @@
 ! of <nnh5/mpi.h> for MPI simulation codes (doc/FORTRAN.md, "MPI").
 !
 ! Every rank of a communicator that needs the same model or state dict calls
-! the same function: one rank (root) opens and reads the file, the bytes
-! are broadcast, and every rank gets its own model or state dict, judged by
-! the load policy on every rank. A failure on any rank is every rank's
+! the same function: one rank (root) opens and reads the file, and every
+! rank gets its own model or state dict (a model's bytes are broadcast and
+! judged by the load policy on every rank; a state dict is loaded and judged
+! by root, and its tensors broadcast). A failure on any rank is every rank's
 ! status. Communicators are Fortran handles: the integer of `use mpi`, or
 ! comm%MPI_VAL of `use mpi_f08`.
 !

@@ -258,15 +258,20 @@ NNH5_API int nnh5_mpi_file_open_shared(nnh5_file **out, MPI_Comm comm, int root,
 				       const char *path, const nnh5_open_options *opts);
 
 /*
- * Collective: nnh5_load_state_dict() of path on every rank, with one open
- * (root reads the file and broadcasts its bytes, as
- * nnh5_mpi_file_open_shared()): the state dict at name ("/" or NULL: the
- * root). A whole file as nnh5 writes it is read from the bytes by the same
- * direct reader and load policy as nnh5_load_state_dict() reads a file
- * from disk; anything else, and a group of the file, through HDF5's API on
- * the bytes. *out is the caller's (nnh5_dict_free()); NULL on failure.
+ * Collective: nnh5_load_state_dict() of path on every rank, with the file
+ * opened by root alone: the state dict at name ("/" or NULL: the root).
+ * Root loads it: a whole file as nnh5 writes it by the same direct reader,
+ * load policy and checksums as nnh5_load_state_dict() (one open); anything
+ * that reader declines, and a group of the file, through HDF5's API on the
+ * file's bytes read once (a second open, on root). Root then broadcasts
+ * the keys, dtypes, shapes and ties, and the elements straight from its
+ * tensors into the other ranks' (no rank parses the file again or holds
+ * its bytes): every rank gets the same keys in the same order, bitwise
+ * equal tensors, tied where root's are. The ranks trust root's judgement
+ * of the file. *out is the caller's (nnh5_dict_free()); NULL on failure.
  * Every rank returns the same status (a failure on any rank fails all).
- * Errors: those of nnh5_mpi_file_open_shared() and nnh5_load_state_dict().
+ * Errors: those of nnh5_mpi_file_open_shared() and nnh5_load_state_dict();
+ * NNH5_ERR_NOMEM on any rank.
  */
 NNH5_API int nnh5_mpi_load_state_dict(nnh5_dict **out, MPI_Comm comm, int root, const char *path,
 				      const char *name);

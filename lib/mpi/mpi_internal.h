@@ -48,6 +48,24 @@ uint64_t nnh5__mpi_sharding_digest(const nnh5_mpi_sharding *s, nnh5_dtype dtype,
 /* The nnh5_sharding attribute's text for s written by nranks ranks (caller frees). */
 char *nnh5__mpi_sharding_record(const nnh5_mpi_sharding *s, int nranks);
 
+/*
+ * Collective: root's dict *d on every rank. Root passes its dict (it keeps
+ * it); the others get in *d a dict of the same keys, in the same order,
+ * of tensors with the same dtypes, shapes, elements and ties (their own,
+ * packed as a load packs them), NULL on failure. name names the dict's
+ * source in errors. Every rank returns the same status; on failure root's
+ * dict is freed too and *d is NULL everywhere. Errors: NNH5_ERR_NOMEM,
+ * NNH5_ERR_OVERFLOW (more than 2^32 - 1 keys), NNH5_ERR_IO (MPI failed).
+ */
+struct nnh5_dict;
+int nnh5__mpi_bcast_dict(struct nnh5_dict **d, MPI_Comm comm, int root, const char *name);
+
+/*
+ * The most bytes one broadcast of nnh5__mpi_bcast_dict() moves (1 GiB: MPI
+ * counts are int). Lowered by tests/mpi only, to split tensors and groups.
+ */
+extern uint64_t nnh5__mpi_bcast_piece;
+
 /* The nnh5_file inside a collective file (borrowed), for lib/file's writers. */
 nnh5_file *nnh5__mpi_file_handle(nnh5_mpi_file *f);
 

@@ -3,11 +3,12 @@
  * needs the same model or state dict, N opens of one file (each reading
  * the superblock, every object header, every attribute) are the metadata
  * storm a parallel file system falls over under. Here one rank opens the
- * file, reads its bytes with pread and broadcasts them; every rank reads
- * the bytes as a load from disk reads the file, so every object is still
- * described and judged by the load policy on every rank: a state dict
- * nnh5 wrote by the direct reader (lib/file/load_direct.c), anything else
- * through HDF5's API on an in-memory image and the walk (lib/file/walk.c).
+ * file. For a shared handle or a model it reads the file's bytes with
+ * pread and broadcasts them, and every rank opens them as an HDF5 image,
+ * described and judged by the walk (lib/file/walk.c) and the load policy
+ * on every rank. A state dict is loaded by root alone, as
+ * nnh5_load_state_dict() loads it, and given to the others
+ * (lib/mpi/dict_bcast.c): no rank parses the file a second time.
  */
 #include "mpi/mpi_internal.h"
 #include "file/load_direct.h"
@@ -61,6 +62,20 @@ static int read_whole(unsigned char **out, uint64_t *size, const char *path, uin
 	return NNH5_OK;
 }
 
+/* The arguments every shared load checks first: a root of comm, a path. */
+static int check_root(MPI_Comm comm, int root, const char *path)
+{
+	int nranks;
+
+	MPI_Comm_size(comm, &nranks);
+	if (root < 0 || root >= nranks)
+		return nnh5__error(NNH5_ERR_INVALID, "open '%s': root %d is not a rank of the %d",
+				   path ? path : "(null)", root, nranks);
+	if (!path || !*path)
+		return nnh5__error(NNH5_ERR_INVALID, "open: empty path");
+	return NNH5_OK;
+}
+
 /*
  * Root reads the file at path (at most cap bytes) and broadcasts its bytes:
  * every rank gets them in *out (the caller frees them) or the same error.
@@ -71,17 +86,14 @@ static int bcast_whole(unsigned char **out, uint64_t *size, MPI_Comm comm, int r
 	/* MPI counts are int: broadcast 1 GiB at a time. */
 	const uint64_t piece = (uint64_t)1 << 30;
 	unsigned char *buf = NULL;
-	int rank, nranks, rc = NNH5_OK;
+	int rank, rc;
 
 	*out = NULL;
 	*size = 0;
+	rc = check_root(comm, root, path);
+	if (rc)
+		return rc;
 	MPI_Comm_rank(comm, &rank);
-	MPI_Comm_size(comm, &nranks);
-	if (root < 0 || root >= nranks)
-		return nnh5__error(NNH5_ERR_INVALID, "open '%s': root %d is not a rank of the %d",
-				   path ? path : "(null)", root, nranks);
-	if (!path || !*path)
-		return nnh5__error(NNH5_ERR_INVALID, "open: empty path");
 	if (rank == root)
 		rc = read_whole(&buf, size, path, cap);
 	rc = nnh5__mpi_agree(comm, rc);
@@ -132,8 +144,13 @@ int nnh5_mpi_file_open_shared(nnh5_file **out, MPI_Comm comm, int root, const ch
 	return rc;
 }
 
-int nnh5_mpi_load_state_dict(nnh5_dict **out, MPI_Comm comm, int root, const char *path,
-			     const char *name)
+/*
+ * Root: the state dict at name ("/" or NULL: the root) of path, from one
+ * read of the file: a whole file nnh5 wrote by the direct reader
+ * (lib/file/load_direct.c), as nnh5_load_state_dict() reads it from disk;
+ * anything else, or a group in it, through HDF5's API on the bytes.
+ */
+static int root_load(nnh5_dict **out, const char *path, const char *name)
 {
 	unsigned char *buf;
 	uint64_t size;
@@ -141,31 +158,47 @@ int nnh5_mpi_load_state_dict(nnh5_dict **out, MPI_Comm comm, int root, const cha
 	bool done = false;
 	int rc;
 
+	if (!name || strcmp(name, "/") == 0)
+		nnh5__load_direct(&done, out, path, NULL, NNH5__DIRECT_STATE_DICT);
+	if (done)
+		return NNH5_OK;
+	rc = read_whole(&buf, &size, path, load_cap(NULL));
+	if (rc)
+		return rc;
+	rc = nnh5_file_open_image(&f, buf, (size_t)size, path, NULL);
+	if (!rc) {
+		rc = nnh5_file_read_state_dict(out, f, name ? name : "/");
+		nnh5_file_close(f);
+	}
+	nnh5__free(buf);
+	return rc;
+}
+
+int nnh5_mpi_load_state_dict(nnh5_dict **out, MPI_Comm comm, int root, const char *path,
+			     const char *name)
+{
+	nnh5_dict *d = NULL;
+	int rank, rc;
+
 	*out = NULL;
-	rc = bcast_whole(&buf, &size, comm, root, path, load_cap(NULL));
+	rc = check_root(comm, root, path);
 	if (rc)
 		return rc;
 	/*
-	 * A whole file nnh5 wrote is read from the image as nnh5_load_state_dict
-	 * reads it from disk (lib/file/load_direct.c), with the same policy;
-	 * anything else, or a group in it, goes through HDF5's API.
+	 * Root alone reads and judges the file; the others get its result
+	 * (lib/mpi/dict_bcast.c), not the file's bytes to parse again: N ranks
+	 * walking one image cost N loads of CPU time.
 	 */
-	if (!name || strcmp(name, "/") == 0)
-		nnh5__load_direct_image(&done, out, buf, (size_t)size, path, NULL,
-					NNH5__DIRECT_STATE_DICT);
-	if (!done) {
-		rc = nnh5_file_open_image(&f, buf, (size_t)size, path, NULL);
-		if (!rc) {
-			rc = nnh5_file_read_state_dict(out, f, name ? name : "/");
-			nnh5_file_close(f);
-		}
-	}
-	nnh5__free(buf);
+	MPI_Comm_rank(comm, &rank);
+	if (rank == root)
+		rc = root_load(&d, path, name);
 	rc = nnh5__mpi_agree(comm, rc);
 	if (rc) {
-		nnh5_dict_free(*out);
-		*out = NULL;
+		nnh5_dict_free(d);
+		return rc;
 	}
+	rc = nnh5__mpi_bcast_dict(&d, comm, root, path);
+	*out = d;
 	return rc;
 }
 
