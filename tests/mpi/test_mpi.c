@@ -812,6 +812,42 @@ static void test_state_dict(void **state)
 	ok(nnh5_mpi_load_state_dict(&back, MPI_COMM_WORLD, 0, path, "/"));
 	assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "layer.weight"), w));
 	nnh5_dict_free(back);
+
+	/*
+	 * Keys whose dataset path cannot be made: refused on every rank before
+	 * anything is written, naming the key; the file still takes a good one.
+	 */
+	static char longkey[4300];
+	nnh5_dict *bad;
+	memset(longkey, 'k', sizeof longkey - 1);
+	snprintf(path, sizeof path, "%s/sd_keys.h5", dir);
+	ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
+	const char *bad_keys[] = { longkey, "" };
+	const char *why[] = { "is too long", "is empty" };
+	for (int k = 0; k < 2; k++) {
+		ok(nnh5_dict_new(&bad));
+		ok(nnh5_tensor_clone(&bc, b));
+		ok(nnh5_dict_set(bad, bad_keys[k], bc));
+		fails(NNH5_ERR_INVALID, nnh5_mpi_write_state_dict(f, "model", bad, &sh[1]),
+		      "state dict 'model'", why[k]);
+		nnh5_dict_free(bad);
+	}
+	ok(nnh5_dict_new(&bad));
+	ok(nnh5_tensor_clone(&bc, b));
+	ok(nnh5_dict_set(bad, "head.out.bias", bc));
+	ok(nnh5_mpi_write_state_dict(f, "model", bad, &sh[1]));
+	nnh5_dict_free(bad);
+	ok(nnh5_mpi_file_close(f));
+	if (world_rank == 0) {
+		nnh5_file *rf;
+		nnh5_tensor *t;
+		ok(nnh5_file_open(&rf, path, NNH5_READ));
+		ok(nnh5_file_read_tensor(&t, rf, "/model/head/out/bias"));
+		assert_true(nnh5_tensor_bitwise_equal(t, b));
+		nnh5_tensor_free(t);
+		nnh5_file_close(rf);
+	}
+	MPI_Barrier(MPI_COMM_WORLD);
 	nnh5_dict_free(local);
 	nnh5_tensor_free(w);
 	nnh5_tensor_free(b);
