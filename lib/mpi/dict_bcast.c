@@ -8,9 +8,10 @@
  * file (the load policy, the checksums); the others take its result.
  */
 #include "mpi/mpi_internal.h"
+#include "file/file_internal.h"
 #include "nnh5/dict.h"
 
-#include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 /* MPI counts are int: every broadcast moves at most this many bytes. */
@@ -42,44 +43,16 @@ static int bcast_bytes(void *buf, uint64_t size, MPI_Comm comm, int root)
 	return NNH5_OK;
 }
 
-struct by_data {
-	const void *data;
-	size_t i;
-};
-
-static int cmp_data(const void *a, const void *b)
-{
-	const struct by_data *x = a, *y = b;
-	if (x->data != y->data)
-		return (uintptr_t)x->data < (uintptr_t)y->data ? -1 : 1;
-	return x->i < y->i ? -1 : x->i > y->i;
-}
-
-/* Root: tie[i] = 1 + the first entry whose tensor entry i is tied to, else 0. */
+/* Root: tie[i] = 1 + the first entry entry i is tied to (nnh5__dict_ties()), else 0. */
 static int find_ties(uint32_t *tie, const nnh5_dict *d, size_t n)
 {
-	struct by_data *v = nnh5__malloc((n ? n : 1) * sizeof *v);
-	size_t m = 0;
+	size_t *first;
+	int rc = nnh5__dict_ties(&first, d);
 
-	if (!v)
-		return nnh5__nomem();
-	for (size_t i = 0; i < n; i++) {
-		const nnh5_tensor *t = nnh5_dict_value(d, i);
-		tie[i] = 0;
-		if (t && t->nbytes)
-			v[m++] = (struct by_data){ t->data, i };
-	}
-	qsort(v, m, sizeof *v, cmp_data);
-	for (size_t j = 1, first = 0; j < m; j++) {
-		if (v[j].data != v[first].data) {
-			first = j;
-			continue;
-		}
-		if (nnh5_tensor_tied(nnh5_dict_value(d, v[first].i), nnh5_dict_value(d, v[j].i)))
-			tie[v[j].i] = (uint32_t)(v[first].i + 1);
-	}
-	nnh5__free(v);
-	return NNH5_OK;
+	for (size_t i = 0; !rc && i < n; i++)
+		tie[i] = first && first[i] != SIZE_MAX ? (uint32_t)(first[i] + 1) : 0;
+	nnh5__free(first);
+	return rc;
 }
 
 /*
