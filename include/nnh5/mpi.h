@@ -143,7 +143,12 @@ NNH5_API int nnh5_mpi_write_sharded(nnh5_mpi_file *f, const char *name, const nn
  * checked before anything is created, in two collective calls for all
  * keys, and the write ends in one agreement: the number of agreements does
  * not grow with the number of keys; the small whole tensors' bytes move in
- * one collective write. The same status on every rank.
+ * one collective write. Tied keys (nnh5_tensor_tied() shards with the same
+ * split, on every rank whose shard is not empty) are stored once, the
+ * later key a hard link, as the serial savers store a tie; a tie some
+ * ranks do not hold is two datasets. A write holding a tie makes its hard
+ * links through Parallel HDF5 (one more agreement, and the file's later
+ * writes go through HDF5 too). The same status on every rank.
  * Errors: as nnh5_mpi_write_sharded().
  */
 NNH5_API int nnh5_mpi_write_state_dict(nnh5_mpi_file *f, const char *name, const nnh5_dict *local,

@@ -36,6 +36,13 @@ int nnh5__file_write_state_dict_kind(nnh5_file *f, const char *name, const nnh5_
  */
 int nnh5__dict_ties(size_t **out, const nnh5_dict *d);
 
+/*
+ * A hard link at path (from the root; missing parent groups created) to
+ * the dataset at target, written before: a tie stored once, as the savers
+ * store one. Errors: those of the write checks, NNH5_ERR_HDF5 naming both.
+ */
+int nnh5__file_link_tie(nnh5_file *f, const char *path, const char *target);
+
 /* Attribute setters without the reserved-name check (for "nnh5_" names). */
 int nnh5__file_set_attr_string(nnh5_file *f, const char *obj, const char *name,
 			       const char *value);

@@ -330,6 +330,29 @@ static int write_tie(nnh5_file *f, hid_t loc, const char *leaf, const char *targ
 	return NNH5_OK;
 }
 
+int nnh5__file_link_tie(nnh5_file *f, const char *path, const char *target)
+{
+	char parent[4096];
+	const char *leaf;
+	hid_t g;
+	int rc = nnh5__file_check_writable(f, "write");
+
+	if (!rc)
+		rc = nnh5__file_check_write_path(f, path);
+	if (!rc && strlen(path) >= sizeof parent)
+		rc = nnh5__error(NNH5_ERR_INVALID, "'%s': name '%.64s...' is too long", f->path,
+				 path);
+	if (rc)
+		return rc;
+	leaf = nnh5__file_split_leaf(parent, sizeof parent, path);
+	rc = nnh5__file_open_group(&g, f, parent);
+	if (!rc) {
+		rc = write_tie(f, g, leaf, target, path);
+		H5Gclose(g);
+	}
+	return nnh5__file_note_write(f, rc);
+}
+
 static int write_dataset(nnh5_file *f, hid_t loc, const char *leaf, const nnh5_tensor *t,
 			 const char *display, bool fresh)
 {

@@ -480,6 +480,16 @@ struct plan {
 	uint64_t cover[4]; /* writers, sum of piece indices, of their squares, whole checksum */
 	char *record;
 	char *owned_name; /* a state dict key's dataset path */
+	/*
+	 * Ties of a state dict (nnh5_tensor_tied() locally, the same split):
+	 * this rank's vote, 1 + the index of the plan it is tied to (0: not
+	 * tied), or none (abstain: its piece is empty here); then what every
+	 * rank agreed (check_writes()): tied != 0 makes it a hard link to plan
+	 * tied - 1, no dataset of its own.
+	 */
+	size_t tie_of;
+	bool abstain;
+	size_t tied;
 };
 
 /*
@@ -534,6 +544,46 @@ static int check_local(struct plan *p, nnh5_mpi_file *m)
 }
 
 /*
+ * a and b put a rank's shard at the same place of the same global tensor
+ * (a tie of two shards is a tie of the tensors only then).
+ */
+static bool same_split(const nnh5_mpi_sharding *a, const nnh5_mpi_sharding *b, nnh5_dtype dtype)
+{
+	if (a->ndim != b->ndim || a->replica != b->replica || a->ndim > NNH5_MAX_NDIM)
+		return false;
+	for (size_t d = 0; d < a->ndim; d++)
+		if (a->shape[d] != b->shape[d] || a->parts[d] != b->parts[d] ||
+		    a->coord[d] != b->coord[d])
+			return false;
+	return nnh5__mpi_sharding_digest(a, dtype, "") == nnh5__mpi_sharding_digest(b, dtype, "");
+}
+
+/*
+ * The ties every rank votes for alike (check_writes(), when a rank holds
+ * one): one MPI_Allreduce (MAX) of each plan's vote and of its complement.
+ * A plan is tied when every rank that votes names the same plan: a rank
+ * that holds the two apart, or splits them differently, keeps both as
+ * datasets of their own. The verdict comes from reduced values: the same
+ * on every rank.
+ */
+static int agree_ties(struct plan *p, size_t n, nnh5_mpi_file *m, uint64_t *v)
+{
+	for (size_t i = 0; i < n; i++) {
+		v[i] = p[i].abstain ? 0 : (uint64_t)p[i].tie_of;
+		v[n + i] = p[i].abstain ? 0 : UINT64_MAX - (uint64_t)p[i].tie_of;
+	}
+	nnh5__mpi_agreements++;
+	if (MPI_Allreduce(MPI_IN_PLACE, v, (int)(2 * n), MPI_UINT64_T, MPI_MAX, m->comm) !=
+	    MPI_SUCCESS)
+		return nnh5__error(NNH5_ERR_IO, "'%s': MPI_Allreduce of ties failed", m->f->path);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t hi = v[i], lo = UINT64_MAX - v[n + i];
+		p[i].tied = hi != 0 && hi == lo && hi - 1 < i && !p[hi - 1].tied ? (size_t)hi : 0;
+	}
+	return NNH5_OK;
+}
+
+/*
  * The checks every rank must pass before anything is created, for all n
  * tensors of a write at once, in two collective calls whatever n is: an
  * agreement carrying every rank's local outcome and the largest digest of
@@ -549,7 +599,7 @@ static int check_local(struct plan *p, nnh5_mpi_file *m)
 static int check_writes(struct plan *p, size_t n, nnh5_mpi_file *m, int rc)
 {
 	const char *path = m->f->path;
-	uint64_t dig[2] = { 0, 0 };
+	uint64_t dig[3] = { 0, 0, 0 };
 	uint64_t *cover = NULL;
 	XXH64_state_t st;
 
@@ -557,7 +607,12 @@ static int check_writes(struct plan *p, size_t n, nnh5_mpi_file *m, int rc)
 		rc = nnh5__file_check_writable(m->f, "write");
 	for (size_t i = 0; !rc && i < n; i++)
 		rc = check_local(&p[i], m);
-	if (!rc && !(cover = nnh5__calloc(4 * (n ? n : 1), sizeof *cover)))
+	/* A local tie votes only when both shards, checked now, sit alike. */
+	for (size_t i = 0; !rc && i < n; i++)
+		if (p[i].tie_of && !same_split(p[i].s, p[p[i].tie_of - 1].s, p[i].local->dtype))
+			p[i].tie_of = 0;
+	/* The coverage sums, then room for the ties' votes: allocated before the agreement. */
+	if (!rc && !(cover = nnh5__calloc(6 * (n ? n : 1), sizeof *cover)))
 		rc = nnh5__nomem();
 	if (!rc) {
 		XXH64_reset(&st, n);
@@ -565,8 +620,11 @@ static int check_writes(struct plan *p, size_t n, nnh5_mpi_file *m, int rc)
 			XXH64_update(&st, &p[i].digest, sizeof p[i].digest);
 		dig[0] = XXH64_digest(&st);
 		dig[1] = ~dig[0];
+		for (size_t i = 0; i < n && !dig[2]; i++)
+			dig[2] = p[i].tie_of != 0;
 	}
-	rc = nnh5__mpi_agree_max(m->comm, rc, dig, 2);
+	/* dig[2]: a rank holds a tie (the votes are then compared below). */
+	rc = nnh5__mpi_agree_max(m->comm, rc, dig, 3);
 	if (!rc && dig[0] != ~dig[1])
 		rc = nnh5__error(NNH5_ERR_INVALID,
 				 "'%s': %s%s%s: the ranks describe %s differently (names, dtypes, "
@@ -596,6 +654,8 @@ static int check_writes(struct plan *p, size_t n, nnh5_mpi_file *m, int rc)
 					 (unsigned long long)npieces);
 		p[i].cover[3] = c[3];
 	}
+	if (!rc && dig[2])
+		rc = agree_ties(p, n, m, cover + 4 * n);
 	nnh5__free(cover);
 	return rc;
 }
@@ -1489,7 +1549,8 @@ static int direct_write(int *lrc, nnh5_mpi_file *m, struct plan *p, size_t n, co
 	int rc = group && !kept ? nnh5__nomem() : kept ? tree_group(&g, m, kept) : NNH5_OK;
 
 	for (size_t i = 0; !rc && i < n; i++)
-		rc = direct_dataset(lrc, m, &p[i]);
+		if (!p[i].tied) /* a tie is a hard link, made after the switch (link_ties()) */
+			rc = direct_dataset(lrc, m, &p[i]);
 	if (!rc && group && !keys)
 		rc = nnh5__h5w_attr_str(m->w, g, "nnh5_kind", "state_dict");
 	if (!rc && group && keys) {
@@ -1519,7 +1580,7 @@ static int direct_write(int *lrc, nnh5_mpi_file *m, struct plan *p, size_t n, co
 	/* As the API path counts: each tensor with elements is one collective transfer. */
 	uint64_t moved = 0;
 	for (size_t i = 0; i < n; i++)
-		moved += nonempty(p[i].s->ndim, p[i].s->shape);
+		moved += !p[i].tied && nonempty(p[i].s->ndim, p[i].s->shape);
 	m->stats.transfers += moved;
 	if (!wrc)
 		m->stats.collective += moved;
@@ -1644,6 +1705,32 @@ static int write_all(nnh5_mpi_file *m, struct plan *p, size_t n, int in_rc, cons
 	return rc;
 }
 
+/*
+ * Collective, once a write's datasets are written (rc: its agreed outcome):
+ * each agreed tie as a hard link to its dataset, through HDF5 (the tree
+ * holds no hard links: a file still written direct switches first). Every
+ * rank makes the same calls, as Parallel HDF5's metadata operations
+ * require. A failure marks the file failed: nothing will be committed.
+ */
+static int link_ties(nnh5_mpi_file *m, const struct plan *p, size_t n, int rc)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < n; i++)
+		any = any || p[i].tied;
+	if (rc || !any)
+		return rc;
+	if (m->direct && (rc = to_hdf5(m)) != NNH5_OK)
+		return rc;
+	for (size_t i = 0; !rc && i < n; i++)
+		if (p[i].tied)
+			rc = nnh5__file_link_tie(m->f, p[i].name, p[p[i].tied - 1].name);
+	rc = nnh5__mpi_agree(m->comm, rc);
+	if (rc)
+		m->f->failed = true;
+	return rc;
+}
+
 /* write_all() once the checks and the chain are done (rc: their outcome). */
 static int write_checked(nnh5_mpi_file *m, struct plan *p, size_t n, int rc, const char *group,
 			 const char **keys)
@@ -1666,11 +1753,13 @@ static int write_checked(nnh5_mpi_file *m, struct plan *p, size_t n, int rc, con
 		if (!rc && defer_keys && (rc = to_hdf5(m)) == NNH5_OK)
 			rc = nnh5__mpi_agree(m->comm, nnh5__file_set_attr_strings(m->f, group,
 										  "nnh5_keys", keys, n));
-		return nnh5__file_note_write(m->f, rc);
+		return nnh5__file_note_write(m->f, link_ties(m, p, n, rc));
 	}
 	if (!rc && group)
 		rc = nnh5__file_create_group(m->f, group);
 	for (size_t i = 0; !rc && i < n; i++) {
+		if (p[i].tied)
+			continue;
 		rc = write_dataset(&lrc, m, &p[i]);
 		if (!rc && m->agg_bytes >= AGG_FLUSH)
 			lrc = flush_agg(m, lrc);
@@ -1685,7 +1774,7 @@ static int write_checked(nnh5_mpi_file *m, struct plan *p, size_t n, int rc, con
 	/* An object that already exists is refused on every rank at the same name: nothing of it was written. */
 	if (rc == NNH5_ERR_EXISTS && n > 1)
 		m->f->failed = true;
-	return nnh5__file_note_write(m->f, rc);
+	return nnh5__file_note_write(m->f, link_ties(m, p, n, rc));
 }
 
 static void free_plans(struct plan *p, size_t n)
@@ -1763,7 +1852,16 @@ int nnh5_mpi_write_state_dict(nnh5_mpi_file *m, const char *name, const nnh5_dic
 		p[i].name = p[i].owned_name;
 		p[i].local = nnh5_dict_value(local, i);
 		p[i].s = &shardings[i];
+		p[i].abstain = !p[i].local || p[i].local->nbytes == 0;
 	}
+	/* This rank's votes for ties (check_writes() compares every rank's). */
+	size_t *first = NULL;
+	if (!rc)
+		rc = nnh5__dict_ties(&first, local);
+	for (size_t i = 0; !rc && first && i < n; i++)
+		if (first[i] != SIZE_MAX)
+			p[i].tie_of = first[i] + 1; /* kept if the splits match (check_writes()) */
+	nnh5__free(first);
 	rc = write_all(m, p, rc ? 0 : n, rc, name, keys);
 	free_plans(p, n);
 	nnh5__free(keys);

@@ -853,6 +853,100 @@ static void test_state_dict(void **state)
 	nnh5_tensor_free(b);
 }
 
+/*
+ * Tied tensors of a state dict (GPT-2's lm_head.weight and wte.weight):
+ * stored once, the later name a hard link, when every rank holds them
+ * tied with the same split; serial and collective loads give them back
+ * tied. A tie only some ranks hold is two datasets, bitwise right. The
+ * same through Parallel HDF5 (a group written after the switch).
+ */
+static void test_tied_state_dict(void **state)
+{
+	char path[4096];
+	int64_t bounds[8][2][8], start[2], count[2], bshape[1] = { 5 };
+	nnh5_tensor *w = global_tensor(NNH5_FLOAT32, 2, gshape, 31);
+	nnh5_tensor *b = global_tensor(NNH5_INT64, 1, bshape, 32);
+	nnh5_tensor *ln = global_tensor(NNH5_FLOAT32, 1, bshape, 33);
+	nnh5_mpi_sharding sh[8];
+	nnh5_dict *local, *back;
+	nnh5_mpi_file *f;
+	nnh5_tensor *t;
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/tied_sd.h5", dir);
+	ok(nnh5_dict_new(&local));
+	/* W split by rows with rank 0's piece empty (it abstains), b and ln replicated. */
+	layout(&sh[0], L_EMPTY, world_size, world_rank, bounds[0]);
+	ok(nnh5_mpi_sharding_box(start, count, &sh[0]));
+	ok(nnh5_dict_set(local, "wte.weight", box_of(w, start, count)));
+	ok(nnh5_mpi_sharding_init(&sh[1], 1, bshape));
+	sh[1].replica = world_rank;
+	ok(nnh5_tensor_clone(&t, b));
+	ok(nnh5_dict_set(local, "enc.bias", t));
+	ok(nnh5_mpi_sharding_init(&sh[2], 1, bshape));
+	sh[2].replica = world_rank;
+	ok(nnh5_tensor_clone(&t, ln));
+	ok(nnh5_dict_set(local, "ln.weight", t));
+	/* An empty shard cannot be tied: its rank abstains. */
+	layout(&sh[3], L_EMPTY, world_size, world_rank, bounds[3]);
+	if (count[0] > 0)
+		ok(nnh5_dict_tie(local, "lm_head.weight", "wte.weight"));
+	else
+		ok(nnh5_dict_set(local, "lm_head.weight", box_of(w, start, count)));
+	ok(nnh5_mpi_sharding_init(&sh[4], 1, bshape));
+	sh[4].replica = world_rank;
+	ok(nnh5_dict_tie(local, "dec.bias", "enc.bias"));
+	/* Tied on the last rank only: the others hold a copy. */
+	layout(&sh[5], L_EMPTY, world_size, world_rank, bounds[5]);
+	if (world_rank == world_size - 1 && count[0] > 0)
+		ok(nnh5_dict_tie(local, "head2.weight", "wte.weight"));
+	else
+		ok(nnh5_dict_set(local, "head2.weight", box_of(w, start, count)));
+
+	ok(nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, NULL));
+	ok(nnh5_mpi_write_state_dict(f, "model", local, sh));
+	/* After the switch to Parallel HDF5 the first tie made: the same dict again. */
+	ok(nnh5_mpi_write_state_dict(f, "copy", local, sh));
+	ok(nnh5_mpi_file_close(f));
+
+	const char *names[] = { "model", "copy" };
+	for (int k = 0; k < 2; k++) {
+		if (world_rank == 0) {
+			nnh5_file *rf;
+			ok(nnh5_file_open(&rf, path, NNH5_READ));
+			ok(nnh5_file_read_state_dict(&back, rf, names[k]));
+			nnh5_file_close(rf);
+			assert_int_equal(nnh5_dict_len(back), 6);
+			assert_string_equal(nnh5_dict_key(back, 3), "lm_head.weight");
+			assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "lm_head.weight"), w));
+			assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "head2.weight"), w));
+			assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "dec.bias"), b));
+			assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "ln.weight"), ln));
+			assert_true(nnh5_tensor_tied(nnh5_dict_get(back, "lm_head.weight"),
+						     nnh5_dict_get(back, "wte.weight")));
+			assert_true(nnh5_tensor_tied(nnh5_dict_get(back, "dec.bias"),
+						     nnh5_dict_get(back, "enc.bias")));
+			/* Tied on one rank only, when another writes rows: stored apart. */
+			assert_true(nnh5_tensor_tied(nnh5_dict_get(back, "head2.weight"),
+						     nnh5_dict_get(back, "wte.weight")) ==
+				    (world_size <= 2));
+			assert_false(nnh5_tensor_tied(nnh5_dict_get(back, "ln.weight"),
+						      nnh5_dict_get(back, "enc.bias")));
+			nnh5_dict_free(back);
+		}
+		/* Every rank: the collective load keeps the ties. */
+		ok(nnh5_mpi_load_state_dict(&back, MPI_COMM_WORLD, 0, path, names[k]));
+		assert_true(nnh5_tensor_tied(nnh5_dict_get(back, "lm_head.weight"),
+					     nnh5_dict_get(back, "wte.weight")));
+		assert_true(nnh5_tensor_bitwise_equal(nnh5_dict_get(back, "wte.weight"), w));
+		nnh5_dict_free(back);
+	}
+	nnh5_dict_free(local);
+	nnh5_tensor_free(w);
+	nnh5_tensor_free(b);
+	nnh5_tensor_free(ln);
+}
+
 /* One rank's write fails: every rank gets the same error and nothing is committed. */
 static void test_error_agreement(void **state)
 {
@@ -2484,6 +2578,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_read_into),
 		cmocka_unit_test(test_h5py_file),
 		cmocka_unit_test(test_state_dict),
+		cmocka_unit_test(test_tied_state_dict),
 		cmocka_unit_test(test_error_agreement),
 		cmocka_unit_test(test_agreements_per_save),
 		cmocka_unit_test(test_direct_vs_api),
