@@ -98,8 +98,10 @@ typedef struct nnh5_mpi_file nnh5_mpi_file;
  * nnh5_mpi_file_close() puts in its place, and only when every rank
  * succeeded. opts may be NULL (defaults; opts->durable as for serial
  * files). *out is freed by nnh5_mpi_file_close() or nnh5_mpi_file_discard().
- * Errors: those of nnh5_file_open_ext(), NNH5_ERR_HDF5 (the MPI-IO driver
- * refused).
+ * Errors: those of nnh5_file_open_ext(), NNH5_ERR_INVALID
+ * (opts->compression other than NNH5_COMPRESSION_NONE: the collective
+ * writers store contiguous datasets, and refuse rather than ignore it),
+ * NNH5_ERR_HDF5 (the MPI-IO driver refused).
  */
 NNH5_API int nnh5_mpi_file_create(nnh5_mpi_file **out, MPI_Comm comm, const char *path,
 				  const nnh5_open_options *opts);
@@ -321,8 +323,9 @@ typedef struct nnh5_mpi_section {
  * communicators are allowed. opts->busy: NNH5_BUSY_WAIT, or NNH5_BUSY_SKIP
  * (a save is skipped on every rank when one is in flight on any rank).
  * Errors: those of nnh5_checkpoint_manager_open(), NNH5_ERR_INVALID (async
- * without MPI_THREAD_MULTIPLE, an unknown busy policy), NNH5_ERR_NOMEM (the
- * thread).
+ * without MPI_THREAD_MULTIPLE, an unknown busy policy, opts->compression
+ * other than NNH5_COMPRESSION_NONE: collective saves store contiguous
+ * datasets), NNH5_ERR_NOMEM (the thread).
  */
 NNH5_API int nnh5_mpi_checkpoints_open(nnh5_mpi_checkpoints **out, MPI_Comm comm,
 				       const char *dir, const nnh5_checkpoint_options *opts);

@@ -76,7 +76,13 @@ int nnh5_mpi_checkpoints_open(nnh5_mpi_checkpoints **out, MPI_Comm comm, const c
 	m->durable = opts->durable;
 	m->async = opts->async;
 	m->busy = opts->busy;
-	if (m->async) {
+	if (opts->version == NNH5_CHECKPOINT_OPTIONS_VERSION &&
+	    opts->compression != NNH5_COMPRESSION_NONE)
+		rc = nnh5__error(NNH5_ERR_INVALID,
+				 "checkpoint folder '%s': compression '%s' is not available for "
+				 "collective saves (they store contiguous datasets)",
+				 dir ? dir : "(null)", nnh5_compression_name(opts->compression));
+	else if (m->async) {
 		int provided = MPI_THREAD_SINGLE;
 		MPI_Query_thread(&provided);
 		if (provided < MPI_THREAD_MULTIPLE)

@@ -241,6 +241,16 @@ int nnh5_mpi_file_create(nnh5_mpi_file **out, MPI_Comm comm, const char *path,
 		return rc;
 	ENTER;
 	rc = nnh5__file_new(&m->f, path, NNH5_CREATE, opts);
+	/*
+	 * Filters need chunked datasets written through Parallel HDF5; the
+	 * collective writers store contiguous ones: refused, not ignored.
+	 */
+	if (!rc && opts && opts->compression != NNH5_COMPRESSION_NONE)
+		rc = nnh5__error(NNH5_ERR_INVALID,
+				 "save '%s': compression '%s' is not available for collective "
+				 "writes (they store contiguous datasets); save without it, or "
+				 "load the file and save it serially with compression",
+				 path, nnh5_compression_name(opts->compression));
 	if (!rc && m->rank == 0) {
 		rc = nnh5__atomic_begin(&m->atomic, path, opts ? opts->durable : true);
 		if (!rc && !(m->tmp = nnh5__strdup(m->atomic.tmp)))

@@ -34,6 +34,7 @@
 #include <xxhash.h>
 
 #include <dlfcn.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -854,6 +855,46 @@ static void test_state_dict(void **state)
 }
 
 /*
+ * Compression asked of a collective file or checkpoint folder: refused
+ * with a clear error, not ignored (the collective writers store contiguous
+ * datasets); no file and no temporary left.
+ */
+static void test_no_compression(void **state)
+{
+	char path[4096];
+	nnh5_mpi_file *f;
+	(void)state;
+
+	snprintf(path, sizeof path, "%s/compressed.h5", dir);
+	nnh5_open_options co = NNH5_OPEN_OPTIONS_INIT;
+	co.compression = NNH5_COMPRESSION_FAST;
+	f = (nnh5_mpi_file *)&co;
+	fails(NNH5_ERR_INVALID, nnh5_mpi_file_create(&f, MPI_COMM_WORLD, path, &co), "compression",
+	      "'fast'", "collective");
+	assert_null(f);
+	nnh5_checkpoint_options cko = NNH5_CHECKPOINT_OPTIONS_INIT;
+	nnh5_mpi_checkpoints *ck = (nnh5_mpi_checkpoints *)&cko;
+	char ckdir[4200];
+	snprintf(ckdir, sizeof ckdir, "%s/compressed_ckpts", dir);
+	cko.compression = NNH5_COMPRESSION_ARCHIVE;
+	fails(NNH5_ERR_INVALID, nnh5_mpi_checkpoints_open(&ck, MPI_COMM_WORLD, ckdir, &cko),
+	      "compression 'archive'");
+	assert_null(ck);
+	MPI_Barrier(MPI_COMM_WORLD);
+	if (world_rank == 0) {
+		struct stat st;
+		DIR *dd = opendir(dir);
+		struct dirent *e;
+		assert_int_equal(stat(path, &st), -1);
+		assert_non_null(dd);
+		while ((e = readdir(dd)) != NULL)
+			assert_null(strstr(e->d_name, "compressed"));
+		closedir(dd);
+	}
+	MPI_Barrier(MPI_COMM_WORLD);
+}
+
+/*
  * Tied tensors of a state dict (GPT-2's lm_head.weight and wte.weight):
  * stored once, the later name a hard link, when every rank holds them
  * tied with the same split; serial and collective loads give them back
@@ -874,6 +915,7 @@ static void test_tied_state_dict(void **state)
 	(void)state;
 
 	snprintf(path, sizeof path, "%s/tied_sd.h5", dir);
+
 	ok(nnh5_dict_new(&local));
 	/* W split by rows with rank 0's piece empty (it abstains), b and ln replicated. */
 	layout(&sh[0], L_EMPTY, world_size, world_rank, bounds[0]);
@@ -2579,6 +2621,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_h5py_file),
 		cmocka_unit_test(test_state_dict),
 		cmocka_unit_test(test_tied_state_dict),
+		cmocka_unit_test(test_no_compression),
 		cmocka_unit_test(test_error_agreement),
 		cmocka_unit_test(test_agreements_per_save),
 		cmocka_unit_test(test_direct_vs_api),
