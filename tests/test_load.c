@@ -95,6 +95,46 @@ static bool kernel_has_thp(void)
 	return yes;
 }
 
+/* Whether this kernel populates a mapping on request (MADV_POPULATE_WRITE, Linux 5.14). */
+static bool kernel_populates(void)
+{
+#ifdef MADV_POPULATE_WRITE
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	bool yes = p != MAP_FAILED && madvise(p, 4096, MADV_POPULATE_WRITE) == 0;
+	if (p != MAP_FAILED)
+		munmap(p, 4096);
+	return yes;
+#else
+	return false;
+#endif
+}
+
+/*
+ * Memory for a large loaded tensor is mapped whole before the read (one
+ * call, not one page fault per 4 KiB page: doc/SPEED.md): every page of it
+ * is resident before anything is written.
+ */
+static void large_memory_is_prefaulted(void **state)
+{
+	const size_t n = ((size_t)8 << 20) + 100, pages = (n + 4095) / 4096;
+	unsigned char *vec = malloc(pages);
+	(void)state;
+
+	if (!kernel_populates()) {
+		free(vec);
+		skip();
+	}
+	unsigned char *p = nnh5__malloc_large(n);
+	assert_non_null(p);
+	assert_int_equal(mincore(p, pages * 4096, vec), 0);
+	size_t resident = 0;
+	for (size_t i = 0; i < pages; i++)
+		resident += vec[i] & 1;
+	assert_int_equal(resident, pages);
+	nnh5__free(p);
+	free(vec);
+}
+
 /* Loads are bitwise what was saved, through the one-call and the file API. */
 static void loads_bitwise_equal(void **state)
 {
@@ -686,6 +726,7 @@ int main(void)
 		cmocka_unit_test(loads_bitwise_equal),
 		cmocka_unit_test(new_tensors_aligned),
 		cmocka_unit_test(huge_pages_auto_reads_balloon_features),
+		cmocka_unit_test(large_memory_is_prefaulted),
 		cmocka_unit_test(application_allocator),
 		cmocka_unit_test(file_open_elsewhere),
 		cmocka_unit_test(arena_tensors_free_in_any_order),
