@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -105,12 +106,38 @@ static bool large_path(size_t size)
 	return size >= NNH5__LARGE_BYTES && alloc_malloc == malloc && alloc_free == free;
 }
 
+/*
+ * Memory about to be overwritten whole: map the pages of [p, p + size)
+ * that lie wholly inside it in one call rather than one fault per page
+ * (doc/SPEED.md, "New memory for large tensors"); pages already mapped
+ * cost nothing. Linux before 5.14 refuses it: the pages then fault one by
+ * one, as they did before.
+ */
+static void populate(void *p, size_t size)
+{
+#ifdef MADV_POPULATE_WRITE
+	uintptr_t first = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+	uintptr_t end = ((uintptr_t)p + size) & ~(uintptr_t)4095;
+
+	if (end > first)
+		madvise((void *)first, end - first, MADV_POPULATE_WRITE);
+#else
+	(void)p;
+	(void)size;
+#endif
+}
+
 void *nnh5__malloc_large(size_t size)
 {
 	void *p;
 
-	if (!large_path(size))
-		return nnh5__malloc(size);
+	if (!large_path(size)) {
+		p = nnh5__malloc(size);
+		/* Sixteen pages and more: one call costs less than their faults. */
+		if (p && size >= NNH5__POPULATE_BYTES && alloc_malloc == malloc)
+			populate(p, size);
+		return p;
+	}
 	p = aligned_alloc(NNH5__HUGE_PAGE, (size + NNH5__HUGE_PAGE - 1) / NNH5__HUGE_PAGE * NNH5__HUGE_PAGE);
 	if (!p)
 		return NULL;
@@ -119,16 +146,8 @@ void *nnh5__malloc_large(size_t size)
 	if (advise_huge())
 		madvise(p, size / NNH5__HUGE_PAGE * NNH5__HUGE_PAGE, MADV_HUGEPAGE);
 #endif
-#ifdef MADV_POPULATE_WRITE
-	/*
-	 * The memory is about to be overwritten whole: map its pages in one
-	 * call rather than one fault per page (doc/SPEED.md, "New memory for
-	 * large tensors"). Only the pages size covers (the 2 MiB rounding is
-	 * never touched). Linux before 5.14 refuses it: the pages then fault
-	 * one by one, as they did before.
-	 */
-	madvise(p, (size + 4095) / 4096 * 4096, MADV_POPULATE_WRITE);
-#endif
+	/* Only the pages size covers: the 2 MiB rounding is never touched. */
+	populate(p, size);
 	return p;
 }
 

@@ -71,10 +71,14 @@ char *nnh5__strdup(const char *s);
  * tensor's data), released with nnh5__free(). From NNH5__LARGE_BYTES up,
  * and with the default allocator, it starts on a 2 MiB boundary (a copy
  * into page-aligned memory is faster than into malloc's, 16 bytes past a
- * page) and is advised MADV_HUGEPAGE as nnh5_set_huge_pages() says.
+ * page) and is advised MADV_HUGEPAGE as nnh5_set_huge_pages() says. From
+ * NNH5__POPULATE_BYTES up, with the default allocator, its whole pages are
+ * mapped before it is returned (MADV_POPULATE_WRITE, where the kernel has
+ * it): one call instead of a page fault per page.
  */
 #define NNH5__HUGE_PAGE ((size_t)2 << 20)
 #define NNH5__LARGE_BYTES ((size_t)4 << 20)
+#define NNH5__POPULATE_BYTES ((size_t)64 << 10)
 void *nnh5__malloc_large(size_t size);
 /* The same, zeroed: a new tensor's data (nnh5_tensor_new()). */
 void *nnh5__calloc_large(size_t size);
