@@ -265,9 +265,9 @@ static int order(struct load *l)
  * Read the datasets as file_read.c does: allocated by the one allocator of
  * loaded tensors (small ones of a list or dict packed into the load's
  * arena, a single tensor alone), hashed while read, from the file open as
- * fd or from its image in memory (image not NULL: l->p.file_size bytes).
+ * fd.
  */
-static int read_all(struct load *l, int fd, const unsigned char *image, bool pack)
+static int read_all(struct load *l, int fd, bool pack)
 {
 	nnh5__arena arena = NNH5__ARENA_INIT;
 	int rc = NNH5_OK;
@@ -285,13 +285,7 @@ static int read_all(struct load *l, int fd, const unsigned char *image, bool pac
 			break;
 		}
 		it->t = t;
-		if (t->nbytes && image) {
-			if (o->data_addr > l->p.file_size || t->nbytes > l->p.file_size - o->data_addr)
-				rc = DECLINE;
-			else
-				nnh5__raw_copy(t->data, image + o->data_addr, t->nbytes,
-					       verify ? &actual : NULL);
-		} else if (t->nbytes) {
+		if (t->nbytes) {
 			if (nnh5__raw_read(fd, t->data, t->nbytes, o->data_addr,
 					   verify ? &actual : NULL) != 0)
 				rc = DECLINE;
@@ -363,20 +357,18 @@ static int build(struct load *l, void *out, nnh5__direct_what what)
 /*
  * A root with its attributes in dense storage (a key list too large for an
  * object header): they are read through HDF5's API, as the API path reads
- * them (its open checks nnh5_format_version), from the file judged (reg)
- * or from the image.
+ * them (its open checks nnh5_format_version), from the file judged (reg).
  */
-static int dense_root(struct load *l, const nnh5__regular *reg, const unsigned char *image)
+static int dense_root(struct load *l, const nnh5__regular *reg)
 {
 	nnh5__h5quiet q;
 	nnh5_file *f;
 	int rc;
 
-	if (image ? nnh5_file_open_image(&f, image, (size_t)l->p.file_size, l->path, NULL)
-		  : nnh5_file_open(&f, l->path, NNH5_READ))
+	if (nnh5_file_open(&f, l->path, NNH5_READ))
 		return DECLINE;
 	nnh5__h5_quiet_begin(&q);
-	rc = reg && nnh5__regular_same(reg, f->raw_fd, l->path, "open") ? DECLINE : NNH5_OK;
+	rc = nnh5__regular_same(reg, f->raw_fd, l->path, "open") ? DECLINE : NNH5_OK;
 	if (!rc && nnh5__file_has_attr(f, "/", "nnh5_keys")) {
 		l->has_hkeys = true;
 		if (nnh5__file_attr_get_strings(&l->hkeys, &l->nhkeys, f, "/", "nnh5_keys", false))
@@ -436,14 +428,13 @@ static bool begin(struct load *l, const char *path, const nnh5_open_options *opt
 
 /*
  * The load once r is parsed: names, policy and keys, then the tensors,
- * from reg's file or from image. DECLINE on anything not taken.
+ * from reg's file. DECLINE on anything not taken.
  */
-static int finish(struct load *l, void *out, nnh5__direct_what what, const nnh5__regular *reg,
-		  const unsigned char *image)
+static int finish(struct load *l, void *out, nnh5__direct_what what, const nnh5__regular *reg)
 {
 	char sep = what == NNH5__DIRECT_STATE_DICT ? '.' : '/';
 
-	if ((l->r.root.dense_attrs && dense_root(l, reg, image)) || check_root(l, what) ||
+	if ((l->r.root.dense_attrs && dense_root(l, reg)) || check_root(l, what) ||
 	    visit(l, sep, what == NNH5__DIRECT_TENSOR) || order(l))
 		return DECLINE;
 	/* What only the parse and the key order needed goes before the tensors come. */
@@ -454,7 +445,7 @@ static int finish(struct load *l, void *out, nnh5__direct_what what, const nnh5_
 	l->key_of = l->plen = NULL;
 	l->hkeys = NULL;
 	l->nhkeys = 0;
-	if (read_all(l, reg ? reg->fd : -1, image, what != NNH5__DIRECT_TENSOR))
+	if (read_all(l, reg->fd, what != NNH5__DIRECT_TENSOR))
 		return DECLINE;
 	nnh5__h5r_free(&l->r);
 	if (build(l, out, what))
@@ -492,24 +483,9 @@ int nnh5__load_direct(bool *done, void *out, const char *path, const nnh5_open_o
 	    fstat(reg.fd, &st) == 0 && st.st_size > 0) {
 		l.p.file_size = (uint64_t)st.st_size;
 		*done = !nnh5__h5r_open(&l.r, reg.fd, l.p.file_size, (size_t)l.p.max_depth) &&
-			!finish(&l, out, what, &reg, NULL);
+			!finish(&l, out, what, &reg);
 	}
 	end(&l);
 	nnh5__regular_close(&reg);
-	return NNH5_OK;
-}
-
-int nnh5__load_direct_image(bool *done, void *out, const void *image, size_t size,
-			    const char *name, const nnh5_open_options *opts, nnh5__direct_what what)
-{
-	struct load l;
-
-	*done = false;
-	if (begin(&l, name, opts) && image && size > 0) {
-		l.p.file_size = (uint64_t)size;
-		*done = !nnh5__h5r_open_image(&l.r, image, l.p.file_size, (size_t)l.p.max_depth) &&
-			!finish(&l, out, what, NULL, image);
-	}
-	end(&l);
 	return NNH5_OK;
 }

@@ -29,15 +29,6 @@
 int nnh5__load_direct(bool *done, void *out, const char *path, const nnh5_open_options *opts,
 		      nnh5__direct_what what);
 
-/*
- * The same for a whole file's bytes in memory (size bytes at image, borrowed
- * for the call; name is the file's name in errors and keys' messages): a
- * file shared by one reader and a broadcast (lib/mpi/shared.c). No file is
- * opened.
- */
-int nnh5__load_direct_image(bool *done, void *out, const void *image, size_t size,
-			    const char *name, const nnh5_open_options *opts, nnh5__direct_what what);
-
 /* Try the direct reader first; return when it took the load. */
 #define NNH5__LOAD_DIRECT(path, opts, what, out)                              \
 	do {                                                                 \

@@ -83,10 +83,6 @@ static bool read_at(const nnh5__h5r *r, unsigned char *buf, size_t n, uint64_t a
 {
 	int fd = r->fd;
 
-	if (r->image) {
-		memcpy(buf, r->image + at, n);
-		return true;
-	}
 	for (size_t k = 0; k < n;) {
 		ssize_t got = pread(fd, buf + k, n - k, (off_t)(at + k));
 		if (got < 0 && errno == EINTR)
@@ -107,8 +103,6 @@ static const unsigned char *view(nnh5__h5r *r, uint64_t at, uint64_t len)
 {
 	if (at > r->file_size || len > r->file_size - at || len > MAX_HEAP)
 		return NULL;
-	if (r->image)
-		return r->image + at;
 	if (at + len <= r->pre_len)
 		return r->pre + at;
 	if (r->far && at >= r->far_at && at + len <= r->far_at + r->far_len)
@@ -767,15 +761,7 @@ done:
 int nnh5__h5r_open(nnh5__h5r *r, int fd, uint64_t file_size, size_t max_depth)
 {
 	r->fd = fd;
-	r->image = NULL;
 	return parse_file(r, file_size, max_depth);
-}
-
-int nnh5__h5r_open_image(nnh5__h5r *r, const void *image, uint64_t size, size_t max_depth)
-{
-	r->fd = -1;
-	r->image = image;
-	return image ? parse_file(r, size, max_depth) : DECLINE;
 }
 
 void nnh5__h5r_release(nnh5__h5r *r)

@@ -72,7 +72,6 @@ typedef struct nnh5__h5r_root {
 
 typedef struct nnh5__h5r {
 	int fd;
-	const unsigned char *image; /* the file's bytes in memory (nnh5__h5r_open_image), or NULL */
 	uint64_t file_size;
 	nnh5__h5r_obj *o;
 	size_t n, cap;
@@ -109,12 +108,6 @@ typedef struct nnh5__h5r {
  */
 int nnh5__h5r_open(nnh5__h5r *r, int fd, uint64_t file_size, size_t max_depth);
 
-/*
- * The same, for a whole file's bytes in memory (size bytes at image): the
- * parse reads them in place. image is borrowed: it must outlive r's parse
- * and every nnh5__h5r_string() call.
- */
-int nnh5__h5r_open_image(nnh5__h5r *r, const void *image, uint64_t size, size_t max_depth);
 void nnh5__h5r_free(nnh5__h5r *r);
 
 /*

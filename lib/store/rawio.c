@@ -79,22 +79,3 @@ int nnh5__raw_read(int fd, void *data, size_t n, uint64_t offset, uint64_t *hash
 		*hash = XXH3_64bits_digest(&state);
 	return 0;
 }
-
-void nnh5__raw_copy(void *data, const void *src, size_t n, uint64_t *hash)
-{
-	unsigned char *p = data;
-	const unsigned char *s = src;
-	XXH3_state_t state;
-
-	if (hash)
-		XXH3_64bits_reset(&state);
-	for (size_t done = 0; done < n;) {
-		size_t piece = n - done < PIECE ? n - done : PIECE;
-		memcpy(p + done, s + done, piece);
-		if (hash)
-			XXH3_64bits_update(&state, p + done, piece);
-		done += piece;
-	}
-	if (hash)
-		*hash = XXH3_64bits_digest(&state);
-}

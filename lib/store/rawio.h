@@ -1,5 +1,5 @@
 /*
- * lib/store/rawio.h - a tensor's bytes to and from contiguous storage in a file (or its image),
+ * lib/store/rawio.h - a tensor's bytes to and from contiguous storage in a file,
  * in cache-sized pieces hashed on the way (lib/store/rawio.c).
  */
 #ifndef NNH5_RAWIO_H
@@ -22,11 +22,5 @@ int nnh5__raw_write(int fd, const void *data, size_t n, uint64_t offset, uint64_
  * file ends before offset + n.
  */
 int nnh5__raw_read(int fd, void *data, size_t n, uint64_t offset, uint64_t *hash);
-
-/*
- * Copy n bytes from src (a file's bytes in memory) to data, hashing each
- * piece right after it is copied when hash is not NULL, as nnh5__raw_read().
- */
-void nnh5__raw_copy(void *data, const void *src, size_t n, uint64_t *hash);
 
 #endif /* NNH5_RAWIO_H */
