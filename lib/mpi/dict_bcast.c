@@ -32,8 +32,7 @@ struct head {
 	uint8_t pad[5];
 };
 
-/* Broadcast size bytes at buf from root, PIECE at a time. */
-static int bcast_bytes(void *buf, uint64_t size, MPI_Comm comm, int root)
+int nnh5__mpi_bcast_bytes(void *buf, uint64_t size, MPI_Comm comm, int root)
 {
 	for (uint64_t done = 0; done < size; done += PIECE) {
 		uint64_t n = size - done < PIECE ? size - done : PIECE;
@@ -283,7 +282,7 @@ int nnh5__mpi_bcast_dict(nnh5_dict **d, MPI_Comm comm, int root, const char *nam
 		rc = nnh5__nomem();
 	rc = nnh5__mpi_agree(comm, rc);
 	if (!rc)
-		rc = nnh5__mpi_agree(comm, bcast_bytes(desc, size, comm, root));
+		rc = nnh5__mpi_agree(comm, nnh5__mpi_bcast_bytes(desc, size, comm, root));
 	if (!rc && rank != root)
 		rc = build(d, &tie, desc, size, name);
 	nnh5__free(desc);

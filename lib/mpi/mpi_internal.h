@@ -61,8 +61,15 @@ struct nnh5_dict;
 int nnh5__mpi_bcast_dict(struct nnh5_dict **d, MPI_Comm comm, int root, const char *name);
 
 /*
- * The most bytes one broadcast of nnh5__mpi_bcast_dict() moves (1 GiB: MPI
- * counts are int). Lowered by tests/mpi only, to split tensors and groups.
+ * Collective: size bytes at buf broadcast from root (lib/mpi/dict_bcast.c),
+ * nnh5__mpi_bcast_piece at a time. NNH5_ERR_IO, unagreed, when MPI fails.
+ */
+int nnh5__mpi_bcast_bytes(void *buf, uint64_t size, MPI_Comm comm, int root);
+
+/*
+ * The most bytes one broadcast of nnh5__mpi_bcast_dict() or
+ * nnh5__mpi_bcast_bytes() moves (1 GiB: MPI counts are int). Lowered by
+ * tests/mpi only, to split tensors and groups.
  */
 extern uint64_t nnh5__mpi_bcast_piece;
 

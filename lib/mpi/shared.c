@@ -83,8 +83,6 @@ static int check_root(MPI_Comm comm, int root, const char *path)
 static int bcast_whole(unsigned char **out, uint64_t *size, MPI_Comm comm, int root,
 		       const char *path, uint64_t cap)
 {
-	/* MPI counts are int: broadcast 1 GiB at a time. */
-	const uint64_t piece = (uint64_t)1 << 30;
 	unsigned char *buf = NULL;
 	int rank, rc;
 
@@ -103,11 +101,8 @@ static int bcast_whole(unsigned char **out, uint64_t *size, MPI_Comm comm, int r
 	if (rank != root && *size > 0 && !(buf = nnh5__malloc((size_t)*size)))
 		rc = nnh5__nomem();
 	rc = nnh5__mpi_agree(comm, rc);
-	for (uint64_t done = 0; !rc && done < *size; done += piece) {
-		uint64_t n = *size - done < piece ? *size - done : piece;
-		if (MPI_Bcast(buf + done, (int)n, MPI_BYTE, root, comm) != MPI_SUCCESS)
-			rc = nnh5__error(NNH5_ERR_IO, "open '%s': MPI_Bcast failed", path);
-	}
+	if (!rc && nnh5__mpi_bcast_bytes(buf, *size, comm, root))
+		rc = nnh5__error(NNH5_ERR_IO, "open '%s': MPI_Bcast failed", path);
 	rc = nnh5__mpi_agree(comm, rc);
 	if (rc) {
 		nnh5__free(buf);
