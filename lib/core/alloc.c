@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static nnh5_malloc_fn alloc_malloc = malloc;
 static nnh5_realloc_fn alloc_realloc = realloc;
@@ -116,8 +117,10 @@ static bool large_path(size_t size)
 static void populate(void *p, size_t size)
 {
 #ifdef MADV_POPULATE_WRITE
-	uintptr_t first = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
-	uintptr_t end = ((uintptr_t)p + size) & ~(uintptr_t)4095;
+	long page = sysconf(_SC_PAGESIZE);
+	uintptr_t mask = page > 0 ? (uintptr_t)page - 1 : 4095;
+	uintptr_t first = ((uintptr_t)p + mask) & ~mask;
+	uintptr_t end = ((uintptr_t)p + size) & ~mask;
 
 	if (end > first)
 		madvise((void *)first, end - first, MADV_POPULATE_WRITE);
